@@ -1,0 +1,42 @@
+"""optimlab: the optimizers that train neural networks, on one small functional core.
+
+    >>> import torch, optimlab
+    >>> model = torch.nn.Linear(3, 1)
+    >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
+"""
+
+from .averages import EWA, ewa
+from .optim import (
+    SGD,
+    Adam,
+    AdamW,
+    Momentum,
+    NonFiniteGradientError,
+    Optimizer,
+    RMSprop,
+)
+
+__version__ = "0.1.0"
+
+#: Every optimizer class, by the name ``optimlab list`` and the lab use.
+OPTIMIZERS = {
+    "sgd": SGD,
+    "momentum": Momentum,
+    "rmsprop": RMSprop,
+    "adam": Adam,
+    "adamw": AdamW,
+}
+
+__all__ = [
+    "EWA",
+    "OPTIMIZERS",
+    "SGD",
+    "Adam",
+    "AdamW",
+    "Momentum",
+    "NonFiniteGradientError",
+    "Optimizer",
+    "RMSprop",
+    "__version__",
+    "ewa",
+]

@@ -1,0 +1,220 @@
+"""Adaptive step sizes: RMSprop, Adam and AdamW, with the variants the notes disagree on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core import rules
+from .base import Optimizer, boolean, non_negative, pair_in_unit_interval, unit_interval
+
+
+class RMSprop(Optimizer):
+    r"""RMSprop; with default arguments numerically identical to :class:`torch.optim.RMSprop`.
+
+    Update, with ``g`` the gradient (negated when ``maximize``) plus ``weight_decay * w``::
+
+        s = alpha * s + (1 - alpha) * g**2
+        w = w - lr * g / (sqrt(s) + eps)         torch, seed 002
+        w = w - lr * g / sqrt(s + eps)           eps_inside_sqrt=True: seeds 000, 001, 004, Keras
+
+    ``centered`` divides by an estimate of the standard deviation instead,
+    ``sqrt(s - avg(g)**2)``; ``momentum > 0`` keeps ``b = momentum * b + g / denom`` and steps
+    ``w = w - lr * b``. Keras' RMSprop is ``eps_inside_sqrt=True, alpha=0.9, eps=1e-7``.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([10.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.RMSprop([w], lr=0.1, alpha=0.9, eps=1e-7, eps_inside_sqrt=True)
+        >>> (w ** 2 / 2).sum().backward(); _ = opt.step()
+        >>> round(w.item(), 6)
+        9.683772
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "alpha": unit_interval,
+        "eps": non_negative,
+        "weight_decay": non_negative,
+        "momentum": unit_interval,
+        "centered": boolean,
+        "eps_inside_sqrt": boolean,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+        *,
+        eps_inside_sqrt: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            alpha=alpha,
+            eps=eps,
+            weight_decay=weight_decay,
+            momentum=momentum,
+            centered=centered,
+            eps_inside_sqrt=eps_inside_sqrt,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        names = ("square_avg",)
+        if group["momentum"] > 0:
+            names += ("momentum_buffer",)
+        if group["centered"]:
+            names += ("grad_avg",)
+        return names
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        rules.rmsprop(
+            ops,
+            params,
+            grads,
+            buffers["square_avg"],
+            buffers.get("grad_avg", []),
+            buffers.get("momentum_buffer", []),
+            lr=group["lr"],
+            alpha=group["alpha"],
+            eps=group["eps"],
+            eps_inside_sqrt=group["eps_inside_sqrt"],
+            weight_decay=group["weight_decay"],
+            momentum=group["momentum"],
+            centered=group["centered"],
+            maximize=group["maximize"],
+        )
+
+
+class Adam(Optimizer):
+    r"""Adam; with default arguments numerically identical to :class:`torch.optim.Adam`.
+
+    Update at step ``t``, with ``g`` the gradient (negated when ``maximize``) plus
+    ``weight_decay * w``::
+
+        m = beta1 * m + (1 - beta1) * g          average of gradients (momentum)
+        v = beta2 * v + (1 - beta2) * g**2       average of squares (RMSprop)
+        m_hat = m / (1 - beta1**t)               bias correction (seeds 001, 002, 004)
+        v_hat = v / (1 - beta2**t)
+        w = w - lr * m_hat / (sqrt(v_hat) + eps)
+
+    ``bias_correction=False`` uses ``m`` and ``v`` as they are (seed 000 listing 3);
+    ``eps_inside_sqrt=True`` divides by ``sqrt(v_hat + eps)`` (seed 004; seed 000 listing 3 with
+    bias_correction=False too). ``amsgrad`` divides by the running maximum of ``v_hat``'s
+    average instead (Reddi et al., 2018), as torch does.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
+        >>> loss = model(torch.ones(8, 4)).pow(2).mean()
+        >>> loss.backward(); _ = opt.step(); opt.zero_grad()
+    """
+
+    _decoupled_weight_decay = False
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "betas": pair_in_unit_interval,
+        "eps": non_negative,
+        "weight_decay": non_negative,
+        "amsgrad": boolean,
+        "bias_correction": boolean,
+        "eps_inside_sqrt": boolean,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        amsgrad: bool = False,
+        *,
+        bias_correction: bool = True,
+        eps_inside_sqrt: bool = False,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            amsgrad=amsgrad,
+            bias_correction=bias_correction,
+            eps_inside_sqrt=eps_inside_sqrt,
+            maximize=maximize,
+            foreach=foreach,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        names = ("exp_avg", "exp_avg_sq")
+        return names + ("max_exp_avg_sq",) if group["amsgrad"] else names
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        beta1, beta2 = group["betas"]
+        rules.adam(
+            ops,
+            params,
+            grads,
+            buffers["exp_avg"],
+            buffers["exp_avg_sq"],
+            buffers.get("max_exp_avg_sq", []),
+            step=step,
+            lr=group["lr"],
+            beta1=beta1,
+            beta2=beta2,
+            eps=group["eps"],
+            eps_inside_sqrt=group["eps_inside_sqrt"],
+            weight_decay=group["weight_decay"],
+            decoupled_weight_decay=self._decoupled_weight_decay,
+            amsgrad=group["amsgrad"],
+            bias_correction_on=group["bias_correction"],
+            maximize=group["maximize"],
+        )
+
+
+class AdamW(Adam):
+    r"""Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as :class:`torch.optim.AdamW`.
+
+    Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
+    ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.
+    Every other argument is :class:`Adam`'s; the default ``weight_decay`` is 1e-2, as in torch.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> opt = optimlab.AdamW(torch.nn.Linear(4, 1).parameters(), lr=1e-3, weight_decay=0.05)
+    """
+
+    _decoupled_weight_decay = True
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+        amsgrad: bool = False,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kwargs)
