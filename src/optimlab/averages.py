@@ -80,8 +80,12 @@ class EWA:
         self._average = 0.0
 
     def state_dict(self) -> dict[str, Any]:
-        return {"beta": self.beta, "bias_correction": self.bias_correction,
-                "count": self.count, "average": self._average}
+        return {
+            "beta": self.beta,
+            "bias_correction": self.bias_correction,
+            "count": self.count,
+            "average": self._average,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         unit_interval("beta", state["beta"])
@@ -91,8 +95,10 @@ class EWA:
         self._average = state["average"]
 
     def __repr__(self) -> str:
-        return (f"EWA(beta={self.beta}, bias_correction={self.bias_correction}, "
-                f"count={self.count}, window={self.window:g})")
+        return (
+            f"EWA(beta={self.beta}, bias_correction={self.bias_correction}, "
+            f"count={self.count}, window={self.window:g})"
+        )
 
 
 def ewa(series: Any, beta: float, bias_correction: bool = False) -> Any:

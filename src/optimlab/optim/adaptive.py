@@ -193,7 +193,7 @@ class Adam(Optimizer):
 
 
 class AdamW(Adam):
-    r"""Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as :class:`torch.optim.AdamW`.
+    r"""Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as torch.optim.AdamW.
 
     Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
     ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.

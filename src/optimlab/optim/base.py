@@ -329,7 +329,9 @@ class Optimizer(torch.optim.Optimizer):
                 for name in expected - {"step"}:
                     value = entry[name]
                     if not isinstance(value, Tensor) or value.shape != p.shape:
-                        found = tuple(value.shape) if isinstance(value, Tensor) else _describe(value)
+                        found = (
+                            tuple(value.shape) if isinstance(value, Tensor) else _describe(value)
+                        )
                         raise ValueError(
                             f"{where}['{name}'] has shape {found} but the parameter has shape "
                             f"{tuple(p.shape)}"

@@ -1,0 +1,430 @@
+"""Mini-batch plans for batch, stochastic and mini-batch gradient descent.
+
+An *epoch* is one pass over the ``m`` training samples: shuffle them, then split the shuffled
+order into batches of ``d`` samples and take one optimizer step per batch.
+
+* ``batch_size=None``: batch gradient descent, one batch of all ``m`` samples per epoch.
+* ``batch_size=1``: stochastic gradient descent, ``m`` batches of one sample.
+* ``batch_size=d``: mini-batch gradient descent, ``ceil(m / d)`` batches; the last one holds the
+  remaining ``m - (ceil(m / d) - 1) * d`` samples, or is dropped with ``drop_last=True``
+  (``floor(m / d)`` batches, so ``m mod d`` samples are left out of that epoch).
+
+The shuffle of epoch ``e`` is a pure function of ``(seed, e)``, so a plan can be stopped in the
+middle of an epoch and resumed exactly (:meth:`MiniBatches.state_dict`), and several processes
+(ranks) can agree on one shuffle without communicating.
+
+Example::
+
+    >>> import torch
+    >>> from optimlab.data import MiniBatches
+    >>> X, y = torch.randn(10, 3), torch.arange(10)
+    >>> plan = MiniBatches(X, y, batch_size=4, seed=0)
+    >>> len(plan)  # ceil(10 / 4)
+    3
+    >>> [len(yb) for _, yb in plan]  # one epoch; the last batch is smaller
+    [4, 4, 2]
+    >>> plan.epoch  # iterating to the end advances the epoch
+    1
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
+
+__all__ = ["MiniBatches"]
+
+_STATE_VERSION = 1
+
+
+def _is_int(value: Any) -> bool:
+    # bool is an int subclass, but MiniBatches(X, y, True) is almost surely a mistake.
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    # Hash (seed, epoch) instead of seeding with seed + epoch: neighbouring seeds must not give
+    # the same shuffles shifted by one epoch.
+    digest = hashlib.blake2b(f"optimlab.MiniBatches:{seed}:{epoch}".encode(), digest_size=8)
+    gen = torch.Generator()
+    gen.manual_seed(int.from_bytes(digest.digest(), "little") >> 1)
+    return gen
+
+
+class _TensorColumn:
+    """A tensor whose batches are gathered in memory."""
+
+    def __init__(self, tensor: torch.Tensor) -> None:
+        self.tensor = tensor
+        # A batch is too small for torch's intra-op threads to pay off: on a busy 2-core machine
+        # their OpenMP barrier made index_select several times slower. NumPy's serial take was
+        # the fastest gather measured (see the strategy rows of benchmarks/bench_plans.py).
+        self.array: np.ndarray | None = None
+        if tensor.device.type == "cpu" and not tensor.requires_grad:
+            try:
+                self.array = tensor.numpy()  # a view, no copy
+            except (TypeError, RuntimeError):  # bfloat16, conjugate views, ...
+                self.array = None
+
+    def take(self, idx: np.ndarray) -> torch.Tensor:
+        if self.array is not None:
+            return torch.from_numpy(self.array.take(idx, axis=0))
+        return self.tensor.index_select(0, torch.from_numpy(idx).to(self.tensor.device))
+
+    def slice(self, start: int, stop: int) -> torch.Tensor:
+        return self.tensor[start:stop]
+
+
+class _NumpyColumn:
+    """A NumPy array read row by row (memory maps, read-only arrays): never loaded whole."""
+
+    def __init__(self, array: np.ndarray) -> None:
+        self.array = array
+
+    def take(self, idx: np.ndarray) -> torch.Tensor:
+        # Sorted reads walk a memory map forward instead of seeking back and forth.
+        order = np.argsort(idx, kind="stable")
+        rows = self.array[idx[order]]
+        out = np.empty_like(rows)
+        out[order] = rows
+        return torch.from_numpy(out)
+
+    def slice(self, start: int, stop: int) -> torch.Tensor:
+        # Copy: a read-only or file-backed buffer must not leak out as a writable tensor.
+        return torch.from_numpy(np.array(self.array[start:stop]))
+
+
+class _DatasetSource:
+    """A map-style Dataset: samples are fetched one by one and collated."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def take(self, idx: np.ndarray) -> tuple:
+        indices = idx.tolist()
+        getitems = getattr(self.dataset, "__getitems__", None)
+        samples = getitems(indices) if getitems is not None else [self.dataset[i] for i in indices]
+        batch = default_collate(samples)
+        if isinstance(batch, torch.Tensor):
+            return (batch,)
+        if isinstance(batch, (list, tuple)):
+            return tuple(batch)
+        return (batch,)
+
+
+def _as_column(name: str, value: Any) -> _TensorColumn | _NumpyColumn:
+    if isinstance(value, torch.Tensor):
+        column: _TensorColumn | _NumpyColumn = _TensorColumn(value)
+        ndim = value.dim()
+    elif isinstance(value, np.ndarray):
+        if value.dtype == object:
+            raise TypeError(f"{name} must hold numbers, got a NumPy array of dtype object")
+        if isinstance(value, np.memmap) or not value.flags.writeable:
+            column = _NumpyColumn(value)
+        else:
+            try:
+                column = _TensorColumn(torch.from_numpy(value))  # shares memory, no copy
+            except (TypeError, ValueError):  # negative strides, dtypes torch lacks
+                column = _NumpyColumn(value)
+        ndim = value.ndim
+    else:
+        try:
+            column = _TensorColumn(torch.as_tensor(value))
+        except (TypeError, ValueError, RuntimeError) as err:
+            raise TypeError(
+                f"{name} must be a tensor, a NumPy array or a Dataset, got {type(value).__name__}"
+            ) from err
+        ndim = column.tensor.dim()
+    if ndim == 0:
+        raise ValueError(f"{name} must have a sample dimension, got a 0-dimensional {name}")
+    return column
+
+
+def _length(column: _TensorColumn | _NumpyColumn) -> int:
+    return len(column.tensor) if isinstance(column, _TensorColumn) else len(column.array)
+
+
+class MiniBatches:
+    """A seeded, resumable, shardable plan of mini-batches over ``m`` samples.
+
+    Rules
+    -----
+    Every epoch the ``m`` samples are shuffled (``shuffle=True``) with a permutation that depends
+    only on ``(seed, epoch)`` and the shuffled order is split into consecutive batches:
+
+    * ``batch_size=None`` -> batch gradient descent: 1 batch of all ``m`` samples;
+    * ``batch_size=1`` -> stochastic gradient descent: ``m`` batches of 1 sample;
+    * ``batch_size=d`` -> mini-batch gradient descent: ``ceil(m / d)`` batches, the last one
+      smaller when ``d`` does not divide ``m``; with ``drop_last=True`` ``floor(m / d)`` batches
+      of exactly ``d`` and the ``m mod d`` left-over samples are skipped for that epoch (a
+      different set every epoch, since the shuffle changes).
+
+    ``len(plan)`` is the number of batches per epoch. Iterating the plan yields the batches of the
+    current epoch (from :attr:`position` on), each a tuple of tensors ``(X_batch, y_batch)`` (or
+    ``(X_batch,)`` without ``y``), and then advances :attr:`epoch`; a ``for`` loop per epoch is
+    all a training loop needs. Only one iteration over a plan may be in progress at a time.
+
+    Sources
+    -------
+    * Tensors or NumPy arrays ``X`` (and ``y``), or a tuple/list of aligned tensors as ``X``.
+      Writable NumPy arrays are wrapped without a copy. Each batch is one gather per tensor (no
+      per-sample collation; ``np.take`` on CPU, ``index_select`` elsewhere). With
+      ``shuffle=False`` batches are views of the input (no copy at all).
+    * ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``) and other read-only arrays: only the
+      rows of each batch are read, in sorted order, so arrays larger than memory work.
+    * Any map-style ``torch.utils.data.Dataset`` (``y`` must be ``None``): samples are indexed and
+      collated with ``default_collate``. A ``TensorDataset`` is unwrapped to its tensors.
+
+    Several processes (``rank``, ``world_size``)
+    --------------------------------------------
+    All ranks use the same permutation of each epoch. ``batch_size`` is the per-rank batch: global
+    step ``k`` takes the next ``world_size * batch_size`` samples of the permutation and rank ``r``
+    gets the ``r``-th slice. A short last global batch of ``R`` samples is split as evenly as
+    possible (slice sizes differ by at most one; the first ``R mod world_size`` ranks get one more).
+    If ``0 < R < world_size`` it could not give every rank a sample, so it is merged into the
+    previous global batch instead, whose slices then hold ``batch_size`` or ``batch_size + 1``
+    samples. Thus all ranks take the same number of steps, no sample is dropped or repeated, and
+    the union over ranks of one epoch is every sample exactly once (unless ``drop_last=True``,
+    which drops the ``R`` samples of the short last global batch). With ``batch_size=None`` each
+    rank gets an even share of all ``m`` samples as its one batch. ``m >= world_size`` is required.
+
+    Example
+    -------
+    >>> import torch
+    >>> X, y = torch.randn(100, 5), torch.randint(0, 2, (100,))
+    >>> plan = MiniBatches(X, y, batch_size=32, seed=1)
+    >>> len(plan), [len(xb) for xb, _ in plan]
+    (4, [32, 32, 32, 4])
+    >>> it = iter(plan); _ = next(it)  # stop after one batch of epoch 1...
+    >>> state = plan.state_dict()
+    >>> resumed = MiniBatches(X, y, batch_size=32)
+    >>> resumed.load_state_dict(state)
+    >>> len(list(resumed))  # ...and resume with the 3 remaining batches
+    3
+    """
+
+    def __init__(
+        self,
+        X: Any,
+        y: Any = None,
+        batch_size: int | None = None,
+        shuffle: bool = True,
+        seed: int = 0,
+        drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if batch_size is not None:
+            if not _is_int(batch_size):
+                raise TypeError(f"batch_size must be a positive int or None, got {batch_size!r}")
+            batch_size = operator.index(batch_size)
+            if batch_size < 1:
+                raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
+        if not _is_int(seed):
+            raise TypeError(f"seed must be an int, got {seed!r}")
+        if not _is_int(world_size):
+            raise TypeError(f"world_size must be a positive int, got {world_size!r}")
+        if operator.index(world_size) < 1:
+            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
+        if not _is_int(rank):
+            raise TypeError(f"rank must be an int, got {rank!r}")
+        world_size = operator.index(world_size)
+        if not 0 <= operator.index(rank) < world_size:
+            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
+        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
+            if not isinstance(flag, (bool, np.bool_)):
+                raise TypeError(f"{name} must be a bool, got {flag!r}")
+
+        self._source: _DatasetSource | None = None
+        self._columns: list[_TensorColumn | _NumpyColumn] = []
+        if isinstance(X, IterableDataset):
+            raise TypeError("X must be a map-style Dataset (indexable), got an IterableDataset")
+        if isinstance(X, TensorDataset) and y is None:
+            X = tuple(X.tensors)
+        if isinstance(X, Dataset):
+            if y is not None:
+                raise TypeError("y must be None when X is a Dataset (its samples hold the targets)")
+            try:
+                m = len(X)  # type: ignore[arg-type]
+            except TypeError as err:
+                raise TypeError("X must be a Dataset with __len__") from err
+            self._source = _DatasetSource(X)
+        else:
+            if isinstance(X, (tuple, list)) and X and all(
+                isinstance(t, (torch.Tensor, np.ndarray)) for t in X
+            ):
+                if y is not None:
+                    raise TypeError("y must be None when X is a sequence of tensors")
+                named: Sequence[tuple[str, Any]] = [(f"X[{i}]", t) for i, t in enumerate(X)]
+            else:
+                named = [("X", X)] if y is None else [("X", X), ("y", y)]
+            self._columns = [_as_column(name, value) for name, value in named]
+            lengths = [_length(c) for c in self._columns]
+            if len(set(lengths)) > 1:
+                names = " and ".join(name for name, _ in named)
+                got = ", ".join(str(n) for n in lengths)
+                raise ValueError(
+                    f"{names} must have the same number of samples (first dimension), got {got}"
+                )
+            m = lengths[0]
+        if m == 0:
+            raise ValueError("X is empty: need at least one sample, got m=0")
+        if m < world_size:
+            raise ValueError(
+                f"need at least world_size={world_size} samples so every rank gets one, got m={m}"
+            )
+
+        self._m = m
+        self._batch_size = batch_size
+        self._shuffle = bool(shuffle)
+        self._drop_last = bool(drop_last)
+        self._seed = operator.index(seed)
+        self._rank = operator.index(rank)
+        self._world_size = world_size
+        self._global = m if batch_size is None else batch_size * world_size
+        full, rest = divmod(m, self._global)
+        if self._drop_last or rest == 0 or (0 < rest < world_size and full >= 1):
+            self._steps = full  # a 0 < rest < world_size tail is merged into the last full step
+        else:
+            self._steps = full + 1
+        if self._steps == 0:
+            raise ValueError(
+                f"drop_last=True with batch_size={batch_size} and world_size={world_size} "
+                f"leaves no batch of m={m} samples"
+            )
+        self._epoch = 0
+        self._position = 0
+
+    @property
+    def num_samples(self) -> int:
+        """The number ``m`` of samples in the source."""
+        return self._m
+
+    @property
+    def batch_size(self) -> int | None:
+        return self._batch_size
+
+    @property
+    def epoch(self) -> int:
+        """The epoch that the next batch belongs to (0-based)."""
+        self._roll_over()
+        return self._epoch
+
+    @property
+    def position(self) -> int:
+        """How many batches of the current epoch have already been yielded."""
+        self._roll_over()
+        return self._position
+
+    def __len__(self) -> int:
+        return self._steps
+
+    def set_epoch(self, epoch: int) -> None:
+        """Start ``epoch`` from its first batch (like ``DistributedSampler.set_epoch``)."""
+        if not _is_int(epoch) or operator.index(epoch) < 0:
+            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
+        self._epoch = operator.index(epoch)
+        self._position = 0
+
+    def permutation(self, epoch: int) -> torch.Tensor:
+        """The order of all ``m`` samples in ``epoch`` (shared by every rank)."""
+        if not self._shuffle:
+            return torch.arange(self._m)
+        return torch.randperm(self._m, generator=_epoch_generator(self._seed, epoch))
+
+    def _bounds(self, step: int) -> tuple[int, int]:
+        """Where this rank's batch of global step ``step`` lies in the epoch's permutation."""
+        start = step * self._global
+        last = step == self._steps - 1
+        stop = self._m if last and not self._drop_last else start + self._global
+        q, r = divmod(stop - start, self._world_size)
+        lo = start + self._rank * q + min(self._rank, r)
+        return lo, lo + q + (self._rank < r)
+
+    def _take(self, perm: np.ndarray, lo: int, hi: int) -> tuple:
+        if self._source is not None:
+            return self._source.take(perm[lo:hi])
+        if not self._shuffle:
+            return tuple([c.slice(lo, hi) for c in self._columns])
+        idx = perm[lo:hi]
+        return tuple([c.take(idx) for c in self._columns])
+
+    def _roll_over(self) -> None:
+        # Taking the last batch finishes the epoch even if the loop breaks before the iterator is
+        # exhausted, so state_dict() never points past the end of an epoch.
+        if self._position >= self._steps:
+            self._epoch += 1
+            self._position = 0
+
+    def __iter__(self) -> Iterator[tuple]:
+        self._roll_over()
+        epoch = self._epoch
+        perm = self.permutation(epoch).numpy()  # NumPy slices cost less per batch than torch's
+        while self._position < self._steps and self._epoch == epoch:
+            lo, hi = self._bounds(self._position)
+            batch = self._take(perm, lo, hi)
+            self._position += 1  # counted before the yield: state_dict() sees it as taken
+            yield batch
+        self._roll_over()
+
+    def state_dict(self) -> dict[str, int]:
+        """Where the plan stands, as plain ints (loads with ``torch.load(weights_only=True)``)."""
+        self._roll_over()
+        return {
+            "version": _STATE_VERSION,
+            "epoch": self._epoch,
+            "position": self._position,
+            "seed": self._seed,
+            "num_samples": self._m,
+            "batch_size": 0 if self._batch_size is None else self._batch_size,
+            "world_size": self._world_size,
+            "shuffle": int(self._shuffle),
+            "drop_last": int(self._drop_last),
+        }
+
+    def load_state_dict(self, state: dict[str, int]) -> None:
+        """Resume from :meth:`state_dict`: the next batches are those an unbroken run would give.
+
+        The seed is taken from ``state``; the shape of the plan (``m``, ``batch_size``,
+        ``world_size``, ``shuffle``, ``drop_last``) must match this object's.
+        """
+        mine = self.state_dict()
+        missing = sorted(set(mine) - set(state))
+        if missing:
+            raise ValueError(f"state is missing keys {missing}")
+        for key in mine:
+            if not _is_int(state[key]):
+                raise TypeError(f"state[{key!r}] must be an int, got {state[key]!r}")
+        if state["version"] != _STATE_VERSION:
+            raise ValueError(f"state version must be {_STATE_VERSION}, got {state['version']!r}")
+        for key in ("num_samples", "batch_size", "world_size", "shuffle", "drop_last"):
+            if state[key] != mine[key]:
+                raise ValueError(
+                    f"state[{key!r}]={state[key]!r} does not match this plan's {mine[key]!r}"
+                )
+        epoch, position = operator.index(state["epoch"]), operator.index(state["position"])
+        if epoch < 0:
+            raise ValueError(f"state['epoch'] must be non-negative, got {epoch}")
+        if not 0 <= position <= self._steps:
+            raise ValueError(f"state['position'] must be in [0, {self._steps}], got {position}")
+        self._seed = operator.index(state["seed"])
+        self._epoch, self._position = epoch, position
+
+    def __repr__(self) -> str:
+        return (
+            f"MiniBatches(m={self._m}, batch_size={self._batch_size}, shuffle={self._shuffle}, "
+            f"seed={self._seed}, drop_last={self._drop_last}, rank={self._rank}, "
+            f"world_size={self._world_size}, epoch={self._epoch}, position={self._position})"
+        )

@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """A slice of scikit-learn's bundled handwritten digits (no network), standardized."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(0)) / (X.std(0) + 1e-8)
+    return torch.from_numpy(X[:256].astype(np.float64)), torch.from_numpy(y[:256])
+
+
+def make_mlp(dtype=torch.float64, seed=0, hidden=16):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, hidden), torch.nn.Tanh(), torch.nn.Linear(hidden, 10)
+    )
+    return model.to(dtype)

@@ -1,0 +1,378 @@
+"""One registry describing every optimizer configuration the tests run.
+
+Each :class:`Case` names an optimlab class and its arguments, and what it is checked against:
+the ``torch.optim`` class that computes the same update (``torch_twin``), an independent NumPy
+transcription of the notes' formula (``reference``), and the step budget within which it must
+reach the minimum of the ill-conditioned quadratic and of Rosenbrock. Generic tests run over
+all cases, so adding an optimizer here adds its tests. Bad inputs are listed in ``BAD_INPUTS``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import references as ref
+import torch
+
+import optimlab
+
+
+@dataclass(frozen=True)
+class Case:
+    id: str
+    cls: type
+    kwargs: dict[str, Any]
+    #: the torch.optim class and arguments with the same update rule, where one exists
+    torch_twin: tuple[type, dict[str, Any]] | None = None
+    #: reference(w0, grad, lrs) -> points where the gradient is evaluated, from references.py
+    reference: Callable[..., Any] | None = None
+    #: the reference holds only for a constant learning rate
+    constant_lr_only: bool = False
+    #: (lr, steps): reaches the minimum of 0.5*(x^2 + 100 y^2) from (1, 1) within `steps`
+    quadratic: tuple[float, int] = (1e-2, 2000)
+    #: (lr, steps): reaches (1, 1) on Rosenbrock from (-1.2, 1) within `steps`
+    rosenbrock: tuple[float, int] = (1e-3, 20000)
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+    def make(self, params, lr=None, **extra):
+        kwargs = dict(self.kwargs, **extra)
+        if lr is not None:
+            kwargs["lr"] = lr
+        return self.cls(params, **kwargs)
+
+    def __str__(self) -> str:
+        return self.id
+
+
+def _twin(cls, **kwargs):
+    return (cls, kwargs)
+
+
+CASES: list[Case] = [
+    # --- SGD: torch.optim.SGD in every configuration ---------------------------------------
+    Case(
+        "sgd",
+        optimlab.SGD,
+        {},
+        _twin(torch.optim.SGD),
+        reference=ref.gradient_descent,
+        quadratic=(1e-2, 1500),
+        rosenbrock=(2e-3, 20000),
+    ),
+    Case(
+        "sgd-weight_decay-maximize",
+        optimlab.SGD,
+        dict(weight_decay=1e-2, maximize=True),
+        _twin(torch.optim.SGD, weight_decay=1e-2, maximize=True),
+        tags=frozenset({"maximize"}),
+    ),
+    Case(
+        "sgd-momentum",
+        optimlab.SGD,
+        dict(momentum=0.9),
+        _twin(torch.optim.SGD, momentum=0.9),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-3, 5000),
+    ),
+    Case(
+        "sgd-momentum-dampening-weight_decay",
+        optimlab.SGD,
+        dict(momentum=0.8, dampening=0.3, weight_decay=1e-3),
+        _twin(torch.optim.SGD, momentum=0.8, dampening=0.3, weight_decay=1e-3),
+        tags=frozenset({"weight_decay"}),
+    ),
+    Case(
+        "sgd-nesterov",
+        optimlab.SGD,
+        dict(momentum=0.9, nesterov=True),
+        _twin(torch.optim.SGD, momentum=0.9, nesterov=True),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-3, 5000),
+    ),
+    # --- the notes' momentum forms ---------------------------------------------------------
+    Case(
+        "momentum-ema",
+        optimlab.Momentum,
+        dict(beta=0.9),
+        reference=partial(ref.ema_momentum, beta=0.9),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "momentum-ema-bias_correction",
+        optimlab.Momentum,
+        dict(beta=0.9, bias_correction=True),
+        reference=partial(ref.ema_momentum, beta=0.9, bias_correction=True),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "momentum-ema-nesterov",
+        optimlab.Momentum,
+        dict(beta=0.9, nesterov=True),
+        reference=lambda w0, grad, lrs: ref.ema_nesterov(w0, grad, lrs[0], 0.9, len(lrs)),
+        constant_lr_only=True,
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "momentum-heavy_ball",
+        optimlab.Momentum,
+        dict(beta=0.9, form="heavy_ball"),
+        reference=partial(ref.heavy_ball, beta=0.9),
+        quadratic=(1e-3, 1500),
+        rosenbrock=(1e-3, 5000),
+    ),
+    Case(
+        "momentum-heavy_ball-nesterov",
+        optimlab.Momentum,
+        dict(beta=0.9, form="heavy_ball", nesterov=True),
+        reference=partial(ref.heavy_ball_nesterov, beta=0.9),
+        quadratic=(1e-3, 1500),
+        rosenbrock=(1e-3, 5000),
+    ),
+    Case(
+        "momentum-weight_decay-maximize",
+        optimlab.Momentum,
+        dict(beta=0.5, weight_decay=1e-2, maximize=True),
+        tags=frozenset({"maximize"}),
+    ),
+    # --- RMSprop ---------------------------------------------------------------------------
+    Case(
+        "rmsprop",
+        optimlab.RMSprop,
+        {},
+        _twin(torch.optim.RMSprop),
+        reference=partial(ref.rmsprop, beta=0.99, epsilon=1e-8, eps_inside_sqrt=False),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-3, 20000),
+    ),
+    Case(
+        "rmsprop-eps_inside_sqrt-keras",
+        optimlab.RMSprop,
+        dict(alpha=0.9, eps=1e-7, eps_inside_sqrt=True),
+        reference=partial(ref.rmsprop, beta=0.9, epsilon=1e-7, eps_inside_sqrt=True),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-3, 20000),
+    ),
+    Case(
+        "rmsprop-notes-large-eps",
+        optimlab.RMSprop,
+        dict(alpha=0.9, eps=1e-3, eps_inside_sqrt=True),
+        reference=partial(ref.rmsprop, beta=0.9, epsilon=1e-3, eps_inside_sqrt=True),
+    ),
+    Case(
+        "rmsprop-centered-momentum",
+        optimlab.RMSprop,
+        dict(centered=True, momentum=0.9),
+        _twin(torch.optim.RMSprop, centered=True, momentum=0.9),
+        quadratic=(1e-3, 1500),
+        rosenbrock=(1e-4, 20000),
+    ),
+    Case(
+        "rmsprop-centered-eps_inside_sqrt",
+        optimlab.RMSprop,
+        dict(centered=True, eps_inside_sqrt=True, eps=1e-6),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-3, 20000),
+    ),
+    Case(
+        "rmsprop-weight_decay-maximize",
+        optimlab.RMSprop,
+        dict(weight_decay=1e-2, momentum=0.5, maximize=True),
+        _twin(torch.optim.RMSprop, weight_decay=1e-2, momentum=0.5, maximize=True),
+        tags=frozenset({"maximize"}),
+    ),
+    # --- Adam and AdamW --------------------------------------------------------------------
+    Case(
+        "adam",
+        optimlab.Adam,
+        {},
+        _twin(torch.optim.Adam),
+        reference=partial(
+            ref.adam,
+            beta1=0.9,
+            beta2=0.999,
+            epsilon=1e-8,
+            bias_correction=True,
+            eps_inside_sqrt=False,
+        ),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "adam-no_bias_correction-eps_inside_sqrt",
+        optimlab.Adam,
+        dict(bias_correction=False, eps_inside_sqrt=True),
+        reference=partial(
+            ref.adam,
+            beta1=0.9,
+            beta2=0.999,
+            epsilon=1e-8,
+            bias_correction=False,
+            eps_inside_sqrt=True,
+        ),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "adam-no_bias_correction",
+        optimlab.Adam,
+        dict(bias_correction=False, eps=1e-4),
+        reference=partial(
+            ref.adam,
+            beta1=0.9,
+            beta2=0.999,
+            epsilon=1e-4,
+            bias_correction=False,
+            eps_inside_sqrt=False,
+        ),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "adam-eps_inside_sqrt-seed004",
+        optimlab.Adam,
+        dict(eps_inside_sqrt=True, eps=1e-4),
+        reference=partial(
+            ref.adam,
+            beta1=0.9,
+            beta2=0.999,
+            epsilon=1e-4,
+            bias_correction=True,
+            eps_inside_sqrt=True,
+        ),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "adam-amsgrad-weight_decay-maximize",
+        optimlab.Adam,
+        dict(amsgrad=True, weight_decay=1e-2, maximize=True),
+        _twin(torch.optim.Adam, amsgrad=True, weight_decay=1e-2, maximize=True),
+        tags=frozenset({"maximize"}),
+    ),
+    Case(
+        "adam-amsgrad",
+        optimlab.Adam,
+        dict(amsgrad=True),
+        _twin(torch.optim.Adam, amsgrad=True),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+    ),
+    Case(
+        "adamw",
+        optimlab.AdamW,
+        dict(weight_decay=1e-2),
+        _twin(torch.optim.AdamW),
+        quadratic=(1e-2, 1500),
+        rosenbrock=(1e-2, 5000),
+        tags=frozenset({"weight_decay"}),
+    ),
+    Case(
+        "adamw-amsgrad",
+        optimlab.AdamW,
+        dict(weight_decay=0.1, amsgrad=True),
+        _twin(torch.optim.AdamW, weight_decay=0.1, amsgrad=True),
+        tags=frozenset({"weight_decay"}),
+    ),
+]
+
+CASE_IDS = [c.id for c in CASES]
+CLASSES = [optimlab.SGD, optimlab.Momentum, optimlab.RMSprop, optimlab.Adam, optimlab.AdamW]
+
+# (class, keyword arguments, exception type, regex the message must match)
+BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = []
+for _cls in CLASSES:
+    BAD_INPUTS += [
+        (_cls, dict(lr=-1.0), ValueError, r"Invalid lr: -1\.0; expected a finite number >= 0"),
+        (_cls, dict(lr=float("nan")), ValueError, r"Invalid lr: nan; expected a finite number"),
+        (_cls, dict(lr=float("inf")), ValueError, r"Invalid lr: inf; expected a finite number"),
+        (_cls, dict(lr="0.1"), TypeError, r"Invalid lr: '0\.1' \(a str\); expected a real number"),
+        (_cls, dict(lr=None), TypeError, r"Invalid lr: None \(a NoneType\)"),
+        (_cls, dict(weight_decay=-0.1), ValueError, r"Invalid weight_decay: -0\.1"),
+        (_cls, dict(maximize="yes"), TypeError, r"Invalid maximize: 'yes'; expected True or False"),
+        (_cls, dict(foreach="yes"), TypeError, r"Invalid foreach: 'yes'"),
+        (
+            _cls,
+            dict(nonfinite_grads="warn"),
+            ValueError,
+            r"Invalid nonfinite_grads: 'warn'; expected one of 'raise', 'skip', 'ignore'",
+        ),
+    ]
+BAD_INPUTS += [
+    (
+        optimlab.SGD,
+        dict(momentum=1.0),
+        ValueError,
+        r"Invalid momentum: 1\.0; expected a number in \[0, 1\)",
+    ),
+    (optimlab.SGD, dict(momentum=-0.5), ValueError, r"Invalid momentum: -0\.5"),
+    (optimlab.SGD, dict(dampening=-0.1), ValueError, r"Invalid dampening: -0\.1"),
+    (
+        optimlab.SGD,
+        dict(nesterov=True),
+        ValueError,
+        r"Invalid nesterov=True with momentum=0\.0 and dampening=0\.0; Nesterov momentum needs",
+    ),
+    (
+        optimlab.SGD,
+        dict(nesterov=True, momentum=0.9, dampening=0.1),
+        ValueError,
+        r"Invalid nesterov=True with momentum=0\.9 and dampening=0\.1",
+    ),
+    (
+        optimlab.Momentum,
+        dict(beta=1.0),
+        ValueError,
+        r"Invalid beta: 1\.0; expected a number in \[0, 1\)",
+    ),
+    (optimlab.Momentum, dict(beta=-0.1), ValueError, r"Invalid beta: -0\.1"),
+    (optimlab.Momentum, dict(beta=float("nan")), ValueError, r"Invalid beta: nan"),
+    (
+        optimlab.Momentum,
+        dict(form="pid"),
+        ValueError,
+        r"Invalid form: 'pid'; expected one of 'ema', 'heavy_ball'",
+    ),
+    (
+        optimlab.Momentum,
+        dict(form="heavy_ball", bias_correction=True),
+        ValueError,
+        r"Invalid bias_correction=True with form='heavy_ball'",
+    ),
+    (
+        optimlab.RMSprop,
+        dict(alpha=1.0),
+        ValueError,
+        r"Invalid alpha: 1\.0; expected a number in \[0, 1\)",
+    ),
+    (optimlab.RMSprop, dict(alpha=-0.01), ValueError, r"Invalid alpha: -0\.01"),
+    (optimlab.RMSprop, dict(momentum=1.5), ValueError, r"Invalid momentum: 1\.5"),
+    (
+        optimlab.RMSprop,
+        dict(eps=-1e-8),
+        ValueError,
+        r"Invalid eps: -1e-08; expected a finite number >= 0",
+    ),
+    (optimlab.RMSprop, dict(centered=1), TypeError, r"Invalid centered: 1; expected True or False"),
+    (optimlab.RMSprop, dict(eps_inside_sqrt=None), TypeError, r"Invalid eps_inside_sqrt: None"),
+    (
+        optimlab.Adam,
+        dict(betas=(1.0, 0.999)),
+        ValueError,
+        r"Invalid betas\[0\]: 1\.0; expected a number in \[0, 1\)",
+    ),
+    (optimlab.Adam, dict(betas=(0.9, -0.1)), ValueError, r"Invalid betas\[1\]: -0\.1"),
+    (optimlab.Adam, dict(betas=(0.9, 1.5)), ValueError, r"Invalid betas\[1\]: 1\.5"),
+    (optimlab.Adam, dict(betas=0.9), TypeError, r"Invalid betas: 0\.9; expected a pair"),
+    (optimlab.Adam, dict(betas=(0.9, "x")), TypeError, r"Invalid betas\[1\]: 'x'"),
+    (optimlab.Adam, dict(eps=-1.0), ValueError, r"Invalid eps: -1\.0"),
+    (optimlab.Adam, dict(amsgrad="no"), TypeError, r"Invalid amsgrad: 'no'"),
+    (optimlab.Adam, dict(bias_correction=0), TypeError, r"Invalid bias_correction: 0"),
+    (optimlab.AdamW, dict(betas=(0.9, 1.0)), ValueError, r"Invalid betas\[1\]: 1\.0"),
+    (optimlab.AdamW, dict(weight_decay=-1e-2), ValueError, r"Invalid weight_decay: -0\.01"),
+]

@@ -1,0 +1,513 @@
+import os
+import random
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import optimlab.train.checkpoint as ckpt
+from optimlab.train.checkpoint import (
+    CheckpointError,
+    CheckpointManager,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+
+
+class Foo:
+    pass
+
+
+def _tmp_files(folder):
+    return sorted(n for n in os.listdir(folder) if n.endswith(".tmp"))
+
+
+def _model_and_optimizer(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(4, 8), torch.nn.Dropout(0.3), torch.nn.Tanh(), torch.nn.Linear(8, 1)
+    )
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2, betas=(0.8, 0.99))
+    return model, opt
+
+
+def _train(model, opt, steps):
+    losses = []
+    for _ in range(steps):
+        x = torch.randn(16, 4)
+        y = torch.from_numpy(np.random.rand(16, 1).astype(np.float32)) + random.random()
+        loss = ((model(x) - y) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+def _payload(model, opt, step):
+    return {
+        "step": step,
+        "epoch": 1,
+        "lr": 1e-2,
+        "best_loss": float("inf"),
+        "model": model.state_dict(),
+        "optimizer": opt.state_dict(),
+        "history": [
+            {"step": i, "loss": 0.5 / (i + 1), "tags": ("a", None, True)} for i in range(4)
+        ],
+        "rng": capture_rng_state(),
+        "meta": {"dtype": torch.float32, "shape": torch.Size([2, 3]), 7: b"raw"},
+    }
+
+
+def _save_small(path, step=0):
+    return save_checkpoint(path, {"step": step, "w": torch.arange(1000.0) + step})
+
+
+# ---------------------------------------------------------------------------------------------
+# save / load
+
+
+def test_round_trip_realistic_payload_and_exact_resume(tmp_path):
+    torch.manual_seed(1)
+    np.random.seed(1)
+    random.seed(1)
+    model, opt = _model_and_optimizer()
+    _train(model, opt, 3)
+    path = save_checkpoint(tmp_path / "run.pt", _payload(model, opt, step=3))
+    assert path == tmp_path / "run.pt"
+    assert _tmp_files(tmp_path) == []
+    expected_losses = _train(model, opt, 3)
+    expected_params = [p.detach().clone() for p in model.parameters()]
+
+    raw = torch.load(path, weights_only=True)  # readable without our loader too
+    assert raw["step"] == 3
+    loaded = load_checkpoint(path)
+    assert loaded["history"][2] == {"step": 2, "loss": 0.5 / 3, "tags": ("a", None, True)}
+    assert loaded["best_loss"] == float("inf")
+    assert loaded["meta"] == {"dtype": torch.float32, "shape": torch.Size([2, 3]), 7: b"raw"}
+
+    torch.manual_seed(999)  # scramble everything before resuming
+    np.random.seed(999)
+    random.seed(999)
+    model2, opt2 = _model_and_optimizer(seed=5)
+    model2.load_state_dict(loaded["model"])
+    opt2.load_state_dict(loaded["optimizer"])
+    restore_rng_state(loaded["rng"])
+    assert _train(model2, opt2, 3) == expected_losses  # dropout, data and noise repeat exactly
+    for p, q in zip(model2.parameters(), expected_params, strict=True):
+        assert torch.equal(p, q)
+
+
+def test_save_overwrites_atomically_and_map_location(tmp_path):
+    path = tmp_path / "c.pt"
+    _save_small(path, 1)
+    _save_small(path, 2)
+    assert load_checkpoint(path, map_location="cpu")["step"] == 2
+    assert _tmp_files(tmp_path) == []
+
+
+def test_save_into_missing_folder(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        _save_small(tmp_path / "nope" / "c.pt")
+
+
+def test_truncated_file_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "trunc.pt"
+    _save_small(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupted") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    assert isinstance(info.value, ValueError)
+    assert info.value.path == path
+    assert info.value.__cause__ is not None
+    assert "Traceback" not in str(info.value)
+
+
+def test_empty_file_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "empty.pt"
+    path.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="empty file") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+
+
+def test_text_file_raises_checkpoint_error(tmp_path):
+    path = tmp_path / "notes.pt"
+    path.write_text("this is not a checkpoint\nreally\n")
+    with pytest.raises(CheckpointError, match="looks like a text file") as info:
+        load_checkpoint(path)
+    assert str(path) in str(info.value)
+    assert info.value.__cause__ is not None
+
+
+def test_garbage_bytes_and_flipped_bytes(tmp_path):
+    path = tmp_path / "noise.pt"
+    path.write_bytes(np.random.default_rng(0).integers(0, 256, 4096, dtype=np.uint8).tobytes())
+    with pytest.raises(CheckpointError, match=str(path).replace("\\", "\\\\")):
+        load_checkpoint(path)
+    # a corrupted zip directory is detected as well
+    good = tmp_path / "good.pt"
+    _save_small(good)
+    data = bytearray(good.read_bytes())
+    data[-40:] = b"\x00" * 40
+    good.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="good.pt"):
+        load_checkpoint(good)
+
+
+def test_non_checkpoint_pickles(tmp_path):
+    path = tmp_path / "list.pt"
+    torch.save([1, 2, 3], path)
+    with pytest.raises(CheckpointError, match=r"list\.pt.*object of type list, not a checkpoint"):
+        load_checkpoint(path)
+    path = tmp_path / "obj.pt"
+    torch.save({"x": Foo()}, path)
+    with pytest.raises(CheckpointError, match=r"obj\.pt.*Foo.*weights_only loading refuses"):
+        load_checkpoint(path)
+
+
+def test_missing_file_is_file_not_found(tmp_path):
+    with pytest.raises(FileNotFoundError):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_bad_map_location_is_not_reported_as_corruption(tmp_path):
+    path = _save_small(tmp_path / "c.pt")
+    with pytest.raises(RuntimeError) as info:
+        load_checkpoint(path, map_location="cuda")
+    assert not isinstance(info.value, CheckpointError)
+
+
+def test_disallowed_payload_is_refused_before_writing(tmp_path):
+    path = tmp_path / "c.pt"
+    _save_small(path, 1)
+    before = path.read_bytes()
+    bad = {"step": 2, "history": [0.1, 0.2, 0.3, Foo()]}
+    with pytest.raises(TypeError, match=r"payload\['history'\]\[3\]: got object of type Foo"):
+        save_checkpoint(path, bad)
+    with pytest.raises(
+        TypeError,
+        match=r"payload\['a'\]\['b'\]: got object of type float64"
+        r" \(convert NumPy values",
+    ):
+        save_checkpoint(tmp_path / "other.pt", {"a": {"b": np.float64(1.0)}})
+    with pytest.raises(TypeError, match=r"payload\['s'\]: got object of type set"):
+        save_checkpoint(tmp_path / "other.pt", {"s": {1, 2}})
+    with pytest.raises(TypeError, match="payload must be a dict, got object of type list"):
+        save_checkpoint(tmp_path / "other.pt", [1, 2])
+    with pytest.raises(TypeError, match=r"payload: dict key .*Foo"):
+        save_checkpoint(tmp_path / "other.pt", {Foo(): 1})
+    cyclic = {"a": []}
+    cyclic["a"].append(cyclic)
+    with pytest.raises(ValueError, match=r"payload\['a'\]\[0\]: the payload contains itself"):
+        save_checkpoint(tmp_path / "other.pt", cyclic)
+    shared = [torch.zeros(2)]
+    save_checkpoint(tmp_path / "shared.pt", {"x": shared, "y": shared})  # sharing is fine
+    assert path.read_bytes() == before
+    assert sorted(os.listdir(tmp_path)) == ["c.pt", "shared.pt"]
+
+
+@pytest.mark.parametrize("exc", [OSError("No space left on device"), KeyboardInterrupt()])
+def test_failure_during_write_keeps_previous_file(tmp_path, monkeypatch, exc):
+    path = tmp_path / "c.pt"
+    _save_small(path, 1)
+    before = path.read_bytes()
+    real_save = torch.save
+
+    def half_then_fail(obj, f, *args, **kwargs):
+        import io
+
+        buf = io.BytesIO()
+        real_save(obj, buf)
+        f.write(buf.getvalue()[: len(buf.getvalue()) // 2])
+        f.flush()
+        raise exc
+
+    monkeypatch.setattr(ckpt.torch, "save", half_then_fail)
+    with pytest.raises(type(exc)):
+        _save_small(path, 2)
+    monkeypatch.undo()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["step"] == 1
+    assert os.listdir(tmp_path) == ["c.pt"]
+
+
+def test_failure_during_manager_save_keeps_checkpoints(tmp_path, monkeypatch):
+    m = CheckpointManager(tmp_path, keep_last=1)
+    m.save(1, {"step": 1})
+
+    def fail(obj, f, *args, **kwargs):
+        f.write(b"PK\x03\x04partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(ckpt.torch, "save", fail)
+    with pytest.raises(OSError, match="disk full"):
+        m.save(2, {"step": 2})
+    monkeypatch.undo()
+    assert m.list() == [m.path_for(1)]
+    assert _tmp_files(tmp_path) == []
+    assert m.load_latest()[1] == {"step": 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# CheckpointManager
+
+
+def test_manager_names_listing_and_pruning(tmp_path):
+    m = CheckpointManager(tmp_path / "run", keep_last=2)
+    assert (tmp_path / "run").is_dir()
+    assert m.list() == [] and m.latest() is None and m.load_latest() is None
+    for step in (5, 7, 123, 300):
+        p = m.save(step, {"step": step})
+        assert p.name == f"ckpt-{step:08d}.pt"
+    (tmp_path / "run" / "unrelated.txt").write_text("x")
+    (tmp_path / "run" / "ckpt-123.pt").write_text("not ours")  # not a name we write
+    assert [p.name for p in m.list()] == ["ckpt-00000300.pt", "ckpt-00000123.pt"]
+    assert m.latest() == m.path_for(300)
+    path, payload = m.load_latest()
+    assert path == m.path_for(300) and payload == {"step": 300}
+    m.save(10**9, {"step": 10**9})  # more than 8 digits still sorts by step
+    assert m.latest().name == "ckpt-1000000000.pt"
+    assert len(m.list()) == 2
+
+
+def test_keep_last_one_and_resave_same_step(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=1, prefix="model")
+    for step in range(4):
+        m.save(step, {"step": step})
+    assert m.list() == [tmp_path / "model-00000003.pt"]
+    m.save(3, {"step": 3, "again": True})
+    assert m.load_latest()[1] == {"step": 3, "again": True}
+
+
+def test_saving_an_older_step_removes_newer_abandoned_checkpoints(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=3)
+    for step in (10, 20, 30):
+        m.save(step, {"step": step})
+    with pytest.warns(UserWarning, match=r"ckpt-00000030\.pt.*abandoned"):
+        m.save(25, {"step": 25})
+    assert [p.name for p in m.list()] == [
+        "ckpt-00000025.pt",
+        "ckpt-00000020.pt",
+        "ckpt-00000010.pt",
+    ]
+
+
+def test_load_latest_falls_back_past_corrupted_files(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    for step in (1, 2, 3):
+        m.save(step, {"step": step, "w": torch.full((100,), float(step))})
+    newest = m.path_for(3)
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])
+    with pytest.warns(UserWarning, match=r"ckpt-00000003\.pt: truncated or corrupted") as rec:
+        path, payload = m.load_latest()
+    assert len(rec) == 1
+    assert path == m.path_for(2) and payload["step"] == 2
+    assert torch.equal(payload["w"], torch.full((100,), 2.0))
+
+    m.path_for(2).write_bytes(b"")
+    with pytest.warns(UserWarning) as rec:
+        path, _ = m.load_latest()
+    assert path == m.path_for(1)
+    assert [str(r.message) for r in rec][1].find("empty file") > 0
+
+    m.path_for(1).write_text("garbage")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError) as info:
+        m.load_latest()
+    msg = str(info.value)
+    assert str(tmp_path) in msg and "none of the 3 checkpoints" in msg
+    assert "ckpt-00000001.pt: not a checkpoint" in msg
+
+
+def test_leftover_temporary_files_are_ignored_and_cleaned(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=2)
+    m.save(1, {"step": 1})
+    leftover = tmp_path / ".ckpt-00000002.pt.0123456789ab.tmp"
+    leftover.write_bytes(b"PK\x03\x04half a checkpoint")
+    other = tmp_path / ".notes.tmp"  # not ours: left alone
+    other.write_text("x")
+    assert m.list() == [m.path_for(1)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert m.load_latest()[0] == m.path_for(1)
+    m.save(2, {"step": 2})
+    assert not leftover.exists() and other.exists()
+    assert m.remove_temporary_files() == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "exc", "pattern"),
+    [
+        ({"keep_last": 0}, ValueError, r"keep_last must be an int >= 1, got 0"),
+        ({"keep_last": -2}, ValueError, r"keep_last must be an int >= 1, got -2"),
+        ({"keep_last": 1.5}, TypeError, r"keep_last must be an int >= 1, got 1\.5"),
+        ({"keep_last": True}, TypeError, r"keep_last must be an int >= 1, got True"),
+        ({"prefix": ""}, ValueError, r"prefix must be a non-empty string"),
+        ({"prefix": "a/b"}, ValueError, r"prefix must be a plain file name part"),
+        ({"prefix": ".hidden"}, ValueError, r"prefix must be a plain file name part"),
+    ],
+)
+def test_manager_argument_validation(tmp_path, kwargs, exc, pattern):
+    with pytest.raises(exc, match=pattern):
+        CheckpointManager(tmp_path, **kwargs)
+
+
+def test_step_validation(tmp_path):
+    m = CheckpointManager(tmp_path)
+    with pytest.raises(ValueError, match=r"step must be an int >= 0, got -1"):
+        m.save(-1, {})
+    with pytest.raises(TypeError, match=r"step must be an int >= 0, got 1\.5"):
+        m.save(1.5, {})
+    with pytest.raises(TypeError, match=r"step must be an int >= 0, got True"):
+        m.save(True, {})
+    with pytest.raises(TypeError, match=r"payload\['x'\]: got object of type Foo"):
+        m.save(1, {"x": Foo()})
+    assert m.save(np.int64(4), {"step": 4}).name == "ckpt-00000004.pt"
+    assert os.listdir(tmp_path) == ["ckpt-00000004.pt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# random number generator states
+
+
+def _draws():
+    return (
+        torch.rand(5).tolist(),
+        torch.randn(3).tolist(),
+        np.random.rand(5).tolist(),
+        np.random.standard_normal(3).tolist(),
+        [random.random() for _ in range(5)],
+        [random.gauss(0.0, 1.0) for _ in range(3)],
+    )
+
+
+def test_rng_state_round_trip_exact(tmp_path):
+    torch.manual_seed(3)
+    np.random.seed(3)
+    random.seed(3)
+    # leave a cached gaussian in NumPy and Python so that part of the state matters too
+    np.random.standard_normal()
+    random.gauss(0.0, 1.0)
+    state = capture_rng_state()
+    first = _draws()
+    assert _draws() != first
+
+    restore_rng_state(state)
+    assert _draws() == first
+
+    path = save_checkpoint(tmp_path / "rng.pt", {"rng": state})
+    loaded = torch.load(path, weights_only=True)["rng"]
+    _draws()
+    restore_rng_state(loaded)
+    assert _draws() == first
+    restore_rng_state(load_checkpoint(path)["rng"])
+    assert _draws() == first
+
+
+def test_rng_state_contents():
+    state = capture_rng_state()
+    assert state["torch"].dtype == torch.uint8
+    assert state["numpy"]["keys"].shape == (624,)
+    version, internal, gauss_next = state["python"]
+    assert isinstance(version, int) and len(internal) == 625
+    assert all(type(x) is int for x in internal)
+    assert ("cuda" in state) == torch.cuda.is_available()
+    restore_rng_state({})  # nothing to restore is fine
+
+
+# ---------------------------------------------------------------------------------------------
+# a writer killed with SIGKILL at random moments
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    import torch
+    from optimlab.train.checkpoint import CheckpointManager
+
+    N = 1 << 20
+    m = CheckpointManager(sys.argv[1], keep_last=2)
+    resumed = m.load_latest()
+    step = 0 if resumed is None else resumed[1]["step"] + 1
+    print("ready", step, flush=True)
+    while True:
+        data = torch.arange(N, dtype=torch.float64) * 0.5 + step
+        m.save(step, {"step": step, "data": data, "sum": float(data.sum()), "pad": [step] * 100})
+        print("saved", step, flush=True)
+        step += 1
+    """
+)
+
+
+def _expected(step):
+    return torch.arange(1 << 20, dtype=torch.float64) * 0.5 + step
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_sigkill_during_writes_never_corrupts_the_latest_checkpoint(tmp_path):
+    rounds = 3  # each writer spends ~2-3 s importing torch: keep the test fast
+    rng = random.Random(20240607)
+    folder = tmp_path / "run"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")]))
+    m = CheckpointManager(folder, keep_last=2)
+    last_loaded = -1
+    for round_ in range(rounds):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, str(folder)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            ready = proc.stdout.readline().split()
+            assert ready and ready[0] == "ready", proc.stderr.read()
+            assert int(ready[1]) == last_loaded + 1  # the writer resumed where we expect
+            if round_ == 0:
+                assert proc.stdout.readline().startswith("saved")  # at least one is complete
+            time.sleep(rng.uniform(0.0, 0.4))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            assert proc.returncode == -signal.SIGKILL
+            saved = [int(line.split()[1]) for line in proc.stdout.read().splitlines() if line]
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # no file may be corrupted: no fallback warning
+                result = m.load_latest()
+            assert result is not None
+            path, payload = result
+            step = payload["step"]
+            assert path == m.path_for(step)
+            assert torch.equal(payload["data"], _expected(step))
+            assert payload["sum"] == float(_expected(step).sum())
+            assert payload["pad"] == [step] * 100
+            if saved:  # every checkpoint that save() reported as written survived
+                assert step >= max(saved)
+            assert step >= last_loaded
+            for p in m.list():  # every remaining checkpoint is complete, temporary files aside
+                other = load_checkpoint(p)
+                assert p == m.path_for(other["step"])
+                assert torch.equal(other["data"], _expected(other["step"]))
+            last_loaded = step
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+    assert last_loaded >= rounds - 1

@@ -1,0 +1,261 @@
+"""Generic tests, run over every optimizer configuration in the registry."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+from conftest import make_mlp
+from registry import CASES
+
+import optimlab
+
+TWINS = [c for c in CASES if c.torch_twin is not None]
+
+
+def varying_lr(step: int, base: float) -> float:
+    # Changes every step, so any difference in where lr enters the update shows.
+    return base * (1.0 + 0.5 * math.sin(step / 7.0))
+
+
+def train(model, optimizer, X, y, steps, base_lr, lr_changes=True):
+    for t in range(steps):
+        if lr_changes:
+            for group in optimizer.param_groups:
+                group["lr"] = varying_lr(t, base_lr)
+        optimizer.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        optimizer.step()
+
+
+@pytest.mark.parametrize("case", TWINS, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("foreach", [True, False], ids=["foreach", "per_tensor"])
+def test_parity_with_torch_optim(case, dtype, foreach, digits):
+    X, y = digits
+    X = X.to(dtype)
+    ours, theirs = make_mlp(dtype), make_mlp(dtype)
+    twin_cls, twin_kwargs = case.torch_twin
+    opt_ours = case.make(ours.parameters(), lr=0.01, foreach=foreach)
+    opt_theirs = twin_cls(theirs.parameters(), lr=0.01, **twin_kwargs)
+    train(ours, opt_ours, X, y, 120, 0.01)
+    train(theirs, opt_theirs, X, y, 120, 0.01)
+    rtol, atol = (1e-12, 1e-14) if dtype == torch.float64 else (1e-6, 1e-7)
+    for a, b in zip(ours.parameters(), theirs.parameters()):
+        torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_per_tensor_path_equals_multi_tensor_path(case, digits):
+    X, y = digits
+    models = [make_mlp(), make_mlp()]
+    opts = [case.make(m.parameters(), lr=0.01, foreach=f) for m, f in zip(models, (True, False))]
+    for m, o in zip(models, opts):
+        train(m, o, X, y, 30, 0.01)
+    for a, b in zip(*(m.parameters() for m in models)):
+        assert torch.equal(a, b)
+    for pa, pb in zip(*(m.parameters() for m in models)):
+        for key, value in opts[0].state[pa].items():
+            other = opts[1].state[pb][key]
+            assert torch.equal(value, other) if torch.is_tensor(value) else value == other
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_state_dict_round_trip_continues_bitwise(case, digits, tmp_path):
+    X, y = digits
+    whole, first = make_mlp(), make_mlp()
+    opt_whole = case.make(whole.parameters(), lr=0.01)
+    opt_first = case.make(first.parameters(), lr=0.01)
+    train(whole, opt_whole, X, y, 10, 0.01, lr_changes=False)
+    train(first, opt_first, X, y, 10, 0.01, lr_changes=False)
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"model": first.state_dict(), "optimizer": opt_first.state_dict()}, path)
+    del first, opt_first
+
+    saved = torch.load(path, weights_only=True)
+    resumed = make_mlp(seed=123)  # different initial weights: everything comes from the file
+    resumed.load_state_dict(saved["model"])
+    opt_resumed = case.make(resumed.parameters(), lr=0.5)  # lr comes from the file too
+    opt_resumed.load_state_dict(saved["optimizer"])
+    train(whole, opt_whole, X, y, 10, 0.01, lr_changes=False)
+    train(resumed, opt_resumed, X, y, 10, 0.01, lr_changes=False)
+    for a, b in zip(whole.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_deepcopy_is_independent_and_identical(case, digits):
+    X, y = digits
+    model = make_mlp()
+    opt = case.make(model.parameters(), lr=0.01)
+    train(model, opt, X, y, 3, 0.01)
+    twin_model = copy.deepcopy(model)
+    twin_opt = case.make(twin_model.parameters(), lr=0.01)
+    twin_opt.load_state_dict(copy.deepcopy(opt.state_dict()))
+    clone = copy.deepcopy(opt)
+    assert type(clone) is type(opt)
+    assert clone.param_groups[0]["params"][0] is not opt.param_groups[0]["params"][0]
+    train(model, opt, X, y, 3, 0.01)
+    train(twin_model, twin_opt, X, y, 3, 0.01)
+    for a, b in zip(model.parameters(), twin_model.parameters()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_groups_with_different_hyperparameters(case, digits):
+    X, y = digits
+    model, split = make_mlp(), make_mlp()
+    first, second = list(model[0].parameters()), list(model[2].parameters())
+    opt = case.make([{"params": first, "lr": 0.03}, {"params": second}], lr=0.01)
+    # The same as two separate optimizers, one per group.
+    opt_a = case.make(list(split[0].parameters()), lr=0.03)
+    opt_b = case.make(list(split[2].parameters()), lr=0.01)
+    for _ in range(5):
+        for m, opts in ((model, [opt]), (split, [opt_a, opt_b])):
+            for o in opts:
+                o.zero_grad()
+            torch.nn.functional.cross_entropy(m(X), y).backward()
+            for o in opts:
+                o.step()
+    for a, b in zip(model.parameters(), split.parameters()):
+        assert torch.equal(a, b)
+    assert opt.param_groups[0]["lr"] == 0.03 and opt.param_groups[1]["lr"] == 0.01
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_lr_zero_group_and_gradless_parameter_stay_unchanged(case, digits):
+    X, y = digits
+    model = make_mlp()
+    frozen = [p.detach().clone() for p in model[0].parameters()]
+    extra = torch.nn.Parameter(torch.randn(5, dtype=torch.float64))  # never gets a gradient
+    extra_before = extra.detach().clone()
+    opt = case.make(
+        [{"params": model[0].parameters(), "lr": 0.0}, {"params": [*model[2].parameters(), extra]}],
+        lr=0.01,
+    )
+    moving = [p.detach().clone() for p in model[2].parameters()]
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        opt.step()
+    for before, p in zip(frozen, model[0].parameters()):
+        assert torch.equal(before, p)
+    assert torch.equal(extra_before, extra)
+    assert len(opt.state[extra]) == 0
+    assert any(not torch.equal(b, p) for b, p in zip(moving, model[2].parameters()))
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_maximize_f_equals_minimize_minus_f(case, digits):
+    X, y = digits
+    up, down = make_mlp(), make_mlp()
+    kwargs = {k: v for k, v in case.kwargs.items() if k != "maximize"}
+    opt_up = case.cls(up.parameters(), lr=0.01, maximize=True, **kwargs)
+    opt_down = case.cls(down.parameters(), lr=0.01, maximize=False, **kwargs)
+    losses = []
+    for _ in range(5):
+        for model, opt, sign in ((up, opt_up, 1.0), (down, opt_down, -1.0)):
+            opt.zero_grad()
+            loss = torch.nn.functional.cross_entropy(model(X), y)
+            (sign * loss).backward()
+            opt.step()
+            if sign > 0:
+                losses.append(loss.item())
+    for a, b in zip(up.parameters(), down.parameters()):
+        assert torch.equal(a, b)
+    assert losses[-1] > losses[0]  # maximize goes uphill
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_complex_parameters_are_pairs_of_reals(case):
+    torch.manual_seed(0)
+    z = torch.randn(3, 4, dtype=torch.complex128, requires_grad=True)
+    r = torch.view_as_real(z.detach()).clone().requires_grad_(True)
+    target = torch.randn(3, 4, dtype=torch.complex128)
+    opt_z, opt_r = case.make([z], lr=0.01), case.make([r], lr=0.01)
+    for _ in range(10):
+        opt_z.zero_grad()
+        opt_r.zero_grad()
+        (z - target).abs().pow(2).sum().backward()
+        r.grad = torch.view_as_real(z.grad).clone()
+        opt_z.step()
+        opt_r.step()
+    assert torch.equal(torch.view_as_real(z.detach()), r.detach())
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_closure_and_step_hooks(case):
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = case.make([w], lr=0.01)
+    calls = []
+    opt.register_step_pre_hook(lambda o, args, kwargs: calls.append("pre"))
+    opt.register_step_post_hook(lambda o, args, kwargs: calls.append("post"))
+
+    def closure():
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    loss = opt.step(closure)
+    assert loss.item() == 5.0
+    assert calls == ["pre", "post"]
+    assert opt.state[w]["step"] == 1
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_bfloat16_parameters(case):
+    w = torch.tensor([1.0, 1.0], dtype=torch.bfloat16, requires_grad=True)
+    opt = case.make([w], lr=0.01)
+    for _ in range(3):
+        opt.zero_grad()
+        (w.float() ** 2).sum().backward()
+        opt.step()
+    assert w.dtype == torch.bfloat16 and torch.isfinite(w).all()
+    assert all(t.dtype == torch.bfloat16 for t in opt.state[w].values() if torch.is_tensor(t))
+    moved = (w.detach().float() - 1).abs().max().item()
+    assert moved > 0
+    if "maximize" not in case.tags:
+        assert (w.detach().float() < 1).all()
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_added_param_group_gets_defaults_and_is_checked(case):
+    a = torch.zeros(2, requires_grad=True)
+    b = torch.zeros(3, requires_grad=True)
+    opt = case.make([a], lr=0.01)
+    opt.add_param_group({"params": [b]})
+    assert opt.param_groups[1]["lr"] == 0.01
+    for name, value in case.kwargs.items():
+        assert opt.param_groups[1][name] == value
+    with pytest.raises(ValueError, match=r"Invalid lr: -0\.5"):
+        opt.add_param_group({"params": [torch.zeros(1, requires_grad=True)], "lr": -0.5})
+    assert len(opt.param_groups) == 2
+
+
+def test_state_dict_of_torch_adam_loads_into_optimlab_adam(digits):
+    # Drop-in migration: a checkpoint written with torch.optim.Adam resumes with optimlab.Adam.
+    X, y = digits
+    theirs, ours = make_mlp(), make_mlp()
+    opt_theirs = torch.optim.Adam(theirs.parameters(), lr=0.01)
+    train(theirs, opt_theirs, X, y, 5, 0.01, lr_changes=False)
+    buffer = io.BytesIO()
+    torch.save({"model": theirs.state_dict(), "opt": opt_theirs.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    ours.load_state_dict(saved["model"])
+    saved_group = saved["opt"]["param_groups"][0]
+    opt_ours = optimlab.Adam(ours.parameters(), lr=0.01)
+    # torch's groups carry torch-only options; optimlab's carry its own: keep the shared ones.
+    for key in set(saved_group) - set(opt_ours.param_groups[0]):
+        del saved_group[key]
+    for key in set(opt_ours.param_groups[0]) - set(saved_group):
+        saved_group[key] = opt_ours.param_groups[0][key]
+    opt_ours.load_state_dict(saved["opt"])
+    train(theirs, opt_theirs, X, y, 5, 0.01, lr_changes=False)
+    train(ours, opt_ours, X, y, 5, 0.01, lr_changes=False)
+    for a, b in zip(theirs.parameters(), ours.parameters()):
+        assert torch.equal(a, b)
