@@ -224,11 +224,11 @@ class Optimizer(torch.optim.Optimizer):
         for group in self.param_groups:
             for p in group["params"]:
                 if p.grad is not None:
+                    _require_dense(p.grad)
                     grads_by_device.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
         flags = []
         for grads in grads_by_device.values():
-            ops = FOREACH if all(g.layout == torch.strided for g in grads) else LOOP
-            flags.append(torch.stack(ops.max_abs(grads)).isfinite().all().cpu())
+            flags.append(torch.stack(FOREACH.max_abs(grads)).isfinite().all().cpu())
         return bool(torch.stack(flags).all()) if flags else True
 
     def _raise_nonfinite(self) -> None:
@@ -267,10 +267,7 @@ class Optimizer(torch.optim.Optimizer):
         for p in group["params"]:
             if p.grad is None:
                 continue
-            if p.grad.is_sparse:
-                raise TypeError(
-                    f"Sparse gradients are not supported (parameter of shape {tuple(p.shape)})"
-                )
+            _require_dense(p.grad)
             state = self.state[p]
             if not state:
                 state.update(self._init_state(p, group))
@@ -353,6 +350,14 @@ class Optimizer(torch.optim.Optimizer):
             )
             lines.append(f"  group {i} ({len(group['params'])} tensor(s)): {settings}")
         return "\n".join(lines)
+
+
+def _require_dense(grad: Tensor) -> None:
+    if grad.layout != torch.strided:
+        raise TypeError(
+            f"Sparse gradients are not supported (a {grad.layout} gradient of shape "
+            f"{tuple(grad.shape)}); use dense gradients, e.g. nn.Embedding(sparse=False)"
+        )
 
 
 def _as_real(t: Tensor) -> Tensor:
