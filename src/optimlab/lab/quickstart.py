@@ -90,7 +90,10 @@ def main(argv: list[str] | None = None) -> None:
         f"Digits: {len(data[0])} training and {len(data[2])} test images of 8x8 pixels, "
         f"MLP 64-64-10, mini-batches of 32, {args.epochs} epochs, seed {args.seed}\n"
     )
-    header = f"{'optimizer':<28} {'arguments':<52} {'train loss':>10} {'test loss':>10} {'test acc':>9} {'seconds':>8}"
+    header = (
+        f"{'optimizer':<28} {'arguments':<52} {'train loss':>10} {'test loss':>10} "
+        f"{'test acc':>9} {'seconds':>8}"
+    )
     print(header)
     print("-" * len(header))
     rows = []
@@ -99,8 +102,8 @@ def main(argv: list[str] | None = None) -> None:
         rows.append((name, result))
         arguments = ", ".join(f"{k}={v}" for k, v in kwargs.items())
         print(
-            f"{name:<28} {arguments:<52} {result['train_loss']:>10.4f} {result['test_loss']:>10.4f} "
-            f"{result['accuracy']:>9.3f} {result['seconds']:>8.2f}",
+            f"{name:<28} {arguments:<52} {result['train_loss']:>10.4f} "
+            f"{result['test_loss']:>10.4f} {result['accuracy']:>9.3f} {result['seconds']:>8.2f}",
             flush=True,
         )
     best = min(rows, key=lambda r: r[1]["test_loss"])
