@@ -107,7 +107,7 @@ CASES: list[Case] = [
         dict(beta=0.9, bias_correction=True),
         reference=partial(ref.ema_momentum, beta=0.9, bias_correction=True),
         quadratic=(1e-2, 1500),
-        rosenbrock=(1e-2, 5000),
+        rosenbrock=(3e-3, 8000),
     ),
     Case(
         "momentum-ema-nesterov",
@@ -155,7 +155,7 @@ CASES: list[Case] = [
         optimlab.RMSprop,
         dict(alpha=0.9, eps=1e-7, eps_inside_sqrt=True),
         reference=partial(ref.rmsprop, beta=0.9, epsilon=1e-7, eps_inside_sqrt=True),
-        quadratic=(1e-2, 1500),
+        quadratic=(1e-3, 2500),
         rosenbrock=(1e-3, 20000),
     ),
     Case(
@@ -163,6 +163,7 @@ CASES: list[Case] = [
         optimlab.RMSprop,
         dict(alpha=0.9, eps=1e-3, eps_inside_sqrt=True),
         reference=partial(ref.rmsprop, beta=0.9, epsilon=1e-3, eps_inside_sqrt=True),
+        quadratic=(1e-3, 2500),
     ),
     Case(
         "rmsprop-centered-momentum",
@@ -261,7 +262,7 @@ CASES: list[Case] = [
         dict(amsgrad=True),
         _twin(torch.optim.Adam, amsgrad=True),
         quadratic=(1e-2, 1500),
-        rosenbrock=(1e-2, 5000),
+        rosenbrock=(1e-2, 20000),
     ),
     Case(
         "adamw",

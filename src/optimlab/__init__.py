@@ -5,6 +5,7 @@
     >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
+from . import data, schedules
 from .averages import EWA, ewa
 from .optim import (
     SGD,
@@ -38,5 +39,7 @@ __all__ = [
     "Optimizer",
     "RMSprop",
     "__version__",
+    "data",
+    "schedules",
     "ewa",
 ]

@@ -1,0 +1,85 @@
+"""Exponentially weighted averages against the notes' numbers and their closed form."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pytest
+import torch
+
+import optimlab
+
+
+def test_the_notes_table():
+    # Seed 000, section 3.1: beta = 0.8 over 20, 23, 17 gives 4, 7.8, 9.64.
+    assert optimlab.ewa([20, 23, 17], beta=0.8) == pytest.approx([4.0, 7.8, 9.64], abs=1e-12)
+    avg = optimlab.EWA(beta=0.8)
+    assert [avg.update(x) for x in (20, 23, 17)] == pytest.approx([4.0, 7.8, 9.64], abs=1e-12)
+    assert avg.count == 3 and avg.value == pytest.approx(9.64)
+
+
+def test_bias_correction_divides_by_one_minus_beta_to_the_t():
+    corrected = optimlab.ewa([20, 23, 17], beta=0.8, bias_correction=True)
+    assert corrected == pytest.approx([4 / 0.2, 7.8 / 0.36, 9.64 / 0.488], rel=1e-12)
+    # A constant series is reproduced exactly from the first value on: no pull towards 0.
+    assert optimlab.ewa([5.0] * 10, beta=0.9, bias_correction=True) == pytest.approx([5.0] * 10)
+
+
+@pytest.mark.parametrize("beta", [0.5, 0.8, 0.9, 0.98])
+def test_closed_form_weights(beta):
+    # v_n = sum_i beta**(n-i) * (1 - beta) * t_i   (seed 000, eq. 7)
+    rng = np.random.default_rng(1)
+    series = rng.normal(20, 5, size=60)
+    n = np.arange(1, 61)
+    expected = [sum(beta ** (k - i) * (1 - beta) * series[i - 1] for i in range(1, k + 1)) for k in n]
+    np.testing.assert_allclose(optimlab.ewa(series, beta), expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("beta, window", [(0.5, 2), (0.9, 10), (0.98, 50)])
+def test_effective_window(beta, window):
+    assert optimlab.EWA(beta).window == pytest.approx(window)
+
+
+def test_tensors_stream_and_series():
+    avg = optimlab.EWA(beta=0.5, bias_correction=True)
+    avg.update(torch.tensor([2.0, 4.0]))
+    out = avg.update(torch.tensor([4.0, 8.0]))
+    # v2 = 0.25 * [2, 4] + 0.5 * [4, 8] = [2.5, 5]; corrected by 1 - 0.25
+    torch.testing.assert_close(out, torch.tensor([2.5, 5.0]) / 0.75)
+    series = torch.arange(12.0).reshape(6, 2)
+    result = optimlab.ewa(series, beta=0.5)
+    assert isinstance(result, torch.Tensor) and result.shape == (6, 2)
+    np.testing.assert_allclose(result[:, 1].numpy(), optimlab.ewa(series[:, 1].numpy(), 0.5), rtol=1e-6)
+
+
+def test_state_dict_round_trip():
+    avg = optimlab.EWA(beta=0.9, bias_correction=True)
+    for x in (1.0, 2.0, 3.0):
+        avg.update(x)
+    buffer = io.BytesIO()
+    torch.save(avg.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = optimlab.EWA(beta=0.5)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    assert resumed.update(4.0) == avg.update(4.0)
+    assert "beta=0.9" in repr(resumed)
+
+
+@pytest.mark.parametrize(
+    "call, error, message",
+    [
+        (lambda: optimlab.EWA(beta=1.0), ValueError, r"Invalid beta: 1\.0; expected a number in \[0, 1\)"),
+        (lambda: optimlab.EWA(beta=-0.2), ValueError, r"Invalid beta: -0\.2"),
+        (lambda: optimlab.EWA(beta="0.9"), TypeError, r"Invalid beta: '0\.9'"),
+        (lambda: optimlab.EWA(beta=0.9, bias_correction="yes"), TypeError, r"Invalid bias_correction: 'yes'"),
+        (lambda: optimlab.EWA(0.9).update("hot"), TypeError, r"Invalid x: 'hot'; expected a number or a Tensor"),
+        (lambda: optimlab.EWA(0.9).update(float("nan")), ValueError, r"Invalid x: nan; expected a finite number"),
+        (lambda: optimlab.ewa([], 0.9), ValueError, r"Invalid series: expected a non-empty sequence"),
+        (lambda: optimlab.ewa([1.0, float("inf")], 0.9), ValueError, r"Invalid series: it holds NaN or Inf"),
+        (lambda: optimlab.ewa([1.0], 1.5), ValueError, r"Invalid beta: 1\.5"),
+    ],
+)
+def test_bad_input(call, error, message):
+    with pytest.raises(error, match=message):
+        call()
