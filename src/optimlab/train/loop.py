@@ -1,0 +1,572 @@
+"""The training loop: epochs of mini-batches, gradient accumulation, a schedule, clipping,
+evaluation, early stopping, history, checkpoints and exact resume, readable top to bottom.
+
+One optimizer step takes ``accumulation`` micro-batches from the plan and gives the same update
+as one step on their concatenation: each micro-batch's mean loss is weighted by its share of the
+effective batch, ``n_i / sum(n)``, so an uneven last micro-batch counts right (seed 004, 1.4).
+The optimizer, the schedule and weight decay advance once per real step.
+
+A checkpoint holds everything the next step depends on: model, optimizer, schedule step, plan
+position, random generators (torch, NumPy, Python), early-stopping state and history. It is
+written atomically (see :mod:`optimlab.train.checkpoint`), so a run killed at any moment, even
+in the middle of writing, resumes from the newest good checkpoint and ends with bitwise the same
+parameters as a run that was never interrupted.
+
+Example::
+
+    import torch, optimlab
+    from optimlab.data import MiniBatches
+    from optimlab.train import fit
+
+    model = torch.nn.Sequential(torch.nn.Linear(64, 32), torch.nn.ReLU(), torch.nn.Linear(32, 10))
+    optimizer = optimlab.Adam(model.parameters(), lr=1e-3)
+    plan = MiniBatches(X_train, y_train, batch_size=32, seed=0)
+    result = fit(model, optimizer, plan, epochs=10,
+                 schedule=optimlab.schedules.cosine_decay(1e-3, decay_steps=420),
+                 eval_data=(X_val, y_val), checkpoint_dir="runs/digits", resume=True)
+    print(result.history[-1])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data import MiniBatches
+from ..schedules import drive
+from .checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
+from .clip import clip_grad_norm, clip_grad_value
+
+LOSS_POLICIES = ("raise", "skip")
+PRECISIONS = ("fp32", "bf16", "fp16")
+HISTORY_COLUMNS = (
+    "step", "epoch", "loss", "lr", "samples", "seconds", "grad_norm", "val_loss", "val_accuracy"
+)  # fmt: skip
+
+
+class NonFiniteLossError(FloatingPointError):
+    """The loss was NaN or Inf; training stopped before the step and wrote no checkpoint."""
+
+
+@dataclass
+class EarlyStopping:
+    """Stop when ``metric`` has not improved by ``min_delta`` for ``patience`` evaluations.
+
+    ``mode="min"`` for losses, ``"max"`` for accuracies. Its state (best value, evaluations
+    without improvement) is saved in checkpoints.
+    """
+
+    metric: str = "val_loss"
+    patience: int = 5
+    mode: str = "min"
+    min_delta: float = 0.0
+    best: float | None = None
+    bad_evaluations: int = 0
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("min", "max"):
+            raise ValueError(f"Invalid mode: {self.mode!r}; expected 'min' or 'max'")
+        if (
+            isinstance(self.patience, bool)
+            or not isinstance(self.patience, int)
+            or self.patience < 1
+        ):
+            raise ValueError(f"Invalid patience: {self.patience!r}; expected an int >= 1")
+        if not (isinstance(self.min_delta, (int, float)) and self.min_delta >= 0):
+            raise ValueError(f"Invalid min_delta: {self.min_delta!r}; expected a number >= 0")
+
+    def update(self, value: float) -> bool:
+        """Record one evaluation; return True when training should stop."""
+        sign = 1.0 if self.mode == "min" else -1.0
+        if self.best is None or sign * (self.best - value) > self.min_delta:
+            self.best, self.bad_evaluations = value, 0
+        else:
+            self.bad_evaluations += 1
+        return self.bad_evaluations >= self.patience
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": self.best, "bad_evaluations": self.bad_evaluations}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best, self.bad_evaluations = state["best"], int(state["bad_evaluations"])
+
+
+@dataclass
+class TrainState:
+    """What callbacks see: the objects being trained and where training stands."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    step: int = 0
+    epoch: int = 0
+    samples: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+    stop_reason: str | None = None  # a callback sets it to stop training
+
+
+@dataclass
+class TrainResult:
+    """The outcome of :func:`fit`: the history of every step and why training ended."""
+
+    history: list[dict[str, Any]]
+    steps: int
+    epochs: int
+    stop_reason: str
+    resumed_from: Path | None
+    final_metrics: dict[str, float]
+
+
+class Callback:
+    """Override any of these; each gets the :class:`TrainState`."""
+
+    def on_step_end(self, state: TrainState) -> None: ...
+
+    def on_epoch_end(self, state: TrainState) -> None: ...
+
+    def on_train_end(self, state: TrainState) -> None: ...
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: Any,
+    loss_fn: Callable[..., torch.Tensor],
+    *,
+    batch_size: int = 1024,
+) -> dict[str, float]:
+    """Mean loss (and accuracy, for integer class targets) of ``model`` on ``data``.
+
+    ``data`` is ``(X, y)`` tensors or an iterable of ``(X, y)`` batches. The model is put in
+    eval mode for the pass and back in its previous mode after it.
+    """
+    batches: Iterable[Any]
+    if isinstance(data, (tuple, list)) and len(data) == 2 and torch.is_tensor(data[0]):
+        X, y = data
+        batches = (
+            (X[i : i + batch_size], y[i : i + batch_size]) for i in range(0, len(X), batch_size)
+        )
+    else:
+        batches = data
+    device = _model_device(model)
+    was_training = model.training
+    model.eval()
+    total_loss, correct, count, classification = 0.0, 0, 0, True
+    with torch.no_grad():
+        for xb, yb in batches:
+            xb, yb = xb.to(device), yb.to(device)
+            out = model(xb)
+            n = len(xb)
+            total_loss += loss_fn(out, yb).item() * n
+            count += n
+            classification = classification and not yb.is_floating_point() and out.dim() == 2
+            if classification:
+                correct += (out.argmax(1) == yb).sum().item()
+    model.train(was_training)
+    if count == 0:
+        raise ValueError("Invalid eval_data: it holds no samples")
+    metrics = {"loss": total_loss / count}
+    if classification:
+        metrics["accuracy"] = correct / count
+    return metrics
+
+
+def _model_device(model: torch.nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+class _History:
+    """Rows of the history, kept in memory (and in checkpoints) and appended to a file."""
+
+    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.path = Path(path) if path is not None else None
+        if self.path is not None and self.path.suffix not in (".csv", ".jsonl"):
+            raise ValueError(f"Invalid history_path: {str(path)!r}; expected a .csv or .jsonl file")
+
+    def restart(self, rows: list[dict[str, Any]]) -> None:
+        """Start over from ``rows`` (on resume, rows a crashed run wrote later are dropped)."""
+        self.rows = [dict(r) for r in rows]
+        if self.path is None:
+            return
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "w", newline="") as f:
+            if self.path.suffix == ".csv":
+                writer = csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore")
+                writer.writeheader()
+                writer.writerows(self.rows)
+            else:
+                f.writelines(json.dumps(r) + "\n" for r in self.rows)
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+        if self.path is None:
+            return
+        with open(self.path, "a", newline="") as f:
+            if self.path.suffix == ".csv":
+                csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore").writerow(row)
+            else:
+                f.write(json.dumps(row) + "\n")
+
+    def annotate_last(self, values: dict[str, Any]) -> None:
+        # Evaluation results belong to the step they follow; rewrite that row's line.
+        self.rows[-1].update(values)
+        self.restart(self.rows)
+
+
+def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
+    """Read a history written by :func:`fit` (``.csv`` or ``.jsonl``) back into rows."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        with open(path) as f:
+            return [json.loads(line) for line in f if line.strip()]
+    with open(path, newline="") as f:
+        rows = []
+        for raw in csv.DictReader(f):
+            row: dict[str, Any] = {}
+            for key, value in raw.items():
+                if value in ("", None):
+                    continue
+                row[key] = int(value) if key in ("step", "epoch", "samples") else float(value)
+            rows.append(row)
+        return rows
+
+
+def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid {name}: {value!r}; expected an int >= 1")
+
+
+def fit(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    plan: MiniBatches,
+    *,
+    epochs: int | None = None,
+    steps: int | None = None,
+    loss_fn: Callable[..., torch.Tensor] = torch.nn.functional.cross_entropy,
+    schedule: Callable[[int], float] | Sequence[Callable[[int], float]] | None = None,
+    accumulation: int = 1,
+    clip_norm: float | None = None,
+    clip_value: float | None = None,
+    eval_data: Any = None,
+    eval_every: int | None = None,
+    early_stopping: EarlyStopping | None = None,
+    callbacks: Sequence[Callback] = (),
+    checkpoint_dir: str | os.PathLike[str] | None = None,
+    checkpoint_every: int | None = None,
+    keep_last: int = 3,
+    resume: bool = False,
+    history_path: str | os.PathLike[str] | None = None,
+    tensorboard_dir: str | os.PathLike[str] | None = None,
+    precision: str = "fp32",
+    nonfinite_loss: str = "raise",
+    progress: bool | None = None,
+) -> TrainResult:
+    """Train ``model`` with ``optimizer`` on the batches of ``plan``.
+
+    Training ends after ``epochs`` epochs or ``steps`` optimizer steps, whichever comes first
+    (give at least one), when early stopping fires, or when a callback sets
+    ``state.stop_reason``. ``eval_data`` (``(X, y)`` or an iterable of batches) is evaluated at
+    the end of every epoch, or every ``eval_every`` steps. ``schedule`` (a pure
+    ``lr(step)``, see :mod:`optimlab.schedules`) sets the learning rate before every step.
+
+    With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps (default:
+    at the end of every epoch) and at the end; ``keep_last`` are kept. With ``resume=True``
+    training continues from the newest good checkpoint there, if any, exactly where it stopped.
+
+    ``precision="bf16"`` runs the forward pass under ``torch.autocast`` in bfloat16 (CPU or
+    CUDA); ``"fp16"`` (CUDA only) adds gradient scaling. ``nonfinite_loss="raise"`` stops with
+    :class:`NonFiniteLossError` naming the epoch and step; ``"skip"`` drops that step (no
+    update, no schedule advance) and records it in the history. A progress bar (tqdm) shows
+    epoch, step, loss, lr and samples per second when the output is a terminal (``progress``
+    forces it on or off).
+    """
+    # -- check the arguments before touching anything --------------------------------------
+    if epochs is None and steps is None:
+        raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
+    _check_positive_int("epochs", epochs, allow_none=True)
+    _check_positive_int("steps", steps, allow_none=True)
+    _check_positive_int("accumulation", accumulation)
+    _check_positive_int("eval_every", eval_every, allow_none=True)
+    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    if nonfinite_loss not in LOSS_POLICIES:
+        raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision: {precision!r}; expected one of {PRECISIONS}")
+    if not isinstance(plan, MiniBatches):
+        raise TypeError(f"Invalid plan: {type(plan).__name__}; expected optimlab.data.MiniBatches")
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
+    device = _model_device(model)
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("Invalid precision: 'fp16' needs a CUDA model; use 'bf16' on the CPU")
+    for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
+        if value is not None and not (
+            isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
+        ):
+            raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+
+    driver = drive(optimizer, schedule) if schedule is not None else None
+    checkpoints = CheckpointManager(checkpoint_dir, keep_last=keep_last) if checkpoint_dir else None
+    history = _History(history_path)
+    state = TrainState(model=model, optimizer=optimizer, epoch=plan.epoch)
+    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
+    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+    writer = _tensorboard_writer(tensorboard_dir)
+
+    # -- resume ------------------------------------------------------------------------------
+    resumed_from = None
+    if resume and checkpoints is not None:
+        found = checkpoints.load_latest(map_location=device)
+        if found is not None:
+            resumed_from, payload = found
+            model.load_state_dict(payload["model"])
+            optimizer.load_state_dict(payload["optimizer"])
+            plan.load_state_dict(payload["plan"])
+            if driver is not None:
+                driver.load_state_dict(payload["schedule"])
+            if early_stopping is not None and payload["early_stopping"] is not None:
+                early_stopping.load_state_dict(payload["early_stopping"])
+            if scaler is not None and payload.get("grad_scaler"):
+                scaler.load_state_dict(payload["grad_scaler"])
+            state.step, state.epoch, state.samples = (
+                payload["step"],
+                payload["epoch"],
+                payload["samples"],
+            )
+            history.restart(payload["history"])
+            restore_rng_state(payload["rng"])
+    if resumed_from is None:
+        history.restart([])
+    state.history = history.rows
+
+    last_saved = [state.step if resumed_from is not None else None]
+
+    def save_checkpoint() -> None:
+        if checkpoints is None or last_saved[0] == state.step:
+            return
+        last_saved[0] = state.step
+        checkpoints.save(state.step, {
+            "model": model.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "plan": plan.state_dict(),
+            "schedule": driver.state_dict() if driver is not None else None,
+            "early_stopping": early_stopping.state_dict() if early_stopping else None,
+            "grad_scaler": scaler.state_dict() if scaler is not None else None,
+            "step": state.step,
+            "epoch": state.epoch,
+            "samples": state.samples,
+            "history": history.rows,
+            "rng": capture_rng_state(),
+        })  # fmt: skip
+
+    def run_evaluation() -> bool:
+        """Evaluate, record, and return True when early stopping says stop."""
+        if eval_data is None:
+            return False
+        metrics = evaluate(model, eval_data, loss_fn)
+        values = {f"val_{k}": v for k, v in metrics.items()}
+        if history.rows:
+            history.annotate_last(values)
+        if writer is not None:
+            for key, value in values.items():
+                writer.add_scalar(key, value, state.step)
+        if early_stopping is not None:
+            if early_stopping.metric not in values:
+                raise ValueError(
+                    f"Invalid early_stopping.metric: {early_stopping.metric!r}; evaluation "
+                    f"gives {sorted(values)}"
+                )
+            if early_stopping.update(values[early_stopping.metric]):
+                state.stop_reason = (
+                    f"early stopping: {early_stopping.metric} did not improve for "
+                    f"{early_stopping.patience} evaluations"
+                )
+                return True
+        return False
+
+    def take_step(micro_batches: list[tuple[torch.Tensor, ...]]) -> None:
+        total = sum(len(mb[0]) for mb in micro_batches)
+        optimizer.zero_grad(set_to_none=True)
+        step_loss = 0.0
+        for i, (xb, yb) in enumerate(micro_batches):
+            xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
+            weight = len(xb) / total  # this micro-batch's share of the effective batch
+            with (
+                torch.autocast(device.type, dtype=autocast_dtype)
+                if autocast_dtype
+                else contextlib.nullcontext()
+            ):
+                loss = loss_fn(model(xb), yb)
+            value = loss.item()
+            if not math.isfinite(value):
+                where = (
+                    f"epoch {state.epoch}, step {state.step + 1}, micro-batch {i + 1} of "
+                    f"{len(micro_batches)}"
+                )
+                if nonfinite_loss == "raise":
+                    raise NonFiniteLossError(
+                        f"The loss is {value} at {where}; training stopped and no checkpoint "
+                        "was written. Lower the learning rate, clip gradients, or pass "
+                        "nonfinite_loss='skip' to drop such steps."
+                    )
+                optimizer.zero_grad(set_to_none=True)
+                history.append(
+                    {"step": state.step, "epoch": state.epoch, "loss": value, "skipped": True}
+                )
+                return
+            step_loss += value * weight
+            scaled = loss * weight
+            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        grad_norm = None
+        if clip_norm is not None:
+            grad_norm = clip_grad_norm(model.parameters(), clip_norm)
+        if clip_value is not None:
+            clip_grad_value(model.parameters(), clip_value)
+        lr = optimizer.param_groups[0]["lr"]
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        state.step += 1
+        state.samples += total
+        if driver is not None:
+            driver.step()
+        row = {
+            "step": state.step,
+            "epoch": state.epoch,
+            "loss": step_loss,
+            "lr": lr,
+            "samples": state.samples,
+            "seconds": time.perf_counter() - started,
+        }
+        if grad_norm is not None:
+            row["grad_norm"] = grad_norm
+        history.append(row)
+        if writer is not None:
+            writer.add_scalar("loss", step_loss, state.step)
+            writer.add_scalar("lr", lr, state.step)
+
+    def finished() -> bool:
+        if state.stop_reason is not None:
+            return True
+        if steps is not None and state.step >= steps:
+            state.stop_reason = f"reached {steps} steps"
+            return True
+        if epochs is not None and state.epoch >= epochs:
+            state.stop_reason = f"reached {epochs} epochs"
+            return True
+        return False
+
+    # -- the loop ----------------------------------------------------------------------------
+    started = time.perf_counter()
+    total_steps = steps if steps is not None else epochs * math.ceil(len(plan) / accumulation)
+    bar = _progress_bar(progress, total=total_steps, initial=state.step)
+    model.train()
+    try:
+        while not finished():
+            epoch_before = plan.epoch
+            group: list[tuple[torch.Tensor, ...]] = []
+            for batch in plan:
+                group.append(batch)
+                # A step takes `accumulation` micro-batches, or what is left of the epoch.
+                if (
+                    len(group) < accumulation
+                    and plan.position < len(plan)
+                    and plan.epoch == epoch_before
+                ):
+                    continue
+                steps_before = state.step
+                take_step(group)
+                group = []
+                if state.step > steps_before:
+                    for callback in callbacks:
+                        callback.on_step_end(state)
+                    _update_bar(bar, state, history, started)
+                    stop = (
+                        eval_every is not None and state.step % eval_every == 0 and run_evaluation()
+                    )
+                    if checkpoint_every is not None and state.step % checkpoint_every == 0:
+                        save_checkpoint()
+                    if stop or finished():
+                        break
+            if plan.epoch != epoch_before:  # the epoch ran to its end
+                state.epoch = plan.epoch
+                stop = eval_every is None and run_evaluation()
+                for callback in callbacks:
+                    callback.on_epoch_end(state)
+                if checkpoint_every is None and not stop:
+                    save_checkpoint()
+        save_checkpoint()
+    finally:
+        if bar is not None:
+            bar.close()
+        if writer is not None:
+            writer.close()
+    for callback in callbacks:
+        callback.on_train_end(state)
+    final = {}
+    if eval_data is not None:
+        final = {f"val_{k}": v for k, v in evaluate(model, eval_data, loss_fn).items()}
+    return TrainResult(
+        history=history.rows,
+        steps=state.step,
+        epochs=state.epoch,
+        stop_reason=state.stop_reason or "finished",
+        resumed_from=resumed_from,
+        final_metrics=final,
+    )
+
+
+def _tensorboard_writer(folder: str | os.PathLike[str] | None) -> Any:
+    if folder is None:
+        return None
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError as e:  # tensorboard is an optional extra
+        raise ImportError(
+            "tensorboard_dir needs the tensorboard package: pip install 'optimlab[tensorboard]'"
+        ) from e
+    return SummaryWriter(log_dir=str(folder))
+
+
+def _progress_bar(progress: bool | None, total: int, initial: int) -> Any:
+    if progress is False:
+        return None
+    from tqdm.auto import tqdm
+
+    # disable=None lets tqdm stay quiet when the output is not a terminal.
+    return tqdm(
+        total=total, initial=initial, unit="step", disable=None if progress is None else False
+    )
+
+
+def _update_bar(bar: Any, state: TrainState, history: _History, started: float) -> None:
+    if bar is None:
+        return
+    row = history.rows[-1]
+    seconds = max(time.perf_counter() - started, 1e-9)
+    bar.set_postfix(
+        epoch=state.epoch,
+        loss=f"{row['loss']:.4f}",
+        lr=f"{row['lr']:.3g}",
+        samples_per_s=f"{state.samples / seconds:.0f}",
+        refresh=False,
+    )
+    bar.update(1)

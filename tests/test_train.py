@@ -1,0 +1,380 @@
+"""The training loop: accumulation equals one big batch, exact resume across processes and
+crashes, history, early stopping, non-finite losses, precision, and argument checks."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import optimlab
+from optimlab.data import MiniBatches
+from optimlab.schedules import exponential_decay
+from optimlab.train import (
+    Callback,
+    EarlyStopping,
+    NonFiniteLossError,
+    evaluate,
+    fit,
+    read_history,
+)
+
+WORKER = Path(__file__).with_name("resume_worker.py")
+
+
+def _data(m=100, features=6, seed=3, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    X = torch.randn(m, features, generator=g, dtype=dtype)
+    y = (X[:, 0] - X[:, 2] > 0).long()
+    return X, y
+
+
+def _model(dtype=torch.float64, dropout=0.0):
+    torch.manual_seed(0)
+    layers = [torch.nn.Linear(6, 12), torch.nn.Tanh()]
+    if dropout:
+        layers.append(torch.nn.Dropout(dropout))
+    layers.append(torch.nn.Linear(12, 2))
+    return torch.nn.Sequential(*layers).to(dtype)
+
+
+@pytest.mark.parametrize(
+    "make_opt",
+    [
+        lambda p: optimlab.SGD(p, lr=0.1, momentum=0.9, weight_decay=1e-2),
+        lambda p: optimlab.AdamW(p, lr=1e-2, weight_decay=0.1),
+    ],
+    ids=["sgd-weight_decay", "adamw"],
+)
+def test_accumulated_micro_batches_equal_one_big_batch(make_opt):
+    # 100 samples: micro-batches of 8, three per step, make steps of 24 samples, and the
+    # epoch's last step holds one micro-batch of 4. One batch of 24 per step must match it.
+    X, y = _data()
+    runs = {}
+    for name, batch, accumulation in (("micro", 8, 3), ("big", 24, 1)):
+        model = _model()
+        opt = make_opt(model.parameters())
+        schedule = exponential_decay(opt.param_groups[0]["lr"], decay_rate=0.5, decay_steps=10)
+        result = fit(
+            model,
+            opt,
+            MiniBatches(X, y, batch_size=batch, seed=5),
+            epochs=3,
+            accumulation=accumulation,
+            schedule=schedule,
+            clip_norm=0.5,
+            progress=False,
+        )
+        runs[name] = (model, opt, result)
+    (micro, micro_opt, micro_result), (big, big_opt, big_result) = runs["micro"], runs["big"]
+    assert micro_result.steps == big_result.steps == 3 * 5  # ceil(100 / 24) steps per epoch
+    assert [r["samples"] for r in micro_result.history] == [
+        r["samples"] for r in big_result.history
+    ]
+    for a, b in zip(micro.parameters(), big.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    for a, b in zip(micro_result.history, big_result.history):
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-10)
+        assert a["grad_norm"] == pytest.approx(b["grad_norm"], rel=1e-10)
+    # The optimizer and the schedule advanced once per real step, not per micro-batch.
+    p = next(micro.parameters())
+    assert micro_opt.state[p]["step"] == big_opt.state[next(big.parameters())]["step"] == 15
+    assert micro_result.history[-1]["lr"] == pytest.approx(
+        micro_opt.param_groups[0]["lr"] / 0.5 ** (1 / 10)
+    )
+
+
+def _run_worker(tmp_path, name, *args):
+    out = tmp_path / f"{name}.pt"
+    proc = subprocess.run(
+        [sys.executable, str(WORKER), "--out", str(out), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    return proc, out
+
+
+def test_resume_in_a_new_process_is_bitwise_exact(tmp_path):
+    whole, whole_out = _run_worker(
+        tmp_path, "whole", "--steps", 25, "--checkpoint-dir", tmp_path / "a"
+    )
+    assert whole.returncode == 0, whole.stderr
+    first, _ = _run_worker(tmp_path, "first", "--steps", 11, "--checkpoint-dir", tmp_path / "b")
+    assert first.returncode == 0, first.stderr
+    second, second_out = _run_worker(
+        tmp_path, "second", "--steps", 25, "--checkpoint-dir", tmp_path / "b", "--resume"
+    )
+    assert second.returncode == 0, second.stderr
+    expected, actual = torch.load(whole_out), torch.load(second_out)
+    for a, b in zip(expected, actual):
+        assert torch.equal(a, b)
+    # And the resumed run really did start in the middle (not from scratch): step 11 was saved.
+    assert sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.pt"))[-1] == "ckpt-00000025.pt"
+
+
+def test_killed_while_writing_a_checkpoint_resumes_from_the_previous_one(tmp_path):
+    whole, whole_out = _run_worker(
+        tmp_path, "whole", "--steps", 25, "--checkpoint-dir", tmp_path / "a"
+    )
+    assert whole.returncode == 0, whole.stderr
+    # The 4th checkpoint (step 12) is cut in half by a SIGKILL while it is being written.
+    crashed, _ = _run_worker(
+        tmp_path,
+        "crashed",
+        "--steps",
+        25,
+        "--checkpoint-dir",
+        tmp_path / "b",
+        "--kill-during-save",
+        4,
+    )
+    assert crashed.returncode == -9
+    names = sorted(p.name for p in (tmp_path / "b").glob("ckpt-*.pt"))
+    assert names[-1] == "ckpt-00000009.pt"  # the half-written file never took the final name
+    resumed, resumed_out = _run_worker(
+        tmp_path, "resumed", "--steps", 25, "--checkpoint-dir", tmp_path / "b", "--resume"
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    for a, b in zip(torch.load(whole_out), torch.load(resumed_out)):
+        assert torch.equal(a, b)
+
+
+def test_corrupted_newest_checkpoint_falls_back_to_the_previous(tmp_path):
+    X, y = _data()
+    model = _model()
+    opt = optimlab.Adam(model.parameters(), lr=1e-2)
+    fit(
+        model,
+        opt,
+        MiniBatches(X, y, batch_size=10, seed=1),
+        steps=6,
+        checkpoint_dir=tmp_path,
+        checkpoint_every=2,
+        progress=False,
+    )
+    newest = tmp_path / "ckpt-00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    model2 = _model()
+    opt2 = optimlab.Adam(model2.parameters(), lr=1e-2)
+    with pytest.warns(UserWarning, match=r"ckpt-00000006\.pt"):
+        result = fit(
+            model2,
+            opt2,
+            MiniBatches(X, y, batch_size=10, seed=1),
+            steps=8,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=2,
+            resume=True,
+            progress=False,
+        )
+    assert result.resumed_from.name == "ckpt-00000004.pt"
+    assert [r["step"] for r in result.history] == list(range(1, 9))
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_history_file_reads_back(tmp_path, suffix):
+    X, y = _data()
+    model = _model()
+    opt = optimlab.SGD(model.parameters(), lr=0.1)
+    path = tmp_path / f"history{suffix}"
+    result = fit(
+        model,
+        opt,
+        MiniBatches(X, y, batch_size=25, seed=0),
+        epochs=2,
+        eval_data=(X, y),
+        history_path=path,
+        clip_norm=10.0,
+        progress=False,
+    )
+    rows = read_history(path)
+    assert len(rows) == len(result.history) == 8
+    for written, kept in zip(rows, result.history):
+        assert written["step"] == kept["step"] and written["loss"] == pytest.approx(kept["loss"])
+    assert "val_loss" in rows[3] and "val_accuracy" in rows[7] and "val_loss" not in rows[0]
+    assert rows[-1]["samples"] == 200
+
+
+def test_early_stopping_stops_and_callbacks_run():
+    X, y = _data()
+    model = _model()
+    opt = optimlab.SGD(model.parameters(), lr=0.0)  # nothing improves
+    seen = []
+
+    class Recorder(Callback):
+        def on_epoch_end(self, state):
+            seen.append(state.epoch)
+
+    result = fit(
+        model,
+        opt,
+        MiniBatches(X, y, batch_size=50, seed=0),
+        epochs=20,
+        eval_data=(X, y),
+        early_stopping=EarlyStopping("val_loss", patience=3),
+        callbacks=[Recorder()],
+        progress=False,
+    )
+    assert result.epochs == 4 and seen == [1, 2, 3, 4]
+    assert result.stop_reason.startswith("early stopping: val_loss did not improve for 3")
+
+
+def test_a_callback_can_stop_training():
+    X, y = _data()
+    model = _model()
+
+    class StopAtFive(Callback):
+        def on_step_end(self, state):
+            if state.step == 5:
+                state.stop_reason = "enough"
+
+    result = fit(
+        model,
+        optimlab.SGD(model.parameters(), lr=0.1),
+        MiniBatches(X, y, batch_size=10),
+        epochs=5,
+        callbacks=[StopAtFive()],
+        progress=False,
+    )
+    assert result.steps == 5 and result.stop_reason == "enough"
+
+
+def test_nan_loss_stops_naming_epoch_and_step_and_writes_no_checkpoint(tmp_path):
+    X, y = _data()
+    X[57] = float("nan")
+    model = _model()
+    opt = optimlab.SGD(model.parameters(), lr=0.1)
+    with pytest.raises(
+        NonFiniteLossError, match=r"The loss is nan at epoch 0, step \d+, micro-batch 1 of 1"
+    ):
+        fit(
+            model,
+            opt,
+            MiniBatches(X, y, batch_size=10, shuffle=False),
+            epochs=1,
+            checkpoint_dir=tmp_path,
+            checkpoint_every=1,
+            progress=False,
+        )
+    # steps 1..5 (samples 0..49) were fine and checkpointed; step 6 holds sample 57
+    assert sorted(p.name for p in tmp_path.glob("ckpt-*.pt"))[-1] == "ckpt-00000005.pt"
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_nan_loss_skip_policy():
+    X, y = _data()
+    X[57] = float("nan")
+    model = _model()
+    result = fit(
+        model,
+        optimlab.SGD(model.parameters(), lr=0.1),
+        MiniBatches(X, y, batch_size=10, shuffle=False),
+        epochs=1,
+        nonfinite_loss="skip",
+        progress=False,
+    )
+    assert result.steps == 9
+    assert [r.get("skipped", False) for r in result.history].count(True) == 1
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_bfloat16_autocast_trains():
+    X, y = _data(dtype=torch.float32)
+    model = _model(torch.float32)
+    result = fit(
+        model,
+        optimlab.Adam(model.parameters(), lr=1e-2),
+        MiniBatches(X, y, batch_size=20),
+        epochs=5,
+        precision="bf16",
+        eval_data=(X, y),
+        progress=False,
+    )
+    assert result.history[-1]["loss"] < result.history[0]["loss"]
+    assert result.final_metrics["val_accuracy"] > 0.7
+
+
+def test_progress_bar_is_quiet_when_output_is_not_a_terminal(capsys):
+    X, y = _data()
+    model = _model()
+    fit(model, optimlab.SGD(model.parameters(), lr=0.1), MiniBatches(X, y, batch_size=10), epochs=1)
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err == ""
+
+
+def test_tensorboard_event_files(tmp_path):
+    X, y = _data()
+    model = _model()
+    fit(
+        model,
+        optimlab.SGD(model.parameters(), lr=0.1),
+        MiniBatches(X, y, batch_size=10),
+        epochs=1,
+        eval_data=(X, y),
+        tensorboard_dir=tmp_path / "tb",
+        progress=False,
+    )
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"loss", "lr", "val_loss"} <= set(events.Tags()["scalars"])
+    assert len(events.Scalars("loss")) == 10
+
+
+def test_evaluate_regression_and_classification():
+    X, y = _data()
+    model = _model()
+    metrics = evaluate(model, (X, y), torch.nn.functional.cross_entropy, batch_size=7)
+    with torch.no_grad():
+        expected = torch.nn.functional.cross_entropy(model(X), y).item()
+        accuracy = (model(X).argmax(1) == y).double().mean().item()
+    assert metrics["loss"] == pytest.approx(expected, rel=1e-12)
+    assert metrics["accuracy"] == pytest.approx(accuracy)
+    regression = evaluate(
+        torch.nn.Linear(6, 1).double(), (X, X[:, :1]), torch.nn.functional.mse_loss
+    )
+    assert set(regression) == {"loss"}
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(), ValueError, r"Give epochs or steps"),
+        (dict(epochs=0), ValueError, r"Invalid epochs: 0; expected an int >= 1"),
+        (dict(steps=-3), ValueError, r"Invalid steps: -3"),
+        (dict(epochs=1, accumulation=0), ValueError, r"Invalid accumulation: 0"),
+        (dict(epochs=1, nonfinite_loss="warn"), ValueError, r"Invalid nonfinite_loss: 'warn'"),
+        (dict(epochs=1, precision="fp8"), ValueError, r"Invalid precision: 'fp8'"),
+        (dict(epochs=1, precision="fp16"), ValueError, r"'fp16' needs a CUDA model"),
+        (dict(epochs=1, clip_norm=-1.0), ValueError, r"Invalid clip_norm: -1\.0"),
+        (dict(epochs=1, resume=True), ValueError, r"resume=True needs checkpoint_dir"),
+        (dict(epochs=1, history_path="h.txt"), ValueError, r"Invalid history_path: 'h\.txt'"),
+        (
+            dict(epochs=1, eval_data=(torch.zeros(0, 6), torch.zeros(0))),
+            ValueError,
+            r"Invalid eval_data: it holds no samples",
+        ),
+    ],
+)
+def test_bad_arguments(kwargs, error, message):
+    X, y = _data()
+    model = _model()
+    with pytest.raises(error, match=message):
+        fit(
+            model,
+            optimlab.SGD(model.parameters(), lr=0.1),
+            MiniBatches(X, y, batch_size=10),
+            progress=False,
+            **kwargs,
+        )
+
+
+def test_plan_must_be_a_minibatch_plan():
+    model = _model()
+    with pytest.raises(TypeError, match=r"Invalid plan: list"):
+        fit(model, optimlab.SGD(model.parameters(), lr=0.1), [], epochs=1)
