@@ -378,3 +378,45 @@ def test_plan_must_be_a_minibatch_plan():
     model = _model()
     with pytest.raises(TypeError, match=r"Invalid plan: list"):
         fit(model, optimlab.SGD(model.parameters(), lr=0.1), [], epochs=1)
+
+
+def test_reduce_on_plateau_follows_the_validation_loss():
+    from optimlab.schedules import ReduceOnPlateau
+
+    X, y = _data()
+    model = _model()
+
+    def flat_loss(out, target):  # constant value, zero gradient: the metric never improves
+        return (out * 0).sum() + 1.0
+
+    opt = optimlab.SGD(model.parameters(), lr=0.1)
+    plateau = ReduceOnPlateau(1.0, factor=0.5, patience=0)
+    result = fit(
+        model,
+        opt,
+        MiniBatches(X, y, batch_size=50),
+        epochs=3,
+        loss_fn=flat_loss,
+        schedule=plateau,
+        eval_data=(X, y),
+        progress=False,
+    )
+    # The first evaluation sets the best; each later flat one halves the rate (patience 0).
+    assert [row["lr"] for row in result.history] == [1.0, 1.0, 1.0, 1.0, 0.5, 0.5]
+    assert opt.param_groups[0]["lr"] == plateau(0) == 0.25
+
+
+def test_reduce_on_plateau_needs_eval_data():
+    from optimlab.schedules import ReduceOnPlateau
+
+    X, y = _data()
+    model = _model()
+    with pytest.raises(ValueError, match=r"ReduceOnPlateau schedule needs eval_data"):
+        fit(
+            model,
+            optimlab.SGD(model.parameters(), lr=0.1),
+            MiniBatches(X, y, batch_size=10),
+            epochs=1,
+            schedule=ReduceOnPlateau(0.1),
+            progress=False,
+        )

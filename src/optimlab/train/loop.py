@@ -43,7 +43,7 @@ from typing import Any
 import torch
 
 from ..data import MiniBatches
-from ..schedules import drive
+from ..schedules import ReduceOnPlateau, drive
 from .checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
 from .clip import clip_grad_norm, clip_grad_value
 
@@ -258,6 +258,7 @@ def fit(
     steps: int | None = None,
     loss_fn: Callable[..., torch.Tensor] = torch.nn.functional.cross_entropy,
     schedule: Callable[[int], float] | Sequence[Callable[[int], float]] | None = None,
+    plateau_metric: str = "val_loss",
     accumulation: int = 1,
     clip_norm: float | None = None,
     clip_value: float | None = None,
@@ -281,7 +282,9 @@ def fit(
     (give at least one), when early stopping fires, or when a callback sets
     ``state.stop_reason``. ``eval_data`` (``(X, y)`` or an iterable of batches) is evaluated at
     the end of every epoch, or every ``eval_every`` steps. ``schedule`` (a pure
-    ``lr(step)``, see :mod:`optimlab.schedules`) sets the learning rate before every step.
+    ``lr(step)``, see :mod:`optimlab.schedules`) sets the learning rate before every step;
+    a :class:`~optimlab.schedules.ReduceOnPlateau` is instead updated with ``plateau_metric``
+    after every evaluation.
 
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps (default:
     at the end of every epoch) and at the end; ``keep_last`` are kept. With ``resume=True``
@@ -320,6 +323,9 @@ def fit(
             raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
 
     driver = drive(optimizer, schedule) if schedule is not None else None
+    plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
+    if plateau is not None and eval_data is None:
+        raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
     checkpoints = CheckpointManager(checkpoint_dir, keep_last=keep_last) if checkpoint_dir else None
     history = _History(history_path)
     state = TrainState(model=model, optimizer=optimizer, epoch=plan.epoch)
@@ -338,6 +344,9 @@ def fit(
             plan.load_state_dict(payload["plan"])
             if driver is not None:
                 driver.load_state_dict(payload["schedule"])
+            if plateau is not None:
+                plateau.load_state_dict(payload["plateau"])
+                driver.apply()
             if early_stopping is not None and payload["early_stopping"] is not None:
                 early_stopping.load_state_dict(payload["early_stopping"])
             if scaler is not None and payload.get("grad_scaler"):
@@ -364,6 +373,7 @@ def fit(
             "optimizer": optimizer.state_dict(),
             "plan": plan.state_dict(),
             "schedule": driver.state_dict() if driver is not None else None,
+            "plateau": plateau.state_dict() if plateau is not None else None,
             "early_stopping": early_stopping.state_dict() if early_stopping else None,
             "grad_scaler": scaler.state_dict() if scaler is not None else None,
             "step": state.step,
@@ -384,6 +394,13 @@ def fit(
         if writer is not None:
             for key, value in values.items():
                 writer.add_scalar(key, value, state.step)
+        if plateau is not None:
+            if plateau_metric not in values:
+                raise ValueError(
+                    f"Invalid plateau_metric: {plateau_metric!r}; evaluation gives {sorted(values)}"
+                )
+            plateau.update(values[plateau_metric])
+            driver.apply()
         if early_stopping is not None:
             if early_stopping.metric not in values:
                 raise ValueError(
