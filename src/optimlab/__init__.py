@@ -5,7 +5,7 @@
     >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
-from . import data, schedules
+from . import data, distributed, schedules
 from .averages import EWA, ewa
 from .optim import (
     SGD,
@@ -40,6 +40,7 @@ __all__ = [
     "RMSprop",
     "__version__",
     "data",
+    "distributed",
     "schedules",
     "ewa",
 ]

@@ -29,6 +29,7 @@ Example::
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import operator
 from collections.abc import Iterator, Sequence
@@ -262,8 +263,10 @@ class MiniBatches:
                 raise TypeError("X must be a Dataset with __len__") from err
             self._source = _DatasetSource(X)
         else:
-            if isinstance(X, (tuple, list)) and X and all(
-                isinstance(t, (torch.Tensor, np.ndarray)) for t in X
+            if (
+                isinstance(X, (tuple, list))
+                and X
+                and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in X)
             ):
                 if y is not None:
                     raise TypeError("y must be None when X is a sequence of tensors")
@@ -293,6 +296,12 @@ class MiniBatches:
         self._seed = operator.index(seed)
         self._rank = operator.index(rank)
         self._world_size = world_size
+        self._layout()
+        self._epoch = 0
+        self._position = 0
+
+    def _layout(self) -> None:
+        m, batch_size, world_size = self._m, self._batch_size, self._world_size
         self._global = m if batch_size is None else batch_size * world_size
         full, rest = divmod(m, self._global)
         if self._drop_last or rest == 0 or (0 < rest < world_size and full >= 1):
@@ -304,8 +313,47 @@ class MiniBatches:
                 f"drop_last=True with batch_size={batch_size} and world_size={world_size} "
                 f"leaves no batch of m={m} samples"
             )
-        self._epoch = 0
-        self._position = 0
+
+    @property
+    def rank(self) -> int:
+        return self._rank
+
+    @property
+    def world_size(self) -> int:
+        return self._world_size
+
+    def shard(self, rank: int, world_size: int) -> MiniBatches:
+        """This plan's share for process ``rank`` of ``world_size``, keeping the global batch.
+
+        The plan's ``batch_size`` is read as the global batch, so each rank gets
+        ``batch_size / world_size`` samples per step (it must divide evenly) and the model sees
+        the same batches as one process would. The source, seed, epoch and position carry over.
+
+        >>> import torch
+        >>> plan = MiniBatches(torch.arange(12.0), batch_size=4, shuffle=False)
+        >>> [xb.tolist() for (xb,) in plan.shard(1, 2)][:2]
+        [[2.0, 3.0], [6.0, 7.0]]
+        """
+        if self._world_size != 1:
+            raise ValueError(f"this plan is already a share (world_size={self._world_size})")
+        if not (
+            _is_int(world_size) and world_size >= 1 and _is_int(rank) and 0 <= rank < world_size
+        ):
+            raise ValueError(f"Invalid rank, world_size: {rank!r}, {world_size!r}")
+        if self._m < world_size:
+            raise ValueError(f"need at least world_size={world_size} samples, got m={self._m}")
+        per_rank = None
+        if self._batch_size is not None:
+            if self._batch_size % world_size:
+                raise ValueError(
+                    f"Invalid batch_size: {self._batch_size} (the global batch) does not divide "
+                    f"evenly among world_size={world_size} processes"
+                )
+            per_rank = self._batch_size // world_size
+        share = copy.copy(self)
+        share._batch_size, share._rank, share._world_size = per_rank, rank, world_size
+        share._layout()
+        return share
 
     @property
     def num_samples(self) -> int:

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 
+from .. import distributed
 from ..data import MiniBatches
 from ..schedules import ReduceOnPlateau, drive
 from .checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
@@ -322,16 +323,22 @@ def fit(
         ):
             raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
 
+    # Under torchrun: DDP (unless already wrapped or sharded), and this rank's share of every
+    # global batch. On one process both are the model and the plan themselves.
+    ranks = distributed.context()
+    net = ranks.wrap(model)
+    plan = ranks.share(plan)
+    model = distributed.unwrap(net)
     driver = drive(optimizer, schedule) if schedule is not None else None
     plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
     if plateau is not None and eval_data is None:
         raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
     checkpoints = CheckpointManager(checkpoint_dir, keep_last=keep_last) if checkpoint_dir else None
-    history = _History(history_path)
+    history = _History(history_path if ranks.is_main else None)
     state = TrainState(model=model, optimizer=optimizer, epoch=plan.epoch)
     scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
     autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    writer = _tensorboard_writer(tensorboard_dir)
+    writer = _tensorboard_writer(tensorboard_dir) if ranks.is_main else None
 
     # -- resume ------------------------------------------------------------------------------
     resumed_from = None
@@ -339,9 +346,9 @@ def fit(
         found = checkpoints.load_latest(map_location=device)
         if found is not None:
             resumed_from, payload = found
-            model.load_state_dict(payload["model"])
-            optimizer.load_state_dict(payload["optimizer"])
-            plan.load_state_dict(payload["plan"])
+            distributed.load_model_state(net, payload["model"])
+            distributed.load_optimizer_state(optimizer, net, payload["optimizer"])
+            plan.load_state_dict(_plan_state_for(plan, payload["plan"]))
             if driver is not None:
                 driver.load_state_dict(payload["schedule"])
             if plateau is not None:
@@ -357,7 +364,10 @@ def fit(
                 payload["samples"],
             )
             history.restart(payload["history"])
-            restore_rng_state(payload["rng"])
+            # Each rank continues with its own generators; on another number of processes
+            # every rank takes rank 0's.
+            rng = payload["rng"]
+            restore_rng_state(rng[ranks.rank] if len(rng) == ranks.world_size else rng[0])
     if resumed_from is None:
         history.restart([])
     state.history = history.rows
@@ -368,9 +378,16 @@ def fit(
         if checkpoints is None or last_saved[0] == state.step:
             return
         last_saved[0] = state.step
+        # Gathering sharded state is collective: every rank takes part, rank 0 writes.
+        model_state = distributed.model_state(net)
+        optimizer_state = distributed.optimizer_state(optimizer, net)
+        rng_states = ranks.gather(capture_rng_state())
+        if not ranks.is_main:
+            ranks.barrier()
+            return
         checkpoints.save(state.step, {
-            "model": model.state_dict(),
-            "optimizer": optimizer.state_dict(),
+            "model": model_state,
+            "optimizer": optimizer_state,
             "plan": plan.state_dict(),
             "schedule": driver.state_dict() if driver is not None else None,
             "plateau": plateau.state_dict() if plateau is not None else None,
@@ -380,8 +397,9 @@ def fit(
             "epoch": state.epoch,
             "samples": state.samples,
             "history": history.rows,
-            "rng": capture_rng_state(),
+            "rng": rng_states,
         })  # fmt: skip
+        ranks.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
 
     def run_evaluation() -> bool:
         """Evaluate, record, and return True when early stopping says stop."""
@@ -416,20 +434,32 @@ def fit(
         return False
 
     def take_step(micro_batches: list[tuple[torch.Tensor, ...]]) -> None:
-        total = sum(len(mb[0]) for mb in micro_batches)
+        # Each micro-batch's mean loss is weighted by its share of the global effective batch,
+        # times world_size because DDP averages gradients over the ranks.
+        (total,) = ranks.sum([float(sum(len(mb[0]) for mb in micro_batches))], device)
         optimizer.zero_grad(set_to_none=True)
-        step_loss = 0.0
+        loss_sum = 0.0
         for i, (xb, yb) in enumerate(micro_batches):
             xb, yb = xb.to(device, non_blocking=True), yb.to(device, non_blocking=True)
-            weight = len(xb) / total  # this micro-batch's share of the effective batch
+            weight = len(xb) * ranks.world_size / total
+            last = i == len(micro_batches) - 1
+            # Only the last micro-batch of a step all-reduces gradients (DDP's no_sync).
+            sync = (
+                contextlib.nullcontext()
+                if last or not distributed.is_data_parallel(net)
+                else net.no_sync()
+            )
             with (
                 torch.autocast(device.type, dtype=autocast_dtype)
                 if autocast_dtype
                 else contextlib.nullcontext()
             ):
-                loss = loss_fn(model(xb), yb)
+                loss = loss_fn(net(xb), yb)
             value = loss.item()
-            if not math.isfinite(value):
+            finite = math.isfinite(value)
+            if ranks.active:  # every rank must take the same decision, or collectives hang
+                finite = ranks.sum([float(not finite)], device)[0] == 0
+            if not finite:
                 where = (
                     f"epoch {state.epoch}, step {state.step + 1}, micro-batch {i + 1} of "
                     f"{len(micro_batches)}"
@@ -445,9 +475,10 @@ def fit(
                     {"step": state.step, "epoch": state.epoch, "loss": value, "skipped": True}
                 )
                 return
-            step_loss += value * weight
+            loss_sum += value * len(xb)
             scaled = loss * weight
-            (scaler.scale(scaled) if scaler is not None else scaled).backward()
+            with sync:
+                (scaler.scale(scaled) if scaler is not None else scaled).backward()
         if scaler is not None:
             scaler.unscale_(optimizer)
         grad_norm = None
@@ -462,7 +493,9 @@ def fit(
         else:
             optimizer.step()
         state.step += 1
-        state.samples += total
+        state.samples += int(total)
+        (step_loss,) = ranks.sum([loss_sum], device)
+        step_loss /= total  # the mean loss over the global effective batch
         if driver is not None:
             driver.step()
         row = {
@@ -494,7 +527,7 @@ def fit(
     # -- the loop ----------------------------------------------------------------------------
     started = time.perf_counter()
     total_steps = steps if steps is not None else epochs * math.ceil(len(plan) / accumulation)
-    bar = _progress_bar(progress, total=total_steps, initial=state.step)
+    bar = _progress_bar(progress, total=total_steps, initial=state.step) if ranks.is_main else None
     model.train()
     try:
         while not finished():
@@ -549,6 +582,23 @@ def fit(
         resumed_from=resumed_from,
         final_metrics=final,
     )
+
+
+def _plan_state_for(plan: MiniBatches, saved: dict[str, int]) -> dict[str, int]:
+    """The saved plan position, for a plan on the same or another number of processes.
+
+    Positions count global steps, so they carry over when the global batch is the same.
+    """
+    mine = plan.state_dict()
+    if saved["world_size"] == mine["world_size"]:
+        return saved
+    global_batch = lambda s: s["batch_size"] * s["world_size"]  # noqa: E731
+    if global_batch(saved) != global_batch(mine):
+        raise ValueError(
+            f"The checkpoint's plan took global batches of {global_batch(saved)} samples "
+            f"({saved['world_size']} processes); this one takes {global_batch(mine)}"
+        )
+    return {**saved, "world_size": mine["world_size"], "batch_size": mine["batch_size"]}
 
 
 def _tensorboard_writer(folder: str | os.PathLike[str] | None) -> Any:

@@ -1,0 +1,198 @@
+"""Training on several processes with ``torch.distributed``, as ``torchrun`` starts them.
+
+:func:`optimlab.train.fit` uses this module by itself: under ``torchrun --nproc_per_node=N``
+it joins the process group (gloo on the CPU, NCCL on CUDA), wraps the model in
+``DistributedDataParallel`` unless it is already wrapped or sharded with FSDP2, gives every
+rank its share of each global batch, averages the loss across ranks, and writes checkpoints,
+history and progress on rank 0 only. The same script runs unchanged on one process.
+
+Example (``train.py``, started with ``torchrun --standalone --nproc_per_node=2 train.py``)::
+
+    import optimlab, torch
+    from optimlab.data import MiniBatches
+    from optimlab.train import fit
+
+    optimlab.distributed.init()          # no-op on a single process
+    model = torch.nn.Linear(20, 3)
+    optimizer = optimlab.Adam(model.parameters(), lr=1e-3)
+    plan = MiniBatches(X, y, batch_size=64, seed=0)   # 64 is the global batch: 32 per rank
+    fit(model, optimizer, plan, epochs=5, checkpoint_dir="runs/ddp", resume=True)
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from .data import MiniBatches
+
+
+def init(backend: str | None = None, timeout_seconds: float = 600.0) -> Context:
+    """Join the process group that ``torchrun`` describes in the environment, if any.
+
+    With ``WORLD_SIZE`` > 1 in the environment (set by torchrun) this initializes
+    ``torch.distributed`` with ``backend`` (default: ``"nccl"`` when CUDA is available, else
+    ``"gloo"``) and, on CUDA, selects the device ``LOCAL_RANK``. Otherwise it does nothing. It
+    returns the :class:`Context` either way, and is safe to call twice.
+    """
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size > 1 and dist.is_available() and not dist.is_initialized():
+        if backend is None:
+            backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
+    return context()
+
+
+def context() -> Context:
+    """Where this process stands: rank, world size, and what collective operations it needs."""
+    if dist.is_available() and dist.is_initialized():
+        return Context(rank=dist.get_rank(), world_size=dist.get_world_size())
+    return Context(rank=0, world_size=1)
+
+
+@dataclass(frozen=True)
+class Context:
+    """The rank of this process among ``world_size`` (1 and rank 0 without a process group)."""
+
+    rank: int
+    world_size: int
+
+    @property
+    def active(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        """Rank 0: the process that writes files and shows progress."""
+        return self.rank == 0
+
+    def sum(self, values: list[float], device: torch.device) -> list[float]:
+        """The sum over ranks of each value (the values themselves on one process)."""
+        if not self.active:
+            return values
+        t = torch.tensor(values, dtype=torch.float64, device=_collective_device(device))
+        dist.all_reduce(t)
+        return t.tolist()
+
+    def gather(self, obj: Any) -> list[Any]:
+        """Every rank's ``obj``, in rank order (``[obj]`` on one process)."""
+        if not self.active:
+            return [obj]
+        out: list[Any] = [None] * self.world_size
+        dist.all_gather_object(out, obj)
+        return out
+
+    def barrier(self) -> None:
+        if self.active:
+            dist.barrier()
+
+    def wrap(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``DistributedDataParallel(model)``, unless it is already DDP or sharded by FSDP2."""
+        if not self.active or is_data_parallel(model) or is_fully_sharded(model):
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        device = next(model.parameters()).device
+        device_ids = [device.index] if device.type == "cuda" else None
+        return DistributedDataParallel(model, device_ids=device_ids)
+
+    def share(self, plan: MiniBatches) -> MiniBatches:
+        """This rank's share of ``plan`` (whose batch size is the global batch)."""
+        if not self.active or plan.world_size == self.world_size:
+            if self.active and plan.rank != self.rank:
+                raise ValueError(
+                    f"Invalid plan: made for rank {plan.rank} but this process is rank {self.rank}"
+                )
+            return plan
+        return plan.shard(self.rank, self.world_size)
+
+
+def is_data_parallel(model: torch.nn.Module) -> bool:
+    from torch.nn.parallel import DistributedDataParallel
+
+    return isinstance(model, DistributedDataParallel)
+
+
+def is_fully_sharded(model: torch.nn.Module) -> bool:
+    """Whether ``model``'s parameters are DTensors, as ``fully_shard`` (FSDP2) makes them."""
+    try:
+        from torch.distributed.tensor import DTensor
+    except ImportError:  # pragma: no cover - torch without DTensor
+        return False
+    return any(isinstance(p, DTensor) for p in model.parameters())
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The module inside a ``DistributedDataParallel`` wrapper (the model itself otherwise)."""
+    return model.module if is_data_parallel(model) else model
+
+
+def _collective_device(device: torch.device) -> torch.device:
+    # NCCL reduces only CUDA tensors; gloo reduces CPU tensors.
+    return device if dist.get_backend() == "nccl" else torch.device("cpu")
+
+
+# --- state of models and optimizers, the same whether sharded or not ----------------------
+
+
+def model_state(model: torch.nn.Module) -> dict[str, Any]:
+    """A full, unsharded model state dict (on every rank; only rank 0 needs to write it)."""
+    if is_fully_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return get_model_state_dict(model, options=options)
+    return unwrap(model).state_dict()
+
+
+def load_model_state(model: torch.nn.Module, state: dict[str, Any]) -> None:
+    if is_fully_sharded(model):
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, set_model_state_dict
+
+        set_model_state_dict(model, state, options=StateDictOptions(full_state_dict=True))
+    else:
+        unwrap(model).load_state_dict(state)
+
+
+def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) -> dict[str, Any]:
+    """A full optimizer state dict, gathered from the ranks when the state is sharded.
+
+    Collective for ``ZeroRedundancyOptimizer`` and FSDP2: call it on every rank.
+    """
+    from torch.distributed.optim import ZeroRedundancyOptimizer
+
+    if isinstance(optimizer, ZeroRedundancyOptimizer):
+        optimizer.consolidate_state_dict(to=0)
+        return optimizer.state_dict() if dist.get_rank() == 0 else {}
+    if is_fully_sharded(model):
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            get_optimizer_state_dict,
+        )
+
+        options = StateDictOptions(full_state_dict=True, cpu_offload=True)
+        return {"fqn": get_optimizer_state_dict(model, optimizer, options=options)}
+    return optimizer.state_dict()
+
+
+def load_optimizer_state(
+    optimizer: torch.optim.Optimizer, model: torch.nn.Module, state: dict[str, Any]
+) -> None:
+    if "fqn" in state:  # written from FSDP2: keyed by parameter names
+        from torch.distributed.checkpoint.state_dict import (
+            StateDictOptions,
+            set_optimizer_state_dict,
+        )
+
+        set_optimizer_state_dict(
+            model, optimizer, state["fqn"], options=StateDictOptions(full_state_dict=True)
+        )
+    else:
+        optimizer.load_state_dict(state)

@@ -1,0 +1,116 @@
+"""A training job for the distributed tests: run it with torchrun, or as one plain process.
+
+    torchrun --standalone --nproc_per_node=2 distributed_worker.py --out DIR [options]
+    python distributed_worker.py --out DIR [options]
+
+It trains the same float64 MLP on the same data with fit(); the plan's batch size is the
+global batch, so 1 and 2 processes see the same batches. Rank 0 saves the final parameters of
+each optimizer to DIR/<optimizer>.pt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+from pathlib import Path
+
+import torch
+
+import optimlab
+from optimlab.data import MiniBatches
+from optimlab.train import Callback, fit
+
+OPTIMIZERS = {
+    "sgd": lambda params: optimlab.SGD(params, lr=0.05),
+    "momentum": lambda params: optimlab.Momentum(params, lr=0.1, beta=0.9),
+    "adam": lambda params: optimlab.Adam(params, lr=1e-2, weight_decay=1e-3),
+}
+
+
+def build():
+    generator = torch.Generator().manual_seed(42)
+    X = torch.randn(96, 8, generator=generator, dtype=torch.float64)
+    y = (X[:, 0] * X[:, 1] > 0).long()
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(8, 16), torch.nn.Tanh(), torch.nn.Linear(16, 2)
+    ).double()
+    return model, X, y
+
+
+class KillAt(Callback):
+    """Kill this process with SIGKILL after step `step` (on the first attempt only)."""
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_step_end(self, state):
+        if state.step == self.step and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--optimizers", default="sgd,momentum,adam")
+    parser.add_argument("--steps", type=int, default=12)
+    parser.add_argument("--batch", type=int, default=16, help="the global batch")
+    parser.add_argument("--zero", action="store_true", help="shard optimizer state (ZeRO)")
+    parser.add_argument("--fsdp", action="store_true", help="shard parameters (FSDP2)")
+    parser.add_argument("--checkpoint-dir")
+    parser.add_argument("--checkpoint-every", type=int)
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--kill-rank", type=int, default=-1)
+    parser.add_argument("--kill-at-step", type=int, default=0)
+    args = parser.parse_args()
+
+    ranks = optimlab.distributed.init()
+    out = Path(args.out)
+    for name in args.optimizers.split(","):
+        model, X, y = build()
+        if args.fsdp:
+            from torch.distributed.device_mesh import init_device_mesh
+            from torch.distributed.fsdp import fully_shard
+
+            mesh = init_device_mesh("cpu", (ranks.world_size,))
+            for layer in model:
+                if isinstance(layer, torch.nn.Linear):
+                    fully_shard(layer, mesh=mesh)
+            fully_shard(model, mesh=mesh)
+        if args.zero:
+            from torch.distributed.optim import ZeroRedundancyOptimizer
+
+            reference = OPTIMIZERS[name]([torch.zeros(1, requires_grad=True)])
+            defaults = {k: v for k, v in reference.defaults.items()}
+            optimizer = ZeroRedundancyOptimizer(
+                model.parameters(), optimizer_class=type(reference), **defaults
+            )
+        else:
+            optimizer = OPTIMIZERS[name](model.parameters())
+        callbacks = []
+        if ranks.rank == args.kill_rank:
+            callbacks.append(KillAt(args.kill_at_step))
+        plan = MiniBatches(X, y, batch_size=args.batch, seed=3)
+        checkpoint_dir = Path(args.checkpoint_dir) / name if args.checkpoint_dir else None
+        fit(
+            model,
+            optimizer,
+            plan,
+            steps=args.steps,
+            checkpoint_dir=checkpoint_dir,
+            checkpoint_every=args.checkpoint_every,
+            resume=args.resume,
+            callbacks=callbacks,
+            progress=False,
+        )
+        state = optimlab.distributed.model_state(model)
+        if ranks.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            torch.save(state, out / f"{name}.pt")
+    if ranks.active:
+        torch.distributed.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

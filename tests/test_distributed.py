@@ -1,0 +1,170 @@
+"""The training loop on torch.distributed: 2 CPU processes with gloo, started by torchrun.
+
+Each test launches real processes (torchrun --standalone picks a free port), waits with a
+timeout, and kills the whole process group if anything hangs.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+WORKER = Path(__file__).with_name("distributed_worker.py")
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
+
+# These tests start several processes each; run them one at a time, on one xdist worker.
+pytestmark = pytest.mark.xdist_group("distributed")
+
+
+def run(*args, processes=2, restarts=0, timeout=150):
+    if processes == 1:
+        command = [sys.executable, str(WORKER), *map(str, args)]
+    else:
+        command = [
+            *TORCHRUN,
+            f"--nproc_per_node={processes}",
+            f"--max-restarts={restarts}",
+            str(WORKER),
+            *map(str, args),
+        ]
+    # torch 2.13's agent shares its rendezvous store with the workers by default, and restarted
+    # gloo workers then read stale peer addresses (pytorch/pytorch#135712): turn sharing off.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"timed out after {timeout} s:\n{output[-3000:]}")
+    assert proc.returncode == 0, output[-3000:]
+    return output
+
+
+def params(folder, name):
+    return torch.load(Path(folder) / f"{name}.pt", weights_only=True)
+
+
+def assert_same(a, b, exact=False):
+    assert a.keys() == b.keys()
+    for key in a:
+        if exact:
+            assert torch.equal(a[key], b[key]), key
+        else:
+            torch.testing.assert_close(a[key], b[key], rtol=1e-12, atol=1e-14)
+
+
+def test_ddp_on_two_processes_equals_one_process_with_the_global_batch(tmp_path):
+    # 2 ranks taking 8 samples each per step == 1 process taking 16, for SGD, Momentum, Adam.
+    run("--out", tmp_path / "one", processes=1)
+    run("--out", tmp_path / "two")
+    for name in ("sgd", "momentum", "adam"):
+        assert_same(params(tmp_path / "one", name), params(tmp_path / "two", name))
+        assert not torch.equal(
+            params(tmp_path / "one", name)["0.weight"], _initial_state()["0.weight"]
+        )
+
+
+def _initial_state():
+    sys.path.insert(0, str(WORKER.parent))
+    from distributed_worker import build
+
+    return build()[0].state_dict()
+
+
+def test_zero_redundancy_optimizer_with_optimlab_adam(tmp_path):
+    run("--out", tmp_path / "one", "--optimizers", "adam", processes=1)
+    run("--out", tmp_path / "zero", "--optimizers", "adam", "--zero")
+    assert_same(params(tmp_path / "one", "adam"), params(tmp_path / "zero", "adam"))
+
+
+def test_fsdp2_with_optimlab_adam(tmp_path):
+    run("--out", tmp_path / "one", "--optimizers", "adam", processes=1)
+    run("--out", tmp_path / "fsdp", "--optimizers", "adam", "--fsdp")
+    assert_same(params(tmp_path / "one", "adam"), params(tmp_path / "fsdp", "adam"))
+
+
+def test_checkpoint_saved_by_two_ranks_loads_on_one_and_on_two(tmp_path):
+    # ZeRO on 2 ranks trains 6 steps and checkpoints; the run then continues to 12 steps on 1
+    # process (plain Adam) and, separately, on 2 processes (ZeRO again).
+    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12, processes=1)
+    run(
+        "--out",
+        tmp_path / "half",
+        "--optimizers",
+        "adam",
+        "--zero",
+        "--steps",
+        6,
+        "--checkpoint-dir",
+        tmp_path / "ck1",
+    )
+    import shutil
+
+    shutil.copytree(tmp_path / "ck1", tmp_path / "ck2")
+    run(
+        "--out",
+        tmp_path / "on_one",
+        "--optimizers",
+        "adam",
+        "--steps",
+        12,
+        "--checkpoint-dir",
+        tmp_path / "ck1",
+        "--resume",
+        processes=1,
+    )
+    run(
+        "--out",
+        tmp_path / "on_two",
+        "--optimizers",
+        "adam",
+        "--zero",
+        "--steps",
+        12,
+        "--checkpoint-dir",
+        tmp_path / "ck2",
+        "--resume",
+    )
+    whole = params(tmp_path / "whole", "adam")
+    assert_same(whole, params(tmp_path / "on_one", "adam"))
+    assert_same(whole, params(tmp_path / "on_two", "adam"))
+    assert not torch.equal(whole["0.weight"], params(tmp_path / "half", "adam")["0.weight"])
+
+
+def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path):
+    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
+    output = run(
+        "--out",
+        tmp_path / "killed",
+        "--optimizers",
+        "adam",
+        "--steps",
+        12,
+        "--checkpoint-dir",
+        tmp_path / "ck",
+        "--checkpoint-every",
+        3,
+        "--resume",
+        "--kill-rank",
+        1,
+        "--kill-at-step",
+        7,
+        restarts=1,
+    )
+    assert "exitcode: -9" in output  # rank 1 really died...
+    assert "abandoned run" not in output  # ...and the restart resumed instead of starting over
+    assert_same(params(tmp_path / "whole", "adam"), params(tmp_path / "killed", "adam"), exact=True)
