@@ -1,0 +1,507 @@
+"""``optimlab train --config run.toml``: a whole training run described in one TOML file.
+
+A run file names the data, the model, the optimizer, the schedule and the training settings;
+every key is checked, and a bad one is reported with its table, key and value. Example::
+
+    seed = 0
+
+    [data]
+    name = "digits"          # digits, breast_cancer, iris, wine, synthetic_classification,
+                             # synthetic_regression, or your own: csv, npz, idx
+    validation = 0.2
+    test = 0.2
+
+    [model]
+    kind = "mlp"             # logistic, mlp, cnn
+    hidden = [64]
+
+    [optimizer]
+    name = "adam"            # any name of optimlab.OPTIMIZERS, with its own arguments
+    lr = 0.003
+
+    [schedule]               # optional: a one-line spec of optimlab.schedules
+    spec = "cosine_decay:lr=0.003,decay_steps=400"
+
+    [training]
+    epochs = 10
+    batch_size = 32          # or "full" for batch gradient descent
+    accumulation = 1
+    checkpoint_every = 50
+
+Your own data: ``name = "csv"`` with ``path`` (and ``target``, the target column, default the
+last); ``name = "npz"`` with ``path`` holding arrays ``X`` and ``y``; ``name = "idx"`` with
+``images`` and ``labels``, files in the MNIST IDX format.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import gzip
+import json
+import math
+import struct
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+BUILT_IN = ("digits", "breast_cancer", "iris", "wine", "synthetic_classification",
+            "synthetic_regression")  # fmt: skip
+FROM_FILES = ("csv", "npz", "idx")
+MODELS = ("logistic", "mlp", "cnn")
+
+
+class ConfigError(ValueError):
+    """A run file, or a data file it names, is wrong; the message says where and how."""
+
+
+# --- reading and checking the run file ----------------------------------------------------
+
+
+_SCHEMA: dict[str, dict[str, Any]] = {
+    "data": {
+        "name": str, "path": str, "target": str, "images": str, "labels": str,
+        "samples": int, "features": int, "classes": int, "noise": float,
+        "validation": float, "test": float,
+    },
+    "model": {"kind": str, "hidden": list, "dropout": float},
+    "schedule": {"spec": str},
+    "training": {
+        "epochs": int, "steps": int, "batch_size": (int, str), "accumulation": int,
+        "clip_norm": float, "clip_value": float, "checkpoint_every": int, "keep_last": int,
+        "eval_every": int, "precision": str, "early_stopping_metric": str,
+        "early_stopping_patience": int, "nonfinite_loss": str,
+    },
+}  # fmt: skip
+_TOP_LEVEL = {"seed": int, "out": str}
+
+
+@dataclasses.dataclass
+class RunConfig:
+    seed: int
+    out: str | None
+    data: dict[str, Any]
+    model: dict[str, Any]
+    optimizer: dict[str, Any]
+    schedule: dict[str, Any]
+    training: dict[str, Any]
+    source: str
+
+
+def _type_ok(value: Any, expected: Any) -> bool:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    if isinstance(value, bool):
+        return bool in kinds
+    if float in kinds and isinstance(value, int):
+        return True
+    return isinstance(value, kinds)
+
+
+def _type_name(expected: Any) -> str:
+    kinds = expected if isinstance(expected, tuple) else (expected,)
+    names = {int: "an integer", float: "a number", str: "a string", list: "a list"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)
+
+
+def load_config(path: str | Path) -> RunConfig:
+    """Read and check a run file; :class:`ConfigError` names the bad table, key or value."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such run file")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{path}: not valid TOML: {e}") from e
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text file ({e.reason})") from e
+    tables = set(_SCHEMA) | {"optimizer"}
+    for key, value in raw.items():
+        if isinstance(value, dict):
+            if key not in tables:
+                raise ConfigError(f"{path}: unknown table [{key}]; expected {_names(tables)}")
+        elif key not in _TOP_LEVEL:
+            raise ConfigError(f"{path}: unknown key {key!r}; expected {_names(_TOP_LEVEL)}")
+        elif not _type_ok(value, _TOP_LEVEL[key]):
+            raise ConfigError(f"{path}: {key} = {value!r} should be {_type_name(_TOP_LEVEL[key])}")
+    for table, schema in _SCHEMA.items():
+        for key, value in raw.get(table, {}).items():
+            if key not in schema:
+                raise ConfigError(
+                    f"{path}: [{table}] unknown key {key!r}; expected {_names(schema)}"
+                )
+            if not _type_ok(value, schema[key]):
+                raise ConfigError(
+                    f"{path}: [{table}] {key} = {value!r} should be {_type_name(schema[key])}"
+                )
+    for table in ("data", "optimizer", "training"):
+        if table not in raw:
+            raise ConfigError(f"{path}: missing table [{table}]")
+    config = RunConfig(
+        seed=raw.get("seed", 0),
+        out=raw.get("out"),
+        data=dict(raw["data"]),
+        model=dict(raw.get("model", {"kind": "mlp"})),
+        optimizer=dict(raw["optimizer"]),
+        schedule=dict(raw.get("schedule", {})),
+        training=dict(raw["training"]),
+        source=str(path),
+    )
+    _check_values(config)
+    return config
+
+
+def _names(keys: Any) -> str:
+    return ", ".join(sorted(keys))
+
+
+def _check_values(config: RunConfig) -> None:
+    where = config.source
+    name = config.data.get("name")
+    if name not in BUILT_IN + FROM_FILES:
+        raise ConfigError(
+            f"{where}: [data] name = {name!r} is not a data set; expected one of "
+            f"{', '.join(BUILT_IN + FROM_FILES)}"
+        )
+    needs = {"csv": ("path",), "npz": ("path",), "idx": ("images", "labels")}.get(name, ())
+    for key in needs:
+        if key not in config.data:
+            raise ConfigError(f"{where}: [data] name = {name!r} needs the key {key!r}")
+    for key in ("validation", "test"):
+        value = config.data.get(key, 0.2)
+        if not 0 <= value < 1:
+            raise ConfigError(f"{where}: [data] {key} = {value!r} should be in [0, 1)")
+    kind = config.model.get("kind", "mlp")
+    if kind not in MODELS:
+        raise ConfigError(f"{where}: [model] kind = {kind!r}; expected one of {', '.join(MODELS)}")
+    hidden = config.model.get("hidden", [64])
+    if not all(isinstance(h, int) and not isinstance(h, bool) and h > 0 for h in hidden):
+        raise ConfigError(f"{where}: [model] hidden = {hidden!r} should be positive integers")
+    import optimlab
+
+    opt_name = config.optimizer.get("name")
+    if opt_name not in optimlab.OPTIMIZERS:
+        raise ConfigError(
+            f"{where}: [optimizer] name = {opt_name!r}; expected one of "
+            f"{_names(optimlab.OPTIMIZERS)}"
+        )
+    training = config.training
+    if "epochs" not in training and "steps" not in training:
+        raise ConfigError(f"{where}: [training] needs epochs or steps")
+    for key in ("epochs", "steps", "accumulation", "checkpoint_every", "keep_last", "eval_every"):
+        if key in training and training[key] < 1:
+            raise ConfigError(f"{where}: [training] {key} = {training[key]!r} should be >= 1")
+    batch = training.get("batch_size", 32)
+    if isinstance(batch, str) and batch != "full" or isinstance(batch, int) and batch < 1:
+        raise ConfigError(
+            f"{where}: [training] batch_size = {batch!r} should be a positive integer or 'full'"
+        )
+    if "spec" in config.schedule:
+        from ..schedules import from_spec
+
+        try:
+            from_spec(config.schedule["spec"])
+        except (ValueError, TypeError) as e:
+            raise ConfigError(f"{where}: [schedule] spec = {config.schedule['spec']!r}: {e}") from e
+
+
+# --- data ----------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Data:
+    X_train: torch.Tensor
+    y_train: torch.Tensor
+    X_val: torch.Tensor
+    y_val: torch.Tensor
+    X_test: torch.Tensor
+    y_test: torch.Tensor
+    classes: int  # 0 for regression
+    image_side: int | None  # set when each sample is a square image
+
+
+def load_arrays(data: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray, str]:
+    """The samples, targets and task ("classification" or "regression") a [data] table names."""
+    name = data["name"]
+    if name in ("digits", "breast_cancer", "iris", "wine"):
+        import sklearn.datasets
+
+        X, y = getattr(sklearn.datasets, f"load_{name}")(return_X_y=True)
+        return X.astype(np.float32), y.astype(np.int64), "classification"
+    if name == "synthetic_classification":
+        from sklearn.datasets import make_classification
+
+        X, y = make_classification(
+            n_samples=data.get("samples", 1000), n_features=data.get("features", 20),
+            n_informative=min(data.get("features", 20), 10), n_redundant=0,
+            n_classes=data.get("classes", 2), random_state=seed,
+        )  # fmt: skip
+        return X.astype(np.float32), y.astype(np.int64), "classification"
+    if name == "synthetic_regression":
+        from sklearn.datasets import make_regression
+
+        X, y = make_regression(
+            n_samples=data.get("samples", 1000), n_features=data.get("features", 20),
+            noise=data.get("noise", 0.1), random_state=seed,
+        )  # fmt: skip
+        return X.astype(np.float32), y.astype(np.float32), "regression"
+    if name == "csv":
+        return read_csv(Path(data["path"]), data.get("target"))
+    if name == "npz":
+        return read_npz(Path(data["path"]))
+    return read_idx(Path(data["images"])), read_idx(Path(data["labels"])), "classification"
+
+
+def _task_of(y: np.ndarray) -> tuple[np.ndarray, str]:
+    if np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0) and len(np.unique(y)) <= 100:
+        return y.astype(np.int64), "classification"
+    return y.astype(np.float32), "regression"
+
+
+def read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+    """A CSV file with a header row; ``target`` names the target column (default: the last)."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such data file")
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if len(rows) < 2:
+        raise ConfigError(f"{path}: a CSV data file needs a header row and at least one sample")
+    header, body = rows[0], rows[1:]
+    column = len(header) - 1 if target is None else None
+    if target is not None:
+        if target not in header:
+            raise ConfigError(f"{path}: no column {target!r}; the columns are {', '.join(header)}")
+        column = header.index(target)
+    values = np.empty((len(body), len(header)), dtype=np.float64)
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise ConfigError(f"{path}: line {i} has {len(row)} values, the header {len(header)}")
+        for j, text in enumerate(row):
+            try:
+                values[i - 2, j] = float(text)
+            except ValueError:
+                raise ConfigError(
+                    f"{path}: line {i}, column {header[j]!r}: {text!r} is not a number"
+                ) from None
+    if not np.isfinite(values).all():
+        raise ConfigError(f"{path}: holds NaN or Inf values")
+    y, task = _task_of(values[:, column])
+    X = np.delete(values, column, axis=1).astype(np.float32)
+    return X, y, task
+
+
+def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+    """An ``.npz`` file with arrays ``X`` (samples in rows) and ``y``."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such data file")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except (ValueError, OSError, EOFError) as e:
+        raise ConfigError(f"{path}: not a readable .npz file ({e})") from e
+    missing = {"X", "y"} - set(arrays)
+    if missing:
+        raise ConfigError(f"{path}: missing arrays {sorted(missing)}; it has {sorted(arrays)}")
+    X, y = arrays["X"], arrays["y"]
+    if len(X) != len(y) or len(X) == 0:
+        raise ConfigError(f"{path}: X has {len(X)} samples and y {len(y)}; they must match")
+    y, task = _task_of(np.asarray(y))
+    return X.reshape(len(X), -1).astype(np.float32), y, task
+
+
+_IDX_TYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """An array in the IDX format of MNIST (optionally gzipped): magic, shape, big-endian data."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such data file")
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_TYPES:
+        raise ConfigError(f"{path}: not an IDX file (bad magic number {raw[:4].hex()})")
+    dims = raw[3]
+    if len(raw) < 4 + 4 * dims:
+        raise ConfigError(f"{path}: IDX header is truncated")
+    shape = struct.unpack(f">{dims}I", raw[4 : 4 + 4 * dims])
+    dtype = np.dtype(_IDX_TYPES[raw[2]])
+    expected = 4 + 4 * dims + math.prod(shape) * dtype.itemsize
+    if len(raw) != expected:
+        raise ConfigError(
+            f"{path}: IDX header promises shape {shape} ({expected} bytes) but the file has "
+            f"{len(raw)} bytes"
+        )
+    return np.frombuffer(raw, dtype=dtype, offset=4 + 4 * dims).reshape(shape)
+
+
+def load_data(data: dict[str, Any], seed: int) -> Data:
+    """Load, split (stratified for classification) and standardize with training statistics."""
+    from sklearn.model_selection import train_test_split
+
+    X, y, task = load_arrays(data, seed)
+    where = data.get("path") or data.get("images") or data["name"]
+    if X.ndim > 2:
+        X = X.reshape(len(X), -1)
+    X = X.astype(np.float32)
+    if len(X) != len(y):
+        raise ConfigError(f"{where}: {len(X)} samples but {len(y)} targets")
+    side = math.isqrt(X.shape[1])
+    image_side = side if side * side == X.shape[1] and side >= 4 else None
+    val_share, test_share = data.get("validation", 0.2), data.get("test", 0.2)
+    stratify = y if task == "classification" else None
+    try:
+        X_rest, X_test, y_rest, y_test = _split(X, y, test_share, seed, stratify)
+        share = val_share / (1 - test_share)
+        X_train, X_val, y_train, y_val = _split(
+            X_rest, y_rest, share, seed, y_rest if stratify is not None else None
+        )
+    except ValueError as e:
+        raise ConfigError(f"{where}: cannot split {len(X)} samples: {e}") from e
+    mean, std = X_train.mean(0), X_train.std(0)
+    std[std == 0] = 1.0  # features constant in training carry no information
+    scale = lambda a: torch.from_numpy((a - mean) / std)  # noqa: E731
+    target = (lambda a: torch.from_numpy(a)) if task == "classification" else (
+        lambda a: torch.from_numpy(a.astype(np.float32)).unsqueeze(1)
+    )  # fmt: skip
+    classes = int(y.max()) + 1 if task == "classification" else 0
+    _ = train_test_split  # imported above so a missing scikit-learn fails early
+    return Data(scale(X_train), target(y_train), scale(X_val), target(y_val), scale(X_test),
+                target(y_test), classes, image_side)  # fmt: skip
+
+
+def _split(X, y, share, seed, stratify):
+    from sklearn.model_selection import train_test_split
+
+    if share == 0:
+        return X, X[:0], y, y[:0]
+    return train_test_split(X, y, test_size=share, random_state=seed, stratify=stratify)
+
+
+# --- models --------------------------------------------------------------------------------
+
+
+def build_model(model: dict[str, Any], features: int, outputs: int, image_side: int | None):
+    """logistic: one linear layer; mlp: ReLU layers of ``hidden`` widths; cnn: two 3x3
+    convolutions with pooling, for square images."""
+    kind, hidden = model.get("kind", "mlp"), model.get("hidden", [64])
+    dropout = model.get("dropout", 0.0)
+    nn = torch.nn
+    if kind == "logistic":
+        return nn.Linear(features, outputs)
+    if kind == "mlp":
+        layers: list[nn.Module] = []
+        width = features
+        for h in hidden:
+            layers += [nn.Linear(width, h), nn.ReLU()]
+            if dropout:
+                layers.append(nn.Dropout(dropout))
+            width = h
+        return nn.Sequential(*layers, nn.Linear(width, outputs))
+    if image_side is None:
+        raise ConfigError(
+            f"[model] kind = 'cnn' needs square images; these samples have {features} features"
+        )
+    return nn.Sequential(
+        nn.Unflatten(1, (1, image_side, image_side)),
+        nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(), nn.Dropout(dropout), nn.Linear(16, outputs),
+    )  # fmt: skip
+
+
+# --- the run -------------------------------------------------------------------------------
+
+
+def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | None = None):
+    """Train as the run file says; write history, metrics, a summary and a loss figure to
+    ``out`` (checkpoints in ``out/checkpoints``). Returns the :class:`TrainResult`."""
+    import optimlab
+    from optimlab.data import MiniBatches
+
+    from ..schedules import from_spec
+    from .loop import EarlyStopping, evaluate, fit
+
+    torch.manual_seed(config.seed)
+    np.random.seed(config.seed)
+    data = load_data(config.data, config.seed)
+    outputs = data.classes if data.classes else 1
+    model = build_model(config.model, data.X_train.shape[1], outputs, data.image_side)
+    arguments = {k: v for k, v in config.optimizer.items() if k != "name"}
+    for key, value in arguments.items():
+        if isinstance(value, list):
+            arguments[key] = tuple(value)  # TOML arrays: betas = [0.9, 0.999]
+    try:
+        optimizer = optimlab.OPTIMIZERS[config.optimizer["name"]](model.parameters(), **arguments)
+    except TypeError as e:
+        raise ConfigError(f"{config.source}: [optimizer] {e}") from e
+    except ValueError as e:
+        raise ConfigError(f"{config.source}: [optimizer] {e}") from e
+    training = config.training
+    batch = training.get("batch_size", 32)
+    plan = MiniBatches(data.X_train, data.y_train, batch_size=None if batch == "full" else batch,
+                       seed=config.seed)  # fmt: skip
+    loss_fn = torch.nn.functional.cross_entropy if data.classes else torch.nn.functional.mse_loss
+    stopping = None
+    if "early_stopping_metric" in training or "early_stopping_patience" in training:
+        stopping = EarlyStopping(training.get("early_stopping_metric", "val_loss"),
+                                 patience=training.get("early_stopping_patience", 5))  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    eval_data = (data.X_val, data.y_val) if len(data.X_val) else None
+    result = fit(
+        model, optimizer, plan, epochs=training.get("epochs"), steps=training.get("steps"),
+        loss_fn=loss_fn,
+        schedule=from_spec(config.schedule["spec"]) if "spec" in config.schedule else None,
+        accumulation=training.get("accumulation", 1), clip_norm=training.get("clip_norm"),
+        clip_value=training.get("clip_value"), eval_data=eval_data,
+        eval_every=training.get("eval_every"), early_stopping=stopping,
+        checkpoint_dir=out / "checkpoints", checkpoint_every=training.get("checkpoint_every"),
+        keep_last=training.get("keep_last", 3), resume=resume,
+        history_path=out / "history.csv", precision=training.get("precision", "fp32"),
+        nonfinite_loss=training.get("nonfinite_loss", "raise"), progress=progress,
+    )  # fmt: skip
+    metrics = {"steps": result.steps, "epochs": result.epochs, "stop_reason": result.stop_reason,
+               **result.final_metrics}  # fmt: skip
+    if len(data.X_test):
+        metrics.update({f"test_{k}": v for k, v in evaluate(model, (data.X_test, data.y_test),
+                                                             loss_fn).items()})  # fmt: skip
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    _write_summary(config, result, metrics, out)
+    return result, metrics
+
+
+def _write_summary(config: RunConfig, result: Any, metrics: dict[str, Any], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [r for r in result.history if not r.get("skipped")]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="training loss")
+    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
+    if val:
+        ax.plot(*zip(*val), "o-", label="validation loss")
+    ax.set_xlabel("step")
+    ax.set_ylabel("loss")
+    ax.set_yscale("log")
+    ax.legend()
+    ax.set_title(f"{config.optimizer['name']} on {config.data['name']}")
+    fig.tight_layout()
+    fig.savefig(out / "loss.png", dpi=120)
+    fig.savefig(out / "loss.svg")
+    plt.close(fig)
+    lines = [f"# Training run: {config.optimizer['name']} on {config.data['name']}", "",
+             f"Run file: `{config.source}`, seed {config.seed}.", "", "| metric | value |",
+             "|---|---|"]  # fmt: skip
+    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
+              for k, v in metrics.items()]  # fmt: skip
+    lines += ["", "![loss](loss.png)", ""]
+    (out / "summary.md").write_text("\n".join(lines))

@@ -1,0 +1,194 @@
+"""Run files for `optimlab train --config`: data sets, models, the user's files, bad input."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+import torch
+
+from optimlab.train.config import ConfigError, load_config, read_idx, run
+
+
+def write(tmp_path, text, name="run.toml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def config_text(
+    data,
+    model='kind = "mlp"\nhidden = [16]',
+    training="steps = 6\nbatch_size = 32",
+    optimizer='name = "adam"\nlr = 0.01',
+):
+    return f"seed = 1\n[data]\n{data}\n[model]\n{model}\n[optimizer]\n{optimizer}\n[training]\n{training}\n"
+
+
+@pytest.mark.parametrize(
+    "data, model",
+    [
+        ('name = "digits"', 'kind = "logistic"'),
+        ('name = "digits"', 'kind = "cnn"'),
+        ('name = "breast_cancer"', 'kind = "mlp"\nhidden = [8, 8]\ndropout = 0.1'),
+        ('name = "iris"', 'kind = "mlp"'),
+        ('name = "wine"', 'kind = "logistic"'),
+        (
+            'name = "synthetic_classification"\nsamples = 300\nfeatures = 7\nclasses = 3',
+            'kind = "mlp"',
+        ),
+        ('name = "synthetic_regression"\nsamples = 200\nfeatures = 5', 'kind = "mlp"'),
+    ],
+)
+def test_built_in_data_sets_and_models_train(tmp_path, data, model):
+    config = load_config(write(tmp_path, config_text(data, model)))
+    result, metrics = run(config, tmp_path / "out", progress=False)
+    assert result.steps == 6
+    assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+    saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
+    assert saved["steps"] == 6 and "test_loss" in saved
+    assert ("test_accuracy" in saved) == ("regression" not in data)
+
+
+def test_users_csv_npz_and_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(120, 16)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(np.int64)
+    csv_path = tmp_path / "data.csv"
+    lines = [",".join([f"f{i}" for i in range(16)] + ["label"])]
+    lines += [",".join([f"{v:.6f}" for v in row] + [str(t)]) for row, t in zip(X, y)]
+    csv_path.write_text("\n".join(lines) + "\n")
+    np.savez(tmp_path / "data.npz", X=X, y=y)
+    images = (np.abs(X) * 50).clip(0, 255).astype(np.uint8).reshape(120, 4, 4)
+    header = struct.pack(">BBBB", 0, 0, 0x08, 3) + struct.pack(">3I", 120, 4, 4)
+    (tmp_path / "images.idx").write_bytes(header + images.tobytes())
+    label_header = struct.pack(">BBBB", 0, 0, 0x08, 1) + struct.pack(">I", 120)
+    (tmp_path / "labels.idx.gz").write_bytes(
+        gzip.compress(label_header + y.astype(np.uint8).tobytes())
+    )
+    assert np.array_equal(read_idx(tmp_path / "images.idx"), images)
+    for data in (
+        f'name = "csv"\npath = "{csv_path}"\ntarget = "label"',
+        f'name = "npz"\npath = "{tmp_path / "data.npz"}"',
+        f'name = "idx"\nimages = "{tmp_path / "images.idx"}"\nlabels = "{tmp_path / "labels.idx.gz"}"',
+    ):
+        out = tmp_path / data.split('"')[1]
+        result, metrics = run(load_config(write(tmp_path, config_text(data))), out, progress=False)
+        assert result.steps == 6 and 0 <= metrics["test_accuracy"] <= 1
+
+
+def test_resume_from_the_run_folder_is_exact(tmp_path):
+    text = config_text(
+        'name = "iris"', training="steps = 12\nbatch_size = 16\ncheckpoint_every = 4"
+    )
+    config = load_config(write(tmp_path, text))
+    run(config, tmp_path / "whole", progress=False)
+    short = load_config(write(tmp_path, text.replace("steps = 12", "steps = 5"), "short.toml"))
+    run(short, tmp_path / "resumed", progress=False)
+    result, _ = run(config, tmp_path / "resumed", resume=True, progress=False)
+    assert result.resumed_from.name == "ckpt-00000005.pt"
+    whole = torch.load(tmp_path / "whole" / "checkpoints" / "ckpt-00000012.pt", weights_only=True)
+    resumed = torch.load(
+        tmp_path / "resumed" / "checkpoints" / "ckpt-00000012.pt", weights_only=True
+    )
+    for key in whole["model"]:
+        assert torch.equal(whole["model"][key], resumed["model"][key])
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("seed = 1\n[data\nname = 1", r"run\.toml: not valid TOML: .*line 2"),
+        ("speed = 1\n[data]\nname='iris'", r"unknown key 'speed'; expected out, seed"),
+        ("[datas]\nname='iris'", r"unknown table \[datas\]"),
+        (
+            config_text('name = "mnist"'),
+            r"\[data\] name = 'mnist' is not a data set; expected one of digits, breast_cancer, iris, wine",
+        ),
+        (config_text('name = "iris"\nsamplez = 3'), r"\[data\] unknown key 'samplez'; expected"),
+        (
+            config_text('name = "iris"', model='kind = "rnn"'),
+            r"\[model\] kind = 'rnn'; expected one of logistic, mlp, cnn",
+        ),
+        (
+            config_text('name = "iris"', model="hidden = [0]"),
+            r"\[model\] hidden = \[0\] should be positive integers",
+        ),
+        (
+            config_text('name = "iris"', optimizer='name = "adamax"'),
+            r"\[optimizer\] name = 'adamax'; expected one of adam, adamw, momentum, rmsprop, sgd",
+        ),
+        (
+            config_text('name = "iris"', training="batch_size = 4"),
+            r"\[training\] needs epochs or steps",
+        ),
+        (
+            config_text('name = "iris"', training="steps = 0"),
+            r"\[training\] steps = 0 should be >= 1",
+        ),
+        (
+            config_text('name = "iris"', training="steps = 2\nbatch_size = 'half'"),
+            r"batch_size = 'half' should be a positive integer or 'full'",
+        ),
+        (
+            config_text('name = "iris"', training='steps = "two"'),
+            r"\[training\] steps = 'two' should be an integer",
+        ),
+        (config_text('name = "csv"'), r"\[data\] name = 'csv' needs the key 'path'"),
+        (
+            config_text('name = "iris"') + '[schedule]\nspec = "cosine:lr=1"',
+            r"\[schedule\] spec = 'cosine:lr=1'",
+        ),
+        ("[data]\nname = 'iris'\n[optimizer]\nname = 'sgd'", r"missing table \[training\]"),
+    ],
+)
+def test_bad_run_files(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+
+
+def test_bad_optimizer_argument_is_reported_when_built(tmp_path):
+    config = load_config(
+        write(tmp_path, config_text('name = "iris"', optimizer='name = "adam"\nlr = -1.0'))
+    )
+    with pytest.raises(ConfigError, match=r"\[optimizer\] Invalid lr: -1\.0"):
+        run(config, tmp_path / "out", progress=False)
+
+
+def test_bad_data_files(tmp_path):
+    def attempt(data):
+        run(load_config(write(tmp_path, config_text(data))), tmp_path / "out", progress=False)
+
+    with pytest.raises(ConfigError, match=r"missing\.csv: no such data file"):
+        attempt(f'name = "csv"\npath = "{tmp_path / "missing.csv"}"')
+    (tmp_path / "bad.csv").write_text("a,b,label\n1,2,0\n3,x,1\n")
+    with pytest.raises(ConfigError, match=r"bad\.csv: line 3, column 'b': 'x' is not a number"):
+        attempt(f'name = "csv"\npath = "{tmp_path / "bad.csv"}"')
+    (tmp_path / "ragged.csv").write_text("a,b,label\n1,2,0\n3,1\n")
+    with pytest.raises(ConfigError, match=r"ragged\.csv: line 3 has 2 values, the header 3"):
+        attempt(f'name = "csv"\npath = "{tmp_path / "ragged.csv"}"')
+    (tmp_path / "t.csv").write_text("a,b,label\n1,2,0\n")
+    with pytest.raises(
+        ConfigError, match=r"t\.csv: no column 'target'; the columns are a, b, label"
+    ):
+        attempt(f'name = "csv"\npath = "{tmp_path / "t.csv"}"\ntarget = "target"')
+    np.savez(tmp_path / "half.npz", X=np.zeros((3, 2)))
+    with pytest.raises(ConfigError, match=r"half\.npz: missing arrays \['y'\]"):
+        attempt(f'name = "npz"\npath = "{tmp_path / "half.npz"}"')
+    (tmp_path / "junk.npz").write_bytes(b"not a zip file")
+    with pytest.raises(ConfigError, match=r"junk\.npz: not a readable \.npz file"):
+        attempt(f'name = "npz"\npath = "{tmp_path / "junk.npz"}"')
+    (tmp_path / "bad.idx").write_bytes(b"\x01\x02\x08\x01\x00\x00\x00\x02ab")
+    with pytest.raises(
+        ConfigError, match=r"bad\.idx: not an IDX file \(bad magic number 01020801\)"
+    ):
+        read_idx(tmp_path / "bad.idx")
+    (tmp_path / "short.idx").write_bytes(struct.pack(">BBBBI", 0, 0, 8, 1, 10) + b"abc")
+    with pytest.raises(
+        ConfigError,
+        match=r"short\.idx: IDX header promises shape \(10,\) \(18 bytes\) but the file has 11 bytes",
+    ):
+        read_idx(tmp_path / "short.idx")
