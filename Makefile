@@ -15,9 +15,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(PY) -m optimlab.lab.quickstart
+	$(VENV)/bin/optimlab compare --out runs/latest
 
 test: $(STAMP)
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the report browser test will say so"
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
 bench: $(STAMP)

@@ -1,0 +1,256 @@
+"""``optimlab ewa``: the notes' exponentially-weighted-average demonstration.
+
+A daily series (a seeded, temperature-like one, or a column of your CSV) is averaged with
+:func:`optimlab.ewa` for several ``beta``, with and without bias correction::
+
+    v_t = beta * v_{t-1} + (1 - beta) * x_t,   v_0 = 0        (about 1 / (1 - beta) days)
+    v_t / (1 - beta**t)                                       (bias-corrected)
+
+and the weight that day ``n``'s average gives to day ``i``, ``beta**(n - i) * (1 - beta)``, is
+tabulated for each beta (seed 000, eqs. 7-8).
+
+    >>> series = temperature_series(days=5, seed=0)
+    >>> len(series), all(-10 < t < 40 for t in series)
+    (5, True)
+    >>> [round(w, 4) for w in weights(day=3, beta=0.8)]
+    [0.128, 0.16, 0.2]
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..averages import ewa
+from . import plots
+from .formatting import value
+from .report import Document, Figure, Section, Table
+from .rundir import LabError, RunFolder
+
+__all__ = ["EWAOptions", "read_column", "run_ewa", "temperature_series", "weights"]
+
+
+def temperature_series(days: int = 180, seed: int = 0) -> list[float]:
+    """A seeded daily temperature: a seasonal swing of +-10 degrees around 14, plus noise.
+
+    Day 1 is early spring: the series warms for about three months, then starts to cool, and
+    each day adds normal noise with a standard deviation of 3 degrees.
+    """
+    rng = np.random.default_rng(seed)
+    day = np.arange(1, days + 1)
+    season = 14 + 10 * np.sin(2 * np.pi * (day - 15) / 365)
+    return (season + rng.normal(0.0, 3.0, size=days)).round(1).tolist()
+
+
+def weights(day: int, beta: float) -> list[float]:
+    """``beta**(day - i) * (1 - beta)`` for ``i = 1 .. day``: what day ``day`` owes each day."""
+    return [beta ** (day - i) * (1 - beta) for i in range(1, day + 1)]
+
+
+def read_column(path: Path, column: str | None) -> tuple[str, list[float]]:
+    """The numbers of one CSV column (the last numeric one when ``column`` is None).
+
+    Raises :class:`LabError` naming the file and what is wrong: not text, empty, no such
+    column (listing those there are), a cell that is not a number, fewer than two values.
+    """
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+    except UnicodeDecodeError:
+        raise LabError(f"{path}: not a text CSV file (it is not UTF-8)") from None
+    except csv.Error as error:
+        raise LabError(f"{path}: not a valid CSV file ({error})") from None
+    except OSError as error:
+        raise LabError(f"{path}: cannot read it ({error.strerror})") from None
+    if not rows:
+        raise LabError(f"{path}: no data rows (a header line and at least two rows are needed)")
+    names = [n for n in rows[0] if n is not None]
+    if column is None:  # the last numeric column: an index (day, step) usually comes first
+        column = next((n for n in reversed(names) if _number(rows[0][n]) is not None), None)
+        if column is None:
+            raise LabError(f"{path}: no column holds numbers; columns are: {', '.join(names)}")
+    elif column not in names:
+        raise LabError(f"{path}: no column {column!r}; columns are: {', '.join(names)}")
+    values = []
+    for line, row in enumerate(rows, start=2):
+        number = _number(row.get(column))
+        if number is None:
+            raise LabError(
+                f"{path}: line {line}, column {column!r}: {row.get(column)!r} is not a number"
+            )
+        values.append(number)
+    if len(values) < 2:
+        raise LabError(f"{path}: column {column!r} has {len(values)} value; need at least 2")
+    return column, values
+
+
+def _number(text: str | None) -> float | None:
+    try:
+        number = float(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+@dataclass(frozen=True)
+class EWAOptions:
+    days: int = 180
+    betas: tuple[float, ...] = (0.5, 0.8, 0.9, 0.98)
+    day: int = 20
+    seed: int = 0
+    csv_path: Path | None = None
+    column: str | None = None
+
+
+@dataclass
+class EWAResult:
+    options: EWAOptions
+    name: str
+    series: list[float]
+    averages: dict[float, list[float]] = field(default_factory=dict)
+    corrected: dict[float, list[float]] = field(default_factory=dict)
+    weights: dict[float, list[float]] = field(default_factory=dict)
+
+
+def run_ewa(options: EWAOptions) -> EWAResult:
+    """Average the series for every beta, with and without correction; tabulate the weights."""
+    if options.csv_path is not None:
+        name, series = read_column(options.csv_path, options.column)
+    else:
+        name, series = "temperature", temperature_series(options.days, options.seed)
+    day = min(options.day, len(series))
+    result = EWAResult(options, name, series)
+    for beta in options.betas:
+        result.averages[beta] = ewa(series, beta).tolist()
+        result.corrected[beta] = ewa(series, beta, bias_correction=True).tolist()
+        result.weights[beta] = weights(day, beta)
+    return result
+
+
+def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
+    """series.csv, weights.csv, figures (averages; corrected averages; weights), the summary."""
+    days = list(range(1, len(result.series) + 1))
+    betas = list(result.options.betas)
+    rows = []
+    for i, d in enumerate(days):
+        row = {"day": d, result.name: result.series[i]}
+        for beta in betas:
+            row[f"ewa_{beta:g}"] = result.averages[beta][i]
+            row[f"ewa_{beta:g}_bias_corrected"] = result.corrected[beta][i]
+        rows.append(row)
+    folder.write_csv("series.csv", rows)
+    day = len(next(iter(result.weights.values())))
+    weight_rows = [
+        {"day": i, **{f"weight_{b:g}": result.weights[b][i - 1] for b in betas}}
+        for i in range(1, day + 1)
+    ]
+    folder.write_csv("weights.csv", weight_rows)
+    folder.write_json("metrics.json", {"series": rows, "weights": weight_rows})
+
+    def label(beta: float) -> str:
+        return f"beta = {beta:g} (~{1 / (1 - beta):.3g} days)"
+
+    data = plots.Line(result.name, days, result.series, style="points", color="0.45")
+    panels = [
+        plots.Panel(
+            "Exponentially weighted averages, v_0 = 0",
+            "day",
+            result.name,
+            [data, *[plots.Line(label(b), days, result.averages[b]) for b in betas]],
+        ),
+        plots.Panel(
+            "With bias correction, v_t / (1 - beta^t)",
+            "day",
+            result.name,
+            [data, *[plots.Line(label(b), days, result.corrected[b]) for b in betas]],
+        ),
+    ]
+    plots.draw(panels, folder.file("figures/ewa"), order=[label(b) for b in betas], size=(6, 4))
+    weight_panel = plots.Panel(
+        f"Weights that day {day}'s average gives to past days",
+        "day i",
+        "beta^(n - i) (1 - beta)",
+        [
+            plots.Line(label(b), list(range(1, day + 1)), result.weights[b], style="markers")
+            for b in betas
+        ],
+    )
+    plots.draw(
+        [weight_panel],
+        folder.file("figures/ewa_weights"),
+        order=[label(b) for b in betas],
+        size=(6.5, 4),
+    )
+    first = min(5, len(days))
+    table = Table(
+        "first-days",
+        f"The first {first} days: the zero start pulls the plain average down",
+        ["beta", "window 1/(1-beta)", *[f"day {d}" for d in days[:first]]],
+        [
+            [f"{result.name} (data)", "", *[value(x, "float") for x in result.series[:first]]],
+            *[
+                [
+                    f"{b:g}{' corrected' if corrected else ''}",
+                    f"{1 / (1 - b):.3g}",
+                    *[
+                        value(x, "float")
+                        for x in (result.corrected if corrected else result.averages)[b][:first]
+                    ],
+                ]
+                for b in betas
+                for corrected in (False, True)
+            ],
+        ],
+    )
+    weight_table = Table(
+        "weights",
+        f"Weight of the last five days in day {day}'s average, and the total weight",
+        ["beta", *[f"day {i}" for i in range(max(1, day - 4), day + 1)], "sum over all days"],
+        [
+            [
+                f"{b:g}",
+                *[f"{w:.4f}" for w in result.weights[b][-5:]],
+                f"{math.fsum(result.weights[b]):.4f} = 1 - beta^{day}",
+            ]
+            for b in betas
+        ],
+    )
+    source = (
+        str(result.options.csv_path)
+        if result.options.csv_path
+        else (f"generated, {len(days)} days, seed {result.options.seed}")
+    )
+    return Document(
+        "optimlab ewa",
+        f"Exponentially weighted averages of {result.name} ({source})",
+        [
+            Section(
+                "Averages",
+                [
+                    "A larger beta averages over more days (about 1/(1 - beta)): a smoother "
+                    "curve that lags behind. Started at zero, the plain average is too low at "
+                    "first; dividing by 1 - beta^t removes that pull."
+                ],
+                [table],
+                [
+                    Figure(
+                        "figures/ewa.png",
+                        "The series and its averages, without and with bias correction.",
+                    )
+                ],
+            ),
+            Section(
+                "Weights",
+                [
+                    "The weights fall off exponentially into the past and sum to 1 - beta^n, "
+                    "which is why the first averages are too small."
+                ],
+                [weight_table],
+                [Figure("figures/ewa_weights.png", "beta^(n-i) (1-beta) for each past day i.")],
+            ),
+        ],
+    )

@@ -1,0 +1,636 @@
+"""``optimlab compare``: every optimizer of the notes, tuned fairly, on test functions and data.
+
+The experiment, in order:
+
+1. **Problems.** 2-D test functions (full gradient, each seed's start point jittered by 1% of
+   the plot) and data sets (an MLP trained with mini-batches on a 60/20/20 train / validation /
+   test split; each seed sets the initial weights and the batch order).
+2. **Tuning.** Each contender's learning rate is swept over a log grid with the first seed and
+   the same budget as the final runs, and refined halfway around the winner
+   (:func:`optimlab.lab.runner.tune`). The sweep minimizes the *validation* loss (the function
+   value on test functions); the test split is never looked at.
+3. **Final runs.** Every contender runs every seed at its tuned learning rate.
+4. **Numbers.** Per run: final and best loss and accuracy, test loss and accuracy, the steps
+   and training seconds until the target (validation accuracy, or a gap ``f - f* <= 1e-3``) was
+   first reached. Per contender: the mean and spread over seeds of each.
+5. **Verdicts.** Per problem, the contenders are ranked by the score (test accuracy, or the
+   final gap); the verdict says who won, by how much over the runner-up, and at what cost.
+
+:func:`run_compare` does 1-5 and returns a :class:`CompareResult`; :func:`write_compare` writes
+the run folder: ``metrics.csv`` (one row per run), ``summary.csv`` (one row per contender and
+problem), ``sweep.csv``, ``curves.csv``, ``metrics.json`` (all of it), ``figures/``,
+``report.html`` and ``summary.md``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from . import plots
+from .contenders import CONTENDERS, NOTES_CONTENDERS, Contender
+from .formatting import kind_of, stat, value
+from .landscape import Grid, contour_panel, grid
+from .problems import (
+    DEFAULT_DATASETS,
+    DEFAULT_FUNCTIONS,
+    Column,
+    DatasetProblem,
+    FunctionProblem,
+    make_problem,
+)
+from .report import Document, Figure, Section, Table
+from .rundir import RunFolder
+from .runner import DEFAULT_LR_GRID, Budget, Runner, RunResult, RunSpec, Tuning, outcome, tune
+from .summary import aggregate, curves
+
+__all__ = ["CompareOptions", "CompareResult", "Verdict", "run_compare", "write_compare"]
+
+# Final gaps below this are exact convergence in float64; finer differences do not rank.
+GAP_RESOLUTION = 1e-10
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    """Everything ``optimlab compare`` can be asked; the defaults are the ``make run`` run."""
+
+    contenders: tuple[Contender, ...] = tuple(CONTENDERS[n] for n in NOTES_CONTENDERS)
+    functions: tuple[str, ...] = DEFAULT_FUNCTIONS
+    datasets: tuple[str, ...] = DEFAULT_DATASETS
+    seed: int = 0
+    seeds: int = 3
+    steps: int = 200
+    epochs: int = 10
+    batch_size: int | None = 32
+    hidden: int = 64
+    lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
+    refine: bool = True
+    target_accuracy: float | None = None
+    target_gap: float = 1e-3
+    jitter: float = 0.01
+    evaluations_per_epoch: int = 4
+    device: str = "cpu"
+    jobs: int = 1
+
+    @property
+    def seed_list(self) -> list[int]:
+        return [self.seed + i for i in range(self.seeds)]
+
+
+@dataclass
+class Verdict:
+    """Who won one problem, by how much, and at what cost, as numbers and as a sentence."""
+
+    problem: str
+    ranking: list[str]
+    score: Column
+    sentence: str
+
+
+@dataclass
+class CompareResult:
+    options: CompareOptions
+    problems: list[FunctionProblem | DatasetProblem]
+    tunings: dict[tuple[str, str], Tuning]
+    runs: dict[tuple[str, str], list[RunResult]]
+    summaries: dict[tuple[str, str], dict[str, float]] = field(default_factory=dict)
+    curves: dict[tuple[str, str], dict[str, list[float]]] = field(default_factory=dict)
+    verdicts: list[Verdict] = field(default_factory=list)
+    grids: dict[str, Grid] = field(default_factory=dict)
+
+
+def make_problems(options: CompareOptions) -> list[FunctionProblem | DatasetProblem]:
+    functions = [
+        make_problem(name, jitter=options.jitter, target_gap=options.target_gap)
+        for name in options.functions
+    ]
+    datasets = [
+        make_problem(
+            name,
+            split_seed=options.seed,
+            batch_size=options.batch_size,
+            hidden=options.hidden,
+            target_accuracy=options.target_accuracy,
+        )
+        for name in options.datasets
+    ]
+    return functions + datasets
+
+
+def eval_every(problem: FunctionProblem | DatasetProblem, per_epoch: int = 4) -> int:
+    """Every step on a test function (its path is drawn); a few times per epoch on data."""
+    if isinstance(problem, FunctionProblem):
+        return 1
+    return max(1, problem.steps_per_epoch() // per_epoch)
+
+
+def run_compare(
+    options: CompareOptions, progress: Callable[[str, int], Callable[[], None]] | None = None
+) -> CompareResult:
+    """Tune, run every seed, and summarize (steps 1-5 of the module docstring)."""
+    problems = make_problems(options)
+    contenders = list(options.contenders)
+    pairs = [(p, c) for p in problems for c in contenders]
+    budget = Budget(steps=options.steps, epochs=options.epochs)
+    seeds = options.seed_list
+
+    def every(problem):
+        return eval_every(problem, options.evaluations_per_epoch)
+
+    with Runner(options.jobs, progress) as runner:
+        tuned = tune(
+            runner,
+            pairs,
+            grid=options.lr_grid,
+            seeds=seeds[:1],
+            budget=budget,
+            eval_every=every,
+            refine=options.refine,
+            device=options.device,
+        )
+        tunings = {(p.name, c.name): tuning for (p, c), tuning in tuned.items()}
+        specs = {
+            (p.name, c.name): [
+                RunSpec(
+                    p, c, tunings[(p.name, c.name)].lr, s, p.steps(budget), every(p), options.device
+                )
+                for s in seeds
+            ]
+            for p, c in pairs
+        }
+        flat = [s for group in specs.values() for s in group]
+        results = dict(zip(flat, runner.run(flat, "final runs, every seed")))
+    runs = {key: [results[s] for s in group] for key, group in specs.items()}
+    result = CompareResult(options, problems, tunings, runs)
+    for problem in problems:
+        metrics = (
+            ["loss", "gap"]
+            if isinstance(problem, FunctionProblem)
+            else ["train_loss", "val_loss", "val_accuracy"]
+        )
+        for contender in contenders:
+            key = (problem.name, contender.name)
+            result.summaries[key] = aggregate(runs[key])
+            result.curves[key] = curves(runs[key], metrics)
+        result.verdicts.append(verdict(problem, contenders, result.summaries))
+        if isinstance(problem, FunctionProblem):
+            result.grids[problem.name] = grid(problem.function)
+    return result
+
+
+# --- verdicts --------------------------------------------------------------------------------
+
+
+def _rank_key(problem, summary: dict[str, float]) -> tuple[float, float]:
+    score = summary[f"{problem.score.key}_mean"]
+    if math.isnan(score):
+        score = math.inf
+    elif problem.score.higher_is_better:
+        score = -score
+    elif problem.score.key == "gap":
+        score = max(score, GAP_RESOLUTION)
+    steps = summary["steps_to_target_mean"]
+    return score, (steps if not math.isnan(steps) else math.inf)
+
+
+def verdict(problem, contenders: list[Contender], summaries) -> Verdict:
+    """Rank the contenders on ``problem`` by its score (ties: fewer steps to the target)."""
+    rows = {c.name: summaries[(problem.name, c.name)] for c in contenders}
+    titles = {c.name: c.title for c in contenders}
+    ranking = sorted(rows, key=lambda name: _rank_key(problem, rows[name]))
+    score = problem.score
+    kind = kind_of(score.key, score.percent)
+    winner = ranking[0]
+    best = rows[winner]
+    text = (
+        f"On {problem.title}, {titles[winner]} won: {score.label} "
+        f"{stat(best[f'{score.key}_mean'], best[f'{score.key}_std'], kind)}"
+    )
+    if len(ranking) > 1:
+        second = ranking[1]
+        a, b = best[f"{score.key}_mean"], rows[second][f"{score.key}_mean"]
+        text += f" against {value(b, kind)} for {titles[second]}, the runner-up"
+        mine, theirs = _rank_key(problem, best)[0], _rank_key(problem, rows[second])[0]
+        if not math.isfinite(theirs):
+            text += " (the rest diverged or never finished)"
+        elif math.isclose(mine, theirs, rel_tol=1e-3):
+            text += " (a tie on the score, broken by steps to the target)"
+        elif kind == "percent":
+            text += f" ({100 * (a - b):+.1f} points)"
+        elif kind == "sci":
+            text += f" ({theirs / mine:.2g} times lower)"
+    target = problem.target
+    if target is not None:
+        steps, seconds = best["steps_to_target_mean"], best["seconds_to_target_mean"]
+        if math.isnan(steps):
+            text += f". It did not reach {target.label} in any run"
+        else:
+            text += (
+                f". It reached {target.label} after {value(steps, 'steps')} steps "
+                f"({value(seconds, 'seconds')} of training; {best['reached']}/{best['runs']} runs)"
+            )
+        reached = [n for n in ranking if rows[n]["reached"] == rows[n]["runs"]]
+        if reached:
+            fastest = min(reached, key=lambda n: rows[n]["seconds_to_target_mean"])
+            if fastest != winner:
+                text += (
+                    f"; fastest to it was {titles[fastest]} "
+                    f"({value(rows[fastest]['seconds_to_target_mean'], 'seconds')})"
+                )
+    if "sgd" in rows and winner != "sgd":
+        baseline = rows["sgd"][f"{score.key}_mean"]
+        text += f". Plain SGD: {value(baseline, kind)}"
+    return Verdict(problem.name, ranking, score, text + ".")
+
+
+# --- the run folder --------------------------------------------------------------------------
+
+
+def _contender_rows(result: CompareResult, problem) -> list[tuple[Contender, dict]]:
+    return [(c, result.summaries[(problem.name, c.name)]) for c in result.options.contenders]
+
+
+def _summary_table(result: CompareResult, problem) -> Table:
+    columns = list(problem.columns)
+    headers = ["optimizer", "lr", *[c.label for c in columns], "train seconds", "diverged"]
+    rows, emphasis = [], set()
+    entries = _contender_rows(result, problem)
+    for j, column in enumerate(columns, start=2):
+        means = [row[f"{column.key}_mean"] for _, row in entries]
+        finite = [m for m in means if not math.isnan(m)]
+        if finite:
+            best = max(finite) if column.higher_is_better else min(finite)
+            emphasis |= {(i, j) for i, m in enumerate(means) if m == best}
+    for contender, row in entries:
+        tuning = result.tunings[(problem.name, contender.name)]
+        cells = [contender.title, value(tuning.lr, "lr") + (" (fixed)" if tuning.fixed else "")]
+        for column in columns:
+            kind = kind_of(column.key, column.percent)
+            cell = stat(row[f"{column.key}_mean"], row[f"{column.key}_std"], kind)
+            if column.key.endswith("_to_target") and row["reached"] < row["runs"]:
+                cell += f" ({row['reached']}/{row['runs']} runs)"
+            cells.append(cell)
+        cells.append(stat(row["train_seconds_mean"], row["train_seconds_std"], "seconds"))
+        cells.append(f"{row['diverged']}/{row['runs']}")
+        rows.append(cells)
+    return Table(
+        f"summary-{problem.name}",
+        f"{problem.title}: mean ± standard deviation over {result.options.seeds} seeds",
+        headers,
+        rows,
+        emphasis,
+        note="Bold: the best mean in the column. Steps and seconds to the target average the "
+        "runs that reached it; seconds count training only, not evaluation.",
+    )
+
+
+def _ranking_table(result: CompareResult) -> Table:
+    contenders = result.options.contenders
+    headers = ["problem", *[c.title for c in contenders]]
+    rows, emphasis = [], set()
+    for i, v in enumerate(result.verdicts):
+        places = {name: place for place, name in enumerate(v.ranking, start=1)}
+        rows.append([v.problem, *[str(places[c.name]) for c in contenders]])
+        emphasis |= {(i, j) for j, c in enumerate(contenders, start=1) if places[c.name] == 1}
+    wins = [sum(row[j] == "1" for row in rows) for j in range(1, len(headers))]
+    rows.append(["wins", *[str(w) for w in wins]])
+    return Table(
+        "ranking",
+        "Place of each optimizer on each problem (1 = best score)",
+        headers,
+        rows,
+        emphasis,
+    )
+
+
+def _sweep_table(result: CompareResult) -> Table:
+    lrs = sorted({lr for t in result.tunings.values() for lr in t.scores})
+    headers = ["problem", "optimizer", *[value(lr, "lr") for lr in lrs]]
+    rows, emphasis = [], set()
+    for i, ((problem, contender), tuning) in enumerate(result.tunings.items()):
+        cells = [problem, contender]
+        for j, lr in enumerate(lrs, start=2):
+            cells.append(value(tuning.scores[lr], "float") if lr in tuning.scores else "")
+            if lr == tuning.lr:
+                emphasis.add((i, j))
+        rows.append(cells)
+    return Table(
+        "sweep",
+        "Learning-rate sweep: final validation loss (f on test functions) with the first seed",
+        headers,
+        rows,
+        emphasis,
+        note="Bold: the learning rate chosen. Empty: not tried (refinement only tries the "
+        "halfway points around each winner).",
+    )
+
+
+def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:
+    names = [c.name for c in result.options.contenders]
+    figures = []
+    functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
+    datasets = [p for p in result.problems if isinstance(p, DatasetProblem)]
+    if functions:
+        panels = [
+            contour_panel(
+                p.function,
+                result.grids[p.name],
+                {c: result.runs[(p.name, c)][0] for c in names},
+                start=p.start_point(result.options.seed),
+                legend=i == 0,
+            )
+            for i, p in enumerate(functions)
+        ]
+        plots.draw(panels, folder.file("figures/landscapes"), order=names, size=(5.6, 4.6))
+        figures.append(
+            Figure(
+                "figures/landscapes.png",
+                "Paths of the first seed over each "
+                "test function, at each optimizer's tuned learning rate.",
+            )
+        )
+        panels = []
+        for p in functions:
+            metric = p.curve_metric
+            lines = []
+            for c in names:
+                table = result.curves[(p.name, c)]
+                lines.append(
+                    plots.Line(
+                        c,
+                        table["step"],
+                        table[metric],
+                        table[f"{metric}_min"],
+                        table[f"{metric}_max"],
+                    )
+                )
+            panels.append(
+                plots.Panel(
+                    p.title,
+                    "step",
+                    "f - f*" if metric == "gap" else "f",
+                    lines,
+                    yscale="log" if metric == "gap" else "linear",
+                    hlines=[(p.target_gap, "target")] if p.target else [],
+                )
+            )
+        plots.draw(panels, folder.file("figures/function_curves"), order=names)
+        figures.append(
+            Figure(
+                "figures/function_curves.png",
+                "Gap to the minimum against steps: mean over seeds, band = range over seeds.",
+            )
+        )
+    for p in datasets:
+
+        def line(c, x, metric, p=p):
+            table = result.curves[(p.name, c)]
+            return plots.Line(
+                c, table[x], table[metric], table[f"{metric}_min"], table[f"{metric}_max"]
+            )
+
+        target = [(p.target.threshold, "target")]
+        panels = [
+            plots.Panel(
+                f"{p.title}: training loss",
+                "step",
+                "cross-entropy (training set)",
+                [line(c, "step", "train_loss") for c in names],
+                yscale="log",
+            ),
+            plots.Panel(
+                f"{p.title}: validation accuracy",
+                "step",
+                "accuracy",
+                [line(c, "step", "val_accuracy") for c in names],
+                hlines=target,
+                legend=False,
+            ),
+            plots.Panel(
+                f"{p.title}: validation accuracy against time",
+                "training seconds",
+                "accuracy",
+                [line(c, "seconds", "val_accuracy") for c in names],
+                hlines=target,
+                legend=False,
+            ),
+            plots.Panel(
+                f"{p.title}: validation loss",
+                "step",
+                "cross-entropy (validation)",
+                [line(c, "step", "val_loss") for c in names],
+                yscale="log",
+                legend=False,
+            ),
+        ]
+        stem = f"figures/{p.name}_curves"
+        plots.draw(panels, folder.file(stem), order=names)
+        figures.append(
+            Figure(f"{stem}.png", f"{p.title}: curves, mean over seeds, band = range over seeds.")
+        )
+        rows = {c: result.summaries[(p.name, c)] for c in names}
+        panels = [
+            plots.Panel(
+                f"{p.title}: test accuracy",
+                "",
+                "accuracy",
+                bars=plots.Bars(
+                    names,
+                    [rows[c]["test_accuracy_mean"] for c in names],
+                    [rows[c]["test_accuracy_std"] for c in names],
+                ),
+                legend=False,
+            ),
+            plots.Panel(
+                f"{p.title}: training seconds to {p.target.label}",
+                "",
+                "seconds",
+                bars=plots.Bars(
+                    names,
+                    [rows[c]["seconds_to_target_mean"] for c in names],
+                    [rows[c]["seconds_to_target_std"] for c in names],
+                ),
+                legend=False,
+            ),
+        ]
+        stem = f"figures/{p.name}_cost"
+        plots.draw(panels, folder.file(stem), order=names)
+        figures.append(
+            Figure(
+                f"{stem}.png",
+                f"{p.title}: what each optimizer bought (test "
+                "accuracy) and what it cost (seconds to the target); error bars: "
+                "standard deviation over seeds.",
+            )
+        )
+    panels = []
+    for p in result.problems:
+        # Test functions show the gap f - f* (same ranking as f, and positive for a log axis).
+        shift = p.function.minimum_value if isinstance(p, FunctionProblem) else None
+        lines, marks = [], []
+        for c in names:
+            tuning = result.tunings[(p.name, c)]
+            if tuning.fixed:
+                continue
+            scores = {lr: score - (shift or 0.0) for lr, score in tuning.scores.items()}
+            lines.append(plots.Line(c, list(scores), list(scores.values()), style="markers"))
+            marks.append((c, tuning.lr, scores[tuning.lr]))
+        if lines:
+            is_function = isinstance(p, FunctionProblem)
+            panels.append(
+                plots.Panel(
+                    p.title,
+                    "learning rate",
+                    ("final f - f*" if shift is not None else "final f")
+                    if is_function
+                    else "final validation loss",
+                    lines,
+                    xscale="log",
+                    yscale="linear" if is_function and shift is None else "log",
+                    marks=marks,
+                    legend=not panels,
+                )
+            )
+    if panels:
+        plots.draw(panels, folder.file("figures/sweep"), order=names, columns=3, size=(4.4, 3.4))
+        figures.append(
+            Figure(
+                "figures/sweep.png",
+                "The learning-rate sweep with the first "
+                "seed; circles mark the rates chosen. Diverged runs are left "
+                "out.",
+            )
+        )
+    return figures
+
+
+def _flat_rows(result: CompareResult):
+    for (problem, contender), runs in result.runs.items():
+        for run in runs:
+            yield {
+                "problem": problem,
+                "optimizer": contender,
+                "lr": run.spec.lr,
+                "seed": run.spec.seed,
+                **outcome(run),
+            }
+
+
+def write_compare(result: CompareResult, folder: RunFolder) -> Document:
+    """Write the metrics, figures, report.html and summary.md; return the report document."""
+    options = result.options
+    runs = list(_flat_rows(result))
+    summaries = [
+        {"problem": p, "optimizer": c, "lr": result.tunings[(p, c)].lr, **row}
+        for (p, c), row in result.summaries.items()
+    ]
+    sweep = [
+        {"problem": p, "optimizer": c, "lr": lr, "score": score, "chosen": lr == t.lr}
+        for (p, c), t in result.tunings.items()
+        for lr, score in t.scores.items()
+    ]
+    curve_rows = [
+        {"problem": p, "optimizer": c, **{k: v[i] for k, v in table.items()}}
+        for (p, c), table in result.curves.items()
+        for i in range(len(table["step"]))
+    ]
+    folder.write_csv("metrics.csv", runs)
+    folder.write_csv("summary.csv", summaries)
+    folder.write_csv("sweep.csv", sweep)
+    folder.write_csv("curves.csv", curve_rows)
+    folder.write_json(
+        "metrics.json",
+        {
+            "verdicts": [
+                {
+                    "problem": v.problem,
+                    "ranking": v.ranking,
+                    "score": v.score.key,
+                    "sentence": v.sentence,
+                }
+                for v in result.verdicts
+            ],
+            "summary": summaries,
+            "runs": runs,
+            "sweep": sweep,
+        },
+    )
+    figures = _figures(result, folder)
+    sections = [
+        Section(
+            "Verdict",
+            [
+                "Who won each problem, by how much, and at what cost. Each optimizer's learning "
+                "rate was tuned on the validation split (the function itself for test "
+                "functions) with a log-grid sweep and the same budget, then every seed was run "
+                "at that rate. Numbers are mean ± standard deviation over seeds."
+            ],
+            [_ranking_table(result)],
+            bullets=[v.sentence for v in result.verdicts],
+        )
+    ]
+    by_name = {f.path: f for f in figures}
+    functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
+    if functions:
+        sections.append(
+            Section(
+                "Test functions",
+                [
+                    f"Full-gradient descent for {options.steps} steps from each function's "
+                    "start point, moved by 1% of the plot for each seed. The score is the final "
+                    f"gap f - f*; the target is a gap of {options.target_gap:g}."
+                ],
+                figures=[by_name["figures/landscapes.png"], by_name["figures/function_curves.png"]],
+            )
+        )
+    for problem in result.problems:
+        section = Section(problem.title, [], [_summary_table(result, problem)])
+        if isinstance(problem, FunctionProblem):
+            start = problem.function.start
+            section.paragraphs.append(
+                f"f(x, y) = {problem.function.formula}: {problem.function.about}. "
+                f"Start ({start[0]:g}, {start[1]:g})."
+            )
+        else:
+            split = problem.split()
+            section.paragraphs.append(
+                f"{problem.dataset.about}; {len(split.y_train)} training, {len(split.y_val)} "
+                f"validation and {len(split.y_test)} test samples. "
+                + (
+                    "Logistic regression"
+                    if problem.hidden == 0
+                    else f"MLP {split.features}-{problem.hidden}-{split.classes} (ReLU)"
+                )
+                + f", mini-batches of {problem.batch_size or 'all'}, {options.epochs} epochs "
+                f"({problem.steps_per_epoch() * options.epochs} steps). The score is the test "
+                f"accuracy; the target is {problem.target.label}."
+            )
+            section.figures += [
+                by_name[f"figures/{problem.name}_{kind}.png"] for kind in ("curves", "cost")
+            ]
+        sections.append(section)
+    sections.append(
+        Section(
+            "Learning-rate sweep",
+            [
+                f"Grid: {', '.join(value(lr, 'lr') for lr in sorted(options.lr_grid))}"
+                + (
+                    "; refined halfway (in log scale) around each winner."
+                    if options.refine
+                    else "."
+                )
+            ],
+            [_sweep_table(result)],
+            [f for f in figures if f.path == "figures/sweep.png"],
+        )
+    )
+    contenders = ", ".join(f"{c.title} = {c.describe()}" for c in options.contenders)
+    sections.append(Section("Optimizers", [contenders]))
+    document = Document(
+        "optimlab compare",
+        f"{len(options.contenders)} optimizers on {len(result.problems)} problems, "
+        f"{options.seeds} seeds each, learning rates tuned per optimizer and problem",
+        sections,
+    )
+    return document

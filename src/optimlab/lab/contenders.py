@@ -1,0 +1,222 @@
+"""The optimizers the lab compares: an optimlab class plus the arguments that make it a variant.
+
+A :class:`Contender` is one line of the notes: "momentum, heavy-ball form" is
+``Momentum(form="heavy_ball")``, "Adam without bias correction" is
+``Adam(bias_correction=False)``. :data:`CONTENDERS` names them; :data:`NOTES_CONTENDERS` are the
+ones the notes teach, which ``optimlab compare`` runs by default.
+
+Anything else is a spec, ``"name:key=value,key=value"``, whose name is a contender (its
+arguments are kept and the spec's override them) or an entry of :data:`optimlab.OPTIMIZERS`.
+Values are numbers, ``true``/``false``, words, or lists with ``/`` (``betas=0.9/0.99``). A spec
+that sets ``lr`` fixes the learning rate; otherwise the lab tunes it.
+
+    >>> c = parse_contender("adam:betas=0.9/0.99,amsgrad=true")
+    >>> c.name, c.optimizer, dict(c.arguments)
+    ('adam:betas=0.9/0.99,amsgrad=true', 'adam', {'betas': (0.9, 0.99), 'amsgrad': True})
+    >>> parse_contender("nesterov:lr=0.01").lr
+    0.01
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+import optimlab
+
+__all__ = [
+    "CONTENDERS",
+    "NOTES_CONTENDERS",
+    "Contender",
+    "parse_contender",
+    "parse_contender_list",
+    "valid_contender_names",
+]
+
+
+@dataclass(frozen=True)
+class Contender:
+    """An optimizer of :data:`optimlab.OPTIMIZERS` with fixed arguments, under one name."""
+
+    name: str
+    title: str
+    optimizer: str
+    arguments: tuple[tuple[str, Any], ...] = ()
+    about: str = field(default="", compare=False)
+
+    @property
+    def lr(self) -> float | None:
+        """The learning rate the spec fixed, or None when the lab should tune it."""
+        return dict(self.arguments).get("lr")
+
+    def build(self, params: Iterable[torch.Tensor], lr: float | None = None) -> Any:
+        """The optimizer over ``params``; ``lr`` is used unless the spec fixed one."""
+        kwargs = dict(self.arguments)
+        if lr is not None and "lr" not in kwargs:
+            kwargs["lr"] = lr
+        return optimlab.OPTIMIZERS[self.optimizer](params, **kwargs)
+
+    def describe(self) -> str:
+        """``Adam(bias_correction=False)``: the call this contender makes, without lr."""
+        cls = optimlab.OPTIMIZERS[self.optimizer].__name__
+        args = ", ".join(f"{k}={v!r}" for k, v in self.arguments)
+        return f"{cls}({args})"
+
+
+def _contender(name: str, title: str, optimizer: str, about: str, **arguments: Any) -> Contender:
+    return Contender(name, title, optimizer, tuple(arguments.items()), about)
+
+
+#: Every named contender, in the order the notes introduce them.
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for c in (
+        _contender("sgd", "SGD", "sgd", "plain gradient descent, w -= lr * g"),
+        _contender(
+            "momentum",
+            "Momentum (EWA)",
+            "momentum",
+            "steps along an exponentially weighted average of gradients (beta=0.9)",
+        ),
+        _contender(
+            "heavy_ball",
+            "Momentum (heavy ball)",
+            "momentum",
+            "adds beta times the previous step (beta=0.9)",
+            form="heavy_ball",
+        ),
+        _contender(
+            "nesterov",
+            "Nesterov",
+            "momentum",
+            "heavy ball with the gradient taken at the look-ahead point",
+            form="heavy_ball",
+            nesterov=True,
+        ),
+        _contender(
+            "rmsprop",
+            "RMSprop",
+            "rmsprop",
+            "divides each step by the root of an average of squared gradients",
+        ),
+        _contender("adam", "Adam", "adam", "momentum and RMSprop, both bias-corrected"),
+        _contender(
+            "adam_no_bias_correction",
+            "Adam, no bias correction",
+            "adam",
+            "Adam with the zero-started averages used as they are",
+            bias_correction=False,
+        ),
+        _contender("adamw", "AdamW", "adamw", "Adam with decoupled weight decay (0.01)"),
+    )
+}
+
+#: The contenders of the notes, run by ``optimlab compare`` and ``optimlab landscape``.
+NOTES_CONTENDERS: tuple[str, ...] = (
+    "sgd",
+    "momentum",
+    "heavy_ball",
+    "nesterov",
+    "rmsprop",
+    "adam",
+    "adam_no_bias_correction",
+)
+
+
+def valid_contender_names() -> list[str]:
+    """Names a spec may start with: the contenders, then optimlab's optimizer names."""
+    return list(CONTENDERS) + [n for n in optimlab.OPTIMIZERS if n not in CONTENDERS]
+
+
+def _parse_value(text: str) -> Any:
+    if "/" in text:
+        return tuple(_parse_value(part.strip()) for part in text.split("/"))
+    if text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    for number in (int, float):
+        try:
+            return number(text)
+        except ValueError:
+            pass
+    return text  # a word: a choice such as form=heavy_ball, checked by the optimizer itself
+
+
+def _argument_names(cls: type) -> list[str]:
+    # Walk up the classes while __init__ forwards **kwargs (AdamW -> Adam), so every argument
+    # the optimizer really accepts counts as valid.
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        parameters = list(inspect.signature(klass.__init__).parameters.values())[2:]
+        names += [p.name for p in parameters if p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)]
+        if not any(p.kind == p.VAR_KEYWORD for p in parameters):
+            break
+    return list(dict.fromkeys(n for n in names if n != "foreach"))
+
+
+def parse_contender(spec: str) -> Contender:
+    """The contender a spec names: ``"adam"`` or ``"adam:lr=0.01,betas=0.9/0.99"``.
+
+    Raises ValueError naming the bad part: an unknown name (listing the valid ones), an
+    argument the optimizer does not take (listing those it does), or a value it refuses.
+    """
+    text = spec.strip()
+    name, _, rest = text.partition(":")
+    name = name.strip()
+    if name in CONTENDERS:
+        base = CONTENDERS[name]
+    elif name in optimlab.OPTIMIZERS:
+        base = Contender(name, name, name)
+    else:
+        valid = ", ".join(valid_contender_names())
+        raise ValueError(f"unknown optimizer {name!r}; valid names: {valid}")
+    if not rest.strip():
+        return base
+    cls = optimlab.OPTIMIZERS[base.optimizer]
+    accepted = _argument_names(cls)
+    arguments = dict(base.arguments)
+    for item in rest.split(","):
+        key, eq, value = (part.strip() for part in item.partition("="))
+        if not eq or not key or not value:
+            raise ValueError(f"optimizer spec {spec!r}: expected key=value, got {item.strip()!r}")
+        if key not in accepted:
+            raise ValueError(
+                f"optimizer spec {spec!r}: {cls.__name__} has no argument {key!r}; "
+                f"its arguments are: {', '.join(accepted)}"
+            )
+        arguments[key] = _parse_value(value)
+    contender = Contender(text, text, base.optimizer, tuple(arguments.items()), base.about)
+    try:  # build once on a dummy tensor so a bad value fails here, naming the spec
+        contender.build([torch.zeros(1, requires_grad=True)], lr=1e-3)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"optimizer spec {spec!r}: {error}") from None
+    return contender
+
+
+def parse_contender_list(text: str) -> list[Contender]:
+    """Contenders from a comma-separated list; a spec's own ``key=value`` items may follow it.
+
+    ``"sgd,adam:lr=0.01,eps=1e-7,rmsprop"`` is three contenders: an item with ``=`` but no
+    ``:`` continues the spec before it, since names never contain ``=``.
+    """
+    specs: list[str] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        if "=" in item and ":" not in item and specs:
+            specs[-1] += "," + item
+        else:
+            specs.append(item)
+    if not specs:
+        raise ValueError("expected at least one optimizer name")
+    contenders = [parse_contender(s) for s in specs]
+    names = [c.name for c in contenders]
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ValueError(f"optimizer {repeated[0]!r} is listed twice")
+    return contenders

@@ -1,0 +1,301 @@
+"""Run optimizers on problems: one run, many runs (in parallel), and the learning-rate sweep.
+
+A :class:`RunSpec` fixes everything a run depends on (problem, contender, learning rate, seed,
+number of steps, how often to evaluate, device), so equal specs give equal runs and a
+:class:`Runner` never runs the same spec twice: the tuning run of the first seed is reused as
+that seed's final run. A run is::
+
+    evaluate at step 0
+    repeat steps times:  zero_grad; loss = trial.loss(); loss.backward(); optimizer.step()
+                         evaluate every eval_every steps (not counted in the seconds)
+
+and stops early, marked diverged, when the gradient or the selection metric stops being
+finite (or a test function's point runs far off the plot).
+
+The sweep (:func:`tune`) is the fairness rule of ``optimlab compare``: each contender gets the
+learning rate from a log grid whose *final selection metric* (the validation loss, or the
+function's value) averaged over the tuning seeds is lowest; with ``refine`` the grid is then
+filled in halfway (in log scale) on both sides of the winner, and the best of all is kept.
+
+    >>> from optimlab.lab.contenders import CONTENDERS
+    >>> from optimlab.lab.problems import make_problem
+    >>> bowl = make_problem("quadratic_bowl")
+    >>> result = run_one(RunSpec(bowl, CONTENDERS["sgd"], lr=0.3, seed=0, steps=200))
+    >>> result.diverged, result.history["gap"][-1] < 1e-9, outcome(result)["steps_to_target"]
+    (False, True, 73.0)
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ..optim.base import NonFiniteGradientError
+from .contenders import Contender
+
+__all__ = [
+    "DEFAULT_LR_GRID",
+    "Budget",
+    "RunResult",
+    "RunSpec",
+    "Runner",
+    "Tuning",
+    "outcome",
+    "run_one",
+    "tune",
+]
+
+Problem = Any  # a FunctionProblem or a DatasetProblem (see problems.py)
+
+#: The learning rates every sweep starts from: one per decade, where the notes' optimizers
+#: work (refinement reaches beyond the ends when the best rate sits on one).
+DEFAULT_LR_GRID = (1e-3, 1e-2, 1e-1, 1.0)
+
+
+@dataclass(frozen=True)
+class Budget:
+    """How long each run is: ``steps`` on a test function, ``epochs`` on a data set."""
+
+    steps: int = 300
+    epochs: int = 10
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """Everything one run depends on; equal specs give equal runs."""
+
+    problem: Problem
+    contender: Contender
+    lr: float
+    seed: int
+    steps: int
+    eval_every: int = 1
+    device: str = "cpu"
+
+
+@dataclass
+class RunResult:
+    """A finished run: its curves (``history``), its end-of-run measurements, its cost."""
+
+    spec: RunSpec
+    history: dict[str, list[float]]
+    final: dict[str, float]
+    diverged: bool
+    train_seconds: float
+
+    def last(self, metric: str) -> float:
+        return self.history[metric][-1]
+
+
+def run_one(spec: RunSpec) -> RunResult:
+    """Run ``spec`` in this process (see the module docstring for the loop)."""
+    trial = spec.problem.trial(spec.seed, spec.device)
+    optimizer = spec.contender.build(trial.params, lr=spec.lr)
+    selection = spec.problem.selection_metric
+    history: dict[str, list[float]] = {"step": [], "seconds": []}
+
+    def record(step: int, seconds: float) -> bool:
+        metrics = trial.evaluate()
+        history["step"].append(step)
+        history["seconds"].append(seconds)
+        for key, value in metrics.items():
+            history.setdefault(key, []).append(value)
+        return math.isfinite(metrics[selection])
+
+    finite = record(0, 0.0)
+    seconds, step = 0.0, 0
+    while finite and step < spec.steps:
+        started = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        trial.loss().backward()
+        try:
+            optimizer.step()
+        except NonFiniteGradientError:
+            finite = False
+            break
+        seconds += time.perf_counter() - started
+        step += 1
+        if step % spec.eval_every == 0 or step == spec.steps:
+            finite = record(step, seconds)
+    return RunResult(spec, history, trial.finish(), not finite, seconds)
+
+
+def outcome(result: RunResult) -> dict[str, float]:
+    """The run's numbers for the tables: final and best values, test numbers, time to target.
+
+    ``best_<metric>`` is the best value along the curve for each metric the problem ranks
+    (``higher_is_better`` in its ``best_metrics``); ``steps_to_target`` and
+    ``seconds_to_target`` are those of the first evaluation that reached the problem's target
+    (NaN when none did).
+    """
+    problem = result.spec.problem
+    history = result.history
+    row = {key: values[-1] for key, values in history.items() if key not in ("step", "seconds")}
+    for metric, higher_is_better in problem.best_metrics.items():
+        values = [v for v in history[metric] if not math.isnan(v)]
+        row[f"best_{metric}"] = (max if higher_is_better else min)(values) if values else math.nan
+    row.update(result.final)
+    row["steps_to_target"] = row["seconds_to_target"] = math.nan
+    target = problem.target
+    if target is not None:
+        for i, value in enumerate(history[target.metric]):
+            if target.reached(value):
+                row["steps_to_target"] = float(history["step"][i])
+                row["seconds_to_target"] = history["seconds"][i]
+                break
+    row["steps"] = float(history["step"][-1])
+    row["train_seconds"] = result.train_seconds
+    row["diverged"] = float(result.diverged)
+    return row
+
+
+# --- many runs -------------------------------------------------------------------------------
+
+
+def _start_worker() -> None:
+    # One thread per process: the runs are small, and two processes each asking for every core
+    # would slow each other down.
+    torch.set_num_threads(1)
+
+
+class Runner:
+    """Runs specs, each once, in this process (``jobs=1``) or in ``jobs`` worker processes.
+
+    ``progress(label, total)`` is called at the start of each batch of runs and returns a
+    function called once per finished run; use it to drive a progress bar.
+    """
+
+    def __init__(
+        self,
+        jobs: int = 1,
+        progress: Callable[[str, int], Callable[[], None]] | None = None,
+    ) -> None:
+        self.jobs = max(1, int(jobs))
+        self.progress = progress
+        self.results: dict[RunSpec, RunResult] = {}
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, specs: Sequence[RunSpec], label: str = "runs") -> list[RunResult]:
+        """Run every spec not run before; return the results in the order of ``specs``."""
+        todo = list(dict.fromkeys(s for s in specs if s not in self.results))
+        advance = self.progress(label, len(todo)) if self.progress else (lambda: None)
+        if self.jobs == 1 or len(todo) <= 1:
+            torch.set_num_threads(1)
+            for spec in todo:
+                self.results[spec] = run_one(spec)
+                advance()
+        else:
+            if self._pool is None:
+                # spawn, not fork: forking a process that has used torch's thread pool can hang.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(
+                    min(self.jobs, os.cpu_count() or 1), context, initializer=_start_worker
+                )
+            futures = {self._pool.submit(run_one, spec): spec for spec in todo}
+            for future in as_completed(futures):
+                self.results[futures[future]] = future.result()
+                advance()
+        return [self.results[s] for s in specs]
+
+
+# --- the learning-rate sweep -----------------------------------------------------------------
+
+
+@dataclass
+class Tuning:
+    """The learning rate chosen for one contender on one problem, and the sweep behind it.
+
+    ``scores`` maps each learning rate tried to the mean final selection metric over the
+    tuning seeds (``inf`` when a run diverged); ``fixed`` is True when the spec set ``lr`` and
+    nothing was tried.
+    """
+
+    problem: Problem
+    contender: Contender
+    lr: float
+    scores: dict[float, float] = field(default_factory=dict)
+    fixed: bool = False
+
+
+def _score(results: list[RunResult]) -> float:
+    values = [math.inf if r.diverged else r.last(r.spec.problem.selection_metric) for r in results]
+    return math.fsum(values) / len(values) if all(map(math.isfinite, values)) else math.inf
+
+
+def _halfway(grid: Sequence[float], best: float) -> list[float]:
+    """The log-midpoints between ``best`` and its neighbours in ``grid`` (mirrored at the ends)."""
+    i = grid.index(best)
+    lower = grid[i - 1] if i > 0 else (best * best / grid[i + 1] if len(grid) > 1 else best / 10)
+    upper = grid[i + 1] if i + 1 < len(grid) else (best * best / grid[i - 1] if i else best * 10)
+    return [math.sqrt(lower * best), math.sqrt(best * upper)]
+
+
+def tune(
+    runner: Runner,
+    pairs: Sequence[tuple[Problem, Contender]],
+    *,
+    grid: Sequence[float],
+    seeds: Sequence[int],
+    budget: Budget,
+    eval_every: Callable[[Problem], int],
+    refine: bool = True,
+    device: str = "cpu",
+) -> dict[tuple[Problem, Contender], Tuning]:
+    """Choose each contender's learning rate on each problem by the sweep (module docstring).
+
+    Returns ``{(problem, contender): Tuning}``. Every learning rate of every pair is
+    run before any refinement, so the runs of a stage can go to the workers together.
+    """
+    grid = sorted(set(float(lr) for lr in grid))
+
+    def specs(problem: Problem, contender: Contender, lrs: Sequence[float]) -> list[RunSpec]:
+        steps = problem.steps(budget)
+        every = eval_every(problem)
+        return [
+            RunSpec(problem, contender, lr, seed, steps, every, device)
+            for lr in lrs
+            for seed in seeds
+        ]
+
+    tunings: dict[tuple[Problem, Contender], Tuning] = {}
+    for problem, contender in pairs:
+        lr = contender.lr
+        tunings[(problem, contender)] = Tuning(
+            problem, contender, float(lr if lr is not None else grid[0]), fixed=lr is not None
+        )
+    open_tunings = [t for t in tunings.values() if not t.fixed]
+
+    def sweep(lrs_of: Callable[[Tuning], list[float]], label: str) -> None:
+        batch = [(t, specs(t.problem, t.contender, lrs_of(t))) for t in open_tunings]
+        flat = [s for _, group in batch for s in group]
+        by_spec = dict(zip(flat, runner.run(flat, label)))
+        for tuning, group in batch:
+            for lr in dict.fromkeys(s.lr for s in group):
+                tuning.scores[lr] = _score([by_spec[s] for s in group if s.lr == lr])
+            tuning.scores = dict(sorted(tuning.scores.items()))
+            # Ties (all diverged, or equal values) go to the smaller, safer learning rate.
+            tuning.lr = min(tuning.scores, key=lambda lr: (tuning.scores[lr], lr))
+
+    sweep(lambda tuning: list(grid), "tuning learning rates")
+    if refine:
+        sweep(
+            lambda t: [lr for lr in _halfway(grid, t.lr) if lr not in t.scores],
+            "refining learning rates",
+        )
+    return tunings

@@ -1,0 +1,387 @@
+"""The ``optimlab`` command through its real entry point, on tiny budgets.
+
+Most tests call the click command ``optimlab.cli.main`` in this process (CliRunner); a few run
+the installed console script in a subprocess. Every subcommand is run; the run folders are
+checked for what a user is promised (the exact command, versions, seed; metrics as CSV and
+JSON; PNG and SVG figures that are not blank; report.html and summary.md); the HTML report is
+opened in headless Chromium; and bad input must give one line, the right exit code and no
+traceback.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from test_lab import assert_png, assert_svg
+
+from optimlab.cli import main
+
+OPTIMLAB = Path(sys.executable).with_name("optimlab")
+
+
+def run(*args: str, code: int = 0):
+    """Invoke ``optimlab args`` in-process; check the exit code; return the result."""
+    result = CliRunner().invoke(main, list(args))
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    return result
+
+
+def one_line_error(result, *fragments: str) -> str:
+    """The error is one line on stderr, without a traceback, and says each fragment."""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("Error: ")
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def check_run_folder(folder: Path, subcommand: str, seed) -> dict:
+    record = json.loads((folder / "run.json").read_text())
+    assert record["tool"] == "optimlab" and record["status"] == "finished"
+    assert record["subcommand"] == subcommand and record["seed"] == seed
+    assert record["command"].startswith(f"optimlab {subcommand}")
+    assert {"python", "optimlab", "torch", "numpy", "matplotlib"} <= set(record["versions"])
+    assert record["wall_seconds"] > 0
+    figures = sorted((folder / "figures").glob("*.png"))
+    assert figures, "no figures"
+    for png in figures:
+        assert_png(png)
+        assert_svg(png.with_suffix(".svg"))
+    assert (folder / "report.html").stat().st_size > 1000
+    assert (folder / "summary.md").read_text().startswith(f"# optimlab {subcommand}")
+    return record
+
+
+# --- compare: the main job ------------------------------------------------------------------
+
+COMPARE = (
+    "compare", "--problems", "quadratic_bowl", "--datasets", "digits",
+    "--optimizers", "sgd,adam,nesterov:lr=0.01", "--seeds", "2", "--steps", "25",
+    "--epochs", "1", "--batch-size", "64", "--lr-grid", "0.01,0.1", "--no-refine", "-j", "1",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")  # session, not module: xdist may interleave other modules
+def compare_folder():
+    folder = Path(tempfile.mkdtemp()) / "compare"
+    result = run(*COMPARE, "--out", str(folder))
+    yield folder, result
+    shutil.rmtree(folder.parent, ignore_errors=True)
+
+
+@pytest.mark.xdist_group("compare")
+def test_compare_writes_the_promised_run_folder(compare_folder):
+    folder, result = compare_folder
+    record = check_run_folder(folder, "compare", 0)
+    assert record["argv"] == [*COMPARE, "--out", str(folder)]
+    assert record["options"]["optimizers"] == ["sgd", "adam", "nesterov:lr=0.01"]
+    names = {p.stem for p in (folder / "figures").glob("*.png")}
+    assert names == {"landscapes", "function_curves", "digits_curves", "digits_cost", "sweep"}
+    with open(folder / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # one row per problem, optimizer and seed
+    assert len(rows) == 2 * 3 * 2
+    assert {r["optimizer"] for r in rows} == {"sgd", "adam", "nesterov:lr=0.01"}
+    assert {r["seed"] for r in rows} == {"0", "1"}
+    for column in ("test_accuracy", "best_val_accuracy", "val_loss", "steps_to_target",
+                   "seconds_to_target", "train_seconds"):  # fmt: skip
+        assert column in rows[0]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["verdicts"]) == 2 and len(metrics["summary"]) == 6
+    digits = [r for r in metrics["summary"] if r["problem"] == "digits"]
+    assert all(0.5 < r["test_accuracy_mean"] <= 1 for r in digits)
+    chosen = [r for r in metrics["sweep"] if r["chosen"]]
+    assert len(chosen) == 4  # sgd and adam on two problems; nesterov's lr was fixed
+    assert all(r["lr"] in (0.01, 0.1) for r in chosen)
+    # The verdicts are printed, one per problem.
+    assert result.stdout.count(" won: ") == 2
+
+
+@pytest.mark.xdist_group("compare")
+def test_compare_summary_has_every_table(compare_folder):
+    folder, _ = compare_folder
+    summary = (folder / "summary.md").read_text()
+    for caption in ("Place of each optimizer", "Elongated quadratic bowl: mean",
+                    "Handwritten digits: mean", "Learning-rate sweep"):  # fmt: skip
+        assert caption in summary
+    assert "test accuracy" in summary and "seconds to 95% val. accuracy" in summary
+    assert "- **command**: `optimlab compare --problems quadratic_bowl" in summary
+    assert "![" in summary and "(figures/landscapes.png)" in summary
+
+
+def _chromium() -> str | None:
+    for name in ("chromium", "chromium-browser", "google-chrome", "chrome"):
+        if path := shutil.which(name):
+            return path
+    return None
+
+
+@pytest.mark.xdist_group("compare")
+def test_the_html_report_opens_in_headless_chromium_without_errors(compare_folder, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed, so the report was not opened in a browser "
+                    "(make test installs it with apt-get when it can)")  # fmt: skip
+    folder, _ = compare_folder
+    report = folder / "report.html"
+    done = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
+         "--v=0", "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
+    assert console == [], console
+    dom = done.stdout
+    metrics = json.loads((folder / "metrics.json").read_text())
+    tables = ["ranking", "sweep"] + [f"summary-{p}" for p in ("quadratic_bowl", "digits")]
+    for table in tables:
+        assert f'id="table-{table}"' in dom
+    assert len(metrics["verdicts"]) == 2 and dom.count(" won: ") == 2
+    # the report's own script counted the figures that decoded
+    assert 'data-figures-loaded="5/5"' in dom
+
+
+def test_compare_reads_its_options_from_toml(tmp_path):
+    config = tmp_path / "compare.toml"
+    config.write_text(
+        'optimizers = ["sgd:lr=0.1"]\nproblems = "quadratic_bowl"\ndatasets = "none"\n'
+        "seeds = 1\nsteps = 5\n"
+    )
+    out = tmp_path / "run"
+    result = run("compare", "--config", str(config), "--steps", "7", "--out", str(out), "-j", "1")
+    assert "On Elongated quadratic bowl, sgd:lr=0.1 won" in result.stdout
+    record = json.loads((out / "run.json").read_text())
+    assert record["options"]["steps"] == 7  # the command line wins over the file
+    assert record["options"]["seeds"] == 1 and record["options"]["datasets"] == []
+
+
+# --- the other subcommands -------------------------------------------------------------------
+
+
+def test_landscape_draws_paths_and_an_animation(tmp_path):
+    out = tmp_path / "land"
+    run("landscape", "--problems", "saddle", "--optimizers", "sgd,adam", "--steps", "20",
+        "--lr-grid", "0.01,0.1", "--no-refine", "--animate", "-j", "1", "--out", str(out))  # fmt: skip
+    check_run_folder(out, "landscape", 0)
+    with Image.open(out / "figures" / "landscape_saddle.gif") as gif:
+        assert gif.format == "GIF" and gif.n_frames > 10
+    with open(out / "paths.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert {(r["function"], r["optimizer"]) for r in rows} == {
+        ("saddle", "sgd"),
+        ("saddle", "adam"),
+    }
+    assert len(rows) == 2 * 21
+    assert "Where each optimizer ended" in (out / "summary.md").read_text()
+
+
+def test_landscape_start_option_puts_gradient_descent_on_the_ridge(tmp_path):
+    out = tmp_path / "ridge"
+    run("landscape", "--problems", "saddle", "--optimizers", "sgd:lr=0.1", "--steps", "50",
+        "--start", "-1.5,0", "-j", "1", "--out", str(out))  # fmt: skip
+    with open(out / "paths.csv") as handle:
+        ys = {float(r["y"]) for r in csv.DictReader(handle)}
+    assert ys == {0.0}
+
+
+def test_ewa_reproduces_the_notes_table_from_a_csv(tmp_path):
+    data = tmp_path / "ningbo.csv"
+    data.write_text("day,temperature\n1,20\n2,23\n3,17\n")
+    out = tmp_path / "ewa"
+    run("ewa", "--csv", str(data), "--betas", "0.8", "--day", "3", "--out", str(out))
+    check_run_folder(out, "ewa", 0)
+    with open(out / "series.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    # seed 000, section 3.1: v = 4, 7.8, 9.64 for beta = 0.8
+    assert [round(float(r["ewa_0.8"]), 4) for r in rows] == [4.0, 7.8, 9.64]
+    with open(out / "weights.csv") as handle:
+        weights = [float(r["weight_0.8"]) for r in csv.DictReader(handle)]
+    assert weights == pytest.approx([0.8**2 * 0.2, 0.8 * 0.2, 0.2])
+
+
+def test_ewa_on_the_generated_series(tmp_path):
+    out = tmp_path / "ewa"
+    run("ewa", "--days", "60", "--seed", "3", "--out", str(out))
+    record = check_run_folder(out, "ewa", 3)
+    assert record["options"]["betas"] == [0.5, 0.8, 0.9, 0.98]
+    with open(out / "series.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 60
+    # the plain average starts far below the data; the corrected one does not
+    first = rows[0]
+    assert float(first["ewa_0.98"]) < 0.05 * float(first["temperature"])
+    assert float(first["ewa_0.98_bias_corrected"]) == pytest.approx(float(first["temperature"]))
+
+
+def test_schedule_prints_and_plots(tmp_path):
+    out = tmp_path / "schedule"
+    spec = "step_decay:lr=0.1,gamma=0.5,step_size=10"
+    result = run("schedule", spec, "cosine_decay:lr=0.1,decay_steps=20", "--steps", "30",
+                 "--print", "--every", "10", "--out", str(out))  # fmt: skip
+    rows = list(csv.reader(result.stdout.splitlines()))
+    assert rows[0] == ["step", spec, "cosine_decay:lr=0.1,decay_steps=20"]
+    assert [r[:2] for r in rows[1:]] == [["0", "0.1"], ["10", "0.05"], ["20", "0.025"]]
+    check_run_folder(out, "schedule", None)
+    with open(out / "values.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 30
+
+
+def test_batch_size_study(tmp_path):
+    out = tmp_path / "batch"
+    run("batch-size", "--batch-sizes", "256,full", "--epochs", "2", "-j", "1", "--out", str(out))
+    check_run_folder(out, "batch-size", 0)
+    with open(out / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [r["batch"] for r in rows] == ["mini-batch (256)", "batch (all 1077)"]
+    assert [int(r["steps_per_epoch"]) for r in rows] == [5, 1]
+    assert all(float(r["seconds_per_epoch"]) > 0 for r in rows)
+
+
+def test_list_shows_every_kind_of_name():
+    result = run("list")
+    for heading in ("optimizers:", "schedules:", "problems:", "datasets:"):
+        assert heading in result.stdout
+    for name in ("adam_no_bias_correction", "step_decay", "rosenbrock", "six_hump_camel", "digits"):
+        assert name in result.stdout
+    only = run("list", "datasets").stdout
+    assert only.startswith("datasets:") and "rosenbrock" not in only
+
+
+@pytest.mark.parametrize(
+    "command", ["compare", "landscape", "ewa", "schedule", "batch-size", "list"]
+)
+def test_every_subcommand_has_help(command):
+    assert "Usage: optimlab " + command in run(command, "--help").stdout
+
+
+# --- bad input: one line, exit 2 for usage errors, 1 for failures, no traceback --------------
+
+USAGE_ERRORS = [
+    (["compare", "--optimizers", "sgd,adm"], ["unknown optimizer 'adm'", "valid names: sgd"]),
+    (["compare", "--optimizers", "adam:bta=0.9"], ["Adam has no argument 'bta'", "betas"]),
+    (["compare", "--optimizers", "adam:lr=-1"], ["'adam:lr=-1'", "Invalid lr: -1"]),
+    (["compare", "--problems", "rosenbrok"], ["unknown test function 'rosenbrok'", "himmelblau"]),
+    (["compare", "--datasets", "mnist"], ["unknown data set 'mnist'", "digits, breast_cancer"]),
+    (["compare", "--problems", "none", "--datasets", "none"], ["nothing to compare"]),
+    (["compare", "--lr-grid", "0.1,fast"], ["'fast' is not a number"]),
+    (["compare", "--device", "cuda:7"], ["'cuda:7' is not available"]),
+    (["compare", "--device", "toaster"], ["'toaster' is not a torch device"]),
+    (["compare", "--steps", "0"], ["--steps", "0"]),
+    (["compare", "--bogus"], ["No such option '--bogus'"]),
+    (["landscape", "--problems", "banana"], ["unknown test function 'banana'", "rosenbrock"]),
+    (["landscape", "--start", "1;2"], ["expected x,y"]),
+    (["batch-size", "--dataset", "cifar"], ["unknown data set 'cifar'", "digits"]),
+    (["batch-size", "--batch-sizes", "0"], ["batch size must be >= 1"]),
+    (["batch-size", "--lr", "fast"], ["--lr", "a number > 0 or auto"]),
+    (["schedule", "step_decay:lr=0.1,gamma=2,step_size=10"], ["gamma must be in (0, 1]"]),
+    (["schedule", "stepdecay:lr=0.1"], ["stepdecay", "step_decay"]),
+    (["schedule", "step_decay:lr"], ["expected key=value"]),
+    (["schedule", "reduce_on_plateau:lr=0.1"], ["follows a validation metric"]),
+    (["ewa", "--betas", "0.5,1.5"], ["beta must be in [0, 1)"]),
+    (["ewa", "--csv", "no/such/file.csv"], ["no/such/file.csv", "does not exist"]),
+    (["ewa", "--column", "t"], ["--column needs --csv"]),
+    (["list", "widgets"], ["widgets"]),
+    (["frobnicate"], ["No such command 'frobnicate'"]),
+]
+
+
+@pytest.mark.parametrize(
+    "args, fragments", USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS]
+)
+def test_usage_errors_are_one_line_with_exit_code_2(args, fragments, tmp_path):
+    result = run(*args, "--out", str(tmp_path / "x"), code=2) if args[0] in (
+        "compare", "landscape", "batch-size") else run(*args, code=2)  # fmt: skip
+    one_line_error(result, *fragments)
+    assert not (tmp_path / "x").exists()  # nothing was started
+
+
+@pytest.mark.parametrize(
+    "text, fragments",
+    [
+        ("steps = 5\nepochs = = 3\n", ["not valid TOML", "line 2"]),
+        ("stepz = 3", ["unknown key 'stepz'", "valid keys:", "steps"]),
+        ('steps = "many"', ["key 'steps'", "'many' is not a valid integer"]),
+        ('optimizers = ["sgd", "adamm"]', ["key 'optimizers'", "unknown optimizer 'adamm'"]),
+    ],
+    ids=["malformed", "unknown key", "bad value", "bad name"],
+)
+def test_bad_toml_config_points_at_the_key_or_line(text, fragments, tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text(text)
+    result = run("compare", "--config", str(config), code=2)
+    one_line_error(result, str(config), *fragments)
+
+
+@pytest.mark.parametrize(
+    "content, fragments",
+    [
+        ("day,temperature\n1,20\n2,warm\n", ["line 3", "'temperature'", "'warm' is not a number"]),
+        ("day,temperature\n", ["no data rows"]),
+        ("day,temperature\n1,20\n", ["has 1 value; need at least 2"]),
+        (b"\x89PNG\r\n\x1a\n\x00\xff\xfe", ["not a text CSV file"]),
+    ],
+    ids=["not a number", "empty", "one value", "binary"],
+)
+def test_malformed_data_file_names_the_file_and_the_problem(content, fragments, tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_bytes(content if isinstance(content, bytes) else content.encode())
+    result = run("ewa", "--csv", str(data), "--out", str(tmp_path / "out"), code=1)
+    one_line_error(result, str(data), *fragments)
+
+
+def test_a_missing_column_lists_the_columns(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("day,temperature\n1,20\n2,21\n")
+    result = run("ewa", "--csv", str(data), "--column", "temp", code=1)
+    one_line_error(result, "no column 'temp'; columns are: day, temperature")
+
+
+def test_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
+    (tmp_path / "precious.txt").write_text("keep me")
+    result = run("ewa", "--out", str(tmp_path), code=1)
+    one_line_error(result, "is not an optimlab run folder")
+    assert (tmp_path / "precious.txt").read_text() == "keep me"
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    data = tmp_path / "data.csv"
+    data.write_text("a\nx\n")
+    plain = run("ewa", "--csv", str(data), code=1)
+    assert "Traceback" not in plain.output
+    for args in (["--debug", "ewa", "--csv", str(data)], ["ewa", "--csv", str(data), "--debug"]):
+        result = run(*args, code=1)
+        assert "Traceback (most recent call last)" in result.stderr
+        assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
+
+
+def test_the_installed_console_script_and_python_m():
+    assert OPTIMLAB.exists(), "the optimlab console script is not installed in this environment"
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    listed = subprocess.run(
+        [str(OPTIMLAB), "list", "problems"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert listed.returncode == 0 and "rosenbrock" in listed.stdout
+    bad = subprocess.run(
+        [sys.executable, "-m", "optimlab", "compare", "--optimizers", "adm"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert bad.returncode == 2 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and "unknown optimizer 'adm'" in bad.stderr
