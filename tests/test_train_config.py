@@ -47,7 +47,7 @@ def test_built_in_data_sets_and_models_train(tmp_path, data, model):
     config = load_config(write(tmp_path, config_text(data, model)))
     result, metrics = run(config, tmp_path / "out", progress=False)
     assert result.steps == 6
-    assert (tmp_path / "out" / "loss.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "history.csv").stat().st_size > 100
     saved = json.loads((tmp_path / "out" / "metrics.json").read_text())
     assert saved["steps"] == 6 and "test_loss" in saved
     assert ("test_accuracy" in saved) == ("regression" not in data)
@@ -192,3 +192,59 @@ def test_bad_data_files(tmp_path):
         match=r"short\.idx: IDX header promises shape \(10,\) \(18 bytes\) but the file has 11 bytes",
     ):
         read_idx(tmp_path / "short.idx")
+
+
+def test_optimlab_train_command_runs_resumes_and_reports(tmp_path):
+    from click.testing import CliRunner
+    from test_lab import assert_png
+
+    from optimlab.cli import main
+
+    path = write(
+        tmp_path,
+        config_text('name = "wine"', training="steps = 8\nbatch_size = 16\ncheckpoint_every = 4"),
+    )
+    out = tmp_path / "run"
+    result = CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "run.json").read_text())
+    assert record["command"] == f"optimlab train --config {path} --out {out}"
+    assert record["status"] == "finished" and record["seed"] == 1
+    assert_png(out / "figures" / "loss.png")
+    assert "Where training ended" in (out / "report.html").read_text()
+    assert "| steps | 8 |" in (out / "summary.md").read_text()
+    longer = write(
+        tmp_path,
+        config_text('name = "wine"', training="steps = 12\nbatch_size = 16\ncheckpoint_every = 4"),
+        "longer.toml",
+    )
+    result = CliRunner().invoke(
+        main, ["train", "--config", str(longer), "--out", str(out), "--resume"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "Resumed from ckpt-00000008.pt" in (out / "report.html").read_text()
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 12
+
+
+def test_optimlab_train_bad_input_is_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from optimlab.cli import main
+
+    bad = write(
+        tmp_path, "[data]\nname = 'iris'\n[optimizer]\nname='sgd'\n[training]\nepochs = 'x'\n"
+    )
+    result = CliRunner().invoke(main, ["train", "--config", str(bad)])
+    assert result.exit_code == 2
+    assert (
+        result.output.strip().count("\n") == 0
+        and "[training] epochs = 'x' should be an integer" in result.output
+    )
+    missing = write(
+        tmp_path, config_text(f'name = "csv"\npath = "{tmp_path / "nope.csv"}"'), "missing.toml"
+    )
+    result = CliRunner().invoke(
+        main, ["train", "--config", str(missing), "--out", str(tmp_path / "o")]
+    )
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and "nope.csv: no such data file" in result.output

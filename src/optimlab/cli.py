@@ -801,5 +801,9 @@ def list_(what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+from .train.cli import train  # noqa: E402  (its module imports this one's helpers lazily)
+
+main.add_command(train)
+
 if __name__ == "__main__":
     main()

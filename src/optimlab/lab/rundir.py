@@ -86,10 +86,13 @@ class RunFolder:
         subcommand: str,
         seed: int | None,
         options: Mapping[str, Any],
+        keep: bool = False,
     ) -> RunFolder:
         """Make (or empty a previous run's) folder and write ``run.json`` with status running.
 
-        ``argv`` is the command line after ``optimlab``, exactly as given.
+        ``argv`` is the command line after ``optimlab``, exactly as given. With ``keep`` a
+        previous run's folder is continued instead of emptied (``optimlab train --resume``
+        finds its checkpoints there).
         """
         path = Path(path)
         if path.exists():
@@ -101,7 +104,8 @@ class RunFolder:
                         f"--out {path}: folder exists, is not empty and is not an optimlab run "
                         "folder; choose another --out"
                     )
-                shutil.rmtree(path)
+                if not keep:
+                    shutil.rmtree(path)
         try:
             (path / "figures").mkdir(parents=True, exist_ok=True)
         except OSError as error:

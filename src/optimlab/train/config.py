@@ -421,8 +421,8 @@ def build_model(model: dict[str, Any], features: int, outputs: int, image_side: 
 
 
 def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | None = None):
-    """Train as the run file says; write history, metrics, a summary and a loss figure to
-    ``out`` (checkpoints in ``out/checkpoints``). Returns the :class:`TrainResult`."""
+    """Train as the run file says; write ``history.csv`` and ``metrics.json`` to ``out``
+    (checkpoints in ``out/checkpoints``). Returns the :class:`TrainResult` and the metrics."""
     import optimlab
     from optimlab.data import MiniBatches
 
@@ -473,35 +473,38 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
         metrics.update({f"test_{k}": v for k, v in evaluate(model, (data.X_test, data.y_test),
                                                              loss_fn).items()})  # fmt: skip
     (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
-    _write_summary(config, result, metrics, out)
     return result, metrics
 
 
-def _write_summary(config: RunConfig, result: Any, metrics: dict[str, Any], out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def report(config: RunConfig, result: Any, metrics: dict[str, Any], folder: Any) -> Any:
+    """The lab's report of a training run: final metrics, and loss against step (a figure)."""
+    from ..lab import plots
+    from ..lab.report import Document, Figure, Section, Table
 
     rows = [r for r in result.history if not r.get("skipped")]
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in rows], [r["loss"] for r in rows], label="training loss")
-    val = [(r["step"], r["val_loss"]) for r in rows if "val_loss" in r]
-    if val:
-        ax.plot(*zip(*val), "o-", label="validation loss")
-    ax.set_xlabel("step")
-    ax.set_ylabel("loss")
-    ax.set_yscale("log")
-    ax.legend()
-    ax.set_title(f"{config.optimizer['name']} on {config.data['name']}")
-    fig.tight_layout()
-    fig.savefig(out / "loss.png", dpi=120)
-    fig.savefig(out / "loss.svg")
-    plt.close(fig)
-    lines = [f"# Training run: {config.optimizer['name']} on {config.data['name']}", "",
-             f"Run file: `{config.source}`, seed {config.seed}.", "", "| metric | value |",
-             "|---|---|"]  # fmt: skip
-    lines += [f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-              for k, v in metrics.items()]  # fmt: skip
-    lines += ["", "![loss](loss.png)", ""]
-    (out / "summary.md").write_text("\n".join(lines))
+    lines = [plots.Line("training loss", [r["step"] for r in rows], [r["loss"] for r in rows])]
+    validation = [r for r in rows if "val_loss" in r]
+    if validation:
+        lines.append(plots.Line("validation loss", [r["step"] for r in validation],
+                                [r["val_loss"] for r in validation], style="markers"))  # fmt: skip
+    panel = plots.Panel("Loss during training", "step", "loss", lines, yscale="log")
+    plots.draw([panel], folder.file("figures/loss"), columns=1, size=(6.5, 4))
+    table = Table(
+        "metrics",
+        "Where training ended",
+        ["metric", "value"],
+        [[k, f"{v:.4g}" if isinstance(v, float) else str(v)] for k, v in metrics.items()],
+    )
+    what = (
+        f"{config.optimizer['name']} on {config.data['name']} ({config.model.get('kind', 'mlp')})"
+    )
+    arguments = ", ".join(f"{k}={v}" for k, v in config.optimizer.items() if k != "name")
+    section = Section(
+        "Result",
+        paragraphs=[f"Run file {config.source}; optimizer arguments: {arguments or 'defaults'}."
+                    + (f" Resumed from {result.resumed_from.name}." if result.resumed_from else "")],
+        tables=[table],
+        figures=[Figure("figures/loss.png", "Training loss at every step; validation loss at "
+                        "every evaluation.")],
+    )  # fmt: skip
+    return Document(f"Training run: {what}", f"stopped: {result.stop_reason}", [section])

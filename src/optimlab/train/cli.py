@@ -1,0 +1,58 @@
+"""``optimlab train --config run.toml``: one training run from a run file, with a report."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command()
+@click.option(
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="The run file (TOML): data, model, optimizer, schedule, training.",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: the run file's `out`, else runs/train-<name>).",
+)
+@click.option(
+    "--resume/--no-resume",
+    default=False,
+    help="Continue from the newest good checkpoint in the run folder.",
+)
+@click.option(
+    "--debug", is_flag=True, expose_value=False, help="Show the full traceback on failure."
+)
+@click.pass_context
+def train(ctx: click.Context, config_path: Path, out: Path | None, resume: bool) -> None:
+    """Train a model as a run file describes, with checkpoints, --resume and a report.
+
+    See `optimlab.train.config` for the run file's tables and keys; data sets are the
+    built-in ones (`optimlab list datasets` and synthetic_classification,
+    synthetic_regression) or your own CSV, NPZ or IDX files.
+    """
+    from ..lab.rundir import LabError, RunFolder
+    from .config import ConfigError, load_config, report, run
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as error:
+        raise click.UsageError(str(error), ctx) from None
+    out = out or Path(config.out or f"runs/train-{config_path.stem}")
+    folder = RunFolder.create(out, ctx.obj["argv"], subcommand="train", seed=config.seed,
+                              options={"config": str(config_path), "resume": resume},
+                              keep=resume)  # fmt: skip
+    ctx.call_on_close(folder.abandon)
+    try:
+        result, metrics = run(config, folder.path, resume=resume)
+    except ConfigError as error:
+        raise LabError(str(error)) from None
+    from ..cli import _publish
+
+    _publish(folder, report(config, result, metrics, folder))
