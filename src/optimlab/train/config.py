@@ -502,7 +502,8 @@ def report(config: RunConfig, result: Any, metrics: dict[str, Any], folder: Any)
     section = Section(
         "Result",
         paragraphs=[f"Run file {config.source}; optimizer arguments: {arguments or 'defaults'}."
-                    + (f" Resumed from {result.resumed_from.name}." if result.resumed_from else "")],
+                    + (f" Resumed from {result.resumed_from.name}."
+                       if result.resumed_from else "")],
         tables=[table],
         figures=[Figure("figures/loss.png", "Training loss at every step; validation loss at "
                         "every evaluation.")],
