@@ -801,9 +801,11 @@ def list_(what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
-from .train.cli import train  # noqa: E402  (its module imports this one's helpers lazily)
+from .escape.cli import escape  # noqa: E402  (these import this module's helpers lazily)
+from .train.cli import train  # noqa: E402
 
 main.add_command(train)
+main.add_command(escape)
 
 if __name__ == "__main__":
     main()

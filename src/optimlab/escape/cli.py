@@ -1,0 +1,97 @@
+"""``optimlab escape``: which remedy frees which trap, how often, at what cost."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import click
+
+
+def _names(valid):
+    def parse(ctx: click.Context, param: click.Parameter, text: str | None):
+        if text is None:
+            return None
+        chosen = [t.strip() for t in text.split(",") if t.strip()]
+        unknown = [t for t in chosen if t not in valid]
+        if unknown or not chosen:
+            raise click.BadParameter(
+                f"unknown {', '.join(map(repr, unknown)) or 'empty list'}; valid: "
+                + ", ".join(valid)
+            )
+        return chosen
+
+    return parse
+
+
+def _report(report, folder):
+    """The lab's report: the success table per problem, and the study's figures."""
+    from ..lab.report import Document, Figure, Section, Table
+
+    sections = []
+    for problem in dict.fromkeys(s.problem for s in report.summaries):
+        rows = [s for s in report.summaries if s.problem == problem]
+        table = Table(
+            f"escape-{problem}",
+            f"{problem}: successes over seeds, steps and seconds to reach the target",
+            ["method", "remedy", "success", "95% interval", "median steps", "median seconds",
+             "mean seconds per run"],
+            [[s.method, s.remedy, f"{s.successes}/{s.seeds}",
+              f"{s.ci_low:.2f}-{s.ci_high:.2f}",
+              "-" if s.median_steps_to_target is None else f"{s.median_steps_to_target:g}",
+              "-" if s.median_seconds_to_target is None else f"{s.median_seconds_to_target:.3g}",
+              f"{s.mean_seconds:.3g}"] for s in rows],
+        )  # fmt: skip
+        sections.append(Section(problem, tables=[table]))
+    figures = [Figure(p.name, p.stem.replace("_", " ")) for p in report.files if p.suffix == ".png"]
+    if figures:
+        sections.append(Section("Figures", figures=figures))
+    return Document(
+        "Escaping saddles and local minima",
+        f"{len(report.records)} runs in {report.seconds:.0f} s",
+        sections,
+    )
+
+
+@click.command()
+@click.option(
+    "--seeds",
+    type=click.IntRange(1),
+    default=20,
+    show_default=True,
+    help="Runs per problem, method and remedy.",
+)
+@click.option("--quick", is_flag=True, help="At most 2 seeds: a look in under a minute.")
+@click.option("--problems", default=None, help="Comma-separated problem names (default: all).")
+@click.option("--methods", default=None, help="Comma-separated methods (default: all).")
+@click.option("--remedies", default=None, help="Comma-separated remedies (default: all).")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Run folder (default: runs/escape-<date>-<time>).",
+)
+@click.option(
+    "--jobs",
+    "-j",
+    type=click.IntRange(1),
+    default=min(2, os.cpu_count() or 1),
+    show_default=True,
+    help="Worker processes.",
+)
+@click.option("--debug", is_flag=True, expose_value=False, help="Show the full traceback.")
+@click.pass_context
+def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, jobs) -> None:
+    """Gradient noise, random restarts and simulated annealing on saddles and many minima."""
+    from ..cli import _folder, _publish
+    from .problems import PROBLEMS
+    from .study import METHODS, REMEDIES, escape_main
+
+    problems = _names(list(PROBLEMS))(ctx, None, problems)
+    methods = _names(list(METHODS))(ctx, None, methods)
+    remedies = _names(list(REMEDIES))(ctx, None, remedies)
+    folder = _folder(ctx, out, 0, dict(seeds=seeds, quick=quick, problems=problems,
+                                       methods=methods, remedies=remedies))  # fmt: skip
+    report = escape_main(folder.path, seeds=seeds, quick=quick, processes=jobs,
+                         problems=problems, methods=methods, remedies=remedies)  # fmt: skip
+    _publish(folder, _report(report, folder))
