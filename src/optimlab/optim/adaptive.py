@@ -21,6 +21,22 @@ class RMSprop(Optimizer):
     ``sqrt(s - avg(g)**2)``; ``momentum > 0`` keeps ``b = momentum * b + g / denom`` and steps
     ``w = w - lr * b``. Keras' RMSprop is ``eps_inside_sqrt=True, alpha=0.9, eps=1e-7``.
 
+    How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
+    the default, runs the update as one compiled loop over all parameters, gradients and state
+    at once (:mod:`optimlab.core.native`; no temporaries, one pass over memory) where this
+    machine can compile it, else the multi-tensor path; the two give bitwise equal results,
+    square roots included (the loop calls PyTorch's own MKL square root, which makes it
+    compute-bound on few cores). ``fused=True`` runs the same loop with the CPU's correctly
+    rounded square root, as torch's fused kernels do: as fast as memory allows, each root
+    within 1 ulp of the plain path's (the tolerance the tests check for every configuration is
+    in ``tests/test_fast_path.py``); an error where it cannot run. ``fused=False`` or
+    ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one PyTorch call per
+    tensor. Parameters the loop does not take (not on the CPU, not float32/float64 or their
+    complex types, not contiguous) take the multi-tensor path in the same step.
+    ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient holds NaN or
+    Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one read of the
+    gradients the check costs).
+
     Example::
 
         >>> import torch, optimlab
@@ -56,6 +72,7 @@ class RMSprop(Optimizer):
         eps_inside_sqrt: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         defaults = dict(
@@ -68,6 +85,7 @@ class RMSprop(Optimizer):
             eps_inside_sqrt=eps_inside_sqrt,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
 
@@ -115,6 +133,22 @@ class Adam(Optimizer):
     bias_correction=False too). ``amsgrad`` divides by the running maximum of ``v_hat``'s
     average instead (Reddi et al., 2018), as torch does.
 
+    How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
+    the default, runs the update as one compiled loop over all parameters, gradients and state
+    at once (:mod:`optimlab.core.native`; no temporaries, one pass over memory) where this
+    machine can compile it, else the multi-tensor path; the two give bitwise equal results,
+    square roots included (the loop calls PyTorch's own MKL square root, which makes it
+    compute-bound on few cores). ``fused=True`` runs the same loop with the CPU's correctly
+    rounded square root, as torch's fused kernels do: as fast as memory allows, each root
+    within 1 ulp of the plain path's (the tolerance the tests check for every configuration is
+    in ``tests/test_fast_path.py``); an error where it cannot run. ``fused=False`` or
+    ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one PyTorch call per
+    tensor. Parameters the loop does not take (not on the CPU, not float32/float64 or their
+    complex types, not contiguous) take the multi-tensor path in the same step.
+    ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient holds NaN or
+    Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one read of the
+    gradients the check costs).
+
     Example::
 
         >>> import torch, optimlab
@@ -150,6 +184,7 @@ class Adam(Optimizer):
         eps_inside_sqrt: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
+        fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         defaults = dict(
@@ -162,6 +197,7 @@ class Adam(Optimizer):
             eps_inside_sqrt=eps_inside_sqrt,
             maximize=maximize,
             foreach=foreach,
+            fused=fused,
         )
         super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
 
@@ -197,7 +233,8 @@ class AdamW(Adam):
 
     Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
     ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.
-    Every other argument is :class:`Adam`'s; the default ``weight_decay`` is 1e-2, as in torch.
+    Every other argument is :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads``
+    included); the default ``weight_decay`` is 1e-2, as in torch.
 
     Example::
 

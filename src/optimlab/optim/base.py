@@ -10,8 +10,24 @@ step hooks all behave as in torch. On top of torch it
   mismatched shape silently and fails later);
 * has one policy for non-finite gradients (``nonfinite_grads``): raise an error naming the
   parameter (the default), skip the whole step, or ``"ignore"`` (torch's behaviour);
-* hands the math to a rule of :mod:`optimlab.core.rules`, on the multi-tensor backend
-  (``foreach=True``, the default) or the plain per-tensor one (``foreach=False``).
+* hands the math to a rule of :mod:`optimlab.core.rules`, written once, on one of three
+  backends:
+
+  - the fused path (``fused=None``, the default, where this machine can compile it): the rule
+    recorded on a :class:`~optimlab.core.tape.Tape` and compiled into one C loop
+    (:mod:`optimlab.core.native`) that reads each parameter, gradient and state element once
+    and writes each modified one once, over all tensors of a group at once, on PyTorch's
+    threads, with no temporaries; bitwise equal to the plain path. ``fused=True`` insists on
+    it and takes the CPU's correctly rounded square root instead of PyTorch's MKL one (faster;
+    within 1 ulp per root). A :class:`~optimlab.optim.plan.FusedPlan` keeps what a group's
+    step needs between steps and re-checks it in O(1) per tensor. It takes CPU float32/float64
+    (and complex) contiguous tensors; the group's other parameters take the multi-tensor path
+    in the same step;
+  - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
+  - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
+
+  ``fused`` and ``foreach`` are dispatch choices, not hyperparameters: ``load_state_dict``
+  keeps this optimizer's, so a state saved on one path resumes on any other.
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
 buffers (``_buffer_names``) and calls its rule (``_update``); nothing else.
@@ -20,13 +36,17 @@ buffers (``_buffer_names``) and calls its rule (``_update``); nothing else.
 from __future__ import annotations
 
 import math
+from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from ..core import native
 from ..core.ops import FOREACH, LOOP, LoopOps
+from ..core.tape import Tape
+from .plan import FusedPlan, fusable_entry
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
@@ -101,7 +121,12 @@ class Optimizer(torch.optim.Optimizer):
     """Base class: validation, state and dispatch for every optimlab optimizer."""
 
     #: hyperparameter name -> check(name, value); every group is checked against all of them.
-    _checks: dict[str, Callable[[str, Any], None]] = {"foreach": optional_boolean}
+    _checks: dict[str, Callable[[str, Any], None]] = {
+        "foreach": optional_boolean,
+        "fused": optional_boolean,
+    }
+    #: group keys that choose how a step is computed, not what it computes
+    _dispatch_keys = ("foreach", "fused")
 
     def __init__(
         self,
@@ -133,6 +158,7 @@ class Optimizer(torch.optim.Optimizer):
         #: how many steps the ``"skip"`` policy has skipped (not saved in ``state_dict``).
         self.skipped_steps = 0
         super().__init__(params, defaults)
+        self.state = StateMap(self.state)
 
     # -- validation ------------------------------------------------------------------------
 
@@ -140,6 +166,17 @@ class Optimizer(torch.optim.Optimizer):
         """Check every hyperparameter of ``group``; subclasses add checks across arguments."""
         for name, check in self._checks.items():
             check(name, group[name])
+        if group["fused"] is True and group["foreach"] is True:
+            raise ValueError(
+                "Invalid fused=True with foreach=True; choose one: fused=True for the fused "
+                "kernel, foreach=True for the multi-tensor path"
+            )
+        if group["fused"] is True and not native.available():
+            raise RuntimeError(
+                "fused=True, but the fused path cannot run here: "
+                f"{native.unavailable_reason()}. Pass fused=None to fall back to the "
+                "multi-tensor path where it cannot."
+            )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters, with its own hyperparameters, after checking both."""
@@ -219,17 +256,42 @@ class Optimizer(torch.optim.Optimizer):
             return f"{group['param_names'][j]!r} (shape {tuple(p.shape)})"
         return f"parameter {j} of group {group_index} (shape {tuple(p.shape)})"
 
-    def _grads_are_finite(self) -> bool:
-        grads_by_device: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
-        for group in self.param_groups:
-            for p in group["params"]:
-                if p.grad is not None:
-                    _require_dense(p.grad)
-                    grads_by_device.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
-        flags = []
-        for grads in grads_by_device.values():
-            flags.append(torch.stack(FOREACH.max_abs(grads)).isfinite().all().cpu())
-        return bool(torch.stack(flags).all()) if flags else True
+    def _grads_are_finite(self, plans: list[FusedPlan | None]) -> bool:
+        """Whether every gradient is free of NaN and Inf: one read of each, no temporaries.
+
+        Gradients the fused path reads go to its compiled check (all threads, about the cost
+        of reading them once); others to PyTorch: a 2-norm per tensor, finite exactly when the
+        tensor is unless its squares overflow, which the exact per-tensor check then settles.
+        """
+        native_grads: dict[torch.dtype, list[Tensor]] = {}
+        other_grads: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for group, plan in zip(self.param_groups, plans):
+            if plan is not None:
+                if plan.any_nonfinite():
+                    return False
+                params = plan.others
+            else:
+                params = group["params"]
+            use_native = plan is None and self._fused_wanted(group)
+            for p in params:
+                grad = p.grad
+                if grad is None:
+                    continue
+                _require_dense(grad)
+                real = native.REAL_DTYPE.get(grad.dtype)
+                if use_native and real is not None and native.fusable(grad, grad.dtype):
+                    native_grads.setdefault(real, []).append(grad)
+                else:
+                    other_grads.setdefault((grad.device, grad.dtype), []).append(grad)
+        for grads in native_grads.values():
+            if native.any_nonfinite(grads):
+                return False
+        for grads in other_grads.values():
+            norms = torch.stack(torch._foreach_norm(grads, 2))
+            if not bool(norms.isfinite().all()):
+                if not all(bool(torch.isfinite(g).all()) for g in grads):
+                    return False
+        return True
 
     def _raise_nonfinite(self) -> None:
         for i, group in enumerate(self.param_groups):
@@ -250,21 +312,55 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             non_negative("lr", group["lr"])  # a schedule may have written a bad value since
-        if self.nonfinite_grads != "ignore" and not self._grads_are_finite():
+        plans = [self._ready_plan(group) for group in self.param_groups]
+        if self.nonfinite_grads != "ignore" and not self._grads_are_finite(plans):
             if self.nonfinite_grads == "raise":
                 self._raise_nonfinite()
             self.skipped_steps += 1
             return loss
-        for group in self.param_groups:
-            self._step_group(group)
+        for group, plan in zip(self.param_groups, plans):
+            if plan is None:
+                self._step_group(group)
+                continue
+            if not plan.step(self):  # no kernel to be had: the general path decides
+                self._step_group(group)
+                continue
+            if plan.others:
+                self._step_params(group, plan.others, fused=False)
         return loss
 
+    def _fused_wanted(self, group: dict[str, Any]) -> bool:
+        """Whether this group steps on the fused path (see the module docstring)."""
+        fused = group.get("fused")
+        if fused is False or (fused is None and group.get("foreach") is not None):
+            return False
+        return native.available()
+
+    def _ready_plan(self, group: dict[str, Any]) -> FusedPlan | None:
+        """This group's :class:`~optimlab.optim.plan.FusedPlan`, if it has one that still holds."""
+        plans = self.__dict__.get("_fused_plans")
+        plan = plans.get(id(group)) if plans else None
+        if plan is not None and plan.ready(self, group):
+            return plan
+        return None
+
     def _step_group(self, group: dict[str, Any]) -> None:
+        """The general path: any parameters, any state; then plan the next fused steps."""
+        fused = self._fused_wanted(group)
+        self._step_params(group, group["params"], fused)
+        plans = self.__dict__.setdefault("_fused_plans", {})
+        plans.pop(id(group), None)
+        if fused:
+            plan = FusedPlan(self, group, self._buffer_names(group))
+            if plan.fused:
+                plans[id(group)] = plan
+
+    def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
         names = self._buffer_names(group)
         # Bucket by device, dtype and step count: one rule call per bucket, with scalar bias
         # corrections. Parameters normally all fall in one bucket.
         buckets: dict[tuple[Any, ...], list[Tensor]] = {}
-        for p in group["params"]:
+        for p in params:
             if p.grad is None:
                 continue
             _require_dense(p.grad)
@@ -274,16 +370,61 @@ class Optimizer(torch.optim.Optimizer):
             state["step"] += 1
             buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
         foreach = group["foreach"] is not False
-        for (_, _, step), params in buckets.items():
-            real = [_as_real(p) for p in params]
-            grads = [_as_real(p.grad) for p in params]
-            buffers = {name: [_as_real(self.state[p][name]) for p in params] for name in names}
+        for (_, dtype, step), bucket in buckets.items():
+            if fused and dtype in native.REAL_DTYPE:
+                bucket = self._fused_update(group, names, bucket, step)
+            if not bucket:
+                continue
+            real = [_as_real(p) for p in bucket]
+            grads = [_as_real(p.grad) for p in bucket]
+            buffers = {name: [_as_real(self.state[p][name]) for p in bucket] for name in names}
             if foreach:
                 self._update(FOREACH, group, real, grads, buffers, step)
             else:
-                for i in range(len(params)):
+                for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
                     self._update(LOOP, group, [real[i]], [grads[i]], one, step)
+
+    def _fused_update(
+        self, group: dict[str, Any], names: tuple[str, ...], params: list[Tensor], step: int
+    ) -> list[Tensor]:
+        """Step the parameters of one bucket the fused kernel can take; return the others."""
+        taken, rest = [], []
+        for p in params:
+            (taken if fusable_entry(p, p.grad, self.state[p], names) else rest).append(p)
+        if not taken:
+            return rest
+        found = self._fused_kernel(group, names, native.REAL_DTYPE[taken[0].dtype], step)
+        if found is None:
+            return params
+        kernel, scalars = found
+        operands = [taken, [p.grad for p in taken]]
+        operands += [[self.state[p][name] for p in taken] for name in names]
+        kernel.run(*native.pointer_table(operands), scalars)
+        return rest
+
+    def _fused_kernel(
+        self, group: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype, step: int
+    ) -> tuple[native.Kernel, list[float]] | None:
+        """The compiled kernel of this group's rule at ``step``, and the scalars to call it with.
+
+        The rule's Python runs as on the plain path (its branches and scalar arithmetic); a
+        :class:`~optimlab.core.tape.Tape` keeps the elementwise operations it asks for, and
+        the kernel compiled for that program (once per configuration) applies them all in one
+        pass over the tensors, in place. None when the kernel cannot be built and the group
+        did not insist on ``fused=True``: then the plain path takes the step.
+        """
+        tape = Tape(("param", "grad", *names))
+        recorded = {name: [tape[name]] for name in names}
+        self._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
+        insist = group.get("fused") is True
+        try:
+            kernel = native.tape_kernel(tape, dtype, exact=not insist)
+        except native.NativeUnavailable:
+            if insist:
+                raise
+            return None
+        return kernel, tape.scalars
 
     # -- saving and loading ----------------------------------------------------------------
 
@@ -293,7 +434,9 @@ class Optimizer(torch.optim.Optimizer):
         Refused (ValueError naming the place): a different number of groups, a group of a
         different size, invalid hyperparameters, missing or unexpected state entries, and a
         state tensor whose shape differs from its parameter's. Loaded tensors are copied, so
-        the optimizer never shares buffers with the dict it was given.
+        the optimizer never shares buffers with the dict it was given. The dispatch choices
+        ``foreach`` and ``fused`` stay this optimizer's: a state saved on one path resumes on
+        any other with the same results.
         """
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
@@ -309,7 +452,8 @@ class Optimizer(torch.optim.Optimizer):
                     f"state_dict's group {i} has {len(saved['params'])} parameters but this "
                     f"optimizer's group {i} has {len(mine['params'])}"
                 )
-            self._check_group({**self.defaults, **saved})
+            dispatch = {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
+            self._check_group({**self.defaults, **saved, **dispatch})
             expected = {"step", *self._buffer_names({**self.defaults, **saved})}
             for j, (key, p) in enumerate(zip(saved["params"], mine["params"])):
                 if key not in saved_state:
@@ -335,7 +479,30 @@ class Optimizer(torch.optim.Optimizer):
                         )
                     entry[name] = value.clone()
                 new_state[key] = entry
+        dispatch = [
+            {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
+            for mine in self.param_groups
+        ]
+        self.__dict__.pop("_fused_plans", None)
         super().load_state_dict({**state_dict, "state": new_state})
+        self.state = StateMap(self.state)
+        for group, keep in zip(self.param_groups, dispatch):
+            for key, value in self.defaults.items():
+                group.setdefault(key, value)  # a checkpoint from before a key existed
+            group.update(keep)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self.state = StateMap(self.state)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # torch's keeps only defaults, state and param_groups; keep the policy too (a deep copy
+        # must be able to step). Fused plans hold pointers: never copied, rebuilt on demand.
+        return {
+            **super().__getstate__(),
+            "nonfinite_grads": self.nonfinite_grads,
+            "skipped_steps": self.skipped_steps,
+        }
 
     def __repr__(self) -> str:
         tensors = sum(len(g["params"]) for g in self.param_groups)
@@ -346,10 +513,60 @@ class Optimizer(torch.optim.Optimizer):
         ]
         for i, group in enumerate(self.param_groups):
             settings = ", ".join(
-                f"{k}={group[k]!r}" for k in self.defaults if k not in ("params", "foreach")
+                f"{k}={group[k]!r}"
+                for k in self.defaults
+                if k != "params" and k not in self._dispatch_keys
             )
             lines.append(f"  group {i} ({len(group['params'])} tensor(s)): {settings}")
         return "\n".join(lines)
+
+
+class StateMap(defaultdict):
+    """``optimizer.state``: a ``defaultdict(dict)`` that counts changes to its entries.
+
+    Replacing a parameter's state dict (``optimizer.state[p] = {...}``), adding or removing one,
+    bumps :attr:`version`, which lets a fused plan see in O(1) that the dicts it holds are still
+    the optimizer's. It pickles and copies as a plain ``defaultdict(dict)`` would.
+    """
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(dict, items)
+        self.version = 0
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self.version += 1
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key: Any) -> None:
+        self.version += 1
+        super().__delitem__(key)
+
+    def clear(self) -> None:
+        self.version += 1
+        super().clear()
+
+    def pop(self, *args: Any) -> Any:
+        self.version += 1
+        return super().pop(*args)
+
+    def popitem(self) -> Any:
+        self.version += 1
+        return super().popitem()
+
+    def setdefault(self, key: Any, default: Any = None) -> Any:
+        self.version += 1
+        return super().setdefault(key, default)
+
+    def update(self, *args: Any, **kwargs: Any) -> None:
+        self.version += 1
+        super().update(*args, **kwargs)
+
+    def __ior__(self, other: Any) -> StateMap:
+        self.update(other)
+        return self
+
+    def __reduce__(self) -> Any:
+        return (StateMap, (), None, None, iter(self.items()))
 
 
 def _require_dense(grad: Tensor) -> None:

@@ -1,0 +1,425 @@
+"""Step time of every optimizer and variant, on every optimlab and torch.optim path, side by side.
+
+For each variant, size (total fp32 parameters) and layout (number of equal tensors), all paths
+step the *same* parameters and gradients in the same process; each round times one sample of
+every path and one in-place ``a += s * b`` over 50M floats, whose bandwidth sets the bound
+(``bytes_per_param * parameters / bandwidth``), so machine load drifts hit all alike. The table
+reports medians over rounds and ratios of medians.
+
+Paths: ``optimlab default`` (``fused=None``: the fused kernel, bitwise equal to the plain path,
+with the non-finite gradient check), ``optimlab fused=True`` (the fused kernel with correctly
+rounded square roots, with the check) and ``optimlab fused=True, no check``
+(``nonfinite_grads="ignore"``), ``optimlab foreach`` and ``optimlab per-tensor`` (the plain
+paths), and torch's ``for-loop``, ``foreach`` and ``fused`` (where torch has one). At the
+largest size the slow plain paths are left out (each step takes seconds) except torch's plain
+paths for variants torch has no fused kernel for, which are then torch's fastest.
+
+Memory: before each sample the peak resident size is reset (``/proc/self/clear_refs``); the
+peak's growth during the sample is memory the step allocated (``cuda``: the allocator's peak).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+import optimlab
+
+BOUND_ELEMENTS = 50_000_000
+FLOAT_BYTES = 4
+
+
+@dataclass(frozen=True)
+class Variant:
+    id: str
+    #: make(params, **dispatch) -> the optimlab optimizer
+    make: Callable[..., torch.optim.Optimizer]
+    #: bytes an fp32 step must move per parameter (reads + writes of every array it touches)
+    bytes_per_param: int
+    #: the torch.optim optimizer with the same update, where there is one
+    torch_make: Callable[..., torch.optim.Optimizer] | None = None
+    #: state buffers per parameter (for the memory accounting)
+    buffers: int = 0
+    quick: bool = False
+    note: str = ""
+
+
+def _v(id, make, nbytes, torch_make=None, buffers=0, quick=False, note=""):
+    return Variant(id, make, nbytes, torch_make, buffers, quick, note)
+
+
+LR = 1e-4
+VARIANTS: list[Variant] = [
+    _v(
+        "sgd",
+        lambda ps, **kw: optimlab.SGD(ps, lr=LR, **kw),
+        12,
+        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, **kw),
+        note="read p, g; write p",
+    ),
+    _v(
+        "sgd-momentum",
+        lambda ps, **kw: optimlab.SGD(ps, lr=LR, momentum=0.9, **kw),
+        20,
+        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, momentum=0.9, **kw),
+        buffers=1,
+        quick=True,
+    ),
+    _v(
+        "sgd-nesterov",
+        lambda ps, **kw: optimlab.SGD(ps, lr=LR, momentum=0.9, nesterov=True, **kw),
+        20,
+        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, momentum=0.9, nesterov=True, **kw),
+        buffers=1,
+    ),
+    _v(
+        "momentum-ema",
+        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, **kw),
+        20,
+        buffers=1,
+        note="averaged momentum (notes)",
+    ),
+    _v(
+        "momentum-ema-bias_correction",
+        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, bias_correction=True, **kw),
+        20,
+        buffers=1,
+    ),
+    _v(
+        "momentum-heavy_ball",
+        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, form="heavy_ball", **kw),
+        20,
+        buffers=1,
+        quick=True,
+        note="heavy ball (notes)",
+    ),
+    _v(
+        "momentum-heavy_ball-nesterov",
+        lambda ps, **kw: optimlab.Momentum(
+            ps, lr=LR, beta=0.9, form="heavy_ball", nesterov=True, **kw
+        ),
+        20,
+        buffers=1,
+    ),
+    _v(
+        "rmsprop",
+        lambda ps, **kw: optimlab.RMSprop(ps, lr=LR, **kw),
+        20,
+        lambda ps, **kw: torch.optim.RMSprop(ps, lr=LR, **kw),
+        buffers=1,
+        quick=True,
+    ),
+    _v(
+        "rmsprop-eps_inside_sqrt",
+        lambda ps, **kw: optimlab.RMSprop(
+            ps, lr=LR, alpha=0.9, eps=1e-7, eps_inside_sqrt=True, **kw
+        ),
+        20,
+        buffers=1,
+        note="epsilon inside the root (notes, Keras)",
+    ),
+    _v(
+        "rmsprop-centered-momentum",
+        lambda ps, **kw: optimlab.RMSprop(ps, lr=LR, centered=True, momentum=0.9, **kw),
+        36,
+        lambda ps, **kw: torch.optim.RMSprop(ps, lr=LR, centered=True, momentum=0.9, **kw),
+        buffers=3,
+    ),
+    _v(
+        "adam",
+        lambda ps, **kw: optimlab.Adam(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.Adam(ps, lr=LR, **kw),
+        buffers=2,
+        quick=True,
+    ),
+    _v(
+        "adam-no_bias_correction-eps_inside_sqrt",
+        lambda ps, **kw: optimlab.Adam(
+            ps, lr=LR, bias_correction=False, eps_inside_sqrt=True, **kw
+        ),
+        28,
+        buffers=2,
+        note="seed 000 listing 3 (notes)",
+    ),
+    _v(
+        "adam-amsgrad",
+        lambda ps, **kw: optimlab.Adam(ps, lr=LR, amsgrad=True, **kw),
+        36,
+        lambda ps, **kw: torch.optim.Adam(ps, lr=LR, amsgrad=True, **kw),
+        buffers=3,
+    ),
+    _v(
+        "adamw",
+        lambda ps, **kw: optimlab.AdamW(ps, lr=LR, weight_decay=1e-2, **kw),
+        28,
+        lambda ps, **kw: torch.optim.AdamW(ps, lr=LR, weight_decay=1e-2, **kw),
+        buffers=2,
+    ),
+]
+
+#: path name -> (optimizer factory from a variant, whether it is a slow plain path)
+PATHS: dict[str, tuple[Callable[[Variant, list], torch.optim.Optimizer | None], bool]] = {
+    "optimlab default": (lambda v, ps: v.make(ps), False),
+    "optimlab fused=True": (lambda v, ps: v.make(ps, fused=True), False),
+    "optimlab fused=True, no check": (
+        lambda v, ps: v.make(ps, fused=True, nonfinite_grads="ignore"),
+        False,
+    ),
+    "optimlab foreach": (lambda v, ps: v.make(ps, foreach=True), True),
+    "optimlab per-tensor": (lambda v, ps: v.make(ps, foreach=False), True),
+    "torch for-loop": (
+        lambda v, ps: v.torch_make(ps, foreach=False) if v.torch_make else None,
+        True,
+    ),
+    "torch foreach": (lambda v, ps: v.torch_make(ps, foreach=True) if v.torch_make else None, True),
+    "torch fused": (lambda v, ps: _torch_fused(v, ps), False),
+}
+TORCH_PATHS = ("torch for-loop", "torch foreach", "torch fused")
+OPTIMLAB_DEFAULT = "optimlab default"
+OPTIMLAB_FUSED = "optimlab fused=True"
+OPTIMLAB_NO_CHECK = "optimlab fused=True, no check"
+
+
+def _torch_fused(variant: Variant, params: list) -> torch.optim.Optimizer | None:
+    if variant.torch_make is None:
+        return None
+    try:
+        return variant.torch_make(params, fused=True)
+    except (TypeError, RuntimeError, ValueError):  # no fused kernel for this optimizer/device
+        return None
+
+
+# --- measuring ---------------------------------------------------------------------------------
+
+
+class Clock:
+    """Wall time of a callable, synchronizing the device around it."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def time(self, fn: Callable[[], Any], repeat: int = 1) -> float:
+        self.sync()
+        start = time.perf_counter()
+        for _ in range(repeat):
+            fn()
+        self.sync()
+        return (time.perf_counter() - start) / repeat
+
+
+class Memory:
+    """Growth of peak memory during a call: resident set on the CPU, allocator on CUDA."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.works = True
+        if device.type == "cpu":
+            try:
+                self._clear()
+            except OSError:
+                self.works = False
+
+    @staticmethod
+    def _clear() -> None:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")  # reset the peak resident size to the current one
+
+    @staticmethod
+    def _status(key: str) -> int:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(key):
+                    return int(line.split()[1]) * 1024
+        return 0
+
+    def start(self) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            return torch.cuda.memory_allocated(self.device)
+        if not self.works:
+            return 0
+        self._clear()
+        return self._status("VmRSS:")
+
+    def growth(self, before: int) -> int:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            return torch.cuda.max_memory_allocated(self.device) - before
+        if not self.works:
+            return 0
+        return max(0, self._status("VmHWM:") - before)
+
+
+def bandwidth_probe(device: torch.device) -> Callable[[], float]:
+    """A function timing one in-place ``a += s * b`` over 50M floats; returns bytes/second."""
+    a = torch.rand(BOUND_ELEMENTS, device=device)
+    b = torch.rand(BOUND_ELEMENTS, device=device)
+    clock = Clock(device)
+    clock.time(lambda: a.add_(b, alpha=1e-9))  # first touch
+
+    def probe() -> float:
+        return 3 * FLOAT_BYTES * BOUND_ELEMENTS / clock.time(lambda: a.add_(b, alpha=1e-9))
+
+    return probe
+
+
+def make_parameters(total: int, tensors: int, device: torch.device) -> list[torch.Tensor]:
+    """``tensors`` separately allocated fp32 parameters of ``total // tensors`` elements, with
+    fixed random gradients (never zeroed: every step sees the same gradients)."""
+    generator = torch.Generator(device="cpu").manual_seed(0)
+    size = total // tensors
+    params = []
+    for _ in range(tensors):
+        p = torch.rand(size, generator=generator).to(device).requires_grad_(True)
+        p.grad = (torch.rand(size, generator=generator) - 0.5).to(device)
+        params.append(p)
+    return params
+
+
+def paths_for(variant: Variant, size: int, largest: int) -> list[str]:
+    names = []
+    for name, (_, slow) in PATHS.items():
+        if name.startswith("torch") and variant.torch_make is None:
+            continue
+        if slow and size >= largest:
+            # Keep torch's plain paths where torch has no fused kernel: they are its fastest.
+            if not (
+                name in ("torch for-loop", "torch foreach") and not variant_has_torch_fused(variant)
+            ):
+                continue
+        names.append(name)
+    return names
+
+
+def variant_has_torch_fused(variant: Variant) -> bool:
+    p = torch.zeros(2, requires_grad=True)
+    p.grad = torch.zeros(2)
+    opt = _torch_fused(variant, [p])
+    if opt is None:
+        return False
+    try:
+        opt.step()
+        return True
+    except (RuntimeError, TypeError):
+        return False
+
+
+def bench_cell(
+    variant: Variant,
+    size: int,
+    tensors: int,
+    device: torch.device,
+    probe: Callable[[], float],
+    rounds: int,
+    slow_rounds: int,
+    largest: int,
+) -> list[dict]:
+    """Time every path of one (variant, size, layout) cell; one row per path."""
+    clock = Clock(device)
+    memory = Memory(device)
+    params = make_parameters(size, tensors, device)
+    optimizers: dict[str, torch.optim.Optimizer] = {}
+    for name in paths_for(variant, size, largest):
+        opt = PATHS[name][0](variant, params)
+        if opt is not None:
+            optimizers[name] = opt
+    # Warm-up: the first step allocates state (and compiles), the second is the steady state.
+    first: dict[str, float] = {}
+    for name, opt in optimizers.items():
+        first[name] = clock.time(opt.step)
+        clock.time(opt.step)
+    # Steps per sample: enough for a sample of about 20 ms.
+    per_sample = {
+        name: max(1, min(50, math.ceil(0.02 / max(clock.time(opt.step), 1e-6))))
+        for name, opt in optimizers.items()
+    }
+    times: dict[str, list[float]] = {name: [] for name in optimizers}
+    growth: dict[str, int] = {name: 0 for name in optimizers}
+    bandwidths: list[float] = []
+    for r in range(rounds):
+        bandwidths.append(probe())
+        for name, opt in optimizers.items():
+            if PATHS[name][1] and r >= slow_rounds:
+                continue
+            before = memory.start()
+            times[name].append(clock.time(opt.step, per_sample[name]))
+            growth[name] = max(growth[name], memory.growth(before))
+    bandwidth = statistics.median(bandwidths)
+    bound = variant.bytes_per_param * size / bandwidth
+    model_bytes = FLOAT_BYTES * size * (2 + variant.buffers)
+    rows = []
+    for name, ts in times.items():
+        median = statistics.median(ts)
+        rows.append(
+            {
+                "variant": variant.id,
+                "size": size,
+                "tensors": tensors,
+                "path": name,
+                "device": device.type,
+                "median_s": median,
+                "samples": len(ts),
+                "steps_per_sample": per_sample[name],
+                "first_step_s": first[name],
+                "bound_s": bound,
+                "ratio_to_bound": median / bound,
+                "bandwidth_GBps": bandwidth / 1e9,
+                "bytes_per_param": variant.bytes_per_param,
+                "step_memory_bytes": growth[name],
+                "model_bytes": model_bytes,
+                "memory_ratio": (model_bytes + growth[name]) / model_bytes,
+            }
+        )
+    del optimizers, params
+    gc.collect()
+    return rows
+
+
+def run(
+    sizes: list[int],
+    layouts: list[int],
+    variants: list[Variant],
+    rounds: int = 7,
+    slow_rounds: int = 3,
+    device: str = "cpu",
+    progress: Callable[[str], None] = print,
+) -> list[dict]:
+    """Benchmark every cell; return one row per (variant, size, layout, path)."""
+    dev = torch.device(device)
+    probe = bandwidth_probe(dev)
+    largest = max(sizes)
+    rows: list[dict] = []
+    for size in sizes:
+        for tensors in layouts:
+            for variant in variants:
+                start = time.perf_counter()
+                cell = bench_cell(variant, size, tensors, dev, probe, rounds, slow_rounds, largest)
+                rows += cell
+                by_path = {r["path"]: r["ratio_to_bound"] for r in cell}
+                summary = "  ".join(
+                    f"{label} {by_path[path]:.2f}x"
+                    for path, label in (
+                        (OPTIMLAB_DEFAULT, "default"),
+                        (OPTIMLAB_FUSED, "fused"),
+                        (OPTIMLAB_NO_CHECK, "no check"),
+                    )
+                    if path in by_path
+                )
+                progress(
+                    f"  {variant.id:40s} {size / 1e6:3.0f}M x {tensors:<5d} bound: {summary}"
+                    f"  ({time.perf_counter() - start:.1f} s)"
+                )
+    return rows

@@ -1,0 +1,771 @@
+"""The fused path: one compiled C loop per update rule, over the tensors where they already are.
+
+A rule recorded on a :class:`~optimlab.core.tape.Tape` becomes a C function whose loop body is
+the rule's elementwise arithmetic, one element at a time: each operand (parameter, gradient,
+state buffer) is read once and each modified one written once, so a step moves the fewest
+bytes it can (Adam: 28 per fp32 parameter) and allocates nothing. The loop runs over a table of
+data pointers, one entry per tensor, so parameters, gradients and state stay ordinary tensors
+(``optimizer.state[p]`` is unchanged, ``.grad`` may be replaced every step) and a thousand small
+tensors cost one call, not a thousand. The elements are split evenly over PyTorch's own OpenMP
+threads (``torch.get_num_threads()``; the library links to the libgomp PyTorch loaded).
+
+**Same results as the plain path, bit for bit** (``exact=True``, what ``fused=None`` uses). Each
+operation is written in C as the expression PyTorch's CPU kernels evaluate for it
+(:data:`C_EXPRESSIONS`): where ATen's vectorized kernels use a fused multiply-add (``add``
+with ``alpha``, ``lerp``, ``addcmul``), the C code calls ``fma``; elsewhere it is compiled with
+``-ffp-contract=off`` so that no other multiply-add is fused; scalars are rounded to the
+tensor's type as ATen rounds them. Square roots are the exception to "write it in C":
+PyTorch's CPU ``sqrt`` is MKL's vector square root, accurate to about 1 ulp but not correctly
+rounded (about 1 in 5 float32 results differ from the IEEE root), so exact kernels call that
+very function (found in libtorch_cpu) on blocks of 512 elements kept in the L1 cache. It costs
+about 3 cycles per element, which makes Adam and RMSprop compute-bound on a machine with few
+cores per memory channel; ``exact=False`` (``fused=True``) uses the CPU's correctly rounded
+``sqrt`` instruction instead, as PyTorch's own fused CPU kernels and CUDA do: within 1 ulp of
+the plain path per root, and as fast as memory allows. Rules without a root (SGD, momentum)
+compile to the same kernel either way.
+
+A self-test (:func:`available`) runs every operation fused and through PyTorch on random values,
+odd sizes and specials (zeros, infinities, NaN, subnormals) in float32 and float64, once per
+process; any difference turns the fused path off. It is enabled only on x86-64 CPUs on which
+ATen runs its AVX2 or AVX-512 kernels (whose fused multiply-adds the C code reproduces).
+
+**Compiling.** Kernels are compiled by the system C compiler (``$OPTIMLAB_CC``, ``$CC``, or the
+first of ``cc``, ``gcc``, ``clang``), about 0.2 s each, once per configuration and machine: the
+shared libraries are kept in ``$OPTIMLAB_KERNEL_CACHE`` (default
+``$XDG_CACHE_HOME/optimlab/kernels``, else ``~/.cache/optimlab/kernels``) under a hash of their
+source, compiler and flags. Without a compiler, :func:`available` is false and the optimizers
+take the plain path; ``OPTIMLAB_FUSED=0`` in the environment does the same on purpose.
+
+Why not ``torch.compile``? It works here (C++ code generation on CPU), but the first compile in
+a process takes 8 to 20 s and each further configuration about 1 s; it cannot take a list of a
+thousand tensors without compiling for that list (so parameters and gradients would have to be
+copied into flat buffers every step, or parameters re-pointed into one); and its arithmetic
+differs from eager PyTorch in the last bit (``lerp`` without a fused multiply-add, ``addcmul``
+associated differently, the IEEE ``sqrt``), so it could not be the bitwise-equal default.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .tape import SIGNATURES, Program
+
+#: real dtype -> (C type, suffix of the C math functions)
+C_TYPES = {torch.float32: ("float", "f"), torch.float64: ("double", "")}
+#: the dtypes the fused path updates (complex ones as pairs of reals, as the plain path does)
+REAL_DTYPE = {
+    torch.float32: torch.float32,
+    torch.float64: torch.float64,
+    torch.complex64: torch.float32,
+    torch.complex128: torch.float64,
+}
+
+#: Each operation as the C expression PyTorch's CPU kernel computes for one element.
+#: ``{0}``, ``{1}``, ``{2}`` are the tensor arguments, ``{s}`` the scalar rounded to the element
+#: type; ``FMA`` is a fused multiply-add with one rounding. References (aten/src/ATen/native):
+#: ufunc/add.h (``fmadd(other, alpha, self)``), Lerp.h and cpu/LerpKernel.cpp
+#: (``fmadd(weight or weight - 1, end - self, self or end)``), cpu/PointwiseOpsKernel.cpp
+#: (``self + value * t1 * t2``, contracted to one fma; ``self + value * t1 / t2``),
+#: cpu/BinaryOpsKernel.cpp (true division by the scalar, no reciprocal, for float and double),
+#: vec256 ``maximum`` (NaN-propagating).
+C_EXPRESSIONS = {
+    "neg": "-{0}",
+    "add": "FMA({1}, {s}, {0})",
+    "add_": "FMA({1}, {s}, {0})",
+    "add_scalar_": "{0} + {s}",
+    "div": "{0} / {s}",
+    "div_": "{0} / {s}",
+    "lerp": "FMA({s}_coef, {1} - {0}, {s}_small ? {0} : {1})",
+    "lerp_": "FMA({s}_coef, {1} - {0}, {s}_small ? {0} : {1})",
+    "mul_": "{0} * {s}",
+    "addcmul": "FMA({s} * {1}, {2}, {0})",
+    "addcmul_": "FMA({s} * {1}, {2}, {0})",
+    "addcdiv_": "{0} + {s} * {1} / {2}",
+    "sqrt": "SQRT({0})",
+    "sqrt_": "SQRT({0})",
+    "maximum_": "(({0} != {0}) | ({1} != {1})) ? {0} + {1} : ({0} > {1} ? {0} : {1})",
+    "copy_": "{1}",
+}
+assert set(C_EXPRESSIONS) == set(SIGNATURES)
+
+#: below this many elements per thread a step runs on the calling thread alone
+MIN_ELEMENTS_PER_THREAD = 1 << 15
+
+_PRELUDE = r"""
+#include <math.h>
+#include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+struct ol_job;
+typedef void (*ol_range_fn)(struct ol_job*);
+
+/* One contiguous range [lo, hi) of the elements of all tensors laid end to end. */
+typedef struct ol_job {
+  const int64_t* ptrs;   /* [operands][nseg] data pointers */
+  const int64_t* starts; /* [nseg + 1] offsets of each tensor in the concatenation */
+  int64_t nseg;
+  const double* scalars;
+  int64_t lo, hi;
+  int64_t result;        /* what the range reports (the nonfinite check: 1 if found) */
+} ol_job;
+
+/* The tensor holding element lo: the largest s with starts[s] <= lo. */
+static int64_t ol_first(const int64_t* starts, int64_t nseg, int64_t lo) {
+  int64_t a = 0, b = nseg;
+  while (b - a > 1) {
+    int64_t m = a + (b - a) / 2;
+    if (starts[m] <= lo) a = m; else b = m;
+  }
+  return a;
+}
+
+/* Split [0, total) evenly, at multiples of 64 elements, over nthreads threads and return the
+   OR of what the parts report. The threads are PyTorch's own OpenMP threads (this library
+   links to the libgomp PyTorch loaded), so a step never competes with PyTorch's thread pool
+   spinning after the backward pass. */
+static int64_t ol_parallel(ol_range_fn fn, const int64_t* ptrs, const int64_t* starts,
+                           int64_t nseg, const double* scalars, int64_t nthreads) {
+  int64_t total = starts[nseg];
+  int64_t result = 0;
+#ifdef _OPENMP
+  if (nthreads > 1 && !omp_in_parallel()) {
+#pragma omp parallel num_threads((int)nthreads) reduction(|:result)
+    {
+      int64_t k = omp_get_thread_num(), n = omp_get_num_threads();
+      ol_job job = {ptrs, starts, nseg, scalars, 0, 0, 0};
+      job.lo = (total / n * k) & ~(int64_t)63;
+      job.hi = k + 1 == n ? total : ((total / n * (k + 1)) & ~(int64_t)63);
+      fn(&job);
+      result |= job.result;
+    }
+    return result;
+  }
+#endif
+  {
+    ol_job job = {ptrs, starts, nseg, scalars, 0, total, 0};
+    fn(&job);
+    result = job.result;
+  }
+  return result;
+}
+"""
+
+_CHECK = r"""
+/* Whether any element is NaN or infinite: the exponent bits all set. Integer arithmetic, so
+   the loop vectorizes without reassociating floating-point sums; one forward stream per
+   thread, which the hardware prefetcher follows at full read bandwidth. */
+static void ol_nonfinite_range_%(suffix)s(ol_job* job) {
+  int64_t s = ol_first(job->starts, job->nseg, job->lo);
+  %(uint)s found = 0;
+  for (; s < job->nseg && job->starts[s] < job->hi; s++) {
+    int64_t a = job->lo > job->starts[s] ? job->lo - job->starts[s] : 0;
+    int64_t e = (job->hi < job->starts[s + 1] ? job->hi : job->starts[s + 1]) - job->starts[s];
+    const %(uint)s* restrict x = (const %(uint)s*)(intptr_t)job->ptrs[s];
+    int64_t i;
+    for (i = a; i < e; i++) found |= (x[i] & %(mask)s) == %(mask)s;
+  }
+  job->result = found ? 1 : 0;
+}
+
+int64_t ol_nonfinite_%(suffix)s(const int64_t* ptrs, const int64_t* starts, int64_t nseg,
+                              int64_t nthreads) {
+  return ol_parallel(ol_nonfinite_range_%(suffix)s, ptrs, starts, nseg, 0, nthreads);
+}
+"""
+
+
+def _usage(program: Program) -> tuple[set[int], set[int]]:
+    """The operands the program reads before overwriting them, and those it writes."""
+    n = len(program.operands)
+    loaded: set[int] = set()
+    defined: set[int] = set()
+    for op, result, args, _ in program.instructions:
+        reads = args[1:] if op == "copy_" else args  # copy_ replaces its target unread
+        loaded.update(a for a in reads if a < n and a not in defined)
+        if op == "copy_":
+            defined.add(result)
+    return loaded, set(program.written)
+
+
+def _scalar_lines(program: Program, ctype: str, fsuffix: str) -> list[str]:
+    n_scalars = 1 + max((k for *_, slots in program.instructions for k in slots), default=-1)
+    lines = [f"  const {ctype} s{k} = ({ctype})S[{k}];" for k in range(n_scalars)]
+    for op, _, _, slots in program.instructions:
+        if op in ("lerp", "lerp_"):  # ATen's lerp: which end to start from depends on |weight|
+            s = f"s{slots[0]}"
+            lines.append(f"  const int {s}_small = fabs{fsuffix}({s}) < ({ctype})0.5;")
+            lines.append(f"  const {ctype} {s}_coef = {s}_small ? {s} : {s} - ({ctype})1;")
+    return lines
+
+
+def _expression(op: str, args: Sequence[str], slots: Sequence[int], fsuffix: str) -> str:
+    s = f"s{slots[0]}" if slots else ""
+    expr = C_EXPRESSIONS[op].format(*args, s=s)
+    return expr.replace("FMA(", f"fma{fsuffix}(").replace("SQRT(", f"sqrt{fsuffix}(")
+
+
+def _simple_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
+    """One loop; every variable of the rule is a local of the loop body."""
+    n = len(program.operands)
+    loaded, written = _usage(program)
+    params = ", ".join(
+        f"{'' if i in written else 'const '}{ctype}* restrict a{i}" for i in range(n)
+    )
+    body = [f"      {ctype} v{i} = a{i}[i];" for i in sorted(loaded)]
+    body += [f"      {ctype} v{i};" for i in sorted(written - loaded)]
+    for op, result, args, slots in program.instructions:
+        expr = _expression(op, [f"v{a}" for a in args], slots, fsuffix)
+        declare = "" if SIGNATURES[op][2] else f"{ctype} "
+        body.append(f"      {declare}v{result} = {expr};")
+    body += [f"      a{i}[i] = v{i};" for i in sorted(written)]
+    lines = "\n".join(_scalar_lines(program, ctype, fsuffix))
+    return f"""
+static void {name}_loop(int64_t n, {params}, const double* S) {{
+{lines}
+  int64_t i;
+  for (i = 0; i < n; i++) {{
+{chr(10).join(body)}
+  }}
+}}
+"""
+
+
+def _blocked_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
+    """Blocks of OL_BLOCK elements, cut at each square root, which the vector sqrt computes.
+
+    PyTorch's CPU ``sqrt`` is MKL's vector square root (accurate to about 1 ulp, not always
+    correctly rounded), so the kernel calls the same function, on blocks that stay in the L1
+    cache: the arithmetic before a root runs over the block, the root over the block, then
+    what follows. Operands are read and written in place; temporaries are block arrays.
+    """
+    n = len(program.operands)
+    _, written = _usage(program)
+    params = ", ".join(
+        f"{'' if i in written else 'const '}{ctype}* restrict a{i}" for i in range(n)
+    )
+
+    def ref(v: int) -> str:
+        return f"a{v}[i0 + j]" if v < n else f"t{v}[j]"
+
+    temporaries = sorted({r for _, r, _, _ in program.instructions if r >= n})
+    lines = _scalar_lines(program, ctype, fsuffix)
+    lines += [f"  {ctype} t{v}[OL_BLOCK];" for v in temporaries]
+    lines.append("  int64_t i0, j;")
+    lines.append("  const int previous = OL_THREADS_LOCAL ? OL_THREADS_LOCAL(1) : 0;")
+    lines.append("  for (i0 = 0; i0 < n; i0 += OL_BLOCK) {")
+    lines.append("    const int64_t m = n - i0 < OL_BLOCK ? n - i0 : OL_BLOCK;")
+    phase: list[str] = []
+
+    def flush() -> None:
+        if phase:
+            lines.append("    for (j = 0; j < m; j++) {")
+            lines.extend(f"      {statement}" for statement in phase)
+            lines.append("    }")
+            phase.clear()
+
+    for op, result, args, slots in program.instructions:
+        if op in ("sqrt", "sqrt_"):
+            flush()
+            source = f"a{args[0]} + i0" if args[0] < n else f"t{args[0]}"
+            target = f"a{result} + i0" if result < n else f"t{result}"
+            lines.append(f"    OL_VSQRT_{ctype}(&m, {source}, {target}, &ol_vml_mode);")
+        else:
+            phase.append(
+                f"{ref(result)} = {_expression(op, [ref(a) for a in args], slots, fsuffix)};"
+            )
+    flush()
+    lines.append("  }")
+    lines.append("  if (OL_THREADS_LOCAL) OL_THREADS_LOCAL(previous);")
+    return f"""
+static void {name}_loop(int64_t n, {params}, const double* S) {{
+{chr(10).join(lines)}
+}}
+"""
+
+
+def _rule_source(program: Program, ctype: str, fsuffix: str, name: str, blocked: bool) -> str:
+    """The C source of one rule for one type: its loop, range function and entry point."""
+    n = len(program.operands)
+    _, written = _usage(program)
+    make_loop = _blocked_loop if blocked else _simple_loop
+    pointers = ", ".join(
+        f"(({'' if i in written else 'const '}{ctype}*)(intptr_t)"
+        f"job->ptrs[{i} * job->nseg + s]) + a"
+        for i in range(n)
+    )
+    return (
+        make_loop(program, ctype, fsuffix, name)
+        + f"""
+static void {name}_range(ol_job* job) {{
+  int64_t s = ol_first(job->starts, job->nseg, job->lo);
+  for (; s < job->nseg && job->starts[s] < job->hi; s++) {{
+    int64_t a = job->lo > job->starts[s] ? job->lo - job->starts[s] : 0;
+    int64_t e = (job->hi < job->starts[s + 1] ? job->hi : job->starts[s + 1]) - job->starts[s];
+    if (e > a) {name}_loop(e - a, {pointers}, job->scalars);
+  }}
+}}
+
+int64_t {name}(const int64_t* ptrs, const int64_t* starts, int64_t nseg, const double* S,
+              int64_t nthreads) {{
+  return ol_parallel({name}_range, ptrs, starts, nseg, S, nthreads);
+}}
+"""
+    )
+
+
+_VSQRT = r"""
+/* The vector square root PyTorch's CPU sqrt calls (MKL VML, high-accuracy mode, denormals
+   kept, errors ignored), found in libtorch_cpu at load time. Fortran ILP64 interface. */
+#define OL_BLOCK 512
+typedef void (*ol_vsqrt_float_fn)(const int64_t*, const float*, float*, const int64_t*);
+typedef void (*ol_vsqrt_double_fn)(const int64_t*, const double*, double*, const int64_t*);
+typedef int (*ol_threads_local_fn)(int);
+static ol_vsqrt_float_fn OL_VSQRT_float = 0;
+static ol_vsqrt_double_fn OL_VSQRT_double = 0;
+/* MKL_Set_Num_Threads_Local: MKL called from several of our threads at once must not start
+   its own threads for each block (it would, and oversubscribe the cores many times over). */
+static ol_threads_local_fn OL_THREADS_LOCAL = 0;
+/* VML_HA | VML_FTZDAZ_OFF | VML_ERRMODE_IGNORE: what ATen passes (aten/src/ATen/cpu/vml.h) */
+static const int64_t ol_vml_mode = 0x2 | 0x140000 | 0x100;
+void ol_set_vsqrt(void* f, void* d, void* threads_local) {
+  OL_VSQRT_float = (ol_vsqrt_float_fn)f;
+  OL_VSQRT_double = (ol_vsqrt_double_fn)d;
+  OL_THREADS_LOCAL = (ol_threads_local_fn)threads_local;
+}
+"""
+
+
+def _uses_sqrt(program: Program) -> bool:
+    return any(op in ("sqrt", "sqrt_") for op, *_ in program.instructions)
+
+
+def program_source(program: Program, vector_sqrt: bool) -> str:
+    """The C source of a library with the rule's step function for float32 and float64.
+
+    ``vector_sqrt``: square roots through PyTorch's vector sqrt (blocked loops), else ``sqrt``
+    of the C library inside one loop.
+    """
+    blocked = vector_sqrt and _uses_sqrt(program)
+    parts = [_PRELUDE]
+    if blocked:
+        parts.append(_VSQRT)
+    for ctype, fsuffix in C_TYPES.values():
+        parts.append(_rule_source(program, ctype, fsuffix, f"ol_step_{ctype}", blocked))
+    return "\n".join(parts)
+
+
+def _support_source() -> str:
+    parts = [_PRELUDE]
+    parts.append(_CHECK % {"suffix": "float", "uint": "uint32_t", "mask": "0x7f800000u"})
+    parts.append(_CHECK % {"suffix": "double", "uint": "uint64_t", "mask": "0x7ff0000000000000ull"})
+    return "\n".join(parts)
+
+
+# --- compiling and loading ------------------------------------------------------------------
+
+
+class NativeUnavailable(RuntimeError):
+    """The fused path cannot run here (no C compiler, or a platform it is not verified on)."""
+
+
+_lock = threading.RLock()
+_libraries: dict[str, ctypes.CDLL] = {}
+_kernels: dict[tuple[Program, torch.dtype, bool], Kernel] = {}
+_failed: dict[tuple[Program, torch.dtype, bool], str] = {}
+_toolchain: tuple[str, list[str], str] | None = None
+_unavailable: str | None = None
+_checked = False
+
+
+def _cache_dir() -> Path:
+    configured = os.environ.get("OPTIMLAB_KERNEL_CACHE")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "optimlab" / "kernels"
+
+
+def _writable_cache_dir() -> Path:
+    for path in (_cache_dir(), Path(tempfile.gettempdir()) / f"optimlab-kernels-{os.getuid()}"):
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            probe = path / f".probe-{os.getpid()}"
+            probe.touch()
+            probe.unlink()
+            return path
+        except OSError:
+            continue
+    raise NativeUnavailable(
+        "no writable directory for compiled kernels (set OPTIMLAB_KERNEL_CACHE)"
+    )
+
+
+def _find_toolchain() -> tuple[str, list[str], str]:
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64"):
+        raise NativeUnavailable(
+            f"the fused path is verified bitwise only on x86-64 CPUs; this is {machine}"
+        )
+    capability = torch.backends.cpu.get_cpu_capability()
+    if capability not in ("AVX2", "AVX512"):
+        raise NativeUnavailable(
+            f"the fused path matches ATen's AVX2/AVX-512 kernels; this CPU runs ATen's "
+            f"{capability} kernels"
+        )
+    candidates = [os.environ.get("OPTIMLAB_CC"), os.environ.get("CC"), "cc", "gcc", "clang"]
+    for candidate in candidates:
+        if candidate and shutil.which(candidate):
+            compiler = shutil.which(candidate)
+            break
+    else:
+        raise NativeUnavailable("no C compiler found (set OPTIMLAB_CC or CC, or install gcc)")
+    flags = [
+        "-O3",
+        "-std=c11",
+        "-shared",
+        "-fPIC",
+        "-fopenmp",
+        "-fno-math-errno",  # sqrt as one instruction, vectorized
+        "-fno-trapping-math",  # selects (maximum, lerp) if-converted into vector blends
+        "-ffp-contract=off",  # no multiply-add fused unless the source says fma
+        "-fno-strict-aliasing",
+        "-mavx2",
+        "-mfma",
+    ]
+    try:
+        version = subprocess.run(
+            [compiler, "--version"], capture_output=True, text=True, timeout=60
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"the C compiler {compiler} does not run: {error}") from error
+    return compiler, flags, version
+
+
+def _load(source: str) -> ctypes.CDLL:
+    """Compile ``source`` into a shared library (or find it in the cache) and load it."""
+    global _toolchain
+    if _toolchain is None:
+        _toolchain = _find_toolchain()
+    compiler, flags, version = _toolchain
+    key = hashlib.sha256("\0".join([source, compiler, *flags, version]).encode()).hexdigest()
+    if key in _libraries:
+        return _libraries[key]
+    directory = _writable_cache_dir()
+    library = directory / f"optimlab_{key[:32]}.so"
+    if not library.exists():
+        try:
+            _compile(compiler, flags, source, directory, library)
+        except NativeUnavailable:
+            if "-fopenmp" not in flags:
+                raise
+            # A compiler without OpenMP: the kernels run on the calling thread only.
+            _toolchain = (compiler, [f for f in flags if f != "-fopenmp"], version)
+            return _load(source)
+    lib = ctypes.CDLL(str(library))
+    _libraries[key] = lib
+    return lib
+
+
+def _compile(compiler: str, flags: list[str], source: str, directory: Path, library: Path) -> None:
+    handle, c_file = tempfile.mkstemp(suffix=".c", prefix=".build-", dir=directory)
+    with os.fdopen(handle, "w") as f:
+        f.write(source)
+    partial = f"{c_file[:-2]}.so"
+    try:
+        done = subprocess.run(
+            [compiler, *flags, c_file, "-o", partial, "-lm"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        if done.returncode != 0:
+            raise NativeUnavailable(
+                f"compiling a kernel with {compiler} failed:\n{done.stderr[-2000:]}"
+            )
+        os.replace(partial, library)  # atomic: concurrent processes see all or nothing
+    except (OSError, subprocess.SubprocessError) as error:
+        raise NativeUnavailable(f"compiling a kernel with {compiler} failed: {error}") from error
+    finally:
+        for leftover in (c_file, partial):
+            if os.path.exists(leftover):
+                os.unlink(leftover)
+
+
+def _support() -> ctypes.CDLL:
+    return _load(_support_source())
+
+
+def _find_vector_sqrt() -> tuple[int, int, int] | None:
+    """The addresses of the float and double vector square roots PyTorch's ``sqrt`` calls.
+
+    PyTorch built with MKL computes ``torch.sqrt`` on the CPU with MKL's VML (``vmsSqrt``,
+    ``vmdSqrt``), linked into libtorch_cpu; None when this build does not (then ``sqrt`` is
+    the correctly rounded instruction, as in the C library, and the self-test confirms it).
+    """
+    if not torch.backends.mkl.is_available():
+        return None
+    folder = Path(torch.__file__).parent / "lib"
+    for path in sorted(folder.glob("libtorch_cpu*")):
+        try:
+            lib = ctypes.CDLL(str(path))
+            return (
+                ctypes.cast(lib.VMSSQRT_64_, ctypes.c_void_p).value,
+                ctypes.cast(lib.VMDSQRT_64_, ctypes.c_void_p).value,
+                ctypes.cast(lib.MKL_Set_Num_Threads_Local, ctypes.c_void_p).value,
+            )
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
+def _self_test() -> None:
+    """Run every operation of :data:`C_EXPRESSIONS` fused and through PyTorch; all must agree.
+
+    Random values, odd sizes (vector bodies and scalar tails), and zeros, infinities, NaN and
+    subnormals, in float32 and float64, for both kinds of loop (with square roots, blocked
+    around the vector sqrt; without, one loop). Any difference disables the fused path.
+    """
+    for with_sqrt in (True, False):
+        ops = [op for op in SIGNATURES if with_sqrt or not op.startswith("sqrt")]
+        _self_test_program(ops)
+
+
+def _self_test_program(op_names: list[str]) -> None:
+    from .ops import LOOP
+    from .tape import Tape
+
+    tape = Tape(["x", "y", "z"] + [f"out_{op}_{k}" for op in op_names for k in range(2)])
+    x, y, z = ([tape[n]] for n in ("x", "y", "z"))
+    calls = []
+    for op in op_names:
+        n_tensors, n_scalars, in_place = SIGNATURES[op]
+        args = [x, y, z][:n_tensors]
+        # lerp with a small and a large weight: ATen starts from a different end for each
+        scalar = [{"lerp": 0.1, "lerp_": 0.9}.get(op, 0.37)][:n_scalars]
+        for k in range(2):
+            # k = 1: on temporaries (-(-x) is x exactly), as rules use them
+            if k:
+                args = [tape.ops.neg(tape.ops.neg(a)) for a in args]
+            out = [tape[f"out_{op}_{k}"]]
+            if in_place:
+                target = args[0] if k else out
+                if not k:
+                    tape.ops.copy_(out, args[0])
+                getattr(tape.ops, op)(target, *args[1:], *scalar)
+                if k:
+                    tape.ops.copy_(out, target)
+            else:
+                tape.ops.copy_(out, getattr(tape.ops, op)(*args, *scalar))
+            calls.append((op, n_tensors, scalar, in_place))
+    generator = torch.Generator().manual_seed(0)
+    for dtype in C_TYPES:
+        for size in (1, 7, 1000, 4099):
+            inputs = [torch.randn(size, generator=generator, dtype=dtype) for _ in range(3)]
+            inputs[2] = inputs[2].abs() + 0.25  # divisors and roots
+            specials = torch.tensor(
+                [0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-310, 3e38], dtype=dtype
+            )
+            k = min(size, len(specials))
+            inputs[0][:k] = specials[:k]
+            inputs[1][-k:] = specials[:k].flip(0)
+            outs = [torch.zeros(size, dtype=dtype) for _ in calls]
+            operands = [[t.clone()] for t in inputs] + [[o] for o in outs]
+            kernel(tape.program, dtype)(operands, tape.scalars)
+            for (op, n_tensors, scalar, in_place), got in zip(calls, outs):
+                tensors = [[t.clone()] for t in inputs[:n_tensors]]
+                result = getattr(LOOP, op)(*tensors, *scalar)
+                want = tensors[0][0] if in_place else result[0]
+                same = (got == want) | (got.isnan() & want.isnan())
+                if not bool(same.all()):
+                    raise NativeUnavailable(
+                        f"the fused kernel's {op} differs from PyTorch's for {dtype} on this "
+                        "machine; the fused path is off"
+                    )
+
+
+def available() -> bool:
+    """Whether fused kernels can be compiled and run here, and agree with PyTorch bitwise.
+
+    Checked once per process: finds a compiler, compiles (or loads from the cache) and runs a
+    kernel of every operation against PyTorch's own.
+    """
+    return unavailable_reason() is None
+
+
+def unavailable_reason() -> str | None:
+    """Why the fused path cannot run here, or None when it can."""
+    global _checked, _unavailable
+    if not _checked:
+        with _lock:
+            if not _checked:
+                if os.environ.get("OPTIMLAB_FUSED", "1") == "0":
+                    _unavailable = "turned off by the environment (OPTIMLAB_FUSED=0)"
+                    _checked = True
+                    return _unavailable
+                try:
+                    _support()
+                    _self_test()
+                except NativeUnavailable as error:
+                    _unavailable = str(error)
+                _checked = True
+    return _unavailable
+
+
+# --- running ----------------------------------------------------------------------------------
+
+_ARGTYPES = [
+    ctypes.c_void_p,  # pointer table
+    ctypes.c_void_p,  # offsets
+    ctypes.c_int64,  # number of tensors
+    ctypes.POINTER(ctypes.c_double),  # scalars
+    ctypes.c_int64,  # threads
+]
+
+
+class Kernel:
+    """A compiled rule: ``kernel(operands, scalars)`` updates the operands in place.
+
+    ``exact``: square roots as PyTorch's CPU ``sqrt`` computes them (MKL's vector sqrt, in
+    blocks), so that results equal the plain path's bit for bit; else the CPU's correctly
+    rounded square root instruction inside one loop (faster: MKL's sqrt costs about 3 cycles
+    per element, which makes Adam and RMSprop compute-bound on a 2-core machine).
+    """
+
+    def __init__(self, program: Program, dtype: torch.dtype, exact: bool = True) -> None:
+        self.program = program
+        self.dtype = dtype
+        self.exact = exact
+        ctype = C_TYPES[dtype][0]
+        vector_sqrt = _find_vector_sqrt() if exact and _uses_sqrt(program) else None
+        library = _load(program_source(program, vector_sqrt is not None))
+        if vector_sqrt is not None:
+            library.ol_set_vsqrt.argtypes = [ctypes.c_void_p] * 3
+            library.ol_set_vsqrt(*vector_sqrt)
+        self._function = getattr(library, f"ol_step_{ctype}")
+        self._function.argtypes = _ARGTYPES
+        self._function.restype = ctypes.c_int64
+
+    def __call__(self, operands: Sequence[Sequence[Tensor]], scalars: Sequence[float]) -> None:
+        """Run the rule over ``operands``: one list of tensors per program operand, in order.
+
+        The tensors must be contiguous, on the CPU, of this kernel's dtype (or its complex
+        counterpart) and of equal size position by position: :func:`fusable` checks each.
+        """
+        self.run(*pointer_table(operands), scalars)
+
+    def run(self, table: np.ndarray, starts: np.ndarray, scalars: Sequence[float]) -> None:
+        """Run the rule over the tensors of a :func:`pointer_table`."""
+        self.call(table.ctypes.data, starts.ctypes.data, table.shape[1], int(starts[-1]), scalars)
+
+    def call(
+        self, table: int, starts: int, tensors: int, elements: int, scalars: Sequence[float]
+    ) -> None:
+        """:meth:`run` given the addresses of the table and offsets (the fused plan keeps them)."""
+        values = (ctypes.c_double * max(1, len(scalars)))(*scalars)
+        self._function(table, starts, tensors, values, _threads(elements))
+
+
+def pointer_table(operands: Sequence[Sequence[Tensor]]) -> tuple[np.ndarray, np.ndarray]:
+    """``(table, starts)``: the data pointers of each operand's tensors (one row per operand),
+    and the offset of each tensor in the concatenation of all (in reals; sizes from the first
+    operand)."""
+    first = operands[0]
+    sizes = [t.numel() * (2 if t.is_complex() else 1) for t in first]
+    starts = np.zeros(len(first) + 1, dtype=np.int64)
+    np.cumsum(sizes, out=starts[1:])
+    table = np.array([[t.data_ptr() for t in tensors] for tensors in operands], dtype=np.int64)
+    return table.reshape(len(operands), len(first)), starts
+
+
+def _threads(total: int) -> int:
+    return max(1, min(torch.get_num_threads(), total // MIN_ELEMENTS_PER_THREAD))
+
+
+def kernel(program: Program, dtype: torch.dtype, exact: bool = True) -> Kernel:
+    """The compiled kernel of ``program`` for real ``dtype`` (compiled once, then cached)."""
+    key = (program, dtype, exact)
+    found = _kernels.get(key)
+    if found is None:
+        with _lock:
+            found = _kernels.get(key)
+            if found is None:
+                if key in _failed:
+                    raise NativeUnavailable(_failed[key])
+                try:
+                    found = _kernels[key] = Kernel(program, dtype, exact)
+                except NativeUnavailable as error:
+                    _failed[key] = str(error)  # do not try again on every step
+                    raise
+    return found
+
+
+def tape_kernel(tape: Any, dtype: torch.dtype, exact: bool = True) -> Kernel:
+    """:func:`kernel` for the program a tape recorded, found by its cheaper :attr:`Tape.key`."""
+    key = (tape.key, dtype, exact)
+    found = _kernels_by_tape.get(key)
+    if found is None:
+        found = _kernels_by_tape[key] = kernel(tape.program, dtype, exact)
+    return found
+
+
+_kernels_by_tape: dict[tuple[Any, torch.dtype, bool], Kernel] = {}
+_nonfinite_functions: dict[torch.dtype, Any] = {}
+
+
+def any_nonfinite(tensors: Sequence[Tensor]) -> bool:
+    """Whether any element of these contiguous CPU tensors of one real dtype is NaN or infinite.
+
+    One read of each tensor on all threads, no temporaries (complex tensors count as their
+    pairs of reals).
+    """
+    if not tensors:
+        return False
+    table, starts = pointer_table([tensors])
+    return any_nonfinite_table(table[0], starts, REAL_DTYPE[tensors[0].dtype])
+
+
+def any_nonfinite_table(pointers: np.ndarray, starts: np.ndarray, dtype: torch.dtype) -> bool:
+    """:func:`any_nonfinite` over tensors given by their data pointers and offsets."""
+    pointers = np.ascontiguousarray(pointers)
+    return any_nonfinite_at(
+        pointers.ctypes.data, starts.ctypes.data, len(pointers), int(starts[-1]), dtype
+    )
+
+
+def any_nonfinite_at(
+    pointers: int, starts: int, tensors: int, elements: int, dtype: torch.dtype
+) -> bool:
+    """:func:`any_nonfinite_table` given the addresses of the pointers and offsets."""
+    function = _nonfinite_functions.get(dtype)
+    if function is None:
+        function = getattr(_support(), f"ol_nonfinite_{C_TYPES[dtype][0]}")
+        function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
+        function.restype = ctypes.c_int64
+        _nonfinite_functions[dtype] = function
+    return bool(function(pointers, starts, tensors, _threads(elements)))
+
+
+def fusable(t: Tensor, dtype: torch.dtype) -> bool:
+    """Whether the fused path can read and write ``t`` as a plain array of ``dtype``'s reals."""
+    return (
+        (type(t) is Tensor or type(t) is torch.nn.Parameter)
+        and t.dtype is dtype
+        and t.device.type == "cpu"
+        and t.is_contiguous()
+    )

@@ -1,0 +1,291 @@
+"""A third backend that records an update rule instead of running it: the input of the fused path.
+
+The rules of :mod:`optimlab.core.rules` are written once against the list operations of
+:mod:`optimlab.core.ops`. :class:`TapeOps` provides the same operations over symbolic operands
+(:class:`Var`): calling a rule with it runs the rule's Python (its branches, its scalar
+arithmetic such as bias corrections) exactly as the plain path does, and writes down the
+elementwise operations it asks for, in order, as a :class:`Tape`.
+
+A tape has two parts:
+
+* its *program*: the operations and which operands they read and write. It depends only on the
+  optimizer's configuration (and, for a few rules, on whether this is the first step), so a
+  kernel compiled for it is reused on every step;
+* its *scalars*: the numbers the operations take (``-lr / (1 - beta1**t)``, ``1 - beta``, ...),
+  computed in Python with the very expressions the plain path evaluates, and handed to the
+  kernel at each call.
+
+:mod:`optimlab.core.native` turns a program into one C loop that reads every operand once and
+writes each modified one once. The operations of a tape mean exactly what the plain backends
+compute, element by element (see ``native.C_EXPRESSIONS``), which is what makes the fused path
+give bitwise equal results.
+
+>>> from optimlab.core import rules
+>>> tape = Tape(("param", "grad", "velocity"))
+>>> rules.heavy_ball_momentum(tape.ops, [tape["param"]], [tape["grad"]], [tape["velocity"]],
+...                           lr=0.1, beta=0.9, nesterov=False, weight_decay=0.0,
+...                           maximize=False)
+>>> [op for op, *_ in tape.program.instructions]
+['mul_', 'add_', 'add_']
+>>> tape.scalars
+[0.9, -0.1, 1.0]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+#: operation name -> (number of tensor operands, number of scalars, writes in place)
+SIGNATURES: dict[str, tuple[int, int, bool]] = {
+    "neg": (1, 0, False),
+    "add": (2, 1, False),
+    "add_": (2, 1, True),
+    "add_scalar_": (1, 1, True),
+    "div": (1, 1, False),
+    "div_": (1, 1, True),
+    "lerp": (2, 1, False),
+    "lerp_": (2, 1, True),
+    "mul_": (1, 1, True),
+    "addcmul": (3, 1, False),
+    "addcmul_": (3, 1, True),
+    "addcdiv_": (3, 1, True),
+    "sqrt": (1, 0, False),
+    "sqrt_": (1, 0, True),
+    "maximum_": (2, 0, True),
+    "copy_": (2, 0, True),
+}
+
+
+class Var:
+    """A symbolic operand: stands for one list of tensors (the bucket's params, grads, ...)."""
+
+    __slots__ = ("index",)
+
+    def __init__(self, index: int) -> None:
+        self.index = index
+
+    def __repr__(self) -> str:
+        return f"Var({self.index})"
+
+
+@dataclass(frozen=True)
+class Program:
+    """The structure of a recorded update: hashable, so compiled kernels can be cached by it.
+
+    ``operands`` names the inputs (``"param"``, ``"grad"``, then the state buffers);
+    ``instructions`` holds ``(op, result, arguments, scalar_slots)`` with variables as integers:
+    ``0 .. len(operands) - 1`` are the operands, larger numbers are elementwise temporaries.
+    For an in-place op the result is its first argument.
+    """
+
+    operands: tuple[str, ...]
+    instructions: tuple[tuple[str, int, tuple[int, ...], tuple[int, ...]], ...]
+
+    @property
+    def written(self) -> tuple[int, ...]:
+        """The operands the program modifies (and the kernel stores back)."""
+        n = len(self.operands)
+        return tuple(
+            sorted({r for op, r, _, _ in self.instructions if r < n and SIGNATURES[op][2]})
+        )
+
+
+class TapeOps:
+    """The operations of :class:`optimlab.core.ops.LoopOps`, recorded on a :class:`Tape`.
+
+    Every list argument must be a one-element list holding a :class:`Var`: the whole bucket is
+    one operand. Scalars may be a number or a list with one number (per-tensor lists of length
+    one, as the rules pass them); they are stored as Python floats.
+    """
+
+    name = "tape"
+
+    def __init__(self, tape: Tape) -> None:
+        self._tape = tape
+
+    def neg(self, xs):
+        return [self._tape._record("neg", (_only(xs),), ())]
+
+    def add(self, xs, ys, alpha=1.0):
+        return [
+            self._tape._record(
+                "add",
+                (
+                    _only(xs),
+                    _only(ys),
+                ),
+                (_scalar(alpha),),
+            )
+        ]
+
+    def add_(self, xs, ys, alpha=1.0):
+        self._tape._record(
+            "add_",
+            (
+                _only(xs),
+                _only(ys),
+            ),
+            (_scalar(alpha),),
+        )
+
+    def add_scalar_(self, xs, scalar):
+        self._tape._record("add_scalar_", (_only(xs),), (_scalar(scalar),))
+
+    def div(self, xs, scalar):
+        return [self._tape._record("div", (_only(xs),), (_scalar(scalar),))]
+
+    def div_(self, xs, scalars):
+        self._tape._record("div_", (_only(xs),), (_scalar(scalars),))
+
+    def lerp(self, xs, ys, weight):
+        return [
+            self._tape._record(
+                "lerp",
+                (
+                    _only(xs),
+                    _only(ys),
+                ),
+                (_scalar(weight),),
+            )
+        ]
+
+    def lerp_(self, xs, ys, weight):
+        self._tape._record(
+            "lerp_",
+            (
+                _only(xs),
+                _only(ys),
+            ),
+            (_scalar(weight),),
+        )
+
+    def mul_(self, xs, scalars):
+        self._tape._record("mul_", (_only(xs),), (_scalar(scalars),))
+
+    def addcmul(self, xs, ys, zs, value):
+        return [
+            self._tape._record(
+                "addcmul",
+                (
+                    _only(xs),
+                    _only(ys),
+                    _only(zs),
+                ),
+                (_scalar(value),),
+            )
+        ]
+
+    def addcmul_(self, xs, ys, zs, value):
+        self._tape._record(
+            "addcmul_",
+            (
+                _only(xs),
+                _only(ys),
+                _only(zs),
+            ),
+            (_scalar(value),),
+        )
+
+    def addcdiv_(self, xs, ys, zs, values):
+        self._tape._record(
+            "addcdiv_",
+            (
+                _only(xs),
+                _only(ys),
+                _only(zs),
+            ),
+            (_scalar(values),),
+        )
+
+    def sqrt(self, xs):
+        return [self._tape._record("sqrt", (_only(xs),), ())]
+
+    def sqrt_(self, xs):
+        self._tape._record("sqrt_", (_only(xs),), ())
+
+    def maximum_(self, xs, ys):
+        self._tape._record(
+            "maximum_",
+            (
+                _only(xs),
+                _only(ys),
+            ),
+            (),
+        )
+
+    def copy_(self, xs, ys):
+        self._tape._record(
+            "copy_",
+            (
+                _only(xs),
+                _only(ys),
+            ),
+            (),
+        )
+
+    def max_abs(self, xs):
+        raise NotImplementedError(
+            "max_abs is a reduction; the fused path records elementwise rules"
+        )
+
+
+class Tape:
+    """One recording: the operands, the instructions, and the scalars in the order they came.
+
+    Index a tape by operand name to get the :class:`Var` to pass to a rule (wrapped in a list).
+    """
+
+    def __init__(self, operands: Sequence[str]) -> None:
+        self.operand_names = tuple(operands)
+        self._vars = {name: Var(i) for i, name in enumerate(self.operand_names)}
+        self._count = len(self.operand_names)
+        self._instructions: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = []
+        #: the scalars of the recorded operations, one slot each, as Python floats
+        self.scalars: list[float] = []
+        self.ops = TapeOps(self)
+
+    def __getitem__(self, name: str) -> Var:
+        return self._vars[name]
+
+    def _record(self, op: str, args: tuple[Var, ...], scalars: tuple[float, ...]) -> Var:
+        if SIGNATURES[op][2]:  # in place: the result is the first argument
+            result = args[0]
+        else:
+            result = Var(self._count)
+            self._count += 1
+        first = len(self.scalars)
+        if scalars:
+            self.scalars += scalars
+            slots: tuple[int, ...] = (first,)
+        else:
+            slots = ()
+        self._instructions.append((op, result.index, tuple(a.index for a in args), slots))
+        return result
+
+    @property
+    def program(self) -> Program:
+        return Program(self.operand_names, tuple(self._instructions))
+
+    @property
+    def key(self) -> tuple[object, ...]:
+        """A hashable summary that identifies :attr:`program` (cheaper to build and hash)."""
+        return (self.operand_names, *self._instructions)
+
+
+def _only(xs: list[Var]) -> Var:
+    if len(xs) == 1:
+        x = xs[0]
+        if x.__class__ is Var:
+            return x
+    raise TypeError(f"the tape backend takes one-element lists of Var, got {xs!r}")
+
+
+def _scalar(value: object) -> float:
+    if value.__class__ is float:
+        return value  # type: ignore[return-value]
+    if isinstance(value, (list, tuple)):
+        if len(value) != 1:
+            raise TypeError(f"the tape backend takes one scalar per operation, got {value!r}")
+        value = value[0]
+    return float(value)  # type: ignore[arg-type]

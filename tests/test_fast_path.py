@@ -1,0 +1,395 @@
+"""The fused path (one compiled loop per rule) gives exactly the plain path's results.
+
+Every optimizer configuration of the registry is run fused and on the multi-tensor path side by
+side, on the same model and data, and must end with bitwise equal parameters and state; then
+the cases the fused path treats specially: groups added later, frozen parameters, gradients
+that are None on some steps, mixed dtypes and layouts, state saved on one path and resumed on
+the other, non-finite gradients, and changes behind the plan's back. Timing is never asserted
+(the benchmarks measure it).
+"""
+
+from __future__ import annotations
+
+import collections
+import copy
+import io
+import math
+
+import pytest
+import torch
+from conftest import make_mlp
+from registry import CASES
+
+import optimlab
+from optimlab.core import native
+
+STEPS = 50
+
+needs_native = pytest.mark.skipif(
+    not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"
+)
+
+
+def lr_at(step: int, base: float = 0.01) -> float:
+    # Changes every step, so a learning rate baked into a compiled kernel would show.
+    return base * (1.0 + 0.5 * math.sin(step / 7.0))
+
+
+def train(model, optimizer, X, y, steps, start=0):
+    for t in range(start, start + steps):
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(t, group.get("base_lr", 0.01))
+        optimizer.zero_grad()  # set_to_none: new gradient tensors every step
+        torch.nn.functional.cross_entropy(model(X), y).backward()
+        optimizer.step()
+
+
+def assert_same(opt_a, opt_b, params_a, params_b):
+    params_a, params_b = list(params_a), list(params_b)
+    assert len(params_a) == len(params_b)
+    for a, b in zip(params_a, params_b):
+        assert torch.equal(a, b)
+        state_a, state_b = opt_a.state[a], opt_b.state[b]
+        assert state_a.keys() == state_b.keys()
+        for key, value in state_a.items():
+            if torch.is_tensor(value):
+                assert torch.equal(value, state_b[key]), key
+            else:
+                assert value == state_b[key], key
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_fused_equals_plain_for_every_optimizer(case, dtype, digits):
+    X, y = digits
+    X = X.to(dtype)
+    fused_model, plain_model = make_mlp(dtype), make_mlp(dtype)
+    fused = case.make(fused_model.parameters(), lr=0.01, fused=None)
+    plain = case.make(plain_model.parameters(), lr=0.01, fused=False)
+    train(fused_model, fused, X, y, STEPS)
+    train(plain_model, plain, X, y, STEPS)
+    assert_same(fused, plain, fused_model.parameters(), plain_model.parameters())
+    # The fused run really ran fused: the plan of its only group is in place.
+    assert fused._ready_plan(fused.param_groups[0]) is not None
+    assert not torch.equal(fused_model[0].weight, make_mlp(dtype)[0].weight)
+
+
+SQRT_FREE = {"SGD", "Momentum"}  # rules without a square root: fused=True is bitwise equal too
+
+
+@needs_native
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_fused_true_is_within_the_documented_tolerance(case, dtype, digits):
+    # fused=True computes square roots with the CPU's correctly rounded instruction; the plain
+    # CPU path's (MKL's vector sqrt) is within 1 ulp of it. Documented tolerance: each step,
+    # taken from the same state, gives every element of the parameters and state within
+    # 8 eps * (the tensor's largest magnitude) + 64 eps * lr of the plain path's; 50 steps in a
+    # row agree within rtol 1e-3, atol 1e-4 (float32) / 1e-10, 1e-12 (float64). Without a
+    # square root (SGD, Momentum): bitwise.
+    X, y = digits
+    X = X.to(dtype)
+    eps = torch.finfo(dtype).eps
+    models = two_models(dtype)
+    fast = case.make(models[0].parameters(), lr=0.01, fused=True)
+    plain = case.make(models[1].parameters(), lr=0.01, fused=False)
+    drift = two_models(dtype)
+    drift_opts = [
+        case.make(drift[0].parameters(), lr=0.01, fused=True),
+        case.make(drift[1].parameters(), lr=0.01, fused=False),
+    ]
+    for t in range(STEPS):
+        lr = lr_at(t)
+        for model, opt in [*zip(models, (fast, plain)), *zip(drift, drift_opts)]:
+            opt.param_groups[0]["lr"] = lr
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            opt.step()
+        exact = case.cls.__name__ in SQRT_FREE
+        for a, b in zip(models[0].parameters(), models[1].parameters()):
+            pairs = [(a, b)] + [
+                (fast.state[a][k], plain.state[b][k]) for k in fast.state[a] if k != "step"
+            ]
+            for x, z in pairs:
+                if exact:
+                    assert torch.equal(x, z)
+                else:
+                    scale = float(z.detach().abs().max())
+                    torch.testing.assert_close(
+                        x, z, rtol=8 * eps, atol=8 * eps * scale + 64 * eps * lr
+                    )
+            # Resynchronize: the next step starts from the same state again.
+            with torch.no_grad():
+                for x, z in pairs:
+                    x.copy_(z)
+    rtol, atol = (1e-10, 1e-12) if dtype == torch.float64 else (1e-3, 1e-4)
+    for a, b in zip(drift[0].parameters(), drift[1].parameters()):
+        if case.cls.__name__ in SQRT_FREE:
+            assert torch.equal(a, b)
+        else:
+            torch.testing.assert_close(a, b, rtol=rtol, atol=atol)
+
+
+@needs_native
+def test_default_is_fused_and_naming_foreach_asks_for_the_plain_path():
+    w = torch.zeros(3, requires_grad=True)
+    for kwargs, fused in [
+        ({}, True),
+        ({"foreach": True}, False),
+        ({"foreach": False}, False),
+        ({"fused": False}, False),
+        ({"fused": True}, True),
+    ]:
+        opt = optimlab.Adam([w], lr=0.1, **kwargs)
+        assert opt._fused_wanted(opt.param_groups[0]) is fused, kwargs
+
+
+@needs_native
+@pytest.mark.parametrize("case", CASES, ids=str)
+def test_complex_parameters_fused(case):
+    torch.manual_seed(0)
+    z_fused = torch.randn(3, 4, dtype=torch.complex128, requires_grad=True)
+    z_plain = z_fused.detach().clone().requires_grad_(True)
+    target = torch.randn(3, 4, dtype=torch.complex128)
+    opts = [case.make([z_fused], lr=0.01, fused=None), case.make([z_plain], lr=0.01, fused=False)]
+    for _ in range(20):
+        for z, opt in zip((z_fused, z_plain), opts):
+            opt.zero_grad()
+            (z - target).abs().pow(2).sum().backward()
+            opt.step()
+    assert_same(*opts, [z_fused], [z_plain])
+
+
+def two_models(dtype=torch.float64):
+    return make_mlp(dtype), make_mlp(dtype)
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["sgd-momentum", "rmsprop-centered-momentum", "adam-amsgrad"])
+def test_added_param_group(name, digits):
+    case = next(c for c in CASES if c.id == name)
+    X, y = digits
+    models = two_models()
+    opts = [
+        case.make(list(m[0].parameters()), lr=0.01, fused=f) for m, f in zip(models, (None, False))
+    ]
+    for model, opt in zip(models, opts):
+        train(model, opt, X, y, 10)
+        opt.add_param_group({"params": list(model[2].parameters()), "base_lr": 0.03})
+        train(model, opt, X, y, STEPS - 10, start=10)
+    assert_same(*opts, *(m.parameters() for m in models))
+    assert opts[0].state[models[0][2].weight]["step"] == STEPS - 10
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["sgd-momentum", "momentum-ema-bias_correction", "adam"])
+def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits):
+    # A frozen layer, a parameter that never gets a gradient, and a layer whose gradient is
+    # dropped on every third step: step counts diverge, so the fused path sees several buckets.
+    case = next(c for c in CASES if c.id == name)
+    X, y = digits
+    models = two_models()
+    extras = [torch.nn.Parameter(torch.ones(4, dtype=torch.float64)) for _ in models]
+    opts = []
+    for model, extra, fused in zip(models, extras, (None, False)):
+        model[0].bias.requires_grad_(False)
+        opts.append(case.make([*model.parameters(), extra], lr=0.01, fused=fused))
+    frozen = models[0][0].bias.detach().clone()
+    for t in range(STEPS):
+        for model, opt in zip(models, opts):
+            opt.param_groups[0]["lr"] = lr_at(t)
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(X), y).backward()
+            if t % 3 == 1:
+                model[2].weight.grad = None
+            opt.step()
+    assert_same(*opts, [*models[0].parameters(), extras[0]], [*models[1].parameters(), extras[1]])
+    assert torch.equal(models[0][0].bias, frozen)
+    assert len(opts[0].state[extras[0]]) == 0 and len(opts[0].state[models[0][0].bias]) == 0
+    steps = {opts[0].state[p]["step"] for p in models[0].parameters() if p.requires_grad}
+    assert steps == {STEPS, STEPS - len(range(1, STEPS, 3))}
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["sgd-nesterov", "rmsprop", "adamw"])
+def test_mixed_dtypes_and_layouts_in_one_group(name):
+    # float32, float64 and complex64 are fused; bfloat16 and a transposed (non-contiguous)
+    # parameter take the multi-tensor path within the same step.
+    case = next(c for c in CASES if c.id == name)
+    torch.manual_seed(0)
+
+    def make():
+        g = torch.Generator().manual_seed(1)
+        return [
+            torch.randn(70, generator=g).requires_grad_(True),
+            torch.randn(5, 3, generator=g, dtype=torch.float64).requires_grad_(True),
+            torch.randn(6, generator=g, dtype=torch.complex64).requires_grad_(True),
+            torch.randn(8, generator=g).to(torch.bfloat16).requires_grad_(True),
+            torch.randn(4, 9, generator=g).t().requires_grad_(True),
+        ]
+
+    runs = []
+    for fused in (None, False):
+        params = make()
+        opt = case.make(params, lr=0.01, fused=fused)
+        for t in range(30):
+            opt.param_groups[0]["lr"] = lr_at(t)
+            opt.zero_grad()
+            sum((p.abs() ** 2).sum().float() * (i + 1) for i, p in enumerate(params)).backward()
+            opt.step()
+        runs.append((opt, params))
+    (opt_f, params_f), (opt_p, params_p) = runs
+    assert not params_f[4].is_contiguous()
+    assert_same(opt_f, opt_p, params_f, params_p)
+    plan = opt_f._ready_plan(opt_f.param_groups[0])
+    assert plan is not None and len(plan.fused) == 3 and len(plan.others) == 2
+
+
+@needs_native
+@pytest.mark.parametrize("name", ["sgd-momentum", "rmsprop-centered-momentum", "adam"])
+@pytest.mark.parametrize("direction", ["fused-to-plain", "plain-to-fused"])
+def test_state_dict_resumes_on_the_other_path(name, direction, digits):
+    case = next(c for c in CASES if c.id == name)
+    first, second = (None, False) if direction == "fused-to-plain" else (False, None)
+    X, y = digits
+    whole, part = two_models()
+    opt_whole = case.make(whole.parameters(), lr=0.01, fused=second)
+    opt_part = case.make(part.parameters(), lr=0.01, fused=first)
+    train(whole, opt_whole, X, y, 20)
+    train(part, opt_part, X, y, 20)
+    buffer = io.BytesIO()
+    torch.save({"model": part.state_dict(), "optimizer": opt_part.state_dict()}, buffer)
+    buffer.seek(0)
+    saved = torch.load(buffer, weights_only=True)
+    resumed = make_mlp(seed=7)
+    resumed.load_state_dict(saved["model"])
+    opt_resumed = case.make(resumed.parameters(), lr=0.5, fused=second)
+    opt_resumed.load_state_dict(saved["optimizer"])
+    assert opt_resumed.param_groups[0]["fused"] is second  # the dispatch choice stays ours
+    train(whole, opt_whole, X, y, STEPS - 20, start=20)
+    train(resumed, opt_resumed, X, y, STEPS - 20, start=20)
+    assert_same(opt_whole, opt_resumed, whole.parameters(), resumed.parameters())
+
+
+@needs_native
+def test_loading_state_mid_run_replaces_what_the_plan_held(digits):
+    X, y = digits
+    models = two_models()
+    opts = [optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, (None, False))]
+    for model, opt in zip(models, opts):
+        train(model, opt, X, y, 5)
+    snapshot = copy.deepcopy(opts[1].state_dict())
+    for model, opt in zip(models, opts):
+        opt.load_state_dict(snapshot)
+        train(model, opt, X, y, 5, start=5)
+    assert_same(*opts, *(m.parameters() for m in models))
+
+
+@needs_native
+def test_changes_behind_the_plans_back_are_seen(digits):
+    # Replacing a parameter's data, a state buffer, a state dict, or the whole state between
+    # steps must be honoured as on the plain path, never update stale memory.
+    X, y = digits
+    models = two_models()
+    opts = [optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, (None, False))]
+    changes = [
+        lambda m, o: setattr(m[0].weight, "data", m[0].weight.data.clone()),
+        lambda m, o: o.state[m[2].weight].__setitem__(
+            "exp_avg", o.state[m[2].weight]["exp_avg"] * 0.5
+        ),
+        lambda m, o: o.state.__setitem__(m[2].bias, dict(o.state[m[2].bias])),
+        lambda m, o: setattr(o, "state", collections.defaultdict(dict, o.state)),
+    ]
+    for k, change in enumerate(changes):
+        for model, opt in zip(models, opts):
+            train(model, opt, X, y, 3, start=3 * k)
+            change(model, opt)
+    for model, opt in zip(models, opts):
+        train(model, opt, X, y, 3, start=12)
+    assert_same(*opts, *(m.parameters() for m in models))
+
+
+@needs_native
+@pytest.mark.parametrize("threads", [1, 2])
+def test_large_tensors_split_over_threads(threads):
+    # Tensors large enough that each step is split over threads, with sizes that are not
+    # multiples of the vector width or of the split.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        runs = []
+        for fused in (None, False):
+            g = torch.Generator().manual_seed(0)
+            params = [
+                torch.randn(n, generator=g).requires_grad_(True) for n in (150_001, 3, 77_777)
+            ]
+            opt = optimlab.RMSprop(params, lr=0.01, centered=True, momentum=0.9, fused=fused)
+            for _ in range(5):
+                for p in params:
+                    p.grad = torch.randn(p.shape, generator=g)
+                opt.step()
+            runs.append((opt, params))
+        assert_same(runs[0][0], runs[1][0], runs[0][1], runs[1][1])
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_gradients_on_the_fused_path(bad):
+    w = torch.ones(100_000, requires_grad=True)
+    b = torch.ones(3, requires_grad=True)
+    opt = optimlab.Adam([{"params": [w]}, {"params": [b]}], lr=0.1)
+    for _ in range(2):  # the second step is planned
+        w.grad, b.grad = torch.ones_like(w), torch.ones_like(b)
+        opt.step()
+    before = [w.detach().clone(), b.detach().clone(), opt.state[w]["exp_avg"].clone()]
+    w.grad[77_777] = bad
+    with pytest.raises(
+        optimlab.NonFiniteGradientError, match=r"parameter 0 of group 0 \(shape \(100000,\)\)"
+    ):
+        opt.step()
+    opt.nonfinite_grads = "skip"
+    opt.step()
+    assert opt.skipped_steps == 1
+    assert all(torch.equal(x, y) for x, y in zip(before, [w, b, opt.state[w]["exp_avg"]]))
+    assert opt.state[w]["step"] == 2
+
+
+def test_bad_fused_arguments():
+    w = torch.zeros(2, requires_grad=True)
+    with pytest.raises(TypeError, match=r"Invalid fused: 'yes'; expected True or False"):
+        optimlab.SGD([w], fused="yes")
+    with pytest.raises(ValueError, match=r"Invalid fused=True with foreach=True"):
+        optimlab.Adam([w], fused=True, foreach=True)
+
+
+def test_without_a_compiler_the_default_falls_back_and_fused_true_says_why(monkeypatch):
+    monkeypatch.setattr(native, "unavailable_reason", lambda: "no C compiler found")
+    w = torch.zeros(2, requires_grad=True)
+    opt = optimlab.Adam([w], lr=0.1)
+    w.grad = torch.ones(2)
+    opt.step()
+    opt.step()
+    assert (
+        not opt._fused_wanted(opt.param_groups[0]) and opt._ready_plan(opt.param_groups[0]) is None
+    )
+    with pytest.raises(RuntimeError, match=r"fused=True, but the fused path cannot run here: no C"):
+        optimlab.Adam([w], lr=0.1, fused=True)
+
+
+@needs_native
+def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits):
+    X, y = digits
+    model = make_mlp()
+    opt = optimlab.Adam(model.parameters(), lr=0.01, nonfinite_grads="skip")
+    train(model, opt, X, y, 3)
+    twin_model = copy.deepcopy(model)
+    twin = optimlab.Adam(twin_model.parameters(), lr=0.01)
+    twin.load_state_dict(copy.deepcopy(opt).state_dict())
+    clone = copy.deepcopy(opt)
+    assert clone.nonfinite_grads == "skip" and "_fused_plans" not in clone.__dict__
+    train(model, opt, X, y, 3, start=3)
+    train(twin_model, twin, X, y, 3, start=3)
+    assert_same(opt, twin, model.parameters(), twin_model.parameters())
