@@ -29,7 +29,9 @@ def worker() -> None:
     X = torch.randn(BATCH * STEPS, 784, generator=g)
     y = torch.randint(0, 10, (BATCH * STEPS,), generator=g)
     torch.manual_seed(0)
-    model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
+    )
     optimizer = optimlab.Adam(model.parameters(), lr=1e-3)
 
     class Clock(Callback):
@@ -40,8 +42,14 @@ def worker() -> None:
                 self.seconds = time.perf_counter() - self.start
 
     clock = Clock()
-    fit(model, optimizer, MiniBatches(X, y, batch_size=BATCH, seed=0), steps=STEPS,
-        callbacks=[clock], progress=False)
+    fit(
+        model,
+        optimizer,
+        MiniBatches(X, y, batch_size=BATCH, seed=0),
+        steps=STEPS,
+        callbacks=[clock],
+        progress=False,
+    )
     if ranks.is_main:
         samples = (STEPS - WARMUP) * BATCH
         print(json.dumps({"samples_per_second": samples / clock.seconds}))
@@ -53,8 +61,14 @@ def measure(processes: int, threads: int) -> float:
     if processes == 1:
         command = [sys.executable, *script]
     else:
-        command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-                   f"--nproc_per_node={processes}", *script]
+        command = [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            f"--nproc_per_node={processes}",
+            *script,
+        ]
     out = subprocess.run(command, env=env, capture_output=True, text=True, check=True).stdout
     line = [l for l in out.splitlines() if l.startswith("{")][-1]
     return json.loads(line)["samples_per_second"]
