@@ -21,8 +21,10 @@ test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the report browser test will say so"
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
+# `make bench` writes BENCHMARKS.md (about 5 minutes); `make bench BENCH_ARGS=--quick` for a
+# one-minute subset, `BENCH_ARGS="--device cuda"` on a GPU machine.
 bench: $(STAMP)
-	$(PY) -m benchmarks
+	$(PY) -m benchmarks $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

@@ -38,21 +38,19 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds per cell (default 7; quick 4)")
     parser.add_argument("--no-plans", action="store_true", help="skip the mini-batch plans")
     parser.add_argument(
-        "--out", type=Path, default=ROOT / "BENCHMARKS.md", help="the report (BENCHMARKS.md)"
-    )
-    parser.add_argument(
-        "--plot",
+        "--out",
         type=Path,
-        default=ROOT / "benchmarks" / "optimizer_steps.png",
-        help="the plot (PNG)",
+        help="the report (default BENCHMARKS.md; with --quick benchmarks/quick/BENCHMARKS.md)",
     )
-    parser.add_argument(
-        "--json",
-        type=Path,
-        default=ROOT / "benchmarks" / "results.json",
-        help="every measured row, for other tools",
-    )
-    return parser.parse_args(argv)
+    parser.add_argument("--plot", type=Path, help="the plot (default next to the report's data)")
+    parser.add_argument("--json", type=Path, help="every measured row (default next to the plot)")
+    args = parser.parse_args(argv)
+    # A quick run never overwrites the full report.
+    folder = ROOT / "benchmarks" / ("quick" if args.quick else "")
+    args.out = args.out or (folder / "BENCHMARKS.md" if args.quick else ROOT / "BENCHMARKS.md")
+    args.plot = args.plot or folder / "optimizer_steps.png"
+    args.json = args.json or folder / "results.json"
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,6 +60,8 @@ def main(argv: list[str] | None = None) -> int:
         print("--device cuda: no CUDA device here")
         return 2
     start = time.perf_counter()
+    for path in (args.out, args.plot, args.json):
+        path.parent.mkdir(parents=True, exist_ok=True)
     variants = bench_optimizers.VARIANTS
     if args.variants:
         unknown = set(args.variants) - {v.id for v in variants}

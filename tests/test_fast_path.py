@@ -25,6 +25,17 @@ from optimlab.core import native
 
 STEPS = 50
 
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # `make test` runs two xdist workers on two cores: two OpenMP pools of two threads each
+    # spin against each other and make these small steps several times slower. One thread per
+    # worker here (the test that needs two threads sets them itself); restored afterwards.
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
 needs_native = pytest.mark.skipif(
     not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"
 )
@@ -393,3 +404,21 @@ def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits):
     train(model, opt, X, y, 3, start=3)
     train(twin_model, twin, X, y, 3, start=3)
     assert_same(opt, twin, model.parameters(), twin_model.parameters())
+
+
+@needs_native
+def test_in_place_writes_are_seen_by_autograd_as_on_the_plain_path():
+    # The fused kernel writes through raw pointers; it bumps the version counters as PyTorch's
+    # in-place operations do, so a parameter saved for backward and then stepped is reported.
+    for fused in (None, False):
+        w = torch.ones(3, requires_grad=True)
+        opt = optimlab.Adam([w], lr=0.1, fused=fused)
+        for _ in range(3):  # the second and third steps are planned
+            before = w._version
+            loss = (w * w).sum()  # saves w for backward
+            w.grad = torch.ones(3)
+            opt.step()
+            assert w._version > before
+            assert opt.state[w]["exp_avg"]._version > 0
+            with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+                loss.backward()

@@ -402,9 +402,14 @@ def _cache_dir() -> Path:
 
 
 def _writable_cache_dir() -> Path:
+    """The kernel cache: a directory we own and no one else can write (its libraries are loaded
+    into this process), else a private one in the temporary directory."""
     for path in (_cache_dir(), Path(tempfile.gettempdir()) / f"optimlab-kernels-{os.getuid()}"):
         try:
-            path.mkdir(parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            info = path.stat()
+            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+                continue
             probe = path / f".probe-{os.getpid()}"
             probe.touch()
             probe.unlink()
@@ -412,7 +417,7 @@ def _writable_cache_dir() -> Path:
         except OSError:
             continue
     raise NativeUnavailable(
-        "no writable directory for compiled kernels (set OPTIMLAB_KERNEL_CACHE)"
+        "no private writable directory for compiled kernels (set OPTIMLAB_KERNEL_CACHE to one)"
     )
 
 

@@ -42,6 +42,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from ..core import native
 from ..core.ops import FOREACH, LOOP, LoopOps
@@ -398,9 +399,11 @@ class Optimizer(torch.optim.Optimizer):
         if found is None:
             return params
         kernel, scalars = found
-        operands = [taken, [p.grad for p in taken]]
-        operands += [[self.state[p][name] for p in taken] for name in names]
-        kernel.run(*native.pointer_table(operands), scalars)
+        buffers = [[self.state[p][name] for p in taken] for name in names]
+        kernel.run(*native.pointer_table([taken, [p.grad for p in taken], *buffers]), scalars)
+        # Written behind PyTorch's back: bump the autograd version counters, as in-place
+        # PyTorch operations do (so a tensor saved for backward still reports the change).
+        increment_version(taken + [b for row in buffers for b in row])
         return rest
 
     def _fused_kernel(

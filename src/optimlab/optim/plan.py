@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+from torch.autograd.graph import increment_version
 
 from ..core import native
 
@@ -103,6 +104,9 @@ class FusedPlan:
         self.absent = absent
         self.states = [optimizer.state[p] for p in fused]
         self.buffers = {name: [s[name] for s in self.states] for name in names}
+        #: the tensors a step writes in place behind PyTorch's back: their autograd version
+        #: counters are bumped, as PyTorch's in-place operations do
+        self.written = fused + [b for buffers in self.buffers.values() for b in buffers]
         self.param_ptrs = list(map(_data_ptr, fused))
         self.numels = list(map(_numel, fused))
         # One bucket per (dtype, step): normally exactly one.
@@ -182,6 +186,7 @@ class FusedPlan:
             state["step"] += 1
         for b, (kernel, scalars) in zip(self.buckets, runs):
             kernel.call(b.address, b.starts_address, b.tensors, b.elements, scalars)
+        increment_version(self.written)
         return True
 
 
