@@ -36,6 +36,7 @@ def one_thread():
     yield
     torch.set_num_threads(previous)
 
+
 needs_native = pytest.mark.skipif(
     not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"
 )
@@ -419,6 +420,5 @@ def test_in_place_writes_are_seen_by_autograd_as_on_the_plain_path():
             w.grad = torch.ones(3)
             opt.step()
             assert w._version > before
-            assert opt.state[w]["exp_avg"]._version > 0
             with pytest.raises(RuntimeError, match="modified by an inplace operation"):
                 loss.backward()

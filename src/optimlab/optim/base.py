@@ -401,9 +401,11 @@ class Optimizer(torch.optim.Optimizer):
         kernel, scalars = found
         buffers = [[self.state[p][name] for p in taken] for name in names]
         kernel.run(*native.pointer_table([taken, [p.grad for p in taken], *buffers]), scalars)
-        # Written behind PyTorch's back: bump the autograd version counters, as in-place
-        # PyTorch operations do (so a tensor saved for backward still reports the change).
-        increment_version(taken + [b for row in buffers for b in row])
+        # Written behind PyTorch's back: bump the parameters' autograd version counters, as
+        # in-place PyTorch operations do (a parameter saved for backward reports the change).
+        # State buffers are the optimizer's own and never in a graph: theirs are left alone
+        # (bumping them costs about 0.3 µs per tensor, cache misses on their counters).
+        increment_version(taken)
         return rest
 
     def _fused_kernel(
