@@ -9,46 +9,18 @@ all cases, so adding an optimizer here adds its tests. Bad inputs are listed in 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
 import references as ref
+import registry_adam_family
+import registry_classic
+import registry_layerwise
+import registry_tuning_free
 import torch
+from case import Case, accepted_arguments, twin
 
 import optimlab
-
-
-@dataclass(frozen=True)
-class Case:
-    id: str
-    cls: type
-    kwargs: dict[str, Any]
-    #: the torch.optim class and arguments with the same update rule, where one exists
-    torch_twin: tuple[type, dict[str, Any]] | None = None
-    #: reference(w0, grad, lrs) -> points where the gradient is evaluated, from references.py
-    reference: Callable[..., Any] | None = None
-    #: the reference holds only for a constant learning rate
-    constant_lr_only: bool = False
-    #: (lr, steps): reaches the minimum of 0.5*(x^2 + 100 y^2) from (1, 1) within `steps`
-    quadratic: tuple[float, int] = (1e-2, 2000)
-    #: (lr, steps): reaches (1, 1) on Rosenbrock from (-1.2, 1) within `steps`
-    rosenbrock: tuple[float, int] = (1e-3, 20000)
-    tags: frozenset[str] = field(default_factory=frozenset)
-
-    def make(self, params, lr=None, **extra):
-        kwargs = dict(self.kwargs, **extra)
-        if lr is not None:
-            kwargs["lr"] = lr
-        return self.cls(params, **kwargs)
-
-    def __str__(self) -> str:
-        return self.id
-
-
-def _twin(cls, **kwargs):
-    return (cls, kwargs)
 
 
 CASES: list[Case] = [
@@ -57,7 +29,7 @@ CASES: list[Case] = [
         "sgd",
         optimlab.SGD,
         {},
-        _twin(torch.optim.SGD),
+        twin(torch.optim.SGD),
         reference=ref.gradient_descent,
         quadratic=(1e-2, 1500),
         rosenbrock=(2e-3, 20000),
@@ -66,14 +38,14 @@ CASES: list[Case] = [
         "sgd-weight_decay-maximize",
         optimlab.SGD,
         dict(weight_decay=1e-2, maximize=True),
-        _twin(torch.optim.SGD, weight_decay=1e-2, maximize=True),
+        twin(torch.optim.SGD, weight_decay=1e-2, maximize=True),
         tags=frozenset({"maximize"}),
     ),
     Case(
         "sgd-momentum",
         optimlab.SGD,
         dict(momentum=0.9),
-        _twin(torch.optim.SGD, momentum=0.9),
+        twin(torch.optim.SGD, momentum=0.9),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-3, 5000),
     ),
@@ -81,14 +53,14 @@ CASES: list[Case] = [
         "sgd-momentum-dampening-weight_decay",
         optimlab.SGD,
         dict(momentum=0.8, dampening=0.3, weight_decay=1e-3),
-        _twin(torch.optim.SGD, momentum=0.8, dampening=0.3, weight_decay=1e-3),
+        twin(torch.optim.SGD, momentum=0.8, dampening=0.3, weight_decay=1e-3),
         tags=frozenset({"weight_decay"}),
     ),
     Case(
         "sgd-nesterov",
         optimlab.SGD,
         dict(momentum=0.9, nesterov=True),
-        _twin(torch.optim.SGD, momentum=0.9, nesterov=True),
+        twin(torch.optim.SGD, momentum=0.9, nesterov=True),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-3, 5000),
     ),
@@ -145,7 +117,7 @@ CASES: list[Case] = [
         "rmsprop",
         optimlab.RMSprop,
         {},
-        _twin(torch.optim.RMSprop),
+        twin(torch.optim.RMSprop),
         reference=partial(ref.rmsprop, beta=0.99, epsilon=1e-8, eps_inside_sqrt=False),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-3, 20000),
@@ -169,7 +141,7 @@ CASES: list[Case] = [
         "rmsprop-centered-momentum",
         optimlab.RMSprop,
         dict(centered=True, momentum=0.9),
-        _twin(torch.optim.RMSprop, centered=True, momentum=0.9),
+        twin(torch.optim.RMSprop, centered=True, momentum=0.9),
         quadratic=(1e-3, 1500),
         rosenbrock=(1e-4, 20000),
     ),
@@ -184,7 +156,7 @@ CASES: list[Case] = [
         "rmsprop-weight_decay-maximize",
         optimlab.RMSprop,
         dict(weight_decay=1e-2, momentum=0.5, maximize=True),
-        _twin(torch.optim.RMSprop, weight_decay=1e-2, momentum=0.5, maximize=True),
+        twin(torch.optim.RMSprop, weight_decay=1e-2, momentum=0.5, maximize=True),
         tags=frozenset({"maximize"}),
     ),
     # --- Adam and AdamW --------------------------------------------------------------------
@@ -192,7 +164,7 @@ CASES: list[Case] = [
         "adam",
         optimlab.Adam,
         {},
-        _twin(torch.optim.Adam),
+        twin(torch.optim.Adam),
         reference=partial(
             ref.adam,
             beta1=0.9,
@@ -253,14 +225,14 @@ CASES: list[Case] = [
         "adam-amsgrad-weight_decay-maximize",
         optimlab.Adam,
         dict(amsgrad=True, weight_decay=1e-2, maximize=True),
-        _twin(torch.optim.Adam, amsgrad=True, weight_decay=1e-2, maximize=True),
+        twin(torch.optim.Adam, amsgrad=True, weight_decay=1e-2, maximize=True),
         tags=frozenset({"maximize"}),
     ),
     Case(
         "adam-amsgrad",
         optimlab.Adam,
         dict(amsgrad=True),
-        _twin(torch.optim.Adam, amsgrad=True),
+        twin(torch.optim.Adam, amsgrad=True),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-2, 20000),
     ),
@@ -268,7 +240,7 @@ CASES: list[Case] = [
         "adamw",
         optimlab.AdamW,
         dict(weight_decay=1e-2),
-        _twin(torch.optim.AdamW),
+        twin(torch.optim.AdamW),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-2, 5000),
         tags=frozenset({"weight_decay"}),
@@ -277,18 +249,26 @@ CASES: list[Case] = [
         "adamw-amsgrad",
         optimlab.AdamW,
         dict(weight_decay=0.1, amsgrad=True),
-        _twin(torch.optim.AdamW, weight_decay=0.1, amsgrad=True),
+        twin(torch.optim.AdamW, weight_decay=0.1, amsgrad=True),
         tags=frozenset({"weight_decay"}),
     ),
 ]
 
-CASE_IDS = [c.id for c in CASES]
 CLASSES = [optimlab.SGD, optimlab.Momentum, optimlab.RMSprop, optimlab.Adam, optimlab.AdamW]
+
+# The optimizers beyond the notes (issue 8) live in one registry module per family.
+FAMILIES = (registry_adam_family, registry_classic, registry_layerwise, registry_tuning_free)
+for _family in FAMILIES:
+    CASES += _family.CASES
+    CLASSES += _family.CLASSES
+
+CASE_IDS = [c.id for c in CASES]
+assert len(set(CASE_IDS)) == len(CASE_IDS), "registry case ids must be unique"
 
 # (class, keyword arguments, exception type, regex the message must match)
 BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = []
 for _cls in CLASSES:
-    BAD_INPUTS += [
+    _generic = [
         (_cls, dict(lr=-1.0), ValueError, r"Invalid lr: -1\.0; expected a finite number >= 0"),
         (_cls, dict(lr=float("nan")), ValueError, r"Invalid lr: nan; expected a finite number"),
         (_cls, dict(lr=float("inf")), ValueError, r"Invalid lr: inf; expected a finite number"),
@@ -304,6 +284,9 @@ for _cls in CLASSES:
             r"Invalid nonfinite_grads: 'warn'; expected one of 'raise', 'skip', 'ignore'",
         ),
     ]
+    # Every class gets the checks for the arguments it takes.
+    _accepted = accepted_arguments(_cls)
+    BAD_INPUTS += [bad for bad in _generic if set(bad[1]) <= _accepted]
 BAD_INPUTS += [
     (
         optimlab.SGD,
@@ -377,3 +360,5 @@ BAD_INPUTS += [
     (optimlab.AdamW, dict(betas=(0.9, 1.0)), ValueError, r"Invalid betas\[1\]: 1\.0"),
     (optimlab.AdamW, dict(weight_decay=-1e-2), ValueError, r"Invalid weight_decay: -0\.01"),
 ]
+for _family in FAMILIES:
+    BAD_INPUTS += _family.BAD_INPUTS

@@ -5,9 +5,11 @@
     >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
-from . import data, distributed, schedules
+from . import data, distributed, optim, schedules
 from .averages import EWA, ewa
+from .optim import *  # noqa: F403  (the classes beyond the notes, listed in optim.__all__)
 from .optim import (
+    BEYOND_NOTES,
     SGD,
     Adam,
     AdamW,
@@ -26,6 +28,7 @@ OPTIMIZERS = {
     "rmsprop": RMSprop,
     "adam": Adam,
     "adamw": AdamW,
+    **BEYOND_NOTES,
 }
 
 __all__ = [
@@ -43,4 +46,4 @@ __all__ = [
     "distributed",
     "schedules",
     "ewa",
-]
+] + [cls.__name__ for cls in BEYOND_NOTES.values()]

@@ -21,14 +21,17 @@ example per-parameter bias corrections when parameters have taken different numb
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
 Scalars = float | Sequence[float]
+#: a scalar, one scalar per tensor, or a list of tensors (elementwise)
+Operands = float | Sequence[float] | Sequence[Tensor]
 
 
-def _per_tensor(scalars: Scalars, n: int) -> Sequence[float]:
+def _per_tensor(scalars: Operands, n: int) -> Sequence[Any]:
     return scalars if isinstance(scalars, Sequence) else [scalars] * n
 
 
@@ -57,13 +60,56 @@ class LoopOps:
     def lerp(self, xs: list[Tensor], ys: list[Tensor], weight: float) -> list[Tensor]:
         return [torch.lerp(x, y, weight) for x, y in zip(xs, ys)]
 
-    def mul_(self, xs: list[Tensor], scalars: Scalars) -> None:
-        for x, s in zip(xs, _per_tensor(scalars, len(xs))):
+    def mul_(self, xs: list[Tensor], others: Operands) -> None:
+        for x, s in zip(xs, _per_tensor(others, len(xs))):
             x.mul_(s)
 
-    def div_(self, xs: list[Tensor], scalars: Scalars) -> None:
-        for x, s in zip(xs, _per_tensor(scalars, len(xs))):
+    def mul(self, xs: list[Tensor], others: Operands) -> list[Tensor]:
+        return [torch.mul(x, s) for x, s in zip(xs, _per_tensor(others, len(xs)))]
+
+    def div_(self, xs: list[Tensor], others: Operands) -> None:
+        for x, s in zip(xs, _per_tensor(others, len(xs))):
             x.div_(s)
+
+    def add_scalar(self, xs: list[Tensor], scalar: float) -> list[Tensor]:
+        return [torch.add(x, scalar) for x in xs]
+
+    def abs(self, xs: list[Tensor]) -> list[Tensor]:
+        return [torch.abs(x) for x in xs]
+
+    def sign(self, xs: list[Tensor]) -> list[Tensor]:
+        return [torch.sign(x) for x in xs]
+
+    def sign_(self, xs: list[Tensor]) -> None:
+        for x in xs:
+            x.sign_()
+
+    def reciprocal_(self, xs: list[Tensor]) -> None:
+        for x in xs:
+            x.reciprocal_()
+
+    def maximum(self, xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
+        return [torch.maximum(x, y) for x, y in zip(xs, ys)]
+
+    def clamp_(self, xs: list[Tensor], low: float, high: float) -> None:
+        for x in xs:
+            x.clamp_(low, high)
+
+    def sign_select(
+        self, xs: list[Tensor], positive: float, negative: float, zero: float
+    ) -> list[Tensor]:
+        """New tensors holding ``positive`` where x > 0, ``negative`` where x < 0, else ``zero``."""
+        out = []
+        for x in xs:
+            y = torch.full_like(x, zero)
+            y.masked_fill_(x > 0, positive)
+            y.masked_fill_(x < 0, negative)
+            out.append(y)
+        return out
+
+    def norm(self, xs: list[Tensor]) -> list[Tensor]:
+        """Each tensor's 2-norm, as a 0-d tensor (a reduction: never on the fused path)."""
+        return [torch.linalg.vector_norm(x) for x in xs]
 
     def lerp_(self, xs: list[Tensor], ys: list[Tensor], weight: float) -> None:
         for x, y in zip(xs, ys):
@@ -126,11 +172,39 @@ class ForeachOps(LoopOps):
     def lerp(self, xs, ys, weight):
         return list(torch._foreach_lerp(xs, ys, weight))
 
-    def mul_(self, xs, scalars):
-        torch._foreach_mul_(xs, scalars)
+    def mul_(self, xs, others):
+        torch._foreach_mul_(xs, others)
 
-    def div_(self, xs, scalars):
-        torch._foreach_div_(xs, scalars)
+    def mul(self, xs, others):
+        return list(torch._foreach_mul(xs, others))
+
+    def div_(self, xs, others):
+        torch._foreach_div_(xs, others)
+
+    def add_scalar(self, xs, scalar):
+        return list(torch._foreach_add(xs, scalar))
+
+    def abs(self, xs):
+        return list(torch._foreach_abs(xs))
+
+    def sign(self, xs):
+        return list(torch._foreach_sign(xs))
+
+    def sign_(self, xs):
+        torch._foreach_sign_(xs)
+
+    def reciprocal_(self, xs):
+        torch._foreach_reciprocal_(xs)
+
+    def maximum(self, xs, ys):
+        return list(torch._foreach_maximum(xs, ys))
+
+    def clamp_(self, xs, low, high):
+        torch._foreach_clamp_min_(xs, low)
+        torch._foreach_clamp_max_(xs, high)
+
+    def norm(self, xs):
+        return list(torch._foreach_norm(xs, 2))
 
     def lerp_(self, xs, ys, weight):
         torch._foreach_lerp_(xs, ys, weight)

@@ -57,6 +57,13 @@ SIGNATURES: dict[str, tuple[int, int, bool]] = {
 }
 
 
+class NotRecordable(NotImplementedError):
+    """The rule asked for an operation the tape cannot record (a reduction, a matrix product).
+
+    The fused path then leaves the step to the plain backends.
+    """
+
+
 class Var:
     """A symbolic operand: stands for one list of tensors (the bucket's params, grads, ...)."""
 
@@ -225,9 +232,13 @@ class TapeOps:
         )
 
     def max_abs(self, xs):
-        raise NotImplementedError(
-            "max_abs is a reduction; the fused path records elementwise rules"
-        )
+        raise NotRecordable("max_abs is a reduction; the fused path records elementwise rules")
+
+    def __getattr__(self, name: str):
+        # An operation of the plain backends that the tape does not (yet) know.
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise NotRecordable(f"the tape cannot record the list operation {name!r}")
 
 
 class Tape:
@@ -285,6 +296,8 @@ def _scalar(value: object) -> float:
     if value.__class__ is float:
         return value  # type: ignore[return-value]
     if isinstance(value, (list, tuple)):
+        if value and isinstance(value[0], Var):
+            raise NotRecordable("the tape records tensor-by-scalar forms only")
         if len(value) != 1:
             raise TypeError(f"the tape backend takes one scalar per operation, got {value!r}")
         value = value[0]

@@ -46,7 +46,7 @@ from torch.autograd.graph import increment_version
 
 from ..core import native
 from ..core.ops import FOREACH, LOOP, LoopOps
-from ..core.tape import Tape
+from ..core.tape import NotRecordable, Tape
 from .plan import FusedPlan, fusable_entry
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
@@ -128,6 +128,9 @@ class Optimizer(torch.optim.Optimizer):
     }
     #: group keys that choose how a step is computed, not what it computes
     _dispatch_keys = ("foreach", "fused")
+    #: why this optimizer's rule has no fused path (it needs reductions such as norms or
+    #: matrix products, which the elementwise compiled loop cannot express); None if it has one
+    _unfusable_reason: str | None = None
 
     def __init__(
         self,
@@ -171,6 +174,11 @@ class Optimizer(torch.optim.Optimizer):
             raise ValueError(
                 "Invalid fused=True with foreach=True; choose one: fused=True for the fused "
                 "kernel, foreach=True for the multi-tensor path"
+            )
+        if group["fused"] is True and self._unfusable_reason is not None:
+            raise ValueError(
+                f"Invalid fused=True: {type(self).__name__} has no fused path "
+                f"({self._unfusable_reason}); pass fused=None or leave it out"
             )
         if group["fused"] is True and not native.available():
             raise RuntimeError(
@@ -245,6 +253,13 @@ class Optimizer(torch.optim.Optimizer):
         raise NotImplementedError
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """A parameter's state before its first step: ``step`` and zeroed buffers.
+
+        Subclasses whose state starts elsewhere (Adagrad's initial accumulator), has other
+        shapes (Adafactor's factored moments) or holds per-parameter scalars override it.
+        ``load_state_dict`` checks saved state against this template: the same entries, and
+        tensors of the same shapes.
+        """
         state: dict[str, Any] = {"step": 0}
         for name in self._buffer_names(group):
             state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
@@ -335,6 +350,8 @@ class Optimizer(torch.optim.Optimizer):
         fused = group.get("fused")
         if fused is False or (fused is None and group.get("foreach") is not None):
             return False
+        if self._unfusable_reason is not None:
+            return False
         return native.available()
 
     def _ready_plan(self, group: dict[str, Any]) -> FusedPlan | None:
@@ -421,8 +438,15 @@ class Optimizer(torch.optim.Optimizer):
         """
         tape = Tape(("param", "grad", *names))
         recorded = {name: [tape[name]] for name in names}
-        self._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
         insist = group.get("fused") is True
+        try:
+            self._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
+        except NotRecordable as error:
+            if insist:
+                raise RuntimeError(
+                    f"fused=True, but {type(self).__name__}'s rule cannot be fused: {error}"
+                ) from None
+            return None
         try:
             kernel = native.tape_kernel(tape, dtype, exact=not insist)
         except native.NativeUnavailable:
@@ -459,27 +483,31 @@ class Optimizer(torch.optim.Optimizer):
                 )
             dispatch = {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
             self._check_group({**self.defaults, **saved, **dispatch})
-            expected = {"step", *self._buffer_names({**self.defaults, **saved})}
+            config = {**self.defaults, **saved}
             for j, (key, p) in enumerate(zip(saved["params"], mine["params"])):
                 if key not in saved_state:
                     continue
                 entry = dict(saved_state[key])
                 where = f"state_dict['state'][{key!r}] (parameter {j} of group {i})"
-                if set(entry) != expected:
+                template = self._init_state(p, config)
+                if set(entry) != set(template):
                     raise ValueError(
                         f"{where} has entries {sorted(entry)} but this optimizer's "
-                        f"configuration needs {sorted(expected)}"
+                        f"configuration needs {sorted(template)}"
                     )
                 step = entry["step"]
                 entry["step"] = int(step.item()) if isinstance(step, Tensor) else int(step)
-                for name in expected - {"step"}:
+                for name, blank in template.items():
+                    if name == "step" or not isinstance(blank, Tensor):
+                        continue
                     value = entry[name]
-                    if not isinstance(value, Tensor) or value.shape != p.shape:
+                    if not isinstance(value, Tensor) or value.shape != blank.shape:
                         found = (
                             tuple(value.shape) if isinstance(value, Tensor) else _describe(value)
                         )
                         raise ValueError(
-                            f"{where}['{name}'] has shape {found} but the parameter has shape "
+                            f"{where}['{name}'] has shape {found} but this optimizer keeps it "
+                            f"with shape {tuple(blank.shape)} for a parameter of shape "
                             f"{tuple(p.shape)}"
                         )
                     entry[name] = value.clone()
