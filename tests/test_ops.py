@@ -28,7 +28,9 @@ OUT_OF_PLACE = [
     (
         "sign_select",
         lambda ys: (1.2, 0.5, 1.0),
-        lambda x, y: torch.where(x > 0, 1.2, torch.where(x < 0, 0.5, 1.0)).to(x.dtype),
+        lambda x, y: torch.tensor(
+            [1.2 if v > 0 else 0.5 if v < 0 else 1.0 for v in x.tolist()], dtype=x.dtype
+        ),
     ),
 ]
 IN_PLACE = [
