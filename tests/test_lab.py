@@ -10,6 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
+import optimlab
+from optimlab import evaluation_weights
 from optimlab.lab import plots
 from optimlab.lab.contenders import (
     CONTENDERS,
@@ -268,6 +270,43 @@ def test_contender_specs_parse_and_bad_ones_say_what_is_wrong():
         parse_contender("adam:lr")
     with pytest.raises(ValueError, match="listed twice"):
         parse_contender_list("sgd,sgd")
+
+
+def test_group_words_expand_to_every_optimizer():
+    everything = [c.name for c in parse_contender_list("all")]
+    assert everything[: len(NOTES_CONTENDERS)] == list(NOTES_CONTENDERS)
+    # every optimizer class optimlab has is reachable from "all", each once
+    assert {c.optimizer for c in parse_contender_list("all")} == set(optimlab.OPTIMIZERS)
+    assert len(everything) == len(set(everything))
+    assert [c.name for c in parse_contender_list("notes")] == list(NOTES_CONTENDERS)
+    beyond = [c.name for c in parse_contender_list("beyond")]
+    assert beyond == list(optimlab.BEYOND_NOTES)
+    assert not set(beyond) & set(NOTES_CONTENDERS)
+    for name in beyond:  # titled by class, described by the first docstring line
+        contender = parse_contender(name)
+        assert contender.title == optimlab.OPTIMIZERS[name].__name__ and contender.about
+
+
+def test_evaluation_weights_switch_optimizers_that_have_two_points():
+    calls = []
+
+    class TwoPoints:
+        def eval(self):
+            calls.append("eval")
+
+        def train(self):
+            calls.append("train")
+
+    with evaluation_weights(TwoPoints()):
+        calls.append("inside")
+    assert calls == ["eval", "inside", "train"]
+    calls.clear()
+    with pytest.raises(RuntimeError), evaluation_weights(TwoPoints()):
+        raise RuntimeError("back to training even when evaluation fails")
+    assert calls == ["eval", "train"]
+    w = torch.zeros(2, requires_grad=True)
+    with evaluation_weights(torch.optim.SGD([w], lr=0.1)):  # no eval(): nothing happens
+        pass
 
 
 # --- figures and reports ----------------------------------------------------------------------

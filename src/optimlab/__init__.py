@@ -17,6 +17,7 @@ from .optim import (
     NonFiniteGradientError,
     Optimizer,
     RMSprop,
+    evaluation_weights,
 )
 
 __version__ = "0.1.0"
@@ -46,4 +47,5 @@ __all__ = [
     "distributed",
     "schedules",
     "ewa",
+    "evaluation_weights",
 ] + [cls.__name__ for cls in BEYOND_NOTES.values()]

@@ -417,7 +417,8 @@ def _publish(folder, document) -> None:
     default=",".join(NOTES_CONTENDERS),
     show_default=True,
     callback=_contenders,
-    help="Comma-separated names or specs (name:key=value,...; lr=... fixes the rate).",
+    help="Comma-separated names or specs (name:key=value,...; lr=... fixes the rate); "
+    "'notes' is the default set, 'beyond' the optimizers beyond the notes, 'all' everything.",
 )
 @click.option(
     "--problems",
@@ -538,7 +539,8 @@ def compare(ctx: click.Context, **options: Any) -> None:
     default=",".join(NOTES_CONTENDERS),
     show_default=True,
     callback=_contenders,
-    help="Comma-separated names or specs (name:key=value,...; lr=... fixes the rate).",
+    help="Comma-separated names or specs (name:key=value,...; lr=... fixes the rate); "
+    "'notes' is the default set, 'beyond' the optimizers beyond the notes, 'all' everything.",
 )
 @click.option("--steps", default=300, show_default=True, type=click.IntRange(1))
 @_lr_grid_options
@@ -770,7 +772,11 @@ def list_(what: str) -> None:
             for c in CONTENDERS.values()
         ]
         + [
-            (name, f"{cls.__name__}: {first_line(cls)}")
+            (
+                name,
+                f"{cls.__name__}: {first_line(cls)}"
+                + (" [beyond the notes]" if name in optimlab.BEYOND_NOTES else ""),
+            )
             for name, cls in optimlab.OPTIMIZERS.items()
             if name not in CONTENDERS
         ],

@@ -30,6 +30,7 @@ import optimlab
 
 __all__ = [
     "CONTENDERS",
+    "GROUPS",
     "NOTES_CONTENDERS",
     "Contender",
     "parse_contender",
@@ -132,6 +133,15 @@ def valid_contender_names() -> list[str]:
     return list(CONTENDERS) + [n for n in optimlab.OPTIMIZERS if n not in CONTENDERS]
 
 
+#: words that stand for several contenders in a list: the notes' set, the optimizers beyond the
+#: notes (issue 8, opt-in), and everything optimlab has
+GROUPS: dict[str, tuple[str, ...]] = {
+    "notes": NOTES_CONTENDERS,
+    "beyond": tuple(optimlab.BEYOND_NOTES),
+    "all": tuple(valid_contender_names()),
+}
+
+
 def _parse_value(text: str) -> Any:
     if "/" in text:
         return tuple(_parse_value(part.strip()) for part in text.split("/"))
@@ -171,7 +181,9 @@ def parse_contender(spec: str) -> Contender:
     if name in CONTENDERS:
         base = CONTENDERS[name]
     elif name in optimlab.OPTIMIZERS:
-        base = Contender(name, name, name)
+        cls = optimlab.OPTIMIZERS[name]
+        summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".") if cls.__doc__ else ""
+        base = Contender(name, cls.__name__, name, about=summary)
     else:
         valid = ", ".join(valid_contender_names())
         raise ValueError(f"unknown optimizer {name!r}; valid names: {valid}")
@@ -201,6 +213,9 @@ def parse_contender(spec: str) -> Contender:
 def parse_contender_list(text: str) -> list[Contender]:
     """Contenders from a comma-separated list; a spec's own ``key=value`` items may follow it.
 
+    The words of :data:`GROUPS` stand for several: ``notes`` (the default set), ``beyond``
+    (every optimizer beyond the notes) and ``all`` (both, and every other named contender).
+
     ``"sgd,adam:lr=0.01,eps=1e-7,rmsprop"`` is three contenders: an item with ``=`` but no
     ``:`` continues the spec before it, since names never contain ``=``.
     """
@@ -214,7 +229,10 @@ def parse_contender_list(text: str) -> list[Contender]:
             specs.append(item)
     if not specs:
         raise ValueError("expected at least one optimizer name")
-    contenders = [parse_contender(s) for s in specs]
+    expanded: list[str] = []
+    for spec in specs:
+        expanded += list(GROUPS[spec]) if spec in GROUPS else [spec]
+    contenders = [parse_contender(s) for s in expanded]
     names = [c.name for c in contenders]
     repeated = sorted({n for n in names if names.count(n) > 1})
     if repeated:

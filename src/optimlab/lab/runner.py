@@ -38,7 +38,7 @@ from typing import Any
 
 import torch
 
-from ..optim.base import NonFiniteGradientError
+from ..optim.base import NonFiniteGradientError, evaluation_weights
 from .contenders import Contender
 
 __all__ = [
@@ -103,7 +103,8 @@ def run_one(spec: RunSpec) -> RunResult:
     history: dict[str, list[float]] = {"step": [], "seconds": []}
 
     def record(step: int, seconds: float) -> bool:
-        metrics = trial.evaluate()
+        with evaluation_weights(optimizer):  # schedule-free methods evaluate their average
+            metrics = trial.evaluate()
         history["step"].append(step)
         history["seconds"].append(seconds)
         for key, value in metrics.items():
@@ -125,7 +126,9 @@ def run_one(spec: RunSpec) -> RunResult:
         step += 1
         if step % spec.eval_every == 0 or step == spec.steps:
             finite = record(step, seconds)
-    return RunResult(spec, history, trial.finish(), not finite, seconds)
+    with evaluation_weights(optimizer):
+        final = trial.finish()
+    return RunResult(spec, history, final, not finite, seconds)
 
 
 def outcome(result: RunResult) -> dict[str, float]:

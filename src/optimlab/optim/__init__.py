@@ -7,7 +7,7 @@ module per family, each with an ``OPTIMIZERS`` table that :data:`BEYOND_NOTES` g
 from . import adam_family, classic, layerwise, tuning_free
 from .adam_family import *  # noqa: F403  (each family lists its classes in __all__)
 from .adaptive import Adam, AdamW, RMSprop
-from .base import NONFINITE_POLICIES, NonFiniteGradientError, Optimizer
+from .base import NONFINITE_POLICIES, NonFiniteGradientError, Optimizer, evaluation_weights
 from .classic import *  # noqa: F403
 from .layerwise import *  # noqa: F403
 from .sgd import MOMENTUM_FORMS, SGD, Momentum
@@ -31,4 +31,5 @@ __all__ = [
     "NonFiniteGradientError",
     "Optimizer",
     "RMSprop",
+    "evaluation_weights",
 ] + [name for family in _FAMILIES for name in family.__all__]

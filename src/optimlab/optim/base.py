@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -50,6 +51,31 @@ from ..core.tape import NotRecordable, Tape
 from .plan import FusedPlan, fusable_entry
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
+
+
+@contextmanager
+def evaluation_weights(optimizer: Any) -> Iterator[None]:
+    """Hold the parameters at the point to evaluate or save while the block runs.
+
+    Schedule-free optimizers take gradients at one point (``y``) and evaluate at another, the
+    average ``x``: their ``eval()`` moves the parameters to ``x`` and ``train()`` back. For every
+    other optimizer (torch's included) this does nothing. The lab and ``optimlab.train.fit``
+    evaluate inside it.
+
+    >>> import torch, optimlab
+    >>> w = torch.zeros(2, requires_grad=True)
+    >>> with evaluation_weights(optimlab.SGD([w], lr=0.1)):
+    ...     pass
+    """
+    switch = getattr(optimizer, "eval", None)
+    if switch is None or not callable(switch):
+        yield
+        return
+    switch()
+    try:
+        yield
+    finally:
+        optimizer.train()
 
 
 class NonFiniteGradientError(FloatingPointError):
