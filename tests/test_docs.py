@@ -10,6 +10,7 @@ import pytest
 
 import optimlab
 import optimlab.averages
+import optimlab.checks
 import optimlab.core.rules
 import optimlab.optim.adaptive
 import optimlab.optim.sgd
@@ -26,7 +27,14 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(
     "module",
-    [optimlab, optimlab.averages, optimlab.core.rules, optimlab.optim.sgd, optimlab.optim.adaptive],
+    [
+        optimlab,
+        optimlab.averages,
+        optimlab.checks,
+        optimlab.core.rules,
+        optimlab.optim.sgd,
+        optimlab.optim.adaptive,
+    ],
     ids=lambda m: m.__name__,
 )
 def test_docstring_examples(module):

@@ -52,6 +52,8 @@ import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar
 
+from . import checks
+
 __all__ = [
     "SCHEDULES",
     "Constant",
@@ -87,71 +89,13 @@ __all__ = [
 
 
 # ---------------------------------------------------------------------------------------------
-# argument checks: every message names the schedule, the argument, the allowed range and the
-# value, so a bad config line can be fixed without reading this file.
-
-
-def _range_text(low: float | None, low_open: bool, high: float | None, high_open: bool) -> str:
-    if high is None:
-        return f"a finite number {'>' if low_open else '>='} {low:g}"
-    return f"in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
-
-
-def _real(
-    owner: str,
-    arg: str,
-    value: Any,
-    low: float = 0.0,
-    *,
-    low_open: bool = False,
-    high: float | None = None,
-    high_open: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {arg} must be a real number, got {value!r}")
-    v = float(value)
-    ok = math.isfinite(v) and (v > low if low_open else v >= low)
-    if high is not None:
-        ok = ok and (v < high if high_open else v <= high)
-    if not ok:
-        allowed = _range_text(low, low_open, high, high_open)
-        raise ValueError(f"{owner}: {arg} must be {allowed}, got {value!r}")
-    return v
-
-
-def _int(owner: str, arg: str, value: Any, low: int) -> int:
-    # Integral floats are accepted because specs and JSON configs write 1e3 or 1000.0.
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
-    if value < low:
-        raise ValueError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
-    return int(value)
-
-
-def _bool(owner: str, arg: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"{owner}: {arg} must be True or False, got {value!r}")
-    return value
-
-
-def _choice(owner: str, arg: str, value: Any, allowed: tuple[str, ...]) -> str:
-    if value not in allowed:
-        options = ", ".join(repr(a) for a in allowed)
-        raise ValueError(f"{owner}: {arg} must be one of {options}, got {value!r}")
-    return value
-
-
-def _sequence(owner: str, arg: str, value: Any) -> tuple[Any, ...]:
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise TypeError(f"{owner}: {arg} must be a list, got {value!r}")
-    return tuple(value)
+# argument checks (optimlab.checks): every message names the schedule, the argument, the allowed
+# range and the value, so a bad config line can be fixed without reading this file.
 
 
 def _increasing_ints(owner: str, arg: str, value: Any, low: int) -> tuple[int, ...]:
-    raw = _sequence(owner, arg, value)
-    items = tuple(_int(owner, f"{arg}[{i}]", v, low) for i, v in enumerate(raw))
+    raw = checks.sequence(owner, arg, value)
+    items = tuple(checks.integer(owner, f"{arg}[{i}]", v, low) for i, v in enumerate(raw))
     if any(items[i + 1] <= items[i] for i in range(len(items) - 1)):
         raise ValueError(f"{owner}: {arg} must be strictly increasing, got {list(items)}")
     return items
@@ -228,7 +172,7 @@ class Constant(Schedule):
     lr: float
 
     def __post_init__(self) -> None:
-        _set(self, lr=_real(self.name, "lr", self.lr))
+        _set(self, lr=checks.real(self.name, "lr", self.lr))
 
     def _lr(self, t: int) -> float:
         return self.lr
@@ -254,9 +198,9 @@ class StepDecay(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            gamma=_real(n, "gamma", self.gamma, 0.0, low_open=True, high=1.0),
-            step_size=_int(n, "step_size", self.step_size, 1),
+            lr=checks.real(n, "lr", self.lr),
+            gamma=checks.real(n, "gamma", self.gamma, 0.0, low_open=True, high=1.0),
+            step_size=checks.integer(n, "step_size", self.step_size, 1),
         )
 
     def _lr(self, t: int) -> float:
@@ -285,9 +229,9 @@ class MultiStep(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
+            lr=checks.real(n, "lr", self.lr),
             milestones=_increasing_ints(n, "milestones", self.milestones, 0),
-            gamma=_real(n, "gamma", self.gamma, 0.0, low_open=True, high=1.0),
+            gamma=checks.real(n, "gamma", self.gamma, 0.0, low_open=True, high=1.0),
         )
 
     def _lr(self, t: int) -> float:
@@ -316,10 +260,10 @@ class ExponentialDecay(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            decay_rate=_real(n, "decay_rate", self.decay_rate, 0.0, low_open=True, high=1.0),
-            decay_steps=_int(n, "decay_steps", self.decay_steps, 1),
-            staircase=_bool(n, "staircase", self.staircase),
+            lr=checks.real(n, "lr", self.lr),
+            decay_rate=checks.real(n, "decay_rate", self.decay_rate, 0.0, low_open=True, high=1.0),
+            decay_steps=checks.integer(n, "decay_steps", self.decay_steps, 1),
+            staircase=checks.boolean(n, "staircase", self.staircase),
         )
 
     def _lr(self, t: int) -> float:
@@ -348,10 +292,10 @@ class InverseTimeDecay(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            decay_steps=_int(n, "decay_steps", self.decay_steps, 1),
-            decay_rate=_real(n, "decay_rate", self.decay_rate),
-            staircase=_bool(n, "staircase", self.staircase),
+            lr=checks.real(n, "lr", self.lr),
+            decay_steps=checks.integer(n, "decay_steps", self.decay_steps, 1),
+            decay_rate=checks.real(n, "decay_rate", self.decay_rate),
+            staircase=checks.boolean(n, "staircase", self.staircase),
         )
 
     def _lr(self, t: int) -> float:
@@ -382,7 +326,8 @@ class PiecewiseConstant(Schedule):
         n = self.name
         boundaries = _increasing_ints(n, "boundaries", self.boundaries, 0)
         values = tuple(
-            _real(n, f"values[{i}]", v) for i, v in enumerate(_sequence(n, "values", self.values))
+            checks.real(n, f"values[{i}]", v)
+            for i, v in enumerate(checks.sequence(n, "values", self.values))
         )
         if len(values) != len(boundaries) + 1:
             raise ValueError(
@@ -418,10 +363,10 @@ class PolynomialDecay(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            decay_steps=_int(n, "decay_steps", self.decay_steps, 1),
-            end_lr=_real(n, "end_lr", self.end_lr),
-            power=_real(n, "power", self.power, 0.0, low_open=True),
+            lr=checks.real(n, "lr", self.lr),
+            decay_steps=checks.integer(n, "decay_steps", self.decay_steps, 1),
+            end_lr=checks.real(n, "end_lr", self.end_lr),
+            power=checks.real(n, "power", self.power, 0.0, low_open=True),
         )
 
     def _lr(self, t: int) -> float:
@@ -451,9 +396,9 @@ class CosineDecay(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            decay_steps=_int(n, "decay_steps", self.decay_steps, 1),
-            end_lr=_real(n, "end_lr", self.end_lr),
+            lr=checks.real(n, "lr", self.lr),
+            decay_steps=checks.integer(n, "decay_steps", self.decay_steps, 1),
+            end_lr=checks.real(n, "end_lr", self.end_lr),
         )
 
     def _lr(self, t: int) -> float:
@@ -495,12 +440,12 @@ class LinearWarmup(Schedule):
         n = self.name
         inner = self.schedule
         if not isinstance(inner, Schedule):
-            inner = _real(n, "schedule", inner)
+            inner = checks.real(n, "schedule", inner)
         _set(
             self,
             schedule=inner,
-            warmup_steps=_int(n, "warmup_steps", self.warmup_steps, 0),
-            start_factor=_real(n, "start_factor", self.start_factor, high=1.0),
+            warmup_steps=checks.integer(n, "warmup_steps", self.warmup_steps, 0),
+            start_factor=checks.real(n, "start_factor", self.start_factor, high=1.0),
         )
 
     def _inner(self, t: int) -> float:
@@ -537,10 +482,10 @@ class WarmRestarts(Schedule):
         n = self.name
         _set(
             self,
-            lr=_real(n, "lr", self.lr),
-            first_period=_int(n, "first_period", self.first_period, 1),
-            period_mult=_int(n, "period_mult", self.period_mult, 1),
-            end_lr=_real(n, "end_lr", self.end_lr),
+            lr=checks.real(n, "lr", self.lr),
+            first_period=checks.integer(n, "first_period", self.first_period, 1),
+            period_mult=checks.integer(n, "period_mult", self.period_mult, 1),
+            end_lr=checks.real(n, "end_lr", self.end_lr),
         )
 
     def _lr(self, t: int) -> float:
@@ -589,15 +534,15 @@ class OneCycle(Schedule):
         n = self.name
         _set(
             self,
-            max_lr=_real(n, "max_lr", self.max_lr),
-            total_steps=_int(n, "total_steps", self.total_steps, 1),
-            pct_start=_real(n, "pct_start", self.pct_start, high=1.0),
-            div_factor=_real(n, "div_factor", self.div_factor, 0.0, low_open=True),
-            final_div_factor=_real(
+            max_lr=checks.real(n, "max_lr", self.max_lr),
+            total_steps=checks.integer(n, "total_steps", self.total_steps, 1),
+            pct_start=checks.real(n, "pct_start", self.pct_start, high=1.0),
+            div_factor=checks.real(n, "div_factor", self.div_factor, 0.0, low_open=True),
+            final_div_factor=checks.real(
                 n, "final_div_factor", self.final_div_factor, 0.0, low_open=True
             ),
-            anneal=_choice(n, "anneal", self.anneal, ("cos", "linear")),
-            three_phase=_bool(n, "three_phase", self.three_phase),
+            anneal=checks.choice(n, "anneal", self.anneal, ("cos", "linear")),
+            three_phase=checks.boolean(n, "three_phase", self.three_phase),
         )
         if float(self.pct_start * self.total_steps) - 1 == 0:
             raise ValueError(
@@ -653,7 +598,7 @@ class Join(Schedule):
 
     def __post_init__(self) -> None:
         n = self.name
-        schedules = _sequence(n, "schedules", self.schedules)
+        schedules = checks.sequence(n, "schedules", self.schedules)
         if not schedules:
             raise ValueError(f"{n}: schedules must hold at least one schedule, got []")
         for i, s in enumerate(schedules):
@@ -730,15 +675,15 @@ class ReduceOnPlateau:
         eps: float = 1e-8,
     ) -> None:
         n = self.name
-        self.initial_lr = _real(n, "lr", lr)
-        self.factor = _real(n, "factor", factor, high=1.0, high_open=True)
-        self.patience = _int(n, "patience", patience, 0)
-        self.threshold = _real(n, "threshold", threshold)
-        self.threshold_mode = _choice(n, "threshold_mode", threshold_mode, ("rel", "abs"))
-        self.mode = _choice(n, "mode", mode, ("min", "max"))
-        self.cooldown = _int(n, "cooldown", cooldown, 0)
-        self.min_lr = _real(n, "min_lr", min_lr)
-        self.eps = _real(n, "eps", eps)
+        self.initial_lr = checks.real(n, "lr", lr)
+        self.factor = checks.real(n, "factor", factor, high=1.0, high_open=True)
+        self.patience = checks.integer(n, "patience", patience, 0)
+        self.threshold = checks.real(n, "threshold", threshold)
+        self.threshold_mode = checks.choice(n, "threshold_mode", threshold_mode, ("rel", "abs"))
+        self.mode = checks.choice(n, "mode", mode, ("min", "max"))
+        self.cooldown = checks.integer(n, "cooldown", cooldown, 0)
+        self.min_lr = checks.real(n, "min_lr", min_lr)
+        self.eps = checks.real(n, "eps", eps)
         self._current = self.initial_lr
         self._best = math.inf if self.mode == "min" else -math.inf
         self._num_bad = 0
@@ -817,11 +762,11 @@ class ReduceOnPlateau:
         best = state["best"]
         if isinstance(best, bool) or not isinstance(best, numbers.Real) or math.isnan(best):
             raise ValueError(f"{n}: state best must be a number, got {best!r}")
-        self._current = _real(n, "state lr", state["lr"])
+        self._current = checks.real(n, "state lr", state["lr"])
         self._best = float(best)
-        self._num_bad = _int(n, "state num_bad_updates", state["num_bad_updates"], 0)
-        self._cooldown_left = _int(n, "state cooldown_left", state["cooldown_left"], 0)
-        self._num_updates = _int(n, "state num_updates", state["num_updates"], 0)
+        self._num_bad = checks.integer(n, "state num_bad_updates", state["num_bad_updates"], 0)
+        self._cooldown_left = checks.integer(n, "state cooldown_left", state["cooldown_left"], 0)
+        self._num_updates = checks.integer(n, "state num_updates", state["num_updates"], 0)
 
     def to_dict(self) -> dict[str, Any]:
         """Constructor arguments as ``{"name": ..., **arguments}``; the state is separate."""
@@ -1029,7 +974,7 @@ class ScheduleDriver:
         self.optimizer = optimizer
         self._schedule = schedule
         self._schedules = schedules
-        self.relative = _bool("drive", "relative", relative)
+        self.relative = checks.boolean("drive", "relative", relative)
         self._step = _check_step("drive", step)
         self._last_lr: list[float] = []
         self.apply()

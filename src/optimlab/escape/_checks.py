@@ -1,4 +1,6 @@
-"""Argument checks, schedule arguments and seed derivation shared by the escape remedies.
+"""Schedule arguments, seeds and their derivation for the escape remedies.
+
+The checks themselves are :mod:`optimlab.checks` (``real``, ``integer``), re-exported here.
 
 Every error names its owner, the argument, the allowed range and the value, in the style of
 :mod:`optimlab.schedules`: ``"GradientNoise: eta must be a finite number >= 0, got -1.0"``.
@@ -6,38 +8,14 @@ Every error names its owner, the argument, the allowed range and the value, in t
 
 from __future__ import annotations
 
-import math
 import numbers
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 
 from .. import schedules
-
-
-def real(owner: str, arg: str, value: Any, low: float = 0.0) -> float:
-    """A finite real number ``>= low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{owner}: {arg} must be a real number >= {low:g}, got {value!r}")
-    v = float(value)
-    if not (math.isfinite(v) and v >= low):
-        raise ValueError(f"{owner}: {arg} must be a finite number >= {low:g}, got {value!r}")
-    return v
-
-
-def integer(owner: str, arg: str, value: Any, low: int) -> int:
-    """An integer ``>= low`` (numpy and 0-d torch integers too; never a bool or a float)."""
-    if isinstance(value, bool):
-        raise TypeError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
-    try:
-        v = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}") from None
-    if v < low:
-        raise ValueError(f"{owner}: {arg} must be an integer >= {low}, got {value!r}")
-    return v
+from ..checks import integer, real
 
 
 def seed(owner: str, value: Any) -> int:
