@@ -216,6 +216,8 @@ def test_bfloat16_parameters(case):
         opt.step()
     assert w.dtype == torch.bfloat16 and torch.isfinite(w).all()
     assert all(t.dtype == torch.bfloat16 for t in opt.state[w].values() if torch.is_tensor(t))
+    if "tiny_first_steps" in case.tags:
+        return  # Prodigy: its first steps, d0 * lr, are below bfloat16's resolution at 1
     moved = (w.detach().float() - 1).abs().max().item()
     assert moved > 0
     if "maximize" not in case.tags:

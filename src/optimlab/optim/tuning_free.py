@@ -1,8 +1,693 @@
-"""ScheduleFreeAdamW, ScheduleFreeSGD and Prodigy: drop-in optimizers beyond the notes, built from the core's parts."""
+"""ScheduleFreeAdamW, ScheduleFreeSGD and Prodigy: tuning-free optimizers beyond the notes.
+
+Two answers to "which learning rate schedule, and which learning rate?":
+
+* schedule-free learning (Defazio et al., 2024, "The Road Less Scheduled"; the self-tuning
+  winner of AlgoPerf 2024) needs no schedule and no training length: it evaluates gradients at
+  an interpolation ``y`` between the base optimizer's iterate ``z`` and their running average
+  ``x``, the point to evaluate and save. The optimizer has a train mode (the parameters hold
+  ``y``) and an eval mode (they hold ``x``): call :meth:`ScheduleFreeSGD.eval` before
+  evaluating or saving the model for inference and :meth:`ScheduleFreeSGD.train` before
+  training again, as the authors' optimizers require;
+* Prodigy (Mishchenko and Defazio, 2023) estimates Adam's learning rate on the way, from how
+  far the iterates have travelled against the gradients; ``lr`` (default 1) only rescales it.
+"""
 
 from __future__ import annotations
 
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {}
+import math
+from typing import Any
 
-__all__: list[str] = []
+import torch
+from torch import Tensor
+
+from ..core import tuning_free as rules
+from ..core.ops import FOREACH, LOOP, LoopOps
+from .base import (
+    Optimizer,
+    _as_real,
+    _real,
+    _require_dense,
+    boolean,
+    non_negative,
+    pair_in_unit_interval,
+)
+
+# --- hyperparameter checks of this family ----------------------------------------------------
+
+
+def positive(name: str, value: Any) -> None:
+    """A finite number > 0 (Prodigy's ``d0``, ``d_coef`` and ``eps``)."""
+    if _real(name, value) <= 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+
+
+def non_negative_int(name: str, value: Any) -> None:
+    """A count of steps: an int >= 0."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected an integer >= 0"
+        )
+    if value < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 0")
+
+
+def open_unit_interval(name: str, value: Any) -> None:
+    """Schedule-free's interpolation weight: 0 < value < 1 (``eval()`` divides by it)."""
+    if not 0.0 < _real(name, value) < 1.0:
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a number in (0, 1): schedule-free evaluates "
+            f"gradients at y = (1 - {name}) * z + {name} * x, and recovers x by dividing by it"
+        )
+
+
+def schedule_free_betas(name: str, value: Any) -> None:
+    """``(beta1, beta2)``: beta1 in (0, 1), the interpolation weight; beta2 in [0, 1)."""
+    pair_in_unit_interval(name, value)
+    open_unit_interval(f"{name}[0]", value[0])
+
+
+def optional_unit_interval(name: str, value: Any) -> None:
+    """None (a default derived from other arguments) or a number in [0, 1)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected None or a number "
+            "in [0, 1)"
+        )
+    if not 0.0 <= value < 1.0:  # also refuses NaN
+        raise ValueError(f"Invalid {name}: {value!r}; expected None or a number in [0, 1)")
+
+
+def growth_factor(name: str, value: Any) -> None:
+    """A factor >= 1, infinity included (no limit)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a number >= 1 "
+            "(float('inf') for no limit)"
+        )
+    if not value >= 1:  # also refuses NaN
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a number >= 1 (float('inf') for no limit): "
+            "the estimate may not shrink"
+        )
+
+
+def _ops(group: dict[str, Any]) -> LoopOps:
+    return LOOP if group["foreach"] is False else FOREACH
+
+
+def _buckets(params: list[Tensor]) -> list[list[Tensor]]:
+    """Parameters by device and dtype: the lists one multi-tensor call can take."""
+    buckets: dict[tuple[Any, ...], list[Tensor]] = {}
+    for p in params:
+        buckets.setdefault((p.device, p.dtype), []).append(p)
+    return list(buckets.values())
+
+
+# --- schedule-free -------------------------------------------------------------------------
+
+
+class _ScheduleFree(Optimizer):
+    """What schedule-free SGD and AdamW share: the average's weights, and the two modes."""
+
+    #: entries each parameter group carries besides its hyperparameters (saved with it)
+    _group_state = {"train_mode": True, "k": 0, "weight_sum": 0.0, "lr_max": -1.0}
+
+    def _interpolation(self, group: dict[str, Any]) -> float:
+        """``beta`` of ``y = (1 - beta) * z + beta * x``."""
+        raise NotImplementedError
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for key, value in self._group_state.items():
+            group.setdefault(key, value)
+        # A new group's parameters have no z yet (x = y = z): either mode describes them, so
+        # the group follows the optimizer's current one.
+        group["train_mode"] = self.param_groups[0]["train_mode"]
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in self._group_state.items():
+                group.setdefault(key, value)
+
+    def _schedule(self, group: dict[str, Any]) -> rules.ScheduleFreeStep:
+        return rules.schedule_free_schedule(
+            lr=group["lr"],
+            k=group["k"],
+            warmup_steps=group["warmup_steps"],
+            r=group["r"],
+            weight_lr_power=group["weight_lr_power"],
+            lr_max=group["lr_max"],
+            weight_sum=group["weight_sum"],
+        )
+
+    @torch.no_grad()
+    def step(self, closure: Any = None) -> Any:
+        """Take one step from ``y`` (train mode); refused in eval mode, see :meth:`train`."""
+        for i, group in enumerate(self.param_groups):
+            if not group["train_mode"]:
+                raise RuntimeError(
+                    f"{type(self).__name__}.step() called in eval mode (parameter group {i}): "
+                    "the parameters hold the average x, not the point y where gradients are "
+                    "taken. Call optimizer.train() before training steps (and "
+                    "optimizer.eval() before evaluating or saving the model)."
+                )
+        skipped = self.skipped_steps
+        loss = super().step(closure)
+        if self.skipped_steps == skipped:
+            # The rule read these running values (possibly once per bucket); store the new
+            # ones only now that the step is taken.
+            for group in self.param_groups:
+                scalars = self._schedule(group)
+                group["k"] += 1
+                group["lr_max"] = scalars.lr_max
+                group["weight_sum"] = scalars.weight_sum
+        return loss
+
+    @torch.no_grad()
+    def eval(self) -> None:
+        """Put the averaged point ``x`` in the parameters: evaluate or save the model now.
+
+        ``x = (y - (1 - beta) * z) / beta``, computed as ``lerp(y, z, 1 - 1/beta)`` as the
+        authors do. Harmless when already in eval mode; parameters without state (never
+        stepped) are left as they are, their ``x``, ``y`` and ``z`` being one point.
+        """
+        self._switch(to_train=False)
+
+    @torch.no_grad()
+    def train(self) -> None:
+        """Put the gradient point ``y = (1 - beta) * z + beta * x`` back: train again.
+
+        ``eval()`` then ``train()`` gives ``y`` back within a few ulps (the two
+        interpolations round); harmless when already in train mode.
+        """
+        self._switch(to_train=True)
+
+    def _switch(self, to_train: bool) -> None:
+        for group in self.param_groups:
+            if group["train_mode"] == to_train:
+                continue
+            beta = self._interpolation(group)
+            params = [p for p in group["params"] if "z" in self.state.get(p, ())]
+            for bucket in _buckets(params):
+                points = [_as_real(p) for p in bucket]
+                zs = [_as_real(self.state[p]["z"]) for p in bucket]
+                switch = rules.schedule_free_to_y if to_train else rules.schedule_free_to_x
+                switch(_ops(group), points, zs, beta)
+            group["train_mode"] = to_train
+
+
+class ScheduleFreeSGD(_ScheduleFree):
+    r"""Schedule-free SGD (Defazio et al., 2024), as the authors' ``SGDScheduleFree``.
+
+    Update at step ``t``, with ``g`` the gradient at ``y`` (negated when ``maximize``)::
+
+        u = g + weight_decay * y
+        y = lerp(y, z, c) + lr_t * (momentum * (1 - c) - 1) * u
+        z = z - lr_t * u
+
+    which keeps ``y = (1 - momentum) * z + momentum * x`` for the average
+    ``x_{t+1} = (1 - c) * x_t + c * z_{t+1}``, ``c = w_t / sum_{i<=t} w_i``: gradient descent
+    ``z``, its weighted average ``x``, and the gradient taken between them. ``x`` is never
+    stored; the state holds ``z`` (one buffer, as SGD with momentum).
+
+    When to use it: where you would use SGD with momentum and a decaying schedule, without
+    having to fix the length of training in advance: ``x`` at any step is about as good as a
+    run scheduled to end there. Learning rates 10-50 times SGD's usual ones work (the default
+    is 1.0); ``momentum`` (0.9) matters more than in SGD, 0.95-0.98 for long runs.
+
+    ``warmup_steps`` multiplies ``lr`` by ``t / warmup_steps`` for the first steps (the
+    recommended warmup; no scheduler is needed, though one may still set ``lr``). The
+    average weighs step ``t`` by ``t**r * max_{i<=t}(lr_i)**weight_lr_power``: the defaults
+    (``r=0``, ``weight_lr_power=2``) weigh every step after warmup equally and warmup steps by
+    their squared learning rate. ``weight_decay`` is taken at ``y``, inside ``u``.
+
+    **Train and eval modes.** In train mode (the default, from construction) the parameters
+    hold ``y``; :meth:`eval` replaces them with ``x``, :meth:`train` puts ``y`` back, and
+    ``step()`` in eval mode raises an error. Call ``optimizer.eval()`` wherever you call
+    ``model.eval()`` and before saving the model to use it, and ``optimizer.train()`` with
+    ``model.train()``. The mode is saved in ``state_dict()``: a checkpoint taken in either
+    mode resumes exactly (load the model and the optimizer state, then ``train()`` if it was
+    saved in eval mode). Models with BatchNorm should refresh its running statistics at
+    ``x`` before evaluating (a few forward passes in ``model.train()`` after
+    ``optimizer.eval()``), as the authors advise.
+
+    Differences from the authors' code: the optimizer starts in train mode (theirs must be
+    put there with ``train()`` first, a no-op before the first step); every group's mode is
+    checked at ``step()``; ``.grad`` is never modified.
+
+    ``fused=None`` (default) runs the step as one compiled loop where this machine can compile
+    it (:mod:`optimlab.core.native`; bitwise equal to the multi-tensor path); ``fused=True``
+    insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
+    ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
+    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.ScheduleFreeSGD([w], lr=0.1, momentum=0.5)
+        >>> for _ in range(3):
+        ...     opt.zero_grad(); (w ** 2 / 2).sum().backward(); _ = opt.step()
+        >>> round(w.item(), 6)   # y = (z + x) / 2, where the next gradient is taken
+        1.539
+        >>> opt.eval(); round(w.item(), 6)   # x = (1.8 + 1.62 + 1.4535) / 3, to evaluate
+        1.6245
+        >>> opt.train(); round(w.item(), 6)
+        1.539
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "momentum": open_unit_interval,
+        "weight_decay": non_negative,
+        "warmup_steps": non_negative_int,
+        "r": non_negative,
+        "weight_lr_power": non_negative,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        momentum: float = 0.9,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            momentum=momentum,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _interpolation(self, group):
+        return group["momentum"]
+
+    def _buffer_names(self, group):
+        return ("z",)
+
+    def _init_state(self, p, group):
+        # z starts at the parameter: x = y = z before the first step.
+        return {"step": 0, "z": torch.clone(p, memory_format=torch.preserve_format).detach()}
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        scalars = self._schedule(group)
+        rules.schedule_free_sgd(
+            ops,
+            params,
+            grads,
+            buffers["z"],
+            lr=scalars.lr,
+            ckp1=scalars.ckp1,
+            momentum=group["momentum"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+class ScheduleFreeAdamW(_ScheduleFree):
+    r"""Schedule-free AdamW (Defazio et al., 2024), as the authors' ``AdamWScheduleFree`` (1.3).
+
+    Update at step ``t``, with ``g`` the gradient at ``y`` (negated when ``maximize``)::
+
+        v = beta2 * v + (1 - beta2) * g**2
+        u = g / (sqrt(v / (1 - beta2**t)) + eps) + weight_decay * y
+        y = lerp(y, z, c) + lr_t * (beta1 * (1 - c) - 1) * u
+        z = z - lr_t * u
+
+    which keeps ``y = (1 - beta1) * z + beta1 * x`` for the average
+    ``x_{t+1} = (1 - c) * x_t + c * z_{t+1}``, ``c = w_t / sum_{i<=t} w_i``: ``z`` takes
+    Adam's normalized steps without momentum, ``x`` averages them and the gradient is taken
+    between the two; ``beta1`` plays momentum's part. The state holds ``z`` and ``v``: Adam's
+    memory.
+
+    When to use it: where you would use AdamW with warmup and a cosine or linear decay, when
+    the training length is not known in advance or one run should serve several lengths
+    (AlgoPerf 2024's self-tuning track was won with it). Learning rates 1-10 times AdamW's
+    scheduled ones work (default 0.0025); use ``warmup_steps``.
+
+    ``warmup_steps`` multiplies ``lr`` by ``t / warmup_steps`` for the first steps (the
+    recommended warmup; no scheduler is needed, though one may still set ``lr``). The
+    average weighs step ``t`` by ``t**r * max_{i<=t}(lr_i)**weight_lr_power``: the defaults
+    (``r=0``, ``weight_lr_power=2``) weigh every step after warmup equally and warmup steps by
+    their squared learning rate. ``weight_decay`` is taken at ``y``, inside ``u``.
+
+    **Train and eval modes.** In train mode (the default, from construction) the parameters
+    hold ``y``; :meth:`eval` replaces them with ``x``, :meth:`train` puts ``y`` back, and
+    ``step()`` in eval mode raises an error. Call ``optimizer.eval()`` wherever you call
+    ``model.eval()`` and before saving the model to use it, and ``optimizer.train()`` with
+    ``model.train()``. The mode is saved in ``state_dict()``: a checkpoint taken in either
+    mode resumes exactly (load the model and the optimizer state, then ``train()`` if it was
+    saved in eval mode). Models with BatchNorm should refresh its running statistics at
+    ``x`` before evaluating (a few forward passes in ``model.train()`` after
+    ``optimizer.eval()``), as the authors advise.
+
+    Differences from the authors' code: the optimizer starts in train mode (theirs must be
+    put there with ``train()`` first, a no-op before the first step); every group's mode is
+    checked at ``step()``; ``.grad`` is never modified; the normalized gradient is not stored
+    but enters ``y`` and ``z`` through two fused divisions (the same values up to rounding).
+
+    ``fused=None`` (default) runs the step as one compiled loop where this machine can compile
+    it (:mod:`optimlab.core.native`; bitwise equal to the multi-tensor path); ``fused=True``
+    insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
+    ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
+    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> model = torch.nn.Linear(4, 1)
+        >>> opt = optimlab.ScheduleFreeAdamW(model.parameters(), lr=1e-2, warmup_steps=10)
+        >>> for _ in range(5):
+        ...     opt.zero_grad(); model(torch.ones(8, 4)).pow(2).mean().backward(); _ = opt.step()
+        >>> opt.eval()    # model now holds x: evaluate it, or save it
+        >>> opt.train()   # back to y before the next step
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "betas": schedule_free_betas,
+        "eps": non_negative,
+        "weight_decay": non_negative,
+        "warmup_steps": non_negative_int,
+        "r": non_negative,
+        "weight_lr_power": non_negative,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 0.0025,
+        betas: tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        warmup_steps: int = 0,
+        r: float = 0.0,
+        weight_lr_power: float = 2.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            eps=eps,
+            weight_decay=weight_decay,
+            warmup_steps=warmup_steps,
+            r=r,
+            weight_lr_power=weight_lr_power,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _interpolation(self, group):
+        return group["betas"][0]
+
+    def _buffer_names(self, group):
+        return ("z", "exp_avg_sq")
+
+    def _init_state(self, p, group):
+        return {
+            "step": 0,
+            "z": torch.clone(p, memory_format=torch.preserve_format).detach(),
+            "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
+        }
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        scalars = self._schedule(group)
+        beta1, beta2 = group["betas"]
+        rules.schedule_free_adamw(
+            ops,
+            params,
+            grads,
+            buffers["z"],
+            buffers["exp_avg_sq"],
+            lr=scalars.lr,
+            ckp1=scalars.ckp1,
+            beta1=beta1,
+            beta2=beta2,
+            bias_correction2=1 - beta2 ** (group["k"] + 1),
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+# --- Prodigy -------------------------------------------------------------------------------
+
+
+class Prodigy(Optimizer):
+    r"""Prodigy (Mishchenko and Defazio, 2023): Adam that estimates its own learning rate.
+
+    As the authors' ``prodigyopt.Prodigy``. Update at step ``t`` (``t - 1`` steps taken), with
+    ``g`` the gradient (negated when ``maximize``; plus ``weight_decay * x`` when
+    ``decouple=False``), ``x0`` the starting point and ``dlr = d * lr * bc``::
+
+        m = beta1 * m + d * (1 - beta1) * g
+        v = beta2 * v + d**2 * (1 - beta2) * g**2
+        s = beta3 * s + (d / d0) * dlr * g                ((d / d0) * d * g: safeguard_warmup)
+        num = beta3 * num + (d / d0) * dlr * <g, x0 - x>   sums over the whole group
+        d_hat = d_coef * num / |s|_1
+        d = min(max(d, d_hat, every earlier d_hat), d * growth_rate)
+        x = x - dlr * weight_decay * x                    (decouple=True, the default)
+        x = x - dlr * m / (sqrt(v) + d * eps)             (the new d in the denominator)
+
+    ``bc = sqrt(1 - beta2**t) / (1 - beta1**t)`` with ``use_bias_correction``, else 1;
+    ``beta3`` defaults to ``sqrt(beta2)``. ``d`` starts at ``d0`` (1e-6, rarely worth
+    changing) and only grows: ``d_hat`` estimates the distance from ``x0`` to a solution
+    (D-adaptation), and ``d * lr`` becomes Adam's learning rate. The estimate's numerator and
+    ``d``, ``d_max``, ``d_hat`` and ``k`` live in each parameter group (saved with it).
+
+    When to use it: in place of Adam(W) when you do not want to tune the learning rate: keep
+    ``lr=1`` (lower it, or ``d_coef``, only if training is unstable; ``d_coef`` 0.5-2 is the
+    preferred knob) and combine with the usual schedules, which ``lr`` carries (a cosine decay
+    works well). ``growth_rate`` (e.g. 1.02) limits how fast ``d`` grows, a kind of warmup;
+    ``safeguard_warmup`` removes ``lr`` from ``s`` for use with a warmup schedule.
+
+    Differences from the authors' code: ``d`` is estimated per parameter group (theirs
+    shares one over all groups and requires every group to have the same ``lr`` or 0); with
+    a single group, the usual case, the two agree. ``lr=0`` for a group leaves it unchanged;
+    ``.grad`` is never modified; ``fsdp_in_use`` and ``slice_p`` are not offered.
+
+    No fused path: each step needs two sums over all the group's tensors (a dot product and a
+    1-norm) between two elementwise passes. ``foreach`` chooses the multi-tensor or the
+    per-tensor path (bitwise equal); ``nonfinite_grads`` as in :class:`~optimlab.Adam`.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([3.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.Prodigy([w])
+        >>> for _ in range(60):
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); _ = opt.step()
+        >>> d = opt.param_groups[0]["d"]; d > 0.1   # grew from d0 = 1e-6 to about |x0|
+        True
+        >>> bool(w.abs().max() < 0.5)
+        True
+    """
+
+    _unfusable_reason = (
+        "its step size comes from a dot product and a 1-norm over all the group's tensors"
+    )
+    #: entries each parameter group carries besides its hyperparameters (saved with it)
+    _group_state = {"k": 0, "d_numerator": 0.0, "d_hat": 0.0, "d_denom": 0.0}
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "betas": pair_in_unit_interval,
+        "beta3": optional_unit_interval,
+        "eps": positive,
+        "weight_decay": non_negative,
+        "decouple": boolean,
+        "use_bias_correction": boolean,
+        "safeguard_warmup": boolean,
+        "d0": positive,
+        "d_coef": positive,
+        "growth_rate": growth_factor,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        betas: tuple[float, float] = (0.9, 0.999),
+        beta3: float | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        decouple: bool = True,
+        use_bias_correction: bool = False,
+        safeguard_warmup: bool = False,
+        d0: float = 1e-6,
+        d_coef: float = 1.0,
+        growth_rate: float = math.inf,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            betas=tuple(betas) if isinstance(betas, list) else betas,
+            beta3=beta3,
+            eps=eps,
+            weight_decay=weight_decay,
+            decouple=decouple,
+            use_bias_correction=use_bias_correction,
+            safeguard_warmup=safeguard_warmup,
+            d0=d0,
+            d_coef=d_coef,
+            growth_rate=growth_rate,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        self._complete(group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            self._complete(group)
+
+    def _complete(self, group: dict[str, Any]) -> None:
+        for key, value in self._group_state.items():
+            group.setdefault(key, value)
+        group.setdefault("d", group["d0"])
+        group.setdefault("d_max", group["d0"])
+
+    def _buffer_names(self, group):
+        return ("exp_avg", "exp_avg_sq", "s", "p0")
+
+    def _init_state(self, p, group):
+        state = super()._init_state(p, group)
+        state["p0"] = torch.clone(p, memory_format=torch.preserve_format).detach()
+        return state
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        raise NotImplementedError("Prodigy steps a whole group at once, in _step_params")
+
+    def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
+        active = []
+        for p in params:
+            if p.grad is None:
+                continue
+            _require_dense(p.grad)
+            state = self.state[p]
+            if not state:
+                state.update(self._init_state(p, group))
+            state["step"] += 1
+            active.append(p)
+        lr = group["lr"]
+        if not active or lr == 0:
+            return  # the authors' code skips lr-0 groups; nothing would change
+        beta1, beta2 = group["betas"]
+        beta3 = group["beta3"] if group["beta3"] is not None else math.sqrt(beta2)
+        d, d0, k = group["d"], group["d0"], group["k"]
+        correction = (
+            rules.prodigy_bias_correction(beta1, beta2, k) if group["use_bias_correction"] else 1
+        )
+        dlr = d * lr * correction
+        decay = group["weight_decay"]
+        coupled, decoupled = (0.0, decay) if group["decouple"] else (decay, 0.0)
+        ops = _ops(group)
+        buckets = []
+        numerator_delta = d_denom = 0.0
+        for bucket in _buckets(active):
+            real = [_as_real(p) for p in bucket]
+            buffers = {
+                name: [_as_real(self.state[p][name]) for p in bucket]
+                for name in self._buffer_names(group)
+            }
+            buckets.append((real, buffers))
+            dots, norms = rules.prodigy_statistics(
+                ops,
+                real,
+                [_as_real(p.grad) for p in bucket],
+                buffers["exp_avg"],
+                buffers["exp_avg_sq"],
+                buffers["s"],
+                buffers["p0"],
+                d=d,
+                d0=d0,
+                dlr=dlr,
+                beta1=beta1,
+                beta2=beta2,
+                beta3=beta3,
+                safeguard_warmup=group["safeguard_warmup"],
+                weight_decay=coupled,
+                maximize=group["maximize"],
+            )
+            values = torch.stack(dots + norms).tolist()  # one synchronization per bucket
+            for value in values[: len(bucket)]:
+                numerator_delta += (d / d0) * dlr * value
+            for value in values[len(bucket) :]:
+                d_denom += value
+        if d_denom == 0:
+            return  # no gradient yet (all zero): no information on d, no step, as the authors
+        estimate = rules.prodigy_estimate(
+            d=d,
+            d0=d0,
+            d_max=group["d_max"],
+            d_numerator=group["d_numerator"],
+            d_coef=group["d_coef"],
+            growth_rate=group["growth_rate"],
+            beta3=beta3,
+            numerator_delta=numerator_delta,
+            d_denom=d_denom,
+        )
+        group.update(estimate._asdict())
+        for real, buffers in buckets:
+            rules.prodigy_step(
+                ops,
+                real,
+                buffers["exp_avg"],
+                buffers["exp_avg_sq"],
+                d=estimate.d,
+                dlr=dlr,
+                eps=group["eps"],
+                decoupled_weight_decay=decoupled,
+            )
+        group["k"] = k + 1
+
+
+#: this module's optimizers, by the name ``optimlab list`` and the lab use
+OPTIMIZERS: dict[str, type] = {
+    "schedule_free_adamw": ScheduleFreeAdamW,
+    "schedule_free_sgd": ScheduleFreeSGD,
+    "prodigy": Prodigy,
+}
+
+__all__: list[str] = ["Prodigy", "ScheduleFreeAdamW", "ScheduleFreeSGD"]
