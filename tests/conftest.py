@@ -1,8 +1,16 @@
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 import torch
+
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # `make test` runs one worker per core: a second intra-op thread per worker oversubscribes
+    # the cores, and small matrix products then stall for tens of milliseconds. Tests that
+    # need threads set them themselves.
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(scope="session")

@@ -88,6 +88,11 @@ class LoopOps:
         for x in xs:
             x.reciprocal_()
 
+    def rsqrt_(self, xs: list[Tensor]) -> None:
+        # its own operation: 1 / sqrt(x) rounds twice and can differ from it in the last bit
+        for x in xs:
+            x.rsqrt_()
+
     def maximum(self, xs: list[Tensor], ys: list[Tensor]) -> list[Tensor]:
         return [torch.maximum(x, y) for x, y in zip(xs, ys)]
 
@@ -195,6 +200,9 @@ class ForeachOps(LoopOps):
 
     def reciprocal_(self, xs):
         torch._foreach_reciprocal_(xs)
+
+    def rsqrt_(self, xs):
+        torch._foreach_rsqrt_(xs)
 
     def maximum(self, xs, ys):
         return list(torch._foreach_maximum(xs, ys))
