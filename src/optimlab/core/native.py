@@ -24,10 +24,20 @@ cores per memory channel; ``exact=False`` (``fused=True``) uses the CPU's correc
 the plain path per root, and as fast as memory allows. Rules without a root (SGD, momentum)
 compile to the same kernel either way.
 
+One more place where "what PyTorch computes" depends on where an element sits: ATen's
+elementwise CPU loops apply a vector function to blocks of 16 floats or 8 doubles (AVX2) and a
+scalar function to the rest of each thread's chunk of a tensor, and for ``maximum`` the two
+differ (``max(-0, +0)`` is +0 in one and -0 in the other; a NaN comes out with all bits set or
+as the quiet NaN). Kernels of programs with ``maximum`` therefore cut each tensor where ATen
+would (its chunks over ``torch.get_num_threads()`` threads; the last ``len % 16`` floats or
+``len % 8`` doubles of each) and run those elements through a second loop
+(:data:`C_TAIL_EXPRESSIONS`). Every other operation computes the same in both of ATen's loops.
+
 A self-test (:func:`available`) runs every operation fused and through PyTorch on random values,
-odd sizes and specials (zeros, infinities, NaN, subnormals) in float32 and float64, once per
-process; any difference turns the fused path off. It is enabled only on x86-64 CPUs on which
-ATen runs its AVX2 or AVX-512 kernels (whose fused multiply-adds the C code reproduces).
+odd sizes and specials (zeros of both signs, infinities, NaN, subnormals) in float32 and
+float64, once per process; any difference in any bit (for NaN: in where they are) turns the
+fused path off. It is enabled only on x86-64 CPUs on which ATen runs its AVX2 or AVX-512
+kernels (whose fused multiply-adds the C code reproduces).
 
 **Compiling.** Kernels are compiled by the system C compiler (``$OPTIMLAB_CC``, ``$CC``, or the
 first of ``cc``, ``gcc``, ``clang``), about 0.2 s each, once per configuration and machine: the
@@ -76,31 +86,65 @@ REAL_DTYPE = {
 
 #: Each operation as the C expression PyTorch's CPU kernel computes for one element.
 #: ``{0}``, ``{1}``, ``{2}`` are the tensor arguments, ``{s}`` the scalar rounded to the element
-#: type; ``FMA`` is a fused multiply-add with one rounding. References (aten/src/ATen/native):
-#: ufunc/add.h (``fmadd(other, alpha, self)``), Lerp.h and cpu/LerpKernel.cpp
-#: (``fmadd(weight or weight - 1, end - self, self or end)``), cpu/PointwiseOpsKernel.cpp
-#: (``self + value * t1 * t2``, contracted to one fma; ``self + value * t1 / t2``),
-#: cpu/BinaryOpsKernel.cpp (true division by the scalar, no reciprocal, for float and double),
-#: vec256 ``maximum`` (NaN-propagating).
+#: type (``{s0}``, ``{s1}``, ``{s2}`` for operations taking several), ``{T}`` the element type;
+#: ``FMA`` is a fused multiply-add with one rounding, ``FABS`` the absolute value (the sign bit
+#: cleared, NaN included), ``{NAN1}`` the NaN with all bits set. References
+#: (aten/src/ATen/native): ufunc/add.h (``fmadd(other, alpha, self)``), Lerp.h and
+#: cpu/LerpKernel.cpp (``fmadd(weight or weight - 1, end - self, self or end)``),
+#: cpu/PointwiseOpsKernel.cpp (``self + value * t1 * t2``, contracted to one fma;
+#: ``self + value * t1 / t2``), cpu/BinaryOpsKernel.cpp (true division by the scalar, no
+#: reciprocal, for float and double; ``a * b``, ``a / b``), vec256 ``maximum`` (NaN-propagating),
+#: cpu/UnaryOpsKernel.cpp (``abs``; ``sign`` as ``(0 < a) - (a < 0)``: +0 for -0 and for NaN;
+#: ``reciprocal`` as ``1 / a``), cpu/TensorCompareKernel.cpp (``clamp`` as
+#: ``std::min(std::max(a, low), high)``, its vector form ``min_ps(high, max_ps(low, a))``
+#: the same; TensorCompare.cpp: a NaN bound fills the tensor with NaN). ``sign_select`` is
+#: ``full_like`` then two ``masked_fill_``: NaN and zeros of either sign select ``zero``.
+#: The tests check each against ops.LOOP and ops.FOREACH bit for bit (NaN: where, not which).
 C_EXPRESSIONS = {
     "neg": "-{0}",
     "add": "FMA({1}, {s}, {0})",
     "add_": "FMA({1}, {s}, {0})",
     "add_scalar_": "{0} + {s}",
+    "add_scalar": "{0} + {s}",
     "div": "{0} / {s}",
     "div_": "{0} / {s}",
+    "div_tensor_": "{0} / {1}",
     "lerp": "FMA({s}_coef, {1} - {0}, {s}_small ? {0} : {1})",
     "lerp_": "FMA({s}_coef, {1} - {0}, {s}_small ? {0} : {1})",
     "mul_": "{0} * {s}",
+    "mul": "{0} * {s}",
+    "mul_tensor_": "{0} * {1}",
+    "mul_tensor": "{0} * {1}",
     "addcmul": "FMA({s} * {1}, {2}, {0})",
     "addcmul_": "FMA({s} * {1}, {2}, {0})",
     "addcdiv_": "{0} + {s} * {1} / {2}",
     "sqrt": "SQRT({0})",
     "sqrt_": "SQRT({0})",
-    "maximum_": "(({0} != {0}) | ({1} != {1})) ? {0} + {1} : ({0} > {1} ? {0} : {1})",
+    "abs": "FABS({0})",
+    "sign": "{0} > 0 ? ({T})1 : ({0} < 0 ? ({T})-1 : ({T})0)",
+    "sign_": "{0} > 0 ? ({T})1 : ({0} < 0 ? ({T})-1 : ({T})0)",
+    "reciprocal_": "({T})1 / {0}",
+    # vec::maximum: max_ps(a, b) (b when equal: max(-0, +0) is +0), or'ed with the unordered
+    # mask (a NaN comes out with all bits set)
+    "maximum_": "(({0} != {0}) | ({1} != {1})) ? {NAN1} : ({0} > {1} ? {0} : {1})",
+    "maximum": "(({0} != {0}) | ({1} != {1})) ? {NAN1} : ({0} > {1} ? {0} : {1})",
+    # {s0}_nan: -0 (adding it changes nothing, -0 and NaN included), or NaN for a NaN bound;
+    # an addition, not a select on a flag, which would keep GCC from vectorizing long rules
+    "clamp_": "({s1} < ({0} < {s0} ? {s0} : {0}) ? {s1} : ({0} < {s0} ? {s0} : {0})) + {s0}_nan",
+    "sign_select": "{0} > 0 ? {s0} : ({0} < 0 ? {s1} : {s2})",
     "copy_": "{1}",
 }
 assert set(C_EXPRESSIONS) == set(SIGNATURES)
+
+#: The operations whose ATen kernel computes differently in the scalar loop that finishes each
+#: thread's chunk (the last ``len % OL_ATEN_STRIDE`` elements, see ``_aten_stride``) than in its
+#: vector loop: there, ``maximum`` is ``a != a || b != b ? quiet NaN : std::max(a, b)``, and
+#: ``std::max(a, b)`` is ``a < b ? b : a`` (``max(-0, +0)`` is -0). Kernels of programs that
+#: use one of them run these elements through a second loop built from these expressions.
+C_TAIL_EXPRESSIONS = {
+    "maximum_": "(({0} != {0}) | ({1} != {1})) ? ({T})NAN : ({0} < {1} ? {1} : {0})",
+    "maximum": "(({0} != {0}) | ({1} != {1})) ? ({T})NAN : ({0} < {1} ? {1} : {0})",
+}
 
 #: below this many elements per thread a step runs on the calling thread alone
 MIN_ELEMENTS_PER_THREAD = 1 << 15
@@ -123,7 +167,23 @@ typedef struct ol_job {
   const double* scalars;
   int64_t lo, hi;
   int64_t result;        /* what the range reports (the nonfinite check: 1 if found) */
+  int64_t aten_threads;  /* the threads ATen would split each tensor's operations over */
 } ol_job;
+
+/* The NaN with all bits set, which ATen's vector maximum returns for NaN. */
+static const union { uint32_t u; float f; } ol_nan1_float = {0xffffffffu};
+static const union { uint64_t u; double f; } ol_nan1_double = {0xffffffffffffffffull};
+
+/* The length of the chunks ATen's parallel_for cuts an elementwise operation on an n-element
+   tensor into (aten/src/ATen/ParallelOpenMP.h, GRAIN_SIZE 32768): all of it on one thread
+   unless n > 32768, else divup(n, min(threads, divup(n, 32768))) per thread. */
+static int64_t ol_aten_chunk(int64_t n, int64_t threads) {
+  int64_t parts;
+  if (threads <= 1 || n <= 32768) return n > 0 ? n : 1;
+  parts = (n + 32767) / 32768;
+  if (parts > threads) parts = threads;
+  return (n + parts - 1) / parts;
+}
 
 /* The tensor holding element lo: the largest s with starts[s] <= lo. */
 static int64_t ol_first(const int64_t* starts, int64_t nseg, int64_t lo) {
@@ -140,15 +200,17 @@ static int64_t ol_first(const int64_t* starts, int64_t nseg, int64_t lo) {
    links to the libgomp PyTorch loaded), so a step never competes with PyTorch's thread pool
    spinning after the backward pass. */
 static int64_t ol_parallel(ol_range_fn fn, const int64_t* ptrs, const int64_t* starts,
-                           int64_t nseg, const double* scalars, int64_t nthreads) {
+                           int64_t nseg, const double* scalars, int64_t nthreads,
+                           int64_t aten_threads) {
   int64_t total = starts[nseg];
   int64_t result = 0;
 #ifdef _OPENMP
+  if (omp_in_parallel()) aten_threads = 1; /* ATen too runs serially in a parallel region */
   if (nthreads > 1 && !omp_in_parallel()) {
 #pragma omp parallel num_threads((int)nthreads) reduction(|:result)
     {
       int64_t k = omp_get_thread_num(), n = omp_get_num_threads();
-      ol_job job = {ptrs, starts, nseg, scalars, 0, 0, 0};
+      ol_job job = {ptrs, starts, nseg, scalars, 0, 0, 0, aten_threads};
       job.lo = (total / n * k) & ~(int64_t)63;
       job.hi = k + 1 == n ? total : ((total / n * (k + 1)) & ~(int64_t)63);
       fn(&job);
@@ -158,7 +220,7 @@ static int64_t ol_parallel(ol_range_fn fn, const int64_t* ptrs, const int64_t* s
   }
 #endif
   {
-    ol_job job = {ptrs, starts, nseg, scalars, 0, total, 0};
+    ol_job job = {ptrs, starts, nseg, scalars, 0, total, 0, aten_threads};
     fn(&job);
     result = job.result;
   }
@@ -185,7 +247,7 @@ static void ol_nonfinite_range_%(suffix)s(ol_job* job) {
 
 int64_t ol_nonfinite_%(suffix)s(const int64_t* ptrs, const int64_t* starts, int64_t nseg,
                               int64_t nthreads) {
-  return ol_parallel(ol_nonfinite_range_%(suffix)s, ptrs, starts, nseg, 0, nthreads);
+  return ol_parallel(ol_nonfinite_range_%(suffix)s, ptrs, starts, nseg, 0, nthreads, 1);
 }
 """
 
@@ -211,16 +273,37 @@ def _scalar_lines(program: Program, ctype: str, fsuffix: str) -> list[str]:
             s = f"s{slots[0]}"
             lines.append(f"  const int {s}_small = fabs{fsuffix}({s}) < ({ctype})0.5;")
             lines.append(f"  const {ctype} {s}_coef = {s}_small ? {s} : {s} - ({ctype})1;")
+        elif op == "clamp_":  # a NaN bound: ATen fills the tensor with NaN
+            low, high = f"S[{slots[0]}]", f"S[{slots[1]}]"
+            lines.append(
+                f"  const {ctype} s{slots[0]}_nan = ({low} != {low}) | ({high} != {high}) "
+                f"? ({ctype})NAN : -({ctype})0;"
+            )
     return lines
 
 
-def _expression(op: str, args: Sequence[str], slots: Sequence[int], fsuffix: str) -> str:
-    s = f"s{slots[0]}" if slots else ""
-    expr = C_EXPRESSIONS[op].format(*args, s=s)
-    return expr.replace("FMA(", f"fma{fsuffix}(").replace("SQRT(", f"sqrt{fsuffix}(")
+def _expression(
+    op: str, args: Sequence[str], slots: Sequence[int], ctype: str, fsuffix: str, tail: bool
+) -> str:
+    """The C expression of one instruction; ``tail``: as ATen's scalar loop computes it."""
+    template = (C_TAIL_EXPRESSIONS.get(op) if tail else None) or C_EXPRESSIONS[op]
+    scalars = {f"s{k}": f"s{slot}" for k, slot in enumerate(slots)}
+    expr = template.format(
+        *args, s=scalars.get("s0", ""), T=ctype, NAN1=f"ol_nan1_{ctype}.f", **scalars
+    )
+    return (
+        expr.replace("FMA(", f"fma{fsuffix}(")
+        .replace("SQRT(", f"sqrt{fsuffix}(")
+        .replace("FABS(", f"fabs{fsuffix}(")
+    )
 
 
-def _simple_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
+def _uses_tail(program: Program) -> bool:
+    """Whether the program has an operation ATen computes differently in its scalar loop."""
+    return any(op in C_TAIL_EXPRESSIONS for op, *_ in program.instructions)
+
+
+def _simple_loop(program: Program, ctype: str, fsuffix: str, name: str, tail: bool) -> str:
     """One loop; every variable of the rule is a local of the loop body."""
     n = len(program.operands)
     loaded, written = _usage(program)
@@ -230,13 +313,13 @@ def _simple_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
     body = [f"      {ctype} v{i} = a{i}[i];" for i in sorted(loaded)]
     body += [f"      {ctype} v{i};" for i in sorted(written - loaded)]
     for op, result, args, slots in program.instructions:
-        expr = _expression(op, [f"v{a}" for a in args], slots, fsuffix)
+        expr = _expression(op, [f"v{a}" for a in args], slots, ctype, fsuffix, tail)
         declare = "" if SIGNATURES[op][2] else f"{ctype} "
         body.append(f"      {declare}v{result} = {expr};")
     body += [f"      a{i}[i] = v{i};" for i in sorted(written)]
     lines = "\n".join(_scalar_lines(program, ctype, fsuffix))
     return f"""
-static void {name}_loop(int64_t n, {params}, const double* S) {{
+static void {name}(int64_t n, {params}, const double* S) {{
 {lines}
   int64_t i;
   for (i = 0; i < n; i++) {{
@@ -246,7 +329,7 @@ static void {name}_loop(int64_t n, {params}, const double* S) {{
 """
 
 
-def _blocked_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
+def _blocked_loop(program: Program, ctype: str, fsuffix: str, name: str, tail: bool) -> str:
     """Blocks of OL_BLOCK elements, cut at each square root, which the vector sqrt computes.
 
     PyTorch's CPU ``sqrt`` is MKL's vector square root (accurate to about 1 ulp, not always
@@ -267,7 +350,6 @@ def _blocked_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
     lines = _scalar_lines(program, ctype, fsuffix)
     lines += [f"  {ctype} t{v}[OL_BLOCK];" for v in temporaries]
     lines.append("  int64_t i0, j;")
-    lines.append("  const int previous = OL_THREADS_LOCAL ? OL_THREADS_LOCAL(1) : 0;")
     lines.append("  for (i0 = 0; i0 < n; i0 += OL_BLOCK) {")
     lines.append("    const int64_t m = n - i0 < OL_BLOCK ? n - i0 : OL_BLOCK;")
     phase: list[str] = []
@@ -286,21 +368,24 @@ def _blocked_loop(program: Program, ctype: str, fsuffix: str, name: str) -> str:
             target = f"a{result} + i0" if result < n else f"t{result}"
             lines.append(f"    OL_VSQRT_{ctype}(&m, {source}, {target}, &ol_vml_mode);")
         else:
-            phase.append(
-                f"{ref(result)} = {_expression(op, [ref(a) for a in args], slots, fsuffix)};"
-            )
+            expr = _expression(op, [ref(a) for a in args], slots, ctype, fsuffix, tail)
+            phase.append(f"{ref(result)} = {expr};")
     flush()
     lines.append("  }")
-    lines.append("  if (OL_THREADS_LOCAL) OL_THREADS_LOCAL(previous);")
     return f"""
-static void {name}_loop(int64_t n, {params}, const double* S) {{
+static void {name}(int64_t n, {params}, const double* S) {{
 {chr(10).join(lines)}
 }}
 """
 
 
 def _rule_source(program: Program, ctype: str, fsuffix: str, name: str, blocked: bool) -> str:
-    """The C source of one rule for one type: its loop, range function and entry point."""
+    """The C source of one rule for one type: its loop, range function and entry point.
+
+    A program with an operation of :data:`C_TAIL_EXPRESSIONS` gets a second loop for the
+    elements ATen computes with its scalar function: the last ``len % OL_ATEN_STRIDE`` of each
+    of the chunks ATen's threads take of a tensor.
+    """
     n = len(program.operands)
     _, written = _usage(program)
     make_loop = _blocked_loop if blocked else _simple_loop
@@ -309,21 +394,47 @@ def _rule_source(program: Program, ctype: str, fsuffix: str, name: str, blocked:
         f"job->ptrs[{i} * job->nseg + s]) + a"
         for i in range(n)
     )
+    source = make_loop(program, ctype, fsuffix, f"{name}_loop", False)
+    if _uses_tail(program):
+        source += make_loop(program, ctype, fsuffix, f"{name}_tail_loop", True)
+        run = f"""    int64_t size = job->starts[s + 1] - job->starts[s];
+    int64_t chunk = ol_aten_chunk(size, job->aten_threads);
+    while (a < e) {{
+      int64_t c0 = a / chunk * chunk, c1 = c0 + chunk < size ? c0 + chunk : size;
+      int64_t t0 = c1 - (c1 - c0) % OL_ATEN_STRIDE_{ctype}, stop = e < c1 ? e : c1;
+      if (a < t0) {{  /* ATen's vector loop */
+        int64_t m = (stop < t0 ? stop : t0) - a;
+        {name}_loop(m, {pointers}, job->scalars);
+        a += m;
+      }}
+      if (a < stop) {{  /* ATen's scalar loop */
+        int64_t m = stop - a;
+        {name}_tail_loop(m, {pointers}, job->scalars);
+        a += m;
+      }}
+    }}"""
+    else:
+        run = f"    if (e > a) {name}_loop(e - a, {pointers}, job->scalars);"
+    # MKL's vector sqrt (blocked loops) on one thread, set once per range (see _VSQRT)
+    mkl_one_thread, mkl_restore = "", ""
+    if blocked:
+        mkl_one_thread = "\n  const int previous = OL_THREADS_LOCAL ? OL_THREADS_LOCAL(1) : 0;"
+        mkl_restore = "\n  if (OL_THREADS_LOCAL) OL_THREADS_LOCAL(previous);"
     return (
-        make_loop(program, ctype, fsuffix, name)
+        source
         + f"""
 static void {name}_range(ol_job* job) {{
-  int64_t s = ol_first(job->starts, job->nseg, job->lo);
+  int64_t s = ol_first(job->starts, job->nseg, job->lo);{mkl_one_thread}
   for (; s < job->nseg && job->starts[s] < job->hi; s++) {{
     int64_t a = job->lo > job->starts[s] ? job->lo - job->starts[s] : 0;
     int64_t e = (job->hi < job->starts[s + 1] ? job->hi : job->starts[s + 1]) - job->starts[s];
-    if (e > a) {name}_loop(e - a, {pointers}, job->scalars);
-  }}
+{run}
+  }}{mkl_restore}
 }}
 
 int64_t {name}(const int64_t* ptrs, const int64_t* starts, int64_t nseg, const double* S,
-              int64_t nthreads) {{
-  return ol_parallel({name}_range, ptrs, starts, nseg, S, nthreads);
+              int64_t nthreads, int64_t aten_threads) {{
+  return ol_parallel({name}_range, ptrs, starts, nseg, S, nthreads, aten_threads);
 }}
 """
     )
@@ -365,9 +476,46 @@ def program_source(program: Program, vector_sqrt: bool) -> str:
     parts = [_PRELUDE]
     if blocked:
         parts.append(_VSQRT)
-    for ctype, fsuffix in C_TYPES.values():
+    for dtype, (ctype, fsuffix) in C_TYPES.items():
+        if _uses_tail(program):
+            parts.append(f"#define OL_ATEN_STRIDE_{ctype} {_aten_stride(dtype)}")
         parts.append(_rule_source(program, ctype, fsuffix, f"ol_step_{ctype}", blocked))
     return "\n".join(parts)
+
+
+_aten_strides: dict[torch.dtype, int] = {}
+
+
+def _aten_stride(dtype: torch.dtype) -> int:
+    """How many elements of ``dtype`` one pass of ATen's vectorized elementwise loop takes.
+
+    ATen's ``cpu_kernel_vec`` applies its vector function to blocks of two vectors and its
+    scalar function to the rest (``vectorized_loop`` in aten/src/ATen/native/cpu/Loops.h):
+    16 floats or 8 doubles with AVX2 kernels, twice that with AVX-512 ones, whichever this
+    build dispatches to. Found by asking ``torch.maximum``, whose two functions order zeros of
+    opposite signs differently.
+    """
+    stride = _aten_strides.get(dtype)
+    if stride is None:
+        n = 127  # leaves a different remainder for each candidate width
+        got = torch.maximum(torch.full((n,), -0.0, dtype=dtype), torch.zeros(n, dtype=dtype))
+        negative = torch.signbit(got).tolist()
+        candidates = [(8, n % 8), (16, n % 16), (32, n % 32), (64, n % 64)]
+        # A build whose two functions agree: all elements as the vector one (stride 1), or
+        # all as the scalar one (a stride no tensor reaches); the self-test checks the rest.
+        candidates += [(1, 0), (1 << 62, n)]
+        found = [
+            width
+            for width, tail in candidates
+            if not any(negative[: n - tail]) and all(negative[n - tail :])
+        ]
+        if not found:
+            raise NativeUnavailable(
+                f"PyTorch's maximum for {dtype} does not have the vector and scalar parts the "
+                "fused kernels reproduce; the fused path is off"
+            )
+        stride = _aten_strides[dtype] = found[0]
+    return stride
 
 
 def _support_source() -> str:
@@ -539,30 +687,58 @@ def _find_vector_sqrt() -> tuple[int, int, int] | None:
     return None
 
 
+#: the scalars the self-test passes to an operation (one scalar: 0.37); lerp with a small and a
+#: large weight (ATen starts from a different end for each), zeros of either sign as bounds
+_TEST_SCALARS = {
+    "lerp": (0.1,),
+    "lerp_": (0.9,),
+    "clamp_": (-0.0, 0.75),
+    "sign_select": (1.25, -0.5, -0.0),
+}
+
+
 def _self_test() -> None:
     """Run every operation of :data:`C_EXPRESSIONS` fused and through PyTorch; all must agree.
 
-    Random values, odd sizes (vector bodies and scalar tails), and zeros, infinities, NaN and
-    subnormals, in float32 and float64, for both kinds of loop (with square roots, blocked
-    around the vector sqrt; without, one loop). Any difference disables the fused path.
+    Random values, odd sizes (vector bodies and scalar tails), and zeros of both signs,
+    infinities, NaN and subnormals, paired in both orders, at the start and at the end of the
+    tensors, in float32 and float64, for both kinds of loop (with square roots, blocked around
+    the vector sqrt; without, one loop). Results must agree in every bit, except which NaN
+    (where NaN appear must agree). Any difference disables the fused path.
     """
     for with_sqrt in (True, False):
         ops = [op for op in SIGNATURES if with_sqrt or not op.startswith("sqrt")]
         _self_test_program(ops)
 
 
+def _same_bits(got: Tensor, want: Tensor) -> bool:
+    """Whether two float tensors agree bit for bit, NaN aside (NaN must be at the same places).
+
+    Finer than ``torch.equal``: zeros of opposite signs differ.
+    """
+    if got.shape != want.shape or got.dtype != want.dtype:
+        return False
+    a, b = got.detach().cpu().numpy(), want.detach().cpu().numpy()
+    nan = np.isnan(b)
+    ints = np.int32 if b.dtype == np.float32 else np.int64
+    return bool(
+        np.array_equal(np.isnan(a), nan)
+        and np.array_equal(np.where(nan, 0, a.view(ints)), np.where(nan, 0, b.view(ints)))
+    )
+
+
 def _self_test_program(op_names: list[str]) -> None:
     from .ops import LOOP
-    from .tape import Tape
+    from .tape import METHODS, Tape
 
     tape = Tape(["x", "y", "z"] + [f"out_{op}_{k}" for op in op_names for k in range(2)])
     x, y, z = ([tape[n]] for n in ("x", "y", "z"))
     calls = []
     for op in op_names:
         n_tensors, n_scalars, in_place = SIGNATURES[op]
+        method = METHODS[op]
         args = [x, y, z][:n_tensors]
-        # lerp with a small and a large weight: ATen starts from a different end for each
-        scalar = [{"lerp": 0.1, "lerp_": 0.9}.get(op, 0.37)][:n_scalars]
+        scalars = _TEST_SCALARS.get(op, (0.37,))[:n_scalars]
         for k in range(2):
             # k = 1: on temporaries (-(-x) is x exactly), as rules use them
             if k:
@@ -572,32 +748,40 @@ def _self_test_program(op_names: list[str]) -> None:
                 target = args[0] if k else out
                 if not k:
                     tape.ops.copy_(out, args[0])
-                getattr(tape.ops, op)(target, *args[1:], *scalar)
+                getattr(tape.ops, method)(target, *args[1:], *scalars)
                 if k:
                     tape.ops.copy_(out, target)
             else:
-                tape.ops.copy_(out, getattr(tape.ops, op)(*args, *scalar))
-            calls.append((op, n_tensors, scalar, in_place))
+                tape.ops.copy_(out, getattr(tape.ops, method)(*args, *scalars))
+            calls.append((op, method, n_tensors, scalars, in_place))
+    recorded = {op for op, *_ in tape.program.instructions} | {"neg", "copy_"}
+    if recorded != set(op_names) | {"neg", "copy_"}:  # each method records what it should
+        raise NativeUnavailable(f"the tape recorded {sorted(recorded)} for {op_names}")
     generator = torch.Generator().manual_seed(0)
     for dtype in C_TYPES:
-        for size in (1, 7, 1000, 4099):
+        tiny = torch.finfo(dtype).tiny
+        specials = torch.tensor(
+            [0.0, -0.0, float("inf"), float("-inf"), float("nan"), tiny / 3, 3e38, -0.0, 0.0]
+            + [1.0, -tiny / 5, float("nan"), -2.0, 0.0],
+            dtype=dtype,
+        )
+        for size in (1, 13, 1000, 4093):
             inputs = [torch.randn(size, generator=generator, dtype=dtype) for _ in range(3)]
             inputs[2] = inputs[2].abs() + 0.25  # divisors and roots
-            specials = torch.tensor(
-                [0.0, -0.0, float("inf"), float("-inf"), float("nan"), 1e-310, 3e38], dtype=dtype
-            )
             k = min(size, len(specials))
-            inputs[0][:k] = specials[:k]
-            inputs[1][-k:] = specials[:k].flip(0)
+            # every special against others, zeros against zeros of the other sign, at the
+            # start (ATen's vector loop) and at the end (its scalar loop)
+            for part in (slice(0, k), slice(size - k, size)):
+                inputs[0][part] = specials[:k]
+                inputs[1][part] = specials.roll(1)[:k]
             outs = [torch.zeros(size, dtype=dtype) for _ in calls]
             operands = [[t.clone()] for t in inputs] + [[o] for o in outs]
             kernel(tape.program, dtype)(operands, tape.scalars)
-            for (op, n_tensors, scalar, in_place), got in zip(calls, outs):
+            for (op, method, n_tensors, scalars, in_place), got in zip(calls, outs):
                 tensors = [[t.clone()] for t in inputs[:n_tensors]]
-                result = getattr(LOOP, op)(*tensors, *scalar)
+                result = getattr(LOOP, method)(*tensors, *scalars)
                 want = tensors[0][0] if in_place else result[0]
-                same = (got == want) | (got.isnan() & want.isnan())
-                if not bool(same.all()):
+                if not _same_bits(got, want):
                     raise NativeUnavailable(
                         f"the fused kernel's {op} differs from PyTorch's for {dtype} on this "
                         "machine; the fused path is off"
@@ -640,6 +824,7 @@ _ARGTYPES = [
     ctypes.c_int64,  # number of tensors
     ctypes.POINTER(ctypes.c_double),  # scalars
     ctypes.c_int64,  # threads
+    ctypes.c_int64,  # ATen's threads (where its scalar loops take over, for C_TAIL_EXPRESSIONS)
 ]
 
 
@@ -683,7 +868,8 @@ class Kernel:
     ) -> None:
         """:meth:`run` given the addresses of the table and offsets (the fused plan keeps them)."""
         values = (ctypes.c_double * max(1, len(scalars)))(*scalars)
-        self._function(table, starts, tensors, values, _threads(elements))
+        threads = torch.get_num_threads()
+        self._function(table, starts, tensors, values, _threads(elements, threads), threads)
 
 
 def pointer_table(operands: Sequence[Sequence[Tensor]]) -> tuple[np.ndarray, np.ndarray]:
@@ -698,8 +884,10 @@ def pointer_table(operands: Sequence[Sequence[Tensor]]) -> tuple[np.ndarray, np.
     return table.reshape(len(operands), len(first)), starts
 
 
-def _threads(total: int) -> int:
-    return max(1, min(torch.get_num_threads(), total // MIN_ELEMENTS_PER_THREAD))
+def _threads(total: int, threads: int | None = None) -> int:
+    if threads is None:
+        threads = torch.get_num_threads()
+    return max(1, min(threads, total // MIN_ELEMENTS_PER_THREAD))
 
 
 def kernel(program: Program, dtype: torch.dtype, exact: bool = True) -> Kernel:

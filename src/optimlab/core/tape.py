@@ -6,6 +6,10 @@ The rules of :mod:`optimlab.core.rules` are written once against the list operat
 arithmetic such as bias corrections) exactly as the plain path does, and writes down the
 elementwise operations it asks for, in order, as a :class:`Tape`.
 
+Operations that take "a scalar, one scalar per tensor, or a list of tensors" (``mul``, ``mul_``,
+``div_``) record a different instruction for the tensor form (``mul_tensor``, ...; see
+:data:`METHODS`). Reductions (``norm``, ``max_abs``) raise :class:`NotRecordable`.
+
 A tape has two parts:
 
 * its *program*: the operations and which operands they read and write. It depends only on the
@@ -42,18 +46,39 @@ SIGNATURES: dict[str, tuple[int, int, bool]] = {
     "add": (2, 1, False),
     "add_": (2, 1, True),
     "add_scalar_": (1, 1, True),
+    "add_scalar": (1, 1, False),
     "div": (1, 1, False),
     "div_": (1, 1, True),
+    "div_tensor_": (2, 0, True),
     "lerp": (2, 1, False),
     "lerp_": (2, 1, True),
     "mul_": (1, 1, True),
+    "mul": (1, 1, False),
+    "mul_tensor_": (2, 0, True),
+    "mul_tensor": (2, 0, False),
     "addcmul": (3, 1, False),
     "addcmul_": (3, 1, True),
     "addcdiv_": (3, 1, True),
     "sqrt": (1, 0, False),
     "sqrt_": (1, 0, True),
+    "abs": (1, 0, False),
+    "sign": (1, 0, False),
+    "sign_": (1, 0, True),
+    "reciprocal_": (1, 0, True),
     "maximum_": (2, 0, True),
+    "maximum": (2, 0, False),
+    "clamp_": (1, 2, True),
+    "sign_select": (1, 3, False),
     "copy_": (2, 0, True),
+}
+
+#: the :class:`TapeOps` method that records each instruction, where the names differ: the list
+#: operations taking "a scalar or a list of tensors" record a different instruction for each
+METHODS: dict[str, str] = {
+    **{op: op for op in SIGNATURES},
+    "div_tensor_": "div_",
+    "mul_tensor_": "mul_",
+    "mul_tensor": "mul",
 }
 
 
@@ -139,11 +164,17 @@ class TapeOps:
     def add_scalar_(self, xs, scalar):
         self._tape._record("add_scalar_", (_only(xs),), (_scalar(scalar),))
 
+    def add_scalar(self, xs, scalar):
+        return [self._tape._record("add_scalar", (_only(xs),), (_scalar(scalar),))]
+
     def div(self, xs, scalar):
         return [self._tape._record("div", (_only(xs),), (_scalar(scalar),))]
 
-    def div_(self, xs, scalars):
-        self._tape._record("div_", (_only(xs),), (_scalar(scalars),))
+    def div_(self, xs, others):
+        if _is_tensor_list(others):
+            self._tape._record("div_tensor_", (_only(xs), _only(others)), ())
+        else:
+            self._tape._record("div_", (_only(xs),), (_scalar(others),))
 
     def lerp(self, xs, ys, weight):
         return [
@@ -167,8 +198,16 @@ class TapeOps:
             (_scalar(weight),),
         )
 
-    def mul_(self, xs, scalars):
-        self._tape._record("mul_", (_only(xs),), (_scalar(scalars),))
+    def mul_(self, xs, others):
+        if _is_tensor_list(others):
+            self._tape._record("mul_tensor_", (_only(xs), _only(others)), ())
+        else:
+            self._tape._record("mul_", (_only(xs),), (_scalar(others),))
+
+    def mul(self, xs, others):
+        if _is_tensor_list(others):
+            return [self._tape._record("mul_tensor", (_only(xs), _only(others)), ())]
+        return [self._tape._record("mul", (_only(xs),), (_scalar(others),))]
 
     def addcmul(self, xs, ys, zs, value):
         return [
@@ -231,6 +270,31 @@ class TapeOps:
             (),
         )
 
+    def maximum(self, xs, ys):
+        return [self._tape._record("maximum", (_only(xs), _only(ys)), ())]
+
+    def abs(self, xs):
+        return [self._tape._record("abs", (_only(xs),), ())]
+
+    def sign(self, xs):
+        return [self._tape._record("sign", (_only(xs),), ())]
+
+    def sign_(self, xs):
+        self._tape._record("sign_", (_only(xs),), ())
+
+    def reciprocal_(self, xs):
+        self._tape._record("reciprocal_", (_only(xs),), ())
+
+    def clamp_(self, xs, low, high):
+        self._tape._record("clamp_", (_only(xs),), (_scalar(low), _scalar(high)))
+
+    def sign_select(self, xs, positive, negative, zero):
+        return [
+            self._tape._record(
+                "sign_select", (_only(xs),), (_scalar(positive), _scalar(negative), _scalar(zero))
+            )
+        ]
+
     def max_abs(self, xs):
         raise NotRecordable("max_abs is a reduction; the fused path records elementwise rules")
 
@@ -265,12 +329,10 @@ class Tape:
         else:
             result = Var(self._count)
             self._count += 1
+        # one slot per scalar, numbered in the order they came
         first = len(self.scalars)
-        if scalars:
-            self.scalars += scalars
-            slots: tuple[int, ...] = (first,)
-        else:
-            slots = ()
+        self.scalars += scalars
+        slots = tuple(range(first, len(self.scalars)))
         self._instructions.append((op, result.index, tuple(a.index for a in args), slots))
         return result
 
@@ -292,12 +354,17 @@ def _only(xs: list[Var]) -> Var:
     raise TypeError(f"the tape backend takes one-element lists of Var, got {xs!r}")
 
 
+def _is_tensor_list(others: object) -> bool:
+    """Whether a "scalar(s) or list of tensors" argument is the list of tensors (of Vars)."""
+    return isinstance(others, (list, tuple)) and bool(others) and isinstance(others[0], Var)
+
+
 def _scalar(value: object) -> float:
     if value.__class__ is float:
         return value  # type: ignore[return-value]
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], Var):
-            raise NotRecordable("the tape records tensor-by-scalar forms only")
+            raise NotRecordable("this operation is recorded with scalars only")
         if len(value) != 1:
             raise TypeError(f"the tape backend takes one scalar per operation, got {value!r}")
         value = value[0]
