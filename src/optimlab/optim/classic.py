@@ -1,8 +1,586 @@
-"""Adagrad, Adadelta, Rprop and ASGD: drop-in optimizers beyond the notes, built from the core's parts."""
+"""Adagrad, Adadelta, Rprop and ASGD: drop-in optimizers beyond the notes, from the core's parts.
+
+Each is numerically identical to its ``torch.optim`` namesake (same arguments, same defaults,
+same state entries), with optimlab's validation, non-finite gradient policy and fused path.
+"""
 
 from __future__ import annotations
 
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {}
+from collections.abc import Callable
+from typing import Any
 
-__all__: list[str] = []
+import torch
+from torch import Tensor
+
+from ..core import classic as rules
+from .base import Optimizer, _real, boolean, non_negative
+
+# --- checks of this family's arguments -----------------------------------------------------
+
+
+def closed_unit_interval(name: str, value: Any) -> None:
+    """A decay rate that may be 1 (torch accepts it): 0 <= value <= 1."""
+    if not 0.0 <= _real(name, value) <= 1.0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1]")
+
+
+def _pair(name: str, value: Any, meaning: str) -> tuple[float, float]:
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"Invalid {name}: {value!r}; expected a pair {meaning}")
+    return _real(f"{name}[0]", value[0]), _real(f"{name}[1]", value[1])
+
+
+def rprop_etas(name: str, value: Any) -> None:
+    """Rprop's factors: the step size shrinks by the first and grows by the second."""
+    etaminus, etaplus = _pair(name, value, "(etaminus, etaplus)")
+    if not 0.0 < etaminus < 1.0 < etaplus:
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a pair (etaminus, etaplus) with "
+            "0 < etaminus < 1 < etaplus"
+        )
+
+
+def rprop_step_sizes(name: str, value: Any) -> None:
+    """Rprop's bounds on the step sizes: 0 < min <= max (a step size of 0 never grows back)."""
+    low, high = _pair(name, value, "(min, max)")
+    if not 0.0 < low <= high:
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 < min <= max"
+        )
+
+
+def _as_tuple(value: Any) -> Any:
+    return tuple(value) if isinstance(value, list) else value
+
+
+# --- Adagrad -------------------------------------------------------------------------------
+
+
+class Adagrad(Optimizer):
+    r"""Adagrad; numerically identical to :class:`torch.optim.Adagrad` (same arguments, defaults).
+
+    Each weight's step is divided by the root of the sum of all its squared gradients so far
+    (Duchi, Hazan and Singer, 2011): weights with large or frequent gradients take small
+    steps, rare ones large steps; the step sizes only ever shrink. Update at step ``t``, with
+    ``g`` the gradient (negated when ``maximize``) plus ``weight_decay * w``::
+
+        s = s + g**2                           s starts at initial_accumulator_value
+        lr_t = lr / (1 + (t - 1) * lr_decay)
+        w = w - lr_t * g / (sqrt(s) + eps)
+
+    It is RMSprop with the average replaced by a sum, so its steps keep shrinking like
+    ``1/sqrt(t)``: good for convex problems and sparse features, often too cautious late in
+    training a network. The state is torch's: ``step`` and ``sum``. Sparse gradients are not
+    supported (torch's Adagrad takes them).
+
+    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
+    the default, runs the rule as one compiled loop where this machine can compile it (else
+    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
+    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
+    ``"ignore"``, as for Adam.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.Adagrad([w], lr=0.1)
+        >>> for _ in range(2):
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); _ = opt.step()
+        >>> [round(x, 6) for x in w.tolist()]   # steps of 0.1, then 0.1 * 1.8 / sqrt(2**2 + 1.8**2)
+        [0.833104, -1.831125]
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "lr_decay": non_negative,
+        "weight_decay": non_negative,
+        "initial_accumulator_value": non_negative,
+        "eps": non_negative,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        lr_decay: float = 0.0,
+        weight_decay: float = 0.0,
+        initial_accumulator_value: float = 0.0,
+        eps: float = 1e-10,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            lr_decay=lr_decay,
+            weight_decay=weight_decay,
+            initial_accumulator_value=initial_accumulator_value,
+            eps=eps,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        return ("sum",)
+
+    def _init_state(self, p, group):
+        value = group["initial_accumulator_value"]
+        # A complex weight is a pair of reals: both parts start at the value, as in torch.
+        fill = complex(value, value) if p.is_complex() else value
+        return {"step": 0, "sum": torch.full_like(p, fill, memory_format=torch.preserve_format)}
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        rules.adagrad(
+            ops,
+            params,
+            grads,
+            buffers["sum"],
+            step=step,
+            lr=group["lr"],
+            lr_decay=group["lr_decay"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+# --- Adadelta ------------------------------------------------------------------------------
+
+
+class Adadelta(Optimizer):
+    r"""Adadelta; numerically identical to :class:`torch.optim.Adadelta` (same arguments, defaults).
+
+    Zeiler (2012, "ADADELTA: An Adaptive Learning Rate Method", Algorithm 1): RMSprop whose
+    numerator is not a learning rate but the root mean square of the past steps themselves,
+    so the step has the units of the weights and needs no tuned step size. Update, with ``g``
+    the gradient (negated when ``maximize``) plus ``weight_decay * w``::
+
+        s = rho * s + (1 - rho) * g**2                 average of squared gradients
+        d = sqrt(u + eps) / sqrt(s + eps) * g          RMS of past steps / RMS of gradients
+        u = rho * u + (1 - rho) * d**2                 average of squared steps
+        w = w - lr * d
+
+    ``lr`` scales the step after the fact; the paper's rule is ``lr = 1`` (the default). The
+    first steps are about ``sqrt(eps)`` long and grow as ``u`` fills, so ``eps`` sets the
+    starting pace. ``rho`` may be 1, as torch allows (the averages then never move and the
+    step is ``lr * g``). The state is torch's: ``step``, ``square_avg`` (``s``) and
+    ``acc_delta`` (``u``).
+
+    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
+    the default, runs the rule as one compiled loop where this machine can compile it (else
+    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
+    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
+    ``"ignore"``, as for Adam.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.Adadelta([w], eps=1e-2)
+        >>> opt.zero_grad(); (w ** 2).sum().backward(); _ = opt.step()
+        >>> [round(x, 6) for x in w.tolist()]   # sqrt(eps) / sqrt(0.1 g**2 + eps) * g
+        [0.687652, -1.684756]
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "rho": closed_unit_interval,
+        "eps": non_negative,
+        "weight_decay": non_negative,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1.0,
+        rho: float = 0.9,
+        eps: float = 1e-6,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            rho=rho,
+            eps=eps,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        return ("square_avg", "acc_delta")
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        rules.adadelta(
+            ops,
+            params,
+            grads,
+            buffers["square_avg"],
+            buffers["acc_delta"],
+            lr=group["lr"],
+            rho=group["rho"],
+            eps=group["eps"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+
+# --- Rprop ---------------------------------------------------------------------------------
+
+
+class Rprop(Optimizer):
+    r"""Rprop; numerically identical to :class:`torch.optim.Rprop` (same arguments, defaults).
+
+    Resilient backpropagation (Riedmiller and Braun, 1993), in the iRprop- form torch uses
+    (Igel and Hüsken, 2000): only the sign of each gradient is used, and each weight has its
+    own step size, which grows while the gradient keeps its sign and shrinks when it flips.
+    Update, with ``g`` the gradient (negated when ``maximize``) and ``g_prev`` the previous
+    step's (0 at the start)::
+
+        where g * g_prev > 0:  step_size = min(step_size * etaplus, max)
+        where g * g_prev < 0:  step_size = max(step_size * etaminus, min); g = 0
+        w = w - step_size * sign(g)
+        g_prev = g
+
+    Every step size starts at ``lr``: the learning rate is only read when a parameter's
+    state is created, as in torch (a schedule that changes it later has no effect), and even
+    ``lr = 0`` moves the weights, by ``min``, the smallest step size. Rprop is a full-batch
+    method: mini-batch noise flips gradient signs and shrinks the steps. No weight decay, as
+    in torch. The state is torch's: ``step``, ``prev`` and ``step_size``.
+
+    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
+    the default, runs the rule as one compiled loop where this machine can compile it (else
+    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
+    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
+    ``"ignore"``, as for Adam.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.Rprop([w], lr=0.1)
+        >>> for _ in range(3):   # steps of 0.1, 0.12, 0.144: the sign never flips
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); _ = opt.step()
+        >>> [round(x, 6) for x in w.tolist()]
+        [0.636, -1.636]
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "etas": rprop_etas,
+        "step_sizes": rprop_step_sizes,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        etas: tuple[float, float] = (0.5, 1.2),
+        step_sizes: tuple[float, float] = (1e-6, 50.0),
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            etas=_as_tuple(etas),
+            step_sizes=_as_tuple(step_sizes),
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        return ("prev", "step_size")
+
+    def _init_state(self, p, group):
+        lr = group["lr"]
+        fill = complex(lr, lr) if p.is_complex() else lr  # both real parts start at lr
+        return {
+            "step": 0,
+            "prev": torch.zeros_like(p, memory_format=torch.preserve_format),
+            "step_size": torch.full_like(p, fill, memory_format=torch.preserve_format),
+        }
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        etaminus, etaplus = group["etas"]
+        step_size_min, step_size_max = group["step_sizes"]
+        rules.rprop(
+            ops,
+            params,
+            grads,
+            buffers["prev"],
+            buffers["step_size"],
+            etaminus=etaminus,
+            etaplus=etaplus,
+            step_size_min=step_size_min,
+            step_size_max=step_size_max,
+            maximize=group["maximize"],
+        )
+
+
+# --- ASGD ----------------------------------------------------------------------------------
+
+
+def _torch_scalar(value: float, *, through_default_dtype: bool) -> float:
+    """``value`` as torch.optim.ASGD keeps it: in a 0-d tensor of its scalar dtype.
+
+    That dtype (``torch.optim.optimizer._get_scalar_dtype``) is float64 when the default
+    dtype is float64, else float32, whatever the parameters' dtype. A new ``eta`` or ``mu``
+    passes through ``torch.as_tensor`` first (the default dtype), the first ``eta`` does not.
+    """
+    scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
+    if through_default_dtype:
+        return torch.as_tensor(value).to(scalar_dtype).item()
+    return torch.as_tensor(value, dtype=scalar_dtype).item()
+
+
+class ASGD(Optimizer):
+    r"""ASGD; numerically identical to :class:`torch.optim.ASGD` (same arguments, defaults).
+
+    Averaged stochastic gradient descent (Polyak and Juditsky, 1992; Bottou, 2012): plain SGD
+    with a slowly decaying step size, which also keeps ``ax``, the running mean of the
+    weights from step ``t0`` on. The mean of SGD's noisy iterates sits closer to the minimum
+    than any one of them; the steps themselves never use it. Update at step ``t``, with ``g``
+    the gradient (negated when ``maximize``) plus ``weight_decay * w``::
+
+        w = w * (1 - lambd * eta) - eta * g
+        ax = ax + mu * (w - ax)                     ax = w while mu = 1
+        eta = lr / (1 + lambd * lr * t) ** alpha    the next step's, from this step's lr
+        mu = 1 / max(1, t - t0)
+
+    ``eta`` starts at ``lr`` and ``mu`` at 1. With the default ``t0 = 1e6`` the average only
+    starts after a million steps (``ax`` is a copy of the weights until then): pass a
+    smaller ``t0`` to average. Use the average through :meth:`averaged_parameters` (copies)
+    or :meth:`eval` / :meth:`train` (the parameters hold the averages in between;
+    :func:`optimlab.evaluation_weights` and the lab call them).
+
+    Parity with torch, and where it takes care: torch keeps ``eta`` and ``mu`` per parameter
+    in 0-d tensors of its default scalar dtype (float32 unless ``torch.get_default_dtype()``
+    is float64, even for float64 parameters), and computes the next ``eta`` after each step
+    from that step's ``lr``, so a changed learning rate acts one step late. This class keeps
+    them per parameter too, in the state under torch's names, as Python floats rounded
+    exactly as torch rounds them, and computes them at the same moments: the same values, so
+    the same updates, while the rule stays elementwise with scalar arguments (fusable).
+    Parameters whose ``eta`` or ``mu`` differ (they skipped steps while the learning rate
+    changed) are stepped in separate calls.
+
+    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
+    the default, runs the rule as one compiled loop where this machine can compile it (else
+    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
+    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
+    ``"ignore"``, as for Adam.
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.ASGD([w], lr=0.1, t0=1)
+        >>> for _ in range(4):   # w shrinks by about 0.8 per step; the mean of steps 3 and 4:
+        ...     opt.zero_grad(); (w ** 2).sum().backward(); _ = opt.step()
+        >>> [round(x, 4) for x in opt.averaged_parameters()[0].tolist()]
+        [0.4608, -0.9216]
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "lambd": non_negative,
+        "alpha": non_negative,
+        "t0": non_negative,
+        "weight_decay": non_negative,
+        "maximize": boolean,
+    }
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-2,
+        lambd: float = 1e-4,
+        alpha: float = 0.75,
+        t0: float = 1e6,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            lambd=lambd,
+            alpha=alpha,
+            t0=t0,
+            weight_decay=weight_decay,
+            maximize=maximize,
+            foreach=foreach,
+            fused=fused,
+        )
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        return ("ax",)
+
+    def _init_state(self, p, group):
+        return {
+            "step": 0,
+            "eta": _torch_scalar(group["lr"], through_default_dtype=False),
+            "mu": 1.0,
+            "ax": torch.zeros_like(p, memory_format=torch.preserve_format),
+        }
+
+    # The rule takes this step's eta and mu as scalars. They live in each parameter's state;
+    # every call of the rule (one per bucket, on any path) is for parameters that share them,
+    # and _scalars holds them, by group, for the call.
+
+    def _step_params(self, group, params, fused):
+        shared: dict[tuple[float, float], list[Tensor]] = {}
+        for p in params:
+            if p.grad is None:
+                continue
+            state = self.state[p]
+            if not state:
+                state.update(self._init_state(p, group))
+            shared.setdefault((state["eta"], state["mu"]), []).append(p)
+        scalars = self.__dict__.setdefault("_scalars", {})
+        for key, subset in shared.items():
+            scalars[id(group)] = key
+            super()._step_params(group, subset, fused)
+
+    def _ready_plan(self, group):
+        plan = super()._ready_plan(group)
+        if plan is None:
+            return None
+        shared = {(state["eta"], state["mu"]) for state in plan.states}
+        if len(shared) != 1:
+            return None  # the general path steps each set of parameters on its own
+        self.__dict__.setdefault("_scalars", {})[id(group)] = shared.pop()
+        return plan
+
+    def _update(self, ops, group, params, grads, buffers, step):
+        scalars = self.__dict__.get("_scalars", {}).get(id(group))
+        eta, mu = scalars if scalars is not None else (group["lr"], 1.0)
+        rules.asgd(
+            ops,
+            params,
+            grads,
+            buffers["ax"],
+            eta=eta,
+            mu=mu,
+            lambd=group["lambd"],
+            weight_decay=group["weight_decay"],
+            maximize=group["maximize"],
+        )
+
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
+        if self.__dict__.get("_training_weights") is not None:
+            raise RuntimeError(
+                "ASGD.step() was called while the parameters hold their averages (after "
+                "eval()); call train() first to put the training weights back"
+            )
+        skipped = self.skipped_steps
+        loss = super().step(closure)
+        if self.skipped_steps != skipped:
+            return loss  # nothing stepped
+        for group in self.param_groups:
+            lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
+            after: dict[int, tuple[float, float]] = {}  # by step count
+            for p in group["params"]:
+                if p.grad is None:
+                    continue  # not stepped
+                state = self.state[p]
+                step = state["step"]
+                if step not in after:
+                    after[step] = (
+                        _torch_scalar(
+                            rules.asgd_eta(lr, lambd, alpha, step), through_default_dtype=True
+                        ),
+                        _torch_scalar(rules.asgd_mu(t0, step), through_default_dtype=True),
+                    )
+                state["eta"], state["mu"] = after[step]
+        return loss
+
+    # -- the averaged weights ------------------------------------------------------------
+
+    def averaged_parameters(self) -> list[Tensor]:
+        """Copies of the averaged weights ``ax``, one per parameter, in ``param_groups`` order.
+
+        A parameter that has not been stepped yet has no average: its copy is the parameter.
+        """
+        averages = []
+        for group in self.param_groups:
+            for p in group["params"]:
+                state = self.state.get(p)
+                source = state["ax"] if state else p
+                averages.append(source.detach().clone())
+        return averages
+
+    def eval(self) -> None:
+        """Put the averaged weights into the parameters, to evaluate or save them.
+
+        The training weights are kept aside until :meth:`train` puts them back; ``step()``
+        refuses to run in between. Calling it twice is harmless.
+        """
+        if self.__dict__.get("_training_weights") is not None:
+            return
+        kept = []
+        with torch.no_grad():
+            for group in self.param_groups:
+                for p in group["params"]:
+                    state = self.state.get(p)
+                    if state:
+                        kept.append((p, p.detach().clone()))
+                        p.copy_(state["ax"])
+        self.__dict__["_training_weights"] = kept
+
+    def train(self) -> None:
+        """Put the training weights back after :meth:`eval` (harmless otherwise)."""
+        kept = self.__dict__.pop("_training_weights", None)
+        if kept is None:
+            return
+        with torch.no_grad():
+            for p, weights in kept:
+                p.copy_(weights)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state saved by ``state_dict()``, or by torch.optim.ASGD (0-d tensor scalars)."""
+        super().load_state_dict(state_dict)
+        for state in self.state.values():
+            for name in ("eta", "mu"):
+                if isinstance(state.get(name), Tensor):
+                    state[name] = state[name].item()
+
+
+#: this module's optimizers, by the name ``optimlab list`` and the lab use
+OPTIMIZERS: dict[str, type] = {
+    "adagrad": Adagrad,
+    "adadelta": Adadelta,
+    "rprop": Rprop,
+    "asgd": ASGD,
+}
+
+__all__: list[str] = ["ASGD", "Adadelta", "Adagrad", "Rprop"]
