@@ -39,8 +39,6 @@ def twin(cls, **kwargs):
     return (cls, kwargs)
 
 
-
-
 def accepted_arguments(cls: type) -> set[str]:
     """The keyword arguments an optimizer class takes (following ``**kwargs`` to its bases)."""
     names: set[str] = set()

@@ -22,7 +22,6 @@ from case import Case, accepted_arguments, twin
 
 import optimlab
 
-
 CASES: list[Case] = [
     # --- SGD: torch.optim.SGD in every configuration ---------------------------------------
     Case(

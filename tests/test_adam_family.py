@@ -3,8 +3,6 @@ the authors' code, and the claims their docstrings make."""
 
 from __future__ import annotations
 
-import doctest
-
 import numpy as np
 import pytest
 import references_adam_family as ref
@@ -269,11 +267,3 @@ def test_registered_by_name_and_exported():
     for name, cls in table.items():
         assert optimlab.optim.BEYOND_NOTES[name] is cls
         assert getattr(optimlab, cls.__name__) is cls
-
-
-@pytest.mark.parametrize(
-    "module", [optimlab.core.adam_family, optimlab.optim.adam_family], ids=lambda m: m.__name__
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0

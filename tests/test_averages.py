@@ -32,7 +32,9 @@ def test_closed_form_weights(beta):
     rng = np.random.default_rng(1)
     series = rng.normal(20, 5, size=60)
     n = np.arange(1, 61)
-    expected = [sum(beta ** (k - i) * (1 - beta) * series[i - 1] for i in range(1, k + 1)) for k in n]
+    expected = [
+        sum(beta ** (k - i) * (1 - beta) * series[i - 1] for i in range(1, k + 1)) for k in n
+    ]
     np.testing.assert_allclose(optimlab.ewa(series, beta), expected, rtol=1e-12)
 
 
@@ -50,7 +52,9 @@ def test_tensors_stream_and_series():
     series = torch.arange(12.0).reshape(6, 2)
     result = optimlab.ewa(series, beta=0.5)
     assert isinstance(result, torch.Tensor) and result.shape == (6, 2)
-    np.testing.assert_allclose(result[:, 1].numpy(), optimlab.ewa(series[:, 1].numpy(), 0.5), rtol=1e-6)
+    np.testing.assert_allclose(
+        result[:, 1].numpy(), optimlab.ewa(series[:, 1].numpy(), 0.5), rtol=1e-6
+    )
 
 
 def test_state_dict_round_trip():
@@ -69,14 +73,38 @@ def test_state_dict_round_trip():
 @pytest.mark.parametrize(
     "call, error, message",
     [
-        (lambda: optimlab.EWA(beta=1.0), ValueError, r"Invalid beta: 1\.0; expected a number in \[0, 1\)"),
+        (
+            lambda: optimlab.EWA(beta=1.0),
+            ValueError,
+            r"Invalid beta: 1\.0; expected a number in \[0, 1\)",
+        ),
         (lambda: optimlab.EWA(beta=-0.2), ValueError, r"Invalid beta: -0\.2"),
         (lambda: optimlab.EWA(beta="0.9"), TypeError, r"Invalid beta: '0\.9'"),
-        (lambda: optimlab.EWA(beta=0.9, bias_correction="yes"), TypeError, r"Invalid bias_correction: 'yes'"),
-        (lambda: optimlab.EWA(0.9).update("hot"), TypeError, r"Invalid x: 'hot'; expected a number or a Tensor"),
-        (lambda: optimlab.EWA(0.9).update(float("nan")), ValueError, r"Invalid x: nan; expected a finite number"),
-        (lambda: optimlab.ewa([], 0.9), ValueError, r"Invalid series: expected a non-empty sequence"),
-        (lambda: optimlab.ewa([1.0, float("inf")], 0.9), ValueError, r"Invalid series: it holds NaN or Inf"),
+        (
+            lambda: optimlab.EWA(beta=0.9, bias_correction="yes"),
+            TypeError,
+            r"Invalid bias_correction: 'yes'",
+        ),
+        (
+            lambda: optimlab.EWA(0.9).update("hot"),
+            TypeError,
+            r"Invalid x: 'hot'; expected a number or a Tensor",
+        ),
+        (
+            lambda: optimlab.EWA(0.9).update(float("nan")),
+            ValueError,
+            r"Invalid x: nan; expected a finite number",
+        ),
+        (
+            lambda: optimlab.ewa([], 0.9),
+            ValueError,
+            r"Invalid series: expected a non-empty sequence",
+        ),
+        (
+            lambda: optimlab.ewa([1.0, float("inf")], 0.9),
+            ValueError,
+            r"Invalid series: it holds NaN or Inf",
+        ),
         (lambda: optimlab.ewa([1.0], 1.5), ValueError, r"Invalid beta: 1\.5"),
     ],
 )

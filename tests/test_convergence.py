@@ -59,4 +59,6 @@ CONVERGING = [
 def test_reaches_the_minimum_within_budget(case, problem):
     lr, budget = getattr(case, problem)
     steps = steps_to_reach(case, problem, lr, budget)
-    assert steps is not None, f"{case.id} with lr={lr} did not reach the minimum of {problem} in {budget} steps"
+    assert steps is not None, (
+        f"{case.id} with lr={lr} did not reach the minimum of {problem} in {budget} steps"
+    )

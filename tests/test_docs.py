@@ -3,17 +3,11 @@
 from __future__ import annotations
 
 import doctest
+import importlib
 import re
 from pathlib import Path
 
 import pytest
-
-import optimlab
-import optimlab.averages
-import optimlab.checks
-import optimlab.core.rules
-import optimlab.optim.adaptive
-import optimlab.optim.sgd
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -25,18 +19,33 @@ def test_readme_example_runs(index, tmp_path, monkeypatch):
     exec(compile(block.replace("epochs=30", "epochs=2"), f"README block {index}", "exec"), {})
 
 
-@pytest.mark.parametrize(
-    "module",
-    [
-        optimlab,
-        optimlab.averages,
-        optimlab.checks,
-        optimlab.core.rules,
-        optimlab.optim.sgd,
-        optimlab.optim.adaptive,
-    ],
-    ids=lambda m: m.__name__,
-)
-def test_docstring_examples(module):
+DOCUMENTED_MODULES = [
+    "optimlab",
+    "optimlab.averages",
+    "optimlab.checks",
+    "optimlab.schedules",
+    "optimlab.core.rules",
+    "optimlab.core.adam_family",
+    "optimlab.core.classic",
+    "optimlab.core.layerwise",
+    "optimlab.core.tuning_free",
+    "optimlab.optim.sgd",
+    "optimlab.optim.adaptive",
+    "optimlab.optim.adam_family",
+    "optimlab.optim.classic",
+    "optimlab.optim.layerwise",
+    "optimlab.optim.tuning_free",
+    "optimlab.escape",
+    "optimlab.escape.noise",
+    "optimlab.escape.annealing",
+    "optimlab.escape.restarts",
+    "optimlab.escape.descent",
+    "optimlab.escape.study",
+]
+
+
+@pytest.mark.parametrize("name", DOCUMENTED_MODULES)
+def test_docstring_examples(name):
+    module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0 and result.failed == 0

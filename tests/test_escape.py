@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import doctest
 import functools
 import io
 import math
@@ -617,23 +616,6 @@ def test_gradient_noise_escapes_the_saddle_within_100_steps_in_95_percent_of_see
 # --- the documentation runs as written -----------------------------------------------------------
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "escape.md"
-
-
-@pytest.mark.parametrize(
-    "module",
-    [
-        optimlab.escape,
-        optimlab.escape.noise,
-        optimlab.escape.annealing,
-        optimlab.escape.restarts,
-        optimlab.escape.descent,
-        optimlab.escape.study,
-    ],
-    ids=lambda m: m.__name__,
-)
-def test_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 @pytest.mark.parametrize("index", range(len(re.findall(r"```python\n", DOCS.read_text()))))

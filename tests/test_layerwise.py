@@ -378,9 +378,6 @@ def test_zero_weights_or_gradient_take_the_plain_step(cls, kwargs):
     torch.testing.assert_close(bias.detach(), expected, rtol=1e-14, atol=1e-15)
 
 
-# --- docstrings ------------------------------------------------------------------------------
-
-
 @pytest.mark.parametrize(
     "module", [optimlab.optim.layerwise, optimlab.core.layerwise], ids=lambda m: m.__name__
 )

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import doctest
 import json
 import math
 import warnings
@@ -21,7 +20,6 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch.optim import lr_scheduler as tl
 
-import optimlab.schedules as sched
 from optimlab.schedules import (
     SCHEDULES,
     ReduceOnPlateau,
@@ -782,12 +780,6 @@ def test_schedules_are_immutable_hashable_and_values_are_floats():
     assert s.milestones == (3,) and type(s.lr) is float
     assert type(s(np.int64(4))) is float and s(np.int64(4)) == 1.0
     assert s(torch.tensor(4)) == 1.0
-
-
-def test_docstring_examples_run():
-    result = doctest.testmod(sched, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 20
-    assert result.failed == 0
 
 
 # ---------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ the float64 NumPy transcriptions of ``references_tuning_free.py``."""
 
 from __future__ import annotations
 
-import doctest
 import io
 import math
 
@@ -61,14 +60,6 @@ def sf_reference(cls, lrs, **kwargs):
     return ref.schedule_free_sequences(
         W0, grad_numpy, lrs, adam=True, beta=beta1, beta2=beta2, **kwargs
     )
-
-
-@pytest.mark.parametrize(
-    "module", [optimlab.optim.tuning_free, optimlab.core.tuning_free], ids=lambda m: m.__name__
-)
-def test_schedule_free_and_prodigy_docstring_examples(module):
-    result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert result.attempted > 0 and result.failed == 0
 
 
 # --- schedule-free: train and eval modes ---------------------------------------------------

@@ -5,7 +5,7 @@
     >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
-from . import data, distributed, optim, schedules
+from . import data, distributed, schedules
 from .averages import EWA, ewa
 from .optim import *  # noqa: F403  (the classes beyond the notes, listed in optim.__all__)
 from .optim import (
