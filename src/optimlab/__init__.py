@@ -7,16 +7,30 @@
 
 from . import data, distributed, schedules
 from .averages import EWA, ewa
-from .optim import *  # noqa: F403  (the classes beyond the notes, listed in optim.__all__)
 from .optim import (
+    ASGD,
     BEYOND_NOTES,
+    LAMB,
+    LARS,
     SGD,
+    Adadelta,
+    Adafactor,
+    Adagrad,
     Adam,
+    Adamax,
     AdamW,
+    Lion,
     Momentum,
+    Muon,
+    NAdam,
     NonFiniteGradientError,
     Optimizer,
+    Prodigy,
+    RAdam,
     RMSprop,
+    Rprop,
+    ScheduleFreeAdamW,
+    ScheduleFreeSGD,
     evaluation_weights,
 )
 
@@ -33,19 +47,34 @@ OPTIMIZERS = {
 }
 
 __all__ = [
+    "ASGD",
     "EWA",
+    "LAMB",
+    "LARS",
     "OPTIMIZERS",
     "SGD",
+    "Adadelta",
+    "Adafactor",
+    "Adagrad",
     "Adam",
     "AdamW",
+    "Adamax",
+    "Lion",
     "Momentum",
+    "Muon",
+    "NAdam",
     "NonFiniteGradientError",
     "Optimizer",
+    "Prodigy",
+    "RAdam",
     "RMSprop",
+    "Rprop",
+    "ScheduleFreeAdamW",
+    "ScheduleFreeSGD",
     "__version__",
     "data",
     "distributed",
-    "schedules",
-    "ewa",
     "evaluation_weights",
-] + [cls.__name__ for cls in BEYOND_NOTES.values()]
+    "ewa",
+    "schedules",
+]
