@@ -118,8 +118,8 @@ def test_resume_from_the_run_folder_is_exact(tmp_path):
             r"\[model\] hidden = \[0\] should be positive integers",
         ),
         (
-            config_text('name = "iris"', optimizer='name = "adamax"'),
-            r"\[optimizer\] name = 'adamax'; expected one of adam, adamw, momentum, rmsprop, sgd",
+            config_text('name = "iris"', optimizer='name = "adamz"'),
+            r"\[optimizer\] name = 'adamz'; expected one of (\w+, )*adam, (\w+, )*sgd",
         ),
         (
             config_text('name = "iris"', training="batch_size = 4"),
