@@ -81,6 +81,28 @@ def compare_folder():
     shutil.rmtree(folder.parent, ignore_errors=True)
 
 
+def test_compare_all_runs_every_optimizer_on_the_built_in_problems(tmp_path):
+    # Issue 8's "done when": every optimizer optimlab has, on a test function and the digits.
+    import optimlab
+
+    folder = tmp_path / "all"
+    run(
+        "compare", "--optimizers", "all", "--problems", "quadratic_bowl", "--datasets", "digits",
+        "--seeds", "1", "--steps", "15", "--epochs", "1", "--batch-size", "128",
+        "--lr-grid", "0.01", "--no-refine", "-j", "2", "--out", str(folder),
+    )  # fmt: skip
+    with open(folder / "metrics.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    ran = {(r["problem"], r["optimizer"]) for r in rows}
+    names = set(optimlab.OPTIMIZERS) | {"heavy_ball", "nesterov", "adam_no_bias_correction"}
+    assert ran == {(p, n) for p in ("quadratic_bowl", "digits") for n in names}
+    for row in rows:  # every run trained: a finite loss, and nothing diverged at lr 0.01
+        assert float(row["diverged"]) == 0.0, row
+    summary = (folder / "summary.md").read_text()
+    for cls in optimlab.OPTIMIZERS.values():
+        assert f"| {cls.__name__}" in summary, cls.__name__  # a table row per optimizer
+
+
 @pytest.mark.xdist_group("compare")
 def test_compare_writes_the_promised_run_folder(compare_folder):
     folder, result = compare_folder
