@@ -282,6 +282,13 @@ def test_list_shows_every_kind_of_name():
         assert name in result.stdout
     only = run("list", "datasets").stdout
     assert only.startswith("datasets:") and "rosenbrock" not in only
+    import optimlab
+
+    lines = run("list", "optimizers").stdout.splitlines()
+    for name, cls in optimlab.OPTIMIZERS.items():  # one line each, beyond the notes marked
+        (line,) = [line for line in lines if line.split()[0] == name]
+        assert cls.__name__ in line
+        assert ("[beyond the notes]" in line) == (name in optimlab.BEYOND_NOTES)
 
 
 @pytest.mark.parametrize(

@@ -767,7 +767,8 @@ def list_(what: str) -> None:
             (
                 c.name,
                 f"{c.title}: {c.about}; {c.describe()}"
-                + (" [compare default]" if c.name in NOTES_CONTENDERS else ""),
+                + (" [compare default]" if c.name in NOTES_CONTENDERS else "")
+                + (" [beyond the notes]" if c.name in optimlab.BEYOND_NOTES else ""),
             )
             for c in CONTENDERS.values()
         ]

@@ -113,6 +113,64 @@ CONTENDERS: dict[str, Contender] = {
             bias_correction=False,
         ),
         _contender("adamw", "AdamW", "adamw", "Adam with decoupled weight decay (0.01)"),
+        # beyond the notes (issue 8): opt-in with --optimizers beyond / all
+        _contender("nadam", "NAdam", "nadam", "Adam with Nesterov momentum (torch.optim.NAdam)"),
+        _contender(
+            "radam",
+            "RAdam",
+            "radam",
+            "Adam that takes momentum steps until its variance estimate is reliable",
+        ),
+        _contender(
+            "adamax", "Adamax", "adamax", "Adam dividing by a running maximum of |g| instead"
+        ),
+        _contender(
+            "lion", "Lion", "lion", "steps by the sign of an interpolated momentum (Chen et al.)"
+        ),
+        _contender(
+            "adagrad", "Adagrad", "adagrad", "divides by the root of the sum of squared gradients"
+        ),
+        _contender(
+            "adadelta",
+            "Adadelta",
+            "adadelta",
+            "RMSprop with lr replaced by the root mean square of past steps",
+        ),
+        _contender(
+            "rprop", "Rprop", "rprop", "per-weight step sizes grown or shrunk by gradient signs"
+        ),
+        _contender("asgd", "ASGD", "asgd", "SGD with decaying steps and an average of the weights"),
+        _contender(
+            "adafactor",
+            "Adafactor",
+            "adafactor",
+            "factored second moments: row and column averages of a matrix's squares",
+        ),
+        _contender(
+            "muon", "Muon", "muon", "orthogonalized momentum for matrices, AdamW for the rest"
+        ),
+        _contender("lamb", "LAMB", "lamb", "Adam's step scaled per tensor to the weights' norm"),
+        _contender(
+            "lars", "LARS", "lars", "momentum SGD with a per-tensor learning rate |w| / |g|"
+        ),
+        _contender(
+            "schedule_free_adamw",
+            "ScheduleFreeAdamW",
+            "schedule_free_adamw",
+            "AdamW without a schedule: evaluated at an average of its iterates",
+        ),
+        _contender(
+            "schedule_free_sgd",
+            "ScheduleFreeSGD",
+            "schedule_free_sgd",
+            "SGD with momentum without a schedule, evaluated at an average",
+        ),
+        _contender(
+            "prodigy",
+            "Prodigy",
+            "prodigy",
+            "Adam that estimates its own learning rate from the distance travelled",
+        ),
     )
 }
 
