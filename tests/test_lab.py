@@ -120,11 +120,16 @@ ROSENBROCK = {
 }
 
 
-def test_the_tables_cover_every_optimizer():
-    assert set(BOWL) == set(ROSENBROCK) == set(CONTENDERS)
+# The optimizers beyond the notes reach the minima of the registry's quadratic and Rosenbrock
+# in tests/test_convergence.py, and run through the lab in test_cli's `compare --optimizers all`.
+NOTES_AND_ADAMW = [name for name in CONTENDERS if name not in optimlab.BEYOND_NOTES]
 
 
-@pytest.mark.parametrize("name", list(CONTENDERS))
+def test_the_tables_cover_every_optimizer_of_the_notes():
+    assert set(BOWL) == set(ROSENBROCK) == set(NOTES_AND_ADAMW)
+
+
+@pytest.mark.parametrize("name", NOTES_AND_ADAMW)
 def test_each_optimizer_reaches_the_minimum_of_the_quadratic_bowl(name):
     lr, steps = BOWL[name]
     result = run_one(RunSpec(make_problem("quadratic_bowl"), CONTENDERS[name], lr, 0, steps))
@@ -132,7 +137,7 @@ def test_each_optimizer_reaches_the_minimum_of_the_quadratic_bowl(name):
     assert result.history["distance"][-1] < BOWL_TOLERANCE
 
 
-@pytest.mark.parametrize("name", list(CONTENDERS))
+@pytest.mark.parametrize("name", NOTES_AND_ADAMW)
 def test_each_optimizer_reaches_the_minimum_of_rosenbrock(name):
     lr, steps = ROSENBROCK[name]
     result = run_one(RunSpec(make_problem("rosenbrock"), CONTENDERS[name], lr, 0, steps))
