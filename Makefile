@@ -21,10 +21,11 @@ test: $(STAMP)
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the report browser test will say so"
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
-# `make bench` writes BENCHMARKS.md (about 5 minutes); `make bench BENCH_ARGS=--quick` for a
-# one-minute subset, `BENCH_ARGS="--device cuda"` on a GPU machine.
+# `make bench` runs `optimlab bench`, which writes BENCHMARKS.md (about 5 minutes on 2 cores);
+# `make bench BENCH_ARGS=--quick` for a subset of about 1.5 minutes, `BENCH_ARGS="--device cuda"`
+# on a GPU machine (`python -m benchmarks` is the same command).
 bench: $(STAMP)
-	$(PY) -m benchmarks $(BENCH_ARGS)
+	$(VENV)/bin/optimlab bench $(BENCH_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

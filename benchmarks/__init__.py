@@ -1,10 +1,10 @@
-"""optimlab's benchmarks: ``python -m benchmarks`` (or ``make bench``) writes BENCHMARKS.md.
+"""``python -m benchmarks`` from the repository root: the same as ``optimlab bench``.
 
-``main(argv)`` runs the suite: optimizer steps on every path against the memory-bandwidth
-bound (:mod:`benchmarks.bench_optimizers`) and mini-batch plans against DataLoader
-(:mod:`benchmarks.bench_plans`), then writes the report (:mod:`benchmarks.report`).
+The suite itself lives in the package (:mod:`optimlab.benchmarks`), so an installed optimlab
+has it too; this folder keeps the old entry point and the full run's plot and rows
+(``optimizer_steps.png``, ``results.json``; a ``--quick`` run writes into ``quick/``).
 """
 
-from .suite import main
+from optimlab.benchmarks import main
 
 __all__ = ["main"]

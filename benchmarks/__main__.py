@@ -1,5 +1,5 @@
-"""``python -m benchmarks [--quick] [--device cuda] ...``: see ``python -m benchmarks --help``."""
+"""``python -m benchmarks [--quick] [--device cuda] ...``: see ``optimlab bench --help``."""
 
-from . import main
+from optimlab.benchmarks import main
 
-raise SystemExit(main())
+raise SystemExit(main(prog="python -m benchmarks"))

@@ -322,8 +322,9 @@ def test_memmap_source_gives_the_same_batches_and_reads_only_batch_rows(tmp_path
 
     expected = MiniBatches(X, y, batch_size=5, seed=12, shuffle=shuffle)
     SpyMemmap.keys = []
-    got = MiniBatches(Xm.view(SpyMemmap), ym.view(SpyMemmap), batch_size=5, seed=12,
-                      shuffle=shuffle)
+    got = MiniBatches(
+        Xm.view(SpyMemmap), ym.view(SpyMemmap), batch_size=5, seed=12, shuffle=shuffle
+    )
     for _ in range(2):
         assert_batches_equal(list(got), list(expected))
     assert SpyMemmap.keys, "the memmap was not indexed through its own __getitem__"
@@ -339,10 +340,12 @@ def test_numpy_arrays_are_wrapped_without_a_copy():
     X, y = make_data()
     Xn, yn = X.numpy().copy(), y.numpy().copy()
     plan = MiniBatches(Xn, yn, shuffle=False)
-    (xb, yb), = list(plan)
+    ((xb, yb),) = list(plan)
     assert xb.data_ptr() == Xn.ctypes.data and yb.data_ptr() == yn.ctypes.data
-    assert_batches_equal(list(MiniBatches(Xn, yn, batch_size=4, seed=1)),
-                         list(MiniBatches(X, y, batch_size=4, seed=1)))
+    assert_batches_equal(
+        list(MiniBatches(Xn, yn, batch_size=4, seed=1)),
+        list(MiniBatches(X, y, batch_size=4, seed=1)),
+    )
 
 
 def test_tensors_numpy_cannot_view_take_the_torch_gather_and_agree():
@@ -355,12 +358,100 @@ def test_tensors_numpy_cannot_view_take_the_torch_gather_and_agree():
         assert torch.equal(yb, ye)
 
 
+@pytest.mark.parametrize("world_size", [1, 3])
+def test_batches_gathered_in_chunks_equal_batches_gathered_one_by_one(monkeypatch, world_size):
+    # A sample is 3 float32 + 1 int64 = 20 bytes; 120-byte chunks hold 6 rows = 3 batches of 2,
+    # so an epoch of 23 samples spans several chunks and the last one is cut short.
+    import optimlab.data as data
+
+    X, y = make_data()
+    plans = {}
+    for name, chunk_bytes in (("one by one", 1), ("chunks", 120)):
+        monkeypatch.setattr(data, "_CHUNK_BYTES", chunk_bytes)
+        plans[name] = [
+            MiniBatches(X, y, batch_size=2, seed=5, rank=r, world_size=world_size)
+            for r in range(world_size)
+        ]
+    assert plans["one by one"][0]._chunk_steps == 1 and plans["chunks"][0]._chunk_steps == 3
+    for rank in range(world_size):
+        single, chunked = plans["one by one"][rank], plans["chunks"][rank]
+        for _ in range(2):
+            assert_batches_equal(list(chunked), list(single))
+        # Resume in the middle of a chunk: the next chunk starts where the plan stands.
+        expected = list(single)
+        it = iter(chunked)
+        taken = [next(it) for _ in range(2)]
+        resumed = MiniBatches(X, y, batch_size=2, rank=rank, world_size=world_size)
+        resumed.load_state_dict(chunked.state_dict())
+        assert_batches_equal(taken + list(resumed), expected)
+    if world_size == 1:  # the batches are the epoch's permutation, cut in order
+        plan = MiniBatches(X, y, batch_size=2, seed=5)
+        assert plan._chunk_steps == 3
+        got = [i for b in epoch_ids(plan) for i in b]
+        assert got == plan.permutation(0).tolist()
+
+
+@pytest.mark.parametrize("threaded", [False, True])
+def test_both_cpu_gathers_give_the_same_batches(monkeypatch, threaded):
+    # MiniBatches times NumPy's take against index_select and keeps the faster: either one must
+    # give exactly the batches the permutation says.
+    import optimlab.data as data
+
+    monkeypatch.setattr(data._GatherChooser, "choose", lambda self: threaded)
+    monkeypatch.setattr(data, "_THREADED_MIN_BYTES", 0)  # small gathers are timed too
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)  # with one thread the serial take is used without timing
+    try:
+        X, y = make_data()
+        w = torch.arange(M, dtype=torch.float64)[:, None, None] * torch.ones(2, 3)  # 3-D rows
+        plan = MiniBatches((X, y, w), batch_size=4, seed=2)
+        for epoch in range(2):
+            order = plan.permutation(epoch)
+            batches = list(plan)
+            for k, (xb, yb, wb) in enumerate(batches):
+                idx = order[4 * k : 4 * k + 4]
+                assert torch.equal(xb, X[idx]) and torch.equal(yb, y[idx])
+                assert torch.equal(wb, w[idx]) and xb.is_contiguous()
+    finally:
+        torch.set_num_threads(previous)
+
+
+def test_the_gather_chooser_keeps_the_faster_and_retries_the_other_ever_less_often():
+    from optimlab.data import _GatherChooser
+
+    chooser = _GatherChooser()
+    cost = {False: 2.0, True: 1.0}  # seconds per row; the threaded gather is faster at first
+    threaded_calls, timed_calls = [], []
+    for call in range(1, 200):
+        if call == 60:
+            cost = {False: 2.0, True: 50.0}  # then the machine gets busy
+        threaded = chooser.choose()
+        if threaded:
+            threaded_calls.append(call)
+        if chooser.timed:
+            timed_calls.append(call)
+            chooser.record(threaded, cost[threaded])
+    # Trials are 4 timed calls in a row: calls 1-4 measure the serial gather, 5-8 the threaded
+    # one, which wins; the serial one is tried again 8 calls later (16-19), then 16 and 32 calls
+    # later (35-38, 70-73) as it keeps losing. The gather in use is timed every 4th call: the
+    # threaded one slows down at call 60, and once its last 4 timed calls were all slow (60, 64,
+    # 68, 76) the serial one takes over; the threaded one is tried again 64 calls after the last
+    # trial (call 137, which alone ends the trial: 25 times the serial cost), loses, and waits 128
+    # calls for the next.
+    expected = [*range(5, 16), *range(20, 35), *range(39, 70), 74, 75, 76, 137]
+    assert threaded_calls == expected
+    trials = [*range(1, 9), *range(16, 20), *range(35, 39), *range(70, 74), 137]
+    assert set(trials) <= set(timed_calls)
+    sampled = [c for c in timed_calls if c not in trials]
+    assert sampled == [c for c in range(9, 200) if c % 4 == 0 and c not in trials]
+
+
 def test_any_number_of_aligned_tensors():
     X, y = make_data()
     w = torch.arange(M) * 100
     for xb, yb, wb in MiniBatches((X, y, w), batch_size=6):
         assert torch.equal(yb, xb[:, 0].long() * 10) and torch.equal(wb, yb * 10)
-    (only,), = list(MiniBatches(X))  # X alone: 1-tuples
+    ((only,),) = list(MiniBatches(X))  # X alone: 1-tuples
     assert only.shape == X.shape
 
 

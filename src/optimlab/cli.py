@@ -808,11 +808,13 @@ def list_(what: str) -> None:
 # ---------------------------------------------------------------------------------------------
 
 
+from .benchmarks.cli import bench  # noqa: E402
 from .escape.cli import escape  # noqa: E402  (these import this module's helpers lazily)
 from .train.cli import train  # noqa: E402
 
 main.add_command(train)
 main.add_command(escape)
+main.add_command(bench)
 
 if __name__ == "__main__":
     main()

@@ -31,7 +31,10 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import math
 import operator
+import time
+from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -42,6 +45,12 @@ from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_co
 __all__ = ["MiniBatches"]
 
 _STATE_VERSION = 1
+#: bytes of samples gathered at once when shuffling in-memory tensors: narrow samples are
+#: gathered several batches at a time (one call and one tensor per chunk, not per batch), but
+#: only up to what stays in a core's L2 cache, where a freed chunk's memory is reused at once
+_CHUNK_BYTES = 256 << 10
+#: gathers smaller than this are NumPy's serial take, untimed: torch's threads cannot pay off
+_THREADED_MIN_BYTES = 32 << 10
 
 
 def _is_int(value: Any) -> bool:
@@ -69,23 +78,115 @@ class _TensorColumn:
 
     def __init__(self, tensor: torch.Tensor) -> None:
         self.tensor = tensor
-        # A batch is too small for torch's intra-op threads to pay off: on a busy 2-core machine
-        # their OpenMP barrier made index_select several times slower. NumPy's serial take was
-        # the fastest gather measured (see the strategy rows of benchmarks/bench_plans.py).
+        self.row_bytes = math.prod(tensor.shape[1:]) * tensor.element_size()
         self.array: np.ndarray | None = None
         if tensor.device.type == "cpu" and not tensor.requires_grad:
             try:
                 self.array = tensor.numpy()  # a view, no copy
             except (TypeError, RuntimeError):  # bfloat16, conjugate views, ...
                 self.array = None
+        self.chooser = _GatherChooser()
 
     def take(self, idx: np.ndarray) -> torch.Tensor:
-        if self.array is not None:
+        if self.array is None:
+            return self.tensor.index_select(0, torch.from_numpy(idx).to(self.tensor.device))
+        if len(idx) * self.row_bytes < _THREADED_MIN_BYTES or torch.get_num_threads() == 1:
             return torch.from_numpy(self.array.take(idx, axis=0))
-        return self.tensor.index_select(0, torch.from_numpy(idx).to(self.tensor.device))
+        # Two CPU gathers give the same values: NumPy's serial take and index_select on torch's
+        # threads. On an idle machine the threads gather wide rows about 1.3x faster; when other
+        # processes keep the cores busy, their OpenMP barrier makes index_select several to a
+        # hundred times slower. So each gather is timed and the faster one kept (see
+        # optimlab/benchmarks/bench_plans.py, whose strategy rows time both).
+        chooser = self.chooser
+        threaded = chooser.choose()
+        timed = chooser.timed
+        if timed:
+            start = time.perf_counter()
+        if threaded:
+            out = self.tensor.index_select(0, torch.from_numpy(idx))
+        else:
+            out = torch.from_numpy(self.array.take(idx, axis=0))
+        if timed:
+            chooser.record(threaded, (time.perf_counter() - start) / len(idx))
+        return out
 
     def slice(self, start: int, stop: int) -> torch.Tensor:
         return self.tensor[start:stop]
+
+
+class _GatherChooser:
+    """Picks the faster of two equivalent gathers by timing them as they run.
+
+    A gather's cost is the lowest cost per row of its last 4 timed calls (a recent, robust
+    figure: a call now and then pays for waking threads or for an interruption). Each is first
+    tried 4 calls in a row; then the cheaper one is used (every 4th call timed), and the other
+    is tried again (4 calls, or 1 that costs ten times as much) now and then, since load on the
+    machine changes which one wins:
+    after 8 calls, then after twice as many each time it loses (at most 1024 calls, so a gather
+    that has become very slow costs little), and after 8 again when it wins.
+    """
+
+    TRIAL = 4
+    __slots__ = (
+        "recent",
+        "calls",
+        "next_trial",
+        "interval",
+        "trying",
+        "trial_left",
+        "best",
+        "timed",
+    )
+
+    def __init__(self) -> None:
+        # seconds per row of the last timed calls of the serial [0] and the threaded [1] gather
+        self.recent: tuple[deque[float], deque[float]] = (
+            deque(maxlen=self.TRIAL),
+            deque(maxlen=self.TRIAL),
+        )
+        self.calls = 0
+        self.next_trial = 0
+        self.interval = 8
+        self.trying: bool | None = None  # the gather on trial, if any
+        self.trial_left = 0
+        self.best: bool | None = None  # whether the threaded gather is the cheaper, once known
+        self.timed = True  # whether the call just chosen is to be timed (and recorded)
+
+    def choose(self) -> bool:
+        """Whether to take the threaded gather this time (and set :attr:`timed`)."""
+        self.calls += 1
+        if self.trying is None:
+            if self.best is None:
+                self._try(bool(self.recent[0]))  # measure each: serial first
+            elif self.calls < self.next_trial:
+                self.timed = not self.calls & 3
+                return self.best
+            else:
+                self._try(not self.best)
+        self.timed = True
+        return self.trying  # type: ignore[return-value]
+
+    def _try(self, threaded: bool) -> None:
+        self.trying, self.trial_left = threaded, self.TRIAL
+        self.recent[threaded].clear()
+
+    def record(self, threaded: bool, seconds_per_row: float) -> None:
+        serial, parallel = self.recent
+        (parallel if threaded else serial).append(seconds_per_row)
+        if self.trying is not None:
+            self.trial_left -= 1
+            rival = serial if threaded else parallel
+            # A trial ends early when a call costs ten times the rival's: on a busy machine a
+            # threaded gather can take a hundred times as long, and one call says enough.
+            if self.trial_left and not (rival and seconds_per_row > 10 * min(rival)):
+                return
+            if serial and parallel:
+                won = (min(parallel) < min(serial)) == self.trying
+                self.interval = 8 if won else min(2 * self.interval, 1024)
+            self.trying = None
+            self.next_trial = self.calls + self.interval
+        if serial and parallel:
+            self.best = min(parallel) < min(serial)
 
 
 class _NumpyColumn:
@@ -180,9 +281,12 @@ class MiniBatches:
     Sources
     -------
     * Tensors or NumPy arrays ``X`` (and ``y``), or a tuple/list of aligned tensors as ``X``.
-      Writable NumPy arrays are wrapped without a copy. Each batch is one gather per tensor (no
-      per-sample collation; ``np.take`` on CPU, ``index_select`` elsewhere). With
-      ``shuffle=False`` batches are views of the input (no copy at all).
+      Writable NumPy arrays are wrapped without a copy. No per-sample collation: each batch is
+      one gather per tensor (on CPU ``np.take`` or ``index_select`` on torch's threads, timed
+      as they run and the faster kept; ``index_select`` elsewhere). Narrow samples are gathered
+      several batches at a time (up to 256 KiB) and each batch is a view of that chunk, so such
+      a batch kept after the loop keeps its chunk's memory alive. With ``shuffle=False``
+      batches are views of the input (no copy at all).
     * ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``) and other read-only arrays: only the
       rows of each batch are read, in sorted order, so arrays larger than memory work.
     * Any map-style ``torch.utils.data.Dataset`` (``y`` must be ``None``): samples are indexed and
@@ -313,6 +417,15 @@ class MiniBatches:
                 f"drop_last=True with batch_size={batch_size} and world_size={world_size} "
                 f"leaves no batch of m={m} samples"
             )
+        # Shuffled batches of in-memory tensors are gathered `_chunk_steps` at a time (about
+        # _CHUNK_BYTES per gather) and handed out as views of the chunk: one gather call and
+        # one allocation per tensor per chunk instead of per batch.
+        self._chunk_steps = 1
+        if self._shuffle and self._columns and batch_size is not None:
+            if all(isinstance(c, _TensorColumn) for c in self._columns):
+                sample_bytes = max(1, sum(c.row_bytes for c in self._columns))  # type: ignore[union-attr]
+                rows = _CHUNK_BYTES // sample_bytes
+                self._chunk_steps = max(1, min(rows // batch_size, self._steps))
 
     @property
     def rank(self) -> int:
@@ -409,6 +522,23 @@ class MiniBatches:
         idx = perm[lo:hi]
         return tuple([c.take(idx) for c in self._columns])
 
+    def _batches_from(self, perm: np.ndarray, step: int) -> list[tuple]:
+        """The batches of steps ``step, step + 1, ...`` (at most ``_chunk_steps`` of them).
+
+        Several batches are one gather per tensor, split into views: the same values, in the
+        same order, as gathering each batch by itself.
+        """
+        stop = min(step + self._chunk_steps, self._steps)
+        if stop - step == 1:
+            return [self._take(perm, *self._bounds(step))]
+        bounds = [self._bounds(s) for s in range(step, stop)]
+        if self._world_size == 1:  # consecutive batches are consecutive runs of the permutation
+            idx = perm[bounds[0][0] : bounds[-1][1]]
+        else:
+            idx = np.concatenate([perm[lo:hi] for lo, hi in bounds])
+        sizes = [hi - lo for lo, hi in bounds]
+        return list(zip(*[c.take(idx).split(sizes) for c in self._columns]))
+
     def _roll_over(self) -> None:
         # Taking the last batch finishes the epoch even if the loop breaks before the iterator is
         # exhausted, so state_dict() never points past the end of an epoch.
@@ -420,11 +550,22 @@ class MiniBatches:
         self._roll_over()
         epoch = self._epoch
         perm = self.permutation(epoch).numpy()  # NumPy slices cost less per batch than torch's
-        while self._position < self._steps and self._epoch == epoch:
-            lo, hi = self._bounds(self._position)
-            batch = self._take(perm, lo, hi)
-            self._position += 1  # counted before the yield: state_dict() sees it as taken
-            yield batch
+        if self._chunk_steps == 1:
+            take, bounds = self._take, self._bounds
+            while self._position < self._steps and self._epoch == epoch:
+                lo, hi = bounds(self._position)
+                batch = take(perm, lo, hi)
+                self._position += 1  # counted before the yield: state_dict() sees it as taken
+                yield batch
+        else:
+            first, chunk = 0, []  # the batches of steps first, first + 1, ... already gathered
+            while self._position < self._steps and self._epoch == epoch:
+                step = self._position  # re-read: load_state_dict() may have moved it
+                if not 0 <= step - first < len(chunk):
+                    first, chunk = step, self._batches_from(perm, step)
+                batch = chunk[step - first]
+                self._position += 1
+                yield batch
         self._roll_over()
 
     def state_dict(self) -> dict[str, int]:

@@ -140,8 +140,7 @@ class FusedPlan:
         grads = list(map(_grad, fused))
         try:
             if not (
-                all(map(operator.is_not, grads, repeat(None)))
-                and all(map(operator.is_, map(type, grads), repeat(Tensor)))
+                all(map(operator.is_, map(type, grads), repeat(Tensor)))  # None is not a Tensor
                 and all(map(_is_contiguous, grads))
                 and list(map(_data_ptr, fused)) == self.param_ptrs
                 and list(map(_numel, fused)) == self.numels
@@ -152,6 +151,10 @@ class FusedPlan:
                 return False
             for name, buffers in self.buffers.items():
                 if not all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers)):
+                    return False
+            for bucket in self.buckets:  # a step count changed behind the plan's back
+                states = bucket.states
+                if not all(map(operator.eq, map(_step, states), repeat(states[0]["step"]))):
                     return False
         except RuntimeError:  # e.g. a sparse gradient: the general path explains the problem
             return False
@@ -189,6 +192,9 @@ class FusedPlan:
             kernel.call(b.address, b.starts_address, b.tensors, b.elements, scalars)
         increment_version(self.fused)
         return True
+
+
+_step = operator.itemgetter("step")
 
 
 def fusable_entry(

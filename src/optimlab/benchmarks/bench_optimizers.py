@@ -164,6 +164,71 @@ VARIANTS: list[Variant] = [
         lambda ps, **kw: torch.optim.AdamW(ps, lr=LR, weight_decay=1e-2, **kw),
         buffers=2,
     ),
+    # --- beyond the notes (issue 8): the optimizers whose rules are elementwise, so fused ---
+    _v(
+        "nadam",
+        lambda ps, **kw: optimlab.NAdam(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.NAdam(ps, lr=LR, **kw),
+        buffers=2,
+    ),
+    _v(
+        "radam",
+        lambda ps, **kw: optimlab.RAdam(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.RAdam(ps, lr=LR, **kw),
+        buffers=2,
+    ),
+    _v(
+        "adamax",
+        lambda ps, **kw: optimlab.Adamax(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.Adamax(ps, lr=LR, **kw),
+        buffers=2,
+    ),
+    _v("lion", lambda ps, **kw: optimlab.Lion(ps, lr=LR, **kw), 20, buffers=1),
+    _v(
+        "adagrad",
+        lambda ps, **kw: optimlab.Adagrad(ps, lr=LR, **kw),
+        20,
+        lambda ps, **kw: torch.optim.Adagrad(ps, lr=LR, **kw),
+        buffers=1,
+    ),
+    _v(
+        "adadelta",
+        lambda ps, **kw: optimlab.Adadelta(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.Adadelta(ps, lr=LR, **kw),
+        buffers=2,
+    ),
+    _v(
+        "rprop",
+        lambda ps, **kw: optimlab.Rprop(ps, lr=LR, **kw),
+        28,
+        lambda ps, **kw: torch.optim.Rprop(ps, lr=LR, **kw),
+        buffers=2,
+        note="read p, g, prev, step size; write p, prev, step size",
+    ),
+    _v(
+        "asgd",
+        lambda ps, **kw: optimlab.ASGD(ps, lr=LR, **kw),
+        20,
+        lambda ps, **kw: torch.optim.ASGD(ps, lr=LR, **kw),
+        buffers=1,
+    ),
+    _v(
+        "schedule_free_sgd",
+        lambda ps, **kw: optimlab.ScheduleFreeSGD(ps, lr=LR, **kw),
+        20,
+        buffers=1,
+        note="read y, g, z; write y, z",
+    ),
+    _v(
+        "schedule_free_adamw",
+        lambda ps, **kw: optimlab.ScheduleFreeAdamW(ps, lr=LR, **kw),
+        28,
+        buffers=2,
+    ),
 ]
 
 #: path name -> (optimizer factory from a variant, whether it is a slow plain path)
@@ -300,15 +365,16 @@ class OtherLoad:
         return max(0.0, min(1.0, (busy - ours) / total)) if total > 0 else 0.0
 
 
-def bandwidth_probe(device: torch.device) -> Callable[[], float]:
-    """A function timing one in-place ``a += s * b`` over 50M floats; returns bytes/second."""
-    a = torch.rand(BOUND_ELEMENTS, device=device)
-    b = torch.rand(BOUND_ELEMENTS, device=device)
+def bandwidth_probe(device: torch.device, elements: int = BOUND_ELEMENTS) -> Callable[[], float]:
+    """A function timing one in-place ``a += s * b`` over ``elements`` floats (50M: far beyond
+    the caches); returns bytes/second."""
+    a = torch.rand(elements, device=device)
+    b = torch.rand(elements, device=device)
     clock = Clock(device)
     clock.time(lambda: a.add_(b, alpha=1e-9))  # first touch
 
     def probe() -> float:
-        return 3 * FLOAT_BYTES * BOUND_ELEMENTS / clock.time(lambda: a.add_(b, alpha=1e-9))
+        return 3 * FLOAT_BYTES * elements / clock.time(lambda: a.add_(b, alpha=1e-9))
 
     return probe
 
@@ -437,11 +503,15 @@ def run(
     device: str = "cpu",
     progress: Callable[[str], None] = print,
     retries: int = 2,
+    bound_elements: int = BOUND_ELEMENTS,
+    all_paths: bool = False,
 ) -> list[dict]:
-    """Benchmark every cell; return one row per (variant, size, layout, path)."""
+    """Benchmark every cell; return one row per (variant, size, layout, path).
+
+    The slow plain paths are left out at the largest size unless ``all_paths``."""
     dev = torch.device(device)
-    probe = bandwidth_probe(dev)
-    largest = max(sizes)
+    probe = bandwidth_probe(dev, bound_elements)
+    largest = max(sizes) + 1 if all_paths else max(sizes)
     rows: list[dict] = []
     for size in sizes:
         for tensors in layouts:
@@ -475,7 +545,7 @@ def run(
                     if path in by_path
                 )
                 progress(
-                    f"  {variant.id:40s} {size / 1e6:3.0f}M x {tensors:<5d} bound: {summary}"
+                    f"  {variant.id:40s} {size / 1e6:>4g}M x {tensors:<5d} bound: {summary}"
                     f"  (others' CPU {cell[0]['others_cpu']:.0%}, "
                     f"{time.perf_counter() - start:.1f} s)"
                 )

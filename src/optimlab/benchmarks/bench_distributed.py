@@ -1,6 +1,6 @@
 """Samples per second of optimlab.train.fit on 1 and on 2 processes (DDP, gloo, CPU).
 
-    python -m benchmarks.bench_distributed            # runs the three settings and prints a table
+    python -m optimlab.benchmarks.bench_distributed   # runs the three settings and prints a table
 
 Each setting trains the same MLP (784-256-10, float32) on synthetic data for a fixed number of
 steps at global batch 256; the time of the first epoch's warm-up steps is excluded.

@@ -1,0 +1,184 @@
+"""The benchmark suite: run every part, then write the report, the plot and the raw rows."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import bench_optimizers, bench_plans, bench_train, report
+
+FULL_SIZES = [1_000_000, 10_000_000, 50_000_000]
+QUICK_SIZES = [1_000_000, 10_000_000]
+LAYOUTS = [10, 1000]
+# --smoke: every part on tiny sizes, to check that the suite runs (figures mean nothing).
+SMOKE_SIZES = [20_000]
+SMOKE_LAYOUTS = [4]
+SMOKE_VARIANTS = ["adam"]
+
+
+class BenchError(ValueError):
+    """A bad option (unknown variant, no such device): the command exits with 2."""
+
+
+@dataclass
+class Options:
+    quick: bool = False
+    smoke: bool = False
+    device: str = "cpu"
+    sizes: list[int] | None = None
+    layouts: list[int] | None = None
+    variants: list[str] | None = None
+    rounds: int | None = None
+    steps: bool = True
+    #: a results.json of an earlier run whose optimizer-step rows are reported instead of
+    #: measuring them again (the report says so, with that run's date)
+    steps_from: Path | None = None
+    plans: bool = True
+    train: bool = True
+    out: Path | None = None
+    plot: Path | None = None
+    json: Path | None = None
+    command: str = "optimlab bench"
+    progress: Callable[[str], None] = field(default=print)
+
+    def resolve(self) -> None:
+        """Default paths, relative to the working directory: BENCHMARKS.md and, beside it in
+        ``benchmarks/``, the plot and every measured row as JSON. A quick or smoke run writes
+        into ``benchmarks/quick/`` (or ``benchmarks/smoke/``) and never overwrites the full
+        report."""
+        sub = "smoke" if self.smoke else "quick" if self.quick else ""
+        folder = Path("benchmarks") / sub
+        self.out = self.out or (folder / "BENCHMARKS.md" if sub else Path("BENCHMARKS.md"))
+        self.plot = self.plot or folder / "optimizer_steps.png"
+        self.json = self.json or folder / "results.json"
+
+
+def run(options: Options) -> int:
+    """Run the benchmarks ``options`` ask for and write the report; returns the exit status."""
+    say = options.progress
+    options.resolve()
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device here")
+    if options.device not in ("cpu", "cuda"):
+        raise BenchError(f"Invalid --device: {options.device!r}; expected 'cpu' or 'cuda'")
+    variants = bench_optimizers.VARIANTS
+    wanted = options.variants or (SMOKE_VARIANTS if options.smoke else None)
+    if wanted:
+        known = [v.id for v in variants]
+        unknown = sorted(set(wanted) - set(known))
+        if unknown:
+            raise BenchError(f"Invalid --variants: unknown {unknown}; known: {known}")
+        variants = [v for v in variants if v.id in wanted]
+    elif options.quick:
+        variants = [v for v in variants if v.quick]
+    if options.smoke:
+        sizes, layouts, rounds = SMOKE_SIZES, SMOKE_LAYOUTS, 1
+    else:
+        sizes = QUICK_SIZES if options.quick else FULL_SIZES
+        layouts, rounds = LAYOUTS, 4 if options.quick else 7
+    sizes = options.sizes or sizes
+    layouts = options.layouts or layouts
+    rounds = options.rounds or rounds
+    for value, name in ((sizes, "--sizes"), (layouts, "--layouts")):
+        if any(v < 1 for v in value):
+            raise BenchError(f"Invalid {name}: {value}; expected positive counts")
+    if any(s < t for s in sizes for t in layouts):
+        raise BenchError(f"Invalid --sizes {sizes} for --layouts {layouts}: a size below a layout")
+
+    start = time.perf_counter()
+    for path in (options.out, options.plot, options.json):
+        path.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    reused = None
+    if options.steps_from is not None:
+        try:
+            earlier = json.loads(Path(options.steps_from).read_text())
+            rows = list(earlier["steps"])
+            when = earlier.get("steps_measured") or earlier["machine"]["date"]
+            reused = (str(options.steps_from), when)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise BenchError(
+                f"Invalid --steps-from: {str(options.steps_from)!r} is not a results.json of "
+                f"optimlab bench ({error})"
+            ) from None
+        say(f"optimizer steps: {len(rows)} rows from {reused[0]} (measured {reused[1]})")
+    elif options.steps:
+        say(
+            f"optimizer steps on {options.device}: {len(variants)} variants, sizes {sizes}, "
+            f"layouts {layouts}, {rounds} rounds"
+        )
+        rows = bench_optimizers.run(
+            sizes,
+            layouts,
+            variants,
+            rounds=rounds,
+            slow_rounds=min(rounds, 3),
+            device=options.device,
+            progress=say,
+            retries=0 if options.smoke else 2,
+            bound_elements=1_000_000 if options.smoke else bench_optimizers.BOUND_ELEMENTS,
+            all_paths=options.smoke,
+        )
+    plan_rows: list[dict] = []
+    if options.plans:
+        say("mini-batch plans vs DataLoader")
+        plan_rows = bench_plans.run(
+            1 if options.smoke else 3 if options.quick else 7,
+            samples=2_048 if options.smoke else bench_plans.M,
+            features=16 if options.smoke else bench_plans.FEATURES,
+            progress=say,
+            device=options.device,
+        )
+    train_rows: list[dict] = []
+    if options.train:
+        say("the training loop vs a hand-written loop")
+        train_rows = bench_train.run(
+            1 if options.smoke else 3 if options.quick else 7,
+            cases=bench_train.SMOKE_CASES if options.smoke else bench_train.CASES,
+            progress=say,
+            device=options.device,
+        )
+    info = report.machine(options.device)
+    plot_ref = None
+    if rows and report.plot(rows, options.plot):
+        try:
+            plot_ref = str(options.plot.resolve().relative_to(options.out.resolve().parent))
+        except ValueError:
+            plot_ref = str(options.plot.resolve())
+    elapsed = time.perf_counter() - start
+    options.out.write_text(
+        report.markdown(
+            rows,
+            plan_rows,
+            train_rows,
+            info,
+            options.command,
+            plot_ref,
+            elapsed,
+            options.smoke,
+            reused,
+        )
+    )
+    options.json.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "steps_measured": reused[1] if reused else info["date"],
+                "steps": rows,
+                "plans": plan_rows,
+                "train": train_rows,
+            },
+            indent=1,
+        )
+        + "\n"
+    )
+    for target, verdict, figures in report.targets(rows, plan_rows, train_rows):
+        say(f"{verdict:>24s}  {target}: {figures}")
+    written = [str(options.out), str(options.json)] + ([str(options.plot)] if plot_ref else [])
+    say(f"wrote {', '.join(written)} in {elapsed / 60:.1f} min")
+    return 0

@@ -1,0 +1,82 @@
+"""``optimlab bench``: the benchmark suite runs end to end (on tiny sizes) and writes its report.
+
+Timing is never asserted: only that every part ran, measured what it says, and wrote the report,
+the plot and the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+from test_lab import assert_png
+
+from optimlab.benchmarks import main
+from optimlab.benchmarks.cli import bench
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
+    out, plot, rows = tmp_path / "B.md", tmp_path / "steps.png", tmp_path / "rows.json"
+    args = ["--smoke", "--out", str(out), "--plot", str(plot), "--json", str(rows)]
+    result = CliRunner().invoke(bench, args, obj={"argv": ["bench", *args]})
+    assert result.exit_code == 0, (result.output, result.exception)
+
+    data = json.loads(rows.read_text())
+    assert {r["variant"] for r in data["steps"]} == {"adam"}
+    paths = {r["path"] for r in data["steps"]}
+    assert {"optimlab default", "optimlab fused=True", "torch fused", "torch foreach"} <= paths
+    assert all(r["median_s"] > 0 and r["bound_s"] > 0 for r in data["steps"])
+    plans = {r["plan"]: r for r in data["plans"]}
+    assert plans["DataLoader(TensorDataset)"]["speedup_vs_dataloader"] == 1.0
+    assert plans["MiniBatches"]["samples_per_s"] > 0
+    loops = {r["loop"]: r for r in data["train"]}
+    assert set(loops) == {"hand-written loop", "optimlab.train.fit"}
+    # Both loops did the same work: bitwise the same parameters at the end.
+    assert all(r["same_parameters"] for r in data["train"])
+
+    text = out.read_text()
+    assert text.startswith("# Benchmarks")
+    assert "**Smoke run**" in text and "`optimlab bench --smoke" in text
+    for heading in (
+        "## Targets of issue 6",
+        "## Mini-batch plans vs DataLoader",
+        "## The training loop vs a hand-written loop",
+        "## Every path",
+    ):
+        assert heading in text
+    for target in ("mini-batch plans ≥ 10×", "training loop within 5%", "never slower than torch"):
+        assert target in text
+    assert_png(plot)
+    assert "wrote" in result.output
+
+    # --steps-from reports an earlier run's optimizer steps instead of measuring them, and says so.
+    again = tmp_path / "again.md"
+    args = ["--steps-from", str(rows), "--no-plans", "--no-train", "--out", str(again)]
+    args += ["--plot", str(tmp_path / "again.png"), "--json", str(tmp_path / "again.json")]
+    result = CliRunner().invoke(bench, args)
+    assert result.exit_code == 0, (result.output, result.exception)
+    text = again.read_text()
+    assert "**Optimizer steps reused.**" in text and data["machine"]["date"] in text
+    assert json.loads((tmp_path / "again.json").read_text())["steps"] == data["steps"]
+
+
+def test_bench_rejects_bad_options_with_exit_2():
+    result = CliRunner().invoke(bench, ["--variants", "adam,nope", "--no-plans", "--no-train"])
+    assert result.exit_code == 2
+    assert "Invalid --variants: unknown ['nope']" in result.output
+    result = CliRunner().invoke(bench, ["--sizes", "1M,lots"])
+    assert result.exit_code == 2 and "'lots' is not a count" in result.output
+
+
+def test_python_m_benchmarks_is_the_same_command(monkeypatch, capsys):
+    # The repository's benchmarks/ folder is a thin shim over optimlab.benchmarks.
+    monkeypatch.syspath_prepend(str(ROOT))
+    import benchmarks
+
+    assert benchmarks.main is main
+    assert main(["--help"], prog="python -m benchmarks") == 0
+    assert "--quick" in capsys.readouterr().out
+    assert main(["--variants", "nope"]) == 2
