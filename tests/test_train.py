@@ -448,3 +448,66 @@ def test_reduce_on_plateau_needs_eval_data():
             schedule=ReduceOnPlateau(0.1),
             progress=False,
         )
+
+
+# --- optimizers with evaluation weights (schedule-free, ASGD) ----------------------------------
+
+
+def _hand_loop_schedule_free(X, y, epochs, batch_size=25):
+    """The run fit must reproduce, written by hand: train at y, evaluate at x after each epoch."""
+    model = _model()
+    opt = optimlab.ScheduleFreeAdamW(model.parameters(), lr=0.05, warmup_steps=3)
+    val_losses = []
+    plan = MiniBatches(X, y, batch_size=batch_size, seed=0)
+    for _ in range(epochs):
+        for xb, yb in plan:
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(model(xb), yb).backward()
+            opt.step()
+        opt.eval()
+        with torch.no_grad():
+            val_losses.append(float(torch.nn.functional.cross_entropy(model(X), y)))
+        opt.train()
+    opt.eval()
+    return model, val_losses
+
+
+def test_fit_evaluates_schedule_free_at_the_average_and_returns_it(tmp_path):
+    X, y = _data()
+    expected_model, expected_losses = _hand_loop_schedule_free(X, y, epochs=3)
+    model = _model()
+    opt = optimlab.ScheduleFreeAdamW(model.parameters(), lr=0.05, warmup_steps=3)
+    result = fit(
+        model, opt, MiniBatches(X, y, batch_size=25, seed=0), epochs=3, eval_data=(X, y),
+        progress=False,
+    )  # fmt: skip
+    recorded = [row["val_loss"] for row in result.history if row.get("val_loss") is not None]
+    assert recorded == pytest.approx(expected_losses, rel=1e-12)
+    # fit returns at the evaluation weights x, exactly where the hand-written loop ends
+    for a, b in zip(model.parameters(), expected_model.parameters(), strict=True):
+        assert torch.equal(a, b)
+    assert result.final_metrics["val_loss"] == pytest.approx(expected_losses[-1], rel=1e-12)
+    # ...and they are not the training point y: the switch really happened
+    opt.train()
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.parameters(), expected_model.parameters())
+    )
+
+
+def test_schedule_free_fit_resumes_exactly_from_its_checkpoints(tmp_path):
+    X, y = _data()
+
+    def run(epochs, folder, resume):
+        model = _model()
+        opt = optimlab.ScheduleFreeAdamW(model.parameters(), lr=0.05, warmup_steps=3)
+        fit(
+            model, opt, MiniBatches(X, y, batch_size=25, seed=0), epochs=epochs,
+            eval_data=(X, y), checkpoint_dir=folder, resume=resume, progress=False,
+        )  # fmt: skip
+        return [p.detach().clone() for p in model.parameters()]
+
+    straight = run(4, tmp_path / "straight", False)
+    run(2, tmp_path / "split", False)  # ends in eval mode, its checkpoints at the training point
+    resumed = run(4, tmp_path / "split", True)
+    for a, b in zip(straight, resumed, strict=True):
+        assert torch.equal(a, b)

@@ -43,6 +43,7 @@ import torch
 
 from .. import distributed
 from ..data import MiniBatches
+from ..optim.base import evaluation_weights
 from ..schedules import ReduceOnPlateau, drive
 from .checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
 from .clip import clip_grad_norm, clip_grad_value
@@ -290,6 +291,13 @@ def fit(
     at the end of every epoch) and at the end; ``keep_last`` are kept. With ``resume=True``
     training continues from the newest good checkpoint there, if any, exactly where it stopped.
 
+    Optimizers that take gradients at one point and are evaluated at another
+    (:class:`~optimlab.ScheduleFreeAdamW`, :class:`~optimlab.ScheduleFreeSGD`, the averages of
+    :class:`~optimlab.ASGD`) are evaluated at their evaluation weights
+    (:func:`~optimlab.evaluation_weights`), and ``fit`` returns with ``optimizer.eval()``
+    called: the model then holds the weights to evaluate and save (call ``optimizer.train()``
+    before stepping on by hand; ``fit`` does it itself). Checkpoints hold the training point.
+
     ``precision="bf16"`` runs the forward pass under ``torch.autocast`` in bfloat16 (CPU or
     CUDA); ``"fp16"`` (CUDA only) adds gradient scaling. ``nonfinite_loss="raise"`` stops with
     :class:`NonFiniteLossError` naming the epoch and step; ``"skip"`` drops that step (no
@@ -404,7 +412,8 @@ def fit(
         """Evaluate, record, and return True when early stopping says stop."""
         if eval_data is None:
             return False
-        metrics = evaluate(model, eval_data, loss_fn)
+        with evaluation_weights(optimizer):  # schedule-free methods evaluate their average
+            metrics = evaluate(model, eval_data, loss_fn)
         values = {f"val_{k}": v for k, v in metrics.items()}
         if history.rows:
             history.annotate_last(values)
@@ -541,6 +550,7 @@ def fit(
     total_steps = steps if steps is not None else epochs * math.ceil(len(plan) / accumulation)
     bar = _progress_bar(progress, total=total_steps, initial=state.step) if ranks.is_main else None
     model.train()
+    _switch(optimizer, "train")  # a checkpoint saved at evaluation weights resumes training
     try:
         while not finished():
             epoch_before = plan.epoch
@@ -582,6 +592,10 @@ def fit(
             bar.close()
         if writer is not None:
             writer.close()
+    # Optimizers that evaluate at another point than they train at (schedule-free, ASGD) leave
+    # the model at the weights to evaluate and keep; the checkpoints hold the training point,
+    # from which a resumed run continues exactly.
+    _switch(optimizer, "eval")
     for callback in callbacks:
         callback.on_train_end(state)
     final = {}
@@ -595,6 +609,13 @@ def fit(
         resumed_from=resumed_from,
         final_metrics=final,
     )
+
+
+def _switch(optimizer: Any, mode: str) -> None:
+    """``optimizer.train()`` or ``.eval()`` where the optimizer has them (schedule-free, ASGD)."""
+    method = getattr(optimizer, mode, None)
+    if callable(method):
+        method()
 
 
 def _plan_state_for(plan: MiniBatches, saved: dict[str, int]) -> dict[str, int]:
