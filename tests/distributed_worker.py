@@ -109,6 +109,10 @@ def main() -> None:
             out.mkdir(parents=True, exist_ok=True)
             torch.save(state, out / f"{name}.pt")
     if ranks.active:
+        # No rank tears gloo down while another still works (rank 0 saving): under heavy load a
+        # rank that exits early has been seen to abort ("terminate called without an active
+        # exception").
+        torch.distributed.barrier()
         torch.distributed.destroy_process_group()
 
 
