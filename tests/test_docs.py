@@ -29,6 +29,7 @@ DOCUMENTED_MODULES = [
     "optimlab.core.classic",
     "optimlab.core.layerwise",
     "optimlab.core.tuning_free",
+    "optimlab.optim.base",
     "optimlab.optim.sgd",
     "optimlab.optim.adaptive",
     "optimlab.optim.adam_family",

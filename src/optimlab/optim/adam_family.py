@@ -7,11 +7,7 @@ from typing import Any
 import torch
 
 from ..core import adam_family as rules
-from .base import Optimizer, boolean, non_negative, pair_in_unit_interval
-
-
-def _pair(betas: Any) -> Any:
-    return tuple(betas) if isinstance(betas, list) else betas
+from .base import Optimizer, boolean, hyperparameters, non_negative, pair_in_unit_interval
 
 
 class NAdam(Optimizer):
@@ -93,18 +89,7 @@ class NAdam(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=_pair(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum_decay=momentum_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
@@ -214,17 +199,7 @@ class RAdam(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=_pair(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            decoupled_weight_decay=decoupled_weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
@@ -304,16 +279,7 @@ class Adamax(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=_pair(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_inf")
@@ -393,15 +359,7 @@ class Lion(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=_pair(betas),
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("exp_avg",)

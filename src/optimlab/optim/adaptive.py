@@ -5,7 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import rules
-from .base import Optimizer, boolean, non_negative, pair_in_unit_interval, unit_interval
+from .base import (
+    Optimizer,
+    boolean,
+    hyperparameters,
+    non_negative,
+    pair_in_unit_interval,
+    unit_interval,
+)
 
 
 class RMSprop(Optimizer):
@@ -75,19 +82,7 @@ class RMSprop(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            alpha=alpha,
-            eps=eps,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            centered=centered,
-            eps_inside_sqrt=eps_inside_sqrt,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         names = ("square_avg",)
@@ -187,19 +182,7 @@ class Adam(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            amsgrad=amsgrad,
-            bias_correction=bias_correction,
-            eps_inside_sqrt=eps_inside_sqrt,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         names = ("exp_avg", "exp_avg_sq")

@@ -144,6 +144,24 @@ def _describe(value: Any) -> str:
     return f"a {type(value).__name__}"
 
 
+def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A group's defaults from a constructor's ``locals()``, taken first thing in ``__init__``.
+
+    Every argument but ``params`` and ``nonfinite_grads`` (a policy of the optimizer, not of a
+    group); lists become tuples, as torch keeps ``betas``.
+
+    >>> hyperparameters({"self": None, "params": [], "lr": 0.1, "betas": [0.9, 0.99],
+    ...                  "nonfinite_grads": "raise"})
+    {'lr': 0.1, 'betas': (0.9, 0.99)}
+    """
+    skip = ("self", "params", "nonfinite_grads", "__class__")
+    return {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in arguments.items()
+        if name not in skip
+    }
+
+
 class Optimizer(torch.optim.Optimizer):
     """Base class: validation, state and dispatch for every optimlab optimizer."""
 

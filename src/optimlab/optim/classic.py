@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from ..core import classic as rules
-from .base import Optimizer, _real, boolean, non_negative
+from .base import Optimizer, _real, boolean, hyperparameters, non_negative
 
 # --- checks of this family's arguments -----------------------------------------------------
 
@@ -47,10 +47,6 @@ def rprop_step_sizes(name: str, value: Any) -> None:
         raise ValueError(
             f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 < min <= max"
         )
-
-
-def _as_tuple(value: Any) -> Any:
-    return tuple(value) if isinstance(value, list) else value
 
 
 # --- Adagrad -------------------------------------------------------------------------------
@@ -115,17 +111,7 @@ class Adagrad(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            lr_decay=lr_decay,
-            weight_decay=weight_decay,
-            initial_accumulator_value=initial_accumulator_value,
-            eps=eps,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("sum",)
@@ -212,16 +198,7 @@ class Adadelta(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            rho=rho,
-            eps=eps,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("square_avg", "acc_delta")
@@ -302,15 +279,7 @@ class Rprop(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            etas=_as_tuple(etas),
-            step_sizes=_as_tuple(step_sizes),
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("prev", "step_size")
@@ -429,17 +398,7 @@ class ASGD(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            lambd=lambd,
-            alpha=alpha,
-            t0=t0,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("ax",)

@@ -19,6 +19,7 @@ from .base import (
     _as_real,
     _real,
     boolean,
+    hyperparameters,
     non_negative,
     pair_in_unit_interval,
     unit_interval,
@@ -83,11 +84,6 @@ def _weight_norm_clamp(name: str, value: Any) -> None:
     non_negative(f"{name}[1]", value[1])
     if value[0] > value[1]:
         raise ValueError(f"Invalid {name}: {value!r}; expected low <= high")
-
-
-def _pair(value: Any) -> Any:
-    # a list (from JSON, say) is kept as the tuple torch uses
-    return tuple(value) if isinstance(value, list) else value
 
 
 # --- parameters of one group that keep different state -------------------------------------
@@ -228,17 +224,7 @@ class Adafactor(_StateByKind):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            beta2_decay=beta2_decay,
-            eps=_pair(eps),
-            d=d,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _kind(self, real, group):
         return "factored" if real.ndim >= 2 else "unfactored"
@@ -366,25 +352,7 @@ class Muon(_StateByKind):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            weight_decay=weight_decay,
-            momentum=momentum,
-            nesterov=nesterov,
-            ns_coefficients=_pair(ns_coefficients),
-            eps=eps,
-            ns_steps=ns_steps,
-            adjust_lr_fn=adjust_lr_fn,
-            adamw_lr=adamw_lr,
-            adamw_betas=_pair(adamw_betas),
-            adamw_eps=adamw_eps,
-            adamw_weight_decay=adamw_weight_decay,
-            use_muon=use_muon,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _kind(self, real, group):
         return "matrix" if group["use_muon"] and real.ndim == 2 else "adamw"
@@ -493,17 +461,7 @@ class LAMB(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=_pair(betas),
-            eps=eps,
-            weight_decay=weight_decay,
-            weight_norm_clamp=_pair(weight_norm_clamp),
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
@@ -589,17 +547,7 @@ class LARS(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            trust_coefficient=trust_coefficient,
-            exclude_1d=exclude_1d,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _buffer_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import rules
-from .base import Optimizer, boolean, non_negative, one_of, unit_interval
+from .base import Optimizer, boolean, hyperparameters, non_negative, one_of, unit_interval
 
 
 class SGD(Optimizer):
@@ -65,17 +65,7 @@ class SGD(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            dampening=dampening,
-            weight_decay=weight_decay,
-            nesterov=nesterov,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _check_group(self, group):
         super()._check_group(group)
@@ -179,18 +169,7 @@ class Momentum(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            beta=beta,
-            form=form,
-            nesterov=nesterov,
-            bias_correction=bias_correction,
-            weight_decay=weight_decay,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _check_group(self, group):
         super()._check_group(group)

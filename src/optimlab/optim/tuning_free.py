@@ -29,6 +29,7 @@ from .base import (
     _real,
     _require_dense,
     boolean,
+    hyperparameters,
     non_negative,
     pair_in_unit_interval,
 )
@@ -287,18 +288,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            momentum=momentum,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            r=r,
-            weight_lr_power=weight_lr_power,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _interpolation(self, group):
         return group["momentum"]
@@ -412,19 +402,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
-            eps=eps,
-            weight_decay=weight_decay,
-            warmup_steps=warmup_steps,
-            r=r,
-            weight_lr_power=weight_lr_power,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def _interpolation(self, group):
         return group["betas"][0]
@@ -554,23 +532,7 @@ class Prodigy(Optimizer):
         fused: bool | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        defaults = dict(
-            lr=lr,
-            betas=tuple(betas) if isinstance(betas, list) else betas,
-            beta3=beta3,
-            eps=eps,
-            weight_decay=weight_decay,
-            decouple=decouple,
-            use_bias_correction=use_bias_correction,
-            safeguard_warmup=safeguard_warmup,
-            d0=d0,
-            d_coef=d_coef,
-            growth_rate=growth_rate,
-            maximize=maximize,
-            foreach=foreach,
-            fused=fused,
-        )
-        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
