@@ -130,9 +130,22 @@ def one_of(*choices: str) -> Callable[[str, Any], None]:
     return check
 
 
-def optional_boolean(name: str, value: Any) -> None:
-    if value is not None:
-        boolean(name, value)
+def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+    """``check``, or None (a default worked out from other arguments, or a choice left open)."""
+
+    def checked(name: str, value: Any) -> None:
+        if value is None:
+            return
+        try:
+            check(name, value)
+        except (TypeError, ValueError) as error:
+            message = str(error).replace("; expected ", "; expected None or ", 1)
+            raise type(error)(message) from None
+
+    return checked
+
+
+optional_boolean = optional(boolean)
 
 
 # --- the base class ------------------------------------------------------------------------

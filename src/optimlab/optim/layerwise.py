@@ -21,6 +21,8 @@ from .base import (
     boolean,
     hyperparameters,
     non_negative,
+    one_of,
+    optional,
     pair_in_unit_interval,
     unit_interval,
 )
@@ -38,17 +40,13 @@ def _at_least_one(name: str, value: Any) -> None:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 1")
 
 
-def _optional_non_negative(name: str, value: Any) -> None:
-    if value is not None:
-        non_negative(name, value)
-
-
 def _adafactor_eps(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(
             f"Invalid {name}: {value!r}; expected a pair (eps1, eps2), eps1 may be None"
         )
-    _optional_non_negative(f"{name}[0]", value[0])
+    if value[0] is not None:  # None: the dtype's machine epsilon
+        non_negative(f"{name}[0]", value[0])
     non_negative(f"{name}[1]", value[1])
 
 
@@ -67,12 +65,6 @@ def _ns_steps(name: str, value: Any) -> None:
         )
     if not 1 <= value < 100:
         raise ValueError(f"Invalid {name}: {value!r}; expected an integer from 1 to 99")
-
-
-def _adjust_lr_fn(name: str, value: Any) -> None:
-    if value not in rules.MUON_LR_ADJUSTMENTS:
-        allowed = ", ".join(repr(c) for c in rules.MUON_LR_ADJUSTMENTS)
-        raise ValueError(f"Invalid {name}: {value!r}; expected one of {allowed}")
 
 
 def _weight_norm_clamp(name: str, value: Any) -> None:
@@ -321,8 +313,8 @@ class Muon(_StateByKind):
         "ns_coefficients": _coefficients,
         "eps": non_negative,
         "ns_steps": _ns_steps,
-        "adjust_lr_fn": _adjust_lr_fn,
-        "adamw_lr": _optional_non_negative,
+        "adjust_lr_fn": one_of(*rules.MUON_LR_ADJUSTMENTS),
+        "adamw_lr": optional(non_negative),
         "adamw_betas": pair_in_unit_interval,
         "adamw_eps": non_negative,
         "adamw_weight_decay": non_negative,

@@ -31,7 +31,9 @@ from .base import (
     boolean,
     hyperparameters,
     non_negative,
+    optional,
     pair_in_unit_interval,
+    unit_interval,
 )
 
 # --- hyperparameter checks of this family ----------------------------------------------------
@@ -66,19 +68,6 @@ def schedule_free_betas(name: str, value: Any) -> None:
     """``(beta1, beta2)``: beta1 in (0, 1), the interpolation weight; beta2 in [0, 1)."""
     pair_in_unit_interval(name, value)
     open_unit_interval(f"{name}[0]", value[0])
-
-
-def optional_unit_interval(name: str, value: Any) -> None:
-    """None (a default derived from other arguments) or a number in [0, 1)."""
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected None or a number "
-            "in [0, 1)"
-        )
-    if not 0.0 <= value < 1.0:  # also refuses NaN
-        raise ValueError(f"Invalid {name}: {value!r}; expected None or a number in [0, 1)")
 
 
 def growth_factor(name: str, value: Any) -> None:
@@ -500,7 +489,7 @@ class Prodigy(Optimizer):
         **Optimizer._checks,
         "lr": non_negative,
         "betas": pair_in_unit_interval,
-        "beta3": optional_unit_interval,
+        "beta3": optional(unit_interval),
         "eps": positive,
         "weight_decay": non_negative,
         "decouple": boolean,
