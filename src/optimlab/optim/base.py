@@ -145,7 +145,10 @@ def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
     return checked
 
 
-optional_boolean = optional(boolean)
+def optional_boolean(name: str, value: Any) -> None:
+    """None (let optimlab choose) or True or False: ``foreach`` and ``fused``."""
+    if value is not None:
+        boolean(name, value)
 
 
 # --- the base class ------------------------------------------------------------------------
