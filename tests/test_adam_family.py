@@ -112,7 +112,7 @@ def test_a_torch_nadam_checkpoint_resumes_in_optimlab_nadam(digits):
     saved = opt_theirs.state_dict()
     assert "mu_product" in saved["state"][0]
     ours.load_state_dict(theirs.state_dict())
-    opt_ours = optimlab.NAdam(ours.parameters(), lr=0.5)
+    opt_ours = optimlab.NAdam(ours.parameters(), lr=0.5, fused="exact")
     group = saved["param_groups"][0]  # keep the hyperparameters both have, and ours
     for key in set(group) - set(opt_ours.param_groups[0]):
         del group[key]

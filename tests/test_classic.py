@@ -34,6 +34,8 @@ def quadratic_loss(params):
 
 def run_side_by_side(name, params_ours, params_theirs, steps, has_grad=None, **extra):
     kwargs = dict(KWARGS[name], **extra)
+    if kwargs.get("foreach") is None:
+        kwargs.setdefault("fused", "exact")  # torch's bits, square roots included
     ours = getattr(optimlab, name)(params_ours, lr=lr_at(0), **kwargs)
     kwargs.pop("foreach", None)
     kwargs.pop("fused", None)
@@ -141,7 +143,7 @@ def test_a_torch_checkpoint_resumes(name):
     with torch.no_grad():
         for p, q in zip(mine, params):
             p.copy_(q)
-    ours = getattr(optimlab, name)(mine, lr=1.0, **KWARGS[name])
+    ours = getattr(optimlab, name)(mine, lr=1.0, fused="exact", **KWARGS[name])
     group = saved["param_groups"][0]
     for key in set(group) - set(ours.param_groups[0]):
         del group[key]  # torch-only options (differentiable, capturable, ...)

@@ -178,7 +178,7 @@ def test_checkpoint_in_either_mode_resumes_exactly(cls, mode, digits):
 def test_fused_steps_and_mode_switches_equal_the_plain_path(cls, digits):
     X, y = digits
     models = [make_mlp(), make_mlp()]
-    opts = [cls(m.parameters(), lr=0.05, fused=f) for m, f in zip(models, (None, False))]
+    opts = [cls(m.parameters(), lr=0.05, fused=f) for m, f in zip(models, ("exact", False))]
     for model, opt in zip(models, opts):
         for _ in range(3):
             _digits_run(cls, model, opt, X, y, 4)

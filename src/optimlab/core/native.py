@@ -9,20 +9,21 @@ data pointers, one entry per tensor, so parameters, gradients and state stay ord
 tensors cost one call, not a thousand. The elements are split evenly over PyTorch's own OpenMP
 threads (``torch.get_num_threads()``; the library links to the libgomp PyTorch loaded).
 
-**Same results as the plain path, bit for bit** (``exact=True``, what ``fused=None`` uses). Each
+**Same results as the plain path, bit for bit, but for square roots.** Each
 operation is written in C as the expression PyTorch's CPU kernels evaluate for it
 (:data:`C_EXPRESSIONS`): where ATen's vectorized kernels use a fused multiply-add (``add``
 with ``alpha``, ``lerp``, ``addcmul``), the C code calls ``fma``; elsewhere it is compiled with
 ``-ffp-contract=off`` so that no other multiply-add is fused; scalars are rounded to the
-tensor's type as ATen rounds them. Square roots are the exception to "write it in C":
-PyTorch's CPU ``sqrt`` is MKL's vector square root, accurate to about 1 ulp but not correctly
-rounded (about 1 in 5 float32 results differ from the IEEE root), so exact kernels call that
-very function (found in libtorch_cpu) on blocks of 512 elements kept in the L1 cache. It costs
-about 3 cycles per element, which makes Adam and RMSprop compute-bound on a machine with few
-cores per memory channel; ``exact=False`` (``fused=True``) uses the CPU's correctly rounded
-``sqrt`` instruction instead, as PyTorch's own fused CPU kernels and CUDA do: within 1 ulp of
-the plain path per root, and as fast as memory allows. Rules without a root (SGD, momentum)
-compile to the same kernel either way.
+tensor's type as ATen rounds them. Square roots are where the two may differ: PyTorch's CPU
+``sqrt`` is MKL's vector square root, accurate to about 1 ulp but not correctly rounded (about
+1 in 5 float32 results differ from the IEEE root). Kernels (``exact=False``: ``fused=None`` and
+``fused=True``) use the CPU's correctly rounded ``sqrt`` instruction, as PyTorch's own fused CPU
+kernels and CUDA do: within 1 ulp of the plain path per root, and as fast as memory allows.
+Exact kernels (``exact=True``: ``fused="exact"``) call MKL's very function (found in
+libtorch_cpu) on blocks of 512 elements kept in the L1 cache, which gives the plain path's
+results bit for bit; it costs about 3 cycles per element, which makes Adam and RMSprop
+compute-bound on a machine with few cores per memory channel. Rules without a root (SGD,
+momentum) compile to the same kernel either way.
 
 One more place where "what PyTorch computes" depends on where an element sits: ATen's
 elementwise CPU loops apply a vector function to blocks of 16 floats or 8 doubles (AVX2) and a

@@ -17,9 +17,11 @@ step hooks all behave as in torch. On top of torch it
     recorded on a :class:`~optimlab.core.tape.Tape` and compiled into one C loop
     (:mod:`optimlab.core.native`) that reads each parameter, gradient and state element once
     and writes each modified one once, over all tensors of a group at once, on PyTorch's
-    threads, with no temporaries; bitwise equal to the plain path. ``fused=True`` insists on
-    it and takes the CPU's correctly rounded square root instead of PyTorch's MKL one (faster;
-    within 1 ulp per root). A :class:`~optimlab.optim.plan.FusedPlan` keeps what a group's
+    threads, with no temporaries. Its square roots are the CPU's correctly rounded ones, within
+    1 ulp of PyTorch's MKL vector sqrt; everything else is bitwise what the plain path computes.
+    ``fused=True`` insists on it (an error where it cannot run); ``fused="exact"`` takes
+    PyTorch's own square root too, so the step is bitwise the plain path's (and torch.optim's
+    multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.optim.plan.FusedPlan` keeps what a group's
     step needs between steps and re-checks it in O(1) per tensor. It takes CPU float32/float64
     (and complex) contiguous tensors; the group's other parameters take the multi-tensor path
     in the same step;
@@ -146,9 +148,22 @@ def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
 
 
 def optional_boolean(name: str, value: Any) -> None:
-    """None (let optimlab choose) or True or False: ``foreach`` and ``fused``."""
+    """None (let optimlab choose) or True or False: ``foreach``."""
     if value is not None:
         boolean(name, value)
+
+
+#: the values of ``fused`` (see the module docstring)
+FUSED_CHOICES = (None, True, False, "exact")
+
+
+def fused_choice(name: str, value: Any) -> None:
+    """None (let optimlab choose), True, False or "exact": ``fused``."""
+    if not any(value is choice or (isinstance(value, str) and value == choice)
+               for choice in FUSED_CHOICES):
+        raise (ValueError if isinstance(value, str) else TypeError)(
+            f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
+        )
 
 
 # --- the base class ------------------------------------------------------------------------
@@ -184,7 +199,7 @@ class Optimizer(torch.optim.Optimizer):
     #: hyperparameter name -> check(name, value); every group is checked against all of them.
     _checks: dict[str, Callable[[str, Any], None]] = {
         "foreach": optional_boolean,
-        "fused": optional_boolean,
+        "fused": fused_choice,
     }
     #: group keys that choose how a step is computed, not what it computes
     _dispatch_keys = ("foreach", "fused")
@@ -230,10 +245,10 @@ class Optimizer(torch.optim.Optimizer):
         """Check every hyperparameter of ``group``; subclasses add checks across arguments."""
         for name, check in self._checks.items():
             check(name, group[name])
-        if group["fused"] is True and group["foreach"] is True:
+        if group["fused"] in (True, "exact") and group["foreach"] is True:
             raise ValueError(
-                "Invalid fused=True with foreach=True; choose one: fused=True for the fused "
-                "kernel, foreach=True for the multi-tensor path"
+                f"Invalid fused={group['fused']!r} with foreach=True; choose one: fused for the "
+                "fused kernel, foreach=True for the multi-tensor path"
             )
         if group["fused"] is True and self._unfusable_reason is not None:
             raise ValueError(
@@ -494,7 +509,8 @@ class Optimizer(torch.optim.Optimizer):
         :class:`~optimlab.core.tape.Tape` keeps the elementwise operations it asks for, and
         the kernel compiled for that program (once per configuration) applies them all in one
         pass over the tensors, in place. None when the kernel cannot be built and the group
-        did not insist on ``fused=True``: then the plain path takes the step.
+        did not insist on ``fused=True``: then the plain path takes the step (``"exact"``
+        kernels compute what it does, so falling back changes nothing).
         """
         tape = Tape(("param", "grad", *names))
         recorded = {name: [tape[name]] for name in names}
@@ -508,7 +524,7 @@ class Optimizer(torch.optim.Optimizer):
                 ) from None
             return None
         try:
-            kernel = native.tape_kernel(tape, dtype, exact=not insist)
+            kernel = native.tape_kernel(tape, dtype, exact=group.get("fused") == "exact")
         except native.NativeUnavailable:
             if insist:
                 raise
