@@ -23,7 +23,7 @@ from conftest import make_mlp
 from registry import CASES
 
 import optimlab
-from optimlab.core import native
+from optimlab.core import native, plancheck
 from optimlab.core.tape import Tape
 
 STEPS = 50
@@ -43,6 +43,24 @@ def one_thread():
 needs_native = pytest.mark.skipif(
     not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"
 )
+
+
+@pytest.fixture(params=["c++", "python"])
+def plan_checks(request, monkeypatch):
+    """A fused plan's per-step checks: the compiled C++ ones, and the Python ones that serve
+    until they are built (or where they cannot be); both must give the same answers."""
+    if request.param == "c++":
+        if plancheck.wait() is None:
+            pytest.skip(f"C++ plan checks unavailable: {plancheck.unavailable_reason()}")
+    else:
+        monkeypatch.setattr(plancheck, "checker", lambda: None)
+    return request.param
+
+
+def assert_planned_with(opt, plan_checks):
+    """The last step of ``opt`` ran on plans checked by ``plan_checks``."""
+    plans = opt.__dict__.get("_fused_plans", {}).values()
+    assert plans and all(plan.native_checked == (plan_checks == "c++") for plan in plans)
 
 
 def lr_at(step: int, base: float = 0.01) -> float:
@@ -198,7 +216,10 @@ def test_complex_parameters_fused(case):
     z_fused = torch.randn(3, 4, dtype=torch.complex128, requires_grad=True)
     z_plain = z_fused.detach().clone().requires_grad_(True)
     target = torch.randn(3, 4, dtype=torch.complex128)
-    opts = [case.make([z_fused], lr=0.01, fused="exact"), case.make([z_plain], lr=0.01, fused=False)]
+    opts = [
+        case.make([z_fused], lr=0.01, fused="exact"),
+        case.make([z_plain], lr=0.01, fused=False),
+    ]
     for _ in range(20):
         for z, opt in zip((z_fused, z_plain), opts):
             opt.zero_grad()
@@ -213,12 +234,13 @@ def two_models(dtype=torch.float64):
 
 @needs_native
 @pytest.mark.parametrize("name", ["sgd-momentum", "rmsprop-centered-momentum", "adam-amsgrad"])
-def test_added_param_group(name, digits):
+def test_added_param_group(name, digits, plan_checks):
     case = next(c for c in CASES if c.id == name)
     X, y = digits
     models = two_models()
     opts = [
-        case.make(list(m[0].parameters()), lr=0.01, fused=f) for m, f in zip(models, ("exact", False))
+        case.make(list(m[0].parameters()), lr=0.01, fused=f)
+        for m, f in zip(models, ("exact", False))
     ]
     for model, opt in zip(models, opts):
         train(model, opt, X, y, 10)
@@ -226,11 +248,12 @@ def test_added_param_group(name, digits):
         train(model, opt, X, y, STEPS - 10, start=10)
     assert_same(*opts, *(m.parameters() for m in models))
     assert opts[0].state[models[0][2].weight]["step"] == STEPS - 10
+    assert_planned_with(opts[0], plan_checks)
 
 
 @needs_native
 @pytest.mark.parametrize("name", ["sgd-momentum", "momentum-ema-bias_correction", "adam"])
-def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits):
+def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits, plan_checks):
     # A frozen layer, a parameter that never gets a gradient, and a layer whose gradient is
     # dropped on every third step: step counts diverge, so the fused path sees several buckets.
     case = next(c for c in CASES if c.id == name)
@@ -259,7 +282,7 @@ def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits):
 
 @needs_native
 @pytest.mark.parametrize("name", ["sgd-nesterov", "rmsprop", "adamw"])
-def test_mixed_dtypes_and_layouts_in_one_group(name):
+def test_mixed_dtypes_and_layouts_in_one_group(name, plan_checks):
     # float32, float64 and complex64 are fused; bfloat16 and a transposed (non-contiguous)
     # parameter take the multi-tensor path within the same step.
     case = next(c for c in CASES if c.id == name)
@@ -319,10 +342,12 @@ def test_state_dict_resumes_on_the_other_path(name, direction, digits):
 
 
 @needs_native
-def test_loading_state_mid_run_replaces_what_the_plan_held(digits):
+def test_loading_state_mid_run_replaces_what_the_plan_held(digits, plan_checks):
     X, y = digits
     models = two_models()
-    opts = [optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, ("exact", False))]
+    opts = [
+        optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, ("exact", False))
+    ]
     for model, opt in zip(models, opts):
         train(model, opt, X, y, 5)
     snapshot = copy.deepcopy(opts[1].state_dict())
@@ -333,12 +358,14 @@ def test_loading_state_mid_run_replaces_what_the_plan_held(digits):
 
 
 @needs_native
-def test_changes_behind_the_plans_back_are_seen(digits):
+def test_changes_behind_the_plans_back_are_seen(digits, plan_checks):
     # Replacing a parameter's data, a state buffer, a state dict, or the whole state between
     # steps must be honoured as on the plain path, never update stale memory.
     X, y = digits
     models = two_models()
-    opts = [optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, ("exact", False))]
+    opts = [
+        optimlab.Adam(m.parameters(), lr=0.01, fused=f) for m, f in zip(models, ("exact", False))
+    ]
     changes = [
         lambda m, o: setattr(m[0].weight, "data", m[0].weight.data.clone()),
         lambda m, o: o.state[m[2].weight].__setitem__(
@@ -358,8 +385,53 @@ def test_changes_behind_the_plans_back_are_seen(digits):
 
 
 @needs_native
+def test_gradients_the_kernel_cannot_read_are_seen(plan_checks):
+    # Between planned steps a gradient turns non-contiguous, lazily conjugated or negated,
+    # sparse, None, or appears where there was none: each step must still be what the plain
+    # path computes (the plan is dropped, the general path steps).
+    g = torch.Generator().manual_seed(3)
+    shapes = [(6, 5), (4,), (3, 3)]
+    start = [
+        torch.randn(s, generator=g, dtype=torch.complex128 if k == 2 else torch.float64)
+        for k, s in enumerate(shapes)
+    ]
+    grads = [
+        [torch.randn(s, generator=g, dtype=t.dtype) for t, s in zip(start, shapes)]
+        for _ in range(16)
+    ]
+    runs = []
+    for fused in ("exact", False):
+        params = [t.clone().requires_grad_(True) for t in start]
+        opt = optimlab.Adam(params, lr=0.05, fused=fused)
+        for k, step_grads in enumerate(grads):
+            for p, grad in zip(params, step_grads):
+                p.grad = grad.clone()
+            if k == 3:
+                params[0].grad = params[0].grad.t().contiguous().t()  # same values, transposed
+            if k == 5:
+                params[2].grad = params[2].grad.conj().conj_physical().conj()  # conj bit set
+            if k == 7:
+                params[1].grad = None
+            if k == 11:
+                params[1].grad = params[1].grad.to_sparse()
+                with pytest.raises(TypeError, match="Sparse gradients are not supported"):
+                    opt.step()
+                params[1].grad = params[1].grad.to_dense()
+            if k == 13:
+                params[1].grad = (-params[1].grad * 1j).conj().imag  # same values, negated bit
+                assert params[1].grad.is_neg()
+            opt.step()
+            if k in (2, 15):
+                assert fused != "exact" or opt._ready_plan(opt.param_groups[0]) is not None
+        runs.append((opt, params))
+    assert params[0].grad.is_contiguous() and not runs[0][1][2].grad.is_conj()
+    assert_same(runs[0][0], runs[1][0], runs[0][1], runs[1][1])
+    assert_planned_with(runs[0][0], plan_checks)
+
+
+@needs_native
 @pytest.mark.parametrize("threads", [1, 2])
-def test_large_tensors_split_over_threads(threads):
+def test_large_tensors_split_over_threads(threads, plan_checks):
     # Tensors large enough that each step is split over threads, with sizes that are not
     # multiples of the vector width or of the split.
     previous = torch.get_num_threads()
@@ -384,7 +456,7 @@ def test_large_tensors_split_over_threads(threads):
 
 @needs_native
 @pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
-def test_nonfinite_gradients_on_the_fused_path(bad):
+def test_nonfinite_gradients_on_the_fused_path(bad, plan_checks):
     w = torch.ones(100_000, requires_grad=True)
     b = torch.ones(3, requires_grad=True)
     opt = optimlab.Adam([{"params": [w]}, {"params": [b]}], lr=0.1)
@@ -436,7 +508,7 @@ def test_without_a_compiler_the_default_falls_back_and_fused_true_says_why(monke
 
 
 @needs_native
-def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits):
+def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits, plan_checks):
     X, y = digits
     model = make_mlp()
     opt = optimlab.Adam(model.parameters(), lr=0.01, nonfinite_grads="skip")
@@ -452,7 +524,7 @@ def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits):
 
 
 @needs_native
-def test_in_place_writes_are_seen_by_autograd_as_on_the_plain_path():
+def test_in_place_writes_are_seen_by_autograd_as_on_the_plain_path(plan_checks):
     # The fused kernel writes through raw pointers; it bumps the version counters as PyTorch's
     # in-place operations do, so a parameter saved for backward and then stepped is reported.
     for fused in (None, False):

@@ -1,8 +1,8 @@
 """optimlab: the optimizers that train neural networks, on one small functional core.
 
-    >>> import torch, optimlab
-    >>> model = torch.nn.Linear(3, 1)
-    >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
+>>> import torch, optimlab
+>>> model = torch.nn.Linear(3, 1)
+>>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
 from . import data, distributed, schedules

@@ -636,14 +636,22 @@ def _load(source: str) -> ctypes.CDLL:
     return lib
 
 
-def _compile(compiler: str, flags: list[str], source: str, directory: Path, library: Path) -> None:
-    handle, c_file = tempfile.mkstemp(suffix=".c", prefix=".build-", dir=directory)
+def _compile(
+    compiler: str,
+    flags: list[str],
+    source: str,
+    directory: Path,
+    library: Path,
+    suffix: str = ".c",
+    libraries: tuple[str, ...] | list[str] = ("-lm",),
+) -> None:
+    handle, c_file = tempfile.mkstemp(suffix=suffix, prefix=".build-", dir=directory)
     with os.fdopen(handle, "w") as f:
         f.write(source)
-    partial = f"{c_file[:-2]}.so"
+    partial = f"{c_file[: -len(suffix)]}.so"
     try:
         done = subprocess.run(
-            [compiler, *flags, c_file, "-o", partial, "-lm"],
+            [compiler, *flags, c_file, "-o", partial, *libraries],
             capture_output=True,
             text=True,
             timeout=300,
@@ -962,4 +970,6 @@ def fusable(t: Tensor, dtype: torch.dtype) -> bool:
         and t.dtype is dtype
         and t.device.type == "cpu"
         and t.is_contiguous()
+        and not t.is_conj()  # lazily conjugated: its memory holds the unconjugated values
+        and not t.is_neg()
     )

@@ -21,8 +21,9 @@ step hooks all behave as in torch. On top of torch it
     1 ulp of PyTorch's MKL vector sqrt; everything else is bitwise what the plain path computes.
     ``fused=True`` insists on it (an error where it cannot run); ``fused="exact"`` takes
     PyTorch's own square root too, so the step is bitwise the plain path's (and torch.optim's
-    multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.optim.plan.FusedPlan` keeps what a group's
-    step needs between steps and re-checks it in O(1) per tensor. It takes CPU float32/float64
+    multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.optim.plan.FusedPlan`
+    keeps what a group's step needs between steps and re-checks it in O(1) per tensor (in C++
+    once :mod:`optimlab.core.plancheck` is built). It takes CPU float32/float64
     (and complex) contiguous tensors; the group's other parameters take the multi-tensor path
     in the same step;
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
@@ -159,8 +160,9 @@ FUSED_CHOICES = (None, True, False, "exact")
 
 def fused_choice(name: str, value: Any) -> None:
     """None (let optimlab choose), True, False or "exact": ``fused``."""
-    if not any(value is choice or (isinstance(value, str) and value == choice)
-               for choice in FUSED_CHOICES):
+    if not any(
+        value is choice or (isinstance(value, str) and value == choice) for choice in FUSED_CHOICES
+    ):
         raise (ValueError if isinstance(value, str) else TypeError)(
             f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
         )
@@ -687,5 +689,9 @@ def _require_dense(grad: Tensor) -> None:
 
 
 def _as_real(t: Tensor) -> Tensor:
-    # Complex numbers are updated as pairs of reals, as torch.optim does.
-    return torch.view_as_real(t) if t.is_complex() else t
+    # Complex numbers are updated as pairs of reals, as torch.optim does. A lazily conjugated
+    # tensor (a gradient set to x.conj()) is resolved first: its memory holds the unconjugated
+    # values. (Parameters and state are written in place and never carry the bit.)
+    if not t.is_complex():
+        return t
+    return torch.view_as_real(t.resolve_conj() if t.is_conj() else t)
