@@ -447,9 +447,9 @@ def bench_cell(
     for name, opt in optimizers.items():
         first[name] = clock.time(opt.step)
         clock.time(opt.step)
-    # Steps per sample: enough for a sample of about 20 ms.
+    # Steps per sample: enough for a sample of about 50 ms (shorter ones vary by ±15%).
     per_sample = {
-        name: max(1, min(50, math.ceil(0.02 / max(clock.time(opt.step), 1e-6))))
+        name: max(1, min(50, math.ceil(0.05 / max(clock.time(opt.step), 1e-6))))
         for name, opt in optimizers.items()
     }
     times: dict[str, list[float]] = {name: [] for name in optimizers}

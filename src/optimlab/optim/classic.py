@@ -465,13 +465,16 @@ class ASGD(Optimizer):
         loss = super().step(closure)
         if self.skipped_steps != skipped:
             return loss  # nothing stepped
+        plans = self.__dict__.get("_fused_plans", {})
         for group in self.param_groups:
             lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
+            plan = plans.get(id(group))
+            if plan is not None:  # it holds the states of exactly the parameters with gradients
+                stepped = plan.states + [self.state[p] for p in plan.others]
+            else:
+                stepped = [self.state[p] for p in group["params"] if p.grad is not None]
             after: dict[int, tuple[float, float]] = {}  # by step count
-            for p in group["params"]:
-                if p.grad is None:
-                    continue  # not stepped
-                state = self.state[p]
+            for state in stepped:
                 step = state["step"]
                 if step not in after:
                     after[step] = (
