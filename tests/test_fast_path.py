@@ -252,7 +252,7 @@ def test_added_param_group(name, digits, plan_checks):
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["sgd-momentum", "momentum-ema-bias_correction", "adam"])
+@pytest.mark.parametrize("name", ["sgd-momentum", "momentum-ema-bias_correction", "adam", "asgd"])
 def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits, plan_checks):
     # A frozen layer, a parameter that never gets a gradient, and a layer whose gradient is
     # dropped on every third step: step counts diverge, so the fused path sees several buckets.
@@ -281,7 +281,7 @@ def test_frozen_parameters_and_gradients_missing_on_some_steps(name, digits, pla
 
 
 @needs_native
-@pytest.mark.parametrize("name", ["sgd-nesterov", "rmsprop", "adamw"])
+@pytest.mark.parametrize("name", ["sgd-nesterov", "rmsprop", "adamw", "asgd"])
 def test_mixed_dtypes_and_layouts_in_one_group(name, plan_checks):
     # float32, float64 and complex64 are fused; bfloat16 and a transposed (non-contiguous)
     # parameter take the multi-tensor path within the same step.
