@@ -385,6 +385,39 @@ def test_changes_behind_the_plans_back_are_seen(digits, plan_checks):
 
 
 @needs_native
+@pytest.mark.parametrize("name", ["sgd-momentum", "adam", "rmsprop-centered-momentum"])
+def test_parameters_on_another_device_share_the_step(name, plan_checks):
+    # CPU parameters take the fused loop; one on another device (a GPU where there is one,
+    # else the meta device, which has shapes but no data) takes the multi-tensor path in the
+    # same step. The CPU ones must end as on the plain path.
+    case = next(c for c in CASES if c.id == name)
+    other = "cuda" if torch.cuda.is_available() else "meta"
+    g = torch.Generator().manual_seed(5)
+    start = [torch.randn(40, generator=g), torch.randn(3, 7, generator=g)]
+    grads = [[torch.randn(t.shape, generator=g) for t in start] for _ in range(12)]
+    runs = []
+    for fused in ("exact", False):
+        params = [t.clone().requires_grad_(True) for t in start]
+        far = torch.ones(6, device=other, requires_grad=True)
+        policy = "raise" if other == "cuda" else "ignore"  # a meta tensor has no values to check
+        opt = case.make([*params, far], lr=0.01, fused=fused, nonfinite_grads=policy)
+        for step_grads in grads:
+            for p, grad in zip(params, step_grads):
+                p.grad = grad.clone()
+            far.grad = torch.full((6,), 0.5, device=other)
+            opt.step()
+        assert opt.state[far]["step"] == len(grads)
+        runs.append((opt, params, far))
+    (opt_f, params_f, far_f), (opt_p, params_p, far_p) = runs
+    plan = opt_f._ready_plan(opt_f.param_groups[0])
+    assert plan is not None and plan.others == [far_f] and len(plan.fused) == 2
+    for a, b in zip(params_f, params_p):
+        assert torch.equal(a, b)
+    if other == "cuda":
+        assert torch.equal(far_f, far_p)
+
+
+@needs_native
 def test_gradients_the_kernel_cannot_read_are_seen(plan_checks):
     # Between planned steps a gradient turns non-contiguous, lazily conjugated or negated,
     # sparse, None, or appears where there was none: each step must still be what the plain
