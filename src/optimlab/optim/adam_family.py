@@ -46,12 +46,8 @@ class NAdam(Optimizer):
     first few dozen steps (with the default momentum_decay and beta1 <= 0.999 it falls below
     2**-60 by step 61, where 1 - P_t rounds to 1).
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -86,7 +82,7 @@ class NAdam(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -158,12 +154,8 @@ class RAdam(Optimizer):
     on the CPU; its multi-tensor path orders them differently and differs from it by
     rounding), so the parameters agree to the last bit.
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -196,7 +188,7 @@ class RAdam(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -240,12 +232,8 @@ class Adamax(Optimizer):
     being 0 for a coordinate whose gradients were all 0. Unlike torch, ``foreach`` is
     keyword-only here, as for every optimlab optimizer.
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -276,7 +264,7 @@ class Adamax(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -322,12 +310,8 @@ class Lion(Optimizer):
     half of Adam's state. A fixed step of ``lr`` per coordinate cannot settle closer to a
     minimum than about ``lr``: decay the learning rate to converge.
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -356,7 +340,7 @@ class Lion(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -28,21 +28,8 @@ class RMSprop(Optimizer):
     ``sqrt(s - avg(g)**2)``; ``momentum > 0`` keeps ``b = momentum * b + g / denom`` and steps
     ``w = w - lr * b``. Keras' RMSprop is ``eps_inside_sqrt=True, alpha=0.9, eps=1e-7``.
 
-    How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
-    the default, runs the update as one compiled loop over all parameters, gradients and state
-    at once (:mod:`optimlab.core.native`; no temporaries, one pass over memory) where this
-    machine can compile it, else the multi-tensor path; the two give bitwise equal results,
-    square roots included (the loop calls PyTorch's own MKL square root, which makes it
-    compute-bound on few cores). ``fused=True`` runs the same loop with the CPU's correctly
-    rounded square root, as torch's fused kernels do: as fast as memory allows, each root
-    within 1 ulp of the plain path's (the tolerance the tests check for every configuration is
-    in ``tests/test_fast_path.py``); an error where it cannot run. ``fused=False`` or
-    ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one PyTorch call per
-    tensor. Parameters the loop does not take (not on the CPU, not float32/float64 or their
-    complex types, not contiguous) take the multi-tensor path in the same step.
-    ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient holds NaN or
-    Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one read of the
-    gradients the check costs).
+    How the step is computed (``fused``, ``foreach``; never what, up to the last bit of a
+    square root) and ``nonfinite_grads`` are as for :class:`optimlab.Adam`.
 
     Example::
 
@@ -79,7 +66,7 @@ class RMSprop(Optimizer):
         eps_inside_sqrt: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -131,18 +118,19 @@ class Adam(Optimizer):
     How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
     the default, runs the update as one compiled loop over all parameters, gradients and state
     at once (:mod:`optimlab.core.native`; no temporaries, one pass over memory) where this
-    machine can compile it, else the multi-tensor path; the two give bitwise equal results,
-    square roots included (the loop calls PyTorch's own MKL square root, which makes it
-    compute-bound on few cores). ``fused=True`` runs the same loop with the CPU's correctly
+    machine can compile it, else the multi-tensor path. The loop takes the CPU's correctly
     rounded square root, as torch's fused kernels do: as fast as memory allows, each root
-    within 1 ulp of the plain path's (the tolerance the tests check for every configuration is
-    in ``tests/test_fast_path.py``); an error where it cannot run. ``fused=False`` or
-    ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one PyTorch call per
-    tensor. Parameters the loop does not take (not on the CPU, not float32/float64 or their
-    complex types, not contiguous) take the multi-tensor path in the same step.
-    ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient holds NaN or
-    Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one read of the
-    gradients the check costs).
+    within 1 ulp of the plain path's (PyTorch's MKL root; the tolerance the tests check for
+    every configuration is in ``tests/test_fast_path.py``), everything else bitwise the same.
+    ``fused=True`` insists on the loop (an error where it cannot run); ``fused="exact"`` calls
+    PyTorch's own square root in it, for results bitwise equal to the plain path and to
+    torch.optim's multi-tensor path (compute-bound on few cores: about 3 cycles per root).
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one
+    PyTorch call per tensor. Parameters the loop does not take (not on the CPU, not
+    float32/float64 or their complex types, not contiguous) take the multi-tensor path in the
+    same step. ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient
+    holds NaN or Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one
+    read of the gradients the check costs: 4 bytes per float32 parameter).
 
     Example::
 
@@ -179,7 +167,7 @@ class Adam(Optimizer):
         eps_inside_sqrt: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -69,12 +69,8 @@ class Adagrad(Optimizer):
     training a network. The state is torch's: ``step`` and ``sum``. Sparse gradients are not
     supported (torch's Adagrad takes them).
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -108,7 +104,7 @@ class Adagrad(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -159,12 +155,8 @@ class Adadelta(Optimizer):
     step is ``lr * g``). The state is torch's: ``step``, ``square_avg`` (``s``) and
     ``acc_delta`` (``u``).
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -195,7 +187,7 @@ class Adadelta(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -241,12 +233,8 @@ class Rprop(Optimizer):
     method: mini-batch noise flips gradient signs and shrinks the steps. No weight decay, as
     in torch. The state is torch's: ``step``, ``prev`` and ``step_size``.
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -276,7 +264,7 @@ class Rprop(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -356,12 +344,8 @@ class ASGD(Optimizer):
     Parameters whose ``eta`` or ``mu`` differ (they skipped steps while the learning rate
     changed) are stepped in separate calls.
 
-    How the step is computed (never what) is as for :class:`optimlab.Adam`: ``fused=None``,
-    the default, runs the rule as one compiled loop where this machine can compile it (else
-    the multi-tensor path; bitwise equal results), ``fused=True`` insists on it,
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path and ``foreach=False`` one
-    PyTorch call per tensor. ``nonfinite_grads``: ``"raise"`` (default), ``"skip"`` or
-    ``"ignore"``, as for Adam.
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -395,7 +379,7 @@ class ASGD(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -213,7 +213,7 @@ class Adafactor(_StateByKind):
         *,
         foreach: bool | None = None,
         maximize: bool = False,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -341,7 +341,7 @@ class Muon(_StateByKind):
         use_muon: bool = True,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -450,7 +450,7 @@ class LAMB(Optimizer):
         weight_norm_clamp: tuple[float, float] | None = None,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -536,7 +536,7 @@ class LARS(Optimizer):
         exclude_1d: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -20,16 +20,9 @@ class SGD(Optimizer):
     With ``momentum=0`` this is plain batch, stochastic or mini-batch gradient descent,
     ``w = w - lr * g`` (seed 004, section 1); which one depends only on the batches you feed.
 
-    How the step is computed (never what): ``fused=None``, the default, runs the update as one
-    compiled loop over all parameters, gradients and state at once (:mod:`optimlab.core.native`;
-    no temporaries, one pass over memory) where this machine can compile it, else the
-    multi-tensor path; the two give bitwise equal results. ``fused=True`` insists on the fused
-    loop (an error where it cannot run); ``fused=False`` or ``foreach=True`` takes the
-    multi-tensor path, ``foreach=False`` one PyTorch call per tensor. Parameters the loop does
-    not take (not on the CPU, not float32/float64 or their complex types, not contiguous) take
-    the multi-tensor path in the same step. ``nonfinite_grads``: ``"raise"`` (default) names
-    the parameter whose gradient holds NaN or Inf, ``"skip"`` skips the step, ``"ignore"``
-    steps anyway (and saves the one read of the gradients the check costs).
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
+    results.
 
     Example::
 
@@ -62,7 +55,7 @@ class SGD(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -122,16 +115,9 @@ class Momentum(Optimizer):
 
     ``g`` is the gradient (negated when ``maximize``) plus ``weight_decay * w``.
 
-    How the step is computed (never what): ``fused=None``, the default, runs the update as one
-    compiled loop over all parameters, gradients and state at once (:mod:`optimlab.core.native`;
-    no temporaries, one pass over memory) where this machine can compile it, else the
-    multi-tensor path; the two give bitwise equal results. ``fused=True`` insists on the fused
-    loop (an error where it cannot run); ``fused=False`` or ``foreach=True`` takes the
-    multi-tensor path, ``foreach=False`` one PyTorch call per tensor. Parameters the loop does
-    not take (not on the CPU, not float32/float64 or their complex types, not contiguous) take
-    the multi-tensor path in the same step. ``nonfinite_grads``: ``"raise"`` (default) names
-    the parameter whose gradient holds NaN or Inf, ``"skip"`` skips the step, ``"ignore"``
-    steps anyway (and saves the one read of the gradients the check costs).
+    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
+    results.
 
     Example::
 
@@ -166,7 +152,7 @@ class Momentum(Optimizer):
         bias_correction: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -274,7 +274,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -388,7 +388,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -518,7 +518,7 @@ class Prodigy(Optimizer):
         *,
         maximize: bool = False,
         foreach: bool | None = None,
-        fused: bool | None = None,
+        fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
