@@ -62,6 +62,20 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* others, PyObject* absent,
                       const int64_t* param_ptrs, const int64_t* numels, int64_t* grad_ptrs,
                       PyObject* states, PyObject* step_key, PyObject* names, PyObject* buffers,
                       const int64_t* steps) {
+  if (!PyList_Check(fused) || !PyList_Check(others) || !PyList_Check(absent) ||
+      !PyList_Check(states) || !PyTuple_Check(names) || !PyList_Check(buffers) ||
+      PyList_GET_SIZE(states) != PyList_GET_SIZE(fused) ||
+      PyList_GET_SIZE(buffers) != PyTuple_GET_SIZE(names)) {
+    PyErr_SetString(PyExc_TypeError, "ol_plan_ready: lists of equal lengths and a tuple expected");
+    return -1;
+  }
+  for (Py_ssize_t j = 0; j < PyList_GET_SIZE(buffers); j++) {
+    PyObject* row = PyList_GET_ITEM(buffers, j);
+    if (!PyList_Check(row) || PyList_GET_SIZE(row) != PyList_GET_SIZE(fused)) {
+      PyErr_SetString(PyExc_TypeError, "ol_plan_ready: one list of buffers per name expected");
+      return -1;
+    }
+  }
   try {
     const Py_ssize_t n = PyList_GET_SIZE(fused), k = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
@@ -104,6 +118,11 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* others, PyObject* absent,
 /* The book-keeping of a fused step (after ol_plan_ready): every state's step + 1 (and steps[i]
    with it), every parameter's autograd version counter bumped. 0, or -1 with a Python error. */
 int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, int64_t* steps) {
+  if (!PyList_Check(fused) || !PyList_Check(states) ||
+      PyList_GET_SIZE(states) != PyList_GET_SIZE(fused)) {
+    PyErr_SetString(PyExc_TypeError, "ol_plan_advance: two lists of equal lengths expected");
+    return -1;
+  }
   const Py_ssize_t n = PyList_GET_SIZE(fused);
   try {
     for (Py_ssize_t i = 0; i < n; i++)
