@@ -66,7 +66,38 @@ def main() -> None:
     parser.add_argument("--kill-at-step", type=int, default=0)
     args = parser.parse_args()
 
+    if args.zero:
+        # Before the group exists: zero_redundancy_optimizer's `_broadcast_object(...,
+        # group=dist.group.WORLD)` evaluates its default at import, and imported later it would
+        # hold the group past destroy_process_group (see optimlab.distributed.init).
+        from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: F401
     ranks = optimlab.distributed.init()
+    train(args, ranks)  # returns holding nothing that holds the process group
+    if ranks.active:
+        # No rank tears gloo down while another still works (rank 0 saving).
+        torch.distributed.barrier()
+        # With nothing else holding it, this frees the group and joins its gloo threads now,
+        # while the interpreter is whole. A gloo thread that outlives it into the interpreter's
+        # teardown can release there the last reference to a finished collective that still
+        # refers to Python objects (tensors, the contextvars.Context autograd stashes in the
+        # thread-local state a collective issued in backward copies): it waits for the GIL,
+        # Python ends it with pthread_exit, and the unwind through a noexcept destructor aborts
+        # ("terminate called without an active exception").
+        torch.distributed.destroy_process_group()
+        if args.fsdp:
+            # FSDP2 only: DTensor's module-level caches (sharding propagation, the
+            # redistribute planner, MeshTopoInfo) keep the DeviceMesh, hence the group and its
+            # threads, alive until the interpreter's teardown, which torch 2.13 gives no way
+            # to prevent (pytorch/pytorch#190489, #179291): leave without it.
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(0)
+        leftover = _gloo_work_threads()
+        if leftover:
+            sys.exit(f"the process group outlived destroy_process_group: {leftover} threads")
+
+
+def train(args: argparse.Namespace, ranks: optimlab.distributed.Context) -> None:
     out = Path(args.out)
     for name in args.optimizers.split(","):
         model, X, y = build()
@@ -109,19 +140,23 @@ def main() -> None:
         if ranks.is_main:
             out.mkdir(parents=True, exist_ok=True)
             torch.save(state, out / f"{name}.pt")
-    if ranks.active:
-        # No rank tears gloo down while another still works (rank 0 saving): under heavy load a
-        # rank that exits early has been seen to abort ("terminate called without an active
-        # exception").
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-        # Leave without the interpreter's teardown: on this 2-core machine about one run in
-        # eight aborted at exit ("terminate called without an active exception", a C++
-        # thread destroyed while joinable) after every result was written. Known gap: the
-        # thread's owner (gloo or an OpenMP pool) is not yet identified.
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(0)
+
+
+def _gloo_work_threads() -> int:
+    """How many of gloo's work threads ("pt_gloo_runloop", the threads that run and release
+    collectives) this process has: 0 once its groups are destroyed (Linux; 0 elsewhere)."""
+    try:
+        tasks = os.listdir("/proc/self/task")
+    except OSError:
+        return 0
+    count = 0
+    for task in tasks:
+        try:
+            with open(f"/proc/self/task/{task}/comm") as comm:
+                count += comm.read().startswith("pt_gloo_runloop")
+        except OSError:  # the thread ended meanwhile
+            continue
+    return count
 
 
 if __name__ == "__main__":

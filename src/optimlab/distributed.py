@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,8 +47,26 @@ def init(backend: str | None = None, timeout_seconds: float = 600.0) -> Context:
             backend = "nccl" if torch.cuda.is_available() else "gloo"
         if backend == "nccl":
             torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        _import_before_the_group_exists()
         dist.init_process_group(backend, timeout=datetime.timedelta(seconds=timeout_seconds))
     return context()
+
+
+def _import_before_the_group_exists() -> None:
+    """Import ``torch.distributed.nn.functional`` while ``group.WORLD`` is still None.
+
+    Its functions take ``group=group.WORLD`` as a default argument, evaluated at import: imported
+    after ``init_process_group`` (``torch.distributed.optim``, ``_shard`` and others import it),
+    the defaults hold the default process group itself, which ``destroy_process_group`` then
+    cannot free. The group and its gloo worker threads then live until the interpreter's
+    teardown, where a worker thread releasing a finished collective that still refers to Python
+    objects (its tensors' Python objects, the ``contextvars.Context`` autograd stashes in the
+    thread-local state it copied during backward) waits for the GIL of a finalizing
+    interpreter, is ended by ``pthread_exit``, and the forced unwind through a ``noexcept``
+    destructor aborts the process ("terminate called without an active exception"). Import
+    ``ZeroRedundancyOptimizer`` before :func:`init` too, for the same reason.
+    """
+    import torch.distributed.nn.functional  # noqa: F401
 
 
 def context() -> Context:
@@ -166,9 +185,7 @@ def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) ->
 
     Collective for ``ZeroRedundancyOptimizer`` and FSDP2: call it on every rank.
     """
-    from torch.distributed.optim import ZeroRedundancyOptimizer
-
-    if isinstance(optimizer, ZeroRedundancyOptimizer):
+    if _is_zero(optimizer):
         optimizer.consolidate_state_dict(to=0)
         return optimizer.state_dict() if dist.get_rank() == 0 else {}
     if is_fully_sharded(model):
@@ -180,6 +197,14 @@ def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) ->
         options = StateDictOptions(full_state_dict=True, cpu_offload=True)
         return {"fqn": get_optimizer_state_dict(model, optimizer, options=options)}
     return optimizer.state_dict()
+
+
+def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
+    """Whether ``optimizer`` is a ``ZeroRedundancyOptimizer``, without importing
+    ``torch.distributed.optim`` (about 1 s, and after ``init_process_group`` it would pin the
+    default group: see :func:`_import_before_the_group_exists`): whoever made one imported it."""
+    module = sys.modules.get("torch.distributed.optim.zero_redundancy_optimizer")
+    return module is not None and isinstance(optimizer, module.ZeroRedundancyOptimizer)
 
 
 def load_optimizer_state(
