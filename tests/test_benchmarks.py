@@ -27,8 +27,16 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
     data = json.loads(rows.read_text())
     assert {r["variant"] for r in data["steps"]} == {"adam"}
     paths = {r["path"] for r in data["steps"]}
-    assert {"optimlab default", "optimlab fused=True", "torch fused", "torch foreach"} <= paths
+    ours = {"optimlab default", "optimlab no check", "optimlab exact"}
+    assert ours | {"torch fused", "torch foreach"} <= paths
     assert all(r["median_s"] > 0 and r["bound_s"] > 0 for r in data["steps"])
+    # Paths with the non-finite check are held to a bound with the gradients' second read.
+    for r in data["steps"]:
+        extra = r["check_bound_s"] / r["bound_s"]
+        if r["path"].startswith("optimlab") and r["path"] != "optimlab no check":
+            assert abs(extra - (r["bytes_per_param"] + 4) / r["bytes_per_param"]) < 1e-9
+        else:
+            assert extra == 1.0
     plans = {r["plan"]: r for r in data["plans"]}
     assert plans["DataLoader(TensorDataset)"]["speedup_vs_dataloader"] == 1.0
     assert plans["MiniBatches"]["samples_per_s"] > 0
@@ -47,7 +55,13 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
         "## Every path",
     ):
         assert heading in text
-    for target in ("mini-batch plans ≥ 10×", "training loop within 5%", "never slower than torch"):
+    for target in (
+        "mini-batch plans ≥ 10×",
+        "training loop within 5%",
+        "never slower than torch",
+        "its bound counting the check's read",
+        'default without the check (nonfinite_grads="ignore"',
+    ):
         assert target in text
     assert_png(plot)
     assert "wrote" in result.output
