@@ -59,8 +59,9 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
         "mini-batch plans ≥ 10×",
         "training loop within 5%",
         "never slower than torch",
-        "its bound counting the check's read",
-        'default without the check (nonfinite_grads="ignore"',
+        "default × (bound + check)",
+        "no check × bound",
+        "exact × bound",
     ):
         assert target in text
     assert_png(plot)
