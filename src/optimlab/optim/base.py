@@ -154,18 +154,13 @@ def optional_boolean(name: str, value: Any) -> None:
         boolean(name, value)
 
 
-#: the values of ``fused`` (see the module docstring)
-FUSED_CHOICES = (None, True, False, "exact")
-
-
 def fused_choice(name: str, value: Any) -> None:
     """None (let optimlab choose), True, False or "exact": ``fused``."""
-    if not any(
-        value is choice or (isinstance(value, str) and value == choice) for choice in FUSED_CHOICES
-    ):
-        raise (ValueError if isinstance(value, str) else TypeError)(
-            f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
-        )
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "exact"):
+        return
+    raise (ValueError if isinstance(value, str) else TypeError)(
+        f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
+    )
 
 
 # --- the base class ------------------------------------------------------------------------

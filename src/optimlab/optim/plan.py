@@ -92,7 +92,7 @@ class FusedPlan:
         self.n_params = len(self.param_list)
         self.state = optimizer.state
         self.state_version = getattr(optimizer.state, "version", None)
-        self.names = names
+        self.names = tuple(names)
         fused: list[Tensor] = []
         others: list[Tensor] = []
         absent: list[Tensor] = []
@@ -127,14 +127,27 @@ class FusedPlan:
                 Bucket(dtype, index, table, starts, [self.states[i] for i in index])
             )
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
-        # What the C++ checks read and write: arrays, and the lists above as they are.
-        self.names = tuple(names)
-        self.buffer_lists = list(self.buffers.values())
-        self.param_ptr_array = np.array(self.param_ptrs, dtype=np.int64)
-        self.numel_array = np.array(self.numels, dtype=np.int64)
+        # What the C++ checks take: the lists above as they are, and arrays (kept alive here)
+        # by address, all worked out once.
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
         steps = [state["step"] for state in self.states]
         self.steps = np.array(steps, dtype=np.int64) if all(type(n) is int for n in steps) else None
+        self.native_args: tuple[Any, ...] | None = None
+        if self.steps is not None:
+            self._arrays = (np.array(self.param_ptrs, np.int64), np.array(self.numels, np.int64))
+            self.native_args = (
+                fused,
+                others,
+                absent,
+                self._arrays[0].ctypes.data,
+                self._arrays[1].ctypes.data,
+                self.grad_ptrs.ctypes.data,
+                self.states,
+                "step",
+                self.names,
+                list(self.buffers.values()),
+                self.steps.ctypes.data,
+            )
         self.native_checked = False  # whether the last ready() ran the C++ checks
 
     def ready(self, optimizer: Any, group: dict[str, Any]) -> bool:
@@ -149,22 +162,10 @@ class FusedPlan:
             or state.version != self.state_version  # a state dict added, replaced or removed
         ):
             return False
-        checker = plancheck.checker() if self.steps is not None else None
+        checker = plancheck.checker() if self.native_args is not None else None
         self.native_checked = checker is not None
         if checker is not None:
-            if not checker.ready(
-                self.fused,
-                self.others,
-                self.absent,
-                self.param_ptr_array.ctypes.data,
-                self.numel_array.ctypes.data,
-                self.grad_ptrs.ctypes.data,
-                self.states,
-                "step",
-                self.names,
-                self.buffer_lists,
-                self.steps.ctypes.data,
-            ):
+            if not checker.ready(*self.native_args):
                 return False
             if not self.single:
                 for bucket in self.buckets:
@@ -227,7 +228,7 @@ class FusedPlan:
                 return False
             runs.append(found)
         if self.native_checked:  # steps + 1, version counters bumped
-            plancheck.checker().advance(self.fused, self.states, "step", self.steps.ctypes.data)
+            plancheck.checker().advance(self.fused, self.states, "step", self.native_args[-1])
         else:
             for state in self.states:
                 state["step"] += 1
