@@ -77,9 +77,10 @@ def sensitivity(run_reference: Callable[[Grad], object], grad: Grad, seed: int =
     return plain, spread
 
 
-def path_tolerance(plain: np.ndarray, spread: np.ndarray) -> np.ndarray:
-    """Each point's tolerance from its sensitivity (see the module docstring)."""
-    steps = np.arange(1, len(plain) + 1, dtype=np.float64)
+def path_tolerance(plain: np.ndarray, spread: np.ndarray, first_step: int = 1) -> np.ndarray:
+    """Each point's tolerance from its sensitivity (see the module docstring); the rows of
+    ``plain`` are the points after ``first_step - 1``, ``first_step``, ... steps."""
+    steps = np.arange(first_step, first_step + len(plain), dtype=np.float64)
     largest = np.maximum.accumulate(np.abs(plain).reshape(len(plain), -1).max(axis=1))
     floor = (steps * EPS * largest).reshape((-1,) + (1,) * (plain.ndim - 1))
     return OPS * (spread + floor)
@@ -87,14 +88,22 @@ def path_tolerance(plain: np.ndarray, spread: np.ndarray) -> np.ndarray:
 
 def assert_path_close(actual, run_reference: Callable[[Grad], object], grad: Grad):
     """Assert that ``actual`` (a path, or a tuple of paths) follows ``run_reference(grad)``
-    within the tolerance that rounding allows on this path (see the module docstring)."""
+    within the tolerance that rounding allows on this path (see the module docstring).
+
+    In a tuple, a 1-D array is one point after as many steps as the first path has (the end
+    of the run: schedule-free's ``x`` and ``z``)."""
     plain, spread = sensitivity(run_reference, grad)
     actual = _as_tuple(actual)
     assert len(actual) == len(plain)
+    steps = len(plain[0])
     for got, expected, s in zip(actual, plain, spread):
         got = np.asarray(got, dtype=np.float64)
         assert got.shape == expected.shape, (got.shape, expected.shape)
-        tolerance = path_tolerance(expected, s)
+        if expected.ndim == 1:  # one point, at the end
+            got, expected, s = got[None], expected[None], s[None]
+            tolerance = path_tolerance(expected, s, first_step=steps)
+        else:
+            tolerance = path_tolerance(expected, s)
         travelled = np.abs(expected - expected[0]).max()
         assert tolerance.max() <= MEANINGFUL * max(travelled, np.abs(expected).max()), (
             f"rounding is amplified to {tolerance.max():.3g} on this path: too ill conditioned "
