@@ -749,6 +749,20 @@ def batch_size(ctx: click.Context, **options: Any) -> None:
 LISTS = ("optimizers", "schedules", "problems", "datasets")
 
 
+@main.command("build")
+@_debug_option
+def build() -> None:
+    """Compile the fused path's kernels and C++ plan checks for this machine, once.
+
+    Every optimizer's default configuration (and the notes' common variants), for float32 and
+    float64, into the kernel cache; about 30 s the first time, a few seconds after. ``make run``
+    and ``make test`` run it; a configuration not built ahead compiles in its first step.
+    """
+    from .optim.prebuild import build as build_all
+
+    build_all(lambda line: click.echo(f"optimlab build: {line}", err=True))
+
+
 @main.command("list")
 @click.argument("what", required=False, type=click.Choice([*LISTS, "all"]), default="all")
 @_debug_option

@@ -516,7 +516,7 @@ def run(
 
     The slow plain paths are left out at the largest size unless ``all_paths``."""
     dev = torch.device(device)
-    if plancheck.wait() is None:  # built once per machine (about 20 s), then cached
+    if plancheck.build() is None:  # built once per machine (about 20 s), then cached
         progress(f"  plan checks in Python: {plancheck.unavailable_reason()}")
     probe = bandwidth_probe(dev, bound_elements)
     largest = max(sizes) + 1 if all_paths else max(sizes)

@@ -44,8 +44,16 @@ kernels (whose fused multiply-adds the C code reproduces).
 first of ``cc``, ``gcc``, ``clang``), about 0.2 s each, once per configuration and machine: the
 shared libraries are kept in ``$OPTIMLAB_KERNEL_CACHE`` (default
 ``$XDG_CACHE_HOME/optimlab/kernels``, else ``~/.cache/optimlab/kernels``) under a hash of their
-source, compiler and flags. Without a compiler, :func:`available` is false and the optimizers
-take the plain path; ``OPTIMLAB_FUSED=0`` in the environment does the same on purpose.
+source, compiler and flags. ``optimlab build`` (part of ``make run`` and ``make test``) compiles
+the kernels of every optimizer's default configuration ahead of time; a configuration it did
+not foresee is compiled in the step that first needs it, synchronously, saying so once on
+stderr. Every compilation (:func:`compile_library`) holds the build lock (one compiler on the
+machine at a time), runs the compiler so that it dies with the process that started it, and
+renames the finished library into place; a build killed half-way leaves files that the next
+process to open the cache removes. The cache refuses folders and files owned by another user
+or writable by others (it says so once). Without a compiler, :func:`available` is false and
+the optimizers take the plain path; ``OPTIMLAB_FUSED=0`` in the environment does the same on
+purpose and compiles nothing.
 
 Why not ``torch.compile``? It works here (C++ code generation on CPU), but the first compile in
 a process takes 8 to 20 s and each further configuration about 1 s; it cannot take a list of a
@@ -58,14 +66,18 @@ associated differently, the IEEE ``sqrt``), so it could not be the bitwise-equal
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import hashlib
 import os
 import platform
 import shutil
+import stat
 import subprocess
+import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -542,7 +554,7 @@ _unavailable: str | None = None
 _checked = False
 
 
-def _cache_dir() -> Path:
+def _configured_cache_dir() -> Path:
     configured = os.environ.get("OPTIMLAB_KERNEL_CACHE")
     if configured:
         return Path(configured)
@@ -550,24 +562,219 @@ def _cache_dir() -> Path:
     return Path(base) / "optimlab" / "kernels"
 
 
-def _writable_cache_dir() -> Path:
-    """The kernel cache: a directory we own and no one else can write (its libraries are loaded
-    into this process), else a private one in the temporary directory."""
-    for path in (_cache_dir(), Path(tempfile.gettempdir()) / f"optimlab-kernels-{os.getuid()}"):
+_said: set[str] = set()
+
+
+def _say_once(message: str) -> None:
+    """One line on stderr, once per process: what optimlab does that the user should know."""
+    if message not in _said:
+        _said.add(message)
+        print(f"optimlab: {message}", file=sys.stderr)
+
+
+def _untrusted(path: Path) -> str | None:
+    """Why a file or folder of the cache must not be used (its libraries are loaded into this
+    process): owned by another user, or writable by others. None if it is ours alone."""
+    info = path.stat()
+    if info.st_uid != os.getuid():
+        return f"it is owned by another user (uid {info.st_uid})"
+    if info.st_mode & 0o022:
+        return f"it is group- or world-writable (mode {stat.filemode(info.st_mode)})"
+    return None
+
+
+_caches: dict[Path, Path] = {}
+
+
+def cache_dir() -> Path:
+    """The kernel cache: ``$OPTIMLAB_KERNEL_CACHE``, else ``$XDG_CACHE_HOME/optimlab/kernels``
+    or ``~/.cache/optimlab/kernels``, if it is ours alone; else (said once) a private folder
+    in the temporary directory. The first look in a process also removes what builds killed
+    before they finished left behind (see :func:`compile_library`)."""
+    configured = _configured_cache_dir()
+    found = _caches.get(configured)
+    if found is not None:
+        return found
+    fallback = Path(tempfile.gettempdir()) / f"optimlab-kernels-{os.getuid()}"
+    for path in (configured, fallback):
         try:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
-            info = path.stat()
-            if info.st_uid != os.getuid() or info.st_mode & 0o022:
+            why = _untrusted(path)
+            if why is not None:
+                _say_once(f"not using the kernel cache {path}: {why}")
                 continue
-            probe = path / f".probe-{os.getpid()}"
-            probe.touch()
-            probe.unlink()
-            return path
-        except OSError:
+            if not os.access(path, os.W_OK | os.X_OK):
+                _say_once(f"not using the kernel cache {path}: it is not writable")
+                continue
+        except OSError as error:
+            _say_once(f"not using the kernel cache {path}: {error}")
             continue
+        with _build_lock(path, wait=False) as held:
+            if held:
+                _remove_leftovers(path)
+        _caches[configured] = path
+        return path
     raise NativeUnavailable(
         "no private writable directory for compiled kernels (set OPTIMLAB_KERNEL_CACHE to one)"
     )
+
+
+def trusted_file(path: Path) -> bool:
+    """Whether ``path`` is a library in the cache that may be loaded (it exists and is ours
+    alone; a file that is not is said once, and built anew over)."""
+    try:
+        why = _untrusted(path)
+    except FileNotFoundError:
+        return False
+    if why is not None:
+        _say_once(f"not loading {path}: {why}; building it anew")
+        return False
+    return True
+
+
+#: a prefix only unfinished builds' files have; a build holding the cache's lock removes any
+BUILD_PREFIX = ".build-"
+
+
+def _remove_leftovers(directory: Path) -> None:
+    for leftover in directory.glob(f"{BUILD_PREFIX}*"):
+        try:
+            leftover.unlink()
+        except OSError:
+            pass
+
+
+@contextmanager
+def _build_lock(directory: Path, wait: bool = True) -> Iterator[bool]:
+    """Hold the build lock of a cache folder and the machine's (yields whether it is held).
+
+    Only a build that holds its cache's lock creates files there, so whoever holds it may
+    remove any unfinished build's files. The machine's lock (in the temporary directory, where
+    it can be had) keeps a second compiler from starting beside the first, whatever cache it
+    builds into: one process compiles while the others wait, then find the library built.
+    """
+    with open(directory / ".build.lock", "a") as cache_lock:
+        try:
+            fcntl.flock(cache_lock, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            yield False
+            return
+        machine_lock = _open_machine_lock() if wait else None
+        try:
+            if machine_lock is not None:
+                fcntl.flock(machine_lock, fcntl.LOCK_EX)
+            yield True
+        finally:
+            if machine_lock is not None:
+                os.close(machine_lock)
+            fcntl.flock(cache_lock, fcntl.LOCK_UN)
+
+
+def _open_machine_lock() -> int | None:
+    path = os.path.join(tempfile.gettempdir(), "optimlab-compiler.lock")
+    for flags in (os.O_RDONLY, os.O_RDONLY | os.O_CREAT | os.O_EXCL):
+        try:
+            descriptor = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+            if flags & os.O_CREAT:
+                os.fchmod(descriptor, 0o644)  # whatever the umask: others lock it too
+            return descriptor
+        except OSError:
+            continue
+    return None  # another user's, unreadable: the cache's own lock serves
+
+
+#: Runs a compiler so that it cannot outlive the process that wants its result: the guard asks
+#: the kernel for SIGTERM when its parent dies (however it dies, SIGKILL included), runs the
+#: compiler in a process group of its own, and on SIGTERM or SIGINT kills that whole group
+#: (the driver and the cc1, as and ld it started) before leaving.
+_GUARD = r"""
+import ctypes, os, signal, subprocess, sys
+child = None
+def stop(*_):
+    if child is not None:
+        try:
+            os.killpg(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+    os._exit(128 + signal.SIGTERM)
+signal.signal(signal.SIGTERM, stop)
+signal.signal(signal.SIGINT, stop)
+ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
+    stop()
+child = subprocess.Popen(sys.argv[2:], start_new_session=True)
+sys.exit(child.wait())
+"""
+
+
+def _run_guarded(command: list[str], timeout: float) -> tuple[int, str]:
+    """Run ``command`` under the guard; its return code and standard error."""
+    guard = subprocess.Popen(
+        [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), *command],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        _, stderr = guard.communicate(timeout=timeout)
+    except BaseException:  # a time-out, Ctrl-C, ...: stop the compiler, then go on failing
+        guard.terminate()
+        guard.wait()
+        raise
+    return guard.returncode, stderr
+
+
+def compile_library(
+    compiler: str,
+    flags: list[str],
+    source: str,
+    library: Path,
+    suffix: str = ".c",
+    libraries: tuple[str, ...] | list[str] = ("-lm",),
+    what: str = "fused kernels",
+) -> None:
+    """Compile ``source`` into the shared library ``library`` in the cache.
+
+    Under the build lock (one compiler at a time on the machine); the compiler runs guarded
+    (it dies with this process); its output is renamed into place only when complete (other
+    processes see all of it or nothing), and nothing else is left behind. Outside
+    ``optimlab build`` the first compilation in a process says so, once, on stderr.
+    """
+    directory = library.parent
+    with _build_lock(directory):
+        if trusted_file(library):  # another process built it while this one waited
+            return
+        _remove_leftovers(directory)
+        if not _building_ahead:
+            _say_once(
+                f"compiling {what} for this machine into {directory} (once; "
+                "`optimlab build` does it ahead of time)"
+            )
+        handle, c_file = tempfile.mkstemp(suffix=suffix, prefix=BUILD_PREFIX, dir=directory)
+        with os.fdopen(handle, "w") as f:
+            f.write(source)
+        partial = f"{c_file[: -len(suffix)]}.so"
+        try:
+            code, stderr = _run_guarded(
+                [compiler, *flags, c_file, "-o", partial, *libraries], timeout=600
+            )
+            if code != 0:
+                raise NativeUnavailable(
+                    f"compiling {what} with {compiler} failed:\n{stderr[-2000:]}"
+                )
+            os.chmod(partial, 0o755)
+            os.replace(partial, library)  # atomic: concurrent processes see all or nothing
+        except (OSError, subprocess.SubprocessError) as error:
+            raise NativeUnavailable(f"compiling {what} with {compiler} failed: {error}") from error
+        finally:
+            for leftover in (c_file, partial):
+                if os.path.exists(leftover):
+                    os.unlink(leftover)
+
+
+#: set by ``optimlab build``, which prints its own progress
+_building_ahead = False
 
 
 def _find_toolchain() -> tuple[str, list[str], str]:
@@ -620,11 +827,10 @@ def _load(source: str) -> ctypes.CDLL:
     key = hashlib.sha256("\0".join([source, compiler, *flags, version]).encode()).hexdigest()
     if key in _libraries:
         return _libraries[key]
-    directory = _writable_cache_dir()
-    library = directory / f"optimlab_{key[:32]}.so"
-    if not library.exists():
+    library = cache_dir() / f"optimlab_{key[:32]}.so"
+    if not trusted_file(library):
         try:
-            _compile(compiler, flags, source, directory, library)
+            compile_library(compiler, flags, source, library)
         except NativeUnavailable:
             if "-fopenmp" not in flags:
                 raise
@@ -634,39 +840,6 @@ def _load(source: str) -> ctypes.CDLL:
     lib = ctypes.CDLL(str(library))
     _libraries[key] = lib
     return lib
-
-
-def _compile(
-    compiler: str,
-    flags: list[str],
-    source: str,
-    directory: Path,
-    library: Path,
-    suffix: str = ".c",
-    libraries: tuple[str, ...] | list[str] = ("-lm",),
-) -> None:
-    handle, c_file = tempfile.mkstemp(suffix=suffix, prefix=".build-", dir=directory)
-    with os.fdopen(handle, "w") as f:
-        f.write(source)
-    partial = f"{c_file[: -len(suffix)]}.so"
-    try:
-        done = subprocess.run(
-            [compiler, *flags, c_file, "-o", partial, *libraries],
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
-        if done.returncode != 0:
-            raise NativeUnavailable(
-                f"compiling a kernel with {compiler} failed:\n{done.stderr[-2000:]}"
-            )
-        os.replace(partial, library)  # atomic: concurrent processes see all or nothing
-    except (OSError, subprocess.SubprocessError) as error:
-        raise NativeUnavailable(f"compiling a kernel with {compiler} failed: {error}") from error
-    finally:
-        for leftover in (c_file, partial):
-            if os.path.exists(leftover):
-                os.unlink(leftover)
 
 
 def _support() -> ctypes.CDLL:

@@ -1,35 +1,38 @@
-"""A fused plan's per-step checks in C++: about 40 ns per tensor instead of about 1 µs in Python.
+"""A fused plan's per-step checks in C++: about 0.1 µs per tensor instead of about 2 µs in Python.
 
-A :class:`~optimlab.optim.plan.FusedPlan` must confirm before every step that nothing it relied
-on changed: each parameter's data pointer, size and layout, that it still has a dense,
-contiguous CPU gradient of its dtype (whose pointer it reads afresh), that its state dict holds
-the same buffers and the step count the plan expects. Asked from Python, each of these is a
-method call on a tensor: about 70 ns, a microsecond per tensor in all, a millisecond per step
-for a thousand tensors, as long as the update itself of a 10M-parameter model. This module
-asks the same questions of the C++ tensors behind the Python objects (``THPVariable_Unpack``),
-and also takes the step's book-keeping (each state's ``step`` + 1, each parameter's autograd
-version counter bumped, as PyTorch's in-place operations do).
+A :class:`~optimlab.optim.plan.FusedPlan` must confirm before every step that everything the
+fused kernel relies on still holds (the specification is in :mod:`optimlab.optim.plan`): each
+parameter's and buffer's type, dtype, layout, device, storage, pointer and size, that each
+gradient is still a plain tensor of its parameter's dtype and shape clear of the memory the
+step writes (its pointer is read afresh), the same state dicts with the step counts the plan
+expects. Asked from Python, each of these is a method call on a tensor, microseconds per
+tensor in all, milliseconds per step for a thousand tensors: as long as the update itself of a
+10M-parameter model. This module asks the same questions of the C++ tensors behind the Python
+objects (``THPVariable_Unpack``), and also takes the step's book-keeping (each state's
+``step`` + 1, each parameter's autograd version counter bumped, as PyTorch's in-place
+operations do).
 
 It is compiled once per machine and PyTorch version, against PyTorch's own headers, with the
-system C++ compiler (``$OPTIMLAB_CXX``, ``$CXX``, ``c++`` or ``g++``; about 20 s), in a
-background thread started by the first plan, into the kernel cache of
-:mod:`optimlab.core.native`. Until it is loaded, and wherever it cannot be built (no C++
-compiler, no Python headers), plans check in Python: same answers, slower.
+system C++ compiler (``$OPTIMLAB_CXX``, ``$CXX``, ``c++`` or ``g++``; about 20 s of one core),
+by :func:`build`: ``optimlab build``, which ``make run`` and ``make test`` run as part of their
+set-up. A user's process never compiles it: where it is not built (or cannot be: no C++
+compiler, no Python headers), plans check in Python, asking the same questions, and say so
+once on stderr when a plan holds many tensors.
 """
 
 from __future__ import annotations
 
 import ctypes
-import fcntl
 import hashlib
 import os
 import shutil
 import sys
 import sysconfig
 import threading
-import time
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
 from . import native
@@ -40,30 +43,56 @@ SOURCE = r"""
 
 namespace {
 
-/* A tensor the kernels can read as a plain array of dtype: dense, contiguous, on the CPU, with
-   storage, no lazy conjugation or negation, no Python dispatch (DTensor, FakeTensor...). */
-bool plain(const at::Tensor& t, c10::ScalarType dtype) {
-  return t.defined() && t.layout() == c10::kStrided && t.device().is_cpu() &&
-         t.scalar_type() == dtype && t.has_storage() && t.is_contiguous() && !t.is_conj() &&
-         !t.is_neg() && !t.key_set().has(c10::DispatchKey::Python);
+/* Rule (1) and the dtype of rule (2) of optimlab.optim.plan: a tensor the kernel can read as a
+   plain array of dtype. Exactly torch.Tensor or nn.Parameter in Python (when it has a Python
+   object), no Python dispatch (DTensor, FakeTensor...), strided, on the CPU, with storage,
+   contiguous, without the lazy conjugation or negation bit. */
+bool plain(const at::Tensor& t, int64_t dtype) {
+  if (!t.defined() || t.layout() != c10::kStrided || !t.device().is_cpu() ||
+      (int64_t)t.scalar_type() != dtype || !t.has_storage() || !t.is_contiguous() ||
+      t.is_conj() || t.is_neg() || t.key_set().has(c10::DispatchKey::Python))
+    return false;
+  PyObject* object = t.unsafeGetTensorImpl()->pyobj_slot()->load_pyobj();
+  return object == nullptr || THPVariable_CheckTypeExact(Py_TYPE(object));
 }
 
 int64_t address(const at::Tensor& t) { return (int64_t)(intptr_t)t.const_data_ptr(); }
+
+/* Whether [start, end) overlaps one of n sorted, pairwise disjoint intervals [lo[k], hi[k]). */
+bool overlaps(int64_t start, int64_t end, const int64_t* lo, const int64_t* hi, int64_t n) {
+  int64_t a = 0, b = n;  /* the first interval ending after start */
+  while (a < b) {
+    int64_t m = a + (b - a) / 2;
+    if (hi[m] <= start) a = m + 1; else b = m;
+  }
+  return a < n && lo[a] < end;
+}
 
 }  // namespace
 
 extern "C" {
 
-/* 1 when every fused parameter still has the plan's pointer, size and layout, a plain gradient
-   (whose pointer goes to grad_ptrs[i]), its state the plan's buffers and step count steps[i];
-   the other parameters a gradient and the absent ones none. 0 when anything changed; -1 with a
-   Python error set (a state that is not a dict). */
-int64_t ol_plan_ready(PyObject* fused, PyObject* others, PyObject* absent,
-                      const int64_t* param_ptrs, const int64_t* numels, int64_t* grad_ptrs,
-                      PyObject* states, PyObject* step_key, PyObject* names, PyObject* buffers,
-                      const int64_t* steps) {
-  if (!PyList_Check(fused) || !PyList_Check(others) || !PyList_Check(absent) ||
-      !PyList_Check(states) || !PyTuple_Check(names) || !PyList_Check(buffers) ||
+/* The torch dtype code of a tensor (to give the plan its expected dtypes), -1 if none. */
+int64_t ol_scalar_type(PyObject* o) {
+  if (!THPVariable_Check(o)) return -1;
+  return (int64_t)THPVariable_Unpack(o).scalar_type();
+}
+
+/* 1 when the plan still holds (see optimlab.optim.plan): every fused parameter is plain with
+   its dtype dtypes[i], its pointer and element count; its gradient plain with that dtype, its
+   shape, and clear of the written memory (the fused one, [w_lo, w_hi), and the others',
+   [x_lo, x_hi)); its pointer goes to grad_ptrs[i]; its state the plan's dict with step count
+   steps[i] and the plan's buffers, each plain with that dtype and shape at its pointer
+   (buffer_ptrs[j * n + i]); the absent parameters still have no gradient. 0 when anything
+   changed; -1 with a Python error set. */
+int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObject* step_key,
+                      PyObject* names, PyObject* buffers, const int64_t* param_ptrs,
+                      const int64_t* numels, const int64_t* dtypes, const int64_t* buffer_ptrs,
+                      const int64_t* steps, const int64_t* w_lo, const int64_t* w_hi,
+                      int64_t nw, const int64_t* x_lo, const int64_t* x_hi, int64_t nx,
+                      int64_t* grad_ptrs) {
+  if (!PyList_Check(fused) || !PyList_Check(absent) || !PyList_Check(states) ||
+      !PyTuple_Check(names) || !PyList_Check(buffers) ||
       PyList_GET_SIZE(states) != PyList_GET_SIZE(fused) ||
       PyList_GET_SIZE(buffers) != PyTuple_GET_SIZE(names)) {
     PyErr_SetString(PyExc_TypeError, "ol_plan_ready: lists of equal lengths and a tuple expected");
@@ -82,12 +111,15 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* others, PyObject* absent,
       PyObject* o = PyList_GET_ITEM(fused, i);
       if (!THPVariable_Check(o)) return 0;
       const at::Tensor& p = THPVariable_Unpack(o);
-      if (!p.has_storage() || address(p) != param_ptrs[i] || p.numel() != numels[i] ||
-          !plain(p, p.scalar_type()))
+      if (!plain(p, dtypes[i]) || address(p) != param_ptrs[i] || p.numel() != numels[i])
         return 0;
       const at::Tensor& g = p.grad();
-      if (!plain(g, p.scalar_type()) || g.numel() != numels[i]) return 0;
-      grad_ptrs[i] = address(g);
+      if (!plain(g, dtypes[i]) || g.sizes() != p.sizes()) return 0;
+      const int64_t start = address(g), end = start + g.numel() * (int64_t)g.element_size();
+      if (end > start && (overlaps(start, end, w_lo, w_hi, nw) ||
+                          overlaps(start, end, x_lo, x_hi, nx)))
+        return 0;
+      grad_ptrs[i] = start;
       PyObject* state = PyList_GET_ITEM(states, i);
       if (!PyDict_CheckExact(state)) return 0;
       PyObject* step = PyDict_GetItemWithError(state, step_key);
@@ -99,11 +131,11 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* others, PyObject* absent,
         PyObject* buffer = PyDict_GetItemWithError(state, PyTuple_GET_ITEM(names, j));
         if (buffer == nullptr && PyErr_Occurred()) return -1;
         if (buffer != PyList_GET_ITEM(PyList_GET_ITEM(buffers, j), i)) return 0;
+        const at::Tensor& b = THPVariable_Unpack(buffer);
+        if (!plain(b, dtypes[i]) || address(b) != buffer_ptrs[j * n + i] ||
+            b.sizes() != p.sizes())
+          return 0;
       }
-    }
-    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(others); i++) {
-      PyObject* o = PyList_GET_ITEM(others, i);
-      if (!THPVariable_Check(o) || !THPVariable_Unpack(o).grad().defined()) return 0;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(absent); i++) {
       PyObject* o = PyList_GET_ITEM(absent, i);
@@ -147,76 +179,96 @@ int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, i
 
 
 class Checker:
-    """The loaded library: ``ready(...)`` and ``advance(...)`` (see the C++ source)."""
+    """The loaded library, asked about a :class:`~optimlab.optim.plan.FusedPlan`."""
 
     def __init__(self, library: ctypes.PyDLL) -> None:
-        pointer = ctypes.c_void_p
-        obj = ctypes.py_object
-        self.ready = library.ol_plan_ready
-        self.ready.restype = ctypes.c_int64
-        self.ready.argtypes = [
-            obj,
-            obj,
-            obj,
-            pointer,
-            pointer,
-            pointer,
-            obj,
-            obj,
-            obj,
-            obj,
-            pointer,
-        ]
-        self.advance = library.ol_plan_advance
-        self.advance.restype = ctypes.c_int64
-        self.advance.argtypes = [obj, obj, obj, pointer]
+        pointer, obj, integer = ctypes.c_void_p, ctypes.py_object, ctypes.c_int64
+        self._ready = library.ol_plan_ready
+        self._ready.restype = integer
+        self._ready.argtypes = [obj] * 6 + [pointer] * 7 + [integer, pointer, pointer, integer]
+        self._ready.argtypes += (pointer,)  # grad_ptrs
+        self._advance = library.ol_plan_advance
+        self._advance.restype = integer
+        self._advance.argtypes = [obj, obj, obj, pointer]
+        scalar_type = library.ol_scalar_type
+        scalar_type.restype = integer
+        scalar_type.argtypes = [obj]
+        #: torch dtype -> the code of its c10::ScalarType
+        self.codes = {
+            dtype: scalar_type(torch.zeros(0, dtype=dtype)) for dtype in native.REAL_DTYPE
+        }
+
+    def arguments(self, plan: Any) -> tuple[Any, ...]:
+        """The C function's fixed arguments for ``plan``: its lists as they are, and arrays
+        (kept alive by the plan) by address, worked out once."""
+        arrays = (
+            np.array(plan.param_ptrs, np.int64),
+            np.array(plan.numels, np.int64),
+            np.array([self.codes[d] for d in plan.dtypes], np.int64),
+            np.array(plan.buffer_ptrs, np.int64).reshape(-1),
+            *plan.written,
+        )
+        plan._native_arrays = arrays
+        return (
+            plan.fused,
+            plan.absent,
+            plan.states,
+            "step",
+            plan.names,
+            list(plan.buffers.values()),
+            *(a.ctypes.data for a in arrays[:4]),
+            plan.steps.ctypes.data,
+            arrays[4].ctypes.data,
+            arrays[5].ctypes.data,
+            len(arrays[4]),
+        )
+
+    def ready(self, plan: Any, extra: tuple[np.ndarray, np.ndarray]) -> bool:
+        """Whether ``plan`` still holds (the same questions as its Python checks); if so, its
+        ``grad_ptrs`` hold this step's gradients. ``extra``: memory the others write."""
+        if plan.native_args is None:
+            plan.native_args = self.arguments(plan)
+        found = self._ready(
+            *plan.native_args,
+            extra[0].ctypes.data,
+            extra[1].ctypes.data,
+            len(extra[0]),
+            plan.grad_ptrs.ctypes.data,
+        )
+        return found == 1
+
+    def advance(self, plan: Any) -> None:
+        """The step's book-keeping: step counts + 1, parameters' version counters bumped."""
+        self._advance(plan.fused, plan.states, "step", plan.steps.ctypes.data)
 
 
 _lock = threading.Lock()
 _checker: Checker | None = None
-_builder: threading.Thread | None = None
 _unavailable: str | None = None
-#: when another process is compiling: look in the cache again after this time.monotonic()
-_retry_at = 0.0
-
-
-class _Busy(Exception):
-    """Another process holds the build lock: its library will be in the cache soon."""
+_looked = False
 
 
 def checker() -> Checker | None:
-    """The compiled checks if they are loaded; else None (and the build is started)."""
-    if _checker is None and _builder is None and _unavailable is None:
-        start()
+    """The compiled checks if ``optimlab build`` has built them for this machine and PyTorch;
+    else None (:func:`unavailable_reason` says why). Never compiles: found once per process."""
+    global _looked
+    if not _looked:
+        with _lock:
+            if not _looked:
+                _load(build=False)
+                _looked = True
     return _checker
 
 
-def start() -> None:
-    """Start building (or loading from the cache) in a background thread, once per process
-    (again later if another process was building it)."""
-    global _builder
+def build() -> Checker | None:
+    """Build the checks (or load them from the cache) now: about 20 s of one core the first
+    time on a machine, under the kernel cache's build lock. None, with
+    :func:`unavailable_reason`, where they cannot be built (no C++ compiler, no headers)."""
+    global _looked
     with _lock:
-        if _builder is not None or _checker is not None or _unavailable is not None:
-            return
-        if time.monotonic() < _retry_at:
-            return
-        _builder = threading.Thread(target=_build, name="optimlab-plancheck", daemon=True)
-        _builder.start()
-
-
-def wait(timeout: float = 600.0) -> Checker | None:
-    """Build (or load) now and return the checks, waiting for another process's build too;
-    None, with :func:`unavailable_reason`, if they cannot be had here."""
-    global _retry_at
-    deadline = time.monotonic() + timeout
-    while _checker is None and _unavailable is None and time.monotonic() < deadline:
-        _retry_at = 0.0
-        start()
-        builder = _builder
-        if builder is not None:
-            builder.join(max(0.0, deadline - time.monotonic()))
-        if _checker is None and _unavailable is None:
-            time.sleep(0.2)  # another process is building it
+        if _checker is None:
+            _load(build=True)
+        _looked = True
     return _checker
 
 
@@ -224,23 +276,18 @@ def unavailable_reason() -> str | None:
     return _unavailable
 
 
-def _build() -> None:
-    global _checker, _unavailable, _builder, _retry_at
+def _load(build: bool) -> None:
+    global _checker, _unavailable
     try:
-        library = ctypes.PyDLL(str(_library()))
-        checker = Checker(library)
-    except _Busy:
-        _retry_at = time.monotonic() + 2.0
-        _builder = None
-        return
+        path = _library(build)
+        _checker = Checker(ctypes.PyDLL(str(path)))
+        _unavailable = None
     except (native.NativeUnavailable, OSError, AttributeError) as error:
         _unavailable = str(error)
-        return
-    _checker = checker
 
 
-def _library() -> Path:
-    """The compiled library's path: from the cache, else compiled into it."""
+def _library(build: bool = True) -> Path:
+    """The compiled library's path: from the cache, else (``build``) compiled into it."""
     if os.environ.get("OPTIMLAB_FUSED", "1") == "0":
         raise native.NativeUnavailable("OPTIMLAB_FUSED=0")
     compiler = None
@@ -270,17 +317,15 @@ def _library() -> Path:
     libraries.append(f"-Wl,-rpath,{root / 'lib'}")
     identity = [SOURCE, compiler, *flags, *libraries, torch.__version__, sys.version]
     key = hashlib.sha256("\0".join(identity).encode()).hexdigest()
-    directory = native._writable_cache_dir()
+    directory = native.cache_dir()
     library = directory / f"optimlab_plancheck_{key[:32]}.so"
-    if library.exists():
+    if native.trusted_file(library):
         return library
-    # One process compiles (about 20 s of a core); the others keep checking in Python and
-    # look again later, rather than compiling the same library side by side.
-    with open(directory / f".plancheck_{key[:32]}.lock", "w") as lock:
-        try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _Busy from None
-        if not library.exists():
-            native._compile(compiler, flags, SOURCE, directory, library, ".cpp", libraries)
+    if not build:
+        raise native.NativeUnavailable(
+            "not built for this machine and PyTorch yet (`optimlab build` builds them)"
+        )
+    native.compile_library(
+        compiler, flags, SOURCE, library, ".cpp", libraries, what="the C++ plan checks"
+    )
     return library

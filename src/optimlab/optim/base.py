@@ -51,7 +51,7 @@ from torch.autograd.graph import increment_version
 from ..core import native
 from ..core.ops import FOREACH, LOOP, LoopOps
 from ..core.tape import NotRecordable, Tape
-from .plan import FusedPlan, fusable_entry
+from .plan import FusedPlan, fusable_subset
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 

@@ -1,34 +1,44 @@
-"""What a parameter group's fused step needs, worked out once and re-checked cheaply each step.
+"""What the fused kernel may take; a group's fused step worked out once, re-checked each step.
 
-The fused kernel takes tables of data pointers (:mod:`optimlab.core.native`). Building them
-means asking every tensor for its pointer, size, layout and state: about a microsecond per
-tensor in Python, most of a step for a thousand small tensors. A :class:`FusedPlan` does that
-work once, after a step on the general path, and on later steps only confirms that nothing it
-relied on changed:
+**The specification.** The kernel reads and writes raw memory through tables of data pointers
+(:mod:`optimlab.core.native`), so it must only ever see tensors it can treat as plain arrays. A
+parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the rule names, when
 
-* the group still holds the same parameter list, and the optimizer the same state mapping,
-  in which no entry was added, replaced or removed since (:class:`~optimlab.optim.base.StateMap`
-  counts changes);
-* each parameter still has its data pointer, size and contiguous layout, and its state dict the
-  same buffers;
-* the same parameters have gradients, every gradient is a contiguous dense tensor (its pointer
-  is read afresh: ``zero_grad(set_to_none=True)`` gives new gradients every step).
+1. ``p``, ``g`` and every buffer are exactly ``torch.Tensor`` or ``nn.Parameter`` (no subclass,
+   no Python dispatch: DTensor, FakeTensor, ...), strided, on the CPU, with storage,
+   contiguous, with neither the lazy conjugation nor the negation bit;
+2. ``p`` is float32, float64, complex64 or complex128, and ``g`` and every buffer have exactly
+   ``p``'s dtype and shape (the plain path raises for anything else: the kernel never sees it);
+3. its state is a dict whose ``step`` is an ``int``;
+4. the memory it writes (``p`` and its buffers) overlaps nothing else the step reads or writes:
+   not its own gradient, not another parameter's tensors. Gradients are only read, so they may
+   share memory with each other.
 
-When any of these fails the step takes the general path, which is always correct, and a new
-plan is made after it. ``load_state_dict`` drops all plans. The kernels write through raw
-pointers, so a step then bumps the parameters' autograd version counters itself, as PyTorch's
-in-place operations do (a parameter saved for a backward pass still reports the change).
+Everything else goes to the plain path in the same step, which computes what it computes or
+raises what it raises. :func:`fusable_subset` applies the specification when a group steps on
+the general path; a :class:`FusedPlan` is what it decided, kept for the next steps.
 
-The per-tensor checks and the step's book-keeping (step counts, version counters) run in C++
-(:mod:`optimlab.core.plancheck`, about 40 ns per tensor) once that is compiled; before, or where
-it cannot be, in Python with C-level loops (``map`` over tensor methods, about 1 µs per tensor).
-Both ask the same questions. Nothing is allocated in proportion to the model except tables of
-pointers.
+**Each step** the plan confirms, before the kernel runs, that everything it relied on still
+holds: the group and the optimizer's state mapping are the same objects (no state dict added,
+replaced or removed: :class:`~optimlab.optim.base.StateMap` counts changes); every fused
+parameter and buffer is the same object, still passes (1) and (2) with the same data pointer
+and element count; every gradient passes (1) and (2) afresh (its pointer is read anew:
+``zero_grad(set_to_none=True)`` gives new gradients every step) and overlaps no memory the step
+writes; the step counts are the plan's; the other parameters still have dense gradients, and
+their tensors still keep clear of the fused memory; the parameters that had no gradient still
+have none. Anything else and the step takes the general path, which applies the specification
+afresh and makes a new plan. The kernels write through raw pointers, so a step bumps the
+parameters' autograd version counters itself, as PyTorch's in-place operations do.
+
+The same questions are asked in C++ (:mod:`optimlab.core.plancheck`, about 0.1 µs per tensor,
+compiled by ``optimlab build``) or, where that library is not built, in Python (about 2 µs per
+tensor); the tests run every plan test through both and compare with the plain path.
 """
 
 from __future__ import annotations
 
 import operator
+import sys
 from itertools import repeat
 from typing import Any
 
@@ -42,8 +52,123 @@ from ..core import native, plancheck
 _grad = operator.attrgetter("grad")
 _data_ptr = Tensor.data_ptr
 _numel = Tensor.numel
-_is_contiguous = Tensor.is_contiguous
-_is_neg = Tensor.is_neg
+_step = operator.itemgetter("step")
+_EXACT_TYPES = (Tensor, torch.nn.Parameter)
+_NO_INTERVALS = (np.zeros(0, np.int64), np.zeros(0, np.int64))
+
+#: plans with at least this many tensors say once, on stderr, when they check in Python
+PYTHON_CHECKS_NOTICE_TENSORS = 100
+_noticed = False
+
+
+def plain(t: Any, dtype: torch.dtype) -> bool:
+    """Rule (1) and the dtype of rule (2): the kernel can read ``t`` as an array of ``dtype``.
+
+    (Without the storage: per step, ``data_ptr()`` raises for a tensor without one.)"""
+    return (
+        type(t) in _EXACT_TYPES
+        and t.dtype is dtype
+        and t.layout is torch.strided
+        and t.device.type == "cpu"
+        and t.is_contiguous()
+        and not t.is_conj()  # lazily conjugated: its memory holds the unconjugated values
+        and not t.is_neg()
+    )
+
+
+def _has_storage(t: Tensor) -> bool:
+    try:
+        t.untyped_storage()
+    except (RuntimeError, NotImplementedError):  # e.g. a functional or nested tensor
+        return False
+    return True
+
+
+def extent(t: Any) -> tuple[int, int] | None:
+    """The bytes ``[start, end)`` of CPU memory that ``t``'s elements span; None if none."""
+    if not isinstance(t, Tensor) or t.layout is not torch.strided or t.device.type != "cpu":
+        return None
+    try:
+        if t.numel() == 0:
+            return None
+        start, size = t.data_ptr(), t.element_size()
+    except RuntimeError:  # no storage
+        return None
+    low = high = 0
+    for length, stride in zip(t.shape, t.stride()):
+        if stride >= 0:
+            high += (length - 1) * stride
+        else:
+            low += (length - 1) * stride
+    return start + low * size, start + (high + 1) * size
+
+
+def _state_tensors(state: Any) -> list[Tensor]:
+    return [v for v in state.values() if isinstance(v, Tensor)] if isinstance(state, dict) else []
+
+
+def _entry_ok(p: Tensor, grad: Any, state: Any, names: tuple[str, ...]) -> bool:
+    """Rules (1) to (3) for one parameter."""
+    dtype = p.dtype
+    if dtype not in native.REAL_DTYPE or not isinstance(state, dict) or not state:
+        return False
+    if type(state.get("step")) is not int or not plain(p, dtype) or not plain(grad, dtype):
+        return False
+    if not (_has_storage(p) and _has_storage(grad)):
+        return False
+    shape = p.shape
+    if grad.shape != shape:
+        return False
+    for name in names:
+        buffer = state.get(name)
+        if not plain(buffer, dtype) or buffer.shape != shape or not _has_storage(buffer):
+            return False
+    return True
+
+
+def fusable_subset(
+    optimizer: Any,
+    group: dict[str, Any],
+    candidates: list[Tensor],
+    names: tuple[str, ...],
+) -> tuple[list[Tensor], list[Tensor]]:
+    """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order.
+
+    Rule (4) looks at every tensor this group's step touches: each parameter with a gradient,
+    its gradient and its state tensors.
+    """
+    state = optimizer.state
+    ok = [p for p in candidates if p.grad is not None and _entry_ok(p, p.grad, state.get(p), names)]
+    if not ok:
+        return [], list(candidates)
+    # Rule (4): sort every interval, sweep, and take out both owners of any overlap in which
+    # one side is written.
+    intervals = []
+    for owner, p in enumerate(group["params"]):
+        grad = p.grad
+        if grad is None:
+            continue
+        for t, written in [(grad, False), (p, True)] + [
+            (t, True) for t in _state_tensors(state.get(p))
+        ]:
+            span = extent(t)
+            if span is not None:
+                intervals.append((span[0], span[1], owner, written))
+    intervals.sort()
+    clash: set[int] = set()
+    open_: list[tuple[int, int, int, bool]] = []  # intervals that may still overlap what comes
+    for interval in intervals:
+        start = interval[0]
+        open_ = [o for o in open_ if o[1] > start]
+        for other in open_:
+            if interval[3] or other[3]:  # two reads of one memory are harmless
+                clash.update((interval[2], other[2]))
+        open_.append(interval)
+    if clash:
+        index = {id(p): k for k, p in enumerate(group["params"])}
+        ok = [p for p in ok if index[id(p)] not in clash]
+    taken = {id(p) for p in ok}
+    return ok, [p for p in candidates if id(p) not in taken]
 
 
 class Bucket:
@@ -84,7 +209,7 @@ class Bucket:
 
 
 class FusedPlan:
-    """The validated structure of one parameter group for the fused path."""
+    """The fusable part of one parameter group (see the module docstring), kept between steps."""
 
     def __init__(self, optimizer: Any, group: dict[str, Any], names: tuple[str, ...]) -> None:
         self.group = group
@@ -93,27 +218,26 @@ class FusedPlan:
         self.state = optimizer.state
         self.state_version = getattr(optimizer.state, "version", None)
         self.names = tuple(names)
-        fused: list[Tensor] = []
-        others: list[Tensor] = []
-        absent: list[Tensor] = []
-        for p in self.param_list:
-            grad = p.grad
-            if grad is None:
-                absent.append(p)
-                continue
-            state = optimizer.state.get(p)
-            if fusable_entry(p, grad, state, names):
-                fused.append(p)
-            else:
-                others.append(p)
+        with_grad = [p for p in self.param_list if p.grad is not None]
+        fused, others = fusable_subset(optimizer, group, with_grad, self.names)
         self.fused = fused
         self.others = others
-        self.absent = absent
+        self.absent = [p for p in self.param_list if p.grad is None]
         self.states = [optimizer.state[p] for p in fused]
         self.buffers = {name: [s[name] for s in self.states] for name in names}
+        self.dtypes = [p.dtype for p in fused]
         self.param_ptrs = list(map(_data_ptr, fused))
         self.numels = list(map(_numel, fused))
-        self.complex = [i for i, p in enumerate(fused) if p.is_complex()]
+        self.buffer_ptrs = [list(map(_data_ptr, b)) for b in self.buffers.values()]
+        self.nbytes = np.array([p.numel() * p.element_size() for p in fused], np.int64)
+        # The memory the kernel writes: pairwise disjoint (rule 4), sorted.
+        self.written = _disjoint(
+            [
+                s
+                for t in fused + [b for bs in self.buffers.values() for b in bs]
+                if (s := extent(t)) is not None
+            ]
+        )
         # One bucket per (dtype, step): normally exactly one.
         keys: dict[tuple[torch.dtype, int], list[int]] = {}
         for i, (p, state) in enumerate(zip(fused, self.states)):
@@ -127,27 +251,9 @@ class FusedPlan:
                 Bucket(dtype, index, table, starts, [self.states[i] for i in index])
             )
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
-        # What the C++ checks take: the lists above as they are, and arrays (kept alive here)
-        # by address, all worked out once.
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
-        steps = [state["step"] for state in self.states]
-        self.steps = np.array(steps, dtype=np.int64) if all(type(n) is int for n in steps) else None
-        self.native_args: tuple[Any, ...] | None = None
-        if self.steps is not None:
-            self._arrays = (np.array(self.param_ptrs, np.int64), np.array(self.numels, np.int64))
-            self.native_args = (
-                fused,
-                others,
-                absent,
-                self._arrays[0].ctypes.data,
-                self._arrays[1].ctypes.data,
-                self.grad_ptrs.ctypes.data,
-                self.states,
-                "step",
-                self.names,
-                list(self.buffers.values()),
-                self.steps.ctypes.data,
-            )
+        self.steps = np.array([s["step"] for s in self.states], dtype=np.int64)
+        self.native_args: tuple[Any, ...] | None = None  # worked out by the C++ checker
         self.native_checked = False  # whether the last ready() ran the C++ checks
 
     def ready(self, optimizer: Any, group: dict[str, Any]) -> bool:
@@ -162,49 +268,85 @@ class FusedPlan:
             or state.version != self.state_version  # a state dict added, replaced or removed
         ):
             return False
-        checker = plancheck.checker() if self.native_args is not None else None
+        extra = self._others_ready()
+        if extra is None:
+            return False
+        checker = plancheck.checker()
         self.native_checked = checker is not None
         if checker is not None:
-            if not checker.ready(*self.native_args):
+            if not checker.ready(self, extra):
                 return False
-            if not self.single:
-                for bucket in self.buckets:
-                    bucket.table[1] = self.grad_ptrs[bucket.index]
-            return True
-        return self._ready_in_python()
+        elif not self._ready_in_python(extra):
+            return False
+        if not self.single:
+            for bucket in self.buckets:
+                bucket.table[1] = self.grad_ptrs[bucket.index]
+        return True
 
-    def _ready_in_python(self) -> bool:
-        """:meth:`ready`'s per-tensor checks in Python (until the C++ ones are loaded)."""
+    def _others_ready(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The parameters outside the fused set (normally none): each still has a dense
+        gradient, and none of their tensors overlaps the fused memory. Returns the memory they
+        write, which the fused gradients must keep clear of; None when the plan no longer
+        holds."""
+        if not self.others:
+            return _NO_INTERVALS
+        written = []
+        for p in self.others:
+            grad = p.grad
+            if grad is None or grad.layout is not torch.strided:
+                return None
+            for t, writes in [(grad, False), (p, True)] + [
+                (t, True) for t in _state_tensors(self.state.get(p))
+            ]:
+                span = extent(t)
+                if span is None:
+                    continue
+                if _overlaps(self.written, np.array([span[0]]), np.array([span[1]])).any():
+                    return None
+                if writes:
+                    written.append(span)
+        return _disjoint(written)
+
+    def _ready_in_python(self, extra: tuple[np.ndarray, np.ndarray]) -> bool:
+        """:meth:`ready`'s per-tensor checks in Python (where the C++ ones are not built)."""
+        _notice_python_checks(len(self.fused))
+        try:
+            return self._check_in_python(extra)
+        except (RuntimeError, NotImplementedError):  # a tensor without storage, ...
+            return False
+
+    def _check_in_python(self, extra: tuple[np.ndarray, np.ndarray]) -> bool:
         fused = self.fused
         grads = list(map(_grad, fused))
-        try:
+        if not (
+            not any(map(operator.is_not, map(_grad, self.absent), repeat(None)))
+            and list(map(_data_ptr, fused)) == self.param_ptrs
+            and list(map(_numel, fused)) == self.numels
+            and all(map(plain, fused, self.dtypes))
+            and all(map(plain, grads, self.dtypes))
+            and all(map(operator.eq, map(_shape, grads), map(_shape, fused)))
+        ):
+            return False
+        for name, buffers, pointers in zip(self.names, self.buffers.values(), self.buffer_ptrs):
             if not (
-                all(map(operator.is_, map(type, grads), repeat(Tensor)))  # None is not a Tensor
-                and all(map(_is_contiguous, grads))
-                and not any(map(_is_neg, grads))  # e.g. z.conj().imag: lazily negated
-                and not any(grads[i].is_conj() for i in self.complex)
-                and list(map(_data_ptr, fused)) == self.param_ptrs
-                and list(map(_numel, fused)) == self.numels
-                and all(map(_is_contiguous, fused))
-                and all(p.grad is not None for p in self.others)
-                and all(p.grad is None for p in self.absent)
+                all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers))
+                and list(map(_data_ptr, buffers)) == pointers
+                and all(map(plain, buffers, self.dtypes))
+                and all(map(operator.eq, map(_shape, buffers), map(_shape, fused)))
             ):
                 return False
-            for name, buffers in self.buffers.items():
-                if not all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers)):
-                    return False
-            for bucket in self.buckets:  # a step count changed behind the plan's back
-                states = bucket.states
-                if not all(map(operator.eq, map(_step, states), repeat(states[0]["step"]))):
-                    return False
-        except RuntimeError:  # e.g. a sparse gradient: the general path explains the problem
+        steps = list(map(_step, self.states))
+        if not (
+            all(map(operator.is_, map(type, steps), repeat(int))) and steps == self.steps.tolist()
+        ):
             return False
-        pointers = list(map(_data_ptr, grads))
-        if self.single:
-            self.buckets[0].table[1] = pointers
-        else:
-            for bucket in self.buckets:
-                bucket.table[1] = [pointers[i] for i in bucket.index]
+        pointers = np.fromiter(map(_data_ptr, grads), np.int64, len(grads))
+        ends = pointers + self.nbytes
+        empty = self.nbytes == 0
+        for intervals in (self.written, extra):
+            if (_overlaps(intervals, pointers, ends) & ~empty).any():
+                return False
+        self.grad_ptrs[:] = pointers
         return True
 
     def any_nonfinite(self) -> bool:
@@ -228,34 +370,53 @@ class FusedPlan:
                 return False
             runs.append(found)
         if self.native_checked:  # steps + 1, version counters bumped
-            plancheck.checker().advance(self.fused, self.states, "step", self.native_args[-1])
+            plancheck.checker().advance(self)
         else:
             for state in self.states:
                 state["step"] += 1
-            if self.steps is not None:
-                self.steps += 1
+            self.steps += 1
             increment_version(self.fused)
         for b, (kernel, scalars) in zip(self.buckets, runs):
             kernel.call(b.address, b.starts_address, b.tensors, b.elements, scalars)
         return True
 
 
-_step = operator.itemgetter("step")
+def _disjoint(spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The union of byte intervals as sorted, pairwise disjoint ``(starts, ends)`` arrays."""
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return np.array([m[0] for m in merged], np.int64), np.array([m[1] for m in merged], np.int64)
 
 
-def fusable_entry(
-    p: Tensor, grad: Tensor, state: dict[str, Any] | None, names: tuple[str, ...]
-) -> bool:
-    """Whether the kernel can update ``p`` from ``grad`` with the buffers of ``state``."""
-    dtype = p.dtype
-    if not state or dtype not in native.REAL_DTYPE:
-        return False
-    n = p.numel()
-    fusable = native.fusable
-    if not (fusable(p, dtype) and fusable(grad, dtype) and grad.numel() == n):
-        return False
-    for name in names:
-        buffer = state.get(name)
-        if not (isinstance(buffer, Tensor) and fusable(buffer, dtype) and buffer.numel() == n):
-            return False
-    return True
+def _shape(t: Tensor) -> torch.Size:
+    return t.shape
+
+
+def _overlaps(
+    intervals: tuple[np.ndarray, np.ndarray], starts: np.ndarray, ends: np.ndarray
+) -> np.ndarray:
+    """For each ``[starts[i], ends[i])``: whether it overlaps one of ``intervals`` (sorted,
+    pairwise disjoint, so their ends are sorted too)."""
+    low, high = intervals
+    if len(low) == 0:
+        return np.zeros(len(starts), bool)
+    first = np.searchsorted(high, starts, side="right")  # the first interval ending past start
+    inside = first < len(low)
+    return inside & (low[np.minimum(first, len(low) - 1)] < ends)
+
+
+def _notice_python_checks(tensors: int) -> None:
+    global _noticed
+    if _noticed or tensors < PYTHON_CHECKS_NOTICE_TENSORS:
+        return
+    _noticed = True
+    print(
+        f"optimlab: fused steps check their {tensors} tensors in Python (about 2 µs each) "
+        f"because the C++ plan checks are not built here ({plancheck.unavailable_reason()}); "
+        "`optimlab build` builds them once per machine",
+        file=sys.stderr,
+    )
