@@ -46,10 +46,14 @@ Grad = Callable[[np.ndarray], np.ndarray]
 
 
 def _perturbed(grad: Grad, signs: Callable[[tuple[int, ...]], np.ndarray]) -> Grad:
+    def nudge(x):  # one ulp, or a list of arrays (one per layer) one ulp each
+        if isinstance(x, (list, tuple)):
+            return [nudge(part) for part in x]
+        x = np.asarray(x, dtype=np.float64)
+        return x * (1 + EPS * signs(x.shape))
+
     def perturbed(w):
-        w = np.asarray(w, dtype=np.float64)
-        g = np.asarray(grad(w * (1 + EPS * signs(w.shape))), dtype=np.float64)
-        return g * (1 + EPS * signs(g.shape))
+        return nudge(grad(nudge(w)))
 
     return perturbed
 
@@ -86,20 +90,23 @@ def path_tolerance(plain: np.ndarray, spread: np.ndarray, first_step: int = 1) -
     return OPS * (spread + floor)
 
 
-def assert_path_close(actual, run_reference: Callable[[Grad], object], grad: Grad):
+def assert_path_close(
+    actual, run_reference: Callable[[Grad], object], grad: Grad, final_after: int | None = None
+):
     """Assert that ``actual`` (a path, or a tuple of paths) follows ``run_reference(grad)``
     within the tolerance that rounding allows on this path (see the module docstring).
 
     In a tuple, a 1-D array is one point after as many steps as the first path has (the end
-    of the run: schedule-free's ``x`` and ``z``)."""
+    of the run: schedule-free's ``x`` and ``z``). With ``final_after``, every array of the
+    tuple is only the end point, after that many steps: a layer's tensor."""
     plain, spread = sensitivity(run_reference, grad)
     actual = _as_tuple(actual)
     assert len(actual) == len(plain)
-    steps = len(plain[0])
+    steps = len(plain[0]) if final_after is None else final_after
     for got, expected, s in zip(actual, plain, spread):
         got = np.asarray(got, dtype=np.float64)
         assert got.shape == expected.shape, (got.shape, expected.shape)
-        if expected.ndim == 1:  # one point, at the end
+        if final_after is not None or expected.ndim == 1:  # one point, at the end
             got, expected, s = got[None], expected[None], s[None]
             tolerance = path_tolerance(expected, s, first_step=steps)
         else:

@@ -196,7 +196,8 @@ def test_lion_agrees_with_the_authors_pytorch_code(weight_decay, digits):
         # most 2 ulp per step of its largest value. The parameter takes +-lr and the decay:
         # two roundings per step; the momenta's last bits move it only where sign(c) flips
         # (c within rounding of 0: that chance is about an ulp over |c| per coordinate).
-        m_tol = 2 * steps * EPS * max(m.abs().max().item(), opt.state[p]["exp_avg"].abs().max().item())
+        largest = max(m.abs().max().item(), opt.state[p]["exp_avg"].abs().max().item())
+        m_tol = 2 * steps * EPS * largest
         torch.testing.assert_close(opt.state[p]["exp_avg"], m, rtol=0, atol=m_tol)
         torch.testing.assert_close(p, q, rtol=0, atol=2 * steps * EPS * q.abs().max().item())
 

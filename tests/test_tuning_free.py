@@ -73,8 +73,11 @@ def test_eval_holds_x_and_train_gives_y_back(cls):
     y = w.detach().clone()
     opt.eval()
     assert opt.param_groups[0]["train_mode"] is False
+
     # y's path and the x eval() gives, within the tolerances of rounding.py
-    reference = lambda grad: sf_reference(cls, lrs, grad, **kwargs)[:2]  # noqa: E731
+    def reference(grad):
+        return sf_reference(cls, lrs, grad, **kwargs)[:2]
+
     assert_path_close((points, w.detach().numpy()), reference, grad_numpy)
     assert np.abs(w.detach().numpy() - y.numpy()).max() > 1e-3  # x really differs from y
     x = w.detach().clone()
@@ -219,9 +222,10 @@ def test_schedule_free_weights_follow_the_largest_learning_rate():
     points = run(opt, w, lrs)
     assert opt.param_groups[0]["lr_max"] == 0.2
     opt.eval()
-    reference = lambda grad: sf_reference(  # noqa: E731
-        optimlab.ScheduleFreeSGD, lrs, grad, momentum=0.7, **kwargs
-    )[:2]
+
+    def reference(grad):
+        return sf_reference(optimlab.ScheduleFreeSGD, lrs, grad, momentum=0.7, **kwargs)[:2]
+
     assert_path_close((points, w.detach().numpy()), reference, grad_numpy)  # rounding.py
 
 
