@@ -13,6 +13,8 @@ import optimlab
 
 def test_the_notes_table():
     # Seed 000, section 3.1: beta = 0.8 over 20, 23, 17 gives 4, 7.8, 9.64.
+    # abs=1e-12: three steps of three roundings of numbers below 25 are within 10 ulp of 25
+    # (4e-14); the table's own values are exact to the digits shown.
     assert optimlab.ewa([20, 23, 17], beta=0.8) == pytest.approx([4.0, 7.8, 9.64], abs=1e-12)
     avg = optimlab.EWA(beta=0.8)
     assert [avg.update(x) for x in (20, 23, 17)] == pytest.approx([4.0, 7.8, 9.64], abs=1e-12)
@@ -21,6 +23,7 @@ def test_the_notes_table():
 
 def test_bias_correction_divides_by_one_minus_beta_to_the_t():
     corrected = optimlab.ewa([20, 23, 17], beta=0.8, bias_correction=True)
+    # rel=1e-12: the same few roundings as above, and one division on each side
     assert corrected == pytest.approx([4 / 0.2, 7.8 / 0.36, 9.64 / 0.488], rel=1e-12)
     # A constant series is reproduced exactly from the first value on: no pull towards 0.
     assert optimlab.ewa([5.0] * 10, beta=0.9, bias_correction=True) == pytest.approx([5.0] * 10)
@@ -35,6 +38,10 @@ def test_closed_form_weights(beta):
     expected = [
         sum(beta ** (k - i) * (1 - beta) * series[i - 1] for i in range(1, k + 1)) for k in n
     ]
+    # rtol=1e-12: the recursion rounds 3 times a step and carries each error times beta, so
+    # at most 1.5 ulp / (1 - beta) = 75 ulp for beta = 0.98; the closed form sums 60 positive
+    # terms (no cancellation: the series is about 20 +- 5) of 3 roundings, at most 90 ulp more.
+    # 165 ulp = 4e-14 < 1e-12.
     np.testing.assert_allclose(optimlab.ewa(series, beta), expected, rtol=1e-12)
 
 
@@ -52,6 +59,8 @@ def test_tensors_stream_and_series():
     series = torch.arange(12.0).reshape(6, 2)
     result = optimlab.ewa(series, beta=0.5)
     assert isinstance(result, torch.Tensor) and result.shape == (6, 2)
+    # rtol=1e-6: the tensor series is float32, the NumPy one float64: 1.5 float32 ulp a step
+    # carried times beta = 0.5, at most 3 ulp = 3.6e-7 (positive terms: no cancellation)
     np.testing.assert_allclose(
         result[:, 1].numpy(), optimlab.ewa(series[:, 1].numpy(), 0.5), rtol=1e-6
     )

@@ -175,6 +175,9 @@ TABLES = [
 @pytest.mark.parametrize(("schedule", "expected"), TABLES, ids=lambda v: getattr(v, "name", ""))
 def test_values_at_and_around_boundaries(schedule, expected):
     got = {t: schedule(t) for t in expected}
+    # Schedules are Python float arithmetic (no vector unit): a closed form against another
+    # closed form of a few operations, a few ulp apart; rel=1e-12 is far above that and far
+    # below any wrong step or boundary (they move a value by 1e-3 or more)
     assert got == pytest.approx(expected, rel=1e-12, abs=1e-15)
     assert all(type(v) is float for v in got.values())
 
@@ -298,7 +301,8 @@ TORCH_PARITY += [
 def test_matches_torch_scheduler_driven_step_by_step(schedule, make, steps):
     expected = _torch_lrs(make, steps)
     ours = [schedule(t) for t in range(steps)]
-    # torch's recursive forms accumulate rounding; 1e-9 is far above it and far below any bug
+    # torch's recursive forms accumulate rounding: a few ulp per step over at most 300 steps,
+    # about 1e3 ulp = 2e-13 (measured: 10 ulp); rel=1e-9 is far above it and far below any bug
     assert ours == pytest.approx(expected, rel=1e-9, abs=1e-15)
 
 
@@ -312,6 +316,7 @@ CLOSED_FORM = [p for p in TORCH_PARITY if hasattr(p[2](_sgd()), "_get_closed_for
 )
 def test_matches_torch_closed_form(schedule, make, steps):
     expected = _torch_closed_form(make, steps)
+    # one closed form against another: a few ulp (see test_values_at_and_around_boundaries)
     assert [schedule(t) for t in range(steps)] == pytest.approx(expected, rel=1e-12, abs=1e-17)
 
 
@@ -371,6 +376,8 @@ def keras_exponential_decay(initial_learning_rate, decay_steps, decay_rate, stai
 
 
 KERAS_STEPS = list(range(0, 130)) + [999, 1000, 1001, 5000]
+# The Keras transcriptions compute the same closed forms in another order (Python floats, no
+# vector unit): a few ulp apart, so rel=1e-12 below is far above rounding, far below a bug.
 
 
 @pytest.mark.parametrize("staircase", [False, True])
@@ -424,6 +431,7 @@ def test_driver_sets_every_group_at_construction_and_each_step():
         opt.step()
         driver.step()
         expected = 0.1 * 0.5 ** (t // 3)
+        # rel=1e-15: powers of 0.5 are exact, the product with 0.1 rounds once
         assert [g["lr"] for g in opt.param_groups] == pytest.approx([expected] * 3, rel=1e-15)
         assert driver.get_last_lr() == [g["lr"] for g in opt.param_groups]
         assert driver.current_step == t
@@ -702,7 +710,9 @@ def test_linear_warmup_is_continuous_at_the_end_of_the_ramp(inner, warmup, start
     target = inner(warmup) if isinstance(inner, Schedule) else inner
     assert s(warmup) == target
     assert s(0) == pytest.approx(start_factor * target, rel=1e-12, abs=1e-300)
-    # the ramp extended by one step lands on the value at warmup_steps
+    # the ramp extended by one step lands on the value at warmup_steps: each value is a few
+    # ulp off the exact ramp and 2a - b triples that, so within 1e-15 relative of target;
+    # rel=1e-9 / abs=1e-12 leave room and still catch a ramp off by a step (1/warmup >= 2e-4)
     extrapolated = 2 * s(warmup - 1) - s(warmup - 2)
     assert extrapolated == pytest.approx(s(warmup), rel=1e-9, abs=1e-12)
     assert s(warmup + 1) == (inner(warmup + 1) if isinstance(inner, Schedule) else inner)
