@@ -58,14 +58,28 @@ bool plain(const at::Tensor& t, int64_t dtype) {
 
 int64_t address(const at::Tensor& t) { return (int64_t)(intptr_t)t.const_data_ptr(); }
 
-/* Whether [start, end) overlaps one of n sorted, pairwise disjoint intervals [lo[k], hi[k]). */
+/* Whether [start, end) overlaps one of n sorted, pairwise disjoint intervals [lo[k], hi[k]):
+   the first interval ending after start, found without branches (a branchy binary search
+   mispredicts about half its steps), must begin before end. */
 bool overlaps(int64_t start, int64_t end, const int64_t* lo, const int64_t* hi, int64_t n) {
-  int64_t a = 0, b = n;  /* the first interval ending after start */
-  while (a < b) {
-    int64_t m = a + (b - a) / 2;
-    if (hi[m] <= start) a = m + 1; else b = m;
+  const int64_t* first = hi;
+  int64_t length = n;
+  while (length > 0) {
+    const int64_t half = length / 2;
+    const bool after = first[half] <= start;
+    first = after ? first + half + 1 : first;
+    length = after ? length - half - 1 : half;
   }
-  return a < n && lo[a] < end;
+  const int64_t k = first - hi;
+  return k < n && lo[k] < end;
+}
+
+/* Ask for what the checks of later entries will read (the Python object of entry i, the
+   tensor of entry j, whose object was asked for earlier), so that the loads of several
+   entries overlap instead of waiting for memory one after another. */
+inline void prefetch(PyObject* list, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) {
+  if (i < n) __builtin_prefetch(PyList_GET_ITEM(list, i));
+  if (j < n) __builtin_prefetch(((THPVariable*)PyList_GET_ITEM(list, j))->cdata.unsafeGetTensorImpl());
 }
 
 }  // namespace
@@ -108,6 +122,7 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
   try {
     const Py_ssize_t n = PyList_GET_SIZE(fused), k = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
+      prefetch(fused, i + 8, i + 4, n);
       PyObject* o = PyList_GET_ITEM(fused, i);
       if (!THPVariable_Check(o)) return 0;
       const at::Tensor& p = THPVariable_Unpack(o);

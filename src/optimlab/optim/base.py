@@ -23,9 +23,11 @@ step hooks all behave as in torch. On top of torch it
     PyTorch's own square root too, so the step is bitwise the plain path's (and torch.optim's
     multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.optim.plan.FusedPlan`
     keeps what a group's step needs between steps and re-checks it in O(1) per tensor (in C++
-    once :mod:`optimlab.core.plancheck` is built). It takes CPU float32/float64
-    (and complex) contiguous tensors; the group's other parameters take the multi-tensor path
-    in the same step;
+    where ``optimlab build`` has built :mod:`optimlab.core.plancheck`). What the kernel may
+    take (CPU float32/float64 and complex tensors, contiguous, gradient and state of the
+    parameter's dtype and shape, written memory overlapping nothing else) is specified in
+    :mod:`optimlab.optim.plan`; the group's other parameters take the multi-tensor path in
+    the same step;
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
   - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
 
