@@ -53,7 +53,13 @@ _grad = operator.attrgetter("grad")
 _data_ptr = Tensor.data_ptr
 _numel = Tensor.numel
 _step = operator.itemgetter("step")
-_EXACT_TYPES = (Tensor, torch.nn.Parameter)
+_shape = operator.attrgetter("shape")
+_dtype = operator.attrgetter("dtype")
+_layout = operator.attrgetter("layout")
+_is_cpu = operator.attrgetter("is_cpu")
+_is_contiguous = Tensor.is_contiguous
+_is_neg = Tensor.is_neg
+_EXACT_TYPES = frozenset((Tensor, torch.nn.Parameter))
 _NO_INTERVALS = (np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 #: plans with at least this many tensors say once, on stderr, when they check in Python
@@ -65,15 +71,7 @@ def plain(t: Any, dtype: torch.dtype) -> bool:
     """Rule (1) and the dtype of rule (2): the kernel can read ``t`` as an array of ``dtype``.
 
     (Without the storage: per step, ``data_ptr()`` raises for a tensor without one.)"""
-    return (
-        type(t) in _EXACT_TYPES
-        and t.dtype is dtype
-        and t.layout is torch.strided
-        and t.device.type == "cpu"
-        and t.is_contiguous()
-        and not t.is_conj()  # lazily conjugated: its memory holds the unconjugated values
-        and not t.is_neg()
-    )
+    return _all_plain([t], [dtype], [0] if isinstance(t, Tensor) and t.is_complex() else [])
 
 
 def _has_storage(t: Tensor) -> bool:
@@ -226,6 +224,8 @@ class FusedPlan:
         self.states = [optimizer.state[p] for p in fused]
         self.buffers = {name: [s[name] for s in self.states] for name in names}
         self.dtypes = [p.dtype for p in fused]
+        self.shapes = [p.shape for p in fused]
+        self.complex = [i for i, p in enumerate(fused) if p.is_complex()]
         self.param_ptrs = list(map(_data_ptr, fused))
         self.numels = list(map(_numel, fused))
         self.buffer_ptrs = [list(map(_data_ptr, b)) for b in self.buffers.values()]
@@ -316,23 +316,25 @@ class FusedPlan:
             return False
 
     def _check_in_python(self, extra: tuple[np.ndarray, np.ndarray]) -> bool:
-        fused = self.fused
+        # Each question asked of all tensors at once (``map`` over tensor methods runs in C).
+        fused, dtypes, complex_ = self.fused, self.dtypes, self.complex
         grads = list(map(_grad, fused))
         if not (
             not any(map(operator.is_not, map(_grad, self.absent), repeat(None)))
+            and _all_plain(fused, dtypes, complex_)
             and list(map(_data_ptr, fused)) == self.param_ptrs
             and list(map(_numel, fused)) == self.numels
-            and all(map(plain, fused, self.dtypes))
-            and all(map(plain, grads, self.dtypes))
-            and all(map(operator.eq, map(_shape, grads), map(_shape, fused)))
+            and _all_plain(grads, dtypes, complex_)
+            and list(map(_shape, grads)) == self.shapes
+            and list(map(_shape, fused)) == self.shapes
         ):
             return False
         for name, buffers, pointers in zip(self.names, self.buffers.values(), self.buffer_ptrs):
             if not (
                 all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers))
+                and _all_plain(buffers, dtypes, complex_)
                 and list(map(_data_ptr, buffers)) == pointers
-                and all(map(plain, buffers, self.dtypes))
-                and all(map(operator.eq, map(_shape, buffers), map(_shape, fused)))
+                and list(map(_shape, buffers)) == self.shapes
             ):
                 return False
         steps = list(map(_step, self.states))
@@ -392,8 +394,18 @@ def _disjoint(spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m[0] for m in merged], np.int64), np.array([m[1] for m in merged], np.int64)
 
 
-def _shape(t: Tensor) -> torch.Size:
-    return t.shape
+def _all_plain(tensors: list[Any], dtypes: list[torch.dtype], complex_: list[int]) -> bool:
+    """:func:`plain` of every tensor (with ``dtypes[i]``), asked of all at once; ``complex_``:
+    the positions of complex ones (only they can carry the conjugation bit)."""
+    return (
+        set(map(type, tensors)) <= _EXACT_TYPES
+        and list(map(_dtype, tensors)) == dtypes
+        and all(map(_is_cpu, tensors))
+        and all(map(operator.is_, map(_layout, tensors), repeat(torch.strided)))
+        and all(map(_is_contiguous, tensors))
+        and not any(map(_is_neg, tensors))
+        and not any(tensors[i].is_conj() for i in complex_)
+    )
 
 
 def _overlaps(
