@@ -699,7 +699,10 @@ def stop(*_):
     os._exit(128 + signal.SIGTERM)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
-ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+try:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG (Linux)
+except AttributeError:
+    pass  # elsewhere: still killed with the parent on Ctrl-C and on errors
 if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
     stop()
 child = subprocess.Popen(sys.argv[2:], start_new_session=True)
