@@ -129,7 +129,10 @@ def asgd_eta(lr: float, lambd: float, alpha: float, step: int) -> float:
     >>> asgd_eta(0.1, 1.0, 1.0, 10)
     0.05
     """
-    return lr / ((1 + lambd * lr * step) ** alpha)
+    try:
+        return lr / ((1 + lambd * lr * step) ** alpha)
+    except OverflowError:  # the power is beyond float64: the step size is its limit, 0
+        return 0.0
 
 
 def asgd_mu(t0: float, step: int) -> float:

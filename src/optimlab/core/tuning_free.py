@@ -76,7 +76,7 @@ def schedule_free_schedule(
     """
     scheduled = lr * ((k + 1) / warmup_steps if k < warmup_steps else 1.0)
     lr_max = max(scheduled, lr_max)
-    weight = ((k + 1) ** r) * (lr_max**weight_lr_power)
+    weight = (float(k + 1) ** r) * (lr_max**weight_lr_power)  # floats: an int power may never end
     weight_sum = weight_sum + weight
     # All learning rates zero so far: no weight yet, and z has not moved (the authors' code
     # catches the ZeroDivisionError and uses 0 too).

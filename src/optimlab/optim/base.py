@@ -89,6 +89,49 @@ class NonFiniteGradientError(FloatingPointError):
 
 # --- hyperparameter checks -----------------------------------------------------------------
 # Each check takes (name, value) and raises TypeError/ValueError naming both.
+#
+# The bounds come from the float range, never typed in. float32 (with bfloat16, which shares
+# its exponents) is the narrowest range a rule computes in: its largest value lies just under
+# 2**FLOAT32_EXPONENT = 2**128. A step multiplies up to four numbers of a scale
+# hyperparameter's size: a learning rate, a decay (or trust) coefficient, a parameter or
+# gradient, and the growth a too-large step compounds over the next ones (lr * weight_decay *
+# p, step after step). Each may therefore reach the fourth root of that range, 2**32 (about
+# 4.3e9), and no further: beyond it a step can overflow float32 for parameters and gradients
+# of ordinary size (0.001 to 1000), and from 2**128 on the value is not even a float32.
+
+#: the exponent of float32's range: its largest finite value is just under 2**128
+FLOAT32_EXPONENT = math.frexp(torch.finfo(torch.float32).max)[1]
+#: the exponent of float64's range (1024), for rules computed in Python floats
+FLOAT64_EXPONENT = math.frexp(torch.finfo(torch.float64).max)[1]
+#: the largest scale hyperparameter (learning rate, decay, epsilon, ...): 2**32
+LARGEST_SCALE = 2.0 ** (FLOAT32_EXPONENT // 4)
+#: the smallest positive scale where a rule needs one (a denominator floor, a distance): 2**-32;
+#: four such factors stay above 2**-128, within float32's subnormal range
+SMALLEST_SCALE = 1.0 / LARGEST_SCALE
+#: the largest relative step (a step that moves a tensor by up to this times its own norm, as
+#: LAMB's, LARS's and Adafactor's do): 2**16. Such steps compound, the norm growing by up to
+#: this factor a step, and norms square the weights: four steps' growth, squared, is 2**128.
+LARGEST_RELATIVE_STEP = 2.0 ** (FLOAT32_EXPONENT // 8)
+RELATIVE_STEP_REASON = (
+    "each step moves a tensor by up to this times its norm, so its norm may grow by this "
+    f"factor a step, and norms square the weights: four steps' growth, squared, is float32's "
+    f"2**{FLOAT32_EXPONENT}"
+)
+_SCALE_REASON = (
+    f"a step multiplies up to four numbers of this size, and float32's range ends at "
+    f"2**{FLOAT32_EXPONENT}"
+)
+
+
+def power_of_two(value: float) -> str:
+    """A bound as the message shows it: ``2**32`` rather than ``4294967296.0``.
+
+    >>> power_of_two(2.0 ** 32), power_of_two(-2.0 ** -32), power_of_two(18.3)
+    ('2**32', '-2**-32', '18.3')
+    """
+    mantissa, exponent = math.frexp(abs(value))
+    sign = "-" if value < 0 else ""
+    return f"{sign}2**{exponent - 1}" if mantissa == 0.5 else f"{value:g}"
 
 
 def _real(name: str, value: Any) -> float:
@@ -96,15 +139,44 @@ def _real(name: str, value: Any) -> float:
         raise TypeError(
             f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a real number"
         )
-    if not math.isfinite(value):
+    try:
+        real = float(value)  # a Python int beyond the float range raises OverflowError
+    except OverflowError:
+        real = math.inf
+    if not math.isfinite(real):
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number")
-    return float(value)
+    return real
+
+
+def bounded(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    why: str = _SCALE_REASON,
+) -> float:
+    """A real number in ``[low, high]`` (``(low, high]`` with ``open_low``), as a float.
+
+    The one check every bounded hyperparameter goes through: a value outside says so with the
+    range (its bounds as powers of two where they are) and ``why``.
+    """
+    real = _real(name, value)
+    if real < low or real > high or (open_low and real == low):
+        opening = "(" if open_low else "["
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a number in "
+            f"{opening}{power_of_two(low) if low else 0}, {power_of_two(high)}]: {why}"
+        )
+    return real
 
 
 def non_negative(name: str, value: Any) -> None:
-    """A finite number >= 0 (learning rates, epsilons, weight decay, dampening)."""
+    """A number in [0, 2**32] (learning rates, epsilons, weight decay, dampening)."""
     if _real(name, value) < 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+    bounded(name, value, 0.0, LARGEST_SCALE)
 
 
 def unit_interval(name: str, value: Any) -> None:
