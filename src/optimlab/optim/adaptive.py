@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import torch
 
 from ..core import rules
 from .base import (
@@ -52,6 +55,19 @@ class RMSprop(Optimizer):
         "eps_inside_sqrt": boolean,
         "maximize": boolean,
     }
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        # Centered, the first step's variance is alpha * (1 - alpha) * g**2: below float32's
+        # epsilon, alpha loses it in the rounding of g**2, and the root of a negative is NaN.
+        smallest = torch.finfo(torch.float32).eps
+        if group["centered"] and float(group["alpha"]) < smallest:
+            raise ValueError(
+                f"Invalid alpha={group['alpha']!r} with centered=True; expected alpha in "
+                f"[2**{math.frexp(smallest)[1] - 1}, 1): the centered variance, "
+                "alpha * (1 - alpha) * g**2 at the first step, is otherwise lost in float32's "
+                "rounding of g**2 and its square root is NaN"
+            )
 
     def __init__(
         self,

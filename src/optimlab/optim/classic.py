@@ -13,7 +13,15 @@ import torch
 from torch import Tensor
 
 from ..core import classic as rules
-from .base import Optimizer, _real, boolean, hyperparameters, non_negative
+from .base import (
+    LARGEST_SCALE,
+    Optimizer,
+    _real,
+    boolean,
+    bounded,
+    hyperparameters,
+    non_negative,
+)
 
 # --- checks of this family's arguments -----------------------------------------------------
 
@@ -22,6 +30,14 @@ def closed_unit_interval(name: str, value: Any) -> None:
     """A decay rate that may be 1 (torch accepts it): 0 <= value <= 1."""
     if not 0.0 <= _real(name, value) <= 1.0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1]")
+
+
+def non_negative_any_size(name: str, value: Any) -> None:
+    """A finite number >= 0 of any size: ASGD's ``t0`` (a step count; one beyond the run never
+    starts the average) and ``alpha`` (an exponent; a power beyond float64 makes the step size
+    its limit, 0)."""
+    if _real(name, value) < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
 
 
 def _pair(name: str, value: Any, meaning: str) -> tuple[float, float]:
@@ -38,6 +54,7 @@ def rprop_etas(name: str, value: Any) -> None:
             f"Invalid {name}: {value!r}; expected a pair (etaminus, etaplus) with "
             "0 < etaminus < 1 < etaplus"
         )
+    bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 
 
 def rprop_step_sizes(name: str, value: Any) -> None:
@@ -47,6 +64,7 @@ def rprop_step_sizes(name: str, value: Any) -> None:
         raise ValueError(
             f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 < min <= max"
         )
+    bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 
 
 # --- Adagrad -------------------------------------------------------------------------------
@@ -362,8 +380,8 @@ class ASGD(Optimizer):
         **Optimizer._checks,
         "lr": non_negative,
         "lambd": non_negative,
-        "alpha": non_negative,
-        "t0": non_negative,
+        "alpha": non_negative_any_size,
+        "t0": non_negative_any_size,
         "weight_decay": non_negative,
         "maximize": boolean,
     }

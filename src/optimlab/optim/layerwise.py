@@ -7,6 +7,7 @@ orthogonalized matrix, trust ratios of norms), so none has a fused path: the com
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import torch
@@ -15,10 +16,14 @@ from torch import Tensor
 from ..core import layerwise as rules
 from ..core.rules import adam as adam_rule
 from .base import (
+    FLOAT32_EXPONENT,
+    LARGEST_RELATIVE_STEP,
+    RELATIVE_STEP_REASON,
     Optimizer,
     _as_real,
     _real,
     boolean,
+    bounded,
     hyperparameters,
     non_negative,
     one_of,
@@ -28,6 +33,13 @@ from .base import (
 )
 
 # --- checks of the arguments only these optimizers take ------------------------------------
+
+
+def _relative_step(name: str, value: Any) -> None:
+    """A learning rate that moves each tensor relative to its norm (LAMB, Adafactor): [0, 2**16]."""
+    if _real(name, value) < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+    bounded(name, value, 0.0, LARGEST_RELATIVE_STEP, why=RELATIVE_STEP_REASON)
 
 
 def _non_positive(name: str, value: Any) -> None:
@@ -55,6 +67,25 @@ def _coefficients(name: str, value: Any) -> None:
         raise TypeError(f"Invalid {name}: {value!r}; expected three numbers (a, b, c)")
     for i, v in enumerate(value):
         _real(f"{name}[{i}]", v)
+
+
+#: the largest singular value Muon's Newton-Schulz iteration may reach: it takes fifth powers
+#: of them (``A**2 X``), which must stay within float32's (and bfloat16's) 2**128: 2**25
+_LARGEST_SINGULAR_VALUE = 2.0 ** (FLOAT32_EXPONENT // 5)
+
+
+@functools.lru_cache(maxsize=64)
+def _newton_schulz_peak(a: float, b: float, c: float, steps: int) -> float:
+    """The largest singular value ``steps`` iterations of ``s -> a s + b s**3 + c s**5`` reach
+    from ``[0, 1]`` (where the iteration starts them), over a fine grid, in float64."""
+    s = torch.linspace(0.0, 1.0, 4097, dtype=torch.float64)
+    peak = 1.0
+    for _ in range(steps):
+        s = a * s + b * s**3 + c * s**5
+        peak = max(peak, torch.nan_to_num(s.abs(), nan=torch.inf).max().item())
+        if not peak <= _LARGEST_SINGULAR_VALUE:
+            break
+    return peak
 
 
 def _ns_steps(name: str, value: Any) -> None:
@@ -194,7 +225,7 @@ class Adafactor(_StateByKind):
     _kinds = ("factored", "unfactored")
     _checks = {
         **Optimizer._checks,
-        "lr": non_negative,
+        "lr": _relative_step,
         "beta2_decay": _non_positive,
         "eps": _adafactor_eps,
         "d": _at_least_one,
@@ -346,6 +377,21 @@ class Muon(_StateByKind):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        # Each Newton-Schulz step maps every singular value s to a s + b s**3 + c s**5: they
+        # must not grow past 2**25, whose fifth power is float32's (and bfloat16's) 2**128.
+        a, b, c = (float(v) for v in group["ns_coefficients"])
+        peak = _newton_schulz_peak(a, b, c, group["ns_steps"])
+        if not peak <= _LARGEST_SINGULAR_VALUE:
+            raise ValueError(
+                f"Invalid ns_coefficients={group['ns_coefficients']!r} with "
+                f"ns_steps={group['ns_steps']!r}: the iteration s -> a*s + b*s**3 + c*s**5 "
+                f"takes singular values in [0, 1] up to {peak:.3g}; expected coefficients that "
+                f"keep them within 2**{FLOAT32_EXPONENT // 5} (their fifth powers within "
+                f"float32's 2**{FLOAT32_EXPONENT}), as the default {rules.MUON_COEFFICIENTS} do"
+            )
+
     def _kind(self, real, group):
         return "matrix" if group["use_muon"] and real.ndim == 2 else "adamw"
 
@@ -431,7 +477,7 @@ class LAMB(Optimizer):
     )
     _checks = {
         **Optimizer._checks,
-        "lr": non_negative,
+        "lr": _relative_step,
         "betas": pair_in_unit_interval,
         "eps": non_negative,
         "weight_decay": non_negative,
@@ -524,6 +570,17 @@ class LARS(Optimizer):
         "exclude_1d": boolean,
         "maximize": boolean,
     }
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        # A step moves each tensor by up to lr * trust_coefficient times its norm.
+        step = float(group["lr"]) * float(group["trust_coefficient"])
+        if step > LARGEST_RELATIVE_STEP:
+            raise ValueError(
+                f"Invalid lr={group['lr']!r} with trust_coefficient="
+                f"{group['trust_coefficient']!r}; expected lr * trust_coefficient in "
+                f"[0, 2**{FLOAT32_EXPONENT // 8}]: {RELATIVE_STEP_REASON}"
+            )
 
     def __init__(
         self,

@@ -16,6 +16,7 @@ Two answers to "which learning rate schedule, and which learning rate?":
 from __future__ import annotations
 
 import math
+import sys
 from typing import Any
 
 import torch
@@ -24,11 +25,16 @@ from torch import Tensor
 from ..core import tuning_free as rules
 from ..core.ops import FOREACH, LOOP, LoopOps
 from .base import (
+    FLOAT32_EXPONENT,
+    FLOAT64_EXPONENT,
+    LARGEST_SCALE,
+    SMALLEST_SCALE,
     Optimizer,
     _as_real,
     _real,
     _require_dense,
     boolean,
+    bounded,
     hyperparameters,
     non_negative,
     optional,
@@ -40,9 +46,20 @@ from .base import (
 
 
 def positive(name: str, value: Any) -> None:
-    """A finite number > 0 (Prodigy's ``d0``, ``d_coef`` and ``eps``)."""
+    """A number in [2**-32, 2**32] (Prodigy's ``d0``, ``d_coef`` and ``eps``)."""
     if _real(name, value) <= 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+    bounded(
+        name,
+        value,
+        SMALLEST_SCALE,
+        LARGEST_SCALE,
+        why=(
+            "the moments and the denominator take products of up to four such factors "
+            "(d**2 * g**2, d * eps), which must stay within float32's range, "
+            f"2**-{FLOAT32_EXPONENT} to 2**{FLOAT32_EXPONENT}"
+        ),
+    )
 
 
 def non_negative_int(name: str, value: Any) -> None:
@@ -64,6 +81,31 @@ def open_unit_interval(name: str, value: Any) -> None:
         )
 
 
+#: schedule-free sums its averaging weights in a float64, over step counts a float64 holds
+#: exactly: up to 2**53
+_STEP_BITS = sys.float_info.mant_dig
+#: the largest ``r``: the weights ``t**r`` summed over 2**53 steps stay below 2**1024 (their sum
+#: is below ``(2**53)**(r + 1)``), so ``r <= 1024 / 53 - 1``, about 18.3
+LARGEST_R = FLOAT64_EXPONENT / _STEP_BITS - 1
+
+
+def averaging_exponent(name: str, value: Any) -> None:
+    """Schedule-free's ``r``, the power of ``t`` in step ``t``'s averaging weight: [0, 18.3]."""
+    if _real(name, value) < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+    bounded(
+        name,
+        value,
+        0.0,
+        LARGEST_R,
+        why=(
+            f"the average weighs step t by t**{name}; summed over the 2**{_STEP_BITS} steps a "
+            f"float64 counts exactly, these weights must stay below float64's "
+            f"2**{FLOAT64_EXPONENT}"
+        ),
+    )
+
+
 def schedule_free_betas(name: str, value: Any) -> None:
     """``(beta1, beta2)``: beta1 in (0, 1), the interpolation weight; beta2 in [0, 1)."""
     pair_in_unit_interval(name, value)
@@ -77,6 +119,13 @@ def growth_factor(name: str, value: Any) -> None:
             f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a number >= 1 "
             "(float('inf') for no limit)"
         )
+    try:
+        float(value)
+    except OverflowError:  # an int beyond the float range: the rule computes in floats
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a number >= 1 (float('inf') for no limit): "
+            "this int is beyond the float range"
+        ) from None
     if not value >= 1:  # also refuses NaN
         raise ValueError(
             f"Invalid {name}: {value!r}; expected a number >= 1 (float('inf') for no limit): "
@@ -108,6 +157,21 @@ class _ScheduleFree(Optimizer):
     def _interpolation(self, group: dict[str, Any]) -> float:
         """``beta`` of ``y = (1 - beta) * z + beta * x``."""
         raise NotImplementedError
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        # Step t's weight is t**r * lr**weight_lr_power (lr the largest so far): over 2**53
+        # steps the weights' sum stays below 2**bits, which must be within float64's range.
+        lr, r, power = float(group["lr"]), float(group["r"]), float(group["weight_lr_power"])
+        bits = (r + 1) * _STEP_BITS + power * math.log2(max(lr, 1.0))
+        if bits > FLOAT64_EXPONENT:
+            raise ValueError(
+                f"Invalid weight_lr_power={group['weight_lr_power']!r} with r={group['r']!r} "
+                f"and lr={group['lr']!r}: the average weighs step t by "
+                f"t**r * lr**weight_lr_power, and over 2**{_STEP_BITS} steps these weights "
+                f"sum to up to 2**{bits:.0f}; expected (r + 1) * {_STEP_BITS} + "
+                f"weight_lr_power * log2(lr) <= {FLOAT64_EXPONENT} (float64's range)"
+            )
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         super().add_param_group(param_group)
@@ -257,7 +321,7 @@ class ScheduleFreeSGD(_ScheduleFree):
         "momentum": open_unit_interval,
         "weight_decay": non_negative,
         "warmup_steps": non_negative_int,
-        "r": non_negative,
+        "r": averaging_exponent,
         "weight_lr_power": non_negative,
         "maximize": boolean,
     }
@@ -370,7 +434,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
         "eps": non_negative,
         "weight_decay": non_negative,
         "warmup_steps": non_negative_int,
-        "r": non_negative,
+        "r": averaging_exponent,
         "weight_lr_power": non_negative,
         "maximize": boolean,
     }
