@@ -274,6 +274,15 @@ for _cls in CLASSES:
         (_cls, dict(lr="0.1"), TypeError, r"Invalid lr: '0\.1' \(a str\); expected a real number"),
         (_cls, dict(lr=None), TypeError, r"Invalid lr: None \(a NoneType\)"),
         (_cls, dict(weight_decay=-0.1), ValueError, r"Invalid weight_decay: -0\.1"),
+        # issue 13: beyond 2**32 (2**16 for relative steps) a step can overflow float32
+        (
+            _cls,
+            dict(lr=1e30),
+            ValueError,
+            r"Invalid lr: 1e\+30; expected a number in \[0, 2\*\*(32|16)\]: ",
+        ),
+        (_cls, dict(lr=10**400), ValueError, r"Invalid lr: 1000+; expected a finite number"),
+        (_cls, dict(weight_decay=1e300), ValueError, r"Invalid weight_decay: 1e\+300; expected a"),
         (_cls, dict(maximize="yes"), TypeError, r"Invalid maximize: 'yes'; expected True or False"),
         (_cls, dict(foreach="yes"), TypeError, r"Invalid foreach: 'yes'"),
         (
@@ -335,6 +344,18 @@ BAD_INPUTS += [
     ),
     (optimlab.RMSprop, dict(alpha=-0.01), ValueError, r"Invalid alpha: -0\.01"),
     (optimlab.RMSprop, dict(momentum=1.5), ValueError, r"Invalid momentum: 1\.5"),
+    (
+        optimlab.RMSprop,
+        dict(alpha=0.0, centered=True),
+        ValueError,
+        r"Invalid alpha=0\.0 with centered=True; expected alpha in \[2\*\*-23, 1\)",
+    ),
+    (
+        optimlab.Adam,
+        dict(eps=1e10),
+        ValueError,
+        r"Invalid eps: 10000000000\.0; expected a number in \[0,",
+    ),
     (
         optimlab.RMSprop,
         dict(eps=-1e-8),

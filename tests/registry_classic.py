@@ -211,4 +211,15 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
     (optimlab.ASGD, dict(t0=-1.0), ValueError, r"Invalid t0: -1\.0; expected a finite number"),
     (optimlab.ASGD, dict(t0=float("nan")), ValueError, r"Invalid t0: nan; expected a finite"),
     (optimlab.ASGD, dict(t0="1e6"), TypeError, r"Invalid t0: '1e6' \(a str\)"),
+    # issue 13: values beyond the float range's bounds (2**32: its fourth root in float32)
+    (
+        optimlab.Rprop,
+        dict(step_sizes=(1e-6, 1e308)),
+        ValueError,
+        r"Invalid step_sizes\[1\]: 1e\+308; expected a number in \[0, 2\*\*32\]",
+    ),
+    (optimlab.Rprop, dict(etas=(0.5, 1e300)), ValueError, r"Invalid etas\[1\]: 1e\+300; expected"),
+    (optimlab.ASGD, dict(lambd=1e18), ValueError, r"Invalid lambd: 1e\+18; expected a number in"),
+    (optimlab.ASGD, dict(t0=10**400), ValueError, r"Invalid t0: 1000+; expected a finite number"),
+    (optimlab.Adagrad, dict(initial_accumulator_value=1e100), ValueError, r"\[0, 2\*\*32\]"),
 ]

@@ -270,4 +270,28 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         r"Invalid trust_coefficient: -0\.001; expected a finite number >= 0",
     ),
     (optimlab.LARS, dict(exclude_1d="yes"), TypeError, r"Invalid exclude_1d: 'yes'"),
+    # issue 13: steps that would overflow float32
+    (
+        optimlab.Muon,
+        dict(ns_coefficients=(0.5, 0.5, 0.5)),
+        ValueError,
+        r"Invalid ns_coefficients=\(0\.5, 0\.5, 0\.5\) with ns_steps=5: the iteration s -> "
+        r"a\*s \+ b\*s\*\*3 \+ c\*s\*\*5 takes singular values in \[0, 1\] up to 1\.32e\+18; "
+        r"expected coefficients that keep them within 2\*\*25",
+    ),
+    (
+        optimlab.LAMB,
+        dict(lr=1e5),
+        ValueError,
+        r"Invalid lr: 100000\.0; expected a number in \[0, 2\*\*16\]: each step moves a tensor",
+    ),
+    (optimlab.Adafactor, dict(lr=1e5), ValueError, r"Invalid lr: 100000\.0; expected a number"),
+    (
+        optimlab.LARS,
+        dict(lr=1.0, trust_coefficient=1e6),
+        ValueError,
+        r"Invalid lr=1\.0 with trust_coefficient=1000000\.0; expected lr \* trust_coefficient "
+        r"in \[0, 2\*\*16\]",
+    ),
+    (optimlab.LAMB, dict(weight_norm_clamp=(0.0, 1e308)), ValueError, r"weight_norm_clamp\[1\]"),
 ]

@@ -215,4 +215,40 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         ValueError,
         r"Invalid fused=True: Prodigy has no fused path \(its step size comes from a dot product",
     ),
+    # issue 13: r=120958022030832608 was accepted and step() then hung (an int power)
+    *[
+        bad
+        for cls in _SF
+        for bad in [
+            (
+                cls,
+                dict(r=120958022030832608),
+                ValueError,
+                r"Invalid r: 120958022030832608; expected a number in \[0, 18\.3208\]: the "
+                r"average weighs step t by t\*\*r",
+            ),
+            (cls, dict(r=10**7), ValueError, r"Invalid r: 10000000; expected a number in \[0, 18"),
+            (cls, dict(r=10**400), ValueError, r"Invalid r: 1000+; expected a finite number"),
+            (
+                cls,
+                dict(lr=2.0**32, weight_lr_power=31.0),
+                ValueError,
+                r"Invalid weight_lr_power=31\.0 with r=0\.0 and lr=4294967296\.0: .* expected "
+                r"\(r \+ 1\) \* 53 \+ weight_lr_power \* log2\(lr\) <= 1024",
+            ),
+        ]
+    ],
+    (
+        optimlab.Prodigy,
+        dict(d0=1e-300),
+        ValueError,
+        r"Invalid d0: 1e-300; expected a number in \[2\*\*-32, 2\*\*32\]",
+    ),
+    (optimlab.Prodigy, dict(d0=1e30), ValueError, r"Invalid d0: 1e\+30; expected a number in"),
+    (
+        optimlab.Prodigy,
+        dict(growth_rate=10**400),
+        ValueError,
+        r"Invalid growth_rate: 1000+; expected a number >= 1 \(float\('inf'\) for no limit\)",
+    ),
 ]
