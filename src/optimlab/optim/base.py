@@ -553,9 +553,7 @@ class Optimizer(torch.optim.Optimizer):
         self, group: dict[str, Any], names: tuple[str, ...], params: list[Tensor], step: int
     ) -> list[Tensor]:
         """Step the parameters of one bucket the fused kernel can take; return the others."""
-        taken, rest = [], []
-        for p in params:
-            (taken if fusable_entry(p, p.grad, self.state[p], names) else rest).append(p)
+        taken, rest = fusable_subset(self, group, params, names)
         if not taken:
             return rest
         found = self._fused_kernel(group, names, native.REAL_DTYPE[taken[0].dtype], step)
