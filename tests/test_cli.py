@@ -163,7 +163,7 @@ def test_the_html_report_opens_in_headless_chromium_without_errors(compare_folde
          "--disable-background-networking", "--disable-component-update", "--disable-sync",
          "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr",
          "--v=0", "--virtual-time-budget=5000", "--dump-dom", report.as_uri()],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True, text=True, timeout=600,  # only catches a hang
     )  # fmt: skip
     assert done.returncode == 0, done.stderr[-2000:]
     console = [line for line in done.stderr.splitlines() if "CONSOLE" in line]
@@ -402,15 +402,15 @@ def test_the_installed_console_script_and_python_m():
     assert OPTIMLAB.exists(), "the optimlab console script is not installed in this environment"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     listed = subprocess.run(
-        [str(OPTIMLAB), "list", "problems"], capture_output=True, text=True, env=env, timeout=120
-    )
+        [str(OPTIMLAB), "list", "problems"], capture_output=True, text=True, env=env, timeout=600
+    )  # the time-outs here only catch a hang
     assert listed.returncode == 0 and "rosenbrock" in listed.stdout
     bad = subprocess.run(
         [sys.executable, "-m", "optimlab", "compare", "--optimizers", "adm"],
         capture_output=True,
         text=True,
         env=env,
-        timeout=120,
+        timeout=600,
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "unknown optimizer 'adm'" in bad.stderr

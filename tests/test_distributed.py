@@ -22,7 +22,12 @@ TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone"]
 pytestmark = pytest.mark.xdist_group("distributed")
 
 
-def run(*args, processes=2, restarts=0, timeout=150):
+# Only catches a hang: a run takes 5-40 s, longer on a loaded machine, and is never cut short
+# for being slow.
+HANG = 600
+
+
+def run(*args, processes=2, restarts=0, timeout=HANG):
     if processes == 1:
         command = [sys.executable, str(WORKER), *map(str, args)]
     else:

@@ -121,7 +121,7 @@ def _run_worker(tmp_path, name, *args):
         [sys.executable, str(WORKER), "--out", str(out), *map(str, args)],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=600,  # only catches a hang: a run takes seconds, more on a loaded machine
     )
     return proc, out
 
