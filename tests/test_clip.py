@@ -25,6 +25,9 @@ def test_clip_3_4_to_unit_norm():
     p = _param([3.0, 4.0])
     norm = clip_grad_norm([p], max_norm=1.0)
     assert isinstance(norm, float)
+    # 9 + 16 = 25 and its root are exact in float32, so is 5; the scale 1 / (5 + 1e-6) and
+    # the products round in float32 (2**-24 = 6e-8 each) around 0.6 and 0.8, which float32
+    # holds to 3e-8: within 2e-7, and rtol=1e-5 leaves room for the 1e-6 in the denominator
     assert norm == pytest.approx(5.0, rel=1e-7)
     torch.testing.assert_close(p.grad, torch.tensor([0.6, 0.8]), rtol=1e-5, atol=0)
     assert torch.linalg.vector_norm(p.grad).item() == pytest.approx(1.0, rel=1e-5)
@@ -38,8 +41,11 @@ def test_norm_over_several_tensors_matches_float64_concatenation():
     expected = math.sqrt(sum(float(x) ** 2 for x in flat.tolist()))
     before = [p.grad.clone() for p in params]
     norm = clip_grad_norm(params, max_norm=1.0)
+    # float32 (u = 2**-24 = 6e-8): the largest tensor's 16 squares sum within 17 u, the root
+    # halves that, and the norm of the 4 norms adds about 3 u: at most 1.3e-6 / 2 + 2e-7 < 1e-6
     assert norm == pytest.approx(expected, rel=1e-6)
     scale = 1.0 / (expected + 1e-6)
+    # the scale inherits the norm's 1e-6 and rounds twice more: rtol=1e-5 is ten times that
     for p, b in zip(params, before, strict=True):
         torch.testing.assert_close(p.grad, b * scale, rtol=1e-5, atol=1e-7)
     total_after = torch.cat([p.grad.double().flatten() for p in params]).norm().item()
@@ -52,6 +58,8 @@ def test_other_norm_orders_match_numpy():
     flat = np.concatenate([p.grad.double().numpy().ravel() for p in params])
     for p_ord in (1.0, 3.0):
         got = clip_grad_norm(params, max_norm=1e9, norm_type=p_ord)
+        # float32: 6 powers of 1-2 ulp and their sum (7 u), the 1/p-th root divides that by
+        # p and adds an ulp, then the norm of the 2 norms: below 1e-6 for p = 1 and 3
         assert got == pytest.approx(np.linalg.norm(flat, ord=p_ord), rel=1e-6)
 
 
@@ -85,6 +93,7 @@ def test_single_tensor_generator_and_named_parameters():
     model = torch.nn.Linear(3, 2)
     model(torch.ones(1, 3)).sum().backward()
     expected = torch.cat([q.grad.flatten() for q in model.parameters()]).norm().item()
+    # 8 float32 squares summed in two orders: within 9 u = 5e-7 before the root
     assert clip_grad_norm(model.named_parameters(), 1e6) == pytest.approx(expected, rel=1e-6)
 
 
@@ -92,6 +101,7 @@ def test_inf_norm():
     params = [_param([1.0, -7.0, 2.0]), _param([[3.0], [-0.5]])]
     norm = clip_grad_norm(params, max_norm=3.5, norm_type=float("inf"))
     assert norm == 7.0
+    # 7 * 3.5 / (7 + 1e-6) is 3.5 (1 - 1.4e-7), rounded twice in float32 (1.2e-7): < 1e-6
     assert max(p.grad.abs().max().item() for p in params) == pytest.approx(3.5, rel=1e-6)
     params = [_param([1.0, -7.0, 2.0])]
     assert clip_grad_norm(params, max_norm=100.0, norm_type="inf") == 7.0
