@@ -35,7 +35,10 @@ EPS = float(np.finfo(np.float64).eps)
 #: ulp of difference per step that the tolerance allows for each ulp injected: about ten
 #: operations per step (a moving average, a root, a division, the update), each within one
 #: or two ulp of the transcription's, and a factor for the injected perturbations being one
-#: draw of the many roundings that could differ.
+#: draw of the many roundings that could differ. (Measured over every registry case with a
+#: reference, fused or not, under ATEN_CPU_CAPABILITY=default and avx2: the largest
+#: |actual - reference| / (S_t + (t + 1) eps max|w|) was 0.51, so 32 leaves a factor of 60
+#: for other vector units; a reference off by 1e-8 relative in one constant still fails.)
 OPS = 32
 
 #: The tolerance must stay this small relative to the distance the path travels, or the
