@@ -138,6 +138,12 @@ def try_one(cls: type, kwargs: dict[str, Any], name: str, value: Any) -> tuple[s
         if _clear(str(error), name, value):
             return "error", ""
         return "other", f"unclear {type(error).__name__}: {error}"
+    except RuntimeError as error:
+        # Where the fused path cannot run (e.g. ATEN_CPU_CAPABILITY=default), fused=True is
+        # refused for what the machine lacks, naming the argument and what to pass instead.
+        if str(error).startswith("fused=True, but the fused path cannot run here"):
+            return "error", ""
+        return "other", f"constructor raised RuntimeError: {error}"
     except Exception as error:  # noqa: BLE001 - any other exception is a finding
         return "other", f"constructor raised {type(error).__name__}: {error}"
     try:
