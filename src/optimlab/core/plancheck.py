@@ -74,14 +74,6 @@ bool overlaps(int64_t start, int64_t end, const int64_t* lo, const int64_t* hi, 
   return k < n && lo[k] < end;
 }
 
-/* Ask for what the checks of later entries will read (the Python object of entry i, the
-   tensor of entry j, whose object was asked for earlier), so that the loads of several
-   entries overlap instead of waiting for memory one after another. */
-inline void prefetch(PyObject* list, Py_ssize_t i, Py_ssize_t j, Py_ssize_t n) {
-  if (i < n) __builtin_prefetch(PyList_GET_ITEM(list, i));
-  if (j < n) __builtin_prefetch(((THPVariable*)PyList_GET_ITEM(list, j))->cdata.unsafeGetTensorImpl());
-}
-
 }  // namespace
 
 extern "C" {
@@ -122,7 +114,6 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
   try {
     const Py_ssize_t n = PyList_GET_SIZE(fused), k = PyTuple_GET_SIZE(names);
     for (Py_ssize_t i = 0; i < n; i++) {
-      prefetch(fused, i + 8, i + 4, n);
       PyObject* o = PyList_GET_ITEM(fused, i);
       if (!THPVariable_Check(o)) return 0;
       const at::Tensor& p = THPVariable_Unpack(o);
