@@ -84,19 +84,26 @@ int64_t ol_scalar_type(PyObject* o) {
   return (int64_t)THPVariable_Unpack(o).scalar_type();
 }
 
-/* 1 when the plan still holds (see optimlab.optim.plan): every fused parameter is plain with
-   its dtype dtypes[i], its pointer and element count; its gradient plain with that dtype, its
+/* 1 when the plan still holds (see optimlab.optim.plan and Checker.arguments): every fused
+   parameter is plain with its dtype dtypes[i], its pointer and element count; its gradient plain with that dtype, its
    shape, and clear of the written memory (the fused one, [w_lo, w_hi), and the others',
    [x_lo, x_hi)); its pointer goes to grad_ptrs[i]; its state the plan's dict with step count
    steps[i] and the plan's buffers, each plain with that dtype and shape at its pointer
    (buffer_ptrs[j * n + i]); the absent parameters still have no gradient. 0 when anything
    changed; -1 with a Python error set. */
 int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObject* step_key,
-                      PyObject* names, PyObject* buffers, const int64_t* param_ptrs,
-                      const int64_t* numels, const int64_t* dtypes, const int64_t* buffer_ptrs,
-                      const int64_t* steps, const int64_t* w_lo, const int64_t* w_hi,
-                      int64_t nw, const int64_t* x_lo, const int64_t* x_hi, int64_t nx,
-                      int64_t* grad_ptrs) {
+                      PyObject* names, PyObject* buffers, const int64_t* arrays,
+                      const int64_t* x_lo, const int64_t* x_hi, int64_t nx) {
+  /* The plan's arrays, by address (one argument rather than nine: each costs ctypes time). */
+  const int64_t* param_ptrs = (const int64_t*)(intptr_t)arrays[0];
+  const int64_t* numels = (const int64_t*)(intptr_t)arrays[1];
+  const int64_t* dtypes = (const int64_t*)(intptr_t)arrays[2];
+  const int64_t* buffer_ptrs = (const int64_t*)(intptr_t)arrays[3];
+  const int64_t* steps = (const int64_t*)(intptr_t)arrays[4];
+  const int64_t* w_lo = (const int64_t*)(intptr_t)arrays[5];
+  const int64_t* w_hi = (const int64_t*)(intptr_t)arrays[6];
+  const int64_t nw = arrays[7];
+  int64_t* grad_ptrs = (int64_t*)(intptr_t)arrays[8];
   if (!PyList_Check(fused) || !PyList_Check(absent) || !PyList_Check(states) ||
       !PyTuple_Check(names) || !PyList_Check(buffers) ||
       PyList_GET_SIZE(states) != PyList_GET_SIZE(fused) ||
@@ -191,8 +198,7 @@ class Checker:
         pointer, obj, integer = ctypes.c_void_p, ctypes.py_object, ctypes.c_int64
         self._ready = library.ol_plan_ready
         self._ready.restype = integer
-        self._ready.argtypes = [obj] * 6 + [pointer] * 7 + [integer, pointer, pointer, integer]
-        self._ready.argtypes += (pointer,)  # grad_ptrs
+        self._ready.argtypes = [obj] * 6 + [pointer] * 3 + [integer]
         self._advance = library.ol_plan_advance
         self._advance.restype = integer
         self._advance.argtypes = [obj, obj, obj, pointer]
@@ -205,8 +211,8 @@ class Checker:
         }
 
     def arguments(self, plan: Any) -> tuple[Any, ...]:
-        """The C function's fixed arguments for ``plan``: its lists as they are, and arrays
-        (kept alive by the plan) by address, worked out once."""
+        """The C function's fixed arguments for ``plan``: its lists as they are, and the
+        addresses of its arrays in one array (all kept alive by the plan), worked out once."""
         arrays = (
             np.array(plan.param_ptrs, np.int64),
             np.array(plan.numels, np.int64),
@@ -214,7 +220,11 @@ class Checker:
             np.array(plan.buffer_ptrs, np.int64).reshape(-1),
             *plan.written,
         )
-        plan._native_arrays = arrays
+        addresses = [a.ctypes.data for a in arrays[:4]]
+        addresses += [plan.steps.ctypes.data, arrays[4].ctypes.data, arrays[5].ctypes.data]
+        addresses += [len(arrays[4]), plan.grad_ptrs.ctypes.data]
+        table = np.array(addresses, np.int64)
+        plan._native_arrays = (*arrays, table)
         return (
             plan.fused,
             plan.absent,
@@ -222,11 +232,7 @@ class Checker:
             "step",
             plan.names,
             list(plan.buffers.values()),
-            *(a.ctypes.data for a in arrays[:4]),
-            plan.steps.ctypes.data,
-            arrays[4].ctypes.data,
-            arrays[5].ctypes.data,
-            len(arrays[4]),
+            table.ctypes.data,
         )
 
     def ready(self, plan: Any, extra: tuple[np.ndarray, np.ndarray]) -> bool:
@@ -234,18 +240,18 @@ class Checker:
         ``grad_ptrs`` hold this step's gradients. ``extra``: memory the others write."""
         if plan.native_args is None:
             plan.native_args = self.arguments(plan)
-        found = self._ready(
-            *plan.native_args,
-            extra[0].ctypes.data,
-            extra[1].ctypes.data,
-            len(extra[0]),
-            plan.grad_ptrs.ctypes.data,
-        )
+            plan.native_steps = plan.steps.ctypes.data
+        if len(extra[0]):
+            found = self._ready(
+                *plan.native_args, extra[0].ctypes.data, extra[1].ctypes.data, len(extra[0])
+            )
+        else:
+            found = self._ready(*plan.native_args, None, None, 0)
         return found == 1
 
     def advance(self, plan: Any) -> None:
         """The step's book-keeping: step counts + 1, parameters' version counters bumped."""
-        self._advance(plan.fused, plan.states, "step", plan.steps.ctypes.data)
+        self._advance(plan.fused, plan.states, "step", plan.native_steps)
 
 
 _lock = threading.Lock()

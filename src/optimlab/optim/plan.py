@@ -254,6 +254,7 @@ class FusedPlan:
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
         self.steps = np.array([s["step"] for s in self.states], dtype=np.int64)
         self.native_args: tuple[Any, ...] | None = None  # worked out by the C++ checker
+        self.native_steps = 0  # the address of ``steps``, for the C++ book-keeping
         self.native_checked = False  # whether the last ready() ran the C++ checks
 
     def ready(self, optimizer: Any, group: dict[str, Any]) -> bool:
