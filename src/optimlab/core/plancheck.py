@@ -85,12 +85,12 @@ int64_t ol_scalar_type(PyObject* o) {
 }
 
 /* 1 when the plan still holds (see optimlab.optim.plan and Checker.arguments): every fused
-   parameter is plain with its dtype dtypes[i], its pointer and element count; its gradient plain with that dtype, its
-   shape, and clear of the written memory (the fused one, [w_lo, w_hi), and the others',
-   [x_lo, x_hi)); its pointer goes to grad_ptrs[i]; its state the plan's dict with step count
-   steps[i] and the plan's buffers, each plain with that dtype and shape at its pointer
-   (buffer_ptrs[j * n + i]); the absent parameters still have no gradient. 0 when anything
-   changed; -1 with a Python error set. */
+   parameter is plain with its dtype dtypes[i], its pointer and element count; its gradient
+   plain with that dtype and its shape, and clear of the written memory (the fused one,
+   [w_lo, w_hi), and the others', [x_lo, x_hi)), its pointer going to grad_ptrs[i]; its state
+   the plan's dict with step count steps[i] and the plan's buffers, each plain with that dtype
+   and shape at its pointer (buffer_ptrs[j * n + i]); the absent parameters still have no
+   gradient. 0 when anything changed; -1 with a Python error set. */
 int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObject* step_key,
                       PyObject* names, PyObject* buffers, const int64_t* arrays,
                       const int64_t* x_lo, const int64_t* x_hi, int64_t nx) {
