@@ -529,7 +529,12 @@ def test_sigkill_during_writes_never_corrupts_the_latest_checkpoint(tmp_path):
             time.sleep(rng.uniform(0.0, 0.1))
             proc.send_signal(signal.SIGKILL)
             assert proc.wait(timeout=HANG) == -signal.SIGKILL
-            saved += [int(line.split()[1]) for line in lines.rest() if line.strip()]
+            for line in lines.rest():  # the writer's last words before the kill
+                if not line.endswith("\n"):
+                    continue  # cut short by the kill
+                words = line.split()
+                assert len(words) == 2 and words[0] == "saved", line
+                saved.append(int(words[1]))
 
             with warnings.catch_warnings():
                 warnings.simplefilter("error")  # no file may be corrupted: no fallback warning
