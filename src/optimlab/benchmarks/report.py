@@ -315,7 +315,7 @@ WHY = {
     "step's pass: 4 more bytes per parameter (+33% for SGD, +20% for momentum, +14% for Adam), "
     "which torch's paths, never checking, do not move",
     "small steps": "a fixed cost of about 50 µs per step (the step wrapper, recording the rule, "
-    "the kernel calls) and 0.1 to 0.25 µs per tensor (the plan's checks in C++) weigh on short "
+    "the kernel calls) and 0.12 to 0.26 µs per parameter (the plan's checks in C++) weigh on short "
     "steps; beyond that, noise on this shared machine (see others' CPU)",
     "plans": "an epoch of MiniBatches is a gather of every sample's row from memory, bound by "
     "memory latency (about 0.4 µs per 3 KB row on this machine, by the better of NumPy's serial "
@@ -428,8 +428,8 @@ def markdown(
             "root at about 3 cycles per element; `exact` must call it, which makes RMSprop and "
             "Adam compute-bound on 2 cores; the default does not. (3) Each step costs about "
             "50 µs of Python (the step wrapper, recording the rule for its scalars, the kernel "
-            "calls) and 0.1 µs (SGD) to 0.25 µs (Adam) per tensor: the plan's checks that every "
-            "parameter, gradient and state buffer is still what the kernel may take (pointers, "
+            "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
+            "every parameter, gradient and state buffer is still what the kernel may take (pointers, "
             "sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
             "(`optimlab.core.plancheck`, built by `optimlab build`; `plan checks` above says "
             "which ran).",

@@ -1,4 +1,4 @@
-"""A fused plan's per-step checks in C++: about 0.1 µs per tensor instead of about 2 µs in Python.
+"""A fused plan's per-step checks in C++: about 0.06 µs per tensor instead of about 1 µs in Python.
 
 A :class:`~optimlab.optim.plan.FusedPlan` must confirm before every step that everything the
 fused kernel relies on still holds (the specification is in :mod:`optimlab.optim.plan`): each
