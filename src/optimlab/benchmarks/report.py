@@ -429,8 +429,8 @@ def markdown(
             "Adam compute-bound on 2 cores; the default does not. (3) Each step costs about "
             "50 µs of Python (the step wrapper, recording the rule for its scalars, the kernel "
             "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
-            "every parameter, gradient and state buffer is still what the kernel may take (pointers, "
-            "sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
+            "every parameter, gradient and state buffer is still what the kernel may take "
+            "(pointers, sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
             "(`optimlab.core.plancheck`, built by `optimlab build`; `plan checks` above says "
             "which ran).",
             "",
