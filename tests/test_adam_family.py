@@ -14,7 +14,7 @@ import optimlab
 import optimlab.core.adam_family
 import optimlab.optim.adam_family
 from optimlab.core import adam_family as rules
-from optimlab.core.tape import Tape
+from optimlab.fused.tape import Tape
 
 
 @pytest.fixture

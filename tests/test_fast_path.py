@@ -23,8 +23,8 @@ from conftest import make_mlp
 from registry import CASES
 
 import optimlab
-from optimlab.core import native, plancheck
-from optimlab.core.tape import Tape
+from optimlab.fused import native, plancheck
+from optimlab.fused.tape import Tape
 
 STEPS = 50
 

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import optimlab
-from optimlab.core import native, plancheck
+from optimlab.fused import native, plancheck
 
 pytestmark = pytest.mark.skipif(
     not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"

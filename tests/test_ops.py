@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from optimlab.core.ops import FOREACH, LOOP
-from optimlab.core.tape import NotRecordable, Tape
+from optimlab.fused.tape import NotRecordable, Tape
 
 
 def tensors(seed, n=3, dtype=torch.float64):

@@ -22,7 +22,7 @@ import time
 import pytest
 import torch
 
-from optimlab.core import native, plancheck
+from optimlab.fused import native, plancheck
 
 HANG = 300.0  # seconds: only a hang takes this long
 
@@ -62,7 +62,7 @@ def fresh_plancheck(monkeypatch):
 
 def compile_in_subprocess(compiler, cache, log, name="optimlab_test.so", sleep="0.3"):
     code = (
-        "import sys; from pathlib import Path; from optimlab.core import native\n"
+        "import sys; from pathlib import Path; from optimlab.fused import native\n"
         f"native.compile_library({str(compiler)!r}, [], 'int x;', Path({str(cache)!r}) / "
         f"{name!r})\n"
     )
@@ -103,7 +103,7 @@ def test_a_killed_build_leaves_no_compiler_and_no_file(tmp_path, fake_compiler):
     wait_for(lambda: not any(map(alive, pids)), "the compiler and its child to die")
     # The next process to open the cache removes what the killed build left.
     subprocess.run(
-        [sys.executable, "-c", "from optimlab.core import native; native.cache_dir()"],
+        [sys.executable, "-c", "from optimlab.fused import native; native.cache_dir()"],
         env={**os.environ, "OPTIMLAB_KERNEL_CACHE": str(cache)},
         check=True,
     )
@@ -215,7 +215,7 @@ def test_optimlab_build_builds_what_the_default_optimizers_need(tmp_path):
     code = textwrap.dedent(
         """
         import torch, optimlab
-        from optimlab.core import plancheck
+        from optimlab.fused import plancheck
         assert plancheck.checker() is not None, plancheck.unavailable_reason()
         for name, cls in optimlab.OPTIMIZERS.items():
             if cls._unfusable_reason is None:

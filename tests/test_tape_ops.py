@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from optimlab.core import native
 from optimlab.core.ops import FOREACH, LOOP
-from optimlab.core.tape import NotRecordable, Tape
+from optimlab.fused import native
+from optimlab.fused.tape import NotRecordable, Tape
 
 needs_native = pytest.mark.skipif(
     not native.available(), reason=f"fused path unavailable: {native.unavailable_reason()}"
@@ -372,7 +372,7 @@ def test_the_tape_refuses_lists_of_several_operands():
 
 
 def test_every_recordable_operation_has_its_c_expression():
-    from optimlab.core.tape import METHODS, SIGNATURES
+    from optimlab.fused.tape import METHODS, SIGNATURES
 
     assert set(native.C_EXPRESSIONS) == set(SIGNATURES) == set(METHODS)
     assert set(native.C_TAIL_EXPRESSIONS) <= set(SIGNATURES)

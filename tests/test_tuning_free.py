@@ -17,7 +17,7 @@ from rounding import EPS, assert_path_close
 import optimlab
 import optimlab.core.tuning_free
 import optimlab.optim.tuning_free
-from optimlab.core import native
+from optimlab.fused import native
 
 SCHEDULE_FREE = [optimlab.ScheduleFreeSGD, optimlab.ScheduleFreeAdamW]
 

@@ -758,7 +758,7 @@ def build() -> None:
     float64, into the kernel cache; about 30 s the first time, a few seconds after. ``make run``
     and ``make test`` run it; a configuration not built ahead compiles in its first step.
     """
-    from .optim.prebuild import build as build_all
+    from .fused.build import build as build_all
 
     build_all(lambda line: click.echo(f"optimlab build: {line}", err=True))
 

@@ -35,7 +35,7 @@ import torch
 
 import optimlab
 
-from ..core import plancheck
+from ..fused import plancheck
 
 BOUND_ELEMENTS = 50_000_000
 FLOAT_BYTES = 4

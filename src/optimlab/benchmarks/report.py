@@ -41,13 +41,13 @@ def machine(device: str) -> dict[str, str]:
         "memory": _memory(),
     }
     try:
-        from optimlab.core import native
+        from optimlab.fused import native
 
         reason = native.unavailable_reason()
         info["fused path"] = "available" if reason is None else f"unavailable: {reason}"
         if native._toolchain is not None:
             info["C compiler"] = native._toolchain[2].splitlines()[0]
-        from optimlab.core import plancheck
+        from optimlab.fused import plancheck
 
         checks = plancheck.unavailable_reason()
         info["plan checks"] = "C++" if checks is None else f"Python ({checks})"
@@ -431,7 +431,7 @@ def markdown(
             "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
             "every parameter, gradient and state buffer is still what the kernel may take "
             "(pointers, sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
-            "(`optimlab.core.plancheck`, built by `optimlab build`; `plan checks` above says "
+            "(`optimlab.fused.plancheck`, built by `optimlab build`; `plan checks` above says "
             "which ran).",
             "",
         ]

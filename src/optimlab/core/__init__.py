@@ -1,7 +1,8 @@
 """The math of every optimizer: pure update rules over lists of tensors, and their backends.
 
-:mod:`.rules` holds each update rule once; :mod:`.ops` runs it per tensor or multi-tensor;
-:mod:`.tape` records it and :mod:`.native` compiles the recording into one fused loop.
+:mod:`.rules` holds each update rule once; :mod:`.ops` runs it per tensor or multi-tensor.
+Nothing here compiles, loads libraries or touches files: the fused path, which records a rule
+and compiles it into one loop, is the package :mod:`optimlab.fused`.
 """
 
 from .ops import FOREACH, LOOP, ForeachOps, LoopOps
@@ -15,15 +16,12 @@ from .rules import (
     rmsprop,
     sgd,
 )
-from .tape import Tape, TapeOps
 
 __all__ = [
     "FOREACH",
     "LOOP",
     "ForeachOps",
     "LoopOps",
-    "Tape",
-    "TapeOps",
     "adam",
     "bias_correction",
     "descent_direction",

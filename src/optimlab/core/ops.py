@@ -10,8 +10,8 @@ operations below. Two backends carry them out:
 
 Both compute the same elementwise arithmetic in the same order, so an update rule gives bitwise
 equal results on either (the tests check this for every optimizer). The fused path provides the
-same operations a third time: :class:`optimlab.core.tape.TapeOps` records them, and
-:mod:`optimlab.core.native` compiles the recording into one loop whose arithmetic, element by
+same operations a third time: :class:`optimlab.fused.tape.TapeOps` records them, and
+:mod:`optimlab.fused.native` compiles the recording into one loop whose arithmetic, element by
 element, is the expressions these PyTorch calls evaluate.
 
 Scalars may be one Python number for the whole list or a list with one number per tensor (for

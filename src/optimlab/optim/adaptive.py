@@ -133,7 +133,7 @@ class Adam(Optimizer):
 
     How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
     the default, runs the update as one compiled loop over all parameters, gradients and state
-    at once (:mod:`optimlab.core.native`; no temporaries, one pass over memory) where this
+    at once (:mod:`optimlab.fused.native`; no temporaries, one pass over memory) where this
     machine can compile it, else the multi-tensor path. The loop takes the CPU's correctly
     rounded square root, as torch's fused kernels do: as fast as memory allows, each root
     within 1 ulp of the plain path's (PyTorch's MKL root; the tolerance the tests check for

@@ -14,19 +14,19 @@ step hooks all behave as in torch. On top of torch it
   backends:
 
   - the fused path (``fused=None``, the default, where this machine can compile it): the rule
-    recorded on a :class:`~optimlab.core.tape.Tape` and compiled into one C loop
-    (:mod:`optimlab.core.native`) that reads each parameter, gradient and state element once
+    recorded on a :class:`~optimlab.fused.tape.Tape` and compiled into one C loop
+    (:mod:`optimlab.fused.native`) that reads each parameter, gradient and state element once
     and writes each modified one once, over all tensors of a group at once, on PyTorch's
     threads, with no temporaries. Its square roots are the CPU's correctly rounded ones, within
     1 ulp of PyTorch's MKL vector sqrt; everything else is bitwise what the plain path computes.
     ``fused=True`` insists on it (an error where it cannot run); ``fused="exact"`` takes
     PyTorch's own square root too, so the step is bitwise the plain path's (and torch.optim's
-    multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.optim.plan.FusedPlan`
+    multi-tensor path's), at about 3 cycles per root. A :class:`~optimlab.fused.plan.FusedPlan`
     keeps what a group's step needs between steps and re-checks it in O(1) per tensor (in C++
-    where ``optimlab build`` has built :mod:`optimlab.core.plancheck`). What the kernel may
+    where ``optimlab build`` has built :mod:`optimlab.fused.plancheck`). What the kernel may
     take (CPU float32/float64 and complex tensors, contiguous, gradient and state of the
     parameter's dtype and shape, written memory overlapping nothing else) is specified in
-    :mod:`optimlab.optim.plan`; the group's other parameters take the multi-tensor path in
+    :mod:`optimlab.fused.plan`; the group's other parameters take the multi-tensor path in
     the same step;
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
   - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
@@ -50,10 +50,10 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
-from ..core import native
 from ..core.ops import FOREACH, LOOP, LoopOps
-from ..core.tape import NotRecordable, Tape
-from .plan import FusedPlan, fusable_subset
+from ..fused import native
+from ..fused.plan import FusedPlan, fusable_subset
+from ..fused.tape import NotRecordable, Tape
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
@@ -501,7 +501,7 @@ class Optimizer(torch.optim.Optimizer):
         return native.available()
 
     def _ready_plan(self, group: dict[str, Any]) -> FusedPlan | None:
-        """This group's :class:`~optimlab.optim.plan.FusedPlan`, if it has one that still holds."""
+        """This group's :class:`~optimlab.fused.plan.FusedPlan`, if it has one that still holds."""
         plans = self.__dict__.get("_fused_plans")
         plan = plans.get(id(group)) if plans else None
         if plan is not None and plan.ready(self, group):
@@ -575,7 +575,7 @@ class Optimizer(torch.optim.Optimizer):
         """The compiled kernel of this group's rule at ``step``, and the scalars to call it with.
 
         The rule's Python runs as on the plain path (its branches and scalar arithmetic); a
-        :class:`~optimlab.core.tape.Tape` keeps the elementwise operations it asks for, and
+        :class:`~optimlab.fused.tape.Tape` keeps the elementwise operations it asks for, and
         the kernel compiled for that program (once per configuration) applies them all in one
         pass over the tensors, in place. None when the kernel cannot be built and the group
         did not insist on ``fused=True``: then the plain path takes the step (``"exact"``

@@ -2,7 +2,7 @@
 
 Each shapes its step per tensor rather than per element (factored second moments, an
 orthogonalized matrix, trust ratios of norms), so none has a fused path: the compiled loop of
-:mod:`optimlab.core.native` is elementwise. Their rules are in :mod:`optimlab.core.layerwise`.
+:mod:`optimlab.fused.native` is elementwise. Their rules are in :mod:`optimlab.core.layerwise`.
 """
 
 from __future__ import annotations

@@ -295,7 +295,7 @@ class ScheduleFreeSGD(_ScheduleFree):
     checked at ``step()``; ``.grad`` is never modified.
 
     ``fused=None`` (default) runs the step as one compiled loop where this machine can compile
-    it (:mod:`optimlab.core.native`; bitwise equal to the multi-tensor path); ``fused=True``
+    it (:mod:`optimlab.fused.native`; bitwise equal to the multi-tensor path); ``fused=True``
     insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
     ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
     :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).
@@ -411,7 +411,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
     but enters ``y`` and ``z`` through two fused divisions (the same values up to rounding).
 
     ``fused=None`` (default) runs the step as one compiled loop where this machine can compile
-    it (:mod:`optimlab.core.native`; bitwise equal to the multi-tensor path); ``fused=True``
+    it (:mod:`optimlab.fused.native`; bitwise equal to the multi-tensor path); ``fused=True``
     insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
     ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
     :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).

@@ -1,7 +1,7 @@
 """What the fused kernel may take; a group's fused step worked out once, re-checked each step.
 
 **The specification.** The kernel reads and writes raw memory through tables of data pointers
-(:mod:`optimlab.core.native`), so it must only ever see tensors it can treat as plain arrays. A
+(:mod:`optimlab.fused.native`), so it must only ever see tensors it can treat as plain arrays. A
 parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the rule names, when
 
 1. ``p``, ``g`` and every buffer are exactly ``torch.Tensor`` or ``nn.Parameter`` (no subclass,
@@ -30,7 +30,7 @@ have none. Anything else and the step takes the general path, which applies the 
 afresh and makes a new plan. The kernels write through raw pointers, so a step bumps the
 parameters' autograd version counters itself, as PyTorch's in-place operations do.
 
-The same questions are asked in C++ (:mod:`optimlab.core.plancheck`, compiled by ``optimlab
+The same questions are asked in C++ (:mod:`optimlab.fused.plancheck`, compiled by ``optimlab
 build``: 0.12 µs a parameter for SGD, 0.26 µs for Adam, whose two buffers are checked too) or,
 where that library is not built, in Python (about 2 and 4.5 µs a parameter); the tests run
 every plan test through both and compare with the plain path.
@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
-from ..core import native, plancheck
+from . import native, plancheck
 
 _grad = operator.attrgetter("grad")
 _data_ptr = Tensor.data_ptr

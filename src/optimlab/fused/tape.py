@@ -19,7 +19,7 @@ A tape has two parts:
   computed in Python with the very expressions the plain path evaluates, and handed to the
   kernel at each call.
 
-:mod:`optimlab.core.native` turns a program into one C loop that reads every operand once and
+:mod:`optimlab.fused.native` turns a program into one C loop that reads every operand once and
 writes each modified one once. The operations of a tape mean exactly what the plain backends
 compute, element by element (see ``native.C_EXPRESSIONS``), which is what makes the fused path
 give bitwise equal results.

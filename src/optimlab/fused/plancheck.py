@@ -1,7 +1,7 @@
 """A fused plan's per-step checks in C++: about 0.06 µs per tensor instead of about 1 µs in Python.
 
-A :class:`~optimlab.optim.plan.FusedPlan` must confirm before every step that everything the
-fused kernel relies on still holds (the specification is in :mod:`optimlab.optim.plan`): each
+A :class:`~optimlab.fused.plan.FusedPlan` must confirm before every step that everything the
+fused kernel relies on still holds (the specification is in :mod:`optimlab.fused.plan`): each
 parameter's and buffer's type, dtype, layout, device, storage, pointer and size, that each
 gradient is still a plain tensor of its parameter's dtype and shape clear of the memory the
 step writes (its pointer is read afresh), the same state dicts with the step counts the plan
@@ -43,7 +43,7 @@ SOURCE = r"""
 
 namespace {
 
-/* Rule (1) and the dtype of rule (2) of optimlab.optim.plan: a tensor the kernel can read as a
+/* Rule (1) and the dtype of rule (2) of optimlab.fused.plan: a tensor the kernel can read as a
    plain array of dtype. Exactly torch.Tensor or nn.Parameter in Python (when it has a Python
    object), no Python dispatch (DTensor, FakeTensor...), strided, on the CPU, with storage,
    contiguous, without the lazy conjugation or negation bit. */
@@ -84,7 +84,7 @@ int64_t ol_scalar_type(PyObject* o) {
   return (int64_t)THPVariable_Unpack(o).scalar_type();
 }
 
-/* 1 when the plan still holds (see optimlab.optim.plan and Checker.arguments): every fused
+/* 1 when the plan still holds (see optimlab.fused.plan and Checker.arguments): every fused
    parameter is plain with its dtype dtypes[i], its pointer and element count; its gradient
    plain with that dtype and its shape, and clear of the written memory (the fused one,
    [w_lo, w_hi), and the others', [x_lo, x_hi)), its pointer going to grad_ptrs[i]; its state
@@ -192,7 +192,7 @@ int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, i
 
 
 class Checker:
-    """The loaded library, asked about a :class:`~optimlab.optim.plan.FusedPlan`."""
+    """The loaded library, asked about a :class:`~optimlab.fused.plan.FusedPlan`."""
 
     def __init__(self, library: ctypes.PyDLL) -> None:
         pointer, obj, integer = ctypes.c_void_p, ctypes.py_object, ctypes.c_int64

@@ -10,11 +10,11 @@ compilers behind the user's back, so set-up does it: ``make run`` and ``make tes
   notes use (momentum, Nesterov, weight decay, AMSGrad, centered RMSprop), for float32 and
   float64, by taking ten real steps of each on a tiny parameter: exactly the kernels a user's
   steps ask for, found the way they find them;
-* the C++ plan checks (:mod:`optimlab.core.plancheck`).
+* the C++ plan checks (:mod:`optimlab.fused.plancheck`).
 
 What is already in the cache is only loaded. ``OPTIMLAB_FUSED=0`` builds nothing.
 
->>> from optimlab.optim.prebuild import build
+>>> from optimlab.fused.build import build
 >>> lines = []
 >>> build(lines.append)  # doctest: +SKIP
 """
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from ..core import native, plancheck
+from . import native, plancheck
 
 #: configurations beyond the defaults that are common enough to build ahead (by optimizer name)
 VARIANTS: dict[str, list[dict[str, Any]]] = {

@@ -1,6 +1,6 @@
 """The fused path: one compiled C loop per update rule, over the tensors where they already are.
 
-A rule recorded on a :class:`~optimlab.core.tape.Tape` becomes a C function whose loop body is
+A rule recorded on a :class:`~optimlab.fused.tape.Tape` becomes a C function whose loop body is
 the rule's elementwise arithmetic, one element at a time: each operand (parameter, gradient,
 state buffer) is read once and each modified one written once, so a step moves the fewest
 bytes it can (Adam: 28 per fp32 parameter) and allocates nothing. The loop runs over a table of
@@ -913,7 +913,7 @@ def _same_bits(got: Tensor, want: Tensor) -> bool:
 
 
 def _self_test_program(op_names: list[str]) -> None:
-    from .ops import LOOP
+    from ..core.ops import LOOP
     from .tape import METHODS, Tape
 
     tape = Tape(["x", "y", "z"] + [f"out_{op}_{k}" for op in op_names for k in range(2)])
