@@ -636,8 +636,12 @@ def trusted_file(path: Path) -> bool:
 BUILD_PREFIX = ".build-"
 
 
+#: lock files of earlier versions (one per plan-check build), no longer used
+_OLD_LOCKS = ".plancheck_*.lock"
+
+
 def _remove_leftovers(directory: Path) -> None:
-    for leftover in directory.glob(f"{BUILD_PREFIX}*"):
+    for leftover in [*directory.glob(f"{BUILD_PREFIX}*"), *directory.glob(_OLD_LOCKS)]:
         try:
             leftover.unlink()
         except OSError:
