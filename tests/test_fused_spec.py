@@ -126,69 +126,76 @@ def prepare(params, optimizer, grads, mutations, generator, count=False):
             p.grad = None
     for kind, i in mutations:
         seen[kind] += count
-        p = params[i]
-        state = optimizer.state.get(p)
-        buffers = sorted(k for k, v in (state or {}).items() if torch.is_tensor(v))
-        if kind.startswith("grad") and kind != "grads are views of one flat buffer":
-            if p.grad is None:
-                p.grad = random_like(p, generator)
-        if kind == "grad.data shorter":
-            p.grad.data = random_like(p, generator, shape=(max(0, p.numel() - 1),))
-        elif kind == "grad.data other dtype":
-            other = torch.float64 if p.dtype != torch.float64 else torch.float32
-            p.grad.data = random_like(p, generator, dtype=other)
-        elif kind == "grad.data empty":
-            p.grad.data = torch.ones(0, dtype=p.dtype)
-        elif kind == "grad.data other shape, same size":
-            p.grad.data = random_like(p, generator, shape=(p.numel(),))
-        elif kind == "grad non-contiguous":
-            p.grad = random_like(p, generator, shape=(*p.shape, 2))[..., 0]
-        elif kind == "grad aliases its parameter":
-            p.grad = p.detach()
-        elif kind == "grad aliases a state buffer" and buffers:
-            p.grad = state[buffers[0]].detach()
-        elif kind == "grad aliases another grad":
-            for q in params:
-                if q is not p and q.grad is not None and q.grad.dtype == p.dtype:
-                    if q.grad.shape == p.shape:
-                        p.grad = q.grad
-                        break
-        elif kind == "grad aliases another parameter":
-            for q in params:
-                if q is not p and q.dtype == p.dtype and q.shape == p.shape:
-                    p.grad = q.detach()
+        try:
+            mutate(kind, params[i], params, optimizer, generator)
+        except RuntimeError:  # torch itself refuses it (e.g. a gradient of another size)
+            seen["mutations torch refused"] += count
+
+
+def mutate(kind, p, params, optimizer, generator):
+    """One change behind the optimizer's back (see MUTATIONS)."""
+    state = optimizer.state.get(p)
+    buffers = sorted(k for k, v in (state or {}).items() if torch.is_tensor(v))
+    if kind.startswith("grad") and kind != "grads are views of one flat buffer":
+        if p.grad is None:
+            p.grad = random_like(p, generator)
+    if kind == "grad.data shorter":
+        p.grad.data = random_like(p, generator, shape=(max(0, p.numel() - 1),))
+    elif kind == "grad.data other dtype":
+        other = torch.float64 if p.dtype != torch.float64 else torch.float32
+        p.grad.data = random_like(p, generator, dtype=other)
+    elif kind == "grad.data empty":
+        p.grad.data = torch.ones(0, dtype=p.dtype)
+    elif kind == "grad.data other shape, same size":
+        p.grad.data = random_like(p, generator, shape=(p.numel(),))
+    elif kind == "grad non-contiguous":
+        p.grad = random_like(p, generator, shape=(*p.shape, 2))[..., 0]
+    elif kind == "grad aliases its parameter":
+        p.grad = p.detach()
+    elif kind == "grad aliases a state buffer" and buffers:
+        p.grad = state[buffers[0]].detach()
+    elif kind == "grad aliases another grad":
+        for q in params:
+            if q is not p and q.grad is not None and q.grad.dtype == p.dtype:
+                if q.grad.shape == p.shape:
+                    p.grad = q.grad
                     break
-        elif kind == "grads are views of one flat buffer":
-            dtype = params[i].dtype
-            members = [q for q in params if q.dtype == dtype]
-            flat = torch.randn(sum(q.numel() for q in members), dtype=dtype, generator=generator)
-            offset = 0
-            for q in members:
-                q.grad = flat[offset : offset + q.numel()].view(q.shape)
-                offset += q.numel()
-        elif kind == "param.data new memory":
-            p.data = random_like(p, generator)
-        elif kind == "param.data other size":
-            p.data = random_like(p, generator, shape=(p.numel() + 1,))
-        elif kind == "param storage resized":
-            p.data.resize_(p.numel() * 4 + 64)  # the storage grows: new memory, same shape
-        elif kind == "param set_":
-            with torch.no_grad():
-                p.set_(random_like(p, generator))
-        elif kind == "buffer.data other size" and buffers:
-            state[buffers[0]].data = torch.zeros(p.numel() + 1, dtype=p.dtype)
-        elif kind == "buffer replaced" and buffers:
-            state[buffers[0]] = state[buffers[0]].clone()
-        elif kind == "buffer resize_(0)" and buffers:
-            state[buffers[0]].resize_(0)
-        elif kind == "buffer set_" and buffers:
-            state[buffers[0]].set_(state[buffers[0]].clone())
-        elif kind == "step is a float" and state:
-            state["step"] = float(state["step"])
-        elif kind == "state deleted" and state is not None:
-            del optimizer.state[p]
-        elif kind == "zero_grad":
-            optimizer.zero_grad()
+    elif kind == "grad aliases another parameter":
+        for q in params:
+            if q is not p and q.dtype == p.dtype and q.shape == p.shape:
+                p.grad = q.detach()
+                break
+    elif kind == "grads are views of one flat buffer":
+        dtype = p.dtype
+        members = [q for q in params if q.dtype == dtype]
+        flat = torch.randn(sum(q.numel() for q in members), dtype=dtype, generator=generator)
+        offset = 0
+        for q in members:
+            q.grad = flat[offset : offset + q.numel()].view(q.shape)
+            offset += q.numel()
+    elif kind == "param.data new memory":
+        p.data = random_like(p, generator)
+    elif kind == "param.data other size":
+        p.data = random_like(p, generator, shape=(p.numel() + 1,))
+    elif kind == "param storage resized":
+        p.data.resize_(p.numel() * 4 + 64)  # the storage grows: new memory, same shape
+    elif kind == "param set_":
+        with torch.no_grad():
+            p.set_(random_like(p, generator))
+    elif kind == "buffer.data other size" and buffers:
+        state[buffers[0]].data = torch.zeros(p.numel() + 1, dtype=p.dtype)
+    elif kind == "buffer replaced" and buffers:
+        state[buffers[0]] = state[buffers[0]].clone()
+    elif kind == "buffer resize_(0)" and buffers:
+        state[buffers[0]].resize_(0)
+    elif kind == "buffer set_" and buffers:
+        state[buffers[0]].set_(state[buffers[0]].clone())
+    elif kind == "step is a float" and state:
+        state["step"] = float(state["step"])
+    elif kind == "state deleted" and state is not None:
+        del optimizer.state[p]
+    elif kind == "zero_grad":
+        optimizer.zero_grad()
 
 
 def outcome(params, optimizer):
