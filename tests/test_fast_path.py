@@ -60,7 +60,7 @@ def plan_checks(request, monkeypatch):
 
 def assert_planned_with(opt, plan_checks):
     """The last step of ``opt`` ran on plans checked by ``plan_checks``."""
-    plans = opt.__dict__.get("_fused_plans", {}).values()
+    plans = opt._fused.plans.values()
     assert plans and all(plan.native_checked == (plan_checks == "c++") for plan in plans)
 
 
@@ -116,7 +116,7 @@ def test_optimizers_without_a_fused_path_refuse_fused_true_and_step_plainly(cls)
     with pytest.raises(ValueError, match=rf"Invalid fused=True: {cls.__name__} has no fused path"):
         cls([w], lr=0.1, fused=True)
     opt = cls([w], lr=0.1)
-    assert not opt._fused_wanted(opt.param_groups[0])
+    assert not opt._fused.wanted(opt.param_groups[0])
 
 
 @needs_native
@@ -132,7 +132,7 @@ def test_exact_fused_equals_plain_for_every_optimizer(case, dtype, digits):
     train(plain_model, plain, X, y, STEPS)
     assert_same(fused, plain, fused_model.parameters(), plain_model.parameters())
     # The fused run really ran fused: the plan of its only group is in place.
-    assert fused._ready_plan(fused.param_groups[0]) is not None
+    assert fused._fused.ready(fused.param_groups[0]) is not None
     assert not torch.equal(fused_model[0].weight, make_mlp(dtype)[0].weight)
 
 
@@ -207,7 +207,7 @@ def test_default_is_fused_and_naming_foreach_asks_for_the_plain_path():
         ({"fused": "exact", "foreach": False}, True),
     ]:
         opt = optimlab.Adam([w], lr=0.1, **kwargs)
-        assert opt._fused_wanted(opt.param_groups[0]) is fused, kwargs
+        assert opt._fused.wanted(opt.param_groups[0]) is fused, kwargs
 
 
 @needs_native
@@ -312,7 +312,7 @@ def test_mixed_dtypes_and_layouts_in_one_group(name, plan_checks):
     (opt_f, params_f), (opt_p, params_p) = runs
     assert not params_f[4].is_contiguous()
     assert_same(opt_f, opt_p, params_f, params_p)
-    plan = opt_f._ready_plan(opt_f.param_groups[0])
+    plan = opt_f._fused.ready(opt_f.param_groups[0])
     assert plan is not None and len(plan.fused) == 3 and len(plan.others) == 2
 
 
@@ -410,7 +410,7 @@ def test_parameters_on_another_device_share_the_step(name, plan_checks):
         assert opt.state[far]["step"] == len(grads)
         runs.append((opt, params, far))
     (opt_f, params_f, far_f), (opt_p, params_p, far_p) = runs
-    plan = opt_f._ready_plan(opt_f.param_groups[0])
+    plan = opt_f._fused.ready(opt_f.param_groups[0])
     assert plan is not None and plan.others == [far_f] and len(plan.fused) == 2
     for a, b in zip(params_f, params_p):
         assert torch.equal(a, b)
@@ -456,7 +456,7 @@ def test_gradients_the_kernel_cannot_read_are_seen(plan_checks):
                 assert params[1].grad.is_neg()
             opt.step()
             if k in (2, 15):
-                assert fused != "exact" or opt._ready_plan(opt.param_groups[0]) is not None
+                assert fused != "exact" or opt._fused.ready(opt.param_groups[0]) is not None
         runs.append((opt, params))
     assert params[0].grad.is_contiguous() and not runs[0][1][2].grad.is_conj()
     assert_same(runs[0][0], runs[1][0], runs[0][1], runs[1][1])
@@ -531,14 +531,14 @@ def test_without_a_compiler_the_default_falls_back_and_fused_true_says_why(monke
     opt.step()
     opt.step()
     assert (
-        not opt._fused_wanted(opt.param_groups[0]) and opt._ready_plan(opt.param_groups[0]) is None
+        not opt._fused.wanted(opt.param_groups[0]) and opt._fused.ready(opt.param_groups[0]) is None
     )
     with pytest.raises(RuntimeError, match=r"fused=True, but the fused path cannot run here: no C"):
         optimlab.Adam([w], lr=0.1, fused=True)
     # "exact" promises the plain path's bits, which the plain path gives: no error.
     exact = optimlab.Adam([w], lr=0.1, fused="exact")
     exact.step()
-    assert exact._ready_plan(exact.param_groups[0]) is None
+    assert exact._fused.ready(exact.param_groups[0]) is None
 
 
 @needs_native
@@ -551,7 +551,7 @@ def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits, plan_checks):
     twin = optimlab.Adam(twin_model.parameters(), lr=0.01)
     twin.load_state_dict(copy.deepcopy(opt).state_dict())
     clone = copy.deepcopy(opt)
-    assert clone.nonfinite_grads == "skip" and "_fused_plans" not in clone.__dict__
+    assert clone.nonfinite_grads == "skip" and "_fused_steps" not in clone.__dict__
     train(model, opt, X, y, 3, start=3)
     train(twin_model, twin, X, y, 3, start=3)
     assert_same(opt, twin, model.parameters(), twin_model.parameters())

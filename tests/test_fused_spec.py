@@ -203,7 +203,7 @@ def outcome(params, optimizer):
         optimizer.step()
     except Exception as error:  # noqa: BLE001 - the two paths must raise alike
         return ("raised", type(error), str(error))
-    fused = optimizer.__dict__.get("_fused_plans", {}).values()
+    fused = optimizer._fused.plans.values()
     seen["steps with a fused part"] += any(plan.fused for plan in fused)
     return ("stepped",)
 

@@ -194,7 +194,7 @@ def test_fused_steps_and_mode_switches_equal_the_plain_path(cls, digits):
             _digits_run(cls, model, opt, X, y, 4)
             opt.eval()
             opt.train()
-    assert opts[0]._ready_plan(opts[0].param_groups[0]) is not None  # it ran fused
+    assert opts[0]._fused.ready(opts[0].param_groups[0]) is not None  # it ran fused
     for a, b in zip(*(m.parameters() for m in models)):
         assert torch.equal(a, b)
         for key in ("z", "exp_avg_sq") if cls is optimlab.ScheduleFreeAdamW else ("z",):

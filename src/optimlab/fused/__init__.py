@@ -8,7 +8,8 @@ it compiles code, loads libraries and keeps a cache on disk:
   private cache) and runs it over tables of data pointers;
 * :mod:`.plan` specifies what the loop may take and keeps a group's plan between steps;
   :mod:`.plancheck` asks its per-step questions in C++;
-* :mod:`.build` compiles ahead of time what the default optimizers need (``optimlab build``).
-
-:class:`optimlab.optim.base.Optimizer` is its one user.
+* :mod:`.build` compiles ahead of time what the default optimizers need (``optimlab build``);
+* :mod:`.steps` is the one entry point: :class:`~optimlab.fused.steps.FusedSteps`, through which
+  an optimizer (:class:`optimlab.optim.base.Optimizer`, ASGD's shared step sizes included)
+  asks everything it asks of the fused path.
 """

@@ -362,14 +362,13 @@ class FusedPlan:
             for b in self.buckets
         )
 
-    def step(self, optimizer: Any) -> bool:
+    def step(self, kernel: Any) -> bool:
         """Take the fused part of the step (after :meth:`ready`); the ``others`` are left to
-        the caller. False, with nothing changed, when a kernel cannot be had."""
+        the caller. ``kernel(dtype, step)``: the compiled rule and its scalars, or None. False,
+        with nothing changed, when a kernel cannot be had."""
         runs = []
         for bucket in self.buckets:
-            found = optimizer._fused_kernel(
-                self.group, self.names, bucket.dtype, bucket.states[0]["step"] + 1
-            )
+            found = kernel(bucket.dtype, bucket.states[0]["step"] + 1)
             if found is None:
                 return False
             runs.append(found)

@@ -48,12 +48,11 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.autograd.graph import increment_version
 
 from ..core.ops import FOREACH, LOOP, LoopOps
 from ..fused import native
-from ..fused.plan import FusedPlan, fusable_subset
-from ..fused.tape import NotRecordable, Tape
+from ..fused.plan import FusedPlan
+from ..fused.steps import FusedSteps
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
@@ -434,7 +433,7 @@ class Optimizer(torch.optim.Optimizer):
                 params = plan.others
             else:
                 params = group["params"]
-            use_native = plan is None and self._fused_wanted(group)
+            use_native = plan is None and self._fused.wanted(group)
             for p in params:
                 grad = p.grad
                 if grad is None:
@@ -474,7 +473,7 @@ class Optimizer(torch.optim.Optimizer):
                 loss = closure()
         for group in self.param_groups:
             non_negative("lr", group["lr"])  # a schedule may have written a bad value since
-        plans = [self._ready_plan(group) for group in self.param_groups]
+        plans = [self._fused.ready(group) for group in self.param_groups]
         if self.nonfinite_grads != "ignore" and not self._grads_are_finite(plans):
             if self.nonfinite_grads == "raise":
                 self._raise_nonfinite()
@@ -484,40 +483,32 @@ class Optimizer(torch.optim.Optimizer):
             if plan is None:
                 self._step_group(group)
                 continue
-            if not plan.step(self):  # no kernel to be had: the general path decides
+            others = self._fused.step(group, plan)
+            if others is None:  # no kernel to be had: the general path decides
                 self._step_group(group)
-                continue
-            if plan.others:
-                self._step_params(group, plan.others, fused=False)
+            elif others:
+                self._step_params(group, others, fused=False)
         return loss
 
-    def _fused_wanted(self, group: dict[str, Any]) -> bool:
-        """Whether this group steps on the fused path (see the module docstring)."""
-        fused = group.get("fused")
-        if fused is False or (fused is None and group.get("foreach") is not None):
-            return False
-        if self._unfusable_reason is not None:
-            return False
-        return native.available()
+    @property
+    def _fused(self) -> FusedSteps:
+        """This optimizer's fused path (:mod:`optimlab.fused.steps`), made on first use; never
+        saved or copied (its plans hold pointers)."""
+        found = self.__dict__.get("_fused_steps")
+        if found is None:
+            found = self.__dict__["_fused_steps"] = FusedSteps(self)
+        return found
 
-    def _ready_plan(self, group: dict[str, Any]) -> FusedPlan | None:
-        """This group's :class:`~optimlab.fused.plan.FusedPlan`, if it has one that still holds."""
-        plans = self.__dict__.get("_fused_plans")
-        plan = plans.get(id(group)) if plans else None
-        if plan is not None and plan.ready(self, group):
-            return plan
-        return None
+    def _plan_accepts(self, group: dict[str, Any], states: list[dict[str, Any]]) -> bool:
+        """Whether a fused plan over parameters with these ``states`` may take the step
+        (ASGD: only when they share their step sizes); every plan, by default."""
+        return True
 
     def _step_group(self, group: dict[str, Any]) -> None:
         """The general path: any parameters, any state; then plan the next fused steps."""
-        fused = self._fused_wanted(group)
+        fused = self._fused.wanted(group)
         self._step_params(group, group["params"], fused)
-        plans = self.__dict__.setdefault("_fused_plans", {})
-        plans.pop(id(group), None)
-        if fused:
-            plan = FusedPlan(self, group, self._buffer_names(group))
-            if plan.fused:
-                plans[id(group)] = plan
+        self._fused.replan(group, fused)
 
     def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
         names = self._buffer_names(group)
@@ -536,7 +527,7 @@ class Optimizer(torch.optim.Optimizer):
         foreach = group["foreach"] is not False
         for (_, dtype, step), bucket in buckets.items():
             if fused and dtype in native.REAL_DTYPE:
-                bucket = self._fused_update(group, names, bucket, step)
+                bucket = self._fused.update(group, names, bucket, step)
             if not bucket:
                 continue
             real = [_as_real(p) for p in bucket]
@@ -548,57 +539,6 @@ class Optimizer(torch.optim.Optimizer):
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
                     self._update(LOOP, group, [real[i]], [grads[i]], one, step)
-
-    def _fused_update(
-        self, group: dict[str, Any], names: tuple[str, ...], params: list[Tensor], step: int
-    ) -> list[Tensor]:
-        """Step the parameters of one bucket the fused kernel can take; return the others."""
-        taken, rest = fusable_subset(self, group, params, names)
-        if not taken:
-            return rest
-        found = self._fused_kernel(group, names, native.REAL_DTYPE[taken[0].dtype], step)
-        if found is None:
-            return params
-        kernel, scalars = found
-        buffers = [[self.state[p][name] for p in taken] for name in names]
-        kernel.run(*native.pointer_table([taken, [p.grad for p in taken], *buffers]), scalars)
-        # Written behind PyTorch's back: bump the parameters' autograd version counters, as
-        # in-place PyTorch operations do (a parameter saved for backward reports the change).
-        # State buffers are the optimizer's own and never in a graph: theirs are left alone
-        # (bumping them costs about 0.3 µs per tensor, cache misses on their counters).
-        increment_version(taken)
-        return rest
-
-    def _fused_kernel(
-        self, group: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype, step: int
-    ) -> tuple[native.Kernel, list[float]] | None:
-        """The compiled kernel of this group's rule at ``step``, and the scalars to call it with.
-
-        The rule's Python runs as on the plain path (its branches and scalar arithmetic); a
-        :class:`~optimlab.fused.tape.Tape` keeps the elementwise operations it asks for, and
-        the kernel compiled for that program (once per configuration) applies them all in one
-        pass over the tensors, in place. None when the kernel cannot be built and the group
-        did not insist on ``fused=True``: then the plain path takes the step (``"exact"``
-        kernels compute what it does, so falling back changes nothing).
-        """
-        tape = Tape(("param", "grad", *names))
-        recorded = {name: [tape[name]] for name in names}
-        insist = group.get("fused") is True
-        try:
-            self._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
-        except NotRecordable as error:
-            if insist:
-                raise RuntimeError(
-                    f"fused=True, but {type(self).__name__}'s rule cannot be fused: {error}"
-                ) from None
-            return None
-        try:
-            kernel = native.tape_kernel(tape, dtype, exact=group.get("fused") == "exact")
-        except native.NativeUnavailable:
-            if insist:
-                raise
-            return None
-        return kernel, tape.scalars
 
     # -- saving and loading ----------------------------------------------------------------
 
@@ -661,7 +601,7 @@ class Optimizer(torch.optim.Optimizer):
             {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
             for mine in self.param_groups
         ]
-        self.__dict__.pop("_fused_plans", None)
+        self._fused.forget()
         super().load_state_dict({**state_dict, "state": new_state})
         self.state = StateMap(self.state)
         for group, keep in zip(self.param_groups, dispatch):

@@ -431,15 +431,12 @@ class ASGD(Optimizer):
             scalars[id(group)] = key
             super()._step_params(group, subset, fused)
 
-    def _ready_plan(self, group):
-        plan = super()._ready_plan(group)
-        if plan is None:
-            return None
-        shared = {(state["eta"], state["mu"]) for state in plan.states}
+    def _plan_accepts(self, group, states):
+        shared = {(state["eta"], state["mu"]) for state in states}
         if len(shared) != 1:
-            return None  # the general path steps each set of parameters on its own
+            return False  # the general path steps each set of parameters on its own
         self.__dict__.setdefault("_scalars", {})[id(group)] = shared.pop()
-        return plan
+        return True
 
     def _update(self, ops, group, params, grads, buffers, step):
         scalars = self.__dict__.get("_scalars", {}).get(id(group))
@@ -467,13 +464,10 @@ class ASGD(Optimizer):
         loss = super().step(closure)
         if self.skipped_steps != skipped:
             return loss  # nothing stepped
-        plans = self.__dict__.get("_fused_plans", {})
         for group in self.param_groups:
             lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
-            plan = plans.get(id(group))
-            if plan is not None:  # it holds the states of exactly the parameters with gradients
-                stepped = plan.states + [self.state[p] for p in plan.others]
-            else:
+            stepped = self._fused.stepped_states(group)  # those with gradients, if planned
+            if stepped is None:
                 stepped = [self.state[p] for p in group["params"] if p.grad is not None]
             after: dict[int, tuple[float, float]] = {}  # by step count
             for state in stepped:
