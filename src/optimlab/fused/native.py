@@ -1044,7 +1044,8 @@ class Kernel:
         """Run the rule over ``operands``: one list of tensors per program operand, in order.
 
         The tensors must be contiguous, on the CPU, of this kernel's dtype (or its complex
-        counterpart) and of equal size position by position: :func:`fusable` checks each.
+        counterpart) and of equal size position by position (what
+        :func:`optimlab.fused.plan.plain` checks).
         """
         self.run(*pointer_table(operands), scalars)
 
@@ -1141,15 +1142,3 @@ def any_nonfinite_at(
         function.restype = ctypes.c_int64
         _nonfinite_functions[dtype] = function
     return bool(function(pointers, starts, tensors, _threads(elements)))
-
-
-def fusable(t: Tensor, dtype: torch.dtype) -> bool:
-    """Whether the fused path can read and write ``t`` as a plain array of ``dtype``'s reals."""
-    return (
-        (type(t) is Tensor or type(t) is torch.nn.Parameter)
-        and t.dtype is dtype
-        and t.device.type == "cpu"
-        and t.is_contiguous()
-        and not t.is_conj()  # lazily conjugated: its memory holds the unconjugated values
-        and not t.is_neg()
-    )

@@ -85,7 +85,7 @@ def _has_storage(t: Tensor) -> bool:
 
 def extent(t: Any) -> tuple[int, int] | None:
     """The bytes ``[start, end)`` of CPU memory that ``t``'s elements span; None if none."""
-    if not isinstance(t, Tensor) or t.layout is not torch.strided or t.device.type != "cpu":
+    if not isinstance(t, Tensor) or t.layout is not torch.strided or not t.is_cpu:
         return None
     try:
         if t.numel() == 0:

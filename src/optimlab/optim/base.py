@@ -51,7 +51,7 @@ from torch import Tensor
 
 from ..core.ops import FOREACH, LOOP, LoopOps
 from ..fused import native
-from ..fused.plan import FusedPlan
+from ..fused.plan import FusedPlan, plain
 from ..fused.steps import FusedSteps
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
@@ -440,7 +440,7 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 _require_dense(grad)
                 real = native.REAL_DTYPE.get(grad.dtype)
-                if use_native and real is not None and native.fusable(grad, grad.dtype):
+                if use_native and real is not None and plain(grad, grad.dtype):
                     native_grads.setdefault(real, []).append(grad)
                 else:
                     other_grads.setdefault((grad.device, grad.dtype), []).append(grad)
