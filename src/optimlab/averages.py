@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from .core.rules import bias_correction as _bias_correction
-from .optim.base import boolean, unit_interval
+from .optim.checks import boolean, unit_interval
 
 
 class EWA:

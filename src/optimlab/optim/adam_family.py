@@ -7,7 +7,8 @@ from typing import Any
 import torch
 
 from ..core import adam_family as rules
-from .base import Optimizer, boolean, hyperparameters, non_negative, pair_in_unit_interval
+from .base import Optimizer
+from .checks import boolean, hyperparameters, non_negative, pair_in_unit_interval
 
 
 class NAdam(Optimizer):

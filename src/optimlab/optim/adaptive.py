@@ -8,14 +8,8 @@ from typing import Any
 import torch
 
 from ..core import rules
-from .base import (
-    Optimizer,
-    boolean,
-    hyperparameters,
-    non_negative,
-    pair_in_unit_interval,
-    unit_interval,
-)
+from .base import Optimizer
+from .checks import boolean, hyperparameters, non_negative, pair_in_unit_interval, unit_interval
 
 
 class RMSprop(Optimizer):

@@ -40,8 +40,6 @@ buffers (``_buffer_names``) and calls its rule (``_update``); nothing else.
 
 from __future__ import annotations
 
-import math
-from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -53,6 +51,8 @@ from ..core.ops import FOREACH, LOOP, LoopOps
 from ..fused import native
 from ..fused.plan import FusedPlan, plain
 from ..fused.steps import FusedSteps
+from .checks import describe, fused_choice, non_negative, one_of, optional_boolean
+from .state import StateMap
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
@@ -86,181 +86,7 @@ class NonFiniteGradientError(FloatingPointError):
     """A gradient holds NaN or Inf; the step was not taken and nothing was changed."""
 
 
-# --- hyperparameter checks -----------------------------------------------------------------
-# Each check takes (name, value) and raises TypeError/ValueError naming both.
-#
-# The bounds come from the float range, never typed in. float32 (with bfloat16, which shares
-# its exponents) is the narrowest range a rule computes in: its largest value lies just under
-# 2**FLOAT32_EXPONENT = 2**128. A step multiplies up to four numbers of a scale
-# hyperparameter's size: a learning rate, a decay (or trust) coefficient, a parameter or
-# gradient, and the growth a too-large step compounds over the next ones (lr * weight_decay *
-# p, step after step). Each may therefore reach the fourth root of that range, 2**32 (about
-# 4.3e9), and no further: beyond it a step can overflow float32 for parameters and gradients
-# of ordinary size (0.001 to 1000), and from 2**128 on the value is not even a float32.
-
-#: the exponent of float32's range: its largest finite value is just under 2**128
-FLOAT32_EXPONENT = math.frexp(torch.finfo(torch.float32).max)[1]
-#: the exponent of float64's range (1024), for rules computed in Python floats
-FLOAT64_EXPONENT = math.frexp(torch.finfo(torch.float64).max)[1]
-#: the largest scale hyperparameter (learning rate, decay, epsilon, ...): 2**32
-LARGEST_SCALE = 2.0 ** (FLOAT32_EXPONENT // 4)
-#: the smallest positive scale where a rule needs one (a denominator floor, a distance): 2**-32;
-#: four such factors stay above 2**-128, within float32's subnormal range
-SMALLEST_SCALE = 1.0 / LARGEST_SCALE
-#: the largest relative step (a step that moves a tensor by up to this times its own norm, as
-#: LAMB's, LARS's and Adafactor's do): 2**16. Such steps compound, the norm growing by up to
-#: this factor a step, and norms square the weights: four steps' growth, squared, is 2**128.
-LARGEST_RELATIVE_STEP = 2.0 ** (FLOAT32_EXPONENT // 8)
-RELATIVE_STEP_REASON = (
-    "each step moves a tensor by up to this times its norm, so its norm may grow by this "
-    f"factor a step, and norms square the weights: four steps' growth, squared, is float32's "
-    f"2**{FLOAT32_EXPONENT}"
-)
-_SCALE_REASON = (
-    f"a step multiplies up to four numbers of this size, and float32's range ends at "
-    f"2**{FLOAT32_EXPONENT}"
-)
-
-
-def power_of_two(value: float) -> str:
-    """A bound as the message shows it: ``2**32`` rather than ``4294967296.0``.
-
-    >>> power_of_two(2.0 ** 32), power_of_two(-2.0 ** -32), power_of_two(18.3)
-    ('2**32', '-2**-32', '18.3')
-    """
-    mantissa, exponent = math.frexp(abs(value))
-    sign = "-" if value < 0 else ""
-    return f"{sign}2**{exponent - 1}" if mantissa == 0.5 else f"{value:g}"
-
-
-def _real(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(
-            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a real number"
-        )
-    try:
-        real = float(value)  # a Python int beyond the float range raises OverflowError
-    except OverflowError:
-        real = math.inf
-    if not math.isfinite(real):
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number")
-    return real
-
-
-def bounded(
-    name: str,
-    value: Any,
-    low: float,
-    high: float,
-    *,
-    open_low: bool = False,
-    why: str = _SCALE_REASON,
-) -> float:
-    """A real number in ``[low, high]`` (``(low, high]`` with ``open_low``), as a float.
-
-    The one check every bounded hyperparameter goes through: a value outside says so with the
-    range (its bounds as powers of two where they are) and ``why``.
-    """
-    real = _real(name, value)
-    if real < low or real > high or (open_low and real == low):
-        opening = "(" if open_low else "["
-        raise ValueError(
-            f"Invalid {name}: {value!r}; expected a number in "
-            f"{opening}{power_of_two(low) if low else 0}, {power_of_two(high)}]: {why}"
-        )
-    return real
-
-
-def non_negative(name: str, value: Any) -> None:
-    """A number in [0, 2**32] (learning rates, epsilons, weight decay, dampening)."""
-    if _real(name, value) < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
-    bounded(name, value, 0.0, LARGEST_SCALE)
-
-
-def unit_interval(name: str, value: Any) -> None:
-    """A coefficient of an average: 0 <= value < 1."""
-    if not 0.0 <= _real(name, value) < 1.0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1)")
-
-
-def pair_in_unit_interval(name: str, value: Any) -> None:
-    """Two averaging coefficients, such as Adam's ``betas``."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name}: {value!r}; expected a pair (beta1, beta2)")
-    unit_interval(f"{name}[0]", value[0])
-    unit_interval(f"{name}[1]", value[1])
-
-
-def boolean(name: str, value: Any) -> None:
-    if not isinstance(value, bool):
-        raise TypeError(f"Invalid {name}: {value!r}; expected True or False")
-
-
-def one_of(*choices: str) -> Callable[[str, Any], None]:
-    def check(name: str, value: Any) -> None:
-        if value not in choices:
-            allowed = ", ".join(repr(c) for c in choices)
-            raise ValueError(f"Invalid {name}: {value!r}; expected one of {allowed}")
-
-    return check
-
-
-def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
-    """``check``, or None (a default worked out from other arguments, or a choice left open)."""
-
-    def checked(name: str, value: Any) -> None:
-        if value is None:
-            return
-        try:
-            check(name, value)
-        except (TypeError, ValueError) as error:
-            message = str(error).replace("; expected ", "; expected None or ", 1)
-            raise type(error)(message) from None
-
-    return checked
-
-
-def optional_boolean(name: str, value: Any) -> None:
-    """None (let optimlab choose) or True or False: ``foreach``."""
-    if value is not None:
-        boolean(name, value)
-
-
-def fused_choice(name: str, value: Any) -> None:
-    """None (let optimlab choose), True, False or "exact": ``fused``."""
-    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "exact"):
-        return
-    raise (ValueError if isinstance(value, str) else TypeError)(
-        f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
-    )
-
-
 # --- the base class ------------------------------------------------------------------------
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, Tensor):
-        return f"a Tensor of shape {tuple(value.shape)}"
-    return f"a {type(value).__name__}"
-
-
-def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
-    """A group's defaults from a constructor's ``locals()``, taken first thing in ``__init__``.
-
-    Every argument but ``params`` and ``nonfinite_grads`` (a policy of the optimizer, not of a
-    group); lists become tuples, as torch keeps ``betas``.
-
-    >>> hyperparameters({"self": None, "params": [], "lr": 0.1, "betas": [0.9, 0.99],
-    ...                  "nonfinite_grads": "raise"})
-    {'lr': 0.1, 'betas': (0.9, 0.99)}
-    """
-    skip = ("self", "params", "nonfinite_grads", "__class__")
-    return {
-        name: tuple(value) if isinstance(value, list) else value
-        for name, value in arguments.items()
-        if name not in skip
-    }
 
 
 class Optimizer(torch.optim.Optimizer):
@@ -287,7 +113,7 @@ class Optimizer(torch.optim.Optimizer):
         one_of(*NONFINITE_POLICIES)("nonfinite_grads", nonfinite_grads)
         if isinstance(params, Tensor):
             raise TypeError(
-                f"Invalid params: {_describe(params)}; expected an iterable of tensors or of "
+                f"Invalid params: {describe(params)}; expected an iterable of tensors or of "
                 "parameter-group dicts: pass [tensor] or model.parameters()"
             )
         if isinstance(params, (set, frozenset)):
@@ -335,7 +161,7 @@ class Optimizer(torch.optim.Optimizer):
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Add a group of parameters, with its own hyperparameters, after checking both."""
         if not isinstance(param_group, dict):
-            raise TypeError(f"Invalid param_group: {_describe(param_group)}; expected a dict")
+            raise TypeError(f"Invalid param_group: {describe(param_group)}; expected a dict")
         if "params" not in param_group:
             raise ValueError("Invalid param_group: it has no 'params' key")
         index = len(self.param_groups)
@@ -350,7 +176,7 @@ class Optimizer(torch.optim.Optimizer):
         for j, p in enumerate(tensors):
             if not isinstance(p, Tensor):
                 raise TypeError(
-                    f"Invalid params[{j}] of group {index}: {_describe(p)}; expected a Tensor"
+                    f"Invalid params[{j}] of group {index}: {describe(p)}; expected a Tensor"
                 )
             if not (p.is_leaf or p.retains_grad):
                 raise ValueError(
@@ -587,9 +413,7 @@ class Optimizer(torch.optim.Optimizer):
                         continue
                     value = entry[name]
                     if not isinstance(value, Tensor) or value.shape != blank.shape:
-                        found = (
-                            tuple(value.shape) if isinstance(value, Tensor) else _describe(value)
-                        )
+                        found = tuple(value.shape) if isinstance(value, Tensor) else describe(value)
                         raise ValueError(
                             f"{where}['{name}'] has shape {found} but this optimizer keeps it "
                             f"with shape {tuple(blank.shape)} for a parameter of shape "
@@ -637,54 +461,6 @@ class Optimizer(torch.optim.Optimizer):
             )
             lines.append(f"  group {i} ({len(group['params'])} tensor(s)): {settings}")
         return "\n".join(lines)
-
-
-class StateMap(defaultdict):
-    """``optimizer.state``: a ``defaultdict(dict)`` that counts changes to its entries.
-
-    Replacing a parameter's state dict (``optimizer.state[p] = {...}``), adding or removing one,
-    bumps :attr:`version`, which lets a fused plan see in O(1) that the dicts it holds are still
-    the optimizer's. It pickles and copies as a plain ``defaultdict(dict)`` would.
-    """
-
-    def __init__(self, items: Any = ()) -> None:
-        super().__init__(dict, items)
-        self.version = 0
-
-    def __setitem__(self, key: Any, value: Any) -> None:
-        self.version += 1
-        super().__setitem__(key, value)
-
-    def __delitem__(self, key: Any) -> None:
-        self.version += 1
-        super().__delitem__(key)
-
-    def clear(self) -> None:
-        self.version += 1
-        super().clear()
-
-    def pop(self, *args: Any) -> Any:
-        self.version += 1
-        return super().pop(*args)
-
-    def popitem(self) -> Any:
-        self.version += 1
-        return super().popitem()
-
-    def setdefault(self, key: Any, default: Any = None) -> Any:
-        self.version += 1
-        return super().setdefault(key, default)
-
-    def update(self, *args: Any, **kwargs: Any) -> None:
-        self.version += 1
-        super().update(*args, **kwargs)
-
-    def __ior__(self, other: Any) -> StateMap:
-        self.update(other)
-        return self
-
-    def __reduce__(self) -> Any:
-        return (StateMap, (), None, None, iter(self.items()))
 
 
 def _require_dense(grad: Tensor) -> None:

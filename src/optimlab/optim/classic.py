@@ -13,22 +13,15 @@ import torch
 from torch import Tensor
 
 from ..core import classic as rules
-from .base import (
-    LARGEST_SCALE,
-    Optimizer,
-    _real,
-    boolean,
-    bounded,
-    hyperparameters,
-    non_negative,
-)
+from .base import Optimizer
+from .checks import LARGEST_SCALE, boolean, bounded, hyperparameters, non_negative, real_number
 
 # --- checks of this family's arguments -----------------------------------------------------
 
 
 def closed_unit_interval(name: str, value: Any) -> None:
     """A decay rate that may be 1 (torch accepts it): 0 <= value <= 1."""
-    if not 0.0 <= _real(name, value) <= 1.0:
+    if not 0.0 <= real_number(name, value) <= 1.0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1]")
 
 
@@ -36,14 +29,14 @@ def non_negative_any_size(name: str, value: Any) -> None:
     """A finite number >= 0 of any size: ASGD's ``t0`` (a step count; one beyond the run never
     starts the average) and ``alpha`` (an exponent; a power beyond float64 makes the step size
     its limit, 0)."""
-    if _real(name, value) < 0:
+    if real_number(name, value) < 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
 
 
 def _pair(name: str, value: Any, meaning: str) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(f"Invalid {name}: {value!r}; expected a pair {meaning}")
-    return _real(f"{name}[0]", value[0]), _real(f"{name}[1]", value[1])
+    return real_number(f"{name}[0]", value[0]), real_number(f"{name}[1]", value[1])
 
 
 def rprop_etas(name: str, value: Any) -> None:

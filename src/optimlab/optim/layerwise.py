@@ -15,13 +15,11 @@ from torch import Tensor
 
 from ..core import layerwise as rules
 from ..core.rules import adam as adam_rule
-from .base import (
+from .base import Optimizer, _as_real
+from .checks import (
     FLOAT32_EXPONENT,
     LARGEST_RELATIVE_STEP,
     RELATIVE_STEP_REASON,
-    Optimizer,
-    _as_real,
-    _real,
     boolean,
     bounded,
     hyperparameters,
@@ -29,6 +27,7 @@ from .base import (
     one_of,
     optional,
     pair_in_unit_interval,
+    real_number,
     unit_interval,
 )
 
@@ -37,18 +36,18 @@ from .base import (
 
 def _relative_step(name: str, value: Any) -> None:
     """A learning rate that moves each tensor relative to its norm (LAMB, Adafactor): [0, 2**16]."""
-    if _real(name, value) < 0:
+    if real_number(name, value) < 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
     bounded(name, value, 0.0, LARGEST_RELATIVE_STEP, why=RELATIVE_STEP_REASON)
 
 
 def _non_positive(name: str, value: Any) -> None:
-    if _real(name, value) > 0:
+    if real_number(name, value) > 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number <= 0")
 
 
 def _at_least_one(name: str, value: Any) -> None:
-    if _real(name, value) < 1:
+    if real_number(name, value) < 1:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 1")
 
 
@@ -66,7 +65,7 @@ def _coefficients(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 3:
         raise TypeError(f"Invalid {name}: {value!r}; expected three numbers (a, b, c)")
     for i, v in enumerate(value):
-        _real(f"{name}[{i}]", v)
+        real_number(f"{name}[{i}]", v)
 
 
 #: the largest singular value Muon's Newton-Schulz iteration may reach: it takes fifth powers

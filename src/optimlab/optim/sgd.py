@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..core import rules
-from .base import Optimizer, boolean, hyperparameters, non_negative, one_of, unit_interval
+from .base import Optimizer
+from .checks import boolean, hyperparameters, non_negative, one_of, unit_interval
 
 
 class SGD(Optimizer):

@@ -24,21 +24,19 @@ from torch import Tensor
 
 from ..core import tuning_free as rules
 from ..core.ops import FOREACH, LOOP, LoopOps
-from .base import (
+from .base import Optimizer, _as_real, _require_dense
+from .checks import (
     FLOAT32_EXPONENT,
     FLOAT64_EXPONENT,
     LARGEST_SCALE,
     SMALLEST_SCALE,
-    Optimizer,
-    _as_real,
-    _real,
-    _require_dense,
     boolean,
     bounded,
     hyperparameters,
     non_negative,
     optional,
     pair_in_unit_interval,
+    real_number,
     unit_interval,
 )
 
@@ -47,7 +45,7 @@ from .base import (
 
 def positive(name: str, value: Any) -> None:
     """A number in [2**-32, 2**32] (Prodigy's ``d0``, ``d_coef`` and ``eps``)."""
-    if _real(name, value) <= 0:
+    if real_number(name, value) <= 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
     bounded(
         name,
@@ -74,7 +72,7 @@ def non_negative_int(name: str, value: Any) -> None:
 
 def open_unit_interval(name: str, value: Any) -> None:
     """Schedule-free's interpolation weight: 0 < value < 1 (``eval()`` divides by it)."""
-    if not 0.0 < _real(name, value) < 1.0:
+    if not 0.0 < real_number(name, value) < 1.0:
         raise ValueError(
             f"Invalid {name}: {value!r}; expected a number in (0, 1): schedule-free evaluates "
             f"gradients at y = (1 - {name}) * z + {name} * x, and recovers x by dividing by it"
@@ -91,7 +89,7 @@ LARGEST_R = FLOAT64_EXPONENT / _STEP_BITS - 1
 
 def averaging_exponent(name: str, value: Any) -> None:
     """Schedule-free's ``r``, the power of ``t`` in step ``t``'s averaging weight: [0, 18.3]."""
-    if _real(name, value) < 0:
+    if real_number(name, value) < 0:
         raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
     bounded(
         name,

@@ -1,0 +1,189 @@
+"""Hyperparameter checks of the optimizer classes, in torch's style: ``"Invalid lr: -1.0; ..."``.
+
+Each check takes ``(name, value)`` and raises TypeError or ValueError naming both and what is
+valid; a class lists its checks in ``_checks``. (The functional API checks its arguments with
+:mod:`optimlab.checks`, whose messages name the owner first.)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+# --- hyperparameter checks -----------------------------------------------------------------
+# Each check takes (name, value) and raises TypeError/ValueError naming both.
+#
+# The bounds come from the float range, never typed in. float32 (with bfloat16, which shares
+# its exponents) is the narrowest range a rule computes in: its largest value lies just under
+# 2**FLOAT32_EXPONENT = 2**128. A step multiplies up to four numbers of a scale
+# hyperparameter's size: a learning rate, a decay (or trust) coefficient, a parameter or
+# gradient, and the growth a too-large step compounds over the next ones (lr * weight_decay *
+# p, step after step). Each may therefore reach the fourth root of that range, 2**32 (about
+# 4.3e9), and no further: beyond it a step can overflow float32 for parameters and gradients
+# of ordinary size (0.001 to 1000), and from 2**128 on the value is not even a float32.
+
+#: the exponent of float32's range: its largest finite value is just under 2**128
+FLOAT32_EXPONENT = math.frexp(torch.finfo(torch.float32).max)[1]
+#: the exponent of float64's range (1024), for rules computed in Python floats
+FLOAT64_EXPONENT = math.frexp(torch.finfo(torch.float64).max)[1]
+#: the largest scale hyperparameter (learning rate, decay, epsilon, ...): 2**32
+LARGEST_SCALE = 2.0 ** (FLOAT32_EXPONENT // 4)
+#: the smallest positive scale where a rule needs one (a denominator floor, a distance): 2**-32;
+#: four such factors stay above 2**-128, within float32's subnormal range
+SMALLEST_SCALE = 1.0 / LARGEST_SCALE
+#: the largest relative step (a step that moves a tensor by up to this times its own norm, as
+#: LAMB's, LARS's and Adafactor's do): 2**16. Such steps compound, the norm growing by up to
+#: this factor a step, and norms square the weights: four steps' growth, squared, is 2**128.
+LARGEST_RELATIVE_STEP = 2.0 ** (FLOAT32_EXPONENT // 8)
+RELATIVE_STEP_REASON = (
+    "each step moves a tensor by up to this times its norm, so its norm may grow by this "
+    f"factor a step, and norms square the weights: four steps' growth, squared, is float32's "
+    f"2**{FLOAT32_EXPONENT}"
+)
+_SCALE_REASON = (
+    f"a step multiplies up to four numbers of this size, and float32's range ends at "
+    f"2**{FLOAT32_EXPONENT}"
+)
+
+
+def power_of_two(value: float) -> str:
+    """A bound as the message shows it: ``2**32`` rather than ``4294967296.0``.
+
+    >>> power_of_two(2.0 ** 32), power_of_two(-2.0 ** -32), power_of_two(18.3)
+    ('2**32', '-2**-32', '18.3')
+    """
+    mantissa, exponent = math.frexp(abs(value))
+    sign = "-" if value < 0 else ""
+    return f"{sign}2**{exponent - 1}" if mantissa == 0.5 else f"{value:g}"
+
+
+def real_number(name: str, value: Any) -> float:
+    """A finite real number (not a bool), as a float."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise TypeError(
+            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a real number"
+        )
+    try:
+        real = float(value)  # a Python int beyond the float range raises OverflowError
+    except OverflowError:
+        real = math.inf
+    if not math.isfinite(real):
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number")
+    return real
+
+
+def bounded(
+    name: str,
+    value: Any,
+    low: float,
+    high: float,
+    *,
+    open_low: bool = False,
+    why: str = _SCALE_REASON,
+) -> float:
+    """A real number in ``[low, high]`` (``(low, high]`` with ``open_low``), as a float.
+
+    The one check every bounded hyperparameter goes through: a value outside says so with the
+    range (its bounds as powers of two where they are) and ``why``.
+    """
+    number = real_number(name, value)
+    if number < low or number > high or (open_low and number == low):
+        opening = "(" if open_low else "["
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected a number in "
+            f"{opening}{power_of_two(low) if low else 0}, {power_of_two(high)}]: {why}"
+        )
+    return number
+
+
+def non_negative(name: str, value: Any) -> None:
+    """A number in [0, 2**32] (learning rates, epsilons, weight decay, dampening)."""
+    if real_number(name, value) < 0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+    bounded(name, value, 0.0, LARGEST_SCALE)
+
+
+def unit_interval(name: str, value: Any) -> None:
+    """A coefficient of an average: 0 <= value < 1."""
+    if not 0.0 <= real_number(name, value) < 1.0:
+        raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1)")
+
+
+def pair_in_unit_interval(name: str, value: Any) -> None:
+    """Two averaging coefficients, such as Adam's ``betas``."""
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(f"Invalid {name}: {value!r}; expected a pair (beta1, beta2)")
+    unit_interval(f"{name}[0]", value[0])
+    unit_interval(f"{name}[1]", value[1])
+
+
+def boolean(name: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise TypeError(f"Invalid {name}: {value!r}; expected True or False")
+
+
+def one_of(*choices: str) -> Callable[[str, Any], None]:
+    def check(name: str, value: Any) -> None:
+        if value not in choices:
+            allowed = ", ".join(repr(c) for c in choices)
+            raise ValueError(f"Invalid {name}: {value!r}; expected one of {allowed}")
+
+    return check
+
+
+def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+    """``check``, or None (a default worked out from other arguments, or a choice left open)."""
+
+    def checked(name: str, value: Any) -> None:
+        if value is None:
+            return
+        try:
+            check(name, value)
+        except (TypeError, ValueError) as error:
+            message = str(error).replace("; expected ", "; expected None or ", 1)
+            raise type(error)(message) from None
+
+    return checked
+
+
+def optional_boolean(name: str, value: Any) -> None:
+    """None (let optimlab choose) or True or False: ``foreach``."""
+    if value is not None:
+        boolean(name, value)
+
+
+def fused_choice(name: str, value: Any) -> None:
+    """None (let optimlab choose), True, False or "exact": ``fused``."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "exact"):
+        return
+    raise (ValueError if isinstance(value, str) else TypeError)(
+        f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
+    )
+
+
+def describe(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a Tensor of shape {tuple(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def hyperparameters(arguments: dict[str, Any]) -> dict[str, Any]:
+    """A group's defaults from a constructor's ``locals()``, taken first thing in ``__init__``.
+
+    Every argument but ``params`` and ``nonfinite_grads`` (a policy of the optimizer, not of a
+    group); lists become tuples, as torch keeps ``betas``.
+
+    >>> hyperparameters({"self": None, "params": [], "lr": 0.1, "betas": [0.9, 0.99],
+    ...                  "nonfinite_grads": "raise"})
+    {'lr': 0.1, 'betas': (0.9, 0.99)}
+    """
+    skip = ("self", "params", "nonfinite_grads", "__class__")
+    return {
+        name: tuple(value) if isinstance(value, list) else value
+        for name, value in arguments.items()
+        if name not in skip
+    }
