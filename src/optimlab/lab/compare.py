@@ -326,183 +326,187 @@ def _sweep_table(result: CompareResult) -> Table:
     )
 
 
-def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:
-    names = [c.name for c in result.options.contenders]
-    figures = []
-    functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
-    datasets = [p for p in result.problems if isinstance(p, DatasetProblem)]
-    if functions:
-        panels = [
-            contour_panel(
-                p.function,
-                result.grids[p.name],
-                {c: result.runs[(p.name, c)][0] for c in names},
-                start=p.start_point(result.options.seed),
-                legend=i == 0,
-            )
-            for i, p in enumerate(functions)
-        ]
-        plots.draw(panels, folder.file("figures/landscapes"), order=names, size=(5.6, 4.6))
-        figures.append(
-            Figure(
-                "figures/landscapes.png",
-                "Paths of the first seed over each "
-                "test function, at each optimizer's tuned learning rate.",
-            )
-        )
-        panels = []
-        for p in functions:
-            metric = p.curve_metric
-            lines = []
-            for c in names:
-                table = result.curves[(p.name, c)]
-                lines.append(
-                    plots.Line(
-                        c,
-                        table["step"],
-                        table[metric],
-                        table[f"{metric}_min"],
-                        table[f"{metric}_max"],
-                    )
-                )
-            panels.append(
-                plots.Panel(
-                    p.title,
-                    "step",
-                    "f - f*" if metric == "gap" else "f",
-                    lines,
-                    yscale="log" if metric == "gap" else "linear",
-                    hlines=[(p.target_gap, "target")] if p.target else [],
-                )
-            )
-        plots.draw(panels, folder.file("figures/function_curves"), order=names)
-        figures.append(
-            Figure(
-                "figures/function_curves.png",
-                "Gap to the minimum against steps: mean over seeds, band = range over seeds.",
-            )
-        )
-    for p in datasets:
+def _draw(
+    folder: RunFolder, stem: str, panels: list, names: list[str], caption: str, **layout
+) -> Figure:
+    """Draw ``panels`` into ``figures/stem`` (colors fixed by ``names``); the report's Figure."""
+    plots.draw(panels, folder.file(f"figures/{stem}"), order=names, **layout)
+    return Figure(f"figures/{stem}.png", caption)
 
-        def line(c, x, metric, p=p):
-            table = result.curves[(p.name, c)]
-            return plots.Line(
-                c, table[x], table[metric], table[f"{metric}_min"], table[f"{metric}_max"]
-            )
 
-        target = [(p.target.threshold, "target")]
-        panels = [
-            plots.Panel(
-                f"{p.title}: training loss",
-                "step",
-                "cross-entropy (training set)",
-                [line(c, "step", "train_loss") for c in names],
-                yscale="log",
-            ),
-            plots.Panel(
-                f"{p.title}: validation accuracy",
-                "step",
-                "accuracy",
-                [line(c, "step", "val_accuracy") for c in names],
-                hlines=target,
-                legend=False,
-            ),
-            plots.Panel(
-                f"{p.title}: validation accuracy against time",
-                "training seconds",
-                "accuracy",
-                [line(c, "seconds", "val_accuracy") for c in names],
-                hlines=target,
-                legend=False,
-            ),
-            plots.Panel(
-                f"{p.title}: validation loss",
-                "step",
-                "cross-entropy (validation)",
-                [line(c, "step", "val_loss") for c in names],
-                yscale="log",
-                legend=False,
-            ),
-        ]
-        stem = f"figures/{p.name}_curves"
-        plots.draw(panels, folder.file(stem), order=names)
-        figures.append(
-            Figure(f"{stem}.png", f"{p.title}: curves, mean over seeds, band = range over seeds.")
+def _band(table: dict[str, list[float]], label: str, x: str, metric: str) -> plots.Line:
+    """The mean of ``metric`` against column ``x``, shaded over its range across seeds."""
+    return plots.Line(
+        label, table[x], table[metric], table[f"{metric}_min"], table[f"{metric}_max"]
+    )
+
+
+def _landscapes_figure(result: CompareResult, folder: RunFolder, functions, names) -> Figure:
+    panels = [
+        contour_panel(
+            p.function,
+            result.grids[p.name],
+            {c: result.runs[(p.name, c)][0] for c in names},
+            start=p.start_point(result.options.seed),
+            legend=i == 0,
         )
-        rows = {c: result.summaries[(p.name, c)] for c in names}
-        panels = [
-            plots.Panel(
-                f"{p.title}: test accuracy",
-                "",
-                "accuracy",
-                bars=plots.Bars(
-                    names,
-                    [rows[c]["test_accuracy_mean"] for c in names],
-                    [rows[c]["test_accuracy_std"] for c in names],
-                ),
-                legend=False,
-            ),
-            plots.Panel(
-                f"{p.title}: training seconds to {p.target.label}",
-                "",
-                "seconds",
-                bars=plots.Bars(
-                    names,
-                    [rows[c]["seconds_to_target_mean"] for c in names],
-                    [rows[c]["seconds_to_target_std"] for c in names],
-                ),
-                legend=False,
-            ),
-        ]
-        stem = f"figures/{p.name}_cost"
-        plots.draw(panels, folder.file(stem), order=names)
-        figures.append(
-            Figure(
-                f"{stem}.png",
-                f"{p.title}: what each optimizer bought (test "
-                "accuracy) and what it cost (seconds to the target); error bars: "
-                "standard deviation over seeds.",
-            )
-        )
+        for i, p in enumerate(functions)
+    ]
+    return _draw(
+        folder,
+        "landscapes",
+        panels,
+        names,
+        "Paths of the first seed over each test function, at each optimizer's tuned learning rate.",
+        size=(5.6, 4.6),
+    )
+
+
+def _function_curves_figure(result: CompareResult, folder: RunFolder, functions, names) -> Figure:
     panels = []
-    for p in result.problems:
-        # Test functions show the gap f - f* (same ranking as f, and positive for a log axis).
-        shift = p.function.minimum_value if isinstance(p, FunctionProblem) else None
-        lines, marks = [], []
-        for c in names:
-            tuning = result.tunings[(p.name, c)]
-            if tuning.fixed:
-                continue
-            scores = {lr: score - (shift or 0.0) for lr, score in tuning.scores.items()}
-            lines.append(plots.Line(c, list(scores), list(scores.values()), style="markers"))
-            marks.append((c, tuning.lr, scores[tuning.lr]))
-        if lines:
-            is_function = isinstance(p, FunctionProblem)
-            panels.append(
-                plots.Panel(
-                    p.title,
-                    "learning rate",
-                    ("final f - f*" if shift is not None else "final f")
-                    if is_function
-                    else "final validation loss",
-                    lines,
-                    xscale="log",
-                    yscale="linear" if is_function and shift is None else "log",
-                    marks=marks,
-                    legend=not panels,
-                )
-            )
-    if panels:
-        plots.draw(panels, folder.file("figures/sweep"), order=names, columns=3, size=(4.4, 3.4))
-        figures.append(
-            Figure(
-                "figures/sweep.png",
-                "The learning-rate sweep with the first "
-                "seed; circles mark the rates chosen. Diverged runs are left "
-                "out.",
+    for p in functions:
+        metric = p.curve_metric
+        panels.append(
+            plots.Panel(
+                p.title,
+                "step",
+                "f - f*" if metric == "gap" else "f",
+                [_band(result.curves[(p.name, c)], c, "step", metric) for c in names],
+                yscale="log" if metric == "gap" else "linear",
+                hlines=[(p.target_gap, "target")] if p.target else [],
             )
         )
-    return figures
+    return _draw(
+        folder,
+        "function_curves",
+        panels,
+        names,
+        "Gap to the minimum against steps: mean over seeds, band = range over seeds.",
+    )
+
+
+def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -> Figure:
+    """Training loss, validation accuracy (against steps and seconds) and validation loss."""
+
+    def lines(x: str, metric: str) -> list[plots.Line]:
+        return [_band(result.curves[(p.name, c)], c, x, metric) for c in names]
+
+    target = [(p.target.threshold, "target")]
+    panels = [
+        plots.Panel(
+            f"{p.title}: training loss",
+            "step",
+            "cross-entropy (training set)",
+            lines("step", "train_loss"),
+            yscale="log",
+        ),
+        plots.Panel(
+            f"{p.title}: validation accuracy",
+            "step",
+            "accuracy",
+            lines("step", "val_accuracy"),
+            hlines=target,
+            legend=False,
+        ),
+        plots.Panel(
+            f"{p.title}: validation accuracy against time",
+            "training seconds",
+            "accuracy",
+            lines("seconds", "val_accuracy"),
+            hlines=target,
+            legend=False,
+        ),
+        plots.Panel(
+            f"{p.title}: validation loss",
+            "step",
+            "cross-entropy (validation)",
+            lines("step", "val_loss"),
+            yscale="log",
+            legend=False,
+        ),
+    ]
+    caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
+    return _draw(folder, f"{p.name}_curves", panels, names, caption)
+
+
+def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> Figure:
+    """What each optimizer bought (test accuracy) and what it cost (seconds to the target)."""
+    rows = {c: result.summaries[(p.name, c)] for c in names}
+
+    def bars(title: str, ylabel: str, key: str) -> plots.Panel:
+        means = [rows[c][f"{key}_mean"] for c in names]
+        stds = [rows[c][f"{key}_std"] for c in names]
+        return plots.Panel(title, "", ylabel, bars=plots.Bars(names, means, stds), legend=False)
+
+    panels = [
+        bars(f"{p.title}: test accuracy", "accuracy", "test_accuracy"),
+        bars(f"{p.title}: training seconds to {p.target.label}", "seconds", "seconds_to_target"),
+    ]
+    caption = (
+        f"{p.title}: what each optimizer bought (test accuracy) and what it cost (seconds to "
+        "the target); error bars: standard deviation over seeds."
+    )
+    return _draw(folder, f"{p.name}_cost", panels, names, caption)
+
+
+def _sweep_panel(result: CompareResult, p, names, legend: bool) -> plots.Panel | None:
+    """Final score against learning rate for each swept contender; None if none was swept."""
+    # Test functions show the gap f - f* (same ranking as f, and positive for a log axis).
+    shift = p.function.minimum_value if isinstance(p, FunctionProblem) else None
+    lines, marks = [], []
+    for c in names:
+        tuning = result.tunings[(p.name, c)]
+        if tuning.fixed:
+            continue
+        scores = {lr: score - (shift or 0.0) for lr, score in tuning.scores.items()}
+        lines.append(plots.Line(c, list(scores), list(scores.values()), style="markers"))
+        marks.append((c, tuning.lr, scores[tuning.lr]))
+    if not lines:
+        return None
+    is_function = isinstance(p, FunctionProblem)
+    return plots.Panel(
+        p.title,
+        "learning rate",
+        ("final f - f*" if shift is not None else "final f")
+        if is_function
+        else "final validation loss",
+        lines,
+        xscale="log",
+        yscale="linear" if is_function and shift is None else "log",
+        marks=marks,
+        legend=legend,
+    )
+
+
+def _sweep_figure(result: CompareResult, folder: RunFolder, names) -> Figure | None:
+    panels: list[plots.Panel] = []
+    for p in result.problems:
+        panel = _sweep_panel(result, p, names, legend=not panels)
+        if panel is not None:
+            panels.append(panel)
+    if not panels:
+        return None
+    caption = (
+        "The learning-rate sweep with the first seed; circles mark the rates chosen. Diverged "
+        "runs are left out."
+    )
+    return _draw(folder, "sweep", panels, names, caption, columns=3, size=(4.4, 3.4))
+
+
+def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:
+    """Draw every figure of the report; return them in the order the report shows them."""
+    names = [c.name for c in result.options.contenders]
+    functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
+    figures = []
+    if functions:
+        figures.append(_landscapes_figure(result, folder, functions, names))
+        figures.append(_function_curves_figure(result, folder, functions, names))
+    for p in result.problems:
+        if isinstance(p, DatasetProblem):
+            figures.append(_dataset_curves_figure(result, folder, p, names))
+            figures.append(_dataset_cost_figure(result, folder, p, names))
+    sweep = _sweep_figure(result, folder, names)
+    return figures + ([sweep] if sweep else [])
 
 
 def _flat_rows(result: CompareResult):
@@ -517,9 +521,8 @@ def _flat_rows(result: CompareResult):
             }
 
 
-def write_compare(result: CompareResult, folder: RunFolder) -> Document:
-    """Write the metrics, figures, report.html and summary.md; return the report document."""
-    options = result.options
+def _write_metrics(result: CompareResult, folder: RunFolder) -> None:
+    """metrics.csv, summary.csv, sweep.csv, curves.csv, and all of it in metrics.json."""
     runs = list(_flat_rows(result))
     summaries = [
         {"problem": p, "optimizer": c, "lr": result.tunings[(p, c)].lr, **row}
@@ -539,98 +542,105 @@ def write_compare(result: CompareResult, folder: RunFolder) -> Document:
     folder.write_csv("summary.csv", summaries)
     folder.write_csv("sweep.csv", sweep)
     folder.write_csv("curves.csv", curve_rows)
-    folder.write_json(
-        "metrics.json",
-        {
-            "verdicts": [
-                {
-                    "problem": v.problem,
-                    "ranking": v.ranking,
-                    "score": v.score.key,
-                    "sentence": v.sentence,
-                }
-                for v in result.verdicts
-            ],
-            "summary": summaries,
-            "runs": runs,
-            "sweep": sweep,
-        },
-    )
-    figures = _figures(result, folder)
-    sections = [
-        Section(
-            "Verdict",
-            [
-                "Who won each problem, by how much, and at what cost. Each optimizer's learning "
-                "rate was tuned on the validation split (the function itself for test "
-                "functions) with a log-grid sweep and the same budget, then every seed was run "
-                "at that rate. Numbers are mean ± standard deviation over seeds."
-            ],
-            [_ranking_table(result)],
-            bullets=[v.sentence for v in result.verdicts],
-        )
+    verdicts = [
+        {"problem": v.problem, "ranking": v.ranking, "score": v.score.key, "sentence": v.sentence}
+        for v in result.verdicts
     ]
-    by_name = {f.path: f for f in figures}
-    functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
-    if functions:
-        sections.append(
-            Section(
-                "Test functions",
-                [
-                    f"Full-gradient descent for {options.steps} steps from each function's "
-                    "start point, moved by 1% of the plot for each seed. The score is the final "
-                    f"gap f - f*; the target is a gap of {options.target_gap:g}."
-                ],
-                figures=[by_name["figures/landscapes.png"], by_name["figures/function_curves.png"]],
-            )
-        )
-    for problem in result.problems:
-        section = Section(problem.title, [], [_summary_table(result, problem)])
-        if isinstance(problem, FunctionProblem):
-            start = problem.function.start
-            section.paragraphs.append(
-                f"f(x, y) = {problem.function.formula}: {problem.function.about}. "
-                f"Start ({start[0]:g}, {start[1]:g})."
-            )
-        else:
-            split = problem.split()
-            section.paragraphs.append(
-                f"{problem.dataset.about}; {len(split.y_train)} training, {len(split.y_val)} "
-                f"validation and {len(split.y_test)} test samples. "
-                + (
-                    "Logistic regression"
-                    if problem.hidden == 0
-                    else f"MLP {split.features}-{problem.hidden}-{split.classes} (ReLU)"
-                )
-                + f", mini-batches of {problem.batch_size or 'all'}, {options.epochs} epochs "
-                f"({problem.steps_per_epoch() * options.epochs} steps). The score is the test "
-                f"accuracy; the target is {problem.target.label}."
-            )
-            section.figures += [
-                by_name[f"figures/{problem.name}_{kind}.png"] for kind in ("curves", "cost")
-            ]
-        sections.append(section)
-    sections.append(
-        Section(
-            "Learning-rate sweep",
-            [
-                f"Grid: {', '.join(value(lr, 'lr') for lr in sorted(options.lr_grid))}"
-                + (
-                    "; refined halfway (in log scale) around each winner."
-                    if options.refine
-                    else "."
-                )
-            ],
-            [_sweep_table(result)],
-            [f for f in figures if f.path == "figures/sweep.png"],
-        )
+    folder.write_json(
+        "metrics.json", {"verdicts": verdicts, "summary": summaries, "runs": runs, "sweep": sweep}
     )
+
+
+def _verdict_section(result: CompareResult) -> Section:
+    return Section(
+        "Verdict",
+        [
+            "Who won each problem, by how much, and at what cost. Each optimizer's learning "
+            "rate was tuned on the validation split (the function itself for test "
+            "functions) with a log-grid sweep and the same budget, then every seed was run "
+            "at that rate. Numbers are mean ± standard deviation over seeds."
+        ],
+        [_ranking_table(result)],
+        bullets=[v.sentence for v in result.verdicts],
+    )
+
+
+def _functions_section(options: CompareOptions, by_name: dict[str, Figure]) -> Section:
+    return Section(
+        "Test functions",
+        [
+            f"Full-gradient descent for {options.steps} steps from each function's "
+            "start point, moved by 1% of the plot for each seed. The score is the final "
+            f"gap f - f*; the target is a gap of {options.target_gap:g}."
+        ],
+        figures=[by_name["figures/landscapes.png"], by_name["figures/function_curves.png"]],
+    )
+
+
+def _about(problem, options: CompareOptions) -> str:
+    """What the problem is: the function and its start, or the data, the model and the budget."""
+    if isinstance(problem, FunctionProblem):
+        start = problem.function.start
+        return (
+            f"f(x, y) = {problem.function.formula}: {problem.function.about}. "
+            f"Start ({start[0]:g}, {start[1]:g})."
+        )
+    split = problem.split()
+    model = (
+        "Logistic regression"
+        if problem.hidden == 0
+        else f"MLP {split.features}-{problem.hidden}-{split.classes} (ReLU)"
+    )
+    return (
+        f"{problem.dataset.about}; {len(split.y_train)} training, {len(split.y_val)} "
+        f"validation and {len(split.y_test)} test samples. "
+        + model
+        + f", mini-batches of {problem.batch_size or 'all'}, {options.epochs} epochs "
+        f"({problem.steps_per_epoch() * options.epochs} steps). The score is the test "
+        f"accuracy; the target is {problem.target.label}."
+    )
+
+
+def _problem_section(result: CompareResult, problem, by_name: dict[str, Figure]) -> Section:
+    section = Section(
+        problem.title, [_about(problem, result.options)], [_summary_table(result, problem)]
+    )
+    if not isinstance(problem, FunctionProblem):
+        section.figures += [
+            by_name[f"figures/{problem.name}_{kind}.png"] for kind in ("curves", "cost")
+        ]
+    return section
+
+
+def _sweep_section(result: CompareResult, figures: list[Figure]) -> Section:
+    options = result.options
+    return Section(
+        "Learning-rate sweep",
+        [
+            f"Grid: {', '.join(value(lr, 'lr') for lr in sorted(options.lr_grid))}"
+            + ("; refined halfway (in log scale) around each winner." if options.refine else ".")
+        ],
+        [_sweep_table(result)],
+        [f for f in figures if f.path == "figures/sweep.png"],
+    )
+
+
+def write_compare(result: CompareResult, folder: RunFolder) -> Document:
+    """Write the metrics, figures, report.html and summary.md; return the report document."""
+    options = result.options
+    _write_metrics(result, folder)
+    figures = _figures(result, folder)
+    by_name = {f.path: f for f in figures}
+    sections = [_verdict_section(result)]
+    if any(isinstance(p, FunctionProblem) for p in result.problems):
+        sections.append(_functions_section(options, by_name))
+    sections += [_problem_section(result, problem, by_name) for problem in result.problems]
+    sections.append(_sweep_section(result, figures))
     contenders = ", ".join(f"{c.title} = {c.describe()}" for c in options.contenders)
     sections.append(Section("Optimizers", [contenders]))
-    document = Document(
+    return Document(
         "optimlab compare",
         f"{len(options.contenders)} optimizers on {len(result.problems)} problems, "
         f"{options.seeds} seeds each, learning rates tuned per optimizer and problem",
         sections,
     )
-    return document
