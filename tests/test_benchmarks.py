@@ -13,7 +13,7 @@ from click.testing import CliRunner
 from test_lab import assert_png
 
 from optimlab.benchmarks import main
-from optimlab.benchmarks.cli import bench
+from optimlab.cli.bench import bench
 
 ROOT = Path(__file__).resolve().parents[1]
 

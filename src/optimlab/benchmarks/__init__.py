@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m optimlab.benchmar
 
     import click
 
-    from .cli import bench
+    from ..cli.bench import bench
 
     args = list(sys.argv[1:] if argv is None else argv)
     try:

@@ -70,7 +70,11 @@ def _now() -> str:
 
 
 class RunFolder:
-    """A run's output folder; :meth:`create` it, write files into it, :meth:`finish` it."""
+    """A run's output folder; :meth:`create` it, write files into it, :meth:`publish` it.
+
+    :meth:`publish` writes the report, then calls :meth:`finish` (which a run without a report
+    calls itself).
+    """
 
     def __init__(self, path: Path, record: dict[str, Any]) -> None:
         self.path = path
@@ -168,6 +172,20 @@ class RunFolder:
             ("wall time", f"{time.perf_counter() - self._started:.1f} s"),
             ("folder", str(self.path)),
         ]
+
+    def publish(self, document: Any) -> Path:
+        """Write the report and summary (with how to reproduce the run), finish the folder.
+
+        ``document`` is a :class:`optimlab.lab.report.Document`; returns the path of
+        ``report.html`` (``summary.md`` lies beside it).
+        """
+        from .report import write_html, write_markdown
+
+        document.meta = self.reproduce()
+        write_html(document, self.path)
+        write_markdown(document, self.path)
+        self.finish()
+        return self.path / "report.html"
 
     def finish(self, status: str = "finished") -> None:
         """Record the end time, the wall time and the status in ``run.json``."""

@@ -1,10 +1,12 @@
-"""``optimlab bench``: the benchmark suite as a subcommand (registered in :mod:`optimlab.cli`)."""
+"""``optimlab bench``: the benchmark suite (:mod:`optimlab.benchmarks`) as a subcommand."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+
+from .options import debug_option
 
 
 def _counts(ctx: click.Context, param: click.Parameter, value: str | None) -> list[int] | None:
@@ -82,9 +84,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     type=click.Path(dir_okay=False, path_type=Path),
     help="Every measured row (default ./benchmarks/results.json).",
 )
-@click.option(
-    "--debug", is_flag=True, expose_value=False, help="Show the full traceback on failure."
-)
+@debug_option
 @click.pass_context
 def bench(
     ctx: click.Context,
@@ -103,7 +103,7 @@ def bench(
     plot: Path | None,
     json_path: Path | None,
 ) -> int:
-    from .suite import BenchError, Options, run
+    from ..benchmarks.suite import BenchError, Options, run
 
     obj = ctx.obj if isinstance(ctx.obj, dict) else {}
     argv = obj.get("argv")

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import click
 
+from .options import debug_option, publish, run_folder
+
 
 @click.command()
 @click.option(
@@ -26,9 +28,7 @@ import click
     default=False,
     help="Continue from the newest good checkpoint in the run folder.",
 )
-@click.option(
-    "--debug", is_flag=True, expose_value=False, help="Show the full traceback on failure."
-)
+@debug_option
 @click.pass_context
 def train(ctx: click.Context, config_path: Path, out: Path | None, resume: bool) -> None:
     """Train a model as a run file describes, with checkpoints, --resume and a report.
@@ -37,22 +37,18 @@ def train(ctx: click.Context, config_path: Path, out: Path | None, resume: bool)
     built-in ones (`optimlab list datasets` and synthetic_classification,
     synthetic_regression) or your own CSV, NPZ or IDX files.
     """
-    from ..lab.rundir import LabError, RunFolder
-    from .config import ConfigError, load_config, report, run
+    from ..lab.rundir import LabError
+    from ..train.config import ConfigError, load_config, report, run
 
     try:
         config = load_config(config_path)
     except ConfigError as error:
         raise click.UsageError(str(error), ctx) from None
     out = out or Path(config.out or f"runs/train-{config_path.stem}")
-    folder = RunFolder.create(out, ctx.obj["argv"], subcommand="train", seed=config.seed,
-                              options={"config": str(config_path), "resume": resume},
-                              keep=resume)  # fmt: skip
-    ctx.call_on_close(folder.abandon)
+    folder = run_folder(ctx, out, config.seed, {"config": str(config_path), "resume": resume},
+                        keep=resume)  # fmt: skip
     try:
         result, metrics = run(config, folder.path, resume=resume)
     except ConfigError as error:
         raise LabError(str(error)) from None
-    from ..cli import _publish
-
-    _publish(folder, report(config, result, metrics, folder))
+    publish(folder, report(config, result, metrics, folder))

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .options import publish, run_folder
+
 
 def _names(valid):
     def parse(ctx: click.Context, param: click.Parameter, text: str | None):
@@ -83,15 +85,14 @@ def _report(report, folder):
 @click.pass_context
 def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, jobs) -> None:
     """Gradient noise, random restarts and simulated annealing on saddles and many minima."""
-    from ..cli import _folder, _publish
-    from .problems import PROBLEMS
-    from .study import METHODS, REMEDIES, escape_main
+    from ..lab.escape.problems import PROBLEMS
+    from ..lab.escape.study import METHODS, REMEDIES, escape_main
 
     problems = _names(list(PROBLEMS))(ctx, None, problems)
     methods = _names(list(METHODS))(ctx, None, methods)
     remedies = _names(list(REMEDIES))(ctx, None, remedies)
-    folder = _folder(ctx, out, 0, dict(seeds=seeds, quick=quick, problems=problems,
-                                       methods=methods, remedies=remedies))  # fmt: skip
+    folder = run_folder(ctx, out, 0, dict(seeds=seeds, quick=quick, problems=problems,
+                                          methods=methods, remedies=remedies))  # fmt: skip
     report = escape_main(folder.path, seeds=seeds, quick=quick, processes=jobs,
                          problems=problems, methods=methods, remedies=remedies)  # fmt: skip
-    _publish(folder, _report(report, folder))
+    publish(folder, _report(report, folder))

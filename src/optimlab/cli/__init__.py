@@ -1,0 +1,105 @@
+"""The ``optimlab`` command: the group, its one-line errors, one module per family of subcommands.
+
+    optimlab compare                      the main job: every optimizer of the notes, tuned
+                                          fairly, on test functions and handwritten digits
+    optimlab landscape                    paths over the 2-D test functions (optionally a GIF)
+    optimlab ewa                          exponentially weighted averages of a daily series
+    optimlab schedule SPEC...             learning-rate schedules over the steps
+    optimlab batch-size                   batch, stochastic and mini-batch gradient descent
+    optimlab train --config run.toml      one training run from a run file (optimlab.train)
+    optimlab escape                       restarts, annealing and noise on saddles and minima
+    optimlab bench                        the benchmark suite, which writes BENCHMARKS.md
+    optimlab build                        the fused path's kernels, compiled ahead
+    optimlab list [WHAT]                  optimizers, schedules, problems and data sets
+
+The modules: :mod:`.lab` (compare, landscape, ewa, schedule, batch-size), :mod:`.train`,
+:mod:`.escape`, :mod:`.bench`, :mod:`.tools` (build, list), and :mod:`.options`, what they share
+(options, parsers of option values, the progress bar, run folders). They import from
+:mod:`.options` and the library, never from this module, which only gathers them.
+
+Every command that computes writes a run folder (``--out``; by default ``runs/<command>-<time>``)
+holding ``run.json`` (the exact command, the seed, the versions), the metrics as CSV and JSON,
+the figures as PNG and SVG, ``report.html`` and ``summary.md``.
+
+Errors: a usage error (unknown name, bad option value, malformed spec or config) prints one
+line and exits with 2; any other failure prints one line and exits with 1; ``--debug`` (before
+or after the subcommand) adds the traceback. A subcommand gets the same treatment by raising
+:class:`click.UsageError` (exit 2) or any other exception (exit 1).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+from typing import Any
+
+import click
+
+from . import bench, escape, lab, tools, train
+
+__all__ = ["main"]
+
+# --- error handling: one line, exit 2 for usage errors and 1 for failures ---------------------
+
+
+def _one_line(text: str) -> str:
+    return " ".join(str(text).split())
+
+
+class LabGroup(click.Group):
+    """A click group whose errors are one line on stderr (tracebacks only with ``--debug``)."""
+
+    def main(  # type: ignore[override]
+        self,
+        args: list[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or os.environ.get("OPTIMLAB_DEBUG", "") not in ("", "0")
+        if not args:
+            args = ["--help"]
+        extra.setdefault("obj", {"argv": [a for a in args if a != "--debug"]})
+        try:
+            code = super().main(args, prog_name or "optimlab", complete_var, False, **extra)
+        except click.UsageError as error:
+            where = error.ctx.command_path if error.ctx else "optimlab"
+            self._fail(f"{_one_line(error.format_message())} (see '{where} --help')", 2, debug)
+        except click.ClickException as error:
+            self._fail(_one_line(error.format_message()), error.exit_code, debug)
+        except (click.Abort, KeyboardInterrupt):
+            self._fail("interrupted", 130, debug)
+        except Exception as error:  # the one place every other failure becomes one line
+            from ..lab.rundir import LabError
+
+            message = _one_line(str(error)) or type(error).__name__
+            if not isinstance(error, (LabError, OSError)):  # name the kind of an unforeseen one
+                message = f"{type(error).__name__}: {message}"
+            self._fail(message, 1, debug)
+        sys.exit(code if isinstance(code, int) else 0)
+
+    @staticmethod
+    def _fail(message: str, code: int, debug: bool) -> None:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"Error: {message}", err=True)
+        sys.exit(code)
+
+
+@click.group("optimlab", cls=LabGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Show the full traceback on failure.")
+@click.version_option(package_name="optimlab", prog_name="optimlab")
+def main(debug: bool) -> None:
+    """optimlab: compare the optimizers of the notes on your machine, fairly, with figures.
+
+    Start with `optimlab compare` (what `make run` runs); `optimlab list` shows the names
+    that the options accept.
+    """
+
+
+for _command in (*lab.COMMANDS, train.train, escape.escape, bench.bench, *tools.COMMANDS):
+    main.add_command(_command)
+del _command

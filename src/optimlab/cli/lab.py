@@ -1,0 +1,395 @@
+"""The lab experiments: ``optimlab compare``, ``landscape``, ``ewa``, ``schedule``, ``batch-size``.
+
+Each command parses its options and hands the work to its module in :mod:`optimlab.lab`
+(imported when the command runs, so ``optimlab --help`` stays quick), then publishes the run
+folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..lab.contenders import NOTES_CONTENDERS
+from ..lab.problems import DEFAULT_DATASETS, DEFAULT_FUNCTIONS
+from .options import (
+    batch_sizes,
+    betas,
+    config_option,
+    contender,
+    contenders,
+    datasets,
+    debug_option,
+    device_option,
+    functions,
+    jobs_option,
+    lr_grid_options,
+    names,
+    out_option,
+    point,
+    progress,
+    publish,
+    run_folder,
+    single_batch_size,
+)
+
+__all__ = ["COMMANDS", "batch_size", "compare", "ewa", "landscape", "schedule"]
+
+_OPTIMIZERS_HELP = (
+    "Comma-separated names or specs (name:key=value,...; lr=... fixes the rate); "
+    "'notes' is the default set, 'beyond' the optimizers beyond the notes, 'all' everything."
+)
+
+# --- compare ------------------------------------------------------------------------------------
+
+
+@click.command()
+@config_option
+@click.option(
+    "--optimizers",
+    "-o",
+    default=",".join(NOTES_CONTENDERS),
+    show_default=True,
+    callback=contenders,
+    help=_OPTIMIZERS_HELP,
+)
+@click.option(
+    "--problems",
+    default=",".join(DEFAULT_FUNCTIONS),
+    show_default=True,
+    callback=names("test function", functions, allow_none=True),
+    help="Comma-separated 2-D test functions, or none.",
+)
+@click.option(
+    "--datasets",
+    default=",".join(DEFAULT_DATASETS),
+    show_default=True,
+    callback=names("data set", datasets, allow_none=True),
+    help="Comma-separated data sets, or none.",
+)
+@click.option("--seed", default=0, show_default=True, type=int, help="First seed.")
+@click.option(
+    "--seeds", default=3, show_default=True, type=click.IntRange(1), help="Number of seeds."
+)
+@click.option(
+    "--steps",
+    default=200,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Steps per run on a test function.",
+)
+@click.option(
+    "--epochs",
+    default=10,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Epochs per run on a data set.",
+)
+@click.option(
+    "--batch-size",
+    default="32",
+    show_default=True,
+    callback=single_batch_size,
+    help="Mini-batch size on data sets ('full' for batch gradient descent).",
+)
+@click.option(
+    "--hidden",
+    default=64,
+    show_default=True,
+    type=click.IntRange(0),
+    help="Hidden units of the MLP (0: logistic regression).",
+)
+@lr_grid_options
+@click.option(
+    "--target-accuracy",
+    type=click.FloatRange(0, 1),
+    default=None,
+    help="Validation accuracy that counts as reached (default: per data set, 0.95 on digits).",
+)
+@click.option(
+    "--target-gap",
+    type=click.FloatRange(0, min_open=True),
+    default=1e-3,
+    show_default=True,
+    help="Gap f - f* that counts as reached on test functions.",
+)
+@out_option
+@device_option
+@jobs_option
+@debug_option
+@click.pass_context
+def compare(ctx: click.Context, **options: Any) -> None:
+    """Compare optimizers fairly: tuned learning rates, several seeds, a report.
+
+    Each optimizer's learning rate is chosen by a log-grid sweep on the validation split (the
+    function value on test functions), then every seed runs at that rate. The run folder holds
+    metrics (CSV, JSON), figures (PNG, SVG), report.html and summary.md.
+    """
+    from ..lab.compare import CompareOptions, run_compare, write_compare
+
+    if not options["problems"] and not options["datasets"]:
+        raise click.UsageError("--problems none and --datasets none leave nothing to compare")
+    folder = run_folder(ctx, options["out"], options["seed"], options)
+    settings = CompareOptions(
+        contenders=options["optimizers"],
+        functions=options["problems"],
+        datasets=options["datasets"],
+        seed=options["seed"],
+        seeds=options["seeds"],
+        steps=options["steps"],
+        epochs=options["epochs"],
+        batch_size=options["batch_size"],
+        hidden=options["hidden"],
+        lr_grid=options["lr_grid"],
+        refine=options["refine"],
+        target_accuracy=options["target_accuracy"],
+        target_gap=options["target_gap"],
+        device=options["device"],
+        jobs=options["jobs"],
+    )
+    with progress() as advance:
+        result = run_compare(settings, advance)
+    document = write_compare(result, folder)
+    for verdict in result.verdicts:
+        click.echo(verdict.sentence)
+    publish(folder, document)
+
+
+# --- landscape ----------------------------------------------------------------------------------
+
+
+@click.command()
+@config_option
+@click.option(
+    "--problems",
+    default=None,
+    callback=names("test function", functions),
+    help="Comma-separated test functions (default: all of them).",
+)
+@click.option(
+    "--optimizers",
+    "-o",
+    default=",".join(NOTES_CONTENDERS),
+    show_default=True,
+    callback=contenders,
+    help=_OPTIMIZERS_HELP,
+)
+@click.option("--steps", default=300, show_default=True, type=click.IntRange(1))
+@lr_grid_options
+@click.option("--start", default=None, callback=point, help="Start point x,y for every path.")
+@click.option("--animate/--no-animate", default=False, help="Also write a GIF per function.")
+@out_option
+@device_option
+@jobs_option
+@debug_option
+@click.pass_context
+def landscape(ctx: click.Context, **options: Any) -> None:
+    """Draw each optimizer's path over 2-D test functions with known minima.
+
+    Learning rates are tuned per function (lowest final value) unless a spec fixes lr.
+    """
+    from ..lab.landscape import LandscapeOptions, run_landscape, write_landscape
+
+    folder = run_folder(ctx, options["out"], 0, options)
+    settings = LandscapeOptions(
+        functions=options["problems"] or tuple(functions()),
+        contenders=options["optimizers"],
+        steps=options["steps"],
+        lr_grid=options["lr_grid"],
+        refine=options["refine"],
+        start=options["start"],
+        animate=options["animate"],
+        device=options["device"],
+        jobs=options["jobs"],
+    )
+    with progress() as advance:
+        result = run_landscape(settings, advance)
+    publish(folder, write_landscape(result, folder))
+
+
+# --- ewa ----------------------------------------------------------------------------------------
+
+
+@click.command()
+@click.option(
+    "--betas", default="0.5,0.8,0.9,0.98", show_default=True, callback=betas, help="Betas."
+)
+@click.option("--days", default=180, show_default=True, type=click.IntRange(2))
+@click.option(
+    "--day",
+    default=20,
+    show_default=True,
+    type=click.IntRange(1),
+    help="The day n whose weights beta^(n-i)(1-beta) are shown.",
+)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option(
+    "--csv",
+    "csv_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Average a column of this CSV instead of the generated series.",
+)
+@click.option("--column", default=None, help="CSV column (default: the last numeric one).")
+@out_option
+@debug_option
+@click.pass_context
+def ewa(ctx: click.Context, **options: Any) -> None:
+    """Exponentially weighted averages of a noisy daily series, with and without bias correction."""
+    from ..lab.averages import EWAOptions, run_ewa, write_ewa
+
+    if options["column"] is not None and options["csv_path"] is None:
+        raise click.UsageError("--column needs --csv")
+    result = run_ewa(
+        EWAOptions(
+            days=options["days"],
+            betas=options["betas"],
+            day=options["day"],
+            seed=options["seed"],
+            csv_path=options["csv_path"],
+            column=options["column"],
+        )
+    )
+    folder = run_folder(ctx, options["out"], options["seed"], options)
+    publish(folder, write_ewa(result, folder))
+
+
+# --- schedule -----------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("specs", nargs=-1, required=True)
+@click.option("--steps", default=10000, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--print", "print_values", is_flag=True, help="Print step,lr as CSV on standard output."
+)
+@click.option(
+    "--every",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1),
+    help="With --print, print every k-th step.",
+)
+@click.option("--log/--linear", default=False, help="Logarithmic learning-rate axis.")
+@out_option
+@debug_option
+@click.pass_context
+def schedule(ctx: click.Context, specs: tuple[str, ...], **options: Any) -> None:
+    """Plot learning-rate schedules, e.g. step_decay:lr=0.1,gamma=0.9,step_size=1000.
+
+    `optimlab list schedules` shows every schedule; lists use /, e.g. boundaries=1000/2000.
+    """
+    from ..lab.schedule_curves import parse_schedule, schedule_values, write_schedules
+
+    for spec in specs:
+        try:
+            parse_schedule(spec)
+        except (TypeError, ValueError) as error:
+            raise click.BadParameter(str(error), param_hint="SPEC") from None
+    values = schedule_values(specs, options["steps"])
+    if options["print_values"]:
+        _print_schedules(specs, values, options["steps"], options["every"])
+    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
+    publish(folder, write_schedules(values, folder, options["log"]))
+
+
+def _print_schedules(specs: tuple[str, ...], values, steps: int, every: int) -> None:
+    """step,lr as CSV on standard output, one column per spec, every ``every``-th step."""
+    # csv quotes the header: a spec's own commas would otherwise split it into columns.
+    table = io.StringIO()
+    writer = csv.writer(table, lineterminator="\n")
+    writer.writerow(["step", *specs])
+    for t in range(0, steps, every):
+        writer.writerow([t, *(repr(values[s][t]) for s in specs)])
+    click.echo(table.getvalue(), nl=False)
+
+
+# --- batch-size ---------------------------------------------------------------------------------
+
+
+@click.command("batch-size")
+@config_option
+@click.option(
+    "--dataset",
+    default="digits",
+    show_default=True,
+    callback=lambda ctx, p, v: names("data set", datasets)(ctx, p, v)[0],
+    help="The data set.",
+)
+@click.option(
+    "--batch-sizes",
+    default="1,16,128,full",
+    show_default=True,
+    callback=batch_sizes,
+    help="Comma-separated batch sizes; 'full' is all m training samples.",
+)
+@click.option("--epochs", default=5, show_default=True, type=click.IntRange(1))
+@click.option(
+    "--optimizer",
+    "-o",
+    default="sgd",
+    show_default=True,
+    callback=contender,
+    help="Name or spec of the optimizer.",
+)
+@click.option(
+    "--lr",
+    default="0.05",
+    show_default=True,
+    help="Learning rate for every batch size, or 'auto' to tune it per batch size.",
+)
+@lr_grid_options
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--seeds", default=1, show_default=True, type=click.IntRange(1))
+@click.option("--hidden", default=64, show_default=True, type=click.IntRange(0))
+@out_option
+@device_option
+@jobs_option
+@debug_option
+@click.pass_context
+def batch_size(ctx: click.Context, **options: Any) -> None:
+    """Batch, stochastic and mini-batch gradient descent: time per epoch, loss per epoch/second."""
+    from ..lab.batch_size import BatchSizeOptions, run_batch_size, write_batch_size
+
+    lr = _fixed_lr(options["lr"])
+    folder = run_folder(ctx, options["out"], options["seed"], options)
+    settings = BatchSizeOptions(
+        dataset=options["dataset"],
+        batch_sizes=options["batch_sizes"],
+        epochs=options["epochs"],
+        contender=options["optimizer"],
+        lr=lr,
+        lr_grid=options["lr_grid"],
+        refine=options["refine"],
+        seed=options["seed"],
+        seeds=options["seeds"],
+        hidden=options["hidden"],
+        device=options["device"],
+        jobs=options["jobs"],
+    )
+    with progress() as advance:
+        result = run_batch_size(settings, advance)
+    publish(folder, write_batch_size(result, folder))
+
+
+def _fixed_lr(text: str) -> float | None:
+    """``--lr``: a number > 0, or None for ``auto`` (tune it per batch size)."""
+    if text.strip() == "auto":
+        return None
+    try:
+        lr = float(text)
+    except ValueError:
+        lr = math.nan
+    if not math.isfinite(lr) or lr <= 0:
+        raise click.BadParameter(
+            f"expected a number > 0 or auto, got {text!r}", param_hint="'--lr'"
+        )
+    return lr
+
+
+COMMANDS = (compare, landscape, ewa, schedule, batch_size)
