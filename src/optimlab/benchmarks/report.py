@@ -179,13 +179,24 @@ def all_paths_table(rows: list[dict]) -> str:
 # --- targets -----------------------------------------------------------------------------------
 
 
-def targets(
-    rows: list[dict], plan_rows: list[dict], train_rows: list[dict] | None = None
-) -> list[tuple[str, str, str]]:
-    """(target, verdict, figures) for each target of issue 6 that this run measured."""
-    by_cell = cells(rows)
-    out: list[tuple[str, str, str]] = []
-    ours = ((OPTIMLAB_DEFAULT, LABEL_CHECKED), (OPTIMLAB_NO_CHECK, LABEL_NO_CHECK))
+LABEL_CHECKED = "default (fused, with the non-finite gradient check)"
+LABEL_DEFAULT = f"{LABEL_CHECKED}, bound of the update"
+LABEL_DEFAULT_OWN = (
+    "default, its bound counting the check's read (+4 bytes per parameter: the bytes this step "
+    "must move)"
+)
+LABEL_NO_CHECK = 'default without the check (nonfinite_grads="ignore", what torch does)'
+
+# optimlab's own paths that the targets judge, with the label each verdict carries
+OURS = ((OPTIMLAB_DEFAULT, LABEL_CHECKED), (OPTIMLAB_NO_CHECK, LABEL_NO_CHECK))
+
+Target = tuple[str, str, str]  # (target, verdict, figures)
+Cells = dict[tuple[str, int, int], dict[str, dict]]
+
+
+def _bound_targets(by_cell: Cells) -> list[Target]:
+    """Step time over the bandwidth bound at 10M parameters and more, per layout and path."""
+    out = []
     bounds = (
         (OPTIMLAB_DEFAULT, LABEL_DEFAULT, "ratio_to_bound"),
         (OPTIMLAB_DEFAULT, LABEL_DEFAULT_OWN, "ratio_to_own_bound"),
@@ -213,7 +224,13 @@ def targets(
                     + (f"; over: {_some(failing)}" if failing else ""),
                 )
             )
-    for path, label in ours:
+    return out
+
+
+def _never_slower_targets(by_cell: Cells) -> list[Target]:
+    """Each of our paths against torch's fastest path in every cell."""
+    out = []
+    for path, label in OURS:
         speedups, slower = [], []
         for (v, s, t), paths in by_cell.items():
             best = torch_fastest(paths)
@@ -231,11 +248,17 @@ def targets(
                     + (f"; slower: {_some(slower)}" if slower else ""),
                 )
             )
+    return out
+
+
+def _speedup_targets(by_cell: Cells) -> list[Target]:
+    """Adam against torch's fused Adam with 1,000 tensors; RMSprop against torch's fastest."""
+    out = []
     for variant, limit, label in (
         ("adam", TARGET_ADAM_1000, "≥ 1.8× torch fused Adam with 1,000 tensors"),
         ("rmsprop", TARGET_RMSPROP, "≥ 3× torch's fastest RMSprop"),
     ):
-        for path, name in ours:
+        for path, name in OURS:
             found = []
             for (v, s, t), paths in by_cell.items():
                 if v != variant or path not in paths:
@@ -256,7 +279,13 @@ def targets(
                         ", ".join(f"{_size(s)}×{t}: {x:.1f}×" for s, t, x in found),
                     )
                 )
-    for path, label in ours:
+    return out
+
+
+def _memory_targets(rows: list[dict]) -> list[Target]:
+    """The largest growth of peak memory during steps, at 10M parameters and more."""
+    out = []
+    for path, label in OURS:
         big = [r for r in rows if r["path"] == path and r["size"] >= 10_000_000]
         if big:
             worst = max(big, key=lambda r: r["memory_ratio"])
@@ -270,44 +299,58 @@ def targets(
                     f"({worst['variant']} {_size(worst['size'])}×{worst['tensors']})",
                 )
             )
-    if plan_rows:
-        mine = next((r for r in plan_rows if r["plan"] == "MiniBatches"), None)
-        if mine:
-            out.append(
-                (
-                    "mini-batch plans ≥ 10× DataLoader(TensorDataset, shuffle=True), batch 64",
-                    "met" if mine["speedup_vs_dataloader"] >= TARGET_PLANS else "not met",
-                    f"{mine['speedup_vs_dataloader']:.1f}× "
-                    f"({mine['samples_per_s']:,.0f} samples/s; others' CPU "
-                    f"{mine.get('others_cpu', 0):.0%})",
-                )
-            )
-    fits = [r for r in train_rows or [] if r["loop"] == "optimlab.train.fit"]
-    if fits:
-        slow = [r for r in fits if r["ratio_to_hand_written"] > TARGET_LOOP]
-        different = [r for r in fits if not r["same_parameters"]]
-        out.append(
-            (
-                "training loop within 5% of a hand-written loop",
-                "met" if not slow and not different else "not met",
-                "; ".join(
-                    f"{r['case']}: {r['ratio_to_hand_written']:.3f}× "
-                    f"({r['us_per_step']:.0f} µs per step, same parameters: "
-                    f"{'yes' if r['same_parameters'] else 'NO'}, others' CPU {r['others_cpu']:.0%})"
-                    for r in fits
-                ),
-            )
-        )
     return out
 
 
-LABEL_CHECKED = "default (fused, with the non-finite gradient check)"
-LABEL_DEFAULT = f"{LABEL_CHECKED}, bound of the update"
-LABEL_DEFAULT_OWN = (
-    "default, its bound counting the check's read (+4 bytes per parameter: the bytes this step "
-    "must move)"
-)
-LABEL_NO_CHECK = 'default without the check (nonfinite_grads="ignore", what torch does)'
+def _plans_targets(plan_rows: list[dict]) -> list[Target]:
+    mine = next((r for r in plan_rows if r["plan"] == "MiniBatches"), None)
+    if not mine:
+        return []
+    return [
+        (
+            "mini-batch plans ≥ 10× DataLoader(TensorDataset, shuffle=True), batch 64",
+            "met" if mine["speedup_vs_dataloader"] >= TARGET_PLANS else "not met",
+            f"{mine['speedup_vs_dataloader']:.1f}× "
+            f"({mine['samples_per_s']:,.0f} samples/s; others' CPU "
+            f"{mine.get('others_cpu', 0):.0%})",
+        )
+    ]
+
+
+def _loop_targets(train_rows: list[dict]) -> list[Target]:
+    fits = [r for r in train_rows if r["loop"] == "optimlab.train.fit"]
+    if not fits:
+        return []
+    slow = [r for r in fits if r["ratio_to_hand_written"] > TARGET_LOOP]
+    different = [r for r in fits if not r["same_parameters"]]
+    return [
+        (
+            "training loop within 5% of a hand-written loop",
+            "met" if not slow and not different else "not met",
+            "; ".join(
+                f"{r['case']}: {r['ratio_to_hand_written']:.3f}× "
+                f"({r['us_per_step']:.0f} µs per step, same parameters: "
+                f"{'yes' if r['same_parameters'] else 'NO'}, others' CPU {r['others_cpu']:.0%})"
+                for r in fits
+            ),
+        )
+    ]
+
+
+def targets(
+    rows: list[dict], plan_rows: list[dict], train_rows: list[dict] | None = None
+) -> list[Target]:
+    """(target, verdict, figures) for each target of issue 6 that this run measured."""
+    by_cell = cells(rows)
+    return [
+        *_bound_targets(by_cell),
+        *_never_slower_targets(by_cell),
+        *_speedup_targets(by_cell),
+        *_memory_targets(rows),
+        *_plans_targets(plan_rows or []),
+        *_loop_targets(train_rows or []),
+    ]
+
 
 WHY = {
     LABEL_DEFAULT: "the non-finite check reads every gradient before the step may write "
@@ -347,19 +390,10 @@ def why(target: str) -> str:
 # --- the document ------------------------------------------------------------------------------
 
 
-def markdown(
-    rows: list[dict],
-    plan_rows: list[dict],
-    train_rows: list[dict],
-    info: dict[str, str],
-    command: str,
-    plot: str | None,
-    elapsed: float,
-    smoke: bool = False,
-    reused: tuple[str, str] | None = None,
-) -> str:
-    sizes = sorted({r["size"] for r in rows})
-    others = [r.get("others_cpu", 0.0) for r in rows + plan_rows + train_rows]
+def _header(
+    info: dict[str, str], command: str, elapsed: float, smoke: bool, reused: tuple[str, str] | None
+) -> list[str]:
+    """The title, what kind of run wrote it, when, on which machine, and what it reused."""
     parts = [
         "# Benchmarks: optimizer steps, mini-batch plans and the training loop",
         "",
@@ -388,54 +422,63 @@ def markdown(
             "machine (`--steps-from`); the plans and the training loop were measured now.",
             "",
         ]
-    if rows:
-        bandwidths = [r["bandwidth_GBps"] for r in rows]
-        parts += [
-            "**The bound.** An in-place `a += s * b` over 50M fp32 elements moves 12 bytes per "
-            "element; its bandwidth, measured in every round, times the bytes a step must move "
-            "per parameter (SGD 12; SGD with momentum, the momentum forms and RMSprop 20; Adam "
-            "and AdamW 28; AMSGrad and centered RMSprop with momentum 36) gives the fastest a "
-            f"step can be. Measured bandwidth this run: median "
-            f"{statistics.median(bandwidths):.1f} GB/s (range {min(bandwidths):.1f} to "
-            f"{max(bandwidths):.1f}). At 1M parameters the arrays fit in the 32 MiB L3 cache, "
-            "so steps beat the DRAM bound there.",
-            "",
-        ]
-    if others:
-        parts += [
-            "**Load.** This machine is shared. For each measurement the run records the share "
-            "of CPU time other processes took meanwhile (`others' CPU`); an optimizer-step "
-            "cell above 10% is measured again, up to twice, and the quietest attempt kept. "
-            f"This run: median {statistics.median(others):.0%}, largest {max(others):.0%}.",
-            "",
-        ]
-    if rows:
-        parts += [
-            "**Paths.** `optimlab default` is `fused=None`: one compiled loop over all tensors "
-            "where a C compiler is available, the plain path's arithmetic but for square roots "
-            "(the CPU's correctly rounded one, within 1 ulp per root of PyTorch's MKL sqrt), with "
-            "the non-finite gradient check (one more read of the gradients). `no check` is the "
-            'same with `nonfinite_grads="ignore"`: what torch\'s paths do, which never check. '
-            '`optimlab exact` is `fused="exact"`: the same loop calling PyTorch\'s own MKL '
-            "square root, bitwise the plain path's results (for SGD and the momentum forms the "
-            "same kernel as the default). `optimlab foreach` / `per-tensor` are the plain paths. "
-            "torch's are `torch.optim` with `foreach=False`, `foreach=True` and `fused=True`.",
-            "",
-            "**What costs what.** (1) The non-finite check reads every gradient once before "
-            "the step may write anything (a NaN found late must leave everything unchanged), so "
-            "it cannot share the step's pass: +4 bytes per parameter, which the column "
-            "`default × (bound + check)` counts. (2) PyTorch's CPU `sqrt` is MKL's vector square "
-            "root at about 3 cycles per element; `exact` must call it, which makes RMSprop and "
-            "Adam compute-bound on 2 cores; the default does not. (3) Each step costs about "
-            "50 µs of Python (the step wrapper, recording the rule for its scalars, the kernel "
-            "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
-            "every parameter, gradient and state buffer is still what the kernel may take "
-            "(pointers, sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
-            "(`optimlab.fused.plancheck`, built by `optimlab build`; `plan checks` above says "
-            "which ran).",
-            "",
-        ]
-    parts += [
+    return parts
+
+
+def _bound_paragraph(rows: list[dict]) -> list[str]:
+    bandwidths = [r["bandwidth_GBps"] for r in rows]
+    return [
+        "**The bound.** An in-place `a += s * b` over 50M fp32 elements moves 12 bytes per "
+        "element; its bandwidth, measured in every round, times the bytes a step must move "
+        "per parameter (SGD 12; SGD with momentum, the momentum forms and RMSprop 20; Adam "
+        "and AdamW 28; AMSGrad and centered RMSprop with momentum 36) gives the fastest a "
+        f"step can be. Measured bandwidth this run: median "
+        f"{statistics.median(bandwidths):.1f} GB/s (range {min(bandwidths):.1f} to "
+        f"{max(bandwidths):.1f}). At 1M parameters the arrays fit in the 32 MiB L3 cache, "
+        "so steps beat the DRAM bound there.",
+        "",
+    ]
+
+
+def _load_paragraph(others: list[float]) -> list[str]:
+    return [
+        "**Load.** This machine is shared. For each measurement the run records the share "
+        "of CPU time other processes took meanwhile (`others' CPU`); an optimizer-step "
+        "cell above 10% is measured again, up to twice, and the quietest attempt kept. "
+        f"This run: median {statistics.median(others):.0%}, largest {max(others):.0%}.",
+        "",
+    ]
+
+
+PATHS_PARAGRAPHS = [
+    "**Paths.** `optimlab default` is `fused=None`: one compiled loop over all tensors "
+    "where a C compiler is available, the plain path's arithmetic but for square roots "
+    "(the CPU's correctly rounded one, within 1 ulp per root of PyTorch's MKL sqrt), with "
+    "the non-finite gradient check (one more read of the gradients). `no check` is the "
+    'same with `nonfinite_grads="ignore"`: what torch\'s paths do, which never check. '
+    '`optimlab exact` is `fused="exact"`: the same loop calling PyTorch\'s own MKL '
+    "square root, bitwise the plain path's results (for SGD and the momentum forms the "
+    "same kernel as the default). `optimlab foreach` / `per-tensor` are the plain paths. "
+    "torch's are `torch.optim` with `foreach=False`, `foreach=True` and `fused=True`.",
+    "",
+    "**What costs what.** (1) The non-finite check reads every gradient once before "
+    "the step may write anything (a NaN found late must leave everything unchanged), so "
+    "it cannot share the step's pass: +4 bytes per parameter, which the column "
+    "`default × (bound + check)` counts. (2) PyTorch's CPU `sqrt` is MKL's vector square "
+    "root at about 3 cycles per element; `exact` must call it, which makes RMSprop and "
+    "Adam compute-bound on 2 cores; the default does not. (3) Each step costs about "
+    "50 µs of Python (the step wrapper, recording the rule for its scalars, the kernel "
+    "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
+    "every parameter, gradient and state buffer is still what the kernel may take "
+    "(pointers, sizes, dtypes, shapes, memory clear of what the step writes), in C++ "
+    "(`optimlab.fused.plancheck`, built by `optimlab build`; `plan checks` above says "
+    "which ran).",
+    "",
+]
+
+
+def _targets_section(rows: list[dict], plan_rows: list[dict], train_rows: list[dict]) -> list[str]:
+    return [
         "## Targets of issue 6",
         "",
         "| target | verdict | figures | why, where not met |",
@@ -446,50 +489,85 @@ def markdown(
         ),
         "",
     ]
+
+
+def _plans_section(plan_rows: list[dict]) -> list[str]:
+    first = plan_rows[0]
+    return [
+        "## Mini-batch plans vs DataLoader",
+        "",
+        f"One epoch of {first['samples']:,} × {first['features']} fp32 samples with int64 "
+        f"targets, batch {first['batch_size']}, each plan timed {first['repeats']} times, "
+        "interleaved (`optimlab/benchmarks/bench_plans.py`). `MiniBatches` gathers each "
+        "batch by the faster, timed as it runs, of NumPy's serial take and `index_select` on "
+        "torch's threads (the two `per batch` strategy rows; which one wins depends on the "
+        "load on the machine); `permute once` is the other way it could work.",
+        "",
+        bench_plans.markdown(plan_rows),
+        "",
+    ]
+
+
+def _train_section(train_rows: list[dict]) -> list[str]:
+    return [
+        "## The training loop vs a hand-written loop",
+        "",
+        "`optimlab.train.fit` (no evaluation, checkpoints or progress bar) against the "
+        "loop every tutorial writes (`zero_grad`, forward, loss, `backward`, `step`, "
+        "`loss.item()` per step, since fit records each step's loss), on the same model, "
+        "optimizer (`optimlab.Adam`), plan and epochs, timed alternately "
+        "(`optimlab/benchmarks/bench_train.py`). `same parameters`: both runs ended with "
+        "bitwise the same parameters in every repeat.",
+        "",
+        bench_train.markdown(train_rows),
+        "",
+    ]
+
+
+def _every_path_section(rows: list[dict]) -> list[str]:
+    return [
+        "## Every path",
+        "",
+        "`first step` includes allocating state (and, once per configuration and machine, "
+        "compiling the fused kernel: cached afterwards). `step memory` is the growth of "
+        "peak resident memory during a sample of steps.",
+        "",
+        all_paths_table(rows),
+        "",
+    ]
+
+
+def markdown(
+    rows: list[dict],
+    plan_rows: list[dict],
+    train_rows: list[dict],
+    info: dict[str, str],
+    command: str,
+    plot: str | None,
+    elapsed: float,
+    smoke: bool = False,
+    reused: tuple[str, str] | None = None,
+) -> str:
+    """BENCHMARKS.md: how the run was made, the targets, then one section per part measured."""
+    others = [r.get("others_cpu", 0.0) for r in rows + plan_rows + train_rows]
+    parts = _header(info, command, elapsed, smoke, reused)
+    if rows:
+        parts += _bound_paragraph(rows)
+    if others:
+        parts += _load_paragraph(others)
+    if rows:
+        parts += PATHS_PARAGRAPHS
+    parts += _targets_section(rows, plan_rows, train_rows)
     if plot:
         parts += [f"![step time over the bandwidth bound]({plot})", ""]
-    for size in sizes:
+    for size in sorted({r["size"] for r in rows}):
         parts += [f"## {_size(size)} fp32 parameters", "", summary_table(rows, size), ""]
     if plan_rows:
-        first = plan_rows[0]
-        parts += [
-            "## Mini-batch plans vs DataLoader",
-            "",
-            f"One epoch of {first['samples']:,} × {first['features']} fp32 samples with int64 "
-            f"targets, batch {first['batch_size']}, each plan timed {first['repeats']} times, "
-            "interleaved (`optimlab/benchmarks/bench_plans.py`). `MiniBatches` gathers each "
-            "batch by the faster, timed as it runs, of NumPy's serial take and `index_select` on "
-            "torch's threads (the two `per batch` strategy rows; which one wins depends on the "
-            "load on the machine); `permute once` is the other way it could work.",
-            "",
-            bench_plans.markdown(plan_rows),
-            "",
-        ]
+        parts += _plans_section(plan_rows)
     if train_rows:
-        parts += [
-            "## The training loop vs a hand-written loop",
-            "",
-            "`optimlab.train.fit` (no evaluation, checkpoints or progress bar) against the "
-            "loop every tutorial writes (`zero_grad`, forward, loss, `backward`, `step`, "
-            "`loss.item()` per step, since fit records each step's loss), on the same model, "
-            "optimizer (`optimlab.Adam`), plan and epochs, timed alternately "
-            "(`optimlab/benchmarks/bench_train.py`). `same parameters`: both runs ended with "
-            "bitwise the same parameters in every repeat.",
-            "",
-            bench_train.markdown(train_rows),
-            "",
-        ]
+        parts += _train_section(train_rows)
     if rows:
-        parts += [
-            "## Every path",
-            "",
-            "`first step` includes allocating state (and, once per configuration and machine, "
-            "compiling the fused kernel: cached afterwards). `step memory` is the growth of "
-            "peak resident memory during a sample of steps.",
-            "",
-            all_paths_table(rows),
-            "",
-        ]
+        parts += _every_path_section(rows)
     return "\n".join(parts)
 
 
