@@ -58,14 +58,8 @@ class Options:
         self.json = self.json or folder / "results.json"
 
 
-def run(options: Options) -> int:
-    """Run the benchmarks ``options`` ask for and write the report; returns the exit status."""
-    say = options.progress
-    options.resolve()
-    if options.device == "cuda" and not torch.cuda.is_available():
-        raise BenchError("--device cuda: no CUDA device here")
-    if options.device not in ("cpu", "cuda"):
-        raise BenchError(f"Invalid --device: {options.device!r}; expected 'cpu' or 'cuda'")
+def _variants(options: Options) -> list:
+    """The variants asked for by name (smoke: Adam only), the quick ones, or all of them."""
     variants = bench_optimizers.VARIANTS
     wanted = options.variants or (SMOKE_VARIANTS if options.smoke else None)
     if wanted:
@@ -73,9 +67,14 @@ def run(options: Options) -> int:
         unknown = sorted(set(wanted) - set(known))
         if unknown:
             raise BenchError(f"Invalid --variants: unknown {unknown}; known: {known}")
-        variants = [v for v in variants if v.id in wanted]
-    elif options.quick:
-        variants = [v for v in variants if v.quick]
+        return [v for v in variants if v.id in wanted]
+    if options.quick:
+        return [v for v in variants if v.quick]
+    return variants
+
+
+def _sizes_layouts_rounds(options: Options) -> tuple[list[int], list[int], int]:
+    """The options' own sizes, layouts and rounds, else those of a smoke, quick or full run."""
     if options.smoke:
         sizes, layouts, rounds = SMOKE_SIZES, SMOKE_LAYOUTS, 1
     else:
@@ -89,67 +88,131 @@ def run(options: Options) -> int:
             raise BenchError(f"Invalid {name}: {value}; expected positive counts")
     if any(s < t for s in sizes for t in layouts):
         raise BenchError(f"Invalid --sizes {sizes} for --layouts {layouts}: a size below a layout")
+    return sizes, layouts, rounds
+
+
+def _reused_steps(steps_from: Path) -> tuple[list[dict], tuple[str, str]]:
+    """The optimizer-step rows of an earlier results.json, and (its path, when it measured)."""
+    try:
+        earlier = json.loads(Path(steps_from).read_text())
+        rows = list(earlier["steps"])
+        when = earlier.get("steps_measured") or earlier["machine"]["date"]
+        return rows, (str(steps_from), when)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise BenchError(
+            f"Invalid --steps-from: {str(steps_from)!r} is not a results.json of "
+            f"optimlab bench ({error})"
+        ) from None
+
+
+def _step_rows(
+    options: Options, variants, sizes: list[int], layouts: list[int], rounds: int
+) -> tuple[list[dict], tuple[str, str] | None]:
+    """The optimizer-step rows, reused or measured now (none if not asked), and where from."""
+    say = options.progress
+    if options.steps_from is not None:
+        rows, reused = _reused_steps(options.steps_from)
+        say(f"optimizer steps: {len(rows)} rows from {reused[0]} (measured {reused[1]})")
+        return rows, reused
+    if not options.steps:
+        return [], None
+    say(
+        f"optimizer steps on {options.device}: {len(variants)} variants, sizes {sizes}, "
+        f"layouts {layouts}, {rounds} rounds"
+    )
+    rows = bench_optimizers.run(
+        sizes,
+        layouts,
+        variants,
+        rounds=rounds,
+        slow_rounds=min(rounds, 3),
+        device=options.device,
+        progress=say,
+        retries=0 if options.smoke else 2,
+        bound_elements=1_000_000 if options.smoke else bench_optimizers.BOUND_ELEMENTS,
+        all_paths=options.smoke,
+    )
+    return rows, None
+
+
+def _repeats(options: Options) -> int:
+    """Repeats of the plans and the training loop: 1 smoke, 3 quick, 7 full."""
+    return 1 if options.smoke else 3 if options.quick else 7
+
+
+def _plan_rows(options: Options) -> list[dict]:
+    if not options.plans:
+        return []
+    options.progress("mini-batch plans vs DataLoader")
+    return bench_plans.run(
+        _repeats(options),
+        samples=2_048 if options.smoke else bench_plans.M,
+        features=16 if options.smoke else bench_plans.FEATURES,
+        progress=options.progress,
+        device=options.device,
+    )
+
+
+def _train_rows(options: Options) -> list[dict]:
+    if not options.train:
+        return []
+    options.progress("the training loop vs a hand-written loop")
+    return bench_train.run(
+        _repeats(options),
+        cases=bench_train.SMOKE_CASES if options.smoke else bench_train.CASES,
+        progress=options.progress,
+        device=options.device,
+    )
+
+
+def _plot(options: Options, rows: list[dict]) -> str | None:
+    """Draw the plot of the step rows; its path as BENCHMARKS.md links it (None if not drawn)."""
+    if not (rows and report.plot(rows, options.plot)):
+        return None
+    try:
+        return str(options.plot.resolve().relative_to(options.out.resolve().parent))
+    except ValueError:
+        return str(options.plot.resolve())
+
+
+def _write_results(
+    options: Options,
+    rows: list[dict],
+    plan_rows: list[dict],
+    train_rows: list[dict],
+    info: dict[str, str],
+    reused: tuple[str, str] | None,
+) -> None:
+    """Every measured row, with the machine and when the step rows were measured, as JSON."""
+    results = {
+        "machine": info,
+        "steps_measured": reused[1] if reused else info["date"],
+        "steps": rows,
+        "plans": plan_rows,
+        "train": train_rows,
+    }
+    options.json.write_text(json.dumps(results, indent=1) + "\n")
+
+
+def run(options: Options) -> int:
+    """Run the benchmarks ``options`` ask for and write the report; returns the exit status."""
+    say = options.progress
+    options.resolve()
+    if options.device == "cuda" and not torch.cuda.is_available():
+        raise BenchError("--device cuda: no CUDA device here")
+    if options.device not in ("cpu", "cuda"):
+        raise BenchError(f"Invalid --device: {options.device!r}; expected 'cpu' or 'cuda'")
+    variants = _variants(options)
+    sizes, layouts, rounds = _sizes_layouts_rounds(options)
 
     start = time.perf_counter()
     for path in (options.out, options.plot, options.json):
         path.parent.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    reused = None
-    if options.steps_from is not None:
-        try:
-            earlier = json.loads(Path(options.steps_from).read_text())
-            rows = list(earlier["steps"])
-            when = earlier.get("steps_measured") or earlier["machine"]["date"]
-            reused = (str(options.steps_from), when)
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            raise BenchError(
-                f"Invalid --steps-from: {str(options.steps_from)!r} is not a results.json of "
-                f"optimlab bench ({error})"
-            ) from None
-        say(f"optimizer steps: {len(rows)} rows from {reused[0]} (measured {reused[1]})")
-    elif options.steps:
-        say(
-            f"optimizer steps on {options.device}: {len(variants)} variants, sizes {sizes}, "
-            f"layouts {layouts}, {rounds} rounds"
-        )
-        rows = bench_optimizers.run(
-            sizes,
-            layouts,
-            variants,
-            rounds=rounds,
-            slow_rounds=min(rounds, 3),
-            device=options.device,
-            progress=say,
-            retries=0 if options.smoke else 2,
-            bound_elements=1_000_000 if options.smoke else bench_optimizers.BOUND_ELEMENTS,
-            all_paths=options.smoke,
-        )
-    plan_rows: list[dict] = []
-    if options.plans:
-        say("mini-batch plans vs DataLoader")
-        plan_rows = bench_plans.run(
-            1 if options.smoke else 3 if options.quick else 7,
-            samples=2_048 if options.smoke else bench_plans.M,
-            features=16 if options.smoke else bench_plans.FEATURES,
-            progress=say,
-            device=options.device,
-        )
-    train_rows: list[dict] = []
-    if options.train:
-        say("the training loop vs a hand-written loop")
-        train_rows = bench_train.run(
-            1 if options.smoke else 3 if options.quick else 7,
-            cases=bench_train.SMOKE_CASES if options.smoke else bench_train.CASES,
-            progress=say,
-            device=options.device,
-        )
+    rows, reused = _step_rows(options, variants, sizes, layouts, rounds)
+    plan_rows = _plan_rows(options)
+    train_rows = _train_rows(options)
     info = report.machine(options.device)
-    plot_ref = None
-    if rows and report.plot(rows, options.plot):
-        try:
-            plot_ref = str(options.plot.resolve().relative_to(options.out.resolve().parent))
-        except ValueError:
-            plot_ref = str(options.plot.resolve())
+    plot_ref = _plot(options, rows)
     elapsed = time.perf_counter() - start
     options.out.write_text(
         report.markdown(
@@ -164,19 +227,7 @@ def run(options: Options) -> int:
             reused,
         )
     )
-    options.json.write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "steps_measured": reused[1] if reused else info["date"],
-                "steps": rows,
-                "plans": plan_rows,
-                "train": train_rows,
-            },
-            indent=1,
-        )
-        + "\n"
-    )
+    _write_results(options, rows, plan_rows, train_rows, info, reused)
     for target, verdict, figures in report.targets(rows, plan_rows, train_rows):
         say(f"{verdict:>24s}  {target}: {figures}")
     written = [str(options.out), str(options.json)] + ([str(options.plot)] if plot_ref else [])
