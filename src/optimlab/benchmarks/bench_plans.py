@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -36,28 +36,19 @@ def _epoch_seconds(batches, samples: int) -> float:
     return elapsed
 
 
-def run(
-    repeats: int = 7,
-    samples: int = M,
-    features: int = FEATURES,
-    batch_size: int = BATCH,
-    progress: Callable[[str], None] = print,
-    device: str = "cpu",
-) -> list[dict]:
-    """Time ``repeats`` epochs of each plan; return one row per plan with median samples/s.
+def _plans(
+    X: torch.Tensor, y: torch.Tensor, batch_size: int, device: str
+) -> dict[str, Callable[[], Iterable]]:
+    """Each plan by name, as a function that returns one epoch's batches.
 
-    On ``cuda`` the data lives on the GPU (the NumPy strategy row is left out)."""
-    from .bench_optimizers import OtherLoad
-
-    gen = torch.Generator().manual_seed(0)
-    X = torch.randn(samples, features, generator=gen).to(device)
-    y = torch.randint(0, CLASSES, (samples,), generator=gen).to(device)
+    MiniBatches and DataLoader, then the other gathers MiniBatches could use, timed to back its
+    choice (NumPy's take only where the data is in the CPU's memory)."""
+    samples = len(y)
     Xa, ya = (X.numpy(), y.numpy()) if X.device.type == "cpu" else (None, None)
     plan = MiniBatches(X, y, batch_size=batch_size, seed=0)
     torch.manual_seed(0)
     loader = DataLoader(TensorDataset(X, y), batch_size=batch_size, shuffle=True)
 
-    # Other gathers MiniBatches could use, timed to back its choice.
     def take_per_batch():
         perm = torch.randperm(samples).numpy()
         for s in range(0, samples, batch_size):
@@ -84,6 +75,15 @@ def run(
     }
     if Xa is None:
         del plans["strategy: np.take per batch"]
+    return plans
+
+
+def _epochs_seconds(
+    plans: dict[str, Callable[[], Iterable]], repeats: int, samples: int
+) -> tuple[dict[str, list[float]], float]:
+    """``repeats`` timed epochs of every plan, and the share of CPU others took meanwhile."""
+    from .bench_optimizers import OtherLoad
+
     # One untimed epoch each, so allocator and page-fault warm-up is not charged to any.
     for make in plans.values():
         _epoch_seconds(make(), samples)
@@ -93,7 +93,24 @@ def run(
         # Interleave within a repeat so drifts in machine load hit every plan alike.
         for name, make in plans.items():
             times[name].append(_epoch_seconds(make(), samples))
-    others = load.share()
+    return times, load.share()
+
+
+def run(
+    repeats: int = 7,
+    samples: int = M,
+    features: int = FEATURES,
+    batch_size: int = BATCH,
+    progress: Callable[[str], None] = print,
+    device: str = "cpu",
+) -> list[dict]:
+    """Time ``repeats`` epochs of each plan; return one row per plan with median samples/s.
+
+    On ``cuda`` the data lives on the GPU (the NumPy strategy row is left out)."""
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(samples, features, generator=gen).to(device)
+    y = torch.randint(0, CLASSES, (samples,), generator=gen).to(device)
+    times, others = _epochs_seconds(_plans(X, y, batch_size, device), repeats, samples)
 
     base = statistics.median(times["DataLoader(TensorDataset)"])
     rows = []
