@@ -131,82 +131,90 @@ def run_ewa(options: EWAOptions) -> EWAResult:
     return result
 
 
-def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
-    """series.csv, weights.csv, figures (averages; corrected averages; weights), the summary."""
-    days = list(range(1, len(result.series) + 1))
-    betas = list(result.options.betas)
+def _label(beta: float) -> str:
+    return f"beta = {beta:g} (~{1 / (1 - beta):.3g} days)"
+
+
+def _data_rows(result: EWAResult, days: list[int], day: int) -> tuple[list[dict], list[dict]]:
+    """One row per day (the series and every average) and one per past day (the weights)."""
     rows = []
     for i, d in enumerate(days):
         row = {"day": d, result.name: result.series[i]}
-        for beta in betas:
+        for beta in result.options.betas:
             row[f"ewa_{beta:g}"] = result.averages[beta][i]
             row[f"ewa_{beta:g}_bias_corrected"] = result.corrected[beta][i]
         rows.append(row)
-    folder.write_csv("series.csv", rows)
-    day = len(next(iter(result.weights.values())))
     weight_rows = [
-        {"day": i, **{f"weight_{b:g}": result.weights[b][i - 1] for b in betas}}
+        {"day": i, **{f"weight_{b:g}": result.weights[b][i - 1] for b in result.options.betas}}
         for i in range(1, day + 1)
     ]
-    folder.write_csv("weights.csv", weight_rows)
-    folder.write_json("metrics.json", {"series": rows, "weights": weight_rows})
+    return rows, weight_rows
 
-    def label(beta: float) -> str:
-        return f"beta = {beta:g} (~{1 / (1 - beta):.3g} days)"
 
+def _draw_averages(result: EWAResult, folder: RunFolder, days: list[int]) -> None:
+    """figures/ewa: the series with its plain averages, and with the bias-corrected ones."""
+    betas = list(result.options.betas)
     data = plots.Line(result.name, days, result.series, style="points", color="0.45")
     panels = [
         plots.Panel(
             "Exponentially weighted averages, v_0 = 0",
             "day",
             result.name,
-            [data, *[plots.Line(label(b), days, result.averages[b]) for b in betas]],
+            [data, *[plots.Line(_label(b), days, result.averages[b]) for b in betas]],
         ),
         plots.Panel(
             "With bias correction, v_t / (1 - beta^t)",
             "day",
             result.name,
-            [data, *[plots.Line(label(b), days, result.corrected[b]) for b in betas]],
+            [data, *[plots.Line(_label(b), days, result.corrected[b]) for b in betas]],
         ),
     ]
-    plots.draw(panels, folder.file("figures/ewa"), order=[label(b) for b in betas], size=(6, 4))
+    plots.draw(panels, folder.file("figures/ewa"), order=[_label(b) for b in betas], size=(6, 4))
+
+
+def _draw_weights(result: EWAResult, folder: RunFolder, day: int) -> None:
+    """figures/ewa_weights: the weight day ``day``'s average gives to each past day."""
+    betas = list(result.options.betas)
     weight_panel = plots.Panel(
         f"Weights that day {day}'s average gives to past days",
         "day i",
         "beta^(n - i) (1 - beta)",
         [
-            plots.Line(label(b), list(range(1, day + 1)), result.weights[b], style="markers")
+            plots.Line(_label(b), list(range(1, day + 1)), result.weights[b], style="markers")
             for b in betas
         ],
     )
     plots.draw(
         [weight_panel],
         folder.file("figures/ewa_weights"),
-        order=[label(b) for b in betas],
+        order=[_label(b) for b in betas],
         size=(6.5, 4),
     )
+
+
+def _first_days_table(result: EWAResult, days: list[int]) -> Table:
+    """The data and every average, plain and corrected, over the first five days."""
     first = min(5, len(days))
-    table = Table(
+
+    def row(b: float, corrected: bool) -> list[str]:
+        averages = (result.corrected if corrected else result.averages)[b][:first]
+        name = f"{b:g}{' corrected' if corrected else ''}"
+        return [name, f"{1 / (1 - b):.3g}", *[value(x, "float") for x in averages]]
+
+    return Table(
         "first-days",
         f"The first {first} days: the zero start pulls the plain average down",
         ["beta", "window 1/(1-beta)", *[f"day {d}" for d in days[:first]]],
         [
             [f"{result.name} (data)", "", *[value(x, "float") for x in result.series[:first]]],
-            *[
-                [
-                    f"{b:g}{' corrected' if corrected else ''}",
-                    f"{1 / (1 - b):.3g}",
-                    *[
-                        value(x, "float")
-                        for x in (result.corrected if corrected else result.averages)[b][:first]
-                    ],
-                ]
-                for b in betas
-                for corrected in (False, True)
-            ],
+            *[row(b, corrected) for b in result.options.betas for corrected in (False, True)],
         ],
     )
-    weight_table = Table(
+
+
+def _weights_table(result: EWAResult, day: int) -> Table:
+    """The weights of the last five days before ``day``, and their sum over all days."""
+    return Table(
         "weights",
         f"Weight of the last five days in day {day}'s average, and the total weight",
         ["beta", *[f"day {i}" for i in range(max(1, day - 4), day + 1)], "sum over all days"],
@@ -216,9 +224,21 @@ def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
                 *[f"{w:.4f}" for w in result.weights[b][-5:]],
                 f"{math.fsum(result.weights[b]):.4f} = 1 - beta^{day}",
             ]
-            for b in betas
+            for b in result.options.betas
         ],
     )
+
+
+def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
+    """series.csv, weights.csv, figures (averages; corrected averages; weights), the summary."""
+    days = list(range(1, len(result.series) + 1))
+    day = len(next(iter(result.weights.values())))
+    rows, weight_rows = _data_rows(result, days, day)
+    folder.write_csv("series.csv", rows)
+    folder.write_csv("weights.csv", weight_rows)
+    folder.write_json("metrics.json", {"series": rows, "weights": weight_rows})
+    _draw_averages(result, folder, days)
+    _draw_weights(result, folder, day)
     source = (
         str(result.options.csv_path)
         if result.options.csv_path
@@ -235,7 +255,7 @@ def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
                     "curve that lags behind. Started at zero, the plain average is too low at "
                     "first; dividing by 1 - beta^t removes that pull."
                 ],
-                [table],
+                [_first_days_table(result, days)],
                 [
                     Figure(
                         "figures/ewa.png",
@@ -249,7 +269,7 @@ def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
                     "The weights fall off exponentially into the past and sum to 1 - beta^n, "
                     "which is why the first averages are too small."
                 ],
-                [weight_table],
+                [_weights_table(result, day)],
                 [Figure("figures/ewa_weights.png", "beta^(n-i) (1-beta) for each past day i.")],
             ),
         ],
