@@ -12,6 +12,7 @@ import dataclasses
 import json
 import math
 import warnings
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -775,6 +776,47 @@ def test_from_spec(spec, expected):
     assert [got(t) for t in (0, 5, 999, 1000, 1500, 2001)] == [
         expected(t) for t in (0, 5, 999, 1000, 1500, 2001)
     ]
+
+
+def test_a_schedule_is_declared_once_by_its_class(monkeypatch):
+    import optimlab.schedules as package
+    from optimlab.schedules.base import Schedule, frozen, register
+
+    for name, cls in SCHEDULES.items():  # the registry drives the package's names
+        assert getattr(package, cls.__name__) is cls and cls.__name__ in package.__all__
+        pure = issubclass(cls, Schedule)
+        assert (getattr(package, name, None) is cls) == pure and (name in package.__all__) == pure
+    assert set(package.__all__) == set(package.base.exports()) | {
+        "SCHEDULES",
+        "Schedule",
+        "ScheduleDriver",
+        "drive",
+        "from_dict",
+        "from_spec",
+    }
+
+    monkeypatch.setattr(package.base, "SCHEDULES", dict(SCHEDULES))  # a declaration, undone after
+    monkeypatch.setattr(package.serialize, "SCHEDULES", package.base.SCHEDULES)
+
+    @register
+    @frozen
+    class Halving(Schedule):
+        """Halve the lr every step (a schedule declared in a test)."""
+
+        name: ClassVar[str] = "halving"
+        _list_args: ClassVar[tuple[str, ...]] = ("offsets",)
+        lr: float
+        offsets: tuple[int, ...] = ()
+
+        def _lr(self, t):
+            return self.lr / 2 ** (t + sum(self.offsets))
+
+    assert from_spec("halving:lr=1,offsets=1/2")(1) == 1 / 16
+    assert from_dict({"name": "halving", "lr": 1.0}) == Halving(1.0)
+    with pytest.raises(TypeError, match=r"schedule name 'halving' is taken by .*Halving"):
+        register(Halving)
+    with pytest.raises(TypeError, match=r"needs a name that is an identifier"):
+        register(type("Nameless", (Schedule,), {}))
 
 
 def test_from_spec_builds_reduce_on_plateau():
