@@ -2,8 +2,10 @@
 
 Every message names the owner, the argument, the allowed range and the value, so a bad config
 line can be fixed without reading the code: ``"step_decay: step_size must be an integer >= 1,
-got 0"``. (Optimizer hyperparameters use torch's style instead, ``"Invalid lr: -1.0; ..."``,
-in :mod:`optimlab.optim.base`.)
+got 0"``. The mini-batch plans (:mod:`optimlab.data`) leave the owner out (``"batch_size must
+be a positive int or None, got 0"``), and the training loop's counts speak torch's words
+(:func:`positive_count`), as optimizer hyperparameters do (``"Invalid lr: -1.0; ..."``, in
+:mod:`optimlab.optim`).
 
 >>> real("GradientNoise", "eta", -1.0)
 Traceback (most recent call last):
@@ -18,6 +20,8 @@ import numbers
 import operator
 from collections.abc import Sequence
 from typing import Any
+
+import numpy as np
 
 
 def range_text(low: float | None, low_open: bool, high: float | None, high_open: bool) -> str:
@@ -81,3 +85,80 @@ def sequence(owner: str, arg: str, value: Any) -> tuple[Any, ...]:
     if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
         raise TypeError(f"{owner}: {arg} must be a list, got {value!r}")
     return tuple(value)
+
+
+# ---------------------------------------------------------------------------------------------
+# ints in the words of the mini-batch plans ("batch_size must be a positive int or None, got 0";
+# an empty owner leaves the owner out) and of the training loop (torch's words)
+
+
+def is_index(value: Any) -> bool:
+    """Whether ``value`` is an integer as ``operator.index`` sees one: Python, NumPy or 0-d torch,
+    never a float (even 3.0) nor a bool (``True`` passed as a size is almost surely a mistake)."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    try:
+        operator.index(value)
+    except TypeError:
+        return False
+    return True
+
+
+def index(
+    owner: str,
+    arg: str,
+    value: Any,
+    low: int | None = None,
+    *,
+    optional: bool = False,
+    not_int: type[Exception] = TypeError,
+) -> int | None:
+    """An integer (:func:`is_index`) ``>= low`` (any when ``low`` is None), as an ``int``; or
+    None when ``optional``. A value that is no integer raises ``not_int``, one below ``low``
+    ``ValueError``, both saying "an int", "a non-negative int" (``low=0``) or "a positive int"
+    (``low=1``), "or None" when optional.
+
+    >>> index("", "batch_size", 0, 1, optional=True)
+    Traceback (most recent call last):
+    ...
+    ValueError: batch_size must be a positive int or None, got 0
+    """
+    if value is None and optional:
+        return None
+    words = {None: "an int", 0: "a non-negative int", 1: "a positive int"}.get(low)
+    words = (words or f"an int >= {low}") + (" or None" if optional else "")
+    message = f"{owner + ': ' if owner else ''}{arg} must be {words}, got {value!r}"
+    if not is_index(value):
+        raise not_int(message)
+    number = operator.index(value)
+    if low is not None and number < low:
+        raise ValueError(message)
+    return number
+
+
+def below(owner: str, arg: str, value: int, bound_arg: str, bound: int) -> int:
+    """An int ``value`` in ``[0, bound)``, ``bound`` being the value of the argument
+    ``bound_arg``: "rank must be in [0, world_size=2), got 2"."""
+    if not 0 <= value < bound:
+        prefix = f"{owner}: " if owner else ""
+        raise ValueError(f"{prefix}{arg} must be in [0, {bound_arg}={bound}), got {value!r}")
+    return value
+
+
+def flag(owner: str, arg: str, value: Any) -> bool:
+    """True or False, a NumPy bool too, as a ``bool``: "shuffle must be a bool, got 'yes'"."""
+    if not isinstance(value, (bool, np.bool_)):
+        prefix = f"{owner}: " if owner else ""
+        raise TypeError(f"{prefix}{arg} must be a bool, got {value!r}")
+    return bool(value)
+
+
+def positive_count(arg: str, value: Any, *, optional: bool = False) -> int | None:
+    """An ``int >= 1`` (a Python int, not a bool), or None when ``optional``, in torch's words as
+    the training loop's other arguments: every refusal is a ``ValueError`` such as
+    "Invalid epochs: 0; expected an int >= 1"."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"Invalid {arg}: {value!r}; expected an int >= 1")
+    return value

@@ -42,6 +42,8 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset, TensorDataset, default_collate
 
+from . import checks
+
 __all__ = ["MiniBatches"]
 
 _STATE_VERSION = 1
@@ -51,17 +53,6 @@ _STATE_VERSION = 1
 _CHUNK_BYTES = 256 << 10
 #: gathers smaller than this are NumPy's serial take, untimed: torch's threads cannot pay off
 _THREADED_MIN_BYTES = 32 << 10
-
-
-def _is_int(value: Any) -> bool:
-    # bool is an int subclass, but MiniBatches(X, y, True) is almost surely a mistake.
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    try:
-        operator.index(value)
-    except TypeError:
-        return False
-    return True
 
 
 def _epoch_generator(seed: int, epoch: int) -> torch.Generator:
@@ -258,6 +249,46 @@ def _length(column: _TensorColumn | _NumpyColumn) -> int:
     return len(column.tensor) if isinstance(column, _TensorColumn) else len(column.array)
 
 
+def _open(X: Any, y: Any) -> tuple[_DatasetSource | None, list[_TensorColumn | _NumpyColumn], int]:
+    """The source of a plan: a Dataset, or the aligned columns of ``X`` (and ``y``); and ``m``."""
+    if isinstance(X, IterableDataset):
+        raise TypeError("X must be a map-style Dataset (indexable), got an IterableDataset")
+    if isinstance(X, TensorDataset) and y is None:
+        X = tuple(X.tensors)
+    if isinstance(X, Dataset):
+        if y is not None:
+            raise TypeError("y must be None when X is a Dataset (its samples hold the targets)")
+        try:
+            m = len(X)  # type: ignore[arg-type]
+        except TypeError as err:
+            raise TypeError("X must be a Dataset with __len__") from err
+        source: _DatasetSource | None = _DatasetSource(X)
+        columns: list[_TensorColumn | _NumpyColumn] = []
+    else:
+        if (
+            isinstance(X, (tuple, list))
+            and X
+            and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in X)
+        ):
+            if y is not None:
+                raise TypeError("y must be None when X is a sequence of tensors")
+            named: Sequence[tuple[str, Any]] = [(f"X[{i}]", t) for i, t in enumerate(X)]
+        else:
+            named = [("X", X)] if y is None else [("X", X), ("y", y)]
+        source, columns = None, [_as_column(name, value) for name, value in named]
+        lengths = [_length(c) for c in columns]
+        if len(set(lengths)) > 1:
+            names = " and ".join(name for name, _ in named)
+            got = ", ".join(str(n) for n in lengths)
+            raise ValueError(
+                f"{names} must have the same number of samples (first dimension), got {got}"
+            )
+        m = lengths[0]
+    if m == 0:
+        raise ValueError("X is empty: need at least one sample, got m=0")
+    return source, columns, m
+
+
 class MiniBatches:
     """A seeded, resumable, shardable plan of mini-batches over ``m`` samples.
 
@@ -331,63 +362,13 @@ class MiniBatches:
         rank: int = 0,
         world_size: int = 1,
     ) -> None:
-        if batch_size is not None:
-            if not _is_int(batch_size):
-                raise TypeError(f"batch_size must be a positive int or None, got {batch_size!r}")
-            batch_size = operator.index(batch_size)
-            if batch_size < 1:
-                raise ValueError(f"batch_size must be a positive int or None, got {batch_size!r}")
-        if not _is_int(seed):
-            raise TypeError(f"seed must be an int, got {seed!r}")
-        if not _is_int(world_size):
-            raise TypeError(f"world_size must be a positive int, got {world_size!r}")
-        if operator.index(world_size) < 1:
-            raise ValueError(f"world_size must be a positive int, got {world_size!r}")
-        if not _is_int(rank):
-            raise TypeError(f"rank must be an int, got {rank!r}")
-        world_size = operator.index(world_size)
-        if not 0 <= operator.index(rank) < world_size:
-            raise ValueError(f"rank must be in [0, world_size={world_size}), got {rank!r}")
-        for name, flag in (("shuffle", shuffle), ("drop_last", drop_last)):
-            if not isinstance(flag, (bool, np.bool_)):
-                raise TypeError(f"{name} must be a bool, got {flag!r}")
-
-        self._source: _DatasetSource | None = None
-        self._columns: list[_TensorColumn | _NumpyColumn] = []
-        if isinstance(X, IterableDataset):
-            raise TypeError("X must be a map-style Dataset (indexable), got an IterableDataset")
-        if isinstance(X, TensorDataset) and y is None:
-            X = tuple(X.tensors)
-        if isinstance(X, Dataset):
-            if y is not None:
-                raise TypeError("y must be None when X is a Dataset (its samples hold the targets)")
-            try:
-                m = len(X)  # type: ignore[arg-type]
-            except TypeError as err:
-                raise TypeError("X must be a Dataset with __len__") from err
-            self._source = _DatasetSource(X)
-        else:
-            if (
-                isinstance(X, (tuple, list))
-                and X
-                and all(isinstance(t, (torch.Tensor, np.ndarray)) for t in X)
-            ):
-                if y is not None:
-                    raise TypeError("y must be None when X is a sequence of tensors")
-                named: Sequence[tuple[str, Any]] = [(f"X[{i}]", t) for i, t in enumerate(X)]
-            else:
-                named = [("X", X)] if y is None else [("X", X), ("y", y)]
-            self._columns = [_as_column(name, value) for name, value in named]
-            lengths = [_length(c) for c in self._columns]
-            if len(set(lengths)) > 1:
-                names = " and ".join(name for name, _ in named)
-                got = ", ".join(str(n) for n in lengths)
-                raise ValueError(
-                    f"{names} must have the same number of samples (first dimension), got {got}"
-                )
-            m = lengths[0]
-        if m == 0:
-            raise ValueError("X is empty: need at least one sample, got m=0")
+        batch_size = checks.index("", "batch_size", batch_size, 1, optional=True)
+        seed = checks.index("", "seed", seed)
+        world_size = checks.index("", "world_size", world_size, 1)
+        rank = checks.below("", "rank", checks.index("", "rank", rank), "world_size", world_size)
+        shuffle = checks.flag("", "shuffle", shuffle)
+        drop_last = checks.flag("", "drop_last", drop_last)
+        self._source, self._columns, m = _open(X, y)
         if m < world_size:
             raise ValueError(
                 f"need at least world_size={world_size} samples so every rank gets one, got m={m}"
@@ -395,10 +376,10 @@ class MiniBatches:
 
         self._m = m
         self._batch_size = batch_size
-        self._shuffle = bool(shuffle)
-        self._drop_last = bool(drop_last)
-        self._seed = operator.index(seed)
-        self._rank = operator.index(rank)
+        self._shuffle = shuffle
+        self._drop_last = drop_last
+        self._seed = seed
+        self._rank = rank
         self._world_size = world_size
         self._layout()
         self._epoch = 0
@@ -450,7 +431,10 @@ class MiniBatches:
         if self._world_size != 1:
             raise ValueError(f"this plan is already a share (world_size={self._world_size})")
         if not (
-            _is_int(world_size) and world_size >= 1 and _is_int(rank) and 0 <= rank < world_size
+            checks.is_index(world_size)
+            and world_size >= 1
+            and checks.is_index(rank)
+            and 0 <= rank < world_size
         ):
             raise ValueError(f"Invalid rank, world_size: {rank!r}, {world_size!r}")
         if self._m < world_size:
@@ -494,9 +478,7 @@ class MiniBatches:
 
     def set_epoch(self, epoch: int) -> None:
         """Start ``epoch`` from its first batch (like ``DistributedSampler.set_epoch``)."""
-        if not _is_int(epoch) or operator.index(epoch) < 0:
-            raise ValueError(f"epoch must be a non-negative int, got {epoch!r}")
-        self._epoch = operator.index(epoch)
+        self._epoch = checks.index("", "epoch", epoch, 0, not_int=ValueError)
         self._position = 0
 
     def permutation(self, epoch: int) -> torch.Tensor:
@@ -594,8 +576,7 @@ class MiniBatches:
         if missing:
             raise ValueError(f"state is missing keys {missing}")
         for key in mine:
-            if not _is_int(state[key]):
-                raise TypeError(f"state[{key!r}] must be an int, got {state[key]!r}")
+            checks.index("", f"state[{key!r}]", state[key])
         if state["version"] != _STATE_VERSION:
             raise ValueError(f"state version must be {_STATE_VERSION}, got {state['version']!r}")
         for key in ("num_samples", "batch_size", "world_size", "shuffle", "drop_last"):

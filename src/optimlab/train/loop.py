@@ -41,7 +41,7 @@ from typing import Any
 
 import torch
 
-from .. import distributed
+from .. import checks, distributed
 from ..data import MiniBatches
 from ..optim.base import evaluation_weights
 from ..schedules import ReduceOnPlateau, drive
@@ -243,13 +243,6 @@ def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
         return rows
 
 
-def _check_positive_int(name: str, value: Any, allow_none: bool = False) -> None:
-    if value is None and allow_none:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; expected an int >= 1")
-
-
 def fit(
     model: torch.nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -308,11 +301,11 @@ def fit(
     # -- check the arguments before touching anything --------------------------------------
     if epochs is None and steps is None:
         raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
-    _check_positive_int("epochs", epochs, allow_none=True)
-    _check_positive_int("steps", steps, allow_none=True)
-    _check_positive_int("accumulation", accumulation)
-    _check_positive_int("eval_every", eval_every, allow_none=True)
-    _check_positive_int("checkpoint_every", checkpoint_every, allow_none=True)
+    checks.positive_count("epochs", epochs, optional=True)
+    checks.positive_count("steps", steps, optional=True)
+    checks.positive_count("accumulation", accumulation)
+    checks.positive_count("eval_every", eval_every, optional=True)
+    checks.positive_count("checkpoint_every", checkpoint_every, optional=True)
     if nonfinite_loss not in LOSS_POLICIES:
         raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
     if precision not in PRECISIONS:
