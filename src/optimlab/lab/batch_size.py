@@ -99,52 +99,44 @@ def run_batch_size(
     return BatchSizeResult(options, problems, tunings, [[results[s] for s in g] for g in specs])
 
 
-def write_batch_size(result: BatchSizeResult, folder: RunFolder) -> Document:
-    """metrics.csv, curves.csv, figures/batch_size, and the summary."""
-    labels = [result.label(p) for p in result.problems]
-    rows, curve_rows, table_rows = [], [], []
-    losses_by_epoch, losses_by_time, per_epoch = [], [], []
-    for label, problem, tuning, runs in zip(labels, result.problems, result.tunings, result.runs):
-        summary = aggregate(runs)
-        steps_per_epoch = problem.steps_per_epoch()
-        seconds_per_epoch = summary["train_seconds_mean"] / result.options.epochs
-        rows.append(
-            {
-                "batch": label,
-                "batch_size": problem.batch_size or len(problem.split().y_train),
-                "steps_per_epoch": steps_per_epoch,
-                "lr": tuning.lr,
-                "seconds_per_epoch": seconds_per_epoch,
-                **summary,
-            }
-        )
-        table = curves(runs, ["train_loss", "val_accuracy"])
-        epochs = [step / steps_per_epoch for step in table["step"]]
-        curve_rows += [
-            {"batch": label, "epoch": epochs[i], **{k: v[i] for k, v in table.items()}}
-            for i in range(len(epochs))
-        ]
-        losses_by_epoch.append(
-            plots.Line(
-                label, epochs, table["train_loss"], table["train_loss_min"], table["train_loss_max"]
-            )
-        )
-        losses_by_time.append(plots.Line(label, table["seconds"], table["train_loss"]))
-        per_epoch.append(seconds_per_epoch)
-        table_rows.append(
-            [
-                label,
-                str(steps_per_epoch),
-                value(tuning.lr, "lr"),
-                value(seconds_per_epoch, "seconds"),
-                stat(summary["train_loss_mean"], summary["train_loss_std"], "float"),
-                stat(summary["val_accuracy_mean"], summary["val_accuracy_std"], "percent"),
-            ]
-        )
-    folder.write_csv("metrics.csv", rows)
-    folder.write_csv("curves.csv", curve_rows)
-    folder.write_json("metrics.json", {"batch_sizes": rows, "curves": curve_rows})
+# One batch size's curves: the epoch of each evaluation, and curves() of its runs.
+Curves = tuple[list[float], dict[str, list[float]]]
+
+
+def _metrics_row(
+    result: BatchSizeResult, label: str, problem: DatasetProblem, tuning: Tuning, runs
+) -> dict:
+    """One batch size: its steps per epoch, learning rate, seconds per epoch and summary."""
+    summary = aggregate(runs)
+    return {
+        "batch": label,
+        "batch_size": problem.batch_size or len(problem.split().y_train),
+        "steps_per_epoch": problem.steps_per_epoch(),
+        "lr": tuning.lr,
+        "seconds_per_epoch": summary["train_seconds_mean"] / result.options.epochs,
+        **summary,
+    }
+
+
+def _curves_by_epoch(problem: DatasetProblem, runs) -> Curves:
+    table = curves(runs, ["train_loss", "val_accuracy"])
+    return [step / problem.steps_per_epoch() for step in table["step"]], table
+
+
+def _draw_batch_size_figure(
+    result: BatchSizeResult, folder: RunFolder, rows: list[dict], tables: list[Curves]
+) -> None:
+    """figures/batch_size: the loss against epochs and seconds, and the seconds per epoch."""
+    labels = [row["batch"] for row in rows]
     title = result.problems[0].title
+    losses_by_epoch = [
+        plots.Line(label, epochs, t["train_loss"], t["train_loss_min"], t["train_loss_max"])
+        for label, (epochs, t) in zip(labels, tables)
+    ]
+    losses_by_time = [
+        plots.Line(label, t["seconds"], t["train_loss"]) for label, (_, t) in zip(labels, tables)
+    ]
+    per_epoch = [row["seconds_per_epoch"] for row in rows]
     panels = [
         plots.Panel(
             f"{title}: training loss per epoch",
@@ -171,15 +163,15 @@ def write_batch_size(result: BatchSizeResult, folder: RunFolder) -> Document:
         ),
     ]
     plots.draw(panels, folder.file("figures/batch_size"), order=labels, columns=3, size=(4.8, 3.8))
+
+
+def _batch_size_table(result: BatchSizeResult, rows: list[dict]) -> Table:
+    """One line per batch size: its cost per epoch and where the loss and accuracy ended."""
     options = result.options
-    lr_text = (
-        f"learning rate {value(options.lr, 'lr')} for every batch size"
-        if options.lr is not None
-        else "learning rate tuned per batch size on the validation loss"
-    )
-    table = Table(
+    return Table(
         "batch-sizes",
-        f"{options.epochs} epochs of {options.contender.title} on {title}, {options.seeds} seed(s)",
+        f"{options.epochs} epochs of {options.contender.title} on {result.problems[0].title}, "
+        f"{options.seeds} seed(s)",
         [
             "batch",
             "steps per epoch",
@@ -188,11 +180,44 @@ def write_batch_size(result: BatchSizeResult, folder: RunFolder) -> Document:
             "final training loss",
             "final validation accuracy",
         ],
-        table_rows,
+        [
+            [
+                row["batch"],
+                str(row["steps_per_epoch"]),
+                value(row["lr"], "lr"),
+                value(row["seconds_per_epoch"], "seconds"),
+                stat(row["train_loss_mean"], row["train_loss_std"], "float"),
+                stat(row["val_accuracy_mean"], row["val_accuracy_std"], "percent"),
+            ]
+            for row in rows
+        ],
+    )
+
+
+def write_batch_size(result: BatchSizeResult, folder: RunFolder) -> Document:
+    """metrics.csv, curves.csv, figures/batch_size, and the summary."""
+    each = list(zip(result.problems, result.tunings, result.runs))
+    rows = [_metrics_row(result, result.label(p), p, t, runs) for p, t, runs in each]
+    tables = [_curves_by_epoch(p, runs) for p, _, runs in each]
+    curve_rows = [
+        {"batch": row["batch"], "epoch": epochs[i], **{k: v[i] for k, v in table.items()}}
+        for row, (epochs, table) in zip(rows, tables)
+        for i in range(len(epochs))
+    ]
+    folder.write_csv("metrics.csv", rows)
+    folder.write_csv("curves.csv", curve_rows)
+    folder.write_json("metrics.json", {"batch_sizes": rows, "curves": curve_rows})
+    _draw_batch_size_figure(result, folder, rows, tables)
+    options = result.options
+    lr_text = (
+        f"learning rate {value(options.lr, 'lr')} for every batch size"
+        if options.lr is not None
+        else "learning rate tuned per batch size on the validation loss"
     )
     return Document(
         "optimlab batch-size",
-        f"Batch, stochastic and mini-batch gradient descent on {title}; {lr_text}",
+        f"Batch, stochastic and mini-batch gradient descent on {result.problems[0].title}; "
+        f"{lr_text}",
         [
             Section(
                 "Batch size",
@@ -201,7 +226,7 @@ def write_batch_size(result: BatchSizeResult, folder: RunFolder) -> Document:
                     "per second, the best batch is the one whose steps are cheap but not so "
                     "small that the per-step overhead dominates."
                 ],
-                [table],
+                [_batch_size_table(result, rows)],
                 [
                     Figure(
                         "figures/batch_size.png",
