@@ -36,12 +36,13 @@ DOCUMENTED_MODULES = [
     "optimlab.optim.classic",
     "optimlab.optim.layerwise",
     "optimlab.optim.tuning_free",
-    "optimlab.escape",
-    "optimlab.escape.noise",
-    "optimlab.escape.annealing",
-    "optimlab.escape.restarts",
-    "optimlab.escape.descent",
-    "optimlab.escape.study",
+    "optimlab.remedies",
+    "optimlab.remedies.noise",
+    "optimlab.remedies.annealing",
+    "optimlab.remedies.restarts",
+    "optimlab.lab.escape",
+    "optimlab.lab.escape.descent",
+    "optimlab.lab.escape.study",
 ]
 
 

@@ -12,19 +12,13 @@ import pytest
 import torch
 
 import optimlab
-import optimlab.escape.annealing
-import optimlab.escape.descent
-import optimlab.escape.noise
-import optimlab.escape.restarts
-import optimlab.escape.study
 from optimlab import schedules
-from optimlab.escape import (
+from optimlab.lab.escape import descend, problems
+from optimlab.remedies import (
     Annealing,
     GradientNoise,
     annealed_noise,
-    descend,
     metropolis_accept,
-    problems,
     random_restarts,
     restart_seeds,
     simulated_annealing,
@@ -181,7 +175,7 @@ def test_descend_and_restarts_same_seed_same_result():
 def test_simulated_annealing_same_seed_same_result():
     def run(seed):
         return simulated_annealing(
-            problems.rastrigin, torch.tensor([2.0, -1.0]), 1.0, 0.3, steps=50, seed=seed
+            problems.RASTRIGIN.objective, torch.tensor([2.0, -1.0]), 1.0, 0.3, steps=50, seed=seed
         )
 
     a, b, c = run(0), run(0), run(1)
@@ -498,12 +492,12 @@ BAD_ARGUMENTS = [
         r"temperature must be a number, a schedule",
     ),
     (
-        lambda: simulated_annealing(problems.saddle, torch.zeros(2), -2.0, 0.1, 10),
+        lambda: simulated_annealing(problems.SADDLE.objective, torch.zeros(2), -2.0, 0.1, 10),
         ValueError,
         r"simulated_annealing: temperature must be a finite number >= 0, got -2\.0",
     ),
     (
-        lambda: simulated_annealing(problems.saddle, torch.zeros(2), 1.0, 0.1, -10),
+        lambda: simulated_annealing(problems.SADDLE.objective, torch.zeros(2), 1.0, 0.1, -10),
         ValueError,
         r"simulated_annealing: steps must be an integer >= 0, got -10",
     ),

@@ -11,8 +11,10 @@ import pytest
 import torch
 
 import optimlab
-from optimlab.escape import descend, escape_main, problems, random_restarts
-from optimlab.escape.study import METHODS, cells, run_study, wilson_interval
+from optimlab.lab import functions
+from optimlab.lab.escape import descend, escape_main, problems
+from optimlab.lab.escape.study import METHODS, cells, run_study, wilson_interval
+from optimlab.remedies import random_restarts
 
 # --- the problems --------------------------------------------------------------------------------
 
@@ -26,22 +28,38 @@ def _grad(f, point):
 @pytest.mark.parametrize(
     "f, point, value",
     [
-        (problems.saddle, (1.0, 0.0), 1.0),
-        (problems.monkey_saddle, (1.0, 1.0), -2.0),
-        (problems.rastrigin, (0.0, 0.0), 0.0),
-        (problems.six_hump_camel, (0.0898, -0.7126), -1.0316),
-        (problems.six_hump_camel, (-0.0898, 0.7126), -1.0316),
-        (problems.himmelblau, (3.0, 2.0), 0.0),
-        (problems.himmelblau, (-2.805118, 3.131312), 0.0),
+        (problems.SADDLE.objective, (1.0, 0.0), 1.0),
+        (problems.MONKEY_SADDLE.objective, (1.0, 1.0), -2.0),
+        (problems.RASTRIGIN.objective, (0.0, 0.0), 0.0),
+        (problems.SIX_HUMP_CAMEL.objective, (0.0898, -0.7126), -1.0316),
+        (problems.SIX_HUMP_CAMEL.objective, (-0.0898, 0.7126), -1.0316),
+        (problems.HIMMELBLAU.objective, (3.0, 2.0), 0.0),
+        (problems.HIMMELBLAU.objective, (-2.805118, 3.131312), 0.0),
     ],
 )
 def test_known_values(f, point, value):
     assert f(torch.tensor(point, dtype=torch.float64)).item() == pytest.approx(value, abs=1e-4)
 
 
+def test_the_2d_traps_are_the_labs_test_functions():
+    for name in ("saddle", "monkey_saddle", "six_hump_camel", "himmelblau"):
+        assert problems.PROBLEMS[name].objective is functions.FUNCTIONS[name].f
+    # Rastrigin in the lab's form summed over the last dimension: the same function and
+    # gradient; the value may differ from the written-out 2-D sum in the last bit only.
+    x = (torch.rand(1000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+         - 0.5) * 6  # fmt: skip
+    summed, written_out = problems.RASTRIGIN.objective(x), functions.rastrigin(x)
+    assert torch.allclose(summed, written_out, rtol=0, atol=64 * torch.finfo(x.dtype).eps)
+    assert torch.equal(summed, 20 + (x**2 - 10 * torch.cos(2 * math.pi * x)).sum(-1))
+    point = (0.3, -1.2)
+    assert torch.equal(_grad(problems.RASTRIGIN.objective, point),
+                       _grad(functions.rastrigin, point))  # fmt: skip
+
+
 def test_the_traps_are_stationary_where_the_notes_say():
-    assert torch.equal(_grad(problems.saddle, (1.0, 0.0)), torch.tensor([2.0, 0.0]).double())
-    assert torch.equal(_grad(problems.monkey_saddle, (0.0, 0.0)), torch.zeros(2).double())
+    saddle, monkey = problems.SADDLE.objective, problems.MONKEY_SADDLE.objective
+    assert torch.equal(_grad(saddle, (1.0, 0.0)), torch.tensor([2.0, 0.0]).double())
+    assert torch.equal(_grad(monkey, (0.0, 0.0)), torch.zeros(2).double())
     # The high-dimensional saddle: curvatures -0.5, -0.25 and 48 positive ones, and from its
     # start the gradient has (up to rounding) nothing along the two negative directions.
     x = torch.zeros(problems.QUADRATIC_SADDLE_DIM, dtype=torch.float64)

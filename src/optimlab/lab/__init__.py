@@ -1,5 +1,5 @@
-"""The lab: the experiments behind ``optimlab compare``, ``landscape``, ``ewa``, ``schedule``
-and ``batch-size``.
+"""The lab: the experiments behind ``optimlab compare``, ``landscape``, ``ewa``, ``schedule``,
+``batch-size`` and ``escape``.
 
 Modules, from the bottom up (nothing here is imported until used, so ``import optimlab`` stays
 light and matplotlib loads only when a figure is drawn):
@@ -17,6 +17,8 @@ light and matplotlib loads only when a figure is drawn):
 ``averages``           the exponentially-weighted-average demonstration
 ``schedule_curves``    learning-rate schedules over the steps
 ``batch_size``         batch / stochastic / mini-batch gradient descent
+``escape``             the escape study: the remedies of :mod:`optimlab.remedies` on saddles
+                       and functions with many minima (``escape_main``, ``optimlab escape``)
 ``plots``              drawing only: panels of data to PNG, SVG and GIF
 ``report``             documents to self-contained HTML and Markdown
 ``rundir``             the run folder and its ``run.json`` (command, seed, versions)

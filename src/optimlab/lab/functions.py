@@ -118,7 +118,16 @@ def monkey_saddle(xy: Tensor) -> Tensor:
     return x**3 - 3 * x * y**2
 
 
-def rastrigin(xy: Tensor) -> Tensor:
+def rastrigin(xy: Tensor, *, summed: bool = False) -> Tensor:
+    """``20 + x^2 - 10 cos(2 pi x) + y^2 - 10 cos(2 pi y)``, term by term.
+
+    ``summed=True`` computes ``10 n + sum_i (x_i^2 - 10 cos(2 pi x_i))`` over the last dimension
+    instead: the same function, for any number ``n`` of coordinates, added in another order, so
+    its value may differ in the last bit (its gradient does not). The escape study
+    (:mod:`optimlab.lab.escape.problems`) uses this form, and its recorded losses depend on it.
+    """
+    if summed:
+        return 10 * xy.shape[-1] + (xy**2 - 10 * torch.cos(2 * math.pi * xy)).sum(-1)
     x, y = _split(xy)
     two_pi = 2 * math.pi
     return 20 + x**2 - 10 * torch.cos(two_pi * x) + y**2 - 10 * torch.cos(two_pi * y)

@@ -138,7 +138,7 @@ class Annealing(OptimizerWrapper):
     Example::
 
         >>> import torch, optimlab
-        >>> from optimlab.escape import Annealing
+        >>> from optimlab.remedies import Annealing
         >>> w = torch.tensor([2.0], requires_grad=True)
         >>> opt = Annealing(optimlab.SGD([w], lr=0.1), temperature="exponential_decay:"
         ...                 "lr=1.0,decay_rate=0.01,decay_steps=100", perturbation_std=0.1)
@@ -259,6 +259,30 @@ class AnnealingResult:
     accepted: list[bool]
 
 
+def _target(owner: str, target: Any) -> float | None:
+    """The loss at which the walk stops: a number (not NaN) or None."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, numbers.Real) or math.isnan(target):
+        raise TypeError(f"{owner}: target must be a number or None, got {target!r}")
+    return float(target)
+
+
+def _start_point(x0: Any) -> Tensor:
+    """A private floating-point copy of ``x0`` (integers take the default dtype)."""
+    x = torch.as_tensor(x0).detach().clone()
+    if not x.is_floating_point():
+        x = x.to(torch.get_default_dtype())
+    return x
+
+
+def _proposal(x: Tensor, std: float, generator: torch.Generator) -> Tensor:
+    """``x + std * z``, ``z ~ N(0, I)`` drawn from ``generator``; ``x`` is left as it was."""
+    proposal = x.clone()
+    add_gaussian_noise_([proposal], std, generator)
+    return proposal
+
+
 def simulated_annealing(
     objective: Callable[[Tensor], Any],
     x0: Any,
@@ -277,7 +301,7 @@ def simulated_annealing(
     without autograd.
 
     >>> import torch
-    >>> from optimlab.escape import simulated_annealing
+    >>> from optimlab.remedies import simulated_annealing
     >>> r = simulated_annealing(lambda x: ((x - 3) ** 2).sum(), torch.zeros(2),
     ...                         temperature="exponential_decay:lr=1.0,decay_rate=0.001,"
     ...                         "decay_steps=2000", perturbation_std=0.3, steps=2000, seed=0)
@@ -291,13 +315,8 @@ def simulated_annealing(
     perturbation_std = _checks.as_schedule(owner, "perturbation_std", perturbation_std)
     steps = _checks.integer(owner, "steps", steps, 0)
     seed = _checks.seed(owner, seed)
-    if target is not None:
-        if isinstance(target, bool) or not isinstance(target, numbers.Real) or math.isnan(target):
-            raise TypeError(f"{owner}: target must be a number or None, got {target!r}")
-        target = float(target)
-    x = torch.as_tensor(x0).detach().clone()
-    if not x.is_floating_point():
-        x = x.to(torch.get_default_dtype())
+    target = _target(owner, target)
+    x = _start_point(x0)
     generator = torch.Generator(device=x.device).manual_seed(seed)
 
     def evaluate(point: Tensor) -> float:
@@ -313,12 +332,8 @@ def simulated_annealing(
     steps_to_target = 0 if reached else None
     taken = 0
     while taken < steps and not reached:
-        proposal = x.clone()
-        add_gaussian_noise_(
-            [proposal],
-            _checks.scheduled_value(owner, "perturbation_std", perturbation_std, taken),
-            generator,
-        )
+        std = _checks.scheduled_value(owner, "perturbation_std", perturbation_std, taken)
+        proposal = _proposal(x, std, generator)
         proposed = evaluate(proposal)
         uniform = float(torch.rand((), generator=generator, dtype=torch.float64, device=x.device))
         t_now = _checks.scheduled_value(owner, "temperature", temperature, taken)

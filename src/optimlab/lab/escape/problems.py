@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from .. import functions
+
 __all__ = [
     "HIMMELBLAU",
     "MONKEY_SADDLE",
@@ -38,30 +40,19 @@ __all__ = [
     "SIX_HUMP_CAMEL",
     "TINY_NETWORK",
     "Problem",
-    "himmelblau",
-    "monkey_saddle",
     "quadratic_saddle",
-    "rastrigin",
-    "saddle",
-    "six_hump_camel",
     "tiny_network",
 ]
 
 
 # --- the formulas ------------------------------------------------------------------------------
+# The 2-D traps are the lab's test functions (optimlab.lab.functions); the problems below add
+# where to start, when a run succeeds, and the data mini-batches are drawn from.
 
 
-def saddle(x: Tensor) -> Tensor:
-    """``x^2 - y^2``: the textbook saddle; the gradient vanishes at the origin, and on the
-    ridge ``y = 0`` it points along the ridge, so gradient descent from ``(1, 0)`` goes to the
-    saddle and stays."""
-    return x[..., 0] ** 2 - x[..., 1] ** 2
-
-
-def monkey_saddle(x: Tensor) -> Tensor:
-    """``x^3 - 3 x y^2``: a degenerate saddle (zero Hessian) with three valleys; on ``y = 0``
-    gradient descent from ``x > 0`` creeps toward the origin as ``1 / t`` and never crosses."""
-    return x[..., 0] ** 3 - 3 * x[..., 0] * x[..., 1] ** 2
+def _rastrigin(x: Tensor) -> Tensor:
+    # The lab's Rastrigin in the form summed over the last dimension (see its ``summed``).
+    return functions.rastrigin(x, summed=True)
 
 
 QUADRATIC_SADDLE_DIM = 50
@@ -234,9 +225,11 @@ class Problem:
         return f"f <= {self.target:g} (global min {self.minimum:g})"
 
 
+# The textbook saddle: the gradient vanishes at the origin, and on the ridge y = 0 it points
+# along the ridge, so gradient descent from (1, 0) goes to the saddle and stays.
 SADDLE = Problem(
     "saddle",
-    saddle,
+    functions.saddle,
     dim=2,
     low=-1.0,
     high=1.0,
@@ -245,9 +238,11 @@ SADDLE = Problem(
     start=(1.0, 0.0),
     description="x^2 - y^2 from (1, 0), on the ridge",
 )
+# A degenerate saddle (zero Hessian) with three valleys: on y = 0 gradient descent from x > 0
+# creeps toward the origin as 1 / t and never crosses.
 MONKEY_SADDLE = Problem(
     "monkey_saddle",
-    monkey_saddle,
+    functions.monkey_saddle,
     dim=2,
     low=-1.0,
     high=1.0,
@@ -268,9 +263,11 @@ QUADRATIC_SADDLE = Problem(
     sample_noise=0.5,
     description="50-d quadratic, 2 of 50 curvatures negative, from the positive subspace",
 )
+# A bowl covered in a grid of local minima, one near every integer point; the global minimum
+# is 0 at the origin, the next ones about 1.
 RASTRIGIN = Problem(
     "rastrigin",
-    rastrigin,
+    _rastrigin,
     dim=2,
     low=-3.0,
     high=3.0,
@@ -280,9 +277,11 @@ RASTRIGIN = Problem(
     sample_noise=5.0,
     description="2-d Rastrigin, starts in [-3, 3]^2: 36 basins, 1 global",
 )
+# Six minima: the two global ones at +-(0.0898, -0.7126) with value -1.0316, the others at
+# -0.2155 and 2.1043.
 SIX_HUMP_CAMEL = Problem(
     "six_hump_camel",
-    six_hump_camel,
+    functions.six_hump_camel,
     dim=2,
     low=(-3.0, -2.0),
     high=(3.0, 2.0),
@@ -292,9 +291,11 @@ SIX_HUMP_CAMEL = Problem(
     sample_noise=2.0,
     description="six-hump camel on [-3, 3] x [-2, 2]: 6 minima, 2 of them global",
 )
+# Four minima, all global (value 0), a local maximum and four saddles: the control of the
+# study, with no bad minimum to be caught in.
 HIMMELBLAU = Problem(
     "himmelblau",
-    himmelblau,
+    functions.himmelblau,
     dim=2,
     low=-5.0,
     high=5.0,

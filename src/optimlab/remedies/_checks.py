@@ -1,4 +1,4 @@
-"""Schedule arguments, seeds and their derivation for the escape remedies.
+"""Schedule arguments, seeds and their derivation for the remedies.
 
 The checks themselves are :mod:`optimlab.checks` (``real``, ``integer``), re-exported here.
 

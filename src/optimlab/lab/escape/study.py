@@ -1,33 +1,31 @@
 """The escape study: which remedy gets which optimizer out of which trap, how often, how fast.
 
-For every problem of :mod:`optimlab.escape.problems` (three saddles, three functions with many
+For every problem of :mod:`optimlab.lab.escape.problems` (three saddles, three functions with many
 minima, a small network), every method (full-batch gradient descent, mini-batch SGD, momentum,
 Adam) and every remedy (none, gradient noise, random restarts, annealing), the study runs
-:func:`~optimlab.escape.descend` from ``seeds`` seeds with the same budget of steps, and
+:func:`~optimlab.lab.escape.descend` from ``seeds`` seeds with the same budget of steps, and
 records whether the run succeeded (escaped the saddle, reached the global minimum within the
 tolerance), after how many steps and seconds. A last method, ``metropolis``, is the gradient-free
-:func:`~optimlab.escape.simulated_annealing` on its own.
+:func:`~optimlab.remedies.simulated_annealing` on its own.
 
 Every remedy gets the same number of optimizer steps per seed: random restarts split the budget
 into ``restarts`` runs from random starts; annealing evaluates the loss twice per step (its
 seconds show that cost). The hyperparameters of each problem are in :data:`SETTINGS` and in the
 report.
 
-Run it with ``optimlab escape`` or ``python -m optimlab.escape.study OUT_DIR [--quick]``; it
-writes ``escape_results.csv`` (one row per cell), ``escape_runs.csv`` (one row per run),
-``escape_results.md`` (the tables) and four figures into ``OUT_DIR``.
+Run it with ``optimlab escape`` or :func:`escape_main`; it writes ``escape_results.csv`` (one
+row per cell), ``escape_runs.csv`` (one row per run), ``escape_results.md`` (the tables) and
+four figures into the run folder.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
 import dataclasses
 import functools
 import math
 import os
 import statistics
-import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -35,12 +33,12 @@ from typing import Any
 
 import torch
 
-from ..optim import SGD, Adam, Momentum
-from . import _checks
-from .annealing import simulated_annealing
+from ...optim import SGD, Adam, Momentum
+from ...remedies import _checks
+from ...remedies.annealing import simulated_annealing
+from ...remedies.restarts import map_in_processes, random_restarts
 from .descent import descend
 from .problems import PROBLEMS, Problem
-from .restarts import map_in_processes, random_restarts
 
 __all__ = [
     "METHODS",
@@ -730,35 +728,3 @@ def figure_data(records: Sequence[RunRecord], problems: Sequence[str]) -> dict[s
             values = problem.objective(grid)
         grids[name] = {"x": xs.tolist(), "y": ys.tolist(), "f": values.tolist()}
     return {"paths": paths, "grids": grids, "acceptance": acceptance, "problems": list(problems)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m optimlab.escape.study", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("out_dir", help="folder for the tables and figures")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--quick", action="store_true", help=f"at most {QUICK_SEEDS} seeds")
-    parser.add_argument("--processes", type=int, default=None)
-    parser.add_argument("--problems", nargs="+", choices=list(PROBLEMS))
-    parser.add_argument("--methods", nargs="+", choices=list(METHODS))
-    parser.add_argument("--remedies", nargs="+", choices=list(REMEDIES))
-    parser.add_argument("--no-figures", action="store_true")
-    args = parser.parse_args(argv)
-    report = escape_main(
-        args.out_dir,
-        seeds=args.seeds,
-        quick=args.quick,
-        processes=args.processes,
-        problems=args.problems,
-        methods=args.methods,
-        remedies=args.remedies,
-        figures=not args.no_figures,
-        log=lambda line: print(line, file=sys.stderr),
-    )
-    print(report.markdown)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -1,4 +1,4 @@
-"""What every escape wrapper shares: it holds an optimizer and behaves like one.
+"""What every remedy wrapper shares: it holds an optimizer and behaves like one.
 
 A wrapper is used where the optimizer was (``zero_grad()``, ``step(closure)``,
 ``param_groups``, ``state_dict()``); anything else it is asked for comes from the optimizer it

@@ -3,8 +3,8 @@
 The notes' plainest remedy for a poor local minimum: start again somewhere else. A *job* is any
 function ``run(seed) -> result`` that draws its random start (and any other randomness) from
 ``seed``; :func:`random_restarts` calls it with ``k`` seeds, in sequence or in parallel
-processes, and ranks the results by their loss. :func:`optimlab.escape.descend` is such a job for
-an objective; a training function of your own is another.
+processes, and ranks the results by their loss. :func:`optimlab.lab.escape.descend` is such a
+job for an objective; a training function of your own is another.
 """
 
 from __future__ import annotations
@@ -176,7 +176,8 @@ def random_restarts(
     Example::
 
         >>> import functools, optimlab
-        >>> from optimlab.escape import descend, problems, random_restarts
+        >>> from optimlab.lab.escape import descend, problems
+        >>> from optimlab.remedies import random_restarts
         >>> job = functools.partial(descend, problems.RASTRIGIN, optimlab.SGD, lr=2e-3,
         ...                         steps=50, random_start=True)
         >>> report = random_restarts(job, restarts=20, seed=0)

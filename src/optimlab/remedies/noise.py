@@ -87,7 +87,7 @@ class GradientNoise(OptimizerWrapper):
         then optimizer.step()
 
     Works around any ``torch.optim.Optimizer`` (every optimlab optimizer, torch's own) and around
-    the other escape wrappers. Instead of ``eta`` and ``gamma`` you may give ``variance``: any
+    the other remedy wrappers. Instead of ``eta`` and ``gamma`` you may give ``variance``: any
     schedule of the step (a number, an :mod:`optimlab.schedules` schedule, a spec string such as
     ``"cosine_decay:lr=0.1,decay_steps=1000"``). The noise comes from a ``torch.Generator``
     seeded with ``seed`` on the device of the first parameter, so it never touches torch's global
@@ -100,7 +100,7 @@ class GradientNoise(OptimizerWrapper):
     Example::
 
         >>> import torch, optimlab
-        >>> from optimlab.escape import GradientNoise
+        >>> from optimlab.remedies import GradientNoise
         >>> w = torch.tensor([1.0, 0.0], requires_grad=True)   # on the ridge of x^2 - y^2
         >>> opt = GradientNoise(optimlab.SGD([w], lr=0.1), eta=0.1, seed=0)
         >>> for _ in range(40):
