@@ -143,80 +143,64 @@ def _frames(steps: int, count: int = 40) -> list[int]:
     return sorted({1 + round(steps * (k / (count - 1)) ** 2) for k in range(count)})
 
 
-def write_landscape(result: LandscapeResult, folder: RunFolder) -> Document:
-    """Figures (per function: paths on contours, value against step), CSVs and the summary."""
-    names = [c.name for c in result.options.contenders]
-    rows, sweep_rows, figures = [], [], []
-    table_rows: list[list[str]] = []
-    for problem in result.problems:
-        function = problem.function
-        paths = {c: result.runs[(problem.name, c)] for c in names}
-        start = problem.start_point(0)
-        contour = contour_panel(function, result.grids[problem.name], paths, start=start)
-        metric = problem.curve_metric
-        curve = plots.Panel(
-            f"{function.title}: {'f - f*' if metric == 'gap' else 'f'} along the path",
-            "step",
-            "f - f*" if metric == "gap" else "f",
-            lines=[
-                plots.Line(c, run.history["step"], run.history[metric]) for c, run in paths.items()
-            ],
-            yscale="log" if metric == "gap" else "linear",
-            legend=False,
-        )
-        stem = f"figures/landscape_{problem.name}"
-        plots.draw([contour, curve], folder.file(stem), order=names, size=(5.6, 4.4))
-        figures.append(
-            Figure(f"{stem}.png", f"{function.title} ({function.about}): paths and values.")
-        )
-        if result.options.animate:
-            plots.animate(
-                contour,
-                folder.file(f"{stem}.gif"),
-                frames=_frames(result.options.steps),
-                order=names,
-            )
-        for contender, run in paths.items():
-            tuning = result.tunings[(problem.name, contender)]
-            numbers = outcome(run)
-            rows.append(
-                {"function": problem.name, "optimizer": contender, "lr": tuning.lr, **numbers}
-            )
-            for lr, score in tuning.scores.items():
-                sweep_rows.append(
-                    {
-                        "function": problem.name,
-                        "optimizer": contender,
-                        "lr": lr,
-                        "final_value": score,
-                        "chosen": lr == tuning.lr,
-                    }
-                )
-            table_rows.append(
-                [
-                    function.title,
-                    contender,
-                    value(tuning.lr, "lr"),
-                    f"({numbers['x']:.3g}, {numbers['y']:.3g})",
-                    value(numbers["loss"], "float"),
-                    value(numbers["distance"], "sci"),
-                    value(numbers["steps_to_target"], "steps"),
-                ]
-            )
-    folder.write_csv("metrics.csv", rows)
-    folder.write_csv("sweep.csv", sweep_rows)
-    folder.write_csv(
-        "paths.csv",
-        (
-            {"function": p, "optimizer": c, "step": s, "x": x, "y": y, "loss": f}
-            for (p, c), run in result.runs.items()
-            for s, x, y, f in zip(
-                run.history["step"], run.history["x"], run.history["y"], run.history["loss"]
-            )
-        ),
+def _paths_figure(
+    result: LandscapeResult,
+    folder: RunFolder,
+    problem: FunctionProblem,
+    paths: dict[str, RunResult],
+    names: list[str],
+) -> Figure:
+    """The paths over the contour lines beside the value along each path (and the GIF)."""
+    function = problem.function
+    start = problem.start_point(0)
+    contour = contour_panel(function, result.grids[problem.name], paths, start=start)
+    metric = problem.curve_metric
+    curve = plots.Panel(
+        f"{function.title}: {'f - f*' if metric == 'gap' else 'f'} along the path",
+        "step",
+        "f - f*" if metric == "gap" else "f",
+        lines=[plots.Line(c, run.history["step"], run.history[metric]) for c, run in paths.items()],
+        yscale="log" if metric == "gap" else "linear",
+        legend=False,
     )
-    folder.write_json("metrics.json", {"runs": rows, "sweep": sweep_rows})
-    table = Table(
+    stem = f"figures/landscape_{problem.name}"
+    plots.draw([contour, curve], folder.file(stem), order=names, size=(5.6, 4.4))
+    if result.options.animate:
+        plots.animate(
+            contour, folder.file(f"{stem}.gif"), frames=_frames(result.options.steps), order=names
+        )
+    return Figure(f"{stem}.png", f"{function.title} ({function.about}): paths and values.")
+
+
+def _sweep_rows(problem: FunctionProblem, contender: str, tuning: Tuning) -> list[dict]:
+    return [
+        {
+            "function": problem.name,
+            "optimizer": contender,
+            "lr": lr,
+            "final_value": score,
+            "chosen": lr == tuning.lr,
+        }
+        for lr, score in tuning.scores.items()
+    ]
+
+
+def _paths_table_row(
+    problem: FunctionProblem, contender: str, tuning: Tuning, numbers: dict[str, float]
+) -> list[str]:
+    return [
+        problem.function.title,
+        contender,
+        value(tuning.lr, "lr"),
+        f"({numbers['x']:.3g}, {numbers['y']:.3g})",
+        value(numbers["loss"], "float"),
+        value(numbers["distance"], "sci"),
+        value(numbers["steps_to_target"], "steps"),
+    ]
+
+
+def _paths_table(table_rows: list[list[str]]) -> Table:
+    return Table(
         "paths",
         "Where each optimizer ended",
         [
@@ -230,9 +214,39 @@ def write_landscape(result: LandscapeResult, folder: RunFolder) -> Document:
         ],
         table_rows,
     )
+
+
+def _path_rows(result: LandscapeResult):
+    """Every point of every path: paths.csv."""
+    for (p, c), run in result.runs.items():
+        history = run.history
+        for s, x, y, f in zip(history["step"], history["x"], history["y"], history["loss"]):
+            yield {"function": p, "optimizer": c, "step": s, "x": x, "y": y, "loss": f}
+
+
+def write_landscape(result: LandscapeResult, folder: RunFolder) -> Document:
+    """Figures (per function: paths on contours, value against step), CSVs and the summary."""
+    names = [c.name for c in result.options.contenders]
+    rows, sweep_rows, figures = [], [], []
+    table_rows: list[list[str]] = []
+    for problem in result.problems:
+        paths = {c: result.runs[(problem.name, c)] for c in names}
+        figures.append(_paths_figure(result, folder, problem, paths, names))
+        for contender, run in paths.items():
+            tuning = result.tunings[(problem.name, contender)]
+            numbers = outcome(run)
+            rows.append(
+                {"function": problem.name, "optimizer": contender, "lr": tuning.lr, **numbers}
+            )
+            sweep_rows += _sweep_rows(problem, contender, tuning)
+            table_rows.append(_paths_table_row(problem, contender, tuning, numbers))
+    folder.write_csv("metrics.csv", rows)
+    folder.write_csv("sweep.csv", sweep_rows)
+    folder.write_csv("paths.csv", _path_rows(result))
+    folder.write_json("metrics.json", {"runs": rows, "sweep": sweep_rows})
     return Document(
         "optimlab landscape",
         f"{len(result.problems)} test functions, {len(names)} optimizers, "
         f"{result.options.steps} steps, learning rates tuned per function",
-        [Section("Paths", [], [table], figures)],
+        [Section("Paths", [], [_paths_table(table_rows)], figures)],
     )
