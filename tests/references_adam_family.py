@@ -1,4 +1,4 @@
-"""Independent float64 NumPy transcriptions of NAdam, RAdam, Adamax and Lion, from their papers.
+"""Independent float64 NumPy transcriptions of NAdam, RAdam, Adamax, Lion and AdEMAMix, from their papers.
 
 Each function is written from the published algorithm (cited in its docstring), not from
 optimlab's code, with the signature of ``references.py``: it takes the starting point, a
@@ -142,4 +142,49 @@ def lion(w0, grad: Grad, lrs: Sequence[float], beta1=0.9, beta2=0.99, weight_dec
         c = beta1 * m + (1 - beta1) * g
         w = w - lr * (np.sign(c) + weight_decay * w)
         m = beta2 * m + (1 - beta2) * g
+    return points + [w]
+
+
+def ademamix(
+    w0,
+    grad: Grad,
+    lrs: Sequence[float],
+    beta1=0.9,
+    beta2=0.999,
+    beta3=0.9999,
+    alpha=2.0,
+    beta3_warmup=None,
+    alpha_warmup=None,
+    epsilon=1e-8,
+    weight_decay=0.0,
+):
+    """Pagliardini, Ablin and Grangier (2024), "The AdEMAMix Optimizer: Better, Faster,
+    Older", Algorithm 1, with its schedulers f_alpha and f_beta3 (section 3):
+
+    alpha_t = min(t alpha / T_alpha, alpha)
+    beta3_t = min(exp(ln(beta1) ln(beta3) / ((1 - t/T_beta3) ln(beta3) + (t/T_beta3) ln(beta1))),
+                  beta3)
+    m1 = beta1 m1 + (1 - beta1) g;  m2 = beta3_t m2 + (1 - beta3_t) g;  nu = beta2 nu + (1 - beta2) g^2
+    m1_hat = m1 / (1 - beta1^t);  nu_hat = nu / (1 - beta2^t)
+    theta = theta - lr ((m1_hat + alpha_t m2) / (sqrt(nu_hat) + eps) + lambda theta)
+    """
+    w = np.array(w0, dtype=np.float64)
+    m1, m2, nu = np.zeros_like(w), np.zeros_like(w), np.zeros_like(w)
+    points = []
+    for t, lr in enumerate(lrs, start=1):
+        points.append(w.copy())
+        g = grad(w)
+        a = alpha if alpha_warmup is None else min(t * alpha / alpha_warmup, alpha)
+        if beta3_warmup is None:
+            b3 = beta3
+        else:
+            f = t / beta3_warmup
+            exponent = np.log(beta1) * np.log(beta3) / ((1 - f) * np.log(beta3) + f * np.log(beta1))
+            b3 = min(np.exp(exponent), beta3)
+        m1 = beta1 * m1 + (1 - beta1) * g
+        m2 = b3 * m2 + (1 - b3) * g
+        nu = beta2 * nu + (1 - beta2) * g**2
+        m1_hat = m1 / (1 - beta1**t)
+        nu_hat = nu / (1 - beta2**t)
+        w = w - lr * ((m1_hat + a * m2) / (np.sqrt(nu_hat) + epsilon) + weight_decay * w)
     return points + [w]

@@ -1,7 +1,7 @@
-"""Registry cases for NAdam, RAdam, Adamax and Lion (see ``registry.py`` and ``case.py``).
+"""Registry cases for NAdam, RAdam, Adamax, Lion and AdEMAMix (see ``registry.py``, ``case.py``).
 
 NAdam, RAdam and Adamax are checked against their torch.optim twins in each configuration;
-RAdam, Adamax and Lion against float64 transcriptions of their papers
+RAdam, Adamax, Lion and AdEMAMix against float64 transcriptions of their papers
 (``references_adam_family.py``). NAdam's paper reference runs in ``test_adam_family.py``:
 its momentum product is rounded to float32 under float32 default dtype, as torch rounds it,
 so it matches an exact float64 transcription only with float64 as the default dtype.
@@ -146,9 +146,57 @@ CASES: list[Case] = [
         dict(betas=(0.95, 0.98), maximize=True),
         tags=frozenset({"maximize"}),
     ),
+    # --- AdEMAMix: the paper's Algorithm 1 (no torch twin) -------------------------------
+    # Its slow average (half-life about 7000 steps) overshoots and comes back on the
+    # quadratic: slower than Adam there.
+    Case(
+        "ademamix",
+        optimlab.AdEMAMix,
+        {},
+        reference=ref.ademamix,
+        quadratic=(3e-2, 10000),
+        rosenbrock=(3e-2, 2000),
+    ),
+    Case(
+        "ademamix-warmups-alpha-weight_decay",
+        optimlab.AdEMAMix,
+        dict(alpha=5.0, beta3_warmup=50, alpha_warmup=50, weight_decay=1e-2),
+        reference=partial(
+            ref.ademamix, alpha=5.0, beta3_warmup=50, alpha_warmup=50, weight_decay=1e-2
+        ),
+        quadratic=(1e-2, 12000),
+        tags=frozenset({"weight_decay"}),
+    ),
+    Case(
+        "ademamix-betas-eps-maximize",
+        optimlab.AdEMAMix,
+        dict(betas=(0.8, 0.99, 0.999), eps=1e-6, maximize=True),
+        tags=frozenset({"maximize"}),
+    ),
 ]
 
-CLASSES: list[type] = [optimlab.NAdam, optimlab.RAdam, optimlab.Adamax, optimlab.Lion]
+#: the classes whose betas are a pair (AdEMAMix's are a triple)
+PAIRED_BETAS: list[type] = [optimlab.NAdam, optimlab.RAdam, optimlab.Adamax, optimlab.Lion]
+_ADEMAMIX = [
+    (
+        dict(betas=(0.9, 0.999)),
+        TypeError,
+        r"Invalid betas: \(0\.9, 0\.999\); expected a triple \(beta1, beta2, beta3\)",
+    ),
+    (
+        dict(betas=(0.9, 0.999, 1.0)),
+        ValueError,
+        r"Invalid betas\[2\]: 1\.0; expected a number in \[0, 1\)",
+    ),
+    (dict(alpha=-1.0), ValueError, r"Invalid alpha: -1\.0; expected a finite number >= 0"),
+    (dict(beta3_warmup=0), ValueError, r"Invalid beta3_warmup: 0; expected None or an integer"),
+    (
+        dict(alpha_warmup=10.0),
+        TypeError,
+        r"Invalid alpha_warmup: 10\.0 \(a float\); expected None or an integer >= 1",
+    ),
+    (dict(alpha_warmup=True), TypeError, r"Invalid alpha_warmup: True"),
+]
 
 _BETAS = [
     (
@@ -190,7 +238,8 @@ _DECOUPLED = [
 
 # (class, keyword arguments, exception type, regex the message must match)
 BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
-    *[(cls, kw, error, message) for cls in CLASSES for kw, error, message in _BETAS],
+    *[(cls, kw, error, message) for cls in PAIRED_BETAS for kw, error, message in _BETAS],
+    *[(optimlab.AdEMAMix, kw, error, message) for kw, error, message in _ADEMAMIX + _EPS],
     *[
         (cls, kw, error, message)
         for cls in (optimlab.NAdam, optimlab.RAdam, optimlab.Adamax)

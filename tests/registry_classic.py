@@ -134,7 +134,6 @@ CASES: list[Case] = [
     ),
 ]
 
-CLASSES: list[type] = [optimlab.Adagrad, optimlab.Adadelta, optimlab.Rprop, optimlab.ASGD]
 
 # (class, keyword arguments, exception type, regex the message must match); the generic checks
 # (lr, weight_decay, maximize, foreach, nonfinite_grads) are added by registry.py for every class

@@ -154,7 +154,6 @@ CASES: list[Case] = [
     ),
 ]
 
-CLASSES: list[type] = [optimlab.Adafactor, optimlab.Muon, optimlab.LAMB, optimlab.LARS]
 
 # (class, keyword arguments, exception type, regex the message must match); the generic checks
 # (lr, weight_decay, maximize, foreach, nonfinite_grads) are added by registry.py for every class

@@ -122,7 +122,6 @@ CASES: list[Case] = [
     ),
 ]
 
-CLASSES: list[type] = [optimlab.ScheduleFreeSGD, optimlab.ScheduleFreeAdamW, optimlab.Prodigy]
 
 _SF = (optimlab.ScheduleFreeSGD, optimlab.ScheduleFreeAdamW)
 # (class, keyword arguments, exception type, regex the message must match); the generic checks

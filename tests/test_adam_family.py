@@ -14,7 +14,7 @@ import optimlab
 import optimlab.core.adam_family
 import optimlab.optim.adam_family
 from optimlab.core import adam_family as rules
-from optimlab.fused.tape import Tape
+from optimlab.fused.steps import FusedSteps
 
 
 @pytest.fixture
@@ -262,22 +262,7 @@ def test_rules_are_elementwise_and_record_on_the_tape(cls, step):
     opt = cls([torch.zeros(2, requires_grad=True)], lr=0.1, weight_decay=0.1)
     group = opt.param_groups[0]
     names = opt._buffer_names(group)
-    tape = Tape(("param", "grad", *names))
-    opt._update(
-        tape.ops, group, [tape["param"]], [tape["grad"]], {n: [tape[n]] for n in names}, step
-    )
+    state = opt._init_state(group["params"][0], group)
+    tape = FusedSteps(opt).record(opt._arguments(group, state, step), names)
     assert tape.program.instructions
     assert cls._unfusable_reason is None
-
-
-def test_registered_by_name_and_exported():
-    table = optimlab.optim.adam_family.OPTIMIZERS
-    assert table == {
-        "nadam": optimlab.NAdam,
-        "radam": optimlab.RAdam,
-        "adamax": optimlab.Adamax,
-        "lion": optimlab.Lion,
-    }
-    for name, cls in table.items():
-        assert optimlab.optim.BEYOND_NOTES[name] is cls
-        assert getattr(optimlab, cls.__name__) is cls

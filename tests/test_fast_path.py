@@ -24,7 +24,7 @@ from registry import CASES
 
 import optimlab
 from optimlab.fused import native, plancheck
-from optimlab.fused.tape import Tape
+from optimlab.fused.steps import FusedSteps
 
 STEPS = 50
 
@@ -101,10 +101,9 @@ def uses_square_root(opt) -> bool:
     """Whether the optimizer's recorded rule takes a square root (fused=True rounds it apart)."""
     group = opt.param_groups[0]
     names = opt._buffer_names(group)
+    state = opt._init_state(group["params"][0], group)
     for step in (1, 2, 10, 1000):  # some rules take roots only later (RAdam from step 6)
-        tape = Tape(("param", "grad", *names))
-        recorded = {name: [tape[name]] for name in names}
-        opt._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
+        tape = FusedSteps(opt).record(opt._arguments(group, state, step), names)
         if any(op in ("sqrt", "sqrt_") for op, *_ in tape.program.instructions):
             return True
     return False

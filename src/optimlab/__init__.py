@@ -5,76 +5,23 @@
 >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
 """
 
-from . import data, distributed, schedules
+from . import data, distributed, optim, schedules
 from .averages import EWA, ewa
-from .optim import (
-    ASGD,
-    BEYOND_NOTES,
-    LAMB,
-    LARS,
-    SGD,
-    Adadelta,
-    Adafactor,
-    Adagrad,
-    Adam,
-    Adamax,
-    AdamW,
-    Lion,
-    Momentum,
-    Muon,
-    NAdam,
-    NonFiniteGradientError,
-    Optimizer,
-    Prodigy,
-    RAdam,
-    RMSprop,
-    Rprop,
-    ScheduleFreeAdamW,
-    ScheduleFreeSGD,
-    evaluation_weights,
-)
+from .optim import *  # noqa: F403  (every optimizer class, derived from the registry)
+from .optim import BEYOND_NOTES, OPTIMIZERS, REGISTRY
 
 __version__ = "0.1.0"
 
-#: Every optimizer class, by the name ``optimlab list`` and the lab use.
-OPTIMIZERS = {
-    "sgd": SGD,
-    "momentum": Momentum,
-    "rmsprop": RMSprop,
-    "adam": Adam,
-    "adamw": AdamW,
-    **BEYOND_NOTES,
-}
-
 __all__ = [
-    "ASGD",
+    "BEYOND_NOTES",
     "EWA",
-    "LAMB",
-    "LARS",
     "OPTIMIZERS",
-    "SGD",
-    "Adadelta",
-    "Adafactor",
-    "Adagrad",
-    "Adam",
-    "AdamW",
-    "Adamax",
-    "Lion",
-    "Momentum",
-    "Muon",
-    "NAdam",
-    "NonFiniteGradientError",
-    "Optimizer",
-    "Prodigy",
-    "RAdam",
-    "RMSprop",
-    "Rprop",
-    "ScheduleFreeAdamW",
-    "ScheduleFreeSGD",
+    "REGISTRY",
     "__version__",
     "data",
     "distributed",
-    "evaluation_weights",
     "ewa",
+    "optim",
     "schedules",
 ]
+__all__ += [name for name in optim.__all__ if name not in __all__]

@@ -22,6 +22,7 @@ peak's growth during the sample is memory the step allocated (``cuda``: the allo
 
 from __future__ import annotations
 
+import functools
 import gc
 import math
 import random
@@ -33,9 +34,10 @@ from typing import Any
 
 import torch
 
-import optimlab
-
 from ..fused import plancheck
+from ..fused.steps import traffic
+from ..optim import registry
+from ..optim.registry import REGISTRY
 
 BOUND_ELEMENTS = 50_000_000
 FLOAT_BYTES = 4
@@ -56,183 +58,30 @@ class Variant:
     note: str = ""
 
 
-def _v(id, make, nbytes, torch_make=None, buffers=0, quick=False, note=""):
-    return Variant(id, make, nbytes, torch_make, buffers, quick, note)
-
-
 LR = 1e-4
+
+
+def _benchmarked(variant: registry.Variant) -> Variant:
+    """A configuration of the registry, as this benchmark runs it (at lr=LR). Its traffic is
+    what its recorded rule reads and writes (:func:`optimlab.fused.steps.traffic`)."""
+    arguments = {**variant.configuration.arguments, "lr": LR}
+    optimizer = variant.entry.cls([torch.zeros(1, requires_grad=True)], **arguments)
+    read, written = traffic(optimizer)
+    twin = variant.torch_twin
+    return Variant(
+        variant.id,
+        functools.partial(variant.entry.cls, **arguments),
+        FLOAT_BYTES * (len(read) + len(written)),
+        functools.partial(twin, **arguments) if twin is not None else None,
+        buffers=len(optimizer._buffer_names(optimizer.param_groups[0])),
+        quick=variant.configuration.quick,
+        note=variant.configuration.note or f"reads {', '.join(read)}; writes {', '.join(written)}",
+    )
+
+
+#: every fusable optimizer's configurations of the registry (:mod:`optimlab.optim.registry`)
 VARIANTS: list[Variant] = [
-    _v(
-        "sgd",
-        lambda ps, **kw: optimlab.SGD(ps, lr=LR, **kw),
-        12,
-        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, **kw),
-        note="read p, g; write p",
-    ),
-    _v(
-        "sgd-momentum",
-        lambda ps, **kw: optimlab.SGD(ps, lr=LR, momentum=0.9, **kw),
-        20,
-        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, momentum=0.9, **kw),
-        buffers=1,
-        quick=True,
-    ),
-    _v(
-        "sgd-nesterov",
-        lambda ps, **kw: optimlab.SGD(ps, lr=LR, momentum=0.9, nesterov=True, **kw),
-        20,
-        lambda ps, **kw: torch.optim.SGD(ps, lr=LR, momentum=0.9, nesterov=True, **kw),
-        buffers=1,
-    ),
-    _v(
-        "momentum-ema",
-        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, **kw),
-        20,
-        buffers=1,
-        note="averaged momentum (notes)",
-    ),
-    _v(
-        "momentum-ema-bias_correction",
-        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, bias_correction=True, **kw),
-        20,
-        buffers=1,
-    ),
-    _v(
-        "momentum-heavy_ball",
-        lambda ps, **kw: optimlab.Momentum(ps, lr=LR, beta=0.9, form="heavy_ball", **kw),
-        20,
-        buffers=1,
-        quick=True,
-        note="heavy ball (notes)",
-    ),
-    _v(
-        "momentum-heavy_ball-nesterov",
-        lambda ps, **kw: optimlab.Momentum(
-            ps, lr=LR, beta=0.9, form="heavy_ball", nesterov=True, **kw
-        ),
-        20,
-        buffers=1,
-    ),
-    _v(
-        "rmsprop",
-        lambda ps, **kw: optimlab.RMSprop(ps, lr=LR, **kw),
-        20,
-        lambda ps, **kw: torch.optim.RMSprop(ps, lr=LR, **kw),
-        buffers=1,
-        quick=True,
-    ),
-    _v(
-        "rmsprop-eps_inside_sqrt",
-        lambda ps, **kw: optimlab.RMSprop(
-            ps, lr=LR, alpha=0.9, eps=1e-7, eps_inside_sqrt=True, **kw
-        ),
-        20,
-        buffers=1,
-        note="epsilon inside the root (notes, Keras)",
-    ),
-    _v(
-        "rmsprop-centered-momentum",
-        lambda ps, **kw: optimlab.RMSprop(ps, lr=LR, centered=True, momentum=0.9, **kw),
-        36,
-        lambda ps, **kw: torch.optim.RMSprop(ps, lr=LR, centered=True, momentum=0.9, **kw),
-        buffers=3,
-    ),
-    _v(
-        "adam",
-        lambda ps, **kw: optimlab.Adam(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.Adam(ps, lr=LR, **kw),
-        buffers=2,
-        quick=True,
-    ),
-    _v(
-        "adam-no_bias_correction-eps_inside_sqrt",
-        lambda ps, **kw: optimlab.Adam(
-            ps, lr=LR, bias_correction=False, eps_inside_sqrt=True, **kw
-        ),
-        28,
-        buffers=2,
-        note="seed 000 listing 3 (notes)",
-    ),
-    _v(
-        "adam-amsgrad",
-        lambda ps, **kw: optimlab.Adam(ps, lr=LR, amsgrad=True, **kw),
-        36,
-        lambda ps, **kw: torch.optim.Adam(ps, lr=LR, amsgrad=True, **kw),
-        buffers=3,
-    ),
-    _v(
-        "adamw",
-        lambda ps, **kw: optimlab.AdamW(ps, lr=LR, weight_decay=1e-2, **kw),
-        28,
-        lambda ps, **kw: torch.optim.AdamW(ps, lr=LR, weight_decay=1e-2, **kw),
-        buffers=2,
-    ),
-    # --- beyond the notes (issue 8): the optimizers whose rules are elementwise, so fused ---
-    _v(
-        "nadam",
-        lambda ps, **kw: optimlab.NAdam(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.NAdam(ps, lr=LR, **kw),
-        buffers=2,
-    ),
-    _v(
-        "radam",
-        lambda ps, **kw: optimlab.RAdam(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.RAdam(ps, lr=LR, **kw),
-        buffers=2,
-    ),
-    _v(
-        "adamax",
-        lambda ps, **kw: optimlab.Adamax(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.Adamax(ps, lr=LR, **kw),
-        buffers=2,
-    ),
-    _v("lion", lambda ps, **kw: optimlab.Lion(ps, lr=LR, **kw), 20, buffers=1),
-    _v(
-        "adagrad",
-        lambda ps, **kw: optimlab.Adagrad(ps, lr=LR, **kw),
-        20,
-        lambda ps, **kw: torch.optim.Adagrad(ps, lr=LR, **kw),
-        buffers=1,
-    ),
-    _v(
-        "adadelta",
-        lambda ps, **kw: optimlab.Adadelta(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.Adadelta(ps, lr=LR, **kw),
-        buffers=2,
-    ),
-    _v(
-        "rprop",
-        lambda ps, **kw: optimlab.Rprop(ps, lr=LR, **kw),
-        28,
-        lambda ps, **kw: torch.optim.Rprop(ps, lr=LR, **kw),
-        buffers=2,
-        note="read p, g, prev, step size; write p, prev, step size",
-    ),
-    _v(
-        "asgd",
-        lambda ps, **kw: optimlab.ASGD(ps, lr=LR, **kw),
-        20,
-        lambda ps, **kw: torch.optim.ASGD(ps, lr=LR, **kw),
-        buffers=1,
-    ),
-    _v(
-        "schedule_free_sgd",
-        lambda ps, **kw: optimlab.ScheduleFreeSGD(ps, lr=LR, **kw),
-        20,
-        buffers=1,
-        note="read y, g, z; write y, z",
-    ),
-    _v(
-        "schedule_free_adamw",
-        lambda ps, **kw: optimlab.ScheduleFreeAdamW(ps, lr=LR, **kw),
-        28,
-        buffers=2,
-    ),
+    _benchmarked(variant) for entry in REGISTRY.values() for variant in entry.benchmarked()
 ]
 
 #: path name -> (optimizer factory from a variant, whether it is a slow plain path)

@@ -35,32 +35,23 @@ def build() -> None:
 @debug_option
 def list_(what: str) -> None:
     """List the optimizers, schedules, problems and data sets, one line each."""
-    import optimlab
-
     from ..lab.contenders import CONTENDERS
+    from ..optim import REGISTRY
     from ..schedules import SCHEDULES
 
     def first_line(obj: Any) -> str:
         return (obj.__doc__ or "").strip().splitlines()[0].replace("``", "") if obj.__doc__ else ""
 
     sections = {
+        # every optimizer of the registry, each followed by the lab's variants of it
         "optimizers": [
             (
                 c.name,
                 f"{c.title}: {c.about}; {c.describe()}"
                 + (" [compare default]" if c.name in NOTES_CONTENDERS else "")
-                + (" [beyond the notes]" if c.name in optimlab.BEYOND_NOTES else ""),
+                + (" [beyond the notes]" if REGISTRY[c.optimizer].family == "beyond" else ""),
             )
             for c in CONTENDERS.values()
-        ]
-        + [
-            (
-                name,
-                f"{cls.__name__}: {first_line(cls)}"
-                + (" [beyond the notes]" if name in optimlab.BEYOND_NOTES else ""),
-            )
-            for name, cls in optimlab.OPTIMIZERS.items()
-            if name not in CONTENDERS
         ],
         "schedules": [(name, first_line(cls)) for name, cls in SCHEDULES.items()],
         "problems": [(f.name, f"{f.title}: {f.formula}; {f.about}") for f in FUNCTIONS.values()],

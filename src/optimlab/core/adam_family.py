@@ -1,4 +1,4 @@
-"""The update rules of NAdam, RAdam, Adamax and Lion, built from the parts of :mod:`.rules`.
+"""The rules of NAdam, RAdam, Adamax, Lion and AdEMAMix, built from the parts of :mod:`.rules`.
 
 Like every rule of :mod:`optimlab.core.rules`, each function updates the parameters and state
 of one bucket (same device, dtype and step count) in place, with elementwise operations of a
@@ -13,6 +13,7 @@ or within a few units in the last place (see each rule for where and why they ma
 
 from __future__ import annotations
 
+import math
 import struct
 from collections import OrderedDict
 
@@ -307,3 +308,91 @@ def lion(
     ops.sign_(update)
     ops.add_(params, update, alpha=-lr)
     ops.lerp_(exp_avgs, grads, 1 - beta2)
+
+
+# --- AdEMAMix ------------------------------------------------------------------------------
+
+
+def ademamix_alpha(alpha: float, alpha_warmup: int | None, step: int) -> float:
+    """The weight of the slow average at ``step``: ``min(t * alpha / T_alpha, alpha)``, or
+    ``alpha`` throughout without a warm-up (Pagliardini et al., 2024, Algorithm 1).
+
+    >>> ademamix_alpha(8.0, 100, 25), ademamix_alpha(8.0, 100, 500), ademamix_alpha(8.0, None, 1)
+    (2.0, 8.0, 8.0)
+    """
+    if alpha_warmup is None:
+        return alpha
+    return min(step * alpha / alpha_warmup, alpha)
+
+
+def ademamix_beta3(beta1: float, beta3: float, beta3_warmup: int | None, step: int) -> float:
+    """The slow average's coefficient at ``step``, warmed up from ``beta1`` to ``beta3``:
+
+        beta3(t) = min(exp(ln(beta1) ln(beta3) / ((1 - t/T) ln(beta3) + (t/T) ln(beta1))), beta3)
+
+    (the paper's scheduler, which moves the average's half-life linearly; ``beta3``
+    throughout without a warm-up). Computed as ``1 / ln(beta3(t)) = (1 - t/T) / ln(beta1) +
+    (t/T) / ln(beta3)``, the same number, which also holds where a coefficient is 0
+    (``1 / ln(0) = 0``).
+
+    >>> ademamix_beta3(0.9, 0.9999, 100, 0), ademamix_beta3(0.9, 0.9999, 100, 100)
+    (0.9, 0.9999)
+    """
+    if beta3_warmup is None:
+        return beta3
+    fraction = step / beta3_warmup
+
+    def inverse_log(beta: float) -> float:
+        return 0.0 if beta == 0 else 1.0 / math.log(beta)
+
+    inverse = (1 - fraction) * inverse_log(beta1) + fraction * inverse_log(beta3)
+    return min(0.0 if inverse == 0 else math.exp(1.0 / inverse), beta3)
+
+
+def ademamix(
+    ops: LoopOps,
+    params: list[Tensor],
+    grads: list[Tensor],
+    exp_avgs: list[Tensor],
+    exp_avg_slows: list[Tensor],
+    exp_avg_sqs: list[Tensor],
+    *,
+    step: int,
+    lr: float,
+    beta1: float,
+    beta2: float,
+    beta3: float,
+    alpha: float,
+    beta3_warmup: int | None,
+    alpha_warmup: int | None,
+    eps: float,
+    weight_decay: float,
+    maximize: bool,
+) -> None:
+    """AdEMAMix (Pagliardini, Ablin and Grangier, 2024, Algorithm 1): Adam plus a slow average.
+
+    ``m1 = beta1 * m1 + (1 - beta1) * g`` (Adam's), ``m2 = beta3_t * m2 + (1 - beta3_t) * g``
+    (a slow one, half-life thousands of steps, not bias-corrected), ``v = beta2 * v + (1 -
+    beta2) * g^2``, then::
+
+        w -= lr * ((m1 / (1 - beta1**t) + alpha_t * m2) / (sqrt(v / (1 - beta2**t)) + eps)
+                   + weight_decay * w)
+
+    with ``alpha_t`` and ``beta3_t`` from :func:`ademamix_alpha` and :func:`ademamix_beta3`.
+    The order of operations is the authors' PyTorch code's (apple/ml-ademamix).
+    """
+    grads = descent_direction(ops, params, grads, maximize=maximize, weight_decay=0.0)
+    slow = ademamix_beta3(beta1, beta3, beta3_warmup, step)
+    ops.lerp_(exp_avgs, grads, 1 - beta1)
+    ops.lerp_(exp_avg_slows, grads, 1 - slow)
+    ops.mul_(exp_avg_sqs, beta2)
+    ops.addcmul_(exp_avg_sqs, grads, grads, 1 - beta2)
+    denom = rms_denominator(
+        ops, exp_avg_sqs, eps=eps, eps_inside_sqrt=False, correction=bias_correction(beta2, step)
+    )
+    update = ops.div(exp_avgs, bias_correction(beta1, step))
+    ops.add_(update, exp_avg_slows, alpha=ademamix_alpha(alpha, alpha_warmup, step))
+    ops.div_(update, denom)
+    if weight_decay != 0:
+        ops.add_(update, params, alpha=weight_decay)
+    ops.add_(params, update, alpha=-lr)

@@ -58,7 +58,7 @@ def descent_direction(
 
 def rms_denominator(
     ops: LoopOps,
-    square_averages: list[Tensor],
+    square_avgs: list[Tensor],
     *,
     eps: float,
     eps_inside_sqrt: bool,
@@ -72,11 +72,11 @@ def rms_denominator(
     bias correction ``1 - beta2**t`` of the average (1 for none).
     """
     if eps_inside_sqrt:
-        denom = ops.div(square_averages, correction)
+        denom = ops.div(square_avgs, correction)
         ops.add_scalar_(denom, eps)
         ops.sqrt_(denom)
     else:
-        denom = ops.sqrt(square_averages)
+        denom = ops.sqrt(square_avgs)
         if correction != 1.0:
             ops.div_(denom, correction**0.5)
         ops.add_scalar_(denom, eps)
@@ -181,8 +181,8 @@ def rmsprop(
     ops: LoopOps,
     params: list[Tensor],
     grads: list[Tensor],
-    square_averages: list[Tensor],
-    grad_averages: list[Tensor],
+    square_avgs: list[Tensor],
+    grad_avgs: list[Tensor],
     momentum_buffers: list[Tensor],
     *,
     lr: float,
@@ -201,11 +201,11 @@ def rmsprop(
     ``momentum`` keeps ``b = momentum * b + g / denom`` and steps ``w -= lr * b`` (torch's form).
     """
     grads = descent_direction(ops, params, grads, maximize=maximize, weight_decay=weight_decay)
-    ops.mul_(square_averages, alpha)
-    ops.addcmul_(square_averages, grads, grads, 1 - alpha)
+    ops.mul_(square_avgs, alpha)
+    ops.addcmul_(square_avgs, grads, grads, 1 - alpha)
     if centered:
-        ops.lerp_(grad_averages, grads, 1 - alpha)
-        variance = ops.addcmul(square_averages, grad_averages, grad_averages, -1)
+        ops.lerp_(grad_avgs, grads, 1 - alpha)
+        variance = ops.addcmul(square_avgs, grad_avgs, grad_avgs, -1)
         if eps_inside_sqrt:
             ops.add_scalar_(variance, eps)
             ops.sqrt_(variance)
@@ -214,7 +214,7 @@ def rmsprop(
             ops.add_scalar_(variance, eps)
         denom = variance
     else:
-        denom = rms_denominator(ops, square_averages, eps=eps, eps_inside_sqrt=eps_inside_sqrt)
+        denom = rms_denominator(ops, square_avgs, eps=eps, eps_inside_sqrt=eps_inside_sqrt)
     if momentum > 0:
         ops.mul_(momentum_buffers, momentum)
         ops.addcdiv_(momentum_buffers, grads, denom, 1.0)

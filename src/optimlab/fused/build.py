@@ -6,10 +6,11 @@ compilers behind the user's back, so set-up does it: ``make run`` and ``make tes
 :func:`build`, and users who install with pip run ``optimlab build``. It builds
 
 * the support library and the fused path's self-test (every operation against PyTorch's);
-* the kernels of every optimizer's default configuration, and of the common variants the
-  notes use (momentum, Nesterov, weight decay, AMSGrad, centered RMSprop), for float32 and
-  float64, by taking ten real steps of each on a tiny parameter: exactly the kernels a user's
-  steps ask for, found the way they find them;
+* the kernels of every optimizer's common configurations (its defaults and those the
+  registry lists: momentum, Nesterov, weight decay, AMSGrad, centered RMSprop, ...; see
+  :mod:`optimlab.optim.registry`), for float32 and float64, by taking ten real steps of each
+  on a tiny parameter: exactly the kernels a user's steps ask for, found the way they find
+  them;
 * the C++ plan checks (:mod:`optimlab.fused.plancheck`).
 
 What is already in the cache is only loaded. ``OPTIMLAB_FUSED=0`` builds nothing.
@@ -30,15 +31,6 @@ import torch
 
 from . import native, plancheck
 
-#: configurations beyond the defaults that are common enough to build ahead (by optimizer name)
-VARIANTS: dict[str, list[dict[str, Any]]] = {
-    "sgd": [{"momentum": 0.9}, {"momentum": 0.9, "nesterov": True}, {"weight_decay": 1e-4}],
-    "momentum": [{"form": "heavy_ball"}],
-    "rmsprop": [{"momentum": 0.9}, {"centered": True}],
-    "adam": [{"amsgrad": True}, {"weight_decay": 1e-4}],
-    "adamw": [{"amsgrad": True}],
-}
-
 
 def build(progress: Callable[[str], None]) -> bool:
     """Build everything the fused path needs here, reporting each part through ``progress``.
@@ -49,7 +41,7 @@ def build(progress: Callable[[str], None]) -> bool:
     if os.environ.get("OPTIMLAB_FUSED", "1") == "0":
         progress("OPTIMLAB_FUSED=0: the fused path is off, nothing to build")
         return False
-    import optimlab
+    from ..optim.registry import REGISTRY
 
     native._building_ahead = True
     try:
@@ -60,13 +52,13 @@ def build(progress: Callable[[str], None]) -> bool:
             progress(f"fused path unavailable here: {reason}")
             return False
         progress(f"self-test passed ({time.perf_counter() - started:.1f} s)")
-        for name, cls in optimlab.OPTIMIZERS.items():
-            if cls._unfusable_reason is not None:
+        for name, entry in REGISTRY.items():  # each one's common configurations
+            if not entry.fusable:
                 continue
             started = time.perf_counter()
-            for options in [{}, *VARIANTS.get(name, [])]:
+            for variant in entry.variants():
                 for dtype in (torch.float32, torch.float64):
-                    _take_steps(cls, options, dtype)
+                    _take_steps(entry.cls, variant.configuration.arguments, dtype)
             progress(f"kernels for {name} ({time.perf_counter() - started:.1f} s)")
         started = time.perf_counter()
         progress("plan checks in C++: building (about 20 s the first time)...")

@@ -267,15 +267,7 @@ int64_t ol_nonfinite_%(suffix)s(const int64_t* ptrs, const int64_t* starts, int6
 
 def _usage(program: Program) -> tuple[set[int], set[int]]:
     """The operands the program reads before overwriting them, and those it writes."""
-    n = len(program.operands)
-    loaded: set[int] = set()
-    defined: set[int] = set()
-    for op, result, args, _ in program.instructions:
-        reads = args[1:] if op == "copy_" else args  # copy_ replaces its target unread
-        loaded.update(a for a in reads if a < n and a not in defined)
-        if op == "copy_":
-            defined.add(result)
-    return loaded, set(program.written)
+    return set(program.read), set(program.written)
 
 
 def _scalar_lines(program: Program, ctype: str, fsuffix: str) -> list[str]:

@@ -364,11 +364,12 @@ class FusedPlan:
 
     def step(self, kernel: Any) -> bool:
         """Take the fused part of the step (after :meth:`ready`); the ``others`` are left to
-        the caller. ``kernel(dtype, step)``: the compiled rule and its scalars, or None. False,
-        with nothing changed, when a kernel cannot be had."""
+        the caller. ``kernel(dtype, state)``: the compiled rule for parameters whose state is
+        like ``state`` (before the step), and its scalars, or None. False, with nothing changed,
+        when a kernel cannot be had."""
         runs = []
         for bucket in self.buckets:
-            found = kernel(bucket.dtype, bucket.states[0]["step"] + 1)
+            found = kernel(bucket.dtype, bucket.states[0])
             if found is None:
                 return False
             runs.append(found)

@@ -15,8 +15,9 @@ never saved or copied: it holds pointers) and talks to the fused path only throu
 * :meth:`FusedSteps.stepped_states`: the states the last planned step advanced;
 * :meth:`FusedSteps.forget`: drop every plan (``load_state_dict``).
 
-The optimizer supplies its rule (``_update``), its buffers (``_buffer_names``) and may accept
-or refuse a plan by its parameters' states (``_plan_accepts``: ASGD's shared step sizes).
+The optimizer supplies its rule (``_update``), its buffers (``_buffer_names``), the
+arguments of a step (``_arguments``) and the state entries a rule takes as arguments
+(``_state_arguments``: ASGD's step sizes), which a plan's parameters must share.
 """
 
 from __future__ import annotations
@@ -54,25 +55,36 @@ class FusedSteps:
         plan = self.plans.get(id(group))
         if plan is None or not plan.ready(self.optimizer, group):
             return None
-        if not self.optimizer._plan_accepts(group, plan.states):
-            return None
+        shared = self.optimizer._state_arguments
+        if shared and len({tuple(s[k] for k in shared) for s in plan.states}) != 1:
+            return None  # the general path steps each set of parameters on its own
         return plan
 
     def step(self, group: dict[str, Any], plan: FusedPlan) -> list[Tensor] | None:
         """Take the fused part of ``group``'s step on its ready ``plan``: the parameters left
         for the plain path, or None, with nothing changed, when a kernel cannot be had."""
-        if not plan.step(lambda dtype, step: self.kernel(group, plan.names, dtype, step)):
+
+        def kernel(dtype: torch.dtype, state: dict[str, Any]) -> Any:
+            arguments = self.optimizer._arguments(group, state, state["step"] + 1)
+            return self.kernel(arguments, plan.names, dtype)
+
+        if not plan.step(kernel):
             return None
         return plan.others
 
     def update(
-        self, group: dict[str, Any], names: tuple[str, ...], params: list[Tensor], step: int
+        self,
+        group: dict[str, Any],
+        arguments: dict[str, Any],
+        names: tuple[str, ...],
+        params: list[Tensor],
     ) -> list[Tensor]:
-        """Step the parameters of one bucket the fused kernel can take; return the others."""
+        """Step the parameters of one bucket the fused kernel can take (the rule's
+        ``arguments`` as the optimizer's ``_arguments`` gives them); return the others."""
         taken, rest = fusable_subset(self.optimizer, group, params, names)
         if not taken:
             return rest
-        found = self.kernel(group, names, native.REAL_DTYPE[taken[0].dtype], step)
+        found = self.kernel(arguments, names, native.REAL_DTYPE[taken[0].dtype])
         if found is None:
             return params
         kernel, scalars = found
@@ -106,9 +118,10 @@ class FusedSteps:
         self.plans.clear()
 
     def kernel(
-        self, group: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype, step: int
+        self, arguments: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype
     ) -> tuple[native.Kernel, list[float]] | None:
-        """The compiled kernel of ``group``'s rule at ``step``, and the scalars to call it with.
+        """The compiled kernel of the rule with these ``arguments`` (a group's hyperparameters,
+        the step count, ...), and the scalars to call it with.
 
         The rule's Python runs as on the plain path (its branches and scalar arithmetic); a
         :class:`~optimlab.fused.tape.Tape` keeps the elementwise operations it asks for, and
@@ -117,22 +130,48 @@ class FusedSteps:
         did not insist on ``fused=True``: then the plain path takes the step (``"exact"``
         kernels compute what it does, so falling back changes nothing).
         """
-        tape = Tape(("param", "grad", *names))
-        recorded = {name: [tape[name]] for name in names}
-        insist = group.get("fused") is True
-        optimizer = self.optimizer
+        insist = arguments.get("fused") is True
         try:
-            optimizer._update(tape.ops, group, [tape["param"]], [tape["grad"]], recorded, step)
+            tape = self.record(arguments, names)
         except NotRecordable as error:
             if insist:
                 raise RuntimeError(
-                    f"fused=True, but {type(optimizer).__name__}'s rule cannot be fused: {error}"
+                    f"fused=True, but {type(self.optimizer).__name__}'s rule cannot be fused: "
+                    f"{error}"
                 ) from None
             return None
         try:
-            kernel = native.tape_kernel(tape, dtype, exact=group.get("fused") == "exact")
+            kernel = native.tape_kernel(tape, dtype, exact=arguments.get("fused") == "exact")
         except native.NativeUnavailable:
             if insist:
                 raise
             return None
         return kernel, tape.scalars
+
+    def record(self, arguments: dict[str, Any], names: tuple[str, ...]) -> Tape:
+        """The rule with these ``arguments``, recorded on a :class:`~.tape.Tape` over one
+        parameter, its gradient and its buffers ``names`` (NotRecordable if it cannot be)."""
+        tape = Tape(("param", "grad", *names))
+        recorded = {name: [tape[name]] for name in names}
+        self.optimizer._update(tape.ops, arguments, [tape["param"]], [tape["grad"]], recorded)
+        return tape
+
+
+def traffic(optimizer: Any, step: int = 10) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """What a fused step of ``optimizer``'s first group at ``step`` reads and writes, per
+    element: the operands' names (``param``, ``grad``, buffers). The bytes per parameter a step
+    must move are their total count times the element size; NotRecordable where the rule is
+    not elementwise.
+
+    >>> import torch, optimlab
+    >>> traffic(optimlab.Adam([torch.zeros(1, requires_grad=True)]))
+    (('param', 'grad', 'exp_avg', 'exp_avg_sq'), ('param', 'exp_avg', 'exp_avg_sq'))
+    """
+    group = optimizer.param_groups[0]
+    names = optimizer._buffer_names(group)
+    state = optimizer._init_state(group["params"][0], group)
+    program = FusedSteps(optimizer).record(optimizer._arguments(group, state, step), names).program
+    return (
+        tuple(program.operands[i] for i in program.read),
+        tuple(program.operands[i] for i in program.written),
+    )

@@ -115,6 +115,19 @@ class Program:
     instructions: tuple[tuple[str, int, tuple[int, ...], tuple[int, ...]], ...]
 
     @property
+    def read(self) -> tuple[int, ...]:
+        """The operands the program reads before overwriting them (the kernel loads these)."""
+        n = len(self.operands)
+        loaded: set[int] = set()
+        defined: set[int] = set()
+        for op, result, args, _ in self.instructions:
+            reads = args[1:] if op == "copy_" else args  # copy_ replaces its target unread
+            loaded.update(a for a in reads if a < n and a not in defined)
+            if op == "copy_":
+                defined.add(result)
+        return tuple(sorted(loaded))
+
+    @property
     def written(self) -> tuple[int, ...]:
         """The operands the program modifies (and the kernel stores back)."""
         n = len(self.operands)

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 import optimlab
+from optimlab.optim.registry import REGISTRY
 
 __all__ = [
     "CONTENDERS",
@@ -72,17 +73,9 @@ def _contender(name: str, title: str, optimizer: str, about: str, **arguments: A
     return Contender(name, title, optimizer, tuple(arguments.items()), about)
 
 
-#: Every named contender, in the order the notes introduce them.
-CONTENDERS: dict[str, Contender] = {
-    c.name: c
-    for c in (
-        _contender("sgd", "SGD", "sgd", "plain gradient descent, w -= lr * g"),
-        _contender(
-            "momentum",
-            "Momentum (EWA)",
-            "momentum",
-            "steps along an exponentially weighted average of gradients (beta=0.9)",
-        ),
+#: The lab's variants of the notes' optimizers, each listed after the optimizer it varies.
+_VARIANTS: dict[str, tuple[Contender, ...]] = {
+    "momentum": (
         _contender(
             "heavy_ball",
             "Momentum (heavy ball)",
@@ -98,13 +91,8 @@ CONTENDERS: dict[str, Contender] = {
             form="heavy_ball",
             nesterov=True,
         ),
-        _contender(
-            "rmsprop",
-            "RMSprop",
-            "rmsprop",
-            "divides each step by the root of an average of squared gradients",
-        ),
-        _contender("adam", "Adam", "adam", "momentum and RMSprop, both bias-corrected"),
+    ),
+    "adam": (
         _contender(
             "adam_no_bias_correction",
             "Adam, no bias correction",
@@ -112,65 +100,17 @@ CONTENDERS: dict[str, Contender] = {
             "Adam with the zero-started averages used as they are",
             bias_correction=False,
         ),
-        _contender("adamw", "AdamW", "adamw", "Adam with decoupled weight decay (0.01)"),
-        # beyond the notes (issue 8): opt-in with --optimizers beyond / all
-        _contender("nadam", "NAdam", "nadam", "Adam with Nesterov momentum (torch.optim.NAdam)"),
-        _contender(
-            "radam",
-            "RAdam",
-            "radam",
-            "Adam that takes momentum steps until its variance estimate is reliable",
-        ),
-        _contender(
-            "adamax", "Adamax", "adamax", "Adam dividing by a running maximum of |g| instead"
-        ),
-        _contender(
-            "lion", "Lion", "lion", "steps by the sign of an interpolated momentum (Chen et al.)"
-        ),
-        _contender(
-            "adagrad", "Adagrad", "adagrad", "divides by the root of the sum of squared gradients"
-        ),
-        _contender(
-            "adadelta",
-            "Adadelta",
-            "adadelta",
-            "RMSprop with lr replaced by the root mean square of past steps",
-        ),
-        _contender(
-            "rprop", "Rprop", "rprop", "per-weight step sizes grown or shrunk by gradient signs"
-        ),
-        _contender("asgd", "ASGD", "asgd", "SGD with decaying steps and an average of the weights"),
-        _contender(
-            "adafactor",
-            "Adafactor",
-            "adafactor",
-            "factored second moments: row and column averages of a matrix's squares",
-        ),
-        _contender(
-            "muon", "Muon", "muon", "orthogonalized momentum for matrices, AdamW for the rest"
-        ),
-        _contender("lamb", "LAMB", "lamb", "Adam's step scaled per tensor to the weights' norm"),
-        _contender(
-            "lars", "LARS", "lars", "momentum SGD with a per-tensor learning rate |w| / |g|"
-        ),
-        _contender(
-            "schedule_free_adamw",
-            "ScheduleFreeAdamW",
-            "schedule_free_adamw",
-            "AdamW without a schedule: evaluated at an average of its iterates",
-        ),
-        _contender(
-            "schedule_free_sgd",
-            "ScheduleFreeSGD",
-            "schedule_free_sgd",
-            "SGD with momentum without a schedule, evaluated at an average",
-        ),
-        _contender(
-            "prodigy",
-            "Prodigy",
-            "prodigy",
-            "Adam that estimates its own learning rate from the distance travelled",
-        ),
+    ),
+}
+
+#: Every named contender: each optimizer of the registry (:mod:`optimlab.optim.registry`) in
+#: its order, with its defaults, followed by the lab's variants of it.
+CONTENDERS: dict[str, Contender] = {
+    c.name: c
+    for entry in REGISTRY.values()
+    for c in (
+        _contender(entry.name, entry.title, entry.name, entry.about),
+        *_VARIANTS.get(entry.name, ()),
     )
 }
 
@@ -187,15 +127,15 @@ NOTES_CONTENDERS: tuple[str, ...] = (
 
 
 def valid_contender_names() -> list[str]:
-    """Names a spec may start with: the contenders, then optimlab's optimizer names."""
-    return list(CONTENDERS) + [n for n in optimlab.OPTIMIZERS if n not in CONTENDERS]
+    """Names a spec may start with: the contenders (every optimizer, and the variants)."""
+    return list(CONTENDERS)
 
 
 #: words that stand for several contenders in a list: the notes' set, the optimizers beyond the
 #: notes (issue 8, opt-in), and everything optimlab has
 GROUPS: dict[str, tuple[str, ...]] = {
     "notes": NOTES_CONTENDERS,
-    "beyond": tuple(optimlab.BEYOND_NOTES),
+    "beyond": tuple(name for name, entry in REGISTRY.items() if entry.family == "beyond"),
     "all": tuple(valid_contender_names()),
 }
 
@@ -236,15 +176,10 @@ def parse_contender(spec: str) -> Contender:
     text = spec.strip()
     name, _, rest = text.partition(":")
     name = name.strip()
-    if name in CONTENDERS:
-        base = CONTENDERS[name]
-    elif name in optimlab.OPTIMIZERS:
-        cls = optimlab.OPTIMIZERS[name]
-        summary = (cls.__doc__ or "").strip().splitlines()[0].rstrip(".") if cls.__doc__ else ""
-        base = Contender(name, cls.__name__, name, about=summary)
-    else:
+    if name not in CONTENDERS:
         valid = ", ".join(valid_contender_names())
         raise ValueError(f"unknown optimizer {name!r}; valid names: {valid}")
+    base = CONTENDERS[name]
     if not rest.strip():
         return base
     cls = optimlab.OPTIMIZERS[base.optimizer]

@@ -1,4 +1,4 @@
-"""NAdam, RAdam, Adamax and Lion: drop-in optimizers beyond the notes, from the core's parts."""
+"""NAdam, RAdam, Adamax, Lion and AdEMAMix: drop-in optimizers beyond the notes."""
 
 from __future__ import annotations
 
@@ -8,7 +8,16 @@ import torch
 
 from ..core import adam_family as rules
 from .base import Optimizer
-from .checks import boolean, hyperparameters, non_negative, pair_in_unit_interval
+from .binding import BETAS
+from .checks import (
+    betas,
+    boolean,
+    hyperparameters,
+    non_negative,
+    optional,
+    pair_in_unit_interval,
+    positive_integer,
+)
 
 
 class NAdam(Optimizer):
@@ -70,6 +79,12 @@ class NAdam(Optimizer):
         "decoupled_weight_decay": boolean,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.nadam)
+    _derived = {
+        **BETAS,
+        # torch's scalar dtype (torch.optim.optimizer._get_scalar_dtype)
+        "single_precision_product": lambda _: torch.get_default_dtype() != torch.float64,
+    }
 
     def __init__(
         self,
@@ -103,27 +118,6 @@ class NAdam(Optimizer):
             for key, entry in state_dict["state"].items()
         }
         super().load_state_dict({**state_dict, "state": state})
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.nadam(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_avg_sq"],
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            momentum_decay=group["momentum_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-            # torch's scalar dtype (torch.optim.optimizer._get_scalar_dtype)
-            single_precision_product=torch.get_default_dtype() != torch.float64,
-        )
 
 
 class RAdam(Optimizer):
@@ -177,6 +171,7 @@ class RAdam(Optimizer):
         "decoupled_weight_decay": boolean,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.radam)
 
     def __init__(
         self,
@@ -196,24 +191,6 @@ class RAdam(Optimizer):
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.radam(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_avg_sq"],
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=group["decoupled_weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 class Adamax(Optimizer):
@@ -254,6 +231,7 @@ class Adamax(Optimizer):
         "weight_decay": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.adamax)
 
     def __init__(
         self,
@@ -272,23 +250,6 @@ class Adamax(Optimizer):
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_inf")
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.adamax(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_inf"],
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 class Lion(Optimizer):
@@ -331,6 +292,7 @@ class Lion(Optimizer):
         "weight_decay": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.lion)
 
     def __init__(
         self,
@@ -349,22 +311,75 @@ class Lion(Optimizer):
     def _buffer_names(self, group):
         return ("exp_avg",)
 
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.lion(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
+class AdEMAMix(Optimizer):
+    r"""AdEMAMix: Adam plus a slow average of the gradients that remembers thousands of steps.
 
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {"nadam": NAdam, "radam": RAdam, "adamax": Adamax, "lion": Lion}
+    Pagliardini, Ablin and Grangier (2024), "The AdEMAMix Optimizer: Better, Faster, Older",
+    Algorithm 1, with the defaults of the authors' code (apple/ml-ademamix); torch.optim has no
+    AdEMAMix. One exponential average forgets too fast to use old gradients or too slowly to
+    follow the new ones; AdEMAMix keeps both, Adam's fast ``m1`` and a slow ``m2``, and steps
+    along their mix. Update at step ``t``, ``g`` the gradient (negated when ``maximize``)::
 
-__all__: list[str] = ["Adamax", "Lion", "NAdam", "RAdam"]
+        m1 = beta1 * m1 + (1 - beta1) * g
+        m2 = beta3_t * m2 + (1 - beta3_t) * g          slow: beta3 = 0.9999 (half-life ~7000)
+        v = beta2 * v + (1 - beta2) * g**2
+        w = w - lr * ((m1 / (1 - beta1**t) + alpha_t * m2) / (sqrt(v / (1 - beta2**t)) + eps)
+                      + weight_decay * w)
+
+    ``m2`` starts at zero and is not bias-corrected: early on it is small, and ``alpha`` weighs
+    it in. For long runs the paper warms both up: ``alpha_warmup=T`` grows ``alpha_t``
+    linearly from 0 to ``alpha`` over ``T`` steps, ``beta3_warmup=T`` grows ``beta3_t`` from
+    ``beta1`` to ``beta3`` (its half-life linearly); without them (the default) both hold their
+    final values from the first step. The paper uses ``alpha`` from 4 to 10 with warm-ups as
+    long as training; the authors' code defaults to ``alpha=2`` without.
+
+    Arguments: ``lr``; ``betas=(beta1, beta2, beta3)``, each in [0, 1); ``alpha`` >= 0;
+    ``beta3_warmup`` and ``alpha_warmup``, None or a number of steps >= 1; ``eps``;
+    ``weight_decay`` (added to the update, as the paper's ``lambda * w``). ``fused``,
+    ``foreach`` and ``nonfinite_grads`` are as for :class:`optimlab.Adam`. State per parameter:
+    ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (one buffer more than Adam).
+
+    Example::
+
+        >>> import torch, optimlab
+        >>> w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        >>> opt = optimlab.AdEMAMix([w], lr=0.1)
+        >>> (w ** 2).sum().backward(); _ = opt.step()   # Adam's step, times 1 + alpha * 1e-4
+        >>> [round(x, 6) for x in w.tolist()]
+        [0.89998, -1.89998]
+    """
+
+    _checks = {
+        **Optimizer._checks,
+        "lr": non_negative,
+        "betas": betas(3),
+        "alpha": non_negative,
+        "beta3_warmup": optional(positive_integer),
+        "alpha_warmup": optional(positive_integer),
+        "eps": non_negative,
+        "weight_decay": non_negative,
+        "maximize": boolean,
+    }
+    _rule = staticmethod(rules.ademamix)
+
+    def __init__(
+        self,
+        params: Any,
+        lr: float = 1e-3,
+        betas: tuple[float, float, float] = (0.9, 0.999, 0.9999),
+        alpha: float = 2.0,
+        beta3_warmup: int | None = None,
+        alpha_warmup: int | None = None,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        fused: bool | str | None = None,
+        nonfinite_grads: str = "raise",
+    ) -> None:
+        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
+
+    def _buffer_names(self, group):
+        return ("exp_avg", "exp_avg_slow", "exp_avg_sq")

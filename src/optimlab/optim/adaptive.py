@@ -9,6 +9,7 @@ import torch
 
 from ..core import rules
 from .base import Optimizer
+from .binding import BETAS, constant, item
 from .checks import boolean, hyperparameters, non_negative, pair_in_unit_interval, unit_interval
 
 
@@ -49,6 +50,7 @@ class RMSprop(Optimizer):
         "eps_inside_sqrt": boolean,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.rmsprop)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
@@ -88,24 +90,6 @@ class RMSprop(Optimizer):
         if group["centered"]:
             names += ("grad_avg",)
         return names
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        rules.rmsprop(
-            ops,
-            params,
-            grads,
-            buffers["square_avg"],
-            buffers.get("grad_avg", []),
-            buffers.get("momentum_buffer", []),
-            lr=group["lr"],
-            alpha=group["alpha"],
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            weight_decay=group["weight_decay"],
-            momentum=group["momentum"],
-            centered=group["centered"],
-            maximize=group["maximize"],
-        )
 
 
 class Adam(Optimizer):
@@ -151,7 +135,6 @@ class Adam(Optimizer):
         >>> loss.backward(); _ = opt.step(); opt.zero_grad()
     """
 
-    _decoupled_weight_decay = False
     _checks = {
         **Optimizer._checks,
         "lr": non_negative,
@@ -162,6 +145,12 @@ class Adam(Optimizer):
         "bias_correction": boolean,
         "eps_inside_sqrt": boolean,
         "maximize": boolean,
+    }
+    _rule = staticmethod(rules.adam)
+    _derived = {
+        **BETAS,
+        "bias_correction_on": item("bias_correction"),
+        "decoupled_weight_decay": constant(False),
     }
 
     def __init__(
@@ -186,28 +175,6 @@ class Adam(Optimizer):
         names = ("exp_avg", "exp_avg_sq")
         return names + ("max_exp_avg_sq",) if group["amsgrad"] else names
 
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.adam(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_avg_sq"],
-            buffers.get("max_exp_avg_sq", []),
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            eps_inside_sqrt=group["eps_inside_sqrt"],
-            weight_decay=group["weight_decay"],
-            decoupled_weight_decay=self._decoupled_weight_decay,
-            amsgrad=group["amsgrad"],
-            bias_correction_on=group["bias_correction"],
-            maximize=group["maximize"],
-        )
-
 
 class AdamW(Adam):
     r"""Adam with decoupled weight decay (Loshchilov and Hutter, 2019), as torch.optim.AdamW.
@@ -223,7 +190,7 @@ class AdamW(Adam):
         >>> opt = optimlab.AdamW(torch.nn.Linear(4, 1).parameters(), lr=1e-3, weight_decay=0.05)
     """
 
-    _decoupled_weight_decay = True
+    _derived = {**Adam._derived, "decoupled_weight_decay": constant(True)}
 
     def __init__(
         self,

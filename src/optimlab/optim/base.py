@@ -35,7 +35,8 @@ step hooks all behave as in torch. On top of torch it
   keeps this optimizer's, so a state saved on one path resumes on any other.
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
-buffers (``_buffer_names``) and calls its rule (``_update``); nothing else.
+buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound by name, see
+:mod:`.binding`); nothing else.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ from ..core.ops import FOREACH, LOOP, LoopOps
 from ..fused import native
 from ..fused.plan import FusedPlan, plain
 from ..fused.steps import FusedSteps
+from .binding import BETAS, Derived, call_rule
 from .checks import describe, fused_choice, non_negative, one_of, optional_boolean
 from .state import StateMap
 
@@ -102,6 +104,14 @@ class Optimizer(torch.optim.Optimizer):
     #: why this optimizer's rule has no fused path (it needs reductions such as norms or
     #: matrix products, which the elementwise compiled loop cannot express); None if it has one
     _unfusable_reason: str | None = None
+    #: the rule of :mod:`optimlab.core` this optimizer applies (``staticmethod(rules.adam)``);
+    #: its arguments are taken by name (:mod:`.binding`), those no group key names from
+    #: ``_derived``
+    _rule: Callable[..., None] | None = None
+    _derived: Derived = BETAS
+    #: per-parameter state entries, besides ``step``, that the rule takes as arguments (ASGD's
+    #: step sizes ``eta`` and ``mu``): parameters are stepped together only when they share them
+    _state_arguments: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -214,14 +224,23 @@ class Optimizer(torch.optim.Optimizer):
     def _update(
         self,
         ops: LoopOps,
-        group: dict[str, Any],
+        arguments: dict[str, Any],
         params: list[Tensor],
         grads: list[Tensor],
         buffers: dict[str, list[Tensor]],
-        step: int,
     ) -> None:
-        """Apply the rule to one bucket of parameters (same device, dtype and step count)."""
-        raise NotImplementedError
+        """Apply the rule to one bucket of parameters (same device, dtype, step count and state
+        arguments); ``arguments`` are the group's hyperparameters with ``step`` and the state
+        arguments (see :meth:`_arguments`)."""
+        call_rule(self._rule, ops, params, grads, buffers, arguments, self._derived)
+
+    def _arguments(self, group: dict[str, Any], state: dict[str, Any], step: int) -> dict[str, Any]:
+        """What the rule's arguments are taken from, for parameters whose state is like
+        ``state`` at step count ``step``: the group, ``step`` and the state arguments."""
+        arguments = {**group, "step": step}
+        for name in self._state_arguments:
+            arguments[name] = state[name]
+        return arguments
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         """A parameter's state before its first step: ``step`` and zeroed buffers.
@@ -325,21 +344,24 @@ class Optimizer(torch.optim.Optimizer):
             found = self.__dict__["_fused_steps"] = FusedSteps(self)
         return found
 
-    def _plan_accepts(self, group: dict[str, Any], states: list[dict[str, Any]]) -> bool:
-        """Whether a fused plan over parameters with these ``states`` may take the step
-        (ASGD: only when they share their step sizes); every plan, by default."""
-        return True
-
     def _step_group(self, group: dict[str, Any]) -> None:
         """The general path: any parameters, any state; then plan the next fused steps."""
         fused = self._fused.wanted(group)
         self._step_params(group, group["params"], fused)
         self._fused.replan(group, fused)
 
-    def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
-        names = self._buffer_names(group)
-        # Bucket by device, dtype and step count: one rule call per bucket, with scalar bias
-        # corrections. Parameters normally all fall in one bucket.
+    def _step_params(
+        self,
+        group: dict[str, Any],
+        params: list[Tensor],
+        fused: bool,
+        names: tuple[str, ...] | None = None,
+    ) -> None:
+        """Step ``params`` (those with gradients) on the general path; ``names``: the buffers
+        they keep, if not ``_buffer_names(group)``."""
+        names = self._buffer_names(group) if names is None else names
+        # Bucket by device, dtype, step count and state arguments: one rule call per bucket,
+        # with scalar bias corrections. Parameters normally all fall in one bucket.
         buckets: dict[tuple[Any, ...], list[Tensor]] = {}
         for p in params:
             if p.grad is None:
@@ -349,22 +371,24 @@ class Optimizer(torch.optim.Optimizer):
             if not state:
                 state.update(self._init_state(p, group))
             state["step"] += 1
-            buckets.setdefault((p.device, p.dtype, state["step"]), []).append(p)
+            shared = tuple(state[name] for name in self._state_arguments)
+            buckets.setdefault((p.device, p.dtype, state["step"], *shared), []).append(p)
         foreach = group["foreach"] is not False
-        for (_, dtype, step), bucket in buckets.items():
+        for (_, dtype, step, *_), bucket in buckets.items():
+            arguments = self._arguments(group, self.state[bucket[0]], step)
             if fused and dtype in native.REAL_DTYPE:
-                bucket = self._fused.update(group, names, bucket, step)
+                bucket = self._fused.update(group, arguments, names, bucket)
             if not bucket:
                 continue
             real = [_as_real(p) for p in bucket]
             grads = [_as_real(p.grad) for p in bucket]
             buffers = {name: [_as_real(self.state[p][name]) for p in bucket] for name in names}
             if foreach:
-                self._update(FOREACH, group, real, grads, buffers, step)
+                self._update(FOREACH, arguments, real, grads, buffers)
             else:
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
-                    self._update(LOOP, group, [real[i]], [grads[i]], one, step)
+                    self._update(LOOP, arguments, [real[i]], [grads[i]], one)
 
     # -- saving and loading ----------------------------------------------------------------
 

@@ -113,12 +113,32 @@ def unit_interval(name: str, value: Any) -> None:
         raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1)")
 
 
-def pair_in_unit_interval(name: str, value: Any) -> None:
-    """Two averaging coefficients, such as Adam's ``betas``."""
-    if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name}: {value!r}; expected a pair (beta1, beta2)")
-    unit_interval(f"{name}[0]", value[0])
-    unit_interval(f"{name}[1]", value[1])
+def betas(count: int) -> Callable[[str, Any], None]:
+    """The check of ``count`` averaging coefficients, such as Adam's two ``betas``."""
+    kind = {2: "a pair", 3: "a triple"}.get(count, f"{count} numbers")
+    names = ", ".join(f"beta{i + 1}" for i in range(count))
+
+    def check(name: str, value: Any) -> None:
+        if not isinstance(value, (tuple, list)) or len(value) != count:
+            raise TypeError(f"Invalid {name}: {value!r}; expected {kind} ({names})")
+        for i, beta in enumerate(value):
+            unit_interval(f"{name}[{i}]", beta)
+
+    return check
+
+
+#: Two averaging coefficients, such as Adam's ``betas``.
+pair_in_unit_interval = betas(2)
+
+
+def positive_integer(name: str, value: Any) -> None:
+    """A count of steps (a warm-up's length): an integer >= 1."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(
+            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected an integer >= 1"
+        )
+    if value < 1:
+        raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 1")
 
 
 def boolean(name: str, value: Any) -> None:

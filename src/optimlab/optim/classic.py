@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..core import classic as rules
 from .base import Optimizer
+from .binding import item
 from .checks import LARGEST_SCALE, boolean, bounded, hyperparameters, non_negative, real_number
 
 # --- checks of this family's arguments -----------------------------------------------------
@@ -103,6 +104,7 @@ class Adagrad(Optimizer):
         "eps": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.adagrad)
 
     def __init__(
         self,
@@ -128,20 +130,6 @@ class Adagrad(Optimizer):
         # A complex weight is a pair of reals: both parts start at the value, as in torch.
         fill = complex(value, value) if p.is_complex() else value
         return {"step": 0, "sum": torch.full_like(p, fill, memory_format=torch.preserve_format)}
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        rules.adagrad(
-            ops,
-            params,
-            grads,
-            buffers["sum"],
-            step=step,
-            lr=group["lr"],
-            lr_decay=group["lr_decay"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 # --- Adadelta ------------------------------------------------------------------------------
@@ -187,6 +175,7 @@ class Adadelta(Optimizer):
         "weight_decay": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.adadelta)
 
     def __init__(
         self,
@@ -205,20 +194,6 @@ class Adadelta(Optimizer):
 
     def _buffer_names(self, group):
         return ("square_avg", "acc_delta")
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        rules.adadelta(
-            ops,
-            params,
-            grads,
-            buffers["square_avg"],
-            buffers["acc_delta"],
-            lr=group["lr"],
-            rho=group["rho"],
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 # --- Rprop ---------------------------------------------------------------------------------
@@ -265,6 +240,13 @@ class Rprop(Optimizer):
         "step_sizes": rprop_step_sizes,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.rprop)
+    _derived = {
+        "etaminus": item("etas", 0),
+        "etaplus": item("etas", 1),
+        "step_size_min": item("step_sizes", 0),
+        "step_size_max": item("step_sizes", 1),
+    }
 
     def __init__(
         self,
@@ -291,22 +273,6 @@ class Rprop(Optimizer):
             "prev": torch.zeros_like(p, memory_format=torch.preserve_format),
             "step_size": torch.full_like(p, fill, memory_format=torch.preserve_format),
         }
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        etaminus, etaplus = group["etas"]
-        step_size_min, step_size_max = group["step_sizes"]
-        rules.rprop(
-            ops,
-            params,
-            grads,
-            buffers["prev"],
-            buffers["step_size"],
-            etaminus=etaminus,
-            etaplus=etaplus,
-            step_size_min=step_size_min,
-            step_size_max=step_size_max,
-            maximize=group["maximize"],
-        )
 
 
 # --- ASGD ----------------------------------------------------------------------------------
@@ -378,6 +344,10 @@ class ASGD(Optimizer):
         "weight_decay": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.asgd)
+    # The rule takes this step's eta and mu as scalars: they live in each parameter's state,
+    # and parameters are stepped together only when they share them.
+    _state_arguments = ("eta", "mu")
 
     def __init__(
         self,
@@ -405,46 +375,6 @@ class ASGD(Optimizer):
             "mu": 1.0,
             "ax": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
-
-    # The rule takes this step's eta and mu as scalars. They live in each parameter's state;
-    # every call of the rule (one per bucket, on any path) is for parameters that share them,
-    # and _scalars holds them, by group, for the call.
-
-    def _step_params(self, group, params, fused):
-        shared: dict[tuple[float, float], list[Tensor]] = {}
-        for p in params:
-            if p.grad is None:
-                continue
-            state = self.state[p]
-            if not state:
-                state.update(self._init_state(p, group))
-            shared.setdefault((state["eta"], state["mu"]), []).append(p)
-        scalars = self.__dict__.setdefault("_scalars", {})
-        for key, subset in shared.items():
-            scalars[id(group)] = key
-            super()._step_params(group, subset, fused)
-
-    def _plan_accepts(self, group, states):
-        shared = {(state["eta"], state["mu"]) for state in states}
-        if len(shared) != 1:
-            return False  # the general path steps each set of parameters on its own
-        self.__dict__.setdefault("_scalars", {})[id(group)] = shared.pop()
-        return True
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        scalars = self.__dict__.get("_scalars", {}).get(id(group))
-        eta, mu = scalars if scalars is not None else (group["lr"], 1.0)
-        rules.asgd(
-            ops,
-            params,
-            grads,
-            buffers["ax"],
-            eta=eta,
-            mu=mu,
-            lambd=group["lambd"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
@@ -524,14 +454,3 @@ class ASGD(Optimizer):
             for name in ("eta", "mu"):
                 if isinstance(state.get(name), Tensor):
                     state[name] = state[name].item()
-
-
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {
-    "adagrad": Adagrad,
-    "adadelta": Adadelta,
-    "rprop": Rprop,
-    "asgd": ASGD,
-}
-
-__all__: list[str] = ["ASGD", "Adadelta", "Adagrad", "Rprop"]

@@ -16,6 +16,7 @@ from torch import Tensor
 from ..core import layerwise as rules
 from ..core.rules import adam as adam_rule
 from .base import Optimizer, _as_real
+from .binding import call_rule, constant, item
 from .checks import (
     FLOAT32_EXPONENT,
     LARGEST_RELATIVE_STEP,
@@ -137,9 +138,6 @@ class _StateByKind(Optimizer):
         return {n: torch.zeros_like(real, memory_format=torch.preserve_format) for n in names}
 
     def _buffer_names(self, group):
-        kind = self.__dict__.get("_stepping_kind")
-        if kind is not None:
-            return self._kind_buffers(kind, group)
         names: tuple[str, ...] = ()
         for k in self._kinds:
             names += tuple(n for n in self._kind_buffers(k, group) if n not in names)
@@ -165,11 +163,7 @@ class _StateByKind(Optimizer):
                 )
             by_kind.setdefault(kind, []).append(p)
         for kind, members in by_kind.items():
-            self._stepping_kind = kind
-            try:
-                super()._step_params(group, members, fused)
-            finally:
-                del self._stepping_kind
+            super()._step_params(group, members, fused, self._kind_buffers(kind, group))
 
 
 # --- the optimizers ------------------------------------------------------------------------
@@ -231,6 +225,8 @@ class Adafactor(_StateByKind):
         "weight_decay": non_negative,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.adafactor)
+    _derived = {"eps1": item("eps", 0), "eps2": item("eps", 1)}
 
     def __init__(
         self,
@@ -262,25 +258,6 @@ class Adafactor(_StateByKind):
             "row_var": real.new_zeros((*shape[:-1], 1)),
             "col_var": real.new_zeros((*shape[:-2], 1, shape[-1])),
         }
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        eps1, eps2 = group["eps"]
-        rules.adafactor(
-            ops,
-            params,
-            grads,
-            buffers.get("row_var", []),
-            buffers.get("col_var", []),
-            buffers.get("variance", []),
-            step=step,
-            lr=group["lr"],
-            beta2_decay=group["beta2_decay"],
-            eps1=eps1,
-            eps2=eps2,
-            d=group["d"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 class Muon(_StateByKind):
@@ -397,45 +374,25 @@ class Muon(_StateByKind):
     def _kind_buffers(self, kind, group):
         return ("momentum_buffer",) if kind == "matrix" else ("exp_avg", "exp_avg_sq")
 
-    def _update(self, ops, group, params, grads, buffers, step):
+    def _update(self, ops, arguments, params, grads, buffers):
         if "momentum_buffer" in buffers:
-            rules.muon(
-                ops,
-                params,
-                grads,
-                buffers["momentum_buffer"],
-                lr=group["lr"],
-                weight_decay=group["weight_decay"],
-                momentum=group["momentum"],
-                nesterov=group["nesterov"],
-                ns_coefficients=group["ns_coefficients"],
-                ns_steps=group["ns_steps"],
-                eps=group["eps"],
-                adjust_lr_fn=group["adjust_lr_fn"],
-                maximize=group["maximize"],
-            )
-            return
-        beta1, beta2 = group["adamw_betas"]
-        adamw_lr = group["adamw_lr"]
-        adam_rule(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_avg_sq"],
-            [],
-            step=step,
-            lr=group["lr"] if adamw_lr is None else adamw_lr,
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["adamw_eps"],
-            eps_inside_sqrt=False,
-            weight_decay=group["adamw_weight_decay"],
-            decoupled_weight_decay=True,
-            amsgrad=False,
-            bias_correction_on=True,
-            maximize=group["maximize"],
-        )
+            call_rule(rules.muon, ops, params, grads, buffers, arguments, {})
+        else:  # AdamW, whose arguments are the adamw_* hyperparameters
+            adamw = {name: value(arguments) for name, value in self._adamw_arguments.items()}
+            call_rule(adam_rule, ops, params, grads, buffers, {**arguments, **adamw}, {})
+
+    #: the AdamW part's arguments, from the adamw_* hyperparameters
+    _adamw_arguments = {
+        "lr": lambda a: a["lr"] if a["adamw_lr"] is None else a["adamw_lr"],
+        "beta1": item("adamw_betas", 0),
+        "beta2": item("adamw_betas", 1),
+        "eps": item("adamw_eps"),
+        "weight_decay": item("adamw_weight_decay"),
+        "eps_inside_sqrt": constant(False),
+        "decoupled_weight_decay": constant(True),
+        "amsgrad": constant(False),
+        "bias_correction_on": constant(True),
+    }
 
 
 class LAMB(Optimizer):
@@ -483,6 +440,7 @@ class LAMB(Optimizer):
         "weight_norm_clamp": _weight_norm_clamp,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.lamb)
 
     def __init__(
         self,
@@ -502,24 +460,6 @@ class LAMB(Optimizer):
 
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        beta1, beta2 = group["betas"]
-        rules.lamb(
-            ops,
-            params,
-            grads,
-            buffers["exp_avg"],
-            buffers["exp_avg_sq"],
-            step=step,
-            lr=group["lr"],
-            beta1=beta1,
-            beta2=beta2,
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            weight_norm_clamp=group["weight_norm_clamp"],
-            maximize=group["maximize"],
-        )
 
 
 class LARS(Optimizer):
@@ -569,6 +509,7 @@ class LARS(Optimizer):
         "exclude_1d": boolean,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.lars)
 
     def _check_group(self, group: dict[str, Any]) -> None:
         super()._check_group(group)
@@ -599,23 +540,3 @@ class LARS(Optimizer):
 
     def _buffer_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        rules.lars(
-            ops,
-            params,
-            grads,
-            buffers.get("momentum_buffer", []),
-            lr=group["lr"],
-            momentum=group["momentum"],
-            weight_decay=group["weight_decay"],
-            trust_coefficient=group["trust_coefficient"],
-            exclude_1d=group["exclude_1d"],
-            maximize=group["maximize"],
-        )
-
-
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {"adafactor": Adafactor, "muon": Muon, "lamb": LAMB, "lars": LARS}
-
-__all__: list[str] = ["LAMB", "LARS", "Adafactor", "Muon"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from ..core import rules
 from .base import Optimizer
+from .binding import call_rule, item
 from .checks import boolean, hyperparameters, non_negative, one_of, unit_interval
 
 
@@ -44,6 +45,7 @@ class SGD(Optimizer):
         "nesterov": boolean,
         "maximize": boolean,
     }
+    _rule = staticmethod(rules.sgd)
 
     def __init__(
         self,
@@ -72,21 +74,6 @@ class SGD(Optimizer):
 
     def _buffer_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        rules.sgd(
-            ops,
-            params,
-            grads,
-            buffers.get("momentum_buffer", []),
-            step=step,
-            lr=group["lr"],
-            momentum=group["momentum"],
-            dampening=group["dampening"],
-            nesterov=group["nesterov"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 MOMENTUM_FORMS = ("ema", "heavy_ball")
@@ -141,6 +128,8 @@ class Momentum(Optimizer):
         "maximize": boolean,
     }
 
+    _derived = {"bias_correction_on": item("bias_correction")}
+
     def __init__(
         self,
         params: Any,
@@ -169,23 +158,7 @@ class Momentum(Optimizer):
     def _buffer_names(self, group):
         return ("velocity",) if group["form"] == "ema" else ("last_step",)
 
-    def _update(self, ops, group, params, grads, buffers, step):
-        common = dict(
-            lr=group["lr"],
-            beta=group["beta"],
-            nesterov=group["nesterov"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
-        if group["form"] == "ema":
-            rules.ema_momentum(
-                ops,
-                params,
-                grads,
-                buffers["velocity"],
-                step=step,
-                bias_correction_on=group["bias_correction"],
-                **common,
-            )
-        else:
-            rules.heavy_ball_momentum(ops, params, grads, buffers["last_step"], **common)
+    def _update(self, ops, arguments, params, grads, buffers):
+        form = arguments["form"]
+        rule = rules.ema_momentum if form == "ema" else rules.heavy_ball_momentum
+        call_rule(rule, ops, params, grads, buffers, arguments, self._derived)

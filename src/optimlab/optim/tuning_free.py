@@ -25,6 +25,7 @@ from torch import Tensor
 from ..core import tuning_free as rules
 from ..core.ops import FOREACH, LOOP, LoopOps
 from .base import Optimizer, _as_real, _require_dense
+from .binding import BETAS
 from .checks import (
     FLOAT32_EXPONENT,
     FLOAT64_EXPONENT,
@@ -197,6 +198,12 @@ class _ScheduleFree(Optimizer):
             weight_sum=group["weight_sum"],
         )
 
+    def _arguments(self, group, state, step):
+        # the rule steps with the schedule's learning rate (warm-up) and the average's weight
+        scheduled = self._schedule(group)
+        arguments = super()._arguments(group, state, step)
+        return {**arguments, "lr": scheduled.lr, "ckp1": scheduled.ckp1}
+
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """Take one step from ``y`` (train mode); refused in eval mode, see :meth:`train`."""
@@ -324,6 +331,8 @@ class ScheduleFreeSGD(_ScheduleFree):
         "maximize": boolean,
     }
 
+    _rule = staticmethod(rules.schedule_free_sgd)
+
     def __init__(
         self,
         params: Any,
@@ -350,20 +359,6 @@ class ScheduleFreeSGD(_ScheduleFree):
     def _init_state(self, p, group):
         # z starts at the parameter: x = y = z before the first step.
         return {"step": 0, "z": torch.clone(p, memory_format=torch.preserve_format).detach()}
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        scalars = self._schedule(group)
-        rules.schedule_free_sgd(
-            ops,
-            params,
-            grads,
-            buffers["z"],
-            lr=scalars.lr,
-            ckp1=scalars.ckp1,
-            momentum=group["momentum"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -437,6 +432,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
         "maximize": boolean,
     }
 
+    _rule = staticmethod(rules.schedule_free_adamw)
+    _derived = {**BETAS, "bias_correction2": lambda a: 1 - a["betas"][1] ** (a["k"] + 1)}
+
     def __init__(
         self,
         params: Any,
@@ -467,25 +465,6 @@ class ScheduleFreeAdamW(_ScheduleFree):
             "z": torch.clone(p, memory_format=torch.preserve_format).detach(),
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
-
-    def _update(self, ops, group, params, grads, buffers, step):
-        scalars = self._schedule(group)
-        beta1, beta2 = group["betas"]
-        rules.schedule_free_adamw(
-            ops,
-            params,
-            grads,
-            buffers["z"],
-            buffers["exp_avg_sq"],
-            lr=scalars.lr,
-            ckp1=scalars.ckp1,
-            beta1=beta1,
-            beta2=beta2,
-            bias_correction2=1 - beta2 ** (group["k"] + 1),
-            eps=group["eps"],
-            weight_decay=group["weight_decay"],
-            maximize=group["maximize"],
-        )
 
 
 # --- Prodigy -------------------------------------------------------------------------------
@@ -609,7 +588,7 @@ class Prodigy(Optimizer):
         state["p0"] = torch.clone(p, memory_format=torch.preserve_format).detach()
         return state
 
-    def _update(self, ops, group, params, grads, buffers, step):
+    def _update(self, ops, arguments, params, grads, buffers):
         raise NotImplementedError("Prodigy steps a whole group at once, in _step_params")
 
     def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
@@ -694,13 +673,3 @@ class Prodigy(Optimizer):
                 decoupled_weight_decay=decoupled,
             )
         group["k"] = k + 1
-
-
-#: this module's optimizers, by the name ``optimlab list`` and the lab use
-OPTIMIZERS: dict[str, type] = {
-    "schedule_free_adamw": ScheduleFreeAdamW,
-    "schedule_free_sgd": ScheduleFreeSGD,
-    "prodigy": Prodigy,
-}
-
-__all__: list[str] = ["Prodigy", "ScheduleFreeAdamW", "ScheduleFreeSGD"]
