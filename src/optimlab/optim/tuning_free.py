@@ -25,7 +25,7 @@ from torch import Tensor
 from ..core import tuning_free as rules
 from ..core.ops import FOREACH, LOOP, LoopOps
 from .base import Optimizer, _as_real, _require_dense
-from .binding import BETAS
+from .binding import BETAS, call_rule
 from .checks import (
     FLOAT32_EXPONENT,
     FLOAT64_EXPONENT,
@@ -469,6 +469,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
 # --- Prodigy -------------------------------------------------------------------------------
 
+#: the arguments of :func:`rules.prodigy_estimate` that come from the group as they are
+_ESTIMATE_ARGUMENTS = ("d", "d0", "d_max", "d_numerator", "d_coef", "growth_rate", "beta3")
+
 
 class Prodigy(Optimizer):
     r"""Prodigy (Mishchenko and Defazio, 2023): Adam that estimates its own learning rate.
@@ -591,7 +594,25 @@ class Prodigy(Optimizer):
     def _update(self, ops, arguments, params, grads, buffers):
         raise NotImplementedError("Prodigy steps a whole group at once, in _step_params")
 
-    def _step_params(self, group: dict[str, Any], params: list[Tensor], fused: bool) -> None:
+    def _arguments(self, group, state, step):
+        # The step's scalars: beta3 defaults to sqrt(beta2); the step size is d * lr times
+        # the bias correction; weight decay is either coupled (in the statistics) or not.
+        beta1, beta2 = group["betas"]
+        correction = 1.0
+        if group["use_bias_correction"]:
+            correction = rules.prodigy_bias_correction(beta1, beta2, group["k"])
+        decay = group["weight_decay"]
+        return {
+            **super()._arguments(group, state, step),
+            "beta1": beta1,
+            "beta2": beta2,
+            "beta3": group["beta3"] if group["beta3"] is not None else math.sqrt(beta2),
+            "dlr": group["d"] * group["lr"] * correction,
+            "weight_decay": 0.0 if group["decouple"] else decay,
+            "decoupled_weight_decay": decay if group["decouple"] else 0.0,
+        }
+
+    def _step_params(self, group, params, fused, names=None):
         active = []
         for p in params:
             if p.grad is None:
@@ -602,19 +623,36 @@ class Prodigy(Optimizer):
                 state.update(self._init_state(p, group))
             state["step"] += 1
             active.append(p)
-        lr = group["lr"]
-        if not active or lr == 0:
+        if not active or group["lr"] == 0:
             return  # the authors' code skips lr-0 groups; nothing would change
-        beta1, beta2 = group["betas"]
-        beta3 = group["beta3"] if group["beta3"] is not None else math.sqrt(beta2)
-        d, d0, k = group["d"], group["d0"], group["k"]
-        correction = (
-            rules.prodigy_bias_correction(beta1, beta2, k) if group["use_bias_correction"] else 1
+        state = self.state[active[0]]
+        arguments = self._arguments(group, state, state["step"])
+        buckets, numerator_delta, d_denom = self._statistics(group, arguments, active)
+        if d_denom == 0:
+            return  # no gradient yet (all zero): no information on d, no step, as the authors
+        estimate = rules.prodigy_estimate(
+            numerator_delta=numerator_delta,
+            d_denom=d_denom,
+            **{name: arguments[name] for name in _ESTIMATE_ARGUMENTS},
         )
-        dlr = d * lr * correction
-        decay = group["weight_decay"]
-        coupled, decoupled = (0.0, decay) if group["decouple"] else (decay, 0.0)
+        group.update(estimate._asdict())
+        for real, buffers in buckets:
+            rules.prodigy_step(
+                _ops(group),
+                real,
+                buffers["exp_avg"],
+                buffers["exp_avg_sq"],
+                d=estimate.d,
+                dlr=arguments["dlr"],
+                eps=group["eps"],
+                decoupled_weight_decay=arguments["decoupled_weight_decay"],
+            )
+        group["k"] += 1
+
+    def _statistics(self, group, arguments, active):
+        """Each bucket's tensors, and the sums over all of them that estimate ``d``."""
         ops = _ops(group)
+        d, d0, dlr = arguments["d"], arguments["d0"], arguments["dlr"]
         buckets = []
         numerator_delta = d_denom = 0.0
         for bucket in _buckets(active):
@@ -624,52 +662,13 @@ class Prodigy(Optimizer):
                 for name in self._buffer_names(group)
             }
             buckets.append((real, buffers))
-            dots, norms = rules.prodigy_statistics(
-                ops,
-                real,
-                [_as_real(p.grad) for p in bucket],
-                buffers["exp_avg"],
-                buffers["exp_avg_sq"],
-                buffers["s"],
-                buffers["p0"],
-                d=d,
-                d0=d0,
-                dlr=dlr,
-                beta1=beta1,
-                beta2=beta2,
-                beta3=beta3,
-                safeguard_warmup=group["safeguard_warmup"],
-                weight_decay=coupled,
-                maximize=group["maximize"],
+            grads = [_as_real(p.grad) for p in bucket]
+            dots, norms = call_rule(
+                rules.prodigy_statistics, ops, real, grads, buffers, arguments, {}
             )
             values = torch.stack(dots + norms).tolist()  # one synchronization per bucket
             for value in values[: len(bucket)]:
                 numerator_delta += (d / d0) * dlr * value
             for value in values[len(bucket) :]:
                 d_denom += value
-        if d_denom == 0:
-            return  # no gradient yet (all zero): no information on d, no step, as the authors
-        estimate = rules.prodigy_estimate(
-            d=d,
-            d0=d0,
-            d_max=group["d_max"],
-            d_numerator=group["d_numerator"],
-            d_coef=group["d_coef"],
-            growth_rate=group["growth_rate"],
-            beta3=beta3,
-            numerator_delta=numerator_delta,
-            d_denom=d_denom,
-        )
-        group.update(estimate._asdict())
-        for real, buffers in buckets:
-            rules.prodigy_step(
-                ops,
-                real,
-                buffers["exp_avg"],
-                buffers["exp_avg_sq"],
-                d=estimate.d,
-                dlr=dlr,
-                eps=group["eps"],
-                decoupled_weight_decay=decoupled,
-            )
-        group["k"] = k + 1
+        return buckets, numerator_delta, d_denom
