@@ -196,6 +196,11 @@ _ADEMAMIX = [
         r"Invalid alpha_warmup: 10\.0 \(a float\); expected None or an integer >= 1",
     ),
     (dict(alpha_warmup=True), TypeError, r"Invalid alpha_warmup: True"),
+    (
+        dict(alpha_warmup=10**60),
+        ValueError,
+        r"Invalid alpha_warmup: 10+; expected None or an integer in \[1, 2\*\*53\]",
+    ),
 ]
 
 _BETAS = [

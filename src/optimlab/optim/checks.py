@@ -131,14 +131,24 @@ def betas(count: int) -> Callable[[str, Any], None]:
 pair_in_unit_interval = betas(2)
 
 
+#: the largest count of steps: the rules divide by step counts in float64, which holds every
+#: integer exactly up to 2**53 (a larger Python int may not even convert to a float)
+LARGEST_STEP_COUNT = 2**53
+
+
 def positive_integer(name: str, value: Any) -> None:
-    """A count of steps (a warm-up's length): an integer >= 1."""
+    """A count of steps (a warm-up's length): an integer in [1, 2**53]."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
             f"Invalid {name}: {value!r} (a {type(value).__name__}); expected an integer >= 1"
         )
     if value < 1:
         raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 1")
+    if value > LARGEST_STEP_COUNT:
+        raise ValueError(
+            f"Invalid {name}: {value!r}; expected an integer in [1, 2**53]: a rule divides by "
+            "it in float64, which counts steps exactly up to 2**53"
+        )
 
 
 def boolean(name: str, value: Any) -> None:
