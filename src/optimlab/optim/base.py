@@ -363,6 +363,7 @@ class Optimizer(torch.optim.Optimizer):
         # Bucket by device, dtype, step count and state arguments: one rule call per bucket,
         # with scalar bias corrections. Parameters normally all fall in one bucket.
         buckets: dict[tuple[Any, ...], list[Tensor]] = {}
+        shared = self._state_arguments
         for p in params:
             if p.grad is None:
                 continue
@@ -371,8 +372,10 @@ class Optimizer(torch.optim.Optimizer):
             if not state:
                 state.update(self._init_state(p, group))
             state["step"] += 1
-            shared = tuple(state[name] for name in self._state_arguments)
-            buckets.setdefault((p.device, p.dtype, state["step"], *shared), []).append(p)
+            key = (p.device, p.dtype, state["step"])
+            if shared:
+                key += tuple(state[name] for name in shared)
+            buckets.setdefault(key, []).append(p)
         foreach = group["foreach"] is not False
         for (_, dtype, step, *_), bucket in buckets.items():
             arguments = self._arguments(group, self.state[bucket[0]], step)
