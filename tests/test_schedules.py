@@ -790,9 +790,11 @@ def test_a_schedule_is_declared_once_by_its_class(monkeypatch):
         "SCHEDULES",
         "Schedule",
         "ScheduleDriver",
+        "as_schedule",
         "drive",
         "from_dict",
         "from_spec",
+        "scheduled_value",
     }
 
     monkeypatch.setattr(package.base, "SCHEDULES", dict(SCHEDULES))  # a declaration, undone after

@@ -162,3 +162,11 @@ def positive_count(arg: str, value: Any, *, optional: bool = False) -> int | Non
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"Invalid {arg}: {value!r}; expected an int >= 1")
     return value
+
+
+def seed(owner: str, value: Any) -> int:
+    """A seed: an integer in [0, 2**63)."""
+    v = integer(owner, "seed", value, 0)
+    if v >= 2**63:
+        raise ValueError(f"{owner}: seed must be an integer in [0, 2**63), got {value!r}")
+    return v

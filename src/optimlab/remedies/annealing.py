@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 import torch
 from torch import Tensor
 
-from . import _checks
+from .. import checks, schedules
 from .base import OptimizerWrapper, check_generator_state, check_int_entries
 from .noise import add_gaussian_noise_
 
@@ -157,9 +157,9 @@ class Annealing(OptimizerWrapper):
     ) -> None:
         super().__init__(optimizer)
         owner = "Annealing"
-        self.temperature = _checks.as_schedule(owner, "temperature", temperature)
-        self.perturbation_std = _checks.as_schedule(owner, "perturbation_std", perturbation_std)
-        self.seed = _checks.seed(owner, seed)
+        self.temperature = schedules.as_schedule(owner, "temperature", temperature)
+        self.perturbation_std = schedules.as_schedule(owner, "perturbation_std", perturbation_std)
+        self.seed = checks.seed(owner, seed)
         first = next(self.params(), None)
         device = first.device if first is not None else torch.device("cpu")
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -179,8 +179,8 @@ class Annealing(OptimizerWrapper):
                 "gradients: the loss before and after each proposal decides whether to keep it"
             )
         t = self.step_count
-        temperature = _checks.scheduled_value(owner, "temperature", self.temperature, t)
-        std = _checks.scheduled_value(owner, "perturbation_std", self.perturbation_std, t)
+        temperature = schedules.scheduled_value(owner, "temperature", self.temperature, t)
+        std = schedules.scheduled_value(owner, "perturbation_std", self.perturbation_std, t)
         with torch.enable_grad():
             loss = closure()
         current = _as_float(loss)
@@ -311,10 +311,10 @@ def simulated_annealing(
     owner = "simulated_annealing"
     if not callable(objective):
         raise TypeError(f"{owner}: objective must be callable as objective(x), got {objective!r}")
-    temperature = _checks.as_schedule(owner, "temperature", temperature)
-    perturbation_std = _checks.as_schedule(owner, "perturbation_std", perturbation_std)
-    steps = _checks.integer(owner, "steps", steps, 0)
-    seed = _checks.seed(owner, seed)
+    temperature = schedules.as_schedule(owner, "temperature", temperature)
+    perturbation_std = schedules.as_schedule(owner, "perturbation_std", perturbation_std)
+    steps = checks.integer(owner, "steps", steps, 0)
+    seed = checks.seed(owner, seed)
     target = _target(owner, target)
     x = _start_point(x0)
     generator = torch.Generator(device=x.device).manual_seed(seed)
@@ -332,11 +332,11 @@ def simulated_annealing(
     steps_to_target = 0 if reached else None
     taken = 0
     while taken < steps and not reached:
-        std = _checks.scheduled_value(owner, "perturbation_std", perturbation_std, taken)
+        std = schedules.scheduled_value(owner, "perturbation_std", perturbation_std, taken)
         proposal = _proposal(x, std, generator)
         proposed = evaluate(proposal)
         uniform = float(torch.rand((), generator=generator, dtype=torch.float64, device=x.device))
-        t_now = _checks.scheduled_value(owner, "temperature", temperature, taken)
+        t_now = schedules.scheduled_value(owner, "temperature", temperature, taken)
         accepted = metropolis_accept(proposed - current, t_now, uniform)
         stats.record(proposed - current, accepted)
         taken += 1

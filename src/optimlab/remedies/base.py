@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -138,3 +139,14 @@ def check_generator_state(owner: str, state: Mapping[str, Any], generator: torch
             f"{owner}: state['generator'] must be a uint8 tensor of shape "
             f"{tuple(reference.shape)} (a {generator.device} generator's state), got {found}"
         )
+
+
+def derive_seed(seed: int, *keys: int) -> int:
+    """A seed for one purpose of a run, independent of the seeds for its other purposes.
+
+    Two generators seeded with the same integer give the same stream, so a run that draws its
+    start point, its batches and its noise from ``seed`` alike would correlate them; a
+    ``SeedSequence`` hash of ``(seed, *keys)`` separates them.
+    """
+    state = np.random.SeedSequence([seed, *keys]).generate_state(2, dtype=np.uint32)
+    return (int(state[0]) << 31) ^ int(state[1])  # < 2**63, so torch.manual_seed takes it

@@ -19,8 +19,7 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor
 
-from .. import schedules
-from . import _checks
+from .. import checks, schedules
 from .base import OptimizerWrapper, check_generator_state, check_int_entries
 
 __all__ = ["AnnealedNoise", "GradientNoise", "add_gaussian_noise_", "annealed_noise"]
@@ -43,8 +42,8 @@ class AnnealedNoise(schedules.Schedule):
     gamma: float = 0.55
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "eta", _checks.real(self.name, "eta", self.eta))
-        object.__setattr__(self, "gamma", _checks.real(self.name, "gamma", self.gamma))
+        object.__setattr__(self, "eta", checks.real(self.name, "eta", self.eta))
+        object.__setattr__(self, "gamma", checks.real(self.name, "gamma", self.gamma))
 
     def _lr(self, t: int) -> float:
         return self.eta / (1.0 + t) ** self.gamma
@@ -131,7 +130,7 @@ class GradientNoise(OptimizerWrapper):
                     "(a schedule of the step); got neither"
                 )
             self.variance: Callable[[int], float] = AnnealedNoise(
-                _checks.real(owner, "eta", eta), _checks.real(owner, "gamma", gamma)
+                checks.real(owner, "eta", eta), checks.real(owner, "gamma", gamma)
             )
         else:
             if eta is not None:
@@ -139,8 +138,8 @@ class GradientNoise(OptimizerWrapper):
                     f"{owner}: give eta (with gamma) or variance, not both; got eta={eta!r} and "
                     f"variance={variance!r}"
                 )
-            self.variance = _checks.as_schedule(owner, "variance", variance)
-        self.seed = _checks.seed(owner, seed)
+            self.variance = schedules.as_schedule(owner, "variance", variance)
+        self.seed = checks.seed(owner, seed)
         first = next(self.params(), None)
         device = first.device if first is not None else torch.device("cpu")
         self.generator = torch.Generator(device=device).manual_seed(self.seed)
@@ -150,7 +149,7 @@ class GradientNoise(OptimizerWrapper):
     def noise_std(self, step: int | None = None) -> float:
         """``sigma_t``, the standard deviation of the noise at ``step`` (default: the next)."""
         t = self.step_count if step is None else step
-        return math.sqrt(_checks.scheduled_value("GradientNoise", "variance", self.variance, t))
+        return math.sqrt(schedules.scheduled_value("GradientNoise", "variance", self.variance, t))
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Compute the gradients with ``closure`` (if given), add noise, take the inner step."""

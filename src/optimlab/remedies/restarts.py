@@ -20,7 +20,8 @@ from typing import Any, TypeVar
 
 import torch
 
-from . import _checks
+from .. import checks
+from .base import derive_seed
 
 __all__ = [
     "RestartReport",
@@ -45,9 +46,9 @@ def restart_seeds(seed: int, restarts: int) -> list[int]:
     >>> restart_seeds(7, 3)[0], len(set(restart_seeds(7, 50)))
     (7, 50)
     """
-    seed = _checks.seed("restart_seeds", seed)
-    restarts = _checks.integer("restart_seeds", "restarts", restarts, 1)
-    return [seed] + [_checks.derive_seed(seed, i) for i in range(1, restarts)]
+    seed = checks.seed("restart_seeds", seed)
+    restarts = checks.integer("restart_seeds", "restarts", restarts, 1)
+    return [seed] + [derive_seed(seed, i) for i in range(1, restarts)]
 
 
 def loss_of(result: Any) -> float:
@@ -83,7 +84,7 @@ def map_in_processes(fn: Callable[[T], R], items: Iterable[T], processes: int = 
     or a ``functools.partial`` of one, and a script that calls this needs the usual
     ``if __name__ == "__main__":`` guard.
     """
-    processes = _checks.integer("map_in_processes", "processes", processes, 1)
+    processes = checks.integer("map_in_processes", "processes", processes, 1)
     items = list(items)
     if processes == 1 or len(items) <= 1:
         return [fn(item) for item in items]
@@ -187,9 +188,9 @@ def random_restarts(
     owner = "random_restarts"
     if not callable(run):
         raise TypeError(f"{owner}: run must be callable as run(seed), got {run!r}")
-    restarts = _checks.integer(owner, "restarts", restarts, 1)
-    seed = _checks.seed(owner, seed)
-    processes = _checks.integer(owner, "processes", processes, 1)
+    restarts = checks.integer(owner, "restarts", restarts, 1)
+    seed = checks.seed(owner, seed)
+    processes = checks.integer(owner, "processes", processes, 1)
     seeds = restart_seeds(seed, restarts)
     outcomes = map_in_processes(_TimedRun(run), seeds, processes)
     runs = tuple(

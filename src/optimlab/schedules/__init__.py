@@ -61,14 +61,23 @@ from . import plateau  # noqa: F401
 from . import base
 from .base import SCHEDULES, Schedule
 from .driver import ScheduleDriver, drive
-from .serialize import from_dict, from_spec
+from .serialize import as_schedule, from_dict, from_spec, scheduled_value
 
 # Every registered class by its name, and every pure schedule by its spec name too (the
 # documented constructors, step_decay = StepDecay): the registry is the one list of schedules.
 _SCHEDULE_NAMES = base.exports()
 globals().update(_SCHEDULE_NAMES)
 
-__all__ = ["SCHEDULES", "Schedule", "ScheduleDriver", "drive", "from_dict", "from_spec"]
+__all__ = [
+    "SCHEDULES",
+    "Schedule",
+    "ScheduleDriver",
+    "as_schedule",
+    "drive",
+    "from_dict",
+    "from_spec",
+    "scheduled_value",
+]
 __all__ += _SCHEDULE_NAMES
 __all__.sort()
 

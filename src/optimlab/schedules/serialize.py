@@ -8,10 +8,13 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Mapping
+import numbers
+from collections.abc import Callable, Mapping
 from typing import Any
 
+from ..checks import real
 from .base import SCHEDULES, Schedule
+from .decays import Constant
 from .plateau import ReduceOnPlateau
 
 
@@ -127,3 +130,49 @@ def from_spec(spec: str) -> Schedule | ReduceOnPlateau:
         return _construct(cls, kwargs)
     except (TypeError, ValueError) as e:
         raise type(e)(f"{e} (in spec {spec!r})") from None
+
+
+def as_schedule(owner: str, arg: str, value: Any) -> Callable[[int], float]:
+    """Turn a schedule argument into a pure function of the step.
+
+    Accepted: a number (a constant), a schedule of this package, a spec string such as
+    ``"exponential_decay:lr=1.0,decay_rate=0.01,decay_steps=1000"``, a ``to_dict()`` mapping, or
+    any callable ``f(step) -> float``. The stateful ``ReduceOnPlateau`` is refused: its value
+    depends on a metric, not on the step, so a resumed run could not reproduce it.
+    """
+    if isinstance(value, ReduceOnPlateau):
+        raise TypeError(
+            f"{owner}: {arg} must be a pure schedule of the step, got the stateful "
+            f"{value!r}; use a schedule such as exponential_decay or cosine_decay"
+        )
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return Constant(real(owner, arg, value))
+    if isinstance(value, str):
+        try:
+            value = from_spec(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{owner}: {arg}: {err}") from None
+    elif isinstance(value, Mapping):
+        try:
+            value = from_dict(value)
+        except (TypeError, ValueError) as err:
+            raise type(err)(f"{owner}: {arg}: {err}") from None
+    if isinstance(value, ReduceOnPlateau):  # it may also come from a spec or a dict
+        return as_schedule(owner, arg, value)
+    if not callable(value):
+        raise TypeError(
+            f"{owner}: {arg} must be a number, a schedule, a schedule spec string or dict, or a "
+            f"callable step -> float, got {value!r}"
+        )
+    return value
+
+
+def scheduled_value(owner: str, arg: str, schedule: Callable[[int], float], step: int) -> float:
+    """``schedule(step)``, checked to be a finite number >= 0 (a custom callable may not be)."""
+    value = schedule(step)
+    try:
+        return real(owner, f"{arg} at step {step}", value)
+    except TypeError:
+        raise TypeError(
+            f"{owner}: {arg} at step {step} must be a real number, got {value!r} from {schedule!r}"
+        ) from None

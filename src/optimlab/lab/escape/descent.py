@@ -16,10 +16,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ... import checks
 from ...data import MiniBatches
 from ...optim import NonFiniteGradientError
-from ...remedies import _checks
 from ...remedies.annealing import AcceptanceStats, Annealing
+from ...remedies.base import derive_seed
 from ...remedies.noise import GradientNoise
 from .problems import Problem
 
@@ -103,7 +104,7 @@ def _start(problem: Problem, seed: int, random_start: bool, dtype: torch.dtype) 
     # The problem's fixed start, or a point of its box drawn from the seed's own stream.
     if problem.start is not None and not random_start:
         return torch.tensor(problem.start, dtype=dtype)
-    generator = torch.Generator().manual_seed(_checks.derive_seed(seed, _START))
+    generator = torch.Generator().manual_seed(derive_seed(seed, _START))
     return problem.random_start(generator, dtype)
 
 
@@ -115,9 +116,9 @@ def _wrapped(
 ) -> Any:
     # The remedies around the optimizer: noise inside, annealing outside, each with its stream.
     if noise_options is not None:
-        opt = GradientNoise(opt, seed=_checks.derive_seed(seed, _NOISE), **noise_options)
+        opt = GradientNoise(opt, seed=derive_seed(seed, _NOISE), **noise_options)
     if annealing_options is not None:
-        opt = Annealing(opt, seed=_checks.derive_seed(seed, _ANNEALING), **annealing_options)
+        opt = Annealing(opt, seed=derive_seed(seed, _ANNEALING), **annealing_options)
     return opt
 
 
@@ -127,9 +128,7 @@ def _batches(
     # None on the full batch; else an endless stream of mini-batches of the problem's samples.
     if batch_size is None:
         return None
-    plan = MiniBatches(
-        problem.data(dtype), batch_size=batch_size, seed=_checks.derive_seed(seed, _BATCHES)
-    )
+    plan = MiniBatches(problem.data(dtype), batch_size=batch_size, seed=derive_seed(seed, _BATCHES))
     return _endless(plan)
 
 
@@ -286,10 +285,10 @@ def descend(
     if not isinstance(problem, Problem):
         raise TypeError(f"{owner}: problem must be an escape Problem, got {problem!r}")
     make_optimizer = _resolve_optimizer(optimizer)
-    steps = _checks.integer(owner, "steps", steps, 0)
-    seed = _checks.seed(owner, seed)
+    steps = checks.integer(owner, "steps", steps, 0)
+    seed = checks.seed(owner, seed)
     if batch_size is not None:
-        batch_size = _checks.integer(owner, "batch_size", batch_size, 1)
+        batch_size = checks.integer(owner, "batch_size", batch_size, 1)
     noise_options = _options(owner, "noise", noise, "eta")
     annealing_options = _options(owner, "annealing", annealing, "")
 

@@ -33,9 +33,10 @@ from typing import Any
 
 import torch
 
+from ... import checks, schedules
 from ...optim import SGD, Adam, Momentum
-from ...remedies import _checks
 from ...remedies.annealing import simulated_annealing
+from ...remedies.base import derive_seed
 from ...remedies.restarts import map_in_processes, random_restarts
 from .descent import descend
 from .problems import PROBLEMS, Problem
@@ -318,7 +319,7 @@ def _run_walk(task, problem, settings, common) -> RunRecord:
         x0 = torch.tensor(problem.start, dtype=torch.float64)
     else:
         # The start descend would draw for this seed, so the walk starts where the others do.
-        generator = torch.Generator().manual_seed(_checks.derive_seed(seed, 1))
+        generator = torch.Generator().manual_seed(derive_seed(seed, 1))
         x0 = problem.random_start(generator, torch.float64)
     r = simulated_annealing(
         problem.objective,
@@ -326,7 +327,7 @@ def _run_walk(task, problem, settings, common) -> RunRecord:
         temperature=settings.temperature_schedule(),
         perturbation_std=settings.walk_std_schedule(),
         steps=settings.steps,
-        seed=_checks.derive_seed(seed, 4),
+        seed=derive_seed(seed, 4),
         target=problem.target,
     )
     reached = r.steps_to_target is not None
@@ -640,12 +641,12 @@ def escape_main(
     ``escape_annealing.png``; returns a :class:`StudyReport`.
     """
     owner = "escape_main"
-    seeds = _checks.integer(owner, "seeds", seeds, 1)
+    seeds = checks.integer(owner, "seeds", seeds, 1)
     if quick:
         seeds = min(seeds, QUICK_SEEDS)
     if processes is None:
         processes = os.cpu_count() or 1
-    processes = _checks.integer(owner, "processes", processes, 1)
+    processes = checks.integer(owner, "processes", processes, 1)
     problem_names = _choose(owner, "problems", problems, list(PROBLEMS))
     method_names = _choose(owner, "methods", methods, list(METHODS))
     remedy_names = _choose(owner, "remedies", remedies, REMEDIES)
@@ -703,7 +704,7 @@ def figure_data(records: Sequence[RunRecord], problems: Sequence[str]) -> dict[s
             rate = [
                 statistics.fmean(flags[max(0, i - window + 1) : i + 1]) for i in range(len(flags))
             ]
-            schedule = _checks.as_schedule(
+            schedule = schedules.as_schedule(
                 "figure_data", "temperature", SETTINGS[r.problem].temperature_schedule()
             )
             acceptance[r.problem] = {
