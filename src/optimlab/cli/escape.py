@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import click
 
-from .options import publish, run_folder
+from .options import jobs_option, out_option, publish, run_folder
 
 
 def _names(valid):
@@ -67,20 +64,8 @@ def _report(report, folder):
 @click.option("--problems", default=None, help="Comma-separated problem names (default: all).")
 @click.option("--methods", default=None, help="Comma-separated methods (default: all).")
 @click.option("--remedies", default=None, help="Comma-separated remedies (default: all).")
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Run folder (default: runs/escape-<date>-<time>).",
-)
-@click.option(
-    "--jobs",
-    "-j",
-    type=click.IntRange(1),
-    default=min(2, os.cpu_count() or 1),
-    show_default=True,
-    help="Worker processes.",
-)
+@out_option(help="Run folder (default: runs/escape-<date>-<time>).")
+@jobs_option(help="Worker processes.")
 @click.option("--debug", is_flag=True, expose_value=False, help="Show the full traceback.")
 @click.pass_context
 def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, jobs) -> None:

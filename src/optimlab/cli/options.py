@@ -255,24 +255,38 @@ def config_option(function: Callable) -> Callable:
     )(function)
 
 
-def out_option(function: Callable) -> Callable:
-    return click.option(
-        "--out",
-        type=click.Path(file_okay=False, path_type=Path),
-        default=None,
-        help="Run folder to write (default: runs/<command>-<date>-<time>).",
-    )(function)
+def out_option(
+    function: Callable | None = None,
+    *,
+    help: str = "Run folder to write (default: runs/<command>-<date>-<time>).",
+) -> Callable:
+    """``--out``, the run folder: ``@out_option``, or ``@out_option(help=...)``."""
+
+    def decorate(command: Callable) -> Callable:
+        path = click.Path(file_okay=False, path_type=Path)
+        return click.option("--out", type=path, default=None, help=help)(command)
+
+    return decorate if function is None else decorate(function)
 
 
-def jobs_option(function: Callable) -> Callable:
-    return click.option(
-        "--jobs",
-        "-j",
-        type=click.IntRange(1),
-        default=min(2, os.cpu_count() or 1),
-        show_default=True,
-        help="Worker processes for the runs (each uses one thread).",
-    )(function)
+def jobs_option(
+    function: Callable | None = None,
+    *,
+    help: str = "Worker processes for the runs (each uses one thread).",
+) -> Callable:
+    """``--jobs``/``-j``, worker processes: ``@jobs_option``, or ``@jobs_option(help=...)``."""
+
+    def decorate(command: Callable) -> Callable:
+        return click.option(
+            "--jobs",
+            "-j",
+            type=click.IntRange(1),
+            default=min(2, os.cpu_count() or 1),
+            show_default=True,
+            help=help,
+        )(command)
+
+    return decorate if function is None else decorate(function)
 
 
 def device_option(function: Callable) -> Callable:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import debug_option, publish, run_folder
+from .options import debug_option, out_option, publish, run_folder
 
 
 @click.command()
@@ -17,12 +17,7 @@ from .options import debug_option, publish, run_folder
     type=click.Path(path_type=Path),
     help="The run file (TOML): data, model, optimizer, schedule, training.",
 )
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Run folder (default: the run file's `out`, else runs/train-<name>).",
-)
+@out_option(help="Run folder (default: the run file's `out`, else runs/train-<name>).")
 @click.option(
     "--resume/--no-resume",
     default=False,
