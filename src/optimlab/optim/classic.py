@@ -309,7 +309,21 @@ class ASGD(Optimizer):
     starts after a million steps (``ax`` is a copy of the weights until then): pass a
     smaller ``t0`` to average. Use the average through :meth:`averaged_parameters` (copies)
     or :meth:`eval` / :meth:`train` (the parameters hold the averages in between;
-    :func:`optimlab.evaluation_weights` and the lab call them).
+    :func:`optimlab.evaluation_weights`, :func:`optimlab.train.fit` and the lab call them).
+
+    **Train and eval modes.** In train mode (the default) the parameters hold the training
+    weights ``w``. :meth:`eval` moves each stepped parameter's ``w`` into its state, as the
+    entry ``train_weight``, and puts ``ax`` into the parameter; :meth:`train` puts
+    ``train_weight`` back (bitwise) and drops the entry; ``step()`` in eval mode raises an
+    error. The mode is saved in ``state_dict()`` as ``train_mode`` in each parameter group
+    (as the schedule-free optimizers do), and ``train_weight`` is a state entry exactly while
+    its group is in eval mode, so a checkpoint taken in either mode holds all that training
+    needs: load the model and the optimizer saved together, call ``train()`` (HF Trainer and
+    :func:`~optimlab.train.fit` do) and training goes on bitwise as if never interrupted.
+    Outside eval mode the state holds torch's entries only (a train-mode checkpoint is
+    torch's), and a state without ``train_mode`` (torch's, or an earlier optimlab's) loads in
+    train mode. Each switch gives the parameters new state dicts, so a ``state_dict()`` taken
+    before it stays as it was. Eval mode costs one copy of the weights, as before.
 
     Parity with torch, and where it takes care: torch keeps ``eta`` and ``mu`` per parameter
     in 0-d tensors of its default scalar dtype (float32 unless ``torch.get_default_dtype()``
@@ -348,6 +362,8 @@ class ASGD(Optimizer):
     # The rule takes this step's eta and mu as scalars: they live in each parameter's state,
     # and parameters are stepped together only when they share them.
     _state_arguments = ("eta", "mu")
+    #: entries each parameter group carries besides its hyperparameters (saved with it)
+    _group_state = {"train_mode": True}
 
     def __init__(
         self,
@@ -365,24 +381,43 @@ class ASGD(Optimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        if "train_mode" in group:  # a loaded state's mode
+            boolean("train_mode", group["train_mode"])
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        # A new group's parameters have no average yet: either mode describes them, so the
+        # group takes the optimizer's current one (train mode for the first group).
+        mode = self.param_groups[0]["train_mode"] if self.param_groups else True
+        super().add_param_group(param_group)
+        self.param_groups[-1]["train_mode"] = mode
+
     def _buffer_names(self, group):
         return ("ax",)
 
     def _init_state(self, p, group):
-        return {
+        # Also the template load_state_dict checks a saved state against: in eval mode a
+        # stepped parameter's state holds its training weights besides torch's entries.
+        state = {
             "step": 0,
             "eta": _torch_scalar(group["lr"], through_default_dtype=False),
             "mu": 1.0,
             "ax": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
+        if not group.get("train_mode", True):
+            state["train_weight"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        return state
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
-        if self.__dict__.get("_training_weights") is not None:
-            raise RuntimeError(
-                "ASGD.step() was called while the parameters hold their averages (after "
-                "eval()); call train() first to put the training weights back"
-            )
+        for i, group in enumerate(self.param_groups):
+            if not group["train_mode"]:
+                raise RuntimeError(
+                    f"ASGD.step() was called in eval mode (parameter group {i}): the "
+                    "parameters hold their averages; call train() first to put the training "
+                    "weights back"
+                )
         skipped = self.skipped_steps
         loss = super().step(closure)
         if self.skipped_steps != skipped:
@@ -420,37 +455,58 @@ class ASGD(Optimizer):
                 averages.append(source.detach().clone())
         return averages
 
+    @torch.no_grad()
     def eval(self) -> None:
         """Put the averaged weights into the parameters, to evaluate or save them.
 
-        The training weights are kept aside until :meth:`train` puts them back; ``step()``
-        refuses to run in between. Calling it twice is harmless.
+        Each stepped parameter's training weights are kept in its state as ``train_weight``
+        (saved with it) until :meth:`train` puts them back; ``step()`` refuses to run in
+        between. Parameters never stepped have no average and stay as they are. Calling it
+        twice is harmless.
         """
-        if self.__dict__.get("_training_weights") is not None:
-            return
-        kept = []
-        with torch.no_grad():
-            for group in self.param_groups:
-                for p in group["params"]:
-                    state = self.state.get(p)
-                    if state:
-                        kept.append((p, p.detach().clone()))
-                        p.copy_(state["ax"])
-        self.__dict__["_training_weights"] = kept
+        for group in self.param_groups:
+            if not group["train_mode"]:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state:
+                    # a new dict: a state_dict() taken before keeps its entries as they were
+                    self.state[p] = {**state, "train_weight": p.detach().clone()}
+                    p.copy_(state["ax"])
+            group["train_mode"] = False
 
+    @torch.no_grad()
     def train(self) -> None:
-        """Put the training weights back after :meth:`eval` (harmless otherwise)."""
-        kept = self.__dict__.pop("_training_weights", None)
-        if kept is None:
-            return
-        with torch.no_grad():
-            for p, weights in kept:
-                p.copy_(weights)
+        """Put the training weights back after :meth:`eval` (harmless otherwise), bitwise."""
+        for group in self.param_groups:
+            if group["train_mode"]:
+                continue
+            for p in group["params"]:
+                state = self.state.get(p)
+                if state and "train_weight" in state:
+                    p.copy_(state["train_weight"])
+                    self.state[p] = {k: v for k, v in state.items() if k != "train_weight"}
+            group["train_mode"] = True
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by ``state_dict()``, or by torch.optim.ASGD (0-d tensor scalars)."""
+        """Load a state saved by ``state_dict()``, or by torch.optim.ASGD (0-d tensor scalars).
+
+        The optimizer takes the saved mode: after a state saved in eval mode the parameters
+        are taken to hold the averages (load the model saved with it), and :meth:`train` puts
+        the saved training weights in. A state without modes (torch's, or an earlier
+        optimlab's) is in train mode.
+        """
         super().load_state_dict(state_dict)
+        for group in self.param_groups:
+            for key, value in self._group_state.items():
+                group.setdefault(key, value)
         for state in self.state.values():
             for name in ("eta", "mu"):
                 if isinstance(state.get(name), Tensor):
                     state[name] = state[name].item()
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for group in self.param_groups:  # pickled by an earlier optimlab: train mode
+            for key, value in self._group_state.items():
+                group.setdefault(key, value)
