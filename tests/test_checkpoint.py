@@ -1,13 +1,20 @@
+import errno
+import hashlib
+import io
 import os
+import pickle
 import queue
 import random
+import shutil
 import signal
+import struct
 import subprocess
 import sys
 import textwrap
 import threading
 import time
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +25,7 @@ import optimlab.train.checkpoint as ckpt
 from optimlab.train.checkpoint import (
     CheckpointError,
     CheckpointManager,
+    CheckpointWriteError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -382,6 +390,423 @@ def test_step_validation(tmp_path):
         m.save(1, {"x": Foo()})
     assert m.save(np.int64(4), {"step": 4}).name == "ckpt-00000004.pt"
     assert os.listdir(tmp_path) == ["ckpt-00000004.pt"]
+
+
+# ---------------------------------------------------------------------------------------------
+# digests: a file whose bytes changed since it was written is refused
+
+DIGEST_MAGIC = b"optimlab-checkpoint-sha256:"
+
+
+def _flip(path, index, mask=0xFF):
+    data = bytearray(path.read_bytes())
+    data[index] ^= mask
+    path.write_bytes(bytes(data))
+
+
+def _tensor_offset(path, value):
+    """Where float32 ``value`` is stored in the file (it occurs once in the payloads used)."""
+    data = path.read_bytes()
+    needle = struct.pack("<f", value)
+    assert data.count(needle) == 1
+    return data.index(needle)
+
+
+def test_digest_is_the_zip_comment_and_plain_readers_still_read_the_file(tmp_path):
+    path = _save_small(tmp_path / "c.pt", 3)
+    data = path.read_bytes()
+    with zipfile.ZipFile(path) as archive:  # still a valid zip archive
+        comment = archive.comment
+        assert archive.testzip() is None
+    assert comment.startswith(DIGEST_MAGIC) and data.endswith(comment)
+    covered = data[: len(data) - len(comment) - 2]  # all but the comment and its length
+    assert comment[len(DIGEST_MAGIC) :] == hashlib.sha256(covered).hexdigest().encode()
+    assert struct.unpack("<H", data[-len(comment) - 2 : -len(comment)]) == (len(comment),)
+    for kwargs in ({}, {"mmap": True}):
+        raw = torch.load(path, weights_only=True, **kwargs)
+        assert raw["step"] == 3 and torch.equal(raw["w"], torch.arange(1000.0) + 3)
+
+
+def test_one_flipped_byte_in_tensor_data_is_refused(tmp_path):
+    path = _save_small(tmp_path / "c.pt", 0)
+    _flip(path, _tensor_offset(path, 500.0) + 1)
+    # torch alone reads it without complaint, with another value: what the digest is for
+    assert torch.load(path, weights_only=True)["w"][500] != 500.0
+    with pytest.raises(
+        CheckpointError, match=r"c\.pt: its content does not match the SHA-256 digest"
+    ) as info:
+        load_checkpoint(path)
+    assert info.value.path == path and "cannot be trusted" in info.value.reason
+
+
+@pytest.mark.parametrize("mask", [0x01, 0xFF])
+def test_every_single_byte_change_is_refused(tmp_path, mask):
+    good = save_checkpoint(tmp_path / "good.pt", {"step": 1, "w": torch.arange(8.0)})
+    data = good.read_bytes()
+    path = tmp_path / "c.pt"
+    reasons = set()
+    for i in range(len(data)):
+        changed = bytearray(data)
+        changed[i] ^= mask
+        path.write_bytes(bytes(changed))
+        with pytest.raises(CheckpointError) as info:
+            load_checkpoint(path)
+        reasons.add(info.value.reason.split(":")[0].split(" (")[0])
+    assert reasons == {
+        "its content does not match the SHA-256 digest recorded when it was written",
+        "its digest record is damaged",  # the comment's length, the marker
+    }
+
+
+def test_files_without_digest_still_load(tmp_path):
+    # what the previous version wrote: torch.save's output as it is
+    m = CheckpointManager(tmp_path, keep_last=3)
+    payload = {"step": 4, "w": torch.arange(10.0)}
+    torch.save(payload, m.path_for(4))
+    with zipfile.ZipFile(m.path_for(4)) as archive:
+        assert archive.comment == b""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        loaded = load_checkpoint(m.path_for(4))
+        path, latest = m.load_latest()
+    assert path == m.path_for(4)
+    for got in (loaded, latest):
+        assert got["step"] == 4 and torch.equal(got["w"], payload["w"])
+    m.save(5, {"step": 5})  # the next one has a digest again
+    with zipfile.ZipFile(m.path_for(5)) as archive:
+        assert archive.comment.startswith(DIGEST_MAGIC)
+
+
+def test_torch_output_of_another_layout_is_written_without_digest(tmp_path, monkeypatch):
+    real_save = torch.save
+
+    def with_own_comment(obj, f, *args, **kwargs):  # a torch that writes a comment itself
+        buf = io.BytesIO()
+        real_save(obj, buf)
+        f.write(buf.getvalue()[:-2] + struct.pack("<H", 3) + b"abc")
+
+    monkeypatch.setattr(ckpt.torch, "save", with_own_comment)
+    with pytest.warns(UserWarning, match=r"c\.pt was written without a digest"):
+        path = _save_small(tmp_path / "c.pt", 2)
+    monkeypatch.undo()
+    assert load_checkpoint(path)["step"] == 2
+
+
+def test_the_file_torch_writes_to_behaves_like_a_file_for_fault_injection(tmp_path, monkeypatch):
+    real_save = torch.save
+    seen = {}
+
+    def save(obj, f, *args, **kwargs):  # what tests/resume_worker.py does to kill mid-write
+        buf = io.BytesIO()
+        real_save(obj, buf)
+        real_save(obj, f, *args, **kwargs)
+        f.flush()
+        seen["tell"], seen["size"], seen["fileno"] = f.tell(), len(buf.getvalue()), f.fileno()
+        f.truncate(f.tell() // 2)
+        raise KeyboardInterrupt  # stands for the SIGKILL
+
+    monkeypatch.setattr(ckpt.torch, "save", save)
+    with pytest.raises(KeyboardInterrupt):
+        _save_small(tmp_path / "c.pt")
+    monkeypatch.undo()
+    assert seen["tell"] == seen["size"] and seen["fileno"] >= 0
+    assert os.listdir(tmp_path) == []
+    with pytest.raises(AttributeError):
+        ckpt._DigestWriter(io.BytesIO()).seek(0)  # the digest needs bytes in order
+
+
+def test_load_latest_skips_a_checkpoint_whose_digest_fails(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=3)
+    for step in (1, 2, 3):
+        m.save(step, {"step": step, "w": torch.arange(100.0) + 1000 * step})
+    _flip(m.path_for(3), _tensor_offset(m.path_for(3), 3042.0), 0x01)
+    with pytest.warns(UserWarning) as rec:
+        path, payload = m.load_latest()
+    assert [str(r.message) for r in rec] == [
+        f"skipping checkpoint {m.path_for(3)}: its content does not match the SHA-256 digest "
+        "recorded when it was written (damaged on disk or in a copy since): its data cannot be "
+        "trusted; trying an older one"
+    ]
+    assert path == m.path_for(2)
+    assert torch.equal(payload["w"], torch.arange(100.0) + 2000)
+
+
+# ---------------------------------------------------------------------------------------------
+# load_latest(validate=...): a checkpoint that loads but has the wrong structure
+
+
+def _needs_model(payload):
+    payload["model"]  # KeyError if missing
+    if not isinstance(payload["step"], int):
+        raise TypeError(f"step is a {type(payload['step']).__name__}, not an int")
+    if payload["step"] < 0:
+        raise ValueError(f"step {payload['step']} is negative")
+
+
+def test_load_latest_validate_skips_payloads_of_the_wrong_structure(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    m.save(1, {"step": 1, "model": {"w": torch.ones(2)}})
+    m.save(2, {"step": -2, "model": {}})
+    m.save(3, {"step": "3", "model": {}})
+    m.save(4, {"step": 4, "weights": {}})
+    with pytest.warns(UserWarning) as rec:
+        path, payload = m.load_latest(validate=_needs_model)
+    assert path == m.path_for(1) and torch.equal(payload["model"]["w"], torch.ones(2))
+    assert [str(r.message) for r in rec] == [
+        f"skipping checkpoint {m.path_for(4)}: it loads but does not hold what this run "
+        "expects (KeyError: 'model'); trying an older one",
+        f"skipping checkpoint {m.path_for(3)}: it loads but does not hold what this run "
+        "expects (TypeError: step is a str, not an int); trying an older one",
+        f"skipping checkpoint {m.path_for(2)}: it loads but does not hold what this run "
+        "expects (ValueError: step -2 is negative); trying an older one",
+    ]
+    with warnings.catch_warnings():  # without validate, the newest is taken as before
+        warnings.simplefilter("error")
+        assert m.load_latest()[0] == m.path_for(4)
+        assert m.load_latest(None, None)[0] == m.path_for(4)
+
+
+def test_load_latest_validate_none_pass_and_other_errors(tmp_path):
+    m = CheckpointManager(tmp_path, keep_last=5)
+    m.save(1, {"step": 1})
+    m.save(2, {"step": 2})
+    m.path_for(2).write_bytes(b"")
+    with pytest.warns(UserWarning), pytest.raises(CheckpointError) as info:
+        m.load_latest(validate=_needs_model)
+    msg = str(info.value)
+    assert "none of the 2 checkpoints" in msg
+    assert "ckpt-00000002.pt: empty file" in msg
+    assert "ckpt-00000001.pt: it loads but does not hold what this run expects (KeyError" in msg
+
+    def buggy(payload):
+        raise RuntimeError("a bug in the validator")
+
+    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="a bug in the validator"):
+        m.load_latest(validate=buggy)  # not a structure problem: not hidden by a fallback
+    with pytest.raises(TypeError, match="validate must be callable or None"):
+        m.load_latest(validate="model")
+
+
+# ---------------------------------------------------------------------------------------------
+# storage faults while saving: a clear error, no temporary file, previous checkpoints intact
+
+
+def _storage_fault_setup(tmp_path):
+    m = CheckpointManager(tmp_path / "run", keep_last=2)
+    m.save(1, {"step": 1, "w": torch.arange(10_000.0)})
+    m.save(2, {"step": 2, "w": torch.arange(10_000.0) + 2})
+    return m, {p: p.read_bytes() for p in m.list()}
+
+
+def _assert_nothing_lost(m, before):
+    assert _tmp_files(m.folder) == []
+    assert {p: p.read_bytes() for p in m.list()} == before
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path, payload = m.load_latest()
+    assert path == m.path_for(2) and torch.equal(payload["w"], torch.arange(10_000.0) + 2)
+    # and once the fault is gone, saving goes on where it stopped
+    m.save(3, {"step": 3})
+    assert m.load_latest()[1] == {"step": 3}
+
+
+def _big(step):
+    return {"step": step, "w": torch.arange(100_000.0) + step}
+
+
+def _big_size(tmp_path):
+    return save_checkpoint(tmp_path / "size.pt", _big(3)).stat().st_size
+
+
+def _full_disk_after(monkeypatch, room):
+    """Every file opened by os.fdopen(fd, 'wb') refuses to grow past ``room`` bytes (ENOSPC),
+    as the operating system does on a full disk: a short write, then an error."""
+    real_fdopen = os.fdopen
+
+    class FullDisk(io.FileIO):
+        def write(self, b):
+            left = room - self.tell()
+            if left <= 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            return super().write(memoryview(b).cast("B")[:left])
+
+    def fdopen(fd, mode="r", *args, **kwargs):
+        if mode != "wb":
+            return real_fdopen(fd, mode, *args, **kwargs)
+        return io.BufferedWriter(FullDisk(fd, "w"))
+
+    monkeypatch.setattr(ckpt.os, "fdopen", fdopen)
+
+
+@pytest.mark.parametrize("where", [0, 100, 0.5, -60, -1])
+def test_disk_full_during_save(tmp_path, monkeypatch, where):
+    m, before = _storage_fault_setup(tmp_path)
+    size = _big_size(tmp_path)
+    room = int(where * size) if isinstance(where, float) else where % size
+    _full_disk_after(monkeypatch, room)
+    path = m.path_for(3)
+    with pytest.raises(CheckpointWriteError) as info:
+        m.save(3, _big(3))
+    monkeypatch.undo()
+    e = info.value
+    assert isinstance(e, OSError) and e.errno == errno.ENOSPC and e.path == path
+    assert str(e) == (
+        f"cannot save checkpoint {path}: {os.strerror(errno.ENOSPC)}; free space on the disk "
+        f"that holds {m.folder}, or write checkpoints to another folder; no file was left "
+        "behind and the previous checkpoints are unchanged"
+    )
+    assert isinstance(e.__cause__, OSError) and e.__cause__.errno == errno.ENOSPC
+    assert "\n" not in str(e)
+    _assert_nothing_lost(m, before)
+
+
+@pytest.mark.parametrize(
+    ("code", "advice"),
+    [
+        (errno.EROFS, "is on a read-only file system: write checkpoints to a writable folder"),
+        (errno.EACCES, "writable for this user (chmod u+w), or write checkpoints to another"),
+        (errno.EPERM, "writable for this user (chmod u+w), or write checkpoints to another"),
+    ],
+)
+def test_folder_refuses_new_files(tmp_path, monkeypatch, code, advice):
+    m, before = _storage_fault_setup(tmp_path)
+    real_open = os.open
+
+    def refusing_open(path, flags, *args, **kwargs):
+        if str(path).endswith(".tmp"):
+            raise OSError(code, os.strerror(code), str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.os, "open", refusing_open)
+    with pytest.raises(CheckpointWriteError) as info:
+        m.save(3, {"step": 3})
+    monkeypatch.undo()
+    assert info.value.errno == code
+    msg = str(info.value)
+    assert msg.startswith(f"cannot save checkpoint {m.path_for(3)}: cannot create a file in")
+    assert advice in msg and str(m.folder) in msg
+    _assert_nothing_lost(m, before)
+
+
+@pytest.mark.parametrize("stage", ["fsync", "replace"])
+def test_failure_to_sync_or_rename(tmp_path, monkeypatch, stage):
+    m, before = _storage_fault_setup(tmp_path)
+
+    def fail(*args, **kwargs):
+        raise OSError(errno.EIO, os.strerror(errno.EIO))
+
+    monkeypatch.setattr(ckpt.os, stage, fail)
+    with pytest.raises(CheckpointWriteError, match=r"ckpt-00000003\.pt: .*disk works") as info:
+        m.save(3, {"step": 3})
+    monkeypatch.undo()
+    assert info.value.errno == errno.EIO
+    _assert_nothing_lost(m, before)
+
+
+def test_failure_to_sync_the_folder_after_the_rename(tmp_path, monkeypatch):
+    m, _ = _storage_fault_setup(tmp_path)
+    real_fsync = os.fsync
+    calls = []
+
+    def fsync(fd):
+        calls.append(fd)
+        if len(calls) == 2:  # the file's fsync passes, the folder's fails
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_fsync(fd)
+
+    monkeypatch.setattr(ckpt.os, "fsync", fsync)
+    with pytest.raises(CheckpointWriteError, match="in place but may not survive a power loss"):
+        m.save(3, {"step": 3})
+    monkeypatch.undo()
+    assert m.load_latest()[1] == {"step": 3}
+    assert _tmp_files(m.folder) == []
+
+
+def test_failed_pruning_warns_after_a_good_save(tmp_path, monkeypatch):
+    m = CheckpointManager(tmp_path, keep_last=1)
+    m.save(1, {"step": 1})
+    real_unlink = Path.unlink
+
+    def unlink(self, *args, **kwargs):
+        if self.name.startswith("ckpt-"):
+            raise PermissionError(errno.EACCES, "Permission denied", str(self))
+        return real_unlink(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    with pytest.warns(UserWarning, match=r"cannot delete old checkpoint .*ckpt-00000001\.pt"):
+        assert m.save(2, {"step": 2}) == m.path_for(2)
+    monkeypatch.undo()
+    assert m.load_latest()[1] == {"step": 2}
+
+
+def test_read_only_folder_by_permissions(tmp_path):
+    m, before = _storage_fault_setup(tmp_path)
+    os.chmod(m.folder, 0o500)
+    try:
+        if os.access(m.folder, os.W_OK):
+            pytest.skip("chmod does not stop this user from writing (running as root)")
+        with pytest.raises(CheckpointWriteError, match=r"chmod u\+w") as info:
+            m.save(3, {"step": 3})
+        assert info.value.errno == errno.EACCES
+        with pytest.raises(CheckpointWriteError, match="cannot create the folder") as info:
+            CheckpointManager(m.folder / "sub")
+        assert info.value.errno == errno.EACCES
+    finally:
+        os.chmod(m.folder, 0o700)
+    _assert_nothing_lost(m, before)
+
+
+def test_errors_survive_pickling(tmp_path):
+    for e in (
+        CheckpointError(tmp_path / "c.pt", "empty file (0 bytes)"),
+        CheckpointWriteError(tmp_path / "c.pt", "disk full; free space", errno.ENOSPC),
+        CheckpointWriteError(tmp_path / "c.pt", "something"),
+    ):
+        back = pickle.loads(pickle.dumps(e))
+        assert type(back) is type(e) and str(back) == str(e) and back.path == e.path
+        assert getattr(back, "errno", None) == getattr(e, "errno", None)
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 1 MiB tmpfs, mounted where this process may mount one (root on Linux); else skip."""
+    if sys.platform != "linux" or os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    folder = tmp_path / "tmpfs"
+    folder.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=1m", "optimlab-test", str(folder)]
+    done = subprocess.run(mount, capture_output=True, text=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_real_full_disk_and_read_only_file_system(small_tmpfs):
+    m = CheckpointManager(small_tmpfs / "run", keep_last=2)
+    m.save(1, {"step": 1, "w": torch.arange(10_000.0)})
+    m.save(2, {"step": 2, "w": torch.arange(10_000.0) + 2})
+    before = {p: p.read_bytes() for p in m.list()}
+    with pytest.raises(CheckpointWriteError, match="free space on the disk") as info:
+        m.save(3, {"step": 3, "w": torch.zeros(1 << 20)})  # 4 MiB on a 1 MiB disk
+    assert info.value.errno == errno.ENOSPC
+    assert sorted(os.listdir(m.folder)) == sorted(p.name for p in before)
+    assert {p: p.read_bytes() for p in m.list()} == before
+
+    remount = ["mount", "-o", "remount,ro", str(small_tmpfs)]
+    subprocess.run(remount, check=True, capture_output=True)
+    with pytest.raises(CheckpointWriteError, match="read-only file system") as info:
+        m.save(3, {"step": 3})
+    assert info.value.errno == errno.EROFS
+    with pytest.raises(CheckpointWriteError, match="cannot create the folder") as info:
+        CheckpointManager(small_tmpfs / "other")
+    assert info.value.errno == errno.EROFS
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        path, payload = m.load_latest()
+    assert path == m.path_for(2) and torch.equal(payload["w"], torch.arange(10_000.0) + 2)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,27 @@ but tensors, numbers, strings, bools, ``None``, lists, tuples and dicts (plus ``
 better a clear ``TypeError`` at save time than a checkpoint that cannot be loaded after a crash.
 Random number generator states are converted to such values by :func:`capture_rng_state`.
 
+Integrity
+---------
+A file can load and still be wrong: one flipped byte in a tensor's data goes through
+``torch.load`` unnoticed (the zip format's checksums are not checked). So :func:`save_checkpoint`
+records the SHA-256 digest of the bytes it writes, and :func:`load_checkpoint` checks it before
+unpickling anything: a file whose bytes changed since it was written raises
+:class:`CheckpointError`. The digest lives in the file itself, as the comment of the zip archive
+that ``torch.save`` writes (the zip format's own place for free text at the very end of the file):
+the file stays one file, renamed atomically, and stays a valid archive that
+``torch.load(path, weights_only=True)`` and :mod:`zipfile` read as before. The digest covers every
+byte before it except the two bytes that give the comment's length; those, and the comment, are
+checked for their exact layout. Files written before digests existed (no such comment) still load,
+unverified.
+
+Storage errors
+--------------
+A full disk, a read-only folder or a permission refused while saving raise
+:class:`CheckpointWriteError` (an ``OSError``, with the ``errno`` of the failure), whose message
+names the file and what to do. The temporary file is removed and the previous checkpoints are left
+exactly as they were, so a run that stops there resumes from the newest good checkpoint.
+
 Example::
 
     manager = CheckpointManager("runs/exp1", keep_last=3)
@@ -49,12 +70,15 @@ from __future__ import annotations
 
 import collections
 import errno
+import hashlib
 import operator
 import os
 import random
 import re
 import secrets
+import struct
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +88,7 @@ import torch
 __all__ = [
     "CheckpointError",
     "CheckpointManager",
+    "CheckpointWriteError",
     "capture_rng_state",
     "load_checkpoint",
     "restore_rng_state",
@@ -78,6 +103,15 @@ _MAPPINGS = (dict, collections.OrderedDict)
 _TENSORS = (torch.Tensor, torch.nn.Parameter)
 _ALLOWED_TEXT = "tensors, numbers, strings, bools, None, lists, tuples and dicts"
 
+#: The zip archive's end record, which ``torch.save`` writes last: 22 bytes, of which the last two
+#: give the length of the archive's comment (0 as torch writes it).
+_END_RECORD = struct.Struct("<4s4H2LH")
+_END_SIGNATURE = b"PK\x05\x06"
+#: The digest record, stored as the archive's comment.
+_DIGEST_MAGIC = b"optimlab-checkpoint-sha256:"
+_DIGEST_SIZE = len(_DIGEST_MAGIC) + 64
+_CHUNK = 1 << 20
+
 
 class CheckpointError(ValueError):
     """A checkpoint file cannot be loaded (empty, truncated, corrupted, not a checkpoint).
@@ -90,6 +124,65 @@ class CheckpointError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"cannot load checkpoint {self.path}: {reason}")
+
+    def __reduce__(self) -> tuple:  # picklable (worker processes) despite two arguments
+        return (type(self), (self.path, self.reason))
+
+
+class CheckpointWriteError(OSError):
+    """A checkpoint cannot be written: disk full, read-only folder, permission refused, ...
+
+    ``path`` is the file being written (or the folder that cannot be created), ``reason`` what
+    went wrong and what to do, ``errno`` the operating system's error number (``None`` when the
+    failure carried none), and the original ``OSError`` is chained as ``__cause__``. The
+    previous checkpoints are unchanged and no temporary file is left behind.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], reason: str, code: int | None = None) -> None:
+        if code is None:
+            super().__init__(reason)
+        else:
+            super().__init__(code, reason)
+        self.path = Path(path)
+        self.reason = reason
+
+    def __str__(self) -> str:
+        return f"cannot save checkpoint {self.path}: {self.reason}"
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.reason, self.errno))
+
+
+_NO_SPACE = {errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC)}
+
+
+def _write_error(
+    final: Path, exc: OSError, *, written: bool = False, what: str | None = None
+) -> CheckpointWriteError:
+    """``exc``, raised while writing checkpoint ``final``, as one line: what and what to do."""
+    folder = final.parent
+    code = exc.errno
+    detail = exc.strerror or str(exc) or type(exc).__name__
+    if what is not None:
+        detail = f"{what} ({detail})"
+    if code in _NO_SPACE:
+        advice = (
+            f"free space on the disk that holds {folder}, or write checkpoints to another folder"
+        )
+    elif code == errno.EROFS:
+        advice = f"{folder} is on a read-only file system: write checkpoints to a writable folder"
+    elif code in (errno.EACCES, errno.EPERM):
+        advice = (
+            f"make {folder} writable for this user (chmod u+w), or write checkpoints to "
+            "another folder"
+        )
+    else:
+        advice = f"check that {folder} is writable and its disk works, or use another folder"
+    if written:
+        outcome = "the new checkpoint is in place but may not survive a power loss"
+    else:
+        outcome = "no file was left behind and the previous checkpoints are unchanged"
+    return CheckpointWriteError(final, f"{detail}; {advice}; {outcome}", code)
 
 
 # --------------------------------------------------------------------------------------------
@@ -179,6 +272,84 @@ def _open_temporary(final: Path) -> tuple[int, Path]:
             continue
 
 
+class _DigestWriter:
+    """The file object ``torch.save`` writes to: passes the bytes on to ``file`` and hashes them,
+    except the last two (the zip end record's comment length), which :meth:`finish` replaces by
+    the digest record's length before it appends the record as the archive's comment.
+
+    The last 22 bytes are held back until :meth:`finish`, which checks that they are the end
+    record it expects. An ``OSError`` from ``file`` is kept in ``error``: torch reports a failed
+    write as a ``RuntimeError`` that no longer says why.
+    """
+
+    def __init__(self, file: Any) -> None:
+        self._file = file
+        self._hash = hashlib.sha256()
+        self._held = b""
+        self.error: OSError | None = None
+
+    def _emit(self, data: bytes | memoryview) -> None:
+        if len(data):
+            self._hash.update(data)
+            self._file.write(data)
+
+    def write(self, data: Any) -> int:
+        view = memoryview(data).cast("B")
+        n = _END_RECORD.size
+        try:
+            if len(view) >= n:
+                self._emit(self._held)
+                self._emit(view[:-n])
+                self._held = bytes(view[-n:])
+            else:
+                joined = self._held + bytes(view)
+                cut = max(0, len(joined) - n)
+                self._emit(joined[:cut])
+                self._held = joined[cut:]
+        except OSError as e:
+            self.error = e
+            raise
+        return len(view)
+
+    def flush(self) -> None:
+        try:
+            self._file.flush()
+        except OSError as e:
+            self.error = e
+            raise
+
+    # What a file object offers besides, for code that wraps torch.save (fault injection in
+    # tests). No seek: the digest is of the bytes in the order they are written.
+    def tell(self) -> int:
+        return self._file.tell() + len(self._held)
+
+    def truncate(self, size: int | None = None) -> int:
+        return self._file.truncate(size)
+
+    def fileno(self) -> int:
+        return self._file.fileno()
+
+    def finish(self) -> bool:
+        """Write the held-back end record and the digest record; False if there was no end
+        record to attach it to (the file is then written as torch wrote it, without digest)."""
+        end = self._held
+        try:
+            if len(end) != _END_RECORD.size or not _is_plain_end_record(end):
+                self._emit(end)
+                return False
+            self._emit(end[:-2])
+            record = _DIGEST_MAGIC + self._hash.hexdigest().encode("ascii")
+            self._file.write(struct.pack("<H", len(record)) + record)
+        except OSError as e:
+            self.error = e
+            raise
+        return True
+
+
+def _is_plain_end_record(end: bytes) -> bool:
+    return end[:4] == _END_SIGNATURE and _END_RECORD.unpack(end)[-1] == 0
+
+
 def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
     """Write ``payload`` to ``path`` atomically; return the final path.
 
@@ -188,7 +359,14 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
     onto ``path`` with ``os.replace``; finally the folder is fsync-ed. If anything fails (or
     the process is interrupted) before the rename, ``path`` keeps its previous content and the
     temporary file is removed, so a crash during a write never corrupts the newest good
-    checkpoint.
+    checkpoint. The SHA-256 digest of the bytes written is stored in the file (see the module's
+    *Integrity*) and checked by :func:`load_checkpoint`.
+
+    Raises:
+        TypeError, ValueError: the payload holds something ``weights_only`` loading refuses.
+        FileNotFoundError: the folder does not exist.
+        CheckpointWriteError: the file cannot be written (disk full, read-only folder,
+            permission refused, ...); the message names the file and what to do.
 
     Example::
 
@@ -200,20 +378,38 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
     folder = final.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save checkpoint {final}: folder {folder} does not exist")
-    fd, tmp = _open_temporary(final)
+    try:
+        fd, tmp = _open_temporary(final)
+    except OSError as e:
+        raise _write_error(final, e, what="cannot create a file in the folder") from e
+    writer = None
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(payload, f)
+            writer = _DigestWriter(f)
+            torch.save(payload, writer)
+            digested = writer.finish()
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, final)
-    except BaseException:
+    except BaseException as e:
         try:
             tmp.unlink()
         except OSError:
             pass
+        cause = writer.error if writer is not None and writer.error is not None else e
+        if isinstance(e, Exception) and isinstance(cause, OSError):
+            raise _write_error(final, cause) from cause
         raise
-    _fsync_dir(folder)
+    try:
+        _fsync_dir(folder)
+    except OSError as e:
+        raise _write_error(final, e, written=True, what="cannot sync the folder") from e
+    if not digested:
+        warnings.warn(
+            f"checkpoint {final} was written without a digest: torch.save's output did not end "
+            "with the zip end record expected, so its content will not be verified on load",
+            stacklevel=2,
+        )
     return final
 
 
@@ -250,13 +446,58 @@ def _diagnose(head: bytes, size: int, exc: BaseException) -> str:
     return f"not a checkpoint, or corrupted ({detail})"
 
 
+def _check_digest(f: Any, size: int, path: Path) -> bool:
+    """Check the digest record of the open checkpoint ``f``; False if it has none (a file
+    written before digests existed). Raises CheckpointError if the record or the bytes it
+    covers have changed."""
+    n = _END_RECORD.size + _DIGEST_SIZE
+    if size < n:
+        return False
+    f.seek(size - n)
+    tail = f.read(n)
+    end, record = tail[: _END_RECORD.size], tail[_END_RECORD.size :]
+    has_record = record.startswith(_DIGEST_MAGIC)
+    end_points_at_it = end[:4] == _END_SIGNATURE and _END_RECORD.unpack(end)[-1] == _DIGEST_SIZE
+    if not has_record and not end_points_at_it:
+        if b"optimlab-checkpoint" in tail:
+            raise CheckpointError(path, "its digest record is damaged (the file was changed)")
+        return False
+    if not (has_record and end_points_at_it):
+        raise CheckpointError(
+            path, "its digest record is damaged: the file was changed after it was written"
+        )
+    digest = hashlib.sha256()
+    f.seek(0)
+    remaining = size - _DIGEST_SIZE - 2
+    buffer = bytearray(min(_CHUNK, remaining))
+    view = memoryview(buffer)
+    while remaining > 0:
+        got = f.readinto(view[: min(len(buffer), remaining)])
+        if not got:
+            raise CheckpointError(path, "the file shrank while it was being read")
+        digest.update(view[:got])
+        remaining -= got
+    if digest.hexdigest().encode("ascii") != record[len(_DIGEST_MAGIC) :]:
+        raise CheckpointError(
+            path,
+            "its content does not match the SHA-256 digest recorded when it was written "
+            "(damaged on disk or in a copy since): its data cannot be trusted",
+        )
+    return True
+
+
 def load_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> dict:
-    """Load a checkpoint dict with ``torch.load(weights_only=True)``.
+    """Load a checkpoint dict with ``torch.load(weights_only=True)``, verifying its digest first.
+
+    The SHA-256 digest that :func:`save_checkpoint` stores in the file is checked before
+    anything is unpickled. Files without one (written before digests existed, or by plain
+    ``torch.save``) load as before, unverified.
 
     Raises:
-        CheckpointError: the file is empty, truncated, corrupted, not a checkpoint, or does not
-            hold a dict; the message names the file and what is wrong, and the error from
-            torch is chained as ``__cause__``.
+        CheckpointError: the file is empty, truncated, corrupted, changed since it was written
+            (its digest fails), not a checkpoint, or does not hold a dict; the message names
+            the file and what is wrong, and the error from torch, if any, is chained as
+            ``__cause__``.
         FileNotFoundError, PermissionError, OSError: the file cannot be opened at all.
     """
     p = Path(path)
@@ -264,6 +505,8 @@ def load_checkpoint(path: str | os.PathLike[str], map_location: Any = None) -> d
         size = os.fstat(f.fileno()).st_size
         if size == 0:
             raise CheckpointError(p, "empty file (0 bytes)")
+        _check_digest(f, size, p)
+        f.seek(0)
         head = f.read(64)
         f.seek(0)
         try:
@@ -336,7 +579,10 @@ class CheckpointManager:
         self._tmp_pattern = re.compile(
             rf"\.{re.escape(prefix)}-\d{{8,}}\.pt\.[0-9a-f]+{re.escape(_TMP_SUFFIX)}"
         )
-        self.folder.mkdir(parents=True, exist_ok=True)
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise _write_error(self.folder, e, what="cannot create the folder") from e
 
     def __repr__(self) -> str:
         return (
@@ -418,7 +664,10 @@ class CheckpointManager:
         path = self.path_for(step)
         step = self._check_step(step)
         validate_payload(payload)  # before touching the folder at all
-        self.remove_temporary_files()
+        try:
+            self.remove_temporary_files()
+        except OSError as e:
+            raise _write_error(path, e, what="cannot remove old temporary files") from e
         save_checkpoint(path, payload)
         kept = 1
         for other_step, other in self._entries():
@@ -433,39 +682,71 @@ class CheckpointManager:
             elif kept < self.keep_last:
                 kept += 1
                 continue
-            other.unlink(missing_ok=True)
+            try:
+                other.unlink(missing_ok=True)
+            except OSError as e:  # the new checkpoint is safe: say so rather than fail
+                warnings.warn(f"cannot delete old checkpoint {other}: {e}", stacklevel=2)
         return path
 
-    def load_latest(self, map_location: Any = None) -> tuple[Path, dict] | None:
-        """Load the newest readable checkpoint: ``(path, payload)``, or ``None`` if there is none.
+    def load_latest(
+        self,
+        map_location: Any = None,
+        validate: Callable[[dict], None] | None = None,
+    ) -> tuple[Path, dict] | None:
+        """Load the newest good checkpoint: ``(path, payload)``, or ``None`` if there is none.
 
-        A checkpoint that cannot be loaded is skipped with a warning naming the file and the
-        reason, and the previous one is tried, and so on.
+        A checkpoint that cannot be loaded (damaged, truncated, its digest fails: see
+        :func:`load_checkpoint`) is skipped with a warning naming the file and the reason, and
+        the previous one is tried, and so on. With ``validate``, a checkpoint that loads is
+        passed to ``validate(payload)``, which should raise ``ValueError``, ``KeyError`` (any
+        ``LookupError``) or ``TypeError`` when the payload lacks what the caller needs; such a
+        checkpoint is skipped in the same way, with a warning that names it and quotes the
+        error. Other exceptions from ``validate`` propagate.
 
         Raises:
-            CheckpointError: checkpoint files exist but none of them can be loaded.
+            CheckpointError: checkpoint files exist but none of them can be loaded (or passes
+                ``validate``); the message names every file and what is wrong with it.
         """
+        if validate is not None and not callable(validate):
+            raise TypeError(f"validate must be callable or None, got {validate!r}")
         entries = self._entries()
         if not entries:
             return None
         failures = []
         for _, path in entries:
-            try:
-                return path, load_checkpoint(path, map_location=map_location)
-            except CheckpointError as e:
-                reason = e.reason
-            except FileNotFoundError:  # deleted since it was listed
-                reason = "file disappeared while loading"
+            reason = self._problem(path, map_location, validate)
+            if isinstance(reason, dict):
+                return path, reason
             failures.append(f"{path.name}: {reason}")
             warnings.warn(
-                f"skipping unreadable checkpoint {path}: {reason}; trying an older one",
-                stacklevel=2,
+                f"skipping checkpoint {path}: {reason}; trying an older one", stacklevel=2
             )
         raise CheckpointError(
             self.folder,
             f"none of the {len(entries)} checkpoints in the folder can be loaded: "
             + "; ".join(failures),
         )
+
+    @staticmethod
+    def _problem(
+        path: Path, map_location: Any, validate: Callable[[dict], None] | None
+    ) -> dict | str:
+        """The payload of ``path`` if it loads and passes ``validate``, else what is wrong."""
+        try:
+            payload = load_checkpoint(path, map_location=map_location)
+        except CheckpointError as e:
+            return e.reason
+        except FileNotFoundError:  # deleted since it was listed
+            return "file disappeared while loading"
+        if validate is not None:
+            try:
+                validate(payload)
+            except (ValueError, LookupError, TypeError) as e:
+                return (
+                    "it loads but does not hold what this run expects "
+                    f"({type(e).__name__}: {_first_line(str(e))})"
+                )
+        return payload
 
 
 # --------------------------------------------------------------------------------------------
