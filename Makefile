@@ -20,7 +20,7 @@ build: $(STAMP)
 	$(VENV)/bin/optimlab build
 
 run: build
-	$(VENV)/bin/optimlab compare --out runs/latest
+	$(VENV)/bin/optimlab compare --out runs/latest --overwrite
 
 test: build
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the report browser test will say so"

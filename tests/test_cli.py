@@ -380,11 +380,115 @@ def test_a_missing_column_lists_the_columns(tmp_path):
     one_line_error(result, "no column 'temp'; columns are: day, temperature")
 
 
-def test_refuses_to_overwrite_a_folder_it_did_not_make(tmp_path):
+# --- run folders: never deleted; --overwrite replaces a run's files only once it finished -------
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under ``folder``, by relative path."""
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() if p.is_file() else None
+        for p in sorted(folder.rglob("*"))
+    }
+
+
+def outside_staging(folder: Path) -> dict[str, bytes | None]:
+    return {k: v for k, v in snapshot(folder).items() if not k.startswith(".optimlab-staging-")}
+
+
+WRITERS = [
+    ["compare"], ["landscape"], ["ewa", "--days", "10"], ["schedule", "constant:lr=0.1"],
+    ["batch-size"], ["escape", "--quick"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("args", WRITERS, ids=[a[0] for a in WRITERS])
+def test_a_folder_that_holds_anything_is_refused_and_left_alone(args, tmp_path):
     (tmp_path / "precious.txt").write_text("keep me")
-    result = run("ewa", "--out", str(tmp_path), code=1)
-    one_line_error(result, "is not an optimlab run folder")
-    assert (tmp_path / "precious.txt").read_text() == "keep me"
+    before = snapshot(tmp_path)
+    result = run(*args, "--out", str(tmp_path), code=2)
+    one_line_error(result, f"--out {tmp_path} is not empty", "another --out", "--overwrite")
+    assert "--resume" not in result.stderr  # only train has it
+    assert snapshot(tmp_path) == before
+    assert "--overwrite" in run(args[0], "--help").stdout
+
+
+def test_overwrite_keeps_the_users_files_and_replaces_the_report_only_at_the_end(
+    tmp_path, monkeypatch
+):
+    from optimlab.lab.rundir import RunFolder
+
+    out = tmp_path / "ewa"
+    run("ewa", "--days", "30", "--out", str(out))
+    (out / "notes.txt").write_text("mine")
+    (out / "figures" / "mine.txt").write_bytes(b"mine too")
+    old = snapshot(out)
+    refused = run("ewa", "--days", "40", "--out", str(out), code=2)  # a rerun is refused
+    one_line_error(refused, str(out), "--overwrite")
+    assert snapshot(out) == old
+
+    seen = {}
+    finish = RunFolder.finish
+
+    def spy(folder, status="finished"):  # the new report is written, beside the old one
+        seen["staging"], seen["before"] = folder.path, outside_staging(out)
+        seen["new report"] = (folder.path / "report.html").read_bytes()
+        finish(folder, status)
+
+    monkeypatch.setattr(RunFolder, "finish", spy)
+    run("ewa", "--days", "40", "--out", str(out), "--overwrite")
+    assert seen["staging"].parent == out and seen["before"] == old
+    record = check_run_folder(out, "ewa", 0)
+    assert record["options"]["days"] == 40 and record["argv"][-1] == "--overwrite"
+    assert (out / "report.html").read_bytes() == seen["new report"] != old["report.html"]
+    assert (out / "notes.txt").read_text() == "mine"
+    assert (out / "figures" / "mine.txt").read_bytes() == b"mine too"
+    assert "notes.txt" not in record["files"] and "report.html" in record["files"]
+    assert not seen["staging"].exists()
+    assert not [p for p in out.iterdir() if p.name.startswith(".optimlab-staging-")]
+    with open(out / "series.csv") as handle:
+        assert len(list(csv.DictReader(handle))) == 40
+
+
+@pytest.mark.parametrize(
+    "error, code, message",
+    [(RuntimeError("disk on fire"), 1, "RuntimeError: disk on fire"), (KeyboardInterrupt(), 130,
+      "interrupted")],
+    ids=["exception", "ctrl-c"],
+)  # fmt: skip
+def test_an_interrupted_overwrite_leaves_the_previous_run_in_place(
+    error, code, message, tmp_path, monkeypatch
+):
+    from optimlab.lab import report
+
+    out = tmp_path / "ewa"
+    run("ewa", "--days", "30", "--out", str(out))
+    (out / "notes.txt").write_text("mine")
+    old = snapshot(out)
+    written = {}
+
+    def fail(document, folder):  # midway: metrics, figures and report.html are written
+        written.update(snapshot(folder))
+        raise error
+
+    monkeypatch.setattr(report, "write_markdown", fail)
+    result = run("ewa", "--days", "40", "--out", str(out), "--overwrite", code=code)
+    one_line_error(result, message)
+    assert {"report.html", "series.csv", "figures/ewa.png"} <= set(written)
+    assert snapshot(out) == old  # the previous report, its run.json, the user's file; no staging
+    assert json.loads(old["run.json"])["status"] == "finished"
+
+
+def test_default_folders_are_new_each_time(tmp_path, monkeypatch):
+    from optimlab.cli.options import _new_folder
+
+    monkeypatch.chdir(tmp_path)
+    run("ewa", "--days", "10")
+    run("ewa", "--days", "10")
+    made = sorted((tmp_path / "runs").iterdir())
+    assert len(made) == 2 and all(p.name.startswith("ewa-") for p in made)
+    (tmp_path / "runs" / "x-1").mkdir()
+    assert _new_folder(tmp_path / "runs", "x-1") == tmp_path / "runs" / "x-1-2"
+    assert _new_folder(tmp_path / "runs", "x-1") == tmp_path / "runs" / "x-1-3"
 
 
 def test_debug_shows_the_traceback(tmp_path):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import xml.etree.ElementTree as ET
@@ -362,3 +363,84 @@ def test_reports_show_every_table_and_embed_every_figure(tmp_path):
     assert "data:image/png;base64," in html and "f.png" not in html.split("alt=")[0]
     markdown = write_markdown(doc, tmp_path).read_text()
     assert "| x | **1** |" in markdown and "y\\|z" in markdown and "![cap](f.png)" in markdown
+
+
+# --- the run folder: nothing deleted but the previous run's own files, and only at the end ------
+
+
+def _run(path, **kwargs):
+    from optimlab.lab.rundir import RunFolder
+
+    return RunFolder.create(path, ["x"], subcommand="x", seed=0, options={}, **kwargs)
+
+
+def test_overwrite_replaces_only_the_previous_runs_files_once_finished(tmp_path):
+    from optimlab.lab.rundir import FolderInUse
+
+    out = tmp_path / "run"
+    first = _run(out)
+    first.file("a.txt").write_text("old a")
+    first.file("sub/b.txt").write_text("old b")
+    first.finish()
+    (out / "user.txt").write_text("mine")
+    (out / "sub" / "user.txt").write_text("mine too")
+    with pytest.raises(FolderInUse):
+        _run(out)
+    second = _run(out, overwrite=True)
+    assert second.staged and second.final == out and second.path.parent == out
+    second.file("a.txt").write_text("new a")
+    second.file("c.txt").write_text("new c")
+    assert (out / "a.txt").read_text() == "old a" and not (out / "c.txt").exists()
+    second.finish()
+    assert second.path == out and not second.staged
+    assert (out / "a.txt").read_text() == "new a" and (out / "c.txt").read_text() == "new c"
+    assert not (out / "sub" / "b.txt").exists()  # the previous run's, not written again
+    assert (out / "user.txt").read_text() == "mine"
+    assert (out / "sub" / "user.txt").read_text() == "mine too"
+    assert sorted(p.name for p in out.iterdir()) == [
+        "a.txt", "c.txt", "figures", "run.json", "sub", "user.txt"]  # fmt: skip
+    assert json.loads((out / "run.json").read_text())["files"] == ["a.txt", "c.txt", "run.json"]
+
+
+def test_an_abandoned_overwrite_leaves_the_previous_run_and_no_staging(tmp_path):
+    out = tmp_path / "run"
+    first = _run(out)
+    first.file("a.txt").write_text("old a")
+    first.finish()
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    second = _run(out, overwrite=True)
+    second.file("a.txt").write_text("new a")
+    second.abandon()
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(p.name for p in out.iterdir()) == ["a.txt", "figures", "run.json"]
+
+
+def test_keep_continues_in_place_and_lists_only_the_runs_files(tmp_path):
+    out = tmp_path / "run"
+    first = _run(out)
+    first.file("ckpt/1.pt").write_text("one")
+    first.finish()
+    (out / "user.txt").write_text("mine")
+    second = _run(out, keep=True)
+    assert not second.staged
+    second.file("ckpt/2.pt").write_text("two")
+    second.finish()
+    assert (out / "ckpt" / "1.pt").read_text() == "one" and (out / "user.txt").exists()
+    files = json.loads((out / "run.json").read_text())["files"]
+    assert files == ["ckpt/1.pt", "ckpt/2.pt", "run.json"]
+
+
+def test_a_run_json_that_lists_no_files_or_names_outside_deletes_nothing(tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (tmp_path / "outside.txt").write_text("x")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "f.txt").write_text("x")
+    (out / "link").symlink_to(tmp_path / "elsewhere")
+    (out / "old.txt").write_text("an older optimlab's file, or the user's")
+    listed = ["../outside.txt", str(tmp_path / "outside.txt"), "link/f.txt", ".", 3]
+    for record in ({"tool": "optimlab"}, {"tool": "optimlab", "files": listed}):
+        (out / "run.json").write_text(json.dumps(record))
+        _run(out, overwrite=True).finish()
+        assert (tmp_path / "outside.txt").exists() and (out / "old.txt").exists()
+        assert (tmp_path / "elsewhere" / "f.txt").exists()

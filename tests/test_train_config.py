@@ -213,6 +213,18 @@ def test_optimlab_train_command_runs_resumes_and_reports(tmp_path):
     assert_png(out / "figures" / "loss.png")
     assert "Where training ended" in (out / "report.html").read_text()
     assert "| steps | 8 |" in (out / "summary.md").read_text()
+    (out / "notes.txt").write_text("mine")
+    first = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    assert "ckpt-00000008.pt" in first
+    again = CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(out)])
+    assert again.exit_code == 2  # a rerun without --resume or --overwrite deletes nothing
+    assert again.output.count("\n") == 1 and f"--out {out} is not empty" in again.output
+    assert "--resume to continue its run" in again.output and "--overwrite" in again.output
+    assert {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()} == first
+    both = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--resume", "--overwrite"]
+    )
+    assert both.exit_code == 2 and "choose one" in both.output
     longer = write(
         tmp_path,
         config_text('name = "wine"', training="steps = 12\nbatch_size = 16\ncheckpoint_every = 4"),
@@ -224,6 +236,20 @@ def test_optimlab_train_command_runs_resumes_and_reports(tmp_path):
     assert result.exit_code == 0, result.output
     assert "Resumed from ckpt-00000008.pt" in (out / "report.html").read_text()
     assert json.loads((out / "metrics.json").read_text())["steps"] == 12
+    resumed = {p.name: p.read_bytes() for p in (out / "checkpoints").iterdir()}
+    assert resumed.keys() >= {*first, "ckpt-00000012.pt"}  # --resume keeps the checkpoints
+    assert all(resumed[name] == data for name, data in first.items())
+    assert (out / "notes.txt").read_text() == "mine"
+    # --overwrite: a new run from step 0, whose files replace the previous run's at the end
+    result = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--overwrite"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "metrics.json").read_text())["steps"] == 8
+    assert "Resumed" not in (out / "report.html").read_text()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == sorted(first)
+    assert (out / "notes.txt").read_text() == "mine"
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"
 
 
 def test_optimlab_train_bad_input_is_one_line(tmp_path):

@@ -18,8 +18,10 @@ The modules: :mod:`.lab` (compare, landscape, ewa, schedule, batch-size), :mod:`
 :mod:`.options` and the library, never from this module, which only gathers them.
 
 Every command that computes writes a run folder (``--out``; by default ``runs/<command>-<time>``)
-holding ``run.json`` (the exact command, the seed, the versions), the metrics as CSV and JSON,
-the figures as PNG and SVG, ``report.html`` and ``summary.md``.
+holding ``run.json`` (the exact command, the seed, the versions, the files it wrote), the metrics
+as CSV and JSON, the figures as PNG and SVG, ``report.html`` and ``summary.md``. No folder is
+deleted: a ``--out`` folder that holds anything is refused (exit 2) unless ``--overwrite`` (the
+new run replaces the previous run's files once it has finished) or ``train --resume``.
 
 Errors: a usage error (unknown name, bad option value, malformed spec or config) prints one
 line and exits with 2; any other failure prints one line and exits with 1; ``--debug`` (before

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import jobs_option, out_option, publish, run_folder
+from .options import jobs_option, out_option, overwrite_option, publish, run_folder
 
 
 def _names(valid):
@@ -65,10 +65,12 @@ def _report(report, folder):
 @click.option("--methods", default=None, help="Comma-separated methods (default: all).")
 @click.option("--remedies", default=None, help="Comma-separated remedies (default: all).")
 @out_option(help="Run folder (default: runs/escape-<date>-<time>).")
+@overwrite_option
 @jobs_option(help="Worker processes.")
 @click.option("--debug", is_flag=True, expose_value=False, help="Show the full traceback.")
 @click.pass_context
-def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, jobs) -> None:
+def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, overwrite,
+           jobs) -> None:  # fmt: skip
     """Gradient noise, random restarts and simulated annealing on saddles and many minima."""
     from ..lab.escape.problems import PROBLEMS
     from ..lab.escape.study import METHODS, REMEDIES, escape_main

@@ -31,6 +31,7 @@ from .options import (
     lr_grid_options,
     names,
     out_option,
+    overwrite_option,
     point,
     progress,
     publish,
@@ -119,6 +120,7 @@ _OPTIMIZERS_HELP = (
     help="Gap f - f* that counts as reached on test functions.",
 )
 @out_option
+@overwrite_option
 @device_option
 @jobs_option
 @debug_option
@@ -184,6 +186,7 @@ def compare(ctx: click.Context, **options: Any) -> None:
 @click.option("--start", default=None, callback=point, help="Start point x,y for every path.")
 @click.option("--animate/--no-animate", default=False, help="Also write a GIF per function.")
 @out_option
+@overwrite_option
 @device_option
 @jobs_option
 @debug_option
@@ -237,6 +240,7 @@ def landscape(ctx: click.Context, **options: Any) -> None:
 )
 @click.option("--column", default=None, help="CSV column (default: the last numeric one).")
 @out_option
+@overwrite_option
 @debug_option
 @click.pass_context
 def ewa(ctx: click.Context, **options: Any) -> None:
@@ -277,6 +281,7 @@ def ewa(ctx: click.Context, **options: Any) -> None:
 )
 @click.option("--log/--linear", default=False, help="Logarithmic learning-rate axis.")
 @out_option
+@overwrite_option
 @debug_option
 @click.pass_context
 def schedule(ctx: click.Context, specs: tuple[str, ...], **options: Any) -> None:
@@ -292,9 +297,9 @@ def schedule(ctx: click.Context, specs: tuple[str, ...], **options: Any) -> None
         except (TypeError, ValueError) as error:
             raise click.BadParameter(str(error), param_hint="SPEC") from None
     values = schedule_values(specs, options["steps"])
+    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
     if options["print_values"]:
         _print_schedules(specs, values, options["steps"], options["every"])
-    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
     publish(folder, write_schedules(values, folder, options["log"]))
 
 
@@ -348,6 +353,7 @@ def _print_schedules(specs: tuple[str, ...], values, steps: int, every: int) -> 
 @click.option("--seeds", default=1, show_default=True, type=click.IntRange(1))
 @click.option("--hidden", default=64, show_default=True, type=click.IntRange(0))
 @out_option
+@overwrite_option
 @device_option
 @jobs_option
 @debug_option

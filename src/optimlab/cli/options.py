@@ -39,6 +39,7 @@ __all__ = [
     "lr_grid_options",
     "names",
     "out_option",
+    "overwrite_option",
     "point",
     "progress",
     "publish",
@@ -269,6 +270,17 @@ def out_option(
     return decorate if function is None else decorate(function)
 
 
+def overwrite_option(function: Callable) -> Callable:
+    """``--overwrite``: rerun into a folder that holds files (every command with ``--out``)."""
+    return click.option(
+        "--overwrite",
+        is_flag=True,
+        help="Run into a --out folder that holds files: the new run's files replace the "
+        "previous run's once it has finished (until then, and if it is interrupted, the "
+        "previous run stays as it was); files that are not a run's are kept.",
+    )(function)
+
+
 def jobs_option(
     function: Callable | None = None,
     *,
@@ -348,18 +360,49 @@ def run_folder(
 ):
     """The subcommand's :class:`~optimlab.lab.rundir.RunFolder` (default runs/<command>-<time>).
 
-    If the command fails or is interrupted, its ``run.json`` says so instead of "running".
+    A ``--out`` folder that holds anything is refused (a usage error, exit 2) unless the
+    command was given ``--overwrite`` or ``keep`` (``optimlab train --resume``) is set; nothing
+    in it is deleted either way. If the command fails or is interrupted, its ``run.json`` says
+    so instead of "running" (with ``--overwrite``, the previous run's files stay as they were).
     """
-    from ..lab.rundir import RunFolder
+    from ..lab.rundir import FolderInUse, RunFolder
 
     name = ctx.info_name or "run"
     if out is None:
-        out = Path("runs") / f"{name}-{_dt.datetime.now():%Y%m%d-%H%M%S}"
-    folder = RunFolder.create(
-        out, ctx.obj["argv"], subcommand=name, seed=seed, options=_describe(options), keep=keep
-    )
+        out = _new_folder(Path("runs"), f"{name}-{_dt.datetime.now():%Y%m%d-%H%M%S}")
+    try:
+        folder = RunFolder.create(
+            out, ctx.obj["argv"], subcommand=name, seed=seed, options=_describe(options),
+            overwrite=bool(ctx.params.get("overwrite")), keep=keep,
+        )  # fmt: skip
+    except FolderInUse:
+        choices = (
+            "choose another --out, pass --resume to continue its run, or --overwrite"
+            if "resume" in ctx.params
+            else "choose another --out, or pass --overwrite"
+        )
+        raise click.UsageError(
+            f"--out {out} is not empty: {choices} to replace its run's files once the new run "
+            "has finished (other files are kept)",
+            ctx,
+        ) from None
     ctx.call_on_close(folder.abandon)
     return folder
+
+
+def _new_folder(parent: Path, stem: str) -> Path:
+    """A folder ``parent/stem`` made now, or ``stem-2``, ``stem-3``... if that one exists."""
+    n = 1
+    while True:
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        try:
+            path.mkdir(parents=True)
+        except FileExistsError:
+            n += 1
+            continue
+        except OSError:
+            pass  # RunFolder.create says what is wrong with it
+        return path
 
 
 def _describe(options: dict[str, Any]) -> dict[str, Any]:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from .options import debug_option, out_option, publish, run_folder
+from .options import debug_option, out_option, overwrite_option, publish, run_folder
 
 
 @click.command()
@@ -21,12 +21,19 @@ from .options import debug_option, out_option, publish, run_folder
 @click.option(
     "--resume/--no-resume",
     default=False,
-    help="Continue from the newest good checkpoint in the run folder.",
+    help="Continue the run folder in place, from its newest good checkpoint (a fresh start "
+    "when it has none).",
 )
+@overwrite_option
 @debug_option
 @click.pass_context
-def train(ctx: click.Context, config_path: Path, out: Path | None, resume: bool) -> None:
+def train(
+    ctx: click.Context, config_path: Path, out: Path | None, resume: bool, overwrite: bool
+) -> None:
     """Train a model as a run file describes, with checkpoints, --resume and a report.
+
+    A run folder that holds files is continued with --resume, replaced by a new run once it
+    has finished with --overwrite, and otherwise refused.
 
     See `optimlab.train.config` for the run file's tables and keys; data sets are the
     built-in ones (`optimlab list datasets` and synthetic_classification,
@@ -39,6 +46,10 @@ def train(ctx: click.Context, config_path: Path, out: Path | None, resume: bool)
         config = load_config(config_path)
     except ConfigError as error:
         raise click.UsageError(str(error), ctx) from None
+    if resume and overwrite:
+        raise click.UsageError(
+            "--resume continues the run folder, --overwrite starts a new run: choose one", ctx
+        )
     out = out or Path(config.out or f"runs/train-{config_path.stem}")
     folder = run_folder(ctx, out, config.seed, {"config": str(config_path), "resume": resume},
                         keep=resume)  # fmt: skip

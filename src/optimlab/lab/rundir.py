@@ -1,18 +1,31 @@
 """The run folder: where one lab command writes everything, starting with how to repeat it.
 
 ``run.json`` holds the exact command line, the seed, every option, the versions of Python,
-optimlab and the libraries that shaped the numbers, the machine, and the start, end and wall
-time. The other files are the command's own: metrics as CSV and JSON, ``figures/`` (PNG and
-SVG), ``report.html`` and ``summary.md``.
+optimlab and the libraries that shaped the numbers, the machine, the start, end and wall time,
+and ``files``: every file the run wrote. The other files are the command's own: metrics as CSV
+and JSON, ``figures/`` (PNG and SVG), ``report.html`` and ``summary.md``.
 
-A folder is only reused when a previous optimlab run made it (its ``run.json`` says so); then it
-is emptied first, so no file of an older run is mistaken for this one's.
+No folder is ever deleted or emptied. A run goes into a new or empty folder; into one that holds
+anything only when asked:
+
+- ``overwrite``: the run writes into a hidden staging folder inside (``.optimlab-staging-*``),
+  and only once it has finished do its files replace the previous run's (those its ``run.json``
+  lists); an interrupted run leaves the previous run's files as they were. Files that are not a
+  run's (the user's) are never deleted: only the files this run writes replace theirs.
+- ``keep``: the run continues the folder in place (``optimlab train --resume`` finds its
+  checkpoints there).
+
+Otherwise :meth:`RunFolder.create` raises :class:`FolderInUse`.
 
     >>> import tempfile, pathlib
     >>> out = pathlib.Path(tempfile.mkdtemp()) / "run"
     >>> folder = RunFolder.create(out, ["ewa", "--seed", "3"], subcommand="ewa", seed=3, options={})
     >>> sorted(p.name for p in folder.path.iterdir()), folder.record["command"]
     (['figures', 'run.json'], 'optimlab ewa --seed 3')
+    >>> RunFolder.create(out, ["ewa"], subcommand="ewa", seed=0, options={})
+    Traceback (most recent call last):
+    ...
+    optimlab.lab.rundir.FolderInUse: ... is not empty
 """
 
 from __future__ import annotations
@@ -21,6 +34,7 @@ import csv
 import datetime as _dt
 import json
 import math
+import os
 import platform
 import shlex
 import shutil
@@ -30,7 +44,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LabError", "RunFolder", "versions"]
+__all__ = ["FolderInUse", "LabError", "RunFolder", "versions"]
 
 _LIBRARIES = ("optimlab", "torch", "numpy", "scikit-learn", "matplotlib", "click", "rich")
 
@@ -69,17 +83,45 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).astimezone().isoformat(timespec="seconds")
 
 
+class FolderInUse(LabError):
+    """The run folder holds files, and neither overwriting nor continuing them was asked for."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        super().__init__(f"{path} is not empty")
+
+
+_STAGING = ".optimlab-staging-"
+
+
 class RunFolder:
     """A run's output folder; :meth:`create` it, write files into it, :meth:`publish` it.
 
     :meth:`publish` writes the report, then calls :meth:`finish` (which a run without a report
-    calls itself).
+    calls itself). ``path`` is where the run writes now: the folder itself, or with
+    ``overwrite`` its staging folder until :meth:`finish` moves the files into ``final``.
     """
 
-    def __init__(self, path: Path, record: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        record: dict[str, Any],
+        *,
+        final: Path | None = None,
+        previous: frozenset[str] = frozenset(),
+        before: Mapping[str, int] | None = None,
+    ) -> None:
         self.path = path
+        self.final = path if final is None else final
         self.record = record
+        self._previous = previous  # the files the previous run in ``final`` wrote
+        self._before = dict(before or {})  # files in ``path`` at the start, with their mtimes
         self._started = time.perf_counter()
+
+    @property
+    def staged(self) -> bool:
+        """Whether the run writes into a staging folder (until :meth:`finish` publishes it)."""
+        return self.path != self.final
 
     @classmethod
     def create(
@@ -90,30 +132,30 @@ class RunFolder:
         subcommand: str,
         seed: int | None,
         options: Mapping[str, Any],
+        overwrite: bool = False,
         keep: bool = False,
     ) -> RunFolder:
-        """Make (or empty a previous run's) folder and write ``run.json`` with status running.
+        """Make the folder (or its staging folder) and write ``run.json`` with status running.
 
-        ``argv`` is the command line after ``optimlab``, exactly as given. With ``keep`` a
-        previous run's folder is continued instead of emptied (``optimlab train --resume``
-        finds its checkpoints there).
+        ``argv`` is the command line after ``optimlab``, exactly as given. A folder that holds
+        anything raises :class:`FolderInUse` unless ``overwrite`` (the run is staged and
+        replaces the previous run's files when it finishes) or ``keep`` (the run continues
+        the folder in place, as ``optimlab train --resume`` does).
         """
         path = Path(path)
-        if path.exists():
-            if not path.is_dir():
-                raise LabError(f"--out {path}: exists and is not a folder")
-            if any(path.iterdir()):
-                if not cls._is_run_folder(path):
-                    raise LabError(
-                        f"--out {path}: folder exists, is not empty and is not an optimlab run "
-                        "folder; choose another --out"
-                    )
-                if not keep:
-                    shutil.rmtree(path)
+        if path.exists() and not path.is_dir():
+            raise LabError(f"--out {path}: exists and is not a folder")
+        held = path.is_dir() and any(path.iterdir())
+        if held and not (overwrite or keep):
+            raise FolderInUse(path)
+        previous = _listed_files(path) if held else frozenset()
         try:
-            (path / "figures").mkdir(parents=True, exist_ok=True)
+            path.mkdir(parents=True, exist_ok=True)
+            write = _staging_folder(path) if held and not keep else path
+            (write / "figures").mkdir(exist_ok=True)
         except OSError as error:
             raise LabError(f"--out {path}: cannot create the folder ({error.strerror})") from None
+        before = {name: _mtime(path / name) for name in _files(path)} if held and keep else {}
         record = {
             "tool": "optimlab",
             "subcommand": subcommand,
@@ -125,16 +167,9 @@ class RunFolder:
             "started": _now(),
             "status": "running",
         }
-        folder = cls(path, record)
+        folder = cls(write, record, final=path, previous=previous, before=before)
         folder.write_json("run.json", record)
         return folder
-
-    @staticmethod
-    def _is_run_folder(path: Path) -> bool:
-        try:
-            return json.loads((path / "run.json").read_text()).get("tool") == "optimlab"
-        except (OSError, ValueError, AttributeError):
-            return False
 
     def file(self, name: str) -> Path:
         """The path of ``name`` inside the folder (sub-folders are made as needed)."""
@@ -170,7 +205,7 @@ class RunFolder:
             ("machine", record["versions"]["platform"]),
             ("started", record["started"]),
             ("wall time", f"{time.perf_counter() - self._started:.1f} s"),
-            ("folder", str(self.path)),
+            ("folder", str(self.final)),
         ]
 
     def publish(self, document: Any) -> Path:
@@ -185,21 +220,130 @@ class RunFolder:
         write_html(document, self.path)
         write_markdown(document, self.path)
         self.finish()
-        return self.path / "report.html"
+        return self.final / "report.html"
 
     def finish(self, status: str = "finished") -> None:
-        """Record the end time, the wall time and the status in ``run.json``."""
+        """Record the end time, the wall time, the status and the run's files in ``run.json``.
+
+        A staged run that finished then replaces the previous run's files with its own.
+        """
         self.record.update(
             finished=_now(),
             wall_seconds=round(time.perf_counter() - self._started, 3),
             status=status,
         )
+        self.record["files"] = sorted(self._written() | {"run.json"})
         self.write_json("run.json", self.record)
+        if self.staged and status == "finished":
+            self._replace_previous()
 
     def abandon(self) -> None:
-        """Mark a run that stopped before :meth:`finish` as failed (no-op after finish)."""
-        if self.record["status"] == "running":
+        """Close a run that stopped before :meth:`finish` (no-op after finish).
+
+        In place, its ``run.json`` says failed; a staged run's files are removed, and the
+        previous run's stay as they were.
+        """
+        if self.record["status"] != "running":
+            return
+        if self.staged:
+            self.record["status"] = "failed"
+            shutil.rmtree(self.path, ignore_errors=True)
+        else:
             self.finish("failed")
+
+    def _written(self) -> set[str]:
+        """The files of this run in ``path``: not those that were there before it, untouched,
+        unless the previous run wrote them (``keep`` continues that run)."""
+        found = set()
+        for name in _files(self.path):
+            old = self._before.get(name)
+            if old is None or name in self._previous or _mtime(self.path / name) != old:
+                found.add(name)
+        return found
+
+    def _replace_previous(self) -> None:
+        """Move the staged files into the folder, remove the previous run's files that this run
+        did not write again, then remove the (empty) staging folder; run.json goes last."""
+        files = self.record["files"]
+        for name in [*(n for n in files if n != "run.json"), "run.json"]:
+            target = self.final / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path / name, target)
+        for name in sorted(self._previous - set(files), reverse=True):
+            _remove_file(self.final, name)
+        shutil.rmtree(self.path, ignore_errors=True)
+        self.path = self.final
+
+
+def _staging_folder(path: Path) -> Path:
+    """A new hidden folder inside ``path``, where an ``overwrite`` run writes until it ends."""
+    while True:
+        staging = path / f"{_STAGING}{os.getpid()}-{os.urandom(4).hex()}"
+        try:
+            staging.mkdir()
+        except FileExistsError:
+            continue
+        return staging
+
+
+def _files(root: Path) -> list[str]:
+    """Every file under ``root`` (relative, with /), outside staging folders."""
+    found = []
+    for folder, subfolders, names in os.walk(root):
+        if Path(folder) == root:
+            subfolders[:] = [d for d in subfolders if not d.startswith(_STAGING)]
+        relative = Path(folder).relative_to(root)
+        found += [(relative / name).as_posix() for name in names]
+    return found
+
+
+def _mtime(path: Path) -> int:
+    try:
+        return path.stat().st_mtime_ns
+    except OSError:
+        return -1
+
+
+def _listed_files(folder: Path) -> frozenset[str]:
+    """The files an earlier optimlab run in ``folder`` says (in its run.json) it wrote.
+
+    Names that would point outside the folder are dropped: a listed file is removed later.
+    """
+    try:
+        record = json.loads((folder / "run.json").read_text())
+    except (OSError, ValueError):
+        return frozenset()
+    if not isinstance(record, dict) or record.get("tool") != "optimlab":
+        return frozenset()
+    files = record.get("files")
+    if not isinstance(files, list):
+        return frozenset()
+    safe = set()
+    for name in files:
+        parts = Path(name).parts if isinstance(name, str) else ()
+        if parts and not Path(name).is_absolute() and ".." not in parts:
+            if not parts[0].startswith(_STAGING):
+                safe.add(Path(name).as_posix())
+    return frozenset(safe)
+
+
+def _remove_file(root: Path, name: str) -> None:
+    """Remove ``root/name`` if it is a file, then its folders up to ``root`` that are empty.
+
+    Nothing is removed through a linked folder that leads out of ``root``.
+    """
+    target = root / name
+    if not target.parent.resolve().is_relative_to(root.resolve()):
+        return
+    if target.is_file() or target.is_symlink():
+        target.unlink(missing_ok=True)
+    parent = target.parent
+    while parent != root:
+        try:
+            parent.rmdir()  # only when empty
+        except OSError:
+            break
+        parent = parent.parent
 
 
 def _csv_value(value: Any) -> Any:
