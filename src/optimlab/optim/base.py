@@ -453,10 +453,12 @@ class Optimizer(torch.optim.Optimizer):
             for mine in self.param_groups
         ]
         self._fused.forget()
+        defaults = dict(self.defaults)  # torch's __setstate__ adds keys of its own to defaults
         super().load_state_dict({**state_dict, "state": new_state})
+        self.defaults = defaults  # ... which a resumed optimizer's groups must not gain
         self.state = StateMap(self.state)
         for group, keep in zip(self.param_groups, dispatch):
-            for key, value in self.defaults.items():
+            for key, value in defaults.items():
                 group.setdefault(key, value)  # a checkpoint from before a key existed
             group.update(keep)
 

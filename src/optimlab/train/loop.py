@@ -363,6 +363,7 @@ def fit(
                 payload["epoch"],
                 payload["samples"],
             )
+            state.stop_reason = payload.get("stop_reason")  # early stopping had fired
             history.restart(payload["history"])
             # Each rank continues with its own generators; on another number of processes
             # every rank takes rank 0's.
@@ -396,6 +397,7 @@ def fit(
             "step": state.step,
             "epoch": state.epoch,
             "samples": state.samples,
+            "stop_reason": state.stop_reason,
             "history": history.rows,
             "rng": rng_states,
         })  # fmt: skip
@@ -527,6 +529,9 @@ def fit(
             writer.add_scalar("loss", step_loss, state.step)
             writer.add_scalar("lr", lr, state.step)
 
+    def due(every: int | None) -> bool:
+        return every is not None and state.step % every == 0
+
     def finished() -> bool:
         if state.stop_reason is not None:
             return True
@@ -568,7 +573,9 @@ def fit(
                     stop = (
                         eval_every is not None and state.step % eval_every == 0 and run_evaluation()
                     )
-                    if checkpoint_every is not None and state.step % checkpoint_every == 0:
+                    # A checkpoint holds a complete state: the last step of an epoch is saved
+                    # after the epoch's end (its counter, evaluation, plateau, callbacks).
+                    if plan.epoch == epoch_before and due(checkpoint_every):
                         save_checkpoint()
                     if stop or finished():
                         break
@@ -577,7 +584,7 @@ def fit(
                 stop = eval_every is None and run_evaluation()
                 for callback in callbacks:
                     callback.on_epoch_end(state)
-                if checkpoint_every is None and not stop:
+                if not stop and (checkpoint_every is None or due(checkpoint_every)):
                     save_checkpoint()
         save_checkpoint()
     finally:
