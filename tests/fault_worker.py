@@ -13,7 +13,8 @@ happens (numbered from 1 in this process):
 * ``eval``: just after an evaluation returns;
 * ``saved``: just after a checkpoint is on disk (renamed into place);
 * ``write``: halfway through writing a checkpoint's file;
-* ``rename``: after a checkpoint's temporary file is written, before it is renamed into place.
+* ``rename``: after a checkpoint's temporary file is written, before it is renamed into place;
+* ``term``, ``int``: SIGTERM or SIGINT (instead of SIGKILL) at the N-th step's end.
 
 A run that finishes writes its result: parameters, optimizer state, the lr, the history
 (without wall times) and the TrainResult's fields.
@@ -48,11 +49,12 @@ class Counter:
     def __init__(self, armed: dict[str, int], event: str) -> None:
         self.at = armed.get(event)
         self.seen = 0
+        self.action = die
 
     def __call__(self) -> None:
         self.seen += 1
         if self.seen == self.at:
-            die()
+            self.action()
 
 
 def arm(event: str | None) -> dict[str, Counter]:
@@ -61,6 +63,11 @@ def arm(event: str | None) -> dict[str, Counter]:
         name, _, n = event.partition(":")
         armed[name] = int(n)
     counters = {e: Counter(armed, e) for e in ("step", "epoch", "eval", "saved", "write", "rename")}
+    # preemption: the signal arrives during the step's work; fit must finish it and save
+    for name, number in (("term", signal.SIGTERM), ("int", signal.SIGINT)):
+        if name in armed:
+            counters["step"].at = armed[name]
+            counters["step"].action = lambda number=number: os.kill(os.getpid(), number)
 
     real_evaluate = loop_module.evaluate
 
@@ -181,6 +188,10 @@ def serve() -> None:
         if pid == 0:
             try:
                 train(**request)
+            except SystemExit as stopped:  # fit's Preempted: the shell's 128 + signal
+                os._exit(stopped.code)
+            except KeyboardInterrupt:
+                os._exit(130)
             except BaseException:
                 traceback.print_exc()
                 os._exit(1)

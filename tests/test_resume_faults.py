@@ -94,3 +94,30 @@ def test_a_kill_at_every_occurrence_resumes_exactly(setup, event, reference, wor
         assert worker.run(setup, folder, out, kill=f"{event}:{n}") == -9, where
         assert worker.run(setup, folder, out, resume=True) == 0, where
         assert_same(torch.load(out, weights_only=False), expected, where)
+
+
+@pytest.mark.parametrize("signal_name, code", [("term", 143), ("int", 130)])
+def test_a_preemption_signal_saves_and_the_resumed_run_is_exact(
+    signal_name, code, reference, worker, tmp_path
+):
+    expected = reference["schedule"]
+    for n in (1, 5, 8, 13):  # mid-epoch, an epoch's last step, the step before a save, late
+        where = f"{signal_name} at step {n}"
+        folder, out = tmp_path / f"{n}", tmp_path / f"{n}.pt"
+        assert worker.run("schedule", folder, out, kill=f"{signal_name}:{n}") == code, where
+        saved = sorted(folder.glob("ckpt-*.pt"))
+        assert saved and saved[-1].name == f"ckpt-{n:08d}.pt", where  # written at the signal
+        assert worker.run("schedule", folder, out, resume=True) == 0, where
+        assert_same(torch.load(out, weights_only=False), expected, where)
+
+
+def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_is_exact(reference, worker, tmp_path):
+    expected = reference["plateau"]
+    folder, out = tmp_path / "run", tmp_path / "run.pt"
+    assert worker.run("plateau", folder, out, kill="saved:4") == -9
+    newest = sorted(folder.glob("ckpt-*.pt"))[-1]
+    data = bytearray(newest.read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit, in the middle of the tensors
+    newest.write_bytes(bytes(data))
+    assert worker.run("plateau", folder, out, resume=True) == 0
+    assert_same(torch.load(out, weights_only=False), expected, "flipped byte in the newest")

@@ -520,3 +520,37 @@ def test_schedule_free_fit_resumes_exactly_from_its_checkpoints(tmp_path):
     resumed = run(4, tmp_path / "split", True)
     for a, b in zip(straight, resumed, strict=True):
         assert torch.equal(a, b)
+
+
+def _tiny_run(tmp_path, optimizer_class, steps, resume=False, overrides=(), **hyper):
+    torch.manual_seed(0)
+    X, y = torch.randn(32, 4), torch.randint(0, 2, (32,))
+    model = torch.nn.Linear(4, 2)
+    optimizer = optimizer_class(model.parameters(), lr=0.01, **hyper)
+    plan = MiniBatches(X, y, batch_size=8, shuffle=True, seed=0)
+    return fit(
+        model,
+        optimizer,
+        plan,
+        steps=steps,
+        checkpoint_dir=tmp_path / "checkpoints",
+        resume=resume,
+        resume_overrides=overrides,
+        progress=False,
+    )
+
+
+def test_resuming_with_another_optimizer_is_refused_naming_both(tmp_path):
+    _tiny_run(tmp_path, optimlab.Adam, 4)
+    with pytest.raises(ValueError, match=r"written by optimlab\.optim\.adaptive\.Adam, this run "):
+        _tiny_run(tmp_path, optimlab.AdamW, 8, resume=True)
+
+
+def test_resuming_with_other_hyperparameters_is_refused_unless_named(tmp_path):
+    _tiny_run(tmp_path, optimlab.AdamW, 4, weight_decay=0.1)
+    with pytest.raises(ValueError, match=r"weight_decay: 0\.1 there, 0\.5 here.*resume_overrides"):
+        _tiny_run(tmp_path, optimlab.AdamW, 8, resume=True, weight_decay=0.5)
+    result = _tiny_run(
+        tmp_path, optimlab.AdamW, 8, resume=True, overrides=("weight_decay",), weight_decay=0.5
+    )
+    assert result.resumed_from is not None and result.steps == 8

@@ -199,6 +199,12 @@ def optimizer_state(optimizer: torch.optim.Optimizer, model: torch.nn.Module) ->
     return optimizer.state_dict()
 
 
+def local_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
+    """The optimizer that does the math: the one a ``ZeroRedundancyOptimizer`` wraps (its
+    class and hyperparameters are what a checkpoint names), else ``optimizer`` itself."""
+    return optimizer.optim if _is_zero(optimizer) else optimizer
+
+
 def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` is a ``ZeroRedundancyOptimizer``, without importing
     ``torch.distributed.optim`` (about 1 s, and after ``init_process_group`` it would pin the

@@ -3,6 +3,7 @@
 from .checkpoint import (
     CheckpointError,
     CheckpointManager,
+    CheckpointWriteError,
     capture_rng_state,
     load_checkpoint,
     restore_rng_state,
@@ -10,9 +11,11 @@ from .checkpoint import (
 )
 from .clip import clip_grad_norm, clip_grad_value, first_nonfinite_grad, grads_are_finite
 from .loop import (
+    PREEMPT_SIGNALS,
     Callback,
     EarlyStopping,
     NonFiniteLossError,
+    Preempted,
     TrainResult,
     TrainState,
     evaluate,
@@ -24,8 +27,11 @@ __all__ = [
     "Callback",
     "CheckpointError",
     "CheckpointManager",
+    "CheckpointWriteError",
     "EarlyStopping",
     "NonFiniteLossError",
+    "PREEMPT_SIGNALS",
+    "Preempted",
     "TrainResult",
     "TrainState",
     "capture_rng_state",

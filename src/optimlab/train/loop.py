@@ -33,6 +33,9 @@ import csv
 import json
 import math
 import os
+import signal
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +60,10 @@ HISTORY_COLUMNS = (
 
 class NonFiniteLossError(FloatingPointError):
     """The loss was NaN or Inf; training stopped before the step and wrote no checkpoint."""
+
+
+#: the signals that ask fit to save and stop (clusters send SIGTERM before they kill)
+PREEMPT_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 
 
 @dataclass
@@ -93,7 +100,17 @@ class EarlyStopping:
             self.best, self.bad_evaluations = value, 0
         else:
             self.bad_evaluations += 1
+        return self.fired
+
+    @property
+    def fired(self) -> bool:
+        """Whether the evaluations so far say stop (kept in checkpoints, so a resumed run
+        that had stopped stays stopped)."""
         return self.bad_evaluations >= self.patience
+
+    @property
+    def reason(self) -> str:
+        return f"early stopping: {self.metric} did not improve for {self.patience} evaluations"
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "bad_evaluations": self.bad_evaluations}
@@ -269,6 +286,8 @@ def fit(
     precision: str = "fp32",
     nonfinite_loss: str = "raise",
     progress: bool | None = None,
+    resume_overrides: Sequence[str] = (),
+    preempt_signals: Sequence[str] = PREEMPT_SIGNALS,
 ) -> TrainResult:
     """Train ``model`` with ``optimizer`` on the batches of ``plan``.
 
@@ -297,6 +316,20 @@ def fit(
     update, no schedule advance) and records it in the history. A progress bar (tqdm) shows
     epoch, step, loss, lr and samples per second when the output is a terminal (``progress``
     forces it on or off).
+
+    A resumed run must be the run that was saved: a checkpoint of another optimizer class, or
+    with other optimizer hyperparameters (its constructor's arguments), is refused, naming
+    both; ``resume_overrides`` names the hyperparameters this run may change on purpose (a
+    planned change of learning rate: ``("lr",)``), whose values then come from ``optimizer``.
+    A checkpoint that loads but lacks what a run needs is reported by name and the previous one
+    is used.
+
+    Preemption: the first of ``preempt_signals`` (``SIGTERM``, ``SIGINT``, ``SIGUSR1`` by
+    default) to arrive makes ``fit`` finish the current step, write a checkpoint (with
+    ``checkpoint_dir``), say on one line where it is and how to resume, and stop: with
+    :class:`Preempted`, a ``SystemExit`` whose code is the shell's ``128 + signal`` (143 for
+    SIGTERM), or ``KeyboardInterrupt`` for SIGINT (130 from the command line). A second signal
+    stops at once. Handlers are installed only in the main thread and only for the call.
     """
     # -- check the arguments before touching anything --------------------------------------
     if epochs is None and steps is None:
@@ -343,11 +376,14 @@ def fit(
     # -- resume ------------------------------------------------------------------------------
     resumed_from = None
     if resume and checkpoints is not None:
-        found = checkpoints.load_latest(map_location=device)
+        found = checkpoints.load_latest(map_location=device, validate=_complete_payload)
         if found is not None:
             resumed_from, payload = found
+            overrides = _check_same_optimizer(optimizer, payload, resume_overrides, resumed_from)
             distributed.load_model_state(net, payload["model"])
             distributed.load_optimizer_state(optimizer, net, payload["optimizer"])
+            for group, values in zip(optimizer.param_groups, overrides):
+                group.update(values)  # the hyperparameters this run changes on purpose
             plan.load_state_dict(_plan_state_for(plan, payload["plan"]))
             if driver is not None:
                 driver.load_state_dict(payload["schedule"])
@@ -356,6 +392,8 @@ def fit(
                 driver.apply()
             if early_stopping is not None and payload["early_stopping"] is not None:
                 early_stopping.load_state_dict(payload["early_stopping"])
+                if early_stopping.fired:  # it had stopped the run: it stays stopped
+                    state.stop_reason = early_stopping.reason
             if scaler is not None and payload.get("grad_scaler"):
                 scaler.load_state_dict(payload["grad_scaler"])
             state.step, state.epoch, state.samples = (
@@ -363,7 +401,6 @@ def fit(
                 payload["epoch"],
                 payload["samples"],
             )
-            state.stop_reason = payload.get("stop_reason")  # early stopping had fired
             history.restart(payload["history"])
             # Each rank continues with its own generators; on another number of processes
             # every rank takes rank 0's.
@@ -387,6 +424,8 @@ def fit(
             ranks.barrier()
             return
         checkpoints.save(state.step, {
+            "optimizer_class": _qualified_name(optimizer),
+            "optimizer_defaults": _hyperparameters(optimizer),
             "model": model_state,
             "optimizer": optimizer_state,
             "plan": plan.state_dict(),
@@ -397,7 +436,6 @@ def fit(
             "step": state.step,
             "epoch": state.epoch,
             "samples": state.samples,
-            "stop_reason": state.stop_reason,
             "history": history.rows,
             "rng": rng_states,
         })  # fmt: skip
@@ -429,10 +467,7 @@ def fit(
                     f"gives {sorted(values)}"
                 )
             if early_stopping.update(values[early_stopping.metric]):
-                state.stop_reason = (
-                    f"early stopping: {early_stopping.metric} did not improve for "
-                    f"{early_stopping.patience} evaluations"
-                )
+                state.stop_reason = early_stopping.reason
                 return True
         return False
 
@@ -549,9 +584,11 @@ def fit(
     bar = _progress_bar(progress, total=total_steps, initial=state.step) if ranks.is_main else None
     model.train()
     _switch(optimizer, "train")  # a checkpoint saved at evaluation weights resumes training
+    preemption = _Preemption(preempt_signals)
     try:
         while not finished():
             epoch_before = plan.epoch
+            preempted = False
             group: list[tuple[torch.Tensor, ...]] = []
             for batch in plan:
                 group.append(batch)
@@ -577,7 +614,11 @@ def fit(
                     # after the epoch's end (its counter, evaluation, plateau, callbacks).
                     if plan.epoch == epoch_before and due(checkpoint_every):
                         save_checkpoint()
-                    if stop or finished():
+                    preempted = preemption.requested(ranks, device)
+                    if preempted and plan.epoch == epoch_before:
+                        save_checkpoint()
+                        preemption.stop(state.step, checkpoints)
+                    if stop or finished() or preempted:  # (at an epoch's end: below)
                         break
             if plan.epoch != epoch_before:  # the epoch ran to its end
                 state.epoch = plan.epoch
@@ -586,8 +627,12 @@ def fit(
                     callback.on_epoch_end(state)
                 if not stop and (checkpoint_every is None or due(checkpoint_every)):
                     save_checkpoint()
+                if preempted:  # at the epoch's last step: saved after the epoch's end
+                    save_checkpoint()
+                    preemption.stop(state.step, checkpoints)
         save_checkpoint()
     finally:
+        preemption.restore()
         if bar is not None:
             bar.close()
         if writer is not None:
@@ -671,3 +716,120 @@ def _update_bar(bar: Any, state: TrainState, history: _History, started: float) 
         refresh=False,
     )
     bar.update(1)
+
+
+# --- resuming the run that was saved --------------------------------------------------------
+
+#: what every checkpoint of fit holds
+_PAYLOAD_KEYS = ("model", "optimizer", "plan", "step", "epoch", "samples", "history", "rng")
+
+
+def _complete_payload(payload: Any) -> None:
+    """Raise if a checkpoint that loaded lacks what fit needs (load_latest then tries the
+    previous one, naming this one)."""
+    if not isinstance(payload, dict):
+        raise TypeError(f"a checkpoint of fit is a dict, this one is a {type(payload).__name__}")
+    missing = [key for key in _PAYLOAD_KEYS if key not in payload]
+    if missing:
+        raise KeyError(f"it has no {', '.join(missing)}")
+    for key in ("step", "epoch", "samples"):
+        if not isinstance(payload[key], int) or isinstance(payload[key], bool):
+            raise TypeError(f"its {key} is {payload[key]!r}, not an int")
+
+
+def _qualified_name(optimizer: torch.optim.Optimizer) -> str:
+    local = type(distributed.local_optimizer(optimizer))  # the class inside ZeRO's wrapper
+    return f"{local.__module__}.{local.__qualname__}"
+
+
+def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's constructor arguments, without the choices of how a step is computed."""
+    dispatch = ("foreach", "fused", "differentiable", "capturable")
+    defaults = distributed.local_optimizer(optimizer).defaults
+    return {k: v for k, v in defaults.items() if k not in dispatch}
+
+
+def _check_same_optimizer(
+    optimizer: torch.optim.Optimizer, payload: dict, overrides: Sequence[str], path: Path
+) -> list[dict[str, Any]]:
+    """Refuse a checkpoint of another optimizer or other hyperparameters (but ``overrides``);
+    return, per group, the values of ``overrides`` this run keeps."""
+    saved_class = payload.get("optimizer_class")  # absent in checkpoints of before issue 15
+    if saved_class is not None and saved_class != _qualified_name(optimizer):
+        raise ValueError(
+            f"Cannot resume from {path}: it was written by {saved_class}, this run uses "
+            f"{_qualified_name(optimizer)}. Resume with the optimizer that wrote it, or start "
+            "a new run in another folder."
+        )
+    saved = payload.get("optimizer_defaults") or {}
+    mine = _hyperparameters(optimizer)
+    changed = [k for k in sorted(set(saved) | set(mine)) if saved.get(k) != mine.get(k)]
+    refused = [k for k in changed if k not in overrides]
+    if refused:
+        differences = "; ".join(
+            f"{k}: {saved.get(k)!r} there, {mine.get(k)!r} here" for k in refused
+        )
+        raise ValueError(
+            f"Cannot resume from {path}: its optimizer's hyperparameters differ from this "
+            f"run's ({differences}). Resume with the same ones, or name those you change on "
+            f"purpose: resume_overrides={tuple(refused)!r}."
+        )
+    return [{k: group[k] for k in overrides if k in group} for group in optimizer.param_groups]
+
+
+# --- preemption -------------------------------------------------------------------------------
+
+
+class Preempted(SystemExit):
+    """``fit`` stopped on a signal after saving; ``code`` is the shell's ``128 + signal``."""
+
+
+class _Preemption:
+    """The signal handlers of one ``fit`` call: the first signal is noted (the step finishes,
+    a checkpoint is written, fit stops); a second stops at once."""
+
+    def __init__(self, names: Sequence[str]) -> None:
+        self.received: int | None = None
+        self.previous: dict[int, Any] = {}
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal handlers can only be set in the main thread
+        for name in names:
+            number = getattr(signal, name, None)
+            if number is None:
+                raise ValueError(
+                    f"Invalid preempt_signals: {name!r} is not a signal here; expected names "
+                    "such as 'SIGTERM', 'SIGINT', 'SIGUSR1'"
+                )
+            self.previous[number] = signal.signal(number, self._note)
+
+    def _note(self, number: int, frame: Any) -> None:
+        if self.received is not None:  # the second signal: stop now
+            self.restore()
+            signal.raise_signal(number)
+            return
+        self.received = number
+
+    def requested(self, ranks: Any, device: torch.device) -> bool:
+        if not ranks.active:
+            return self.received is not None
+        # every rank stops at the same step, whichever received the signal
+        return ranks.sum([float(self.received is not None)], device)[0] > 0
+
+    def stop(self, step: int, checkpoints: Any) -> None:
+        number = self.received or signal.SIGTERM
+        name = signal.Signals(number).name
+        if checkpoints is None:
+            where = "no checkpoint_dir was given, so nothing was saved"
+        else:
+            latest = checkpoints.latest()
+            where = f"checkpoint {latest}; resume with resume=True (optimlab train --resume)"
+        print(f"optimlab: {name} received: stopped after step {step}; {where}", file=sys.stderr)
+        self.restore()
+        if number == signal.SIGINT:
+            raise KeyboardInterrupt
+        raise Preempted(128 + number)
+
+    def restore(self) -> None:
+        for number, handler in self.previous.items():
+            signal.signal(number, handler)
+        self.previous = {}
