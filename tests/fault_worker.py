@@ -166,9 +166,7 @@ def train(setup: str, checkpoint_dir: str, out: str, resume: bool, kill: str | N
             "params": [p.detach().clone() for p in model.parameters()],
             "optimizer": optimizer.state_dict(),
             "lr": optimizer.param_groups[0]["lr"],
-            "history": [
-                {k: v for k, v in row.items() if k != "seconds"} for row in result.history
-            ],
+            "history": [{k: v for k, v in row.items() if k != "seconds"} for row in result.history],
             "result": (result.steps, result.epochs, result.stop_reason, result.final_metrics),
             "events": {event: counter.seen for event, counter in counters.items()},
         },
