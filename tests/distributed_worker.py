@@ -41,14 +41,14 @@ def build():
 
 
 class KillAt(Callback):
-    """Kill this process with SIGKILL after step `step` (on the first attempt only)."""
+    """Send this process `number` (SIGKILL) after step `step` (on the first attempt only)."""
 
-    def __init__(self, step: int) -> None:
-        self.step = step
+    def __init__(self, step: int, number: int = signal.SIGKILL) -> None:
+        self.step, self.number = step, number
 
     def on_step_end(self, state):
         if state.step == self.step and os.environ.get("TORCHELASTIC_RESTART_COUNT", "0") == "0":
-            os.kill(os.getpid(), signal.SIGKILL)
+            os.kill(os.getpid(), self.number)
 
 
 def main() -> None:
@@ -64,6 +64,7 @@ def main() -> None:
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--kill-rank", type=int, default=-1)
     parser.add_argument("--kill-at-step", type=int, default=0)
+    parser.add_argument("--kill-signal", default="SIGKILL", help="what --kill-rank receives")
     args = parser.parse_args()
 
     if args.zero:
@@ -72,7 +73,15 @@ def main() -> None:
         # hold the group past destroy_process_group (see optimlab.distributed.init).
         from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: F401
     ranks = optimlab.distributed.init()
-    train(args, ranks)  # returns holding nothing that holds the process group
+    try:
+        train(args, ranks)  # returns holding nothing that holds the process group
+    except SystemExit as preempted:  # fit's Preempted: every rank stopped at the same step
+        if ranks.active:
+            torch.distributed.barrier()
+            torch.distributed.destroy_process_group()
+        sys.stdout.flush()
+        print(f"rank {ranks.rank} preempted with code {preempted.code}", flush=True)
+        os._exit(preempted.code)
     if ranks.active:
         # No rank tears gloo down while another still works (rank 0 saving).
         torch.distributed.barrier()
@@ -122,7 +131,7 @@ def train(args: argparse.Namespace, ranks: optimlab.distributed.Context) -> None
             optimizer = OPTIMIZERS[name](model.parameters())
         callbacks = []
         if ranks.rank == args.kill_rank:
-            callbacks.append(KillAt(args.kill_at_step))
+            callbacks.append(KillAt(args.kill_at_step, getattr(signal, args.kill_signal)))
         plan = MiniBatches(X, y, batch_size=args.batch, seed=3)
         checkpoint_dir = Path(args.checkpoint_dir) / name if args.checkpoint_dir else None
         fit(

@@ -176,3 +176,38 @@ def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path
     assert "exitcode: -9" in output  # rank 1 really died...
     assert "abandoned run" not in output  # ...and the restart resumed instead of starting over
     assert_same(params(tmp_path / "whole", "adam"), params(tmp_path / "killed", "adam"), exact=True)
+
+
+def test_a_sigterm_to_one_rank_stops_every_rank_at_one_step_and_the_resumed_run_is_exact(
+    tmp_path,
+):
+    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
+    arguments = ["--out", tmp_path / "preempted", "--optimizers", "adam", "--steps", 12]
+    arguments += ["--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", 4, "--resume"]
+    command = [*TORCHRUN, "--nproc_per_node=2", "--max-restarts=0", str(WORKER)]
+    command += [*map(str, arguments), "--kill-rank", "1", "--kill-at-step", "5"]
+    command += ["--kill-signal", "SIGTERM"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TORCH_DISABLE_SHARE_RDZV_TCP_STORE": "1"}
+    proc = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=HANG)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        output, _ = proc.communicate()
+        pytest.fail(f"timed out after {HANG} s:\n{output[-3000:]}")
+    # rank 1 got the signal; both ranks stopped after step 5, and rank 0 wrote its checkpoint
+    assert "rank 0 preempted with code 143" in output, output[-3000:]
+    assert "rank 1 preempted with code 143" in output, output[-3000:]
+    assert "SIGTERM received: stopped after step 5" in output, output[-3000:]
+    assert (tmp_path / "ck" / "adam" / "ckpt-00000005.pt").exists()
+    run(*arguments)  # resumed from step 5
+    assert_same(
+        params(tmp_path / "whole", "adam"), params(tmp_path / "preempted", "adam"), exact=True
+    )
