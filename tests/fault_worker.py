@@ -14,7 +14,8 @@ happens (numbered from 1 in this process):
 * ``saved``: just after a checkpoint is on disk (renamed into place);
 * ``write``: halfway through writing a checkpoint's file;
 * ``rename``: after a checkpoint's temporary file is written, before it is renamed into place;
-* ``term``, ``int``: SIGTERM or SIGINT (instead of SIGKILL) at the N-th step's end.
+* ``term``, ``int``: SIGTERM or SIGINT (instead of SIGKILL) at the N-th step's end;
+* ``enospc``: the disk is full while the N-th checkpoint is written (an OSError, not a kill).
 
 A run that finishes writes its result: parameters, optimizer state, the lr, the history
 (without wall times) and the TrainResult's fields.
@@ -23,6 +24,7 @@ A run that finishes writes its result: parameters, optimizer state, the lr, the 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import os
 import signal
@@ -62,7 +64,8 @@ def arm(event: str | None) -> dict[str, Counter]:
     if event:
         name, _, n = event.partition(":")
         armed[name] = int(n)
-    counters = {e: Counter(armed, e) for e in ("step", "epoch", "eval", "saved", "write", "rename")}
+    events = ("step", "epoch", "eval", "saved", "write", "rename", "enospc")
+    counters = {e: Counter(armed, e) for e in events}
     # preemption: the signal arrives during the step's work; fit must finish it and save
     for name, number in (("term", signal.SIGTERM), ("int", signal.SIGINT)):
         if name in armed:
@@ -90,6 +93,11 @@ def arm(event: str | None) -> dict[str, Counter]:
     real_torch_save = checkpoint_module.torch.save
 
     def torch_save(obj, f, *args, **kwargs):
+        if "enospc" in armed:  # the disk fills up during the N-th checkpoint
+            counters["enospc"].seen += 1
+            if counters["enospc"].seen == counters["enospc"].at:
+                real_torch_save(obj, f, *args, **kwargs)
+                raise OSError(errno.ENOSPC, "No space left on device")
         counters["write"].seen += 1
         if counters["write"].seen == counters["write"].at:
             real_torch_save(obj, f, *args, **kwargs)
