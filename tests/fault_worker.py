@@ -141,11 +141,12 @@ def build(setup: str):
     # 60 samples in batches of 8: 8 batches a epoch, the last of 4; steps of 2 micro-batches
     plan = MiniBatches(X, y, batch_size=8, shuffle=True, seed=7)
     if setup == "plateau":
-        # patience 0 and a large lr: the plateau reduces the lr often, early stopping may fire
+        # patience 0 and a large lr: the plateau halves the lr twice, early stopping fires at
+        # the end of epoch 7 of 8 (a resumed run must stay stopped)
         options = dict(
-            epochs=5,
+            epochs=8,
             schedule=ReduceOnPlateau(0.05, factor=0.5, patience=0),
-            early_stopping=EarlyStopping(patience=3, min_delta=1e-3),
+            early_stopping=EarlyStopping(patience=2, min_delta=0.05),
             checkpoint_every=3,
         )
     else:
