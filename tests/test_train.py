@@ -554,3 +554,89 @@ def test_resuming_with_other_hyperparameters_is_refused_unless_named(tmp_path):
         tmp_path, optimlab.AdamW, 8, resume=True, overrides=("weight_decay",), weight_decay=0.5
     )
     assert result.resumed_from is not None and result.steps == 8
+
+
+# --- one run state; history appended, never rewritten (issue 15) ---------------------------
+
+
+def _history_run(tmp_path, steps, history_path=None, callbacks=(), resume=True):
+    X, y = _data()
+    model = _model()
+    result = fit(
+        model,
+        optimlab.Adam(model.parameters(), lr=1e-2),
+        MiniBatches(X, y, batch_size=25, seed=0),
+        steps=steps,
+        eval_data=(X, y),
+        eval_every=2,
+        checkpoint_dir=tmp_path / "ckpt",
+        checkpoint_every=2,
+        history_path=history_path,
+        callbacks=callbacks,
+        resume=resume,
+        progress=False,
+    )
+    return model, result
+
+
+def _without_seconds(rows):
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
+
+
+@pytest.mark.parametrize("suffix", [None, ".csv", ".jsonl"])
+def test_history_is_appended_and_a_checkpoint_holds_its_position(tmp_path, suffix):
+    from optimlab.train.checkpoint import load_checkpoint
+
+    path = tmp_path / f"history{suffix}" if suffix else None
+    _, whole = _history_run(tmp_path / "whole", 7, path and tmp_path / "whole" / path.name)
+    # a run killed after step 5 wrote rows 5 (and its file line) after its last checkpoint
+    _history_run(tmp_path / "cut", 5, path and tmp_path / "cut" / path.name)
+    (tmp_path / "cut" / "ckpt" / "ckpt-00000005.pt").unlink()
+    model, resumed = _history_run(tmp_path / "cut", 7, path and tmp_path / "cut" / path.name)
+    assert resumed.resumed_from.name == "ckpt-00000004.pt"
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+    file = tmp_path / "cut" / (path.name if path else "ckpt/history.jsonl")
+    assert _without_seconds(read_history(file)) == _without_seconds(whole.history)
+    lines = [line for line in file.read_text().splitlines() if line.strip()]
+    assert len(lines) == 7 + 3 + (suffix == ".csv")  # a row a step, a row an evaluation
+    saved = load_checkpoint(tmp_path / "cut" / "ckpt" / "ckpt-00000006.pt")["history"]
+    assert saved["rows"] == 6 and isinstance(saved["bytes"], int)
+    assert [r["step"] for r in resumed.history if "val_loss" in r] == [2, 4, 6]
+
+
+def test_a_checkpoint_that_holds_the_history_rows_still_resumes(tmp_path):
+    # checkpoints written before issue 15 carried the rows themselves
+    from optimlab.train.checkpoint import load_checkpoint, save_checkpoint
+
+    _, whole = _history_run(tmp_path / "whole", 6)
+    _, first = _history_run(tmp_path / "old", 4)
+    newest = tmp_path / "old" / "ckpt" / "ckpt-00000004.pt"
+    payload = load_checkpoint(newest)
+    payload["history"] = [dict(r) for r in first.history]
+    del payload["callbacks"]
+    save_checkpoint(newest, payload)
+    (tmp_path / "old" / "ckpt" / "history.jsonl").unlink()
+    _, resumed = _history_run(tmp_path / "old", 6)
+    assert resumed.resumed_from == newest
+    assert _without_seconds(resumed.history) == _without_seconds(whole.history)
+
+
+class _CountingCallback(Callback):
+    def __init__(self):
+        self.steps_seen = 0
+
+    def on_step_end(self, state):
+        self.steps_seen += 1
+
+    def state_dict(self):
+        return {"steps_seen": self.steps_seen}
+
+    def load_state_dict(self, state):
+        self.steps_seen = state["steps_seen"]
+
+
+def test_callbacks_state_is_saved_and_restored(tmp_path):
+    _history_run(tmp_path, 4, callbacks=[_CountingCallback()])
+    counter = _CountingCallback()
+    _history_run(tmp_path, 6, callbacks=[counter])
+    assert counter.steps_seen == 6

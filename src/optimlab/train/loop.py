@@ -30,6 +30,7 @@ Example::
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -54,7 +55,8 @@ from .clip import clip_grad_norm, clip_grad_value
 LOSS_POLICIES = ("raise", "skip")
 PRECISIONS = ("fp32", "bf16", "fp16")
 HISTORY_COLUMNS = (
-    "step", "epoch", "loss", "lr", "samples", "seconds", "grad_norm", "val_loss", "val_accuracy"
+    "step", "epoch", "loss", "lr", "samples", "seconds", "grad_norm", "val_loss", "val_accuracy",
+    "skipped",
 )  # fmt: skip
 
 
@@ -145,7 +147,12 @@ class TrainResult:
 
 
 class Callback:
-    """Override any of these; each gets the :class:`TrainState`."""
+    """Override any of these; each gets the :class:`TrainState`.
+
+    A callback with state of its own that decides what it does next (a counter, a best value)
+    may also define ``state_dict()`` and ``load_state_dict(state)``: the state then goes into
+    every checkpoint and comes back on resume (matched by position in ``callbacks``).
+    """
 
     def on_step_end(self, state: TrainState) -> None: ...
 
@@ -204,60 +211,450 @@ def _model_device(model: torch.nn.Module) -> torch.device:
 
 
 class _History:
-    """Rows of the history, kept in memory (and in checkpoints) and appended to a file."""
+    """The rows of the history: kept in memory (for :class:`TrainResult`) and appended to a
+    file, never rewritten. A step is one row; an evaluation is a row of its own (step, epoch
+    and the ``val_*`` values, no loss) that readers merge into the step row it follows, as the
+    in-memory rows have it. A checkpoint stores where the file stood (:meth:`position`); a
+    resumed run cuts the file back there and reads its rows back (:meth:`start`)."""
 
-    def __init__(self, path: str | os.PathLike[str] | None) -> None:
+    def __init__(self, path: Path | None, *, write: bool, live: bool) -> None:
         self.rows: list[dict[str, Any]] = []
-        self.path = Path(path) if path is not None else None
-        if self.path is not None and self.path.suffix not in (".csv", ".jsonl"):
-            raise ValueError(f"Invalid history_path: {str(path)!r}; expected a .csv or .jsonl file")
+        self.path = path
+        self.write = write and path is not None  # under torchrun rank 0 writes, others read
+        self.live = live  # the user's file: each row reaches it at once (tail -f)
+        self._file: Any = None
+        self._csv: Any = None
 
-    def restart(self, rows: list[dict[str, Any]]) -> None:
-        """Start over from ``rows`` (on resume, rows a crashed run wrote later are dropped)."""
-        self.rows = [dict(r) for r in rows]
-        if self.path is None:
+    def start(self, saved: Any = None) -> None:
+        """Open the file: anew, or where a checkpoint's history ``saved`` left it."""
+        if isinstance(saved, list):  # a checkpoint of before issue 15: it holds the rows
+            self.rows = [dict(r) for r in saved]
+        elif saved is not None and saved.get("bytes") is not None:
+            self.rows = self._read_back(saved)
+        if not self.write:
             return
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "w", newline="") as f:
-            if self.path.suffix == ".csv":
-                writer = csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore")
-                writer.writeheader()
-                writer.writerows(self.rows)
-            else:
-                f.writelines(json.dumps(r) + "\n" for r in self.rows)
+        cut = isinstance(saved, dict) and saved.get("bytes") is not None
+        if cut:
+            with open(self.path, "r+b") as f:  # rows written after that checkpoint go
+                f.truncate(saved["bytes"])
+        self._file = open(self.path, "a" if cut else "w", newline="", encoding="utf-8")
+        if self.path.suffix == ".csv":
+            self._csv = csv.DictWriter(self._file, HISTORY_COLUMNS, extrasaction="ignore")
+            if not cut:
+                self._csv.writeheader()
+        if not cut:
+            for row in self.rows:  # (an old checkpoint's rows, written once)
+                self._write(row)
+            self._file.flush()
+
+    def _read_back(self, saved: dict[str, Any]) -> list[dict[str, Any]]:
+        size = self.path.stat().st_size if self.path is not None and self.path.exists() else -1
+        if size < saved["bytes"]:
+            raise ValueError(
+                f"Cannot resume the history: the checkpoint's history is the first "
+                f"{saved['bytes']} bytes of {saved.get('file')}, but {self.path} holds "
+                f"{max(size, 0)}. Put that file back, or start a new run in another folder."
+            )
+        with open(self.path, "rb") as f:
+            text = f.read(saved["bytes"]).decode("utf-8")
+        rows = _parse_history(text, self.path.suffix)
+        if len(rows) != saved["rows"]:
+            raise ValueError(
+                f"Cannot resume the history: {self.path} holds {len(rows)} rows where the "
+                f"checkpoint counted {saved['rows']}"
+            )
+        return rows
+
+    def _write(self, row: dict[str, Any]) -> None:
+        if self._csv is not None:
+            self._csv.writerow(row)
+        else:
+            self._file.write(json.dumps(row) + "\n")
+        if self.live:
+            self._file.flush()
 
     def append(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
-        if self.path is None:
-            return
-        with open(self.path, "a", newline="") as f:
-            if self.path.suffix == ".csv":
-                csv.DictWriter(f, HISTORY_COLUMNS, extrasaction="ignore").writerow(row)
-            else:
-                f.write(json.dumps(row) + "\n")
+        if self._file is not None:
+            self._write(row)
 
-    def annotate_last(self, values: dict[str, Any]) -> None:
-        # Evaluation results belong to the step they follow; rewrite that row's line.
+    def append_evaluation(self, step: int, epoch: int, values: dict[str, Any]) -> None:
+        """An evaluation after ``step``: merged into that row in memory, a row in the file."""
+        if not self.rows:
+            return
         self.rows[-1].update(values)
-        self.restart(self.rows)
+        if self._file is not None:
+            self._write({"step": step, "epoch": epoch, **values})
+
+    def position(self) -> dict[str, Any]:
+        """Where the history stands, for a checkpoint: rows in memory, bytes in the file."""
+        if self._file is None:
+            return {"rows": len(self.rows), "bytes": None, "file": None}
+        self._file.flush()
+        size = os.fstat(self._file.fileno()).st_size
+        return {"rows": len(self.rows), "bytes": size, "file": str(self.path)}
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+def _history_file(
+    history_path: str | os.PathLike[str] | None, checkpoint_dir: str | os.PathLike[str] | None
+) -> Path | None:
+    """Where the history is written: ``history_path``, else beside the checkpoints (whose
+    positions in it let a resumed run give the whole history), else nowhere."""
+    if history_path is not None:
+        path = Path(history_path)
+        if path.suffix not in (".csv", ".jsonl"):
+            raise ValueError(
+                f"Invalid history_path: {str(history_path)!r}; expected a .csv or .jsonl file"
+            )
+        return path
+    return Path(checkpoint_dir) / "history.jsonl" if checkpoint_dir is not None else None
 
 
 def read_history(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a history written by :func:`fit` (``.csv`` or ``.jsonl``) back into rows."""
+    """Read a history written by :func:`fit` (``.csv`` or ``.jsonl``) back into rows: one a
+    step, with the evaluation that followed the step (``val_loss``, ...) merged into its row."""
     path = Path(path)
-    if path.suffix == ".jsonl":
-        with open(path) as f:
-            return [json.loads(line) for line in f if line.strip()]
-    with open(path, newline="") as f:
-        rows = []
-        for raw in csv.DictReader(f):
+    with open(path, newline="", encoding="utf-8") as f:
+        return _parse_history(f.read(), path.suffix)
+
+
+def _parse_history(text: str, suffix: str) -> list[dict[str, Any]]:
+    if suffix == ".jsonl":
+        lines = [json.loads(line) for line in text.splitlines() if line.strip()]
+    else:
+        lines = []
+        for raw in csv.DictReader(io.StringIO(text, newline="")):
             row: dict[str, Any] = {}
             for key, value in raw.items():
-                if value in ("", None):
+                if value in ("", None) or key is None:
                     continue
-                row[key] = int(value) if key in ("step", "epoch", "samples") else float(value)
-            rows.append(row)
-        return rows
+                if key == "skipped":
+                    row[key] = value == "True"
+                else:
+                    row[key] = int(value) if key in ("step", "epoch", "samples") else float(value)
+            lines.append(row)
+    rows: list[dict[str, Any]] = []
+    for line in lines:
+        if "loss" not in line and rows:  # an evaluation: it belongs to the step before it
+            rows[-1].update({k: v for k, v in line.items() if k not in ("step", "epoch")})
+        else:
+            rows.append(line)
+    return rows
+
+
+@dataclass(eq=False)
+class RunState(TrainState):
+    """Everything that decides what a run does next, and the one checkpoint schema.
+
+    Besides what callbacks see (:class:`TrainState`): the plan's position, the schedule's
+    driver, the plateau, early stopping, the gradient scaler, the callbacks' own state (those
+    with ``state_dict``/``load_state_dict``), the random generators and where the history
+    stands. :meth:`state_dict` is collective under torchrun (sharded state is gathered; rank 0
+    writes what it returns); ``fit`` calls it only where the state is complete (after a step,
+    or after an epoch's end for an epoch's last step).
+    """
+
+    plan: Any = None
+    driver: Any = None
+    plateau: ReduceOnPlateau | None = None
+    early_stopping: EarlyStopping | None = None
+    scaler: Any = None
+    callbacks: Sequence[Callback] = ()
+    log: Any = None  # the _History
+    net: Any = None  # the model as trained (DDP, FSDP) or the model itself
+    ranks: Any = None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "optimizer_class": _qualified_name(self.optimizer),
+            "optimizer_defaults": _hyperparameters(self.optimizer),
+            "model": distributed.model_state(self.net),
+            "optimizer": distributed.optimizer_state(self.optimizer, self.net),
+            "plan": self.plan.state_dict(),
+            "schedule": _state_of(self.driver),
+            "plateau": _state_of(self.plateau),
+            "early_stopping": _state_of(self.early_stopping),
+            "grad_scaler": _state_of(self.scaler),
+            "step": self.step,
+            "epoch": self.epoch,
+            "samples": self.samples,
+            "history": self.log.position(),  # where the history file stood, not its rows
+            "callbacks": [_state_of(c) for c in self.callbacks],
+            "rng": self.ranks.gather(capture_rng_state()),
+        }  # fmt: skip
+
+    def load_state_dict(self, payload: dict[str, Any], keep: Sequence[dict] = ()) -> None:
+        """Continue from ``payload`` (the optimizer's hyperparameters checked by the caller);
+        ``keep``: per group, the hyperparameters this run changes on purpose."""
+        distributed.load_model_state(self.net, payload["model"])
+        distributed.load_optimizer_state(self.optimizer, self.net, payload["optimizer"])
+        for group, values in zip(self.optimizer.param_groups, keep):
+            group.update(values)
+        self.plan.load_state_dict(_plan_state_for(self.plan, payload["plan"]))
+        if self.driver is not None:
+            self.driver.load_state_dict(payload["schedule"])
+        if self.plateau is not None:
+            self.plateau.load_state_dict(payload["plateau"])
+            self.driver.apply()
+        if self.early_stopping is not None and payload["early_stopping"] is not None:
+            self.early_stopping.load_state_dict(payload["early_stopping"])
+            if self.early_stopping.fired:  # it had stopped the run: it stays stopped
+                self.stop_reason = self.early_stopping.reason
+        if self.scaler is not None and payload.get("grad_scaler"):
+            self.scaler.load_state_dict(payload["grad_scaler"])
+        saved_callbacks = payload.get("callbacks") or []
+        for callback, saved in zip(self.callbacks, saved_callbacks):
+            if saved is not None and hasattr(callback, "load_state_dict"):
+                callback.load_state_dict(saved)
+        self.step, self.epoch, self.samples = payload["step"], payload["epoch"], payload["samples"]
+        self.log.start(payload["history"])
+        self.history = self.log.rows
+        # Each rank continues with its own generators; on another number of processes every
+        # rank takes rank 0's.
+        rng = payload["rng"]
+        restore_rng_state(rng[self.ranks.rank] if len(rng) == self.ranks.world_size else rng[0])
+
+
+def _state_of(thing: Any) -> Any:
+    """``thing.state_dict()`` where it has one (None for what a run does not use)."""
+    method = getattr(thing, "state_dict", None)
+    return method() if callable(method) else None
+
+
+@dataclass(eq=False)
+class _Trainer:
+    """A step, an evaluation and a checkpoint of one run: the settings that stay fixed for the
+    run, so the per-step code does no work for features not in use (its cost per step is
+    measured against a hand-written loop by ``optimlab bench``)."""
+
+    run: RunState
+    loss_fn: Callable[..., torch.Tensor]
+    device: torch.device
+    accumulation: int
+    clip_norm: float | None
+    clip_value: float | None
+    nonfinite_loss: str
+    autocast_dtype: torch.dtype | None
+    eval_data: Any
+    plateau_metric: str
+    checkpoints: CheckpointManager | None
+    writer: Any
+    epochs: int | None
+    steps: int | None
+    started: float = 0.0
+    last_saved: int | None = None
+
+    def __post_init__(self) -> None:
+        self.data_parallel = distributed.is_data_parallel(self.run.net)
+        self.world_size, self.active = self.run.ranks.world_size, self.run.ranks.active
+
+    def batches(self) -> Iterable[list[tuple[torch.Tensor, ...]]]:
+        """The micro-batches of each step of the epoch: ``accumulation`` of them, or what is
+        left of the epoch."""
+        plan = self.run.plan
+        epoch, group = plan.epoch, []
+        for batch in plan:
+            group.append(batch)
+            if len(group) < self.accumulation and plan.position < len(plan) and plan.epoch == epoch:
+                continue
+            yield group
+            group = []
+
+    def step(self, micro_batches: list[tuple[torch.Tensor, ...]]) -> bool:
+        """One optimizer step; False where a non-finite loss made it skip (``"skip"``)."""
+        run, optimizer = self.run, self.run.optimizer
+        sizes = [mb[0].shape[0] for mb in micro_batches]
+        total = float(sum(sizes))
+        if self.active:
+            (total,) = run.ranks.sum([total], self.device)
+        optimizer.zero_grad(set_to_none=True)
+        loss_sum = self._backward(micro_batches, sizes, total)
+        if loss_sum is None:
+            return False
+        if run.scaler is not None:
+            run.scaler.unscale_(optimizer)
+        grad_norm = None
+        if self.clip_norm is not None:
+            grad_norm = clip_grad_norm(run.model.parameters(), self.clip_norm)
+        if self.clip_value is not None:
+            clip_grad_value(run.model.parameters(), self.clip_value)
+        lr = optimizer.param_groups[0]["lr"]
+        if run.scaler is not None:
+            run.scaler.step(optimizer)
+            run.scaler.update()
+        else:
+            optimizer.step()
+        run.step += 1
+        run.samples += int(total)
+        step_loss = run.ranks.sum([loss_sum], self.device)[0] if self.active else loss_sum
+        step_loss /= total  # the mean loss over the global effective batch
+        if run.driver is not None:
+            run.driver.step()
+        row = {"step": run.step, "epoch": run.epoch, "loss": step_loss, "lr": lr,
+               "samples": run.samples, "seconds": time.perf_counter() - self.started}  # fmt: skip
+        if grad_norm is not None:
+            row["grad_norm"] = grad_norm
+        run.log.append(row)
+        if self.writer is not None:
+            self.writer.add_scalar("loss", step_loss, run.step)
+            self.writer.add_scalar("lr", lr, run.step)
+        return True
+
+    def _backward(self, micro_batches: list, sizes: list[int], total: float) -> float | None:
+        """Forward and backward over the micro-batches; the summed loss, or None (skipped).
+
+        Each micro-batch's mean loss is weighted by its share of the global effective batch,
+        times world_size because DDP averages gradients over the ranks."""
+        net, device, last = self.run.net, self.device, len(micro_batches) - 1
+        loss_sum = 0.0
+        for i, (xb, yb) in enumerate(micro_batches):
+            if xb.device != device:
+                xb = xb.to(device, non_blocking=True)
+            if yb.device != device:
+                yb = yb.to(device, non_blocking=True)
+            n = sizes[i]
+            weight = n * self.world_size / total
+            if self.autocast_dtype is None:
+                loss = self.loss_fn(net(xb), yb)
+            else:
+                with torch.autocast(device.type, dtype=self.autocast_dtype):
+                    loss = self.loss_fn(net(xb), yb)
+            value = loss.item()
+            finite = math.isfinite(value)
+            if self.active:  # every rank must take the same decision, or collectives hang
+                finite = self.run.ranks.sum([float(not finite)], device)[0] == 0
+            if not finite:
+                self._nonfinite(value, f"micro-batch {i + 1} of {len(micro_batches)}")
+                return None
+            loss_sum += value * n
+            # A weight of exactly 1 (one micro-batch on one process) changes no bit of the loss
+            # or of any gradient, so the multiplication (and its backward node) is skipped.
+            scaled = loss if weight == 1.0 else loss * weight
+            if self.run.scaler is not None:
+                scaled = self.run.scaler.scale(scaled)
+            # Only the last micro-batch of a step all-reduces gradients (DDP's no_sync).
+            if i == last or not self.data_parallel:
+                scaled.backward()
+            else:
+                with net.no_sync():
+                    scaled.backward()
+        return loss_sum
+
+    def _nonfinite(self, value: float, where: str) -> None:
+        run = self.run
+        if self.nonfinite_loss == "raise":
+            raise NonFiniteLossError(
+                f"The loss is {value} at epoch {run.epoch}, step {run.step + 1}, {where}; "
+                "training stopped and no checkpoint was written. Lower the learning rate, "
+                "clip gradients, or pass nonfinite_loss='skip' to drop such steps."
+            )
+        run.optimizer.zero_grad(set_to_none=True)
+        run.log.append({"step": run.step, "epoch": run.epoch, "loss": value, "skipped": True})
+
+    def evaluation(self) -> bool:
+        """Evaluate, record, update the plateau and early stopping; True when it says stop."""
+        run = self.run
+        if self.eval_data is None:
+            return False
+        with evaluation_weights(run.optimizer):  # schedule-free methods evaluate their average
+            metrics = evaluate(run.model, self.eval_data, self.loss_fn)
+        values = {f"val_{k}": v for k, v in metrics.items()}
+        run.log.append_evaluation(run.step, run.epoch, values)
+        if self.writer is not None:
+            for key, value in values.items():
+                self.writer.add_scalar(key, value, run.step)
+        if run.plateau is not None:
+            run.plateau.update(_metric(values, self.plateau_metric, "plateau_metric"))
+            run.driver.apply()
+        stopping = run.early_stopping
+        if stopping is not None:
+            if stopping.update(_metric(values, stopping.metric, "early_stopping.metric")):
+                run.stop_reason = stopping.reason
+                return True
+        return False
+
+    def save(self) -> None:
+        """Write a checkpoint of the run state (once a step)."""
+        run = self.run
+        if self.checkpoints is None or self.last_saved == run.step:
+            return
+        self.last_saved = run.step
+        payload = run.state_dict()  # gathering sharded state is collective: every rank
+        if run.ranks.is_main:
+            self.checkpoints.save(run.step, payload)
+        run.ranks.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
+
+    def finished(self) -> bool:
+        run = self.run
+        if run.stop_reason is not None:
+            return True
+        if self.steps is not None and run.step >= self.steps:
+            run.stop_reason = f"reached {self.steps} steps"
+            return True
+        if self.epochs is not None and run.epoch >= self.epochs:
+            run.stop_reason = f"reached {self.epochs} epochs"
+            return True
+        return False
+
+    def due(self, every: int | None) -> bool:
+        return every is not None and self.run.step % every == 0
+
+
+def _metric(values: dict[str, float], name: str, argument: str) -> float:
+    if name not in values:
+        raise ValueError(f"Invalid {argument}: {name!r}; evaluation gives {sorted(values)}")
+    return values[name]
+
+
+def _check_arguments(
+    plan: Any,
+    epochs: int | None,
+    steps: int | None,
+    counts: dict[str, int | None],
+    nonfinite_loss: str,
+    precision: str,
+    clips: dict[str, float | None],
+) -> None:
+    if epochs is None and steps is None:
+        raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
+    checks.positive_count("epochs", epochs, optional=True)
+    checks.positive_count("steps", steps, optional=True)
+    for name, value in counts.items():
+        checks.positive_count(name, value, optional=name != "accumulation")
+    if nonfinite_loss not in LOSS_POLICIES:
+        raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
+    if precision not in PRECISIONS:
+        raise ValueError(f"Invalid precision: {precision!r}; expected one of {PRECISIONS}")
+    if not isinstance(plan, MiniBatches):
+        raise TypeError(f"Invalid plan: {type(plan).__name__}; expected optimlab.data.MiniBatches")
+    for name, value in clips.items():
+        if value is not None and not (
+            isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
+        ):
+            raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+
+
+def _resume(
+    run: RunState, checkpoints: CheckpointManager | None, overrides: Sequence[str]
+) -> Path | None:
+    """Load the newest good checkpoint into ``run``; its path, or None (a new run)."""
+    found = None
+    if checkpoints is not None:
+        device = _model_device(run.model)
+        found = checkpoints.load_latest(map_location=device, validate=_complete_payload)
+    if found is None:
+        run.log.start()
+        return None
+    path, payload = found
+    kept = _check_same_optimizer(run.optimizer, payload, overrides, path)
+    run.load_state_dict(payload, keep=kept)
+    return path
 
 
 def fit(
@@ -332,325 +729,113 @@ def fit(
     stops at once. Handlers are installed only in the main thread and only for the call.
     """
     # -- check the arguments before touching anything --------------------------------------
-    if epochs is None and steps is None:
-        raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
-    checks.positive_count("epochs", epochs, optional=True)
-    checks.positive_count("steps", steps, optional=True)
-    checks.positive_count("accumulation", accumulation)
-    checks.positive_count("eval_every", eval_every, optional=True)
-    checks.positive_count("checkpoint_every", checkpoint_every, optional=True)
-    if nonfinite_loss not in LOSS_POLICIES:
-        raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
-    if precision not in PRECISIONS:
-        raise ValueError(f"Invalid precision: {precision!r}; expected one of {PRECISIONS}")
-    if not isinstance(plan, MiniBatches):
-        raise TypeError(f"Invalid plan: {type(plan).__name__}; expected optimlab.data.MiniBatches")
+    _check_arguments(
+        plan, epochs, steps,
+        {"accumulation": accumulation, "eval_every": eval_every,
+         "checkpoint_every": checkpoint_every},
+        nonfinite_loss, precision, {"clip_norm": clip_norm, "clip_value": clip_value},
+    )  # fmt: skip
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
     device = _model_device(model)
     if precision == "fp16" and device.type != "cuda":
         raise ValueError("Invalid precision: 'fp16' needs a CUDA model; use 'bf16' on the CPU")
-    for name, value in (("clip_norm", clip_norm), ("clip_value", clip_value)):
-        if value is not None and not (
-            isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
-        ):
-            raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+    plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
+    if plateau is not None and eval_data is None:
+        raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
 
-    # Under torchrun: DDP (unless already wrapped or sharded), and this rank's share of every
-    # global batch. On one process both are the model and the plan themselves.
+    # -- set up: under torchrun, DDP (unless already wrapped or sharded) and this rank's share
+    # of every global batch; on one process both are the model and the plan themselves
     ranks = distributed.context()
     net = ranks.wrap(model)
     plan = ranks.share(plan)
     model = distributed.unwrap(net)
-    driver = drive(optimizer, schedule) if schedule is not None else None
-    plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
-    if plateau is not None and eval_data is None:
-        raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
+    history = _History(
+        _history_file(history_path, checkpoint_dir),
+        write=ranks.is_main,
+        live=history_path is not None,
+    )
+    run = RunState(
+        model=model, optimizer=optimizer, epoch=plan.epoch, plan=plan, net=net, ranks=ranks,
+        driver=drive(optimizer, schedule) if schedule is not None else None, plateau=plateau,
+        early_stopping=early_stopping, callbacks=tuple(callbacks), log=history,
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+    )  # fmt: skip
     checkpoints = CheckpointManager(checkpoint_dir, keep_last=keep_last) if checkpoint_dir else None
-    history = _History(history_path if ranks.is_main else None)
-    state = TrainState(model=model, optimizer=optimizer, epoch=plan.epoch)
-    scaler = torch.amp.GradScaler("cuda") if precision == "fp16" else None
-    autocast_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
-    writer = _tensorboard_writer(tensorboard_dir) if ranks.is_main else None
+    trainer = _Trainer(
+        run, loss_fn, device, accumulation, clip_norm, clip_value, nonfinite_loss,
+        {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision), eval_data,
+        plateau_metric, checkpoints, None, epochs, steps,
+    )  # fmt: skip
 
     # -- resume ------------------------------------------------------------------------------
-    resumed_from = None
-    if resume and checkpoints is not None:
-        found = checkpoints.load_latest(map_location=device, validate=_complete_payload)
-        if found is not None:
-            resumed_from, payload = found
-            overrides = _check_same_optimizer(optimizer, payload, resume_overrides, resumed_from)
-            distributed.load_model_state(net, payload["model"])
-            distributed.load_optimizer_state(optimizer, net, payload["optimizer"])
-            for group, values in zip(optimizer.param_groups, overrides):
-                group.update(values)  # the hyperparameters this run changes on purpose
-            plan.load_state_dict(_plan_state_for(plan, payload["plan"]))
-            if driver is not None:
-                driver.load_state_dict(payload["schedule"])
-            if plateau is not None:
-                plateau.load_state_dict(payload["plateau"])
-                driver.apply()
-            if early_stopping is not None and payload["early_stopping"] is not None:
-                early_stopping.load_state_dict(payload["early_stopping"])
-                if early_stopping.fired:  # it had stopped the run: it stays stopped
-                    state.stop_reason = early_stopping.reason
-            if scaler is not None and payload.get("grad_scaler"):
-                scaler.load_state_dict(payload["grad_scaler"])
-            state.step, state.epoch, state.samples = (
-                payload["step"],
-                payload["epoch"],
-                payload["samples"],
-            )
-            history.restart(payload["history"])
-            # Each rank continues with its own generators; on another number of processes
-            # every rank takes rank 0's.
-            rng = payload["rng"]
-            restore_rng_state(rng[ranks.rank] if len(rng) == ranks.world_size else rng[0])
-    if resumed_from is None:
-        history.restart([])
-    state.history = history.rows
+    resumed_from = _resume(run, checkpoints if resume else None, resume_overrides)
+    run.history = history.rows
+    trainer.last_saved = run.step if resumed_from is not None else None
 
-    last_saved = [state.step if resumed_from is not None else None]
-
-    def save_checkpoint() -> None:
-        if checkpoints is None or last_saved[0] == state.step:
-            return
-        last_saved[0] = state.step
-        # Gathering sharded state is collective: every rank takes part, rank 0 writes.
-        model_state = distributed.model_state(net)
-        optimizer_state = distributed.optimizer_state(optimizer, net)
-        rng_states = ranks.gather(capture_rng_state())
-        if not ranks.is_main:
-            ranks.barrier()
-            return
-        checkpoints.save(state.step, {
-            "optimizer_class": _qualified_name(optimizer),
-            "optimizer_defaults": _hyperparameters(optimizer),
-            "model": model_state,
-            "optimizer": optimizer_state,
-            "plan": plan.state_dict(),
-            "schedule": driver.state_dict() if driver is not None else None,
-            "plateau": plateau.state_dict() if plateau is not None else None,
-            "early_stopping": early_stopping.state_dict() if early_stopping else None,
-            "grad_scaler": scaler.state_dict() if scaler is not None else None,
-            "step": state.step,
-            "epoch": state.epoch,
-            "samples": state.samples,
-            "history": history.rows,
-            "rng": rng_states,
-        })  # fmt: skip
-        ranks.barrier()  # no rank runs ahead of a checkpoint that is not yet on disk
-
-    def run_evaluation() -> bool:
-        """Evaluate, record, and return True when early stopping says stop."""
-        if eval_data is None:
-            return False
-        with evaluation_weights(optimizer):  # schedule-free methods evaluate their average
-            metrics = evaluate(model, eval_data, loss_fn)
-        values = {f"val_{k}": v for k, v in metrics.items()}
-        if history.rows:
-            history.annotate_last(values)
-        if writer is not None:
-            for key, value in values.items():
-                writer.add_scalar(key, value, state.step)
-        if plateau is not None:
-            if plateau_metric not in values:
-                raise ValueError(
-                    f"Invalid plateau_metric: {plateau_metric!r}; evaluation gives {sorted(values)}"
-                )
-            plateau.update(values[plateau_metric])
-            driver.apply()
-        if early_stopping is not None:
-            if early_stopping.metric not in values:
-                raise ValueError(
-                    f"Invalid early_stopping.metric: {early_stopping.metric!r}; evaluation "
-                    f"gives {sorted(values)}"
-                )
-            if early_stopping.update(values[early_stopping.metric]):
-                state.stop_reason = early_stopping.reason
-                return True
-        return False
-
-    # Fixed for the whole run, so the per-step code below does no work for features not in use
-    # (this loop's cost per step is measured against a hand-written loop by `optimlab bench`).
-    data_parallel = distributed.is_data_parallel(net)
-    world_size, active = ranks.world_size, ranks.active
-
-    def take_step(micro_batches: list[tuple[torch.Tensor, ...]]) -> None:
-        # Each micro-batch's mean loss is weighted by its share of the global effective batch,
-        # times world_size because DDP averages gradients over the ranks.
-        sizes = [mb[0].shape[0] for mb in micro_batches]
-        total = float(sum(sizes))
-        if active:
-            (total,) = ranks.sum([total], device)
-        optimizer.zero_grad(set_to_none=True)
-        loss_sum = 0.0
-        last = len(micro_batches) - 1
-        for i, (xb, yb) in enumerate(micro_batches):
-            if xb.device != device:
-                xb = xb.to(device, non_blocking=True)
-            if yb.device != device:
-                yb = yb.to(device, non_blocking=True)
-            n = sizes[i]
-            weight = n * world_size / total
-            if autocast_dtype is None:
-                loss = loss_fn(net(xb), yb)
-            else:
-                with torch.autocast(device.type, dtype=autocast_dtype):
-                    loss = loss_fn(net(xb), yb)
-            value = loss.item()
-            finite = math.isfinite(value)
-            if active:  # every rank must take the same decision, or collectives hang
-                finite = ranks.sum([float(not finite)], device)[0] == 0
-            if not finite:
-                where = (
-                    f"epoch {state.epoch}, step {state.step + 1}, micro-batch {i + 1} of "
-                    f"{len(micro_batches)}"
-                )
-                if nonfinite_loss == "raise":
-                    raise NonFiniteLossError(
-                        f"The loss is {value} at {where}; training stopped and no checkpoint "
-                        "was written. Lower the learning rate, clip gradients, or pass "
-                        "nonfinite_loss='skip' to drop such steps."
-                    )
-                optimizer.zero_grad(set_to_none=True)
-                history.append(
-                    {"step": state.step, "epoch": state.epoch, "loss": value, "skipped": True}
-                )
-                return
-            loss_sum += value * n
-            # A weight of exactly 1 (one micro-batch on one process) changes no bit of the loss
-            # or of any gradient, so the multiplication (and its backward node) is skipped.
-            scaled = loss if weight == 1.0 else loss * weight
-            if scaler is not None:
-                scaled = scaler.scale(scaled)
-            # Only the last micro-batch of a step all-reduces gradients (DDP's no_sync).
-            if i == last or not data_parallel:
-                scaled.backward()
-            else:
-                with net.no_sync():
-                    scaled.backward()
-        if scaler is not None:
-            scaler.unscale_(optimizer)
-        grad_norm = None
-        if clip_norm is not None:
-            grad_norm = clip_grad_norm(model.parameters(), clip_norm)
-        if clip_value is not None:
-            clip_grad_value(model.parameters(), clip_value)
-        lr = optimizer.param_groups[0]["lr"]
-        if scaler is not None:
-            scaler.step(optimizer)
-            scaler.update()
-        else:
-            optimizer.step()
-        state.step += 1
-        state.samples += int(total)
-        step_loss = ranks.sum([loss_sum], device)[0] if active else loss_sum
-        step_loss /= total  # the mean loss over the global effective batch
-        if driver is not None:
-            driver.step()
-        row = {
-            "step": state.step,
-            "epoch": state.epoch,
-            "loss": step_loss,
-            "lr": lr,
-            "samples": state.samples,
-            "seconds": time.perf_counter() - started,
-        }
-        if grad_norm is not None:
-            row["grad_norm"] = grad_norm
-        history.append(row)
-        if writer is not None:
-            writer.add_scalar("loss", step_loss, state.step)
-            writer.add_scalar("lr", lr, state.step)
-
-    def due(every: int | None) -> bool:
-        return every is not None and state.step % every == 0
-
-    def finished() -> bool:
-        if state.stop_reason is not None:
-            return True
-        if steps is not None and state.step >= steps:
-            state.stop_reason = f"reached {steps} steps"
-            return True
-        if epochs is not None and state.epoch >= epochs:
-            state.stop_reason = f"reached {epochs} epochs"
-            return True
-        return False
-
-    # -- the loop ----------------------------------------------------------------------------
-    started = time.perf_counter()
+    # -- the loop: epochs of steps; evaluation and checkpoints where due ----------------------
+    trainer.writer = _tensorboard_writer(tensorboard_dir) if ranks.is_main else None
+    trainer.started = time.perf_counter()
     total_steps = steps if steps is not None else epochs * math.ceil(len(plan) / accumulation)
-    bar = _progress_bar(progress, total=total_steps, initial=state.step) if ranks.is_main else None
+    bar = _progress_bar(progress, total=total_steps, initial=run.step) if ranks.is_main else None
     model.train()
     _switch(optimizer, "train")  # a checkpoint saved at evaluation weights resumes training
     preemption = _Preemption(preempt_signals)
     try:
-        while not finished():
+        while not trainer.finished():
             epoch_before = plan.epoch
             preempted = False
-            group: list[tuple[torch.Tensor, ...]] = []
-            for batch in plan:
-                group.append(batch)
-                # A step takes `accumulation` micro-batches, or what is left of the epoch.
-                if (
-                    len(group) < accumulation
-                    and plan.position < len(plan)
-                    and plan.epoch == epoch_before
-                ):
-                    continue
-                steps_before = state.step
-                take_step(group)
-                group = []
-                if state.step > steps_before:
-                    for callback in callbacks:
-                        callback.on_step_end(state)
-                    if bar is not None:
-                        _update_bar(bar, state, history, started)
-                    stop = (
-                        eval_every is not None and state.step % eval_every == 0 and run_evaluation()
-                    )
-                    # A checkpoint holds a complete state: the last step of an epoch is saved
-                    # after the epoch's end (its counter, evaluation, plateau, callbacks).
-                    if plan.epoch == epoch_before and due(checkpoint_every):
-                        save_checkpoint()
-                    preempted = preemption.requested(ranks, device)
-                    if preempted and plan.epoch == epoch_before:
-                        save_checkpoint()
-                        preemption.stop(state.step, checkpoints)
-                    if stop or finished() or preempted:  # (at an epoch's end: below)
-                        break
-            if plan.epoch != epoch_before:  # the epoch ran to its end
-                state.epoch = plan.epoch
-                stop = eval_every is None and run_evaluation()
+            for micro_batches in trainer.batches():
+                if not trainer.step(micro_batches):
+                    continue  # a non-finite loss, skipped
                 for callback in callbacks:
-                    callback.on_epoch_end(state)
-                if not stop and (checkpoint_every is None or due(checkpoint_every)):
-                    save_checkpoint()
+                    callback.on_step_end(run)
+                _update_bar(bar, run, history, trainer.started)
+                stop = trainer.due(eval_every) and trainer.evaluation()
+                # A checkpoint holds a complete state: the last step of an epoch is saved
+                # after the epoch's end (its counter, evaluation, plateau, callbacks).
+                within_epoch = plan.epoch == epoch_before
+                if within_epoch and trainer.due(checkpoint_every):
+                    trainer.save()
+                preempted = preemption.requested(ranks, device)
+                if preempted and within_epoch:
+                    trainer.save()
+                    preemption.stop(run.step, checkpoints)
+                if stop or trainer.finished() or preempted:  # (at an epoch's end: below)
+                    break
+            if plan.epoch != epoch_before:  # the epoch ran to its end
+                run.epoch = plan.epoch
+                stop = eval_every is None and trainer.evaluation()
+                for callback in callbacks:
+                    callback.on_epoch_end(run)
+                if not stop and (checkpoint_every is None or trainer.due(checkpoint_every)):
+                    trainer.save()
                 if preempted:  # at the epoch's last step: saved after the epoch's end
-                    save_checkpoint()
-                    preemption.stop(state.step, checkpoints)
-        save_checkpoint()
+                    trainer.save()
+                    preemption.stop(run.step, checkpoints)
+        trainer.save()
     finally:
         preemption.restore()
+        history.close()
         if bar is not None:
             bar.close()
-        if writer is not None:
-            writer.close()
-    # Optimizers that evaluate at another point than they train at (schedule-free, ASGD) leave
-    # the model at the weights to evaluate and keep; the checkpoints hold the training point,
-    # from which a resumed run continues exactly.
+        if trainer.writer is not None:
+            trainer.writer.close()
+
+    # -- the end: optimizers that evaluate at another point than they train at (schedule-free,
+    # ASGD) leave the model at the weights to evaluate and keep; the checkpoints hold the
+    # training point, from which a resumed run continues exactly.
     _switch(optimizer, "eval")
     for callback in callbacks:
-        callback.on_train_end(state)
+        callback.on_train_end(run)
     final = {}
     if eval_data is not None:
         final = {f"val_{k}": v for k, v in evaluate(model, eval_data, loss_fn).items()}
     return TrainResult(
         history=history.rows,
-        steps=state.step,
-        epochs=state.epoch,
-        stop_reason=state.stop_reason or "finished",
+        steps=run.step,
+        epochs=run.epoch,
+        stop_reason=run.stop_reason or "finished",
         resumed_from=resumed_from,
         final_metrics=final,
     )
@@ -735,6 +920,11 @@ def _complete_payload(payload: Any) -> None:
     for key in ("step", "epoch", "samples"):
         if not isinstance(payload[key], int) or isinstance(payload[key], bool):
             raise TypeError(f"its {key} is {payload[key]!r}, not an int")
+    history = payload["history"]  # where the history file stood (a list: before issue 15)
+    if not isinstance(history, list) and not (
+        isinstance(history, dict) and isinstance(history.get("rows"), int) and "bytes" in history
+    ):
+        raise TypeError(f"its history is {type(history).__name__}, not a position in the file")
 
 
 def _qualified_name(optimizer: torch.optim.Optimizer) -> str:
