@@ -6,8 +6,9 @@ as one step on their concatenation: each micro-batch's mean loss is weighted by 
 effective batch, ``n_i / sum(n)``, so an uneven last micro-batch counts right (seed 004, 1.4).
 The optimizer, the schedule and weight decay advance once per real step.
 
-A checkpoint holds everything the next step depends on: model, optimizer, schedule step, plan
-position, random generators (torch, NumPy, Python), early-stopping state and history. It is
+A checkpoint holds everything the next step depends on (:class:`RunState`, the one schema):
+model, optimizer, schedule step, plan position, random generators (torch, NumPy, Python),
+plateau, early stopping, callbacks' own state and where the history file stood. It is
 written atomically (see :mod:`optimlab.train.checkpoint`), so a run killed at any moment, even
 in the middle of writing, resumes from the newest good checkpoint and ends with bitwise the same
 parameters as a run that was never interrupted.
@@ -613,19 +614,24 @@ def _metric(values: dict[str, float], name: str, argument: str) -> float:
 
 
 def _check_arguments(
+    *,
     plan: Any,
     epochs: int | None,
     steps: int | None,
-    counts: dict[str, int | None],
     nonfinite_loss: str,
     precision: str,
-    clips: dict[str, float | None],
+    resume: bool,
+    checkpoint_dir: Any,
+    device: torch.device,
+    schedule: Any,
+    eval_data: Any,
+    **numbers: float | None,
 ) -> None:
+    """Check fit's arguments before touching anything."""
     if epochs is None and steps is None:
         raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
-    checks.positive_count("epochs", epochs, optional=True)
-    checks.positive_count("steps", steps, optional=True)
-    for name, value in counts.items():
+    for name in ("epochs", "steps", "accumulation", "eval_every", "checkpoint_every"):
+        value = {"epochs": epochs, "steps": steps, **numbers}[name]
         checks.positive_count(name, value, optional=name != "accumulation")
     if nonfinite_loss not in LOSS_POLICIES:
         raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
@@ -633,11 +639,18 @@ def _check_arguments(
         raise ValueError(f"Invalid precision: {precision!r}; expected one of {PRECISIONS}")
     if not isinstance(plan, MiniBatches):
         raise TypeError(f"Invalid plan: {type(plan).__name__}; expected optimlab.data.MiniBatches")
-    for name, value in clips.items():
+    if resume and checkpoint_dir is None:
+        raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError("Invalid precision: 'fp16' needs a CUDA model; use 'bf16' on the CPU")
+    for name in ("clip_norm", "clip_value"):
+        value = numbers[name]
         if value is not None and not (
             isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
         ):
             raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
+    if isinstance(schedule, ReduceOnPlateau) and eval_data is None:
+        raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
 
 
 def _resume(
@@ -729,20 +742,14 @@ def fit(
     stops at once. Handlers are installed only in the main thread and only for the call.
     """
     # -- check the arguments before touching anything --------------------------------------
-    _check_arguments(
-        plan, epochs, steps,
-        {"accumulation": accumulation, "eval_every": eval_every,
-         "checkpoint_every": checkpoint_every},
-        nonfinite_loss, precision, {"clip_norm": clip_norm, "clip_value": clip_value},
-    )  # fmt: skip
-    if resume and checkpoint_dir is None:
-        raise ValueError("resume=True needs checkpoint_dir: the folder to resume from")
     device = _model_device(model)
-    if precision == "fp16" and device.type != "cuda":
-        raise ValueError("Invalid precision: 'fp16' needs a CUDA model; use 'bf16' on the CPU")
+    _check_arguments(
+        plan=plan, epochs=epochs, steps=steps, accumulation=accumulation, eval_every=eval_every,
+        checkpoint_every=checkpoint_every, nonfinite_loss=nonfinite_loss, precision=precision,
+        clip_norm=clip_norm, clip_value=clip_value, resume=resume, checkpoint_dir=checkpoint_dir,
+        device=device, schedule=schedule, eval_data=eval_data,
+    )  # fmt: skip
     plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
-    if plateau is not None and eval_data is None:
-        raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
 
     # -- set up: under torchrun, DDP (unless already wrapped or sharded) and this rank's share
     # of every global batch; on one process both are the model and the plan themselves
