@@ -17,8 +17,9 @@ MODULES = {
 #: the fused path's tools: compilers run as processes, libraries loaded through ctypes, the
 #: kernel cache's locks and temporary files
 MACHINERY = {"subprocess", "ctypes", "fcntl", "tempfile"}
-#: where functions may run past the limit: the training loop, which the next issue reshapes
-LONG_FUNCTIONS_ALLOWED = {"optimlab.train.loop"}
+#: the one function allowed past the limit: fit, whose body reads top to bottom (about 95
+#: lines) under its signature and the docstring of a public function with 25 arguments
+LONG_FUNCTIONS_ALLOWED = {("optimlab.train.loop", "fit")}
 LIMIT = 80
 
 
@@ -93,6 +94,6 @@ def test_no_function_runs_past_80_lines():
         for node in ast.walk(ast.parse(path.read_text()))
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))
         and node.end_lineno - node.lineno + 1 > LIMIT
-        and module not in LONG_FUNCTIONS_ALLOWED
+        and (module, node.name) not in LONG_FUNCTIONS_ALLOWED
     ]
     assert not long, f"functions past {LIMIT} lines (find the pieces they are made of): {long}"

@@ -274,3 +274,52 @@ def test_optimlab_train_bad_input_is_one_line(tmp_path):
     )
     assert result.exit_code == 1
     assert "Traceback" not in result.output and "nope.csv: no such data file" in result.output
+
+
+def test_a_preempted_overwrite_run_waits_in_its_staging_folder_and_resume_finishes_it(
+    tmp_path, monkeypatch
+):
+    # `optimlab train --overwrite` stopped by SIGTERM: the new run (with its checkpoint) is kept
+    # beside the previous run, which stays whole; --resume continues the new run from its
+    # checkpoint and, once it finishes, it replaces the previous run's files.
+    from click.testing import CliRunner
+
+    import optimlab.train.config as config_module
+    from optimlab.cli import main
+    from optimlab.train import Preempted
+
+    path = write(
+        tmp_path,
+        config_text('name = "wine"', training="steps = 8\nbatch_size = 16\ncheckpoint_every = 4"),
+    )
+    out = tmp_path / "run"
+    assert (
+        CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(out)]).exit_code == 0
+    )
+    previous = (out / "report.html").read_bytes()
+    real_run = config_module.run
+
+    def preempted_at_step_4(config, folder, resume=False, progress=None):
+        config.training["steps"] = 4  # the run is stopped after its checkpoint at step 4
+        real_run(config, folder, resume=resume)
+        config.training["steps"] = 8
+        raise Preempted(143)
+
+    monkeypatch.setattr(config_module, "run", preempted_at_step_4)
+    stopped = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--overwrite"]
+    )
+    assert stopped.exit_code == 143
+    assert f"continue it with --resume --out {out}" in stopped.output
+    (staging,) = out.glob(".optimlab-staging-*")
+    assert json.loads((staging / "run.json").read_text())["status"] == "suspended"
+    assert (staging / "checkpoints" / "ckpt-00000004.pt").exists()
+    assert (out / "report.html").read_bytes() == previous  # the previous run is whole
+    monkeypatch.setattr(config_module, "run", real_run)
+    resumed = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--resume"]
+    )
+    assert resumed.exit_code == 0, resumed.output
+    assert "Resumed from ckpt-00000004.pt" in (out / "report.html").read_text()
+    assert not list(out.glob(".optimlab-staging-*"))
+    assert json.loads((out / "run.json").read_text())["status"] == "finished"

@@ -40,6 +40,7 @@ def train(
     synthetic_regression) or your own CSV, NPZ or IDX files.
     """
     from ..lab.rundir import LabError
+    from ..train import Preempted
     from ..train.config import ConfigError, load_config, report, run
 
     try:
@@ -54,7 +55,16 @@ def train(
     folder = run_folder(ctx, out, config.seed, {"config": str(config_path), "resume": resume},
                         keep=resume)  # fmt: skip
     try:
-        result, metrics = run(config, folder.path, resume=resume)
+        result, metrics = run(config, folder.path, resume=resume or folder.staged)
     except ConfigError as error:
         raise LabError(str(error)) from None
+    except (Preempted, KeyboardInterrupt):
+        if folder.staged:  # --overwrite: the new run waits in its staging folder
+            folder.suspend()
+            click.echo(
+                f"optimlab train: the new run is kept in {folder.path} and replaces {out}'s "
+                f"run when it finishes: continue it with --resume --out {out}",
+                err=True,
+            )
+        raise
     publish(folder, report(config, result, metrics, folder))

@@ -149,13 +149,15 @@ class RunFolder:
         if held and not (overwrite or keep):
             raise FolderInUse(path)
         previous = _listed_files(path) if held else frozenset()
+        suspended = _suspended_staging(path) if held and keep else None
         try:
             path.mkdir(parents=True, exist_ok=True)
-            write = _staging_folder(path) if held and not keep else path
+            write = _staging_folder(path) if held and not keep else suspended or path
             (write / "figures").mkdir(exist_ok=True)
         except OSError as error:
             raise LabError(f"--out {path}: cannot create the folder ({error.strerror})") from None
-        before = {name: _mtime(path / name) for name in _files(path)} if held and keep else {}
+        # continuing in place, files there before are not this run's unless it writes them
+        before = {name: _mtime(path / name) for name in _files(path)} if write == path else {}
         record = {
             "tool": "optimlab",
             "subcommand": subcommand,
@@ -237,6 +239,14 @@ class RunFolder:
         if self.staged and status == "finished":
             self._replace_previous()
 
+    def suspend(self) -> None:
+        """Keep a staged run that stopped to be continued (``fit`` was preempted after writing
+        a checkpoint): its staging folder stays, marked, and ``keep`` (``optimlab train
+        --resume``) continues it there; it replaces the previous run only once it finishes."""
+        if self.staged and self.record["status"] == "running":
+            self.record["status"] = "suspended"
+            self.write_json("run.json", self.record)
+
     def abandon(self) -> None:
         """Close a run that stopped before :meth:`finish` (no-op after finish).
 
@@ -273,6 +283,19 @@ class RunFolder:
             _remove_file(self.final, name)
         shutil.rmtree(self.path, ignore_errors=True)
         self.path = self.final
+
+
+def _suspended_staging(path: Path) -> Path | None:
+    """The newest staging folder in ``path`` whose run was suspended, if any."""
+    found = []
+    for staging in path.glob(f"{_STAGING}*"):
+        try:
+            status = json.loads((staging / "run.json").read_text()).get("status")
+        except (OSError, ValueError, AttributeError):
+            continue
+        if status == "suspended":
+            found.append((_mtime(staging / "run.json"), staging))
+    return max(found)[1] if found else None
 
 
 def _staging_folder(path: Path) -> Path:
