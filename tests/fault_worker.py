@@ -15,6 +15,7 @@ happens (numbered from 1 in this process):
 * ``write``: halfway through writing a checkpoint's file;
 * ``rename``: after a checkpoint's temporary file is written, before it is renamed into place;
 * ``term``, ``int``: SIGTERM or SIGINT (instead of SIGKILL) at the N-th step's end;
+  ``term2``: two SIGTERMs there;
 * ``enospc``: the disk is full while the N-th checkpoint is written (an OSError, not a kill).
 
 A run that finishes writes its result: parameters, optimizer state, the lr, the history
@@ -71,6 +72,13 @@ def arm(event: str | None) -> dict[str, Counter]:
         if name in armed:
             counters["step"].at = armed[name]
             counters["step"].action = lambda number=number: os.kill(os.getpid(), number)
+    if "term2" in armed:  # a second signal before the step is done: stop at once
+
+        def twice() -> None:
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        counters["step"].at, counters["step"].action = armed["term2"], twice
 
     real_evaluate = loop_module.evaluate
 

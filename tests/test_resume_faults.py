@@ -134,3 +134,11 @@ def test_a_full_disk_stops_the_run_with_nothing_lost_and_the_resumed_run_is_exac
         assert len(list(folder.glob("ckpt-*.pt"))) == n - 1  # the good ones are all there
         assert worker.run("plateau", folder, out, resume=True) == 0
         assert_same(torch.load(out, weights_only=False), expected, f"disk full at save {n}")
+
+
+def test_a_second_signal_stops_at_once(reference, worker, tmp_path):
+    folder, out = tmp_path / "run", tmp_path / "run.pt"
+    assert worker.run("schedule", folder, out, kill="term2:2") == -15  # SIGTERM's own end
+    assert not list(folder.glob("ckpt-*.pt"))  # nothing was saved after the second signal
+    assert worker.run("schedule", folder, out, resume=True) == 0
+    assert_same(torch.load(out, weights_only=False), reference["schedule"], "second signal")

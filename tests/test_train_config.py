@@ -323,3 +323,24 @@ def test_a_preempted_overwrite_run_waits_in_its_staging_folder_and_resume_finish
     assert "Resumed from ckpt-00000004.pt" in (out / "report.html").read_text()
     assert not list(out.glob(".optimlab-staging-*"))
     assert json.loads((out / "run.json").read_text())["status"] == "finished"
+
+
+def test_resuming_a_run_file_whose_optimizer_changed_is_a_usage_error(tmp_path):
+    from click.testing import CliRunner
+
+    from optimlab.cli import main
+
+    path = write(tmp_path, config_text('name = "wine"', training="steps = 4\nbatch_size = 16"))
+    out = tmp_path / "run"
+    assert (
+        CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(out)]).exit_code == 0
+    )
+    text = path.read_text().replace('name = "adam"', 'name = "adamw"')
+    assert text != path.read_text()
+    path.write_text(text)
+    result = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--resume"]
+    )
+    assert result.exit_code == 2
+    assert "Cannot resume from" in result.output and "AdamW" in result.output
+    assert result.output.strip().count("\n") == 0

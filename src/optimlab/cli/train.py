@@ -40,7 +40,7 @@ def train(
     synthetic_regression) or your own CSV, NPZ or IDX files.
     """
     from ..lab.rundir import LabError
-    from ..train import Preempted
+    from ..train import Preempted, ResumeRefused
     from ..train.config import ConfigError, load_config, report, run
 
     try:
@@ -58,6 +58,8 @@ def train(
         result, metrics = run(config, folder.path, resume=resume or folder.staged)
     except ConfigError as error:
         raise LabError(str(error)) from None
+    except ResumeRefused as error:  # the run file changed since the checkpoint: a user error
+        raise click.UsageError(str(error), ctx) from None
     except (Preempted, KeyboardInterrupt):
         if folder.staged:  # --overwrite: the new run waits in its staging folder
             folder.suspend()

@@ -946,6 +946,10 @@ def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
     return {k: v for k, v in defaults.items() if k not in dispatch}
 
 
+class ResumeRefused(ValueError):
+    """A checkpoint of another run: another optimizer class, or other hyperparameters."""
+
+
 def _check_same_optimizer(
     optimizer: torch.optim.Optimizer, payload: dict, overrides: Sequence[str], path: Path
 ) -> list[dict[str, Any]]:
@@ -953,7 +957,7 @@ def _check_same_optimizer(
     return, per group, the values of ``overrides`` this run keeps."""
     saved_class = payload.get("optimizer_class")  # absent in checkpoints of before issue 15
     if saved_class is not None and saved_class != _qualified_name(optimizer):
-        raise ValueError(
+        raise ResumeRefused(
             f"Cannot resume from {path}: it was written by {saved_class}, this run uses "
             f"{_qualified_name(optimizer)}. Resume with the optimizer that wrote it, or start "
             "a new run in another folder."
@@ -966,7 +970,7 @@ def _check_same_optimizer(
         differences = "; ".join(
             f"{k}: {saved.get(k)!r} there, {mine.get(k)!r} here" for k in refused
         )
-        raise ValueError(
+        raise ResumeRefused(
             f"Cannot resume from {path}: its optimizer's hyperparameters differ from this "
             f"run's ({differences}). Resume with the same ones, or name those you change on "
             f"purpose: resume_overrides={tuple(refused)!r}."
