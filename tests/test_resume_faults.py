@@ -142,3 +142,19 @@ def test_a_second_signal_stops_at_once(reference, worker, tmp_path):
     assert not list(folder.glob("ckpt-*.pt"))  # nothing was saved after the second signal
     assert worker.run("schedule", folder, out, resume=True) == 0
     assert_same(torch.load(out, weights_only=False), reference["schedule"], "second signal")
+
+
+def test_a_newest_checkpoint_of_another_structure_is_skipped_and_the_run_is_exact(
+    reference, worker, tmp_path
+):
+    from optimlab.train import load_checkpoint, save_checkpoint
+
+    expected = reference["schedule"]
+    folder, out = tmp_path / "run", tmp_path / "run.pt"
+    assert worker.run("schedule", folder, out, kill="saved:3") == -9
+    newest = sorted(folder.glob("ckpt-*.pt"))[-1]
+    payload = load_checkpoint(newest)
+    del payload["plan"]  # loads, digest and all, but lacks what a run needs
+    save_checkpoint(newest, payload)
+    assert worker.run("schedule", folder, out, resume=True) == 0
+    assert_same(torch.load(out, weights_only=False), expected, "newest without its plan")
