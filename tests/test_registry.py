@@ -86,13 +86,14 @@ def test_bytes_per_parameter_come_from_the_recorded_rule(variant_id, reads, writ
     assert variant.bytes_per_param == 4 * (reads + writes)
 
 
-@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e.name)
+# (Momentum, Muon and Prodigy pick their rules themselves, in _update or _step_params.)
+@pytest.mark.parametrize(
+    "entry", [e for e in ENTRIES if e.cls._rule is not None], ids=lambda e: e.name
+)
 def test_the_rule_takes_its_arguments_by_name(entry):
     # Every keyword of the rule is a hyperparameter of the class, the step count, a state
     # argument or derived by the class: a class is its signature, its checks and its docstring.
     rule = entry.cls._rule
-    if rule is None:
-        pytest.skip(f"{entry.cls.__name__} picks its rules itself (_update, _step_params)")
     optimizer = entry.cls([torch.zeros(2, 2, requires_grad=True)])
     group = optimizer.param_groups[0]
     state = optimizer._init_state(group["params"][0], group)
