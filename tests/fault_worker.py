@@ -16,7 +16,8 @@ happens (numbered from 1 in this process):
 * ``rename``: after a checkpoint's temporary file is written, before it is renamed into place;
 * ``term``, ``int``: SIGTERM or SIGINT (instead of SIGKILL) at the N-th step's end;
   ``term2``: two SIGTERMs there;
-* ``enospc``: the disk is full while the N-th checkpoint is written (an OSError, not a kill).
+* ``enospc``, ``erofs``: the disk is full, or the file system read-only, while the N-th
+  checkpoint is written (an OSError, not a kill).
 
 A run that finishes writes its result: parameters, optimizer state, the lr, the history
 (without wall times) and the TrainResult's fields.
@@ -65,7 +66,7 @@ def arm(event: str | None) -> dict[str, Counter]:
     if event:
         name, _, n = event.partition(":")
         armed[name] = int(n)
-    events = ("step", "epoch", "eval", "saved", "write", "rename", "enospc")
+    events = ("step", "epoch", "eval", "saved", "write", "rename", "enospc", "erofs")
     counters = {e: Counter(armed, e) for e in events}
     # preemption: the signal arrives during the step's work; fit must finish it and save
     for name, number in (("term", signal.SIGTERM), ("int", signal.SIGINT)):
@@ -101,11 +102,12 @@ def arm(event: str | None) -> dict[str, Counter]:
     real_torch_save = checkpoint_module.torch.save
 
     def torch_save(obj, f, *args, **kwargs):
-        if "enospc" in armed:  # the disk fills up during the N-th checkpoint
-            counters["enospc"].seen += 1
-            if counters["enospc"].seen == counters["enospc"].at:
-                real_torch_save(obj, f, *args, **kwargs)
-                raise OSError(errno.ENOSPC, "No space left on device")
+        for name, code in (("enospc", errno.ENOSPC), ("erofs", errno.EROFS)):
+            if name in armed:  # the disk fills up (turns read-only) at the N-th checkpoint
+                counters[name].seen += 1
+                if counters[name].seen == counters[name].at:
+                    real_torch_save(obj, f, *args, **kwargs)
+                    raise OSError(code, os.strerror(code))
         counters["write"].seen += 1
         if counters["write"].seen == counters["write"].at:
             real_torch_save(obj, f, *args, **kwargs)

@@ -123,17 +123,18 @@ def test_a_damaged_newest_checkpoint_is_skipped_and_the_run_is_exact(reference, 
     assert_same(torch.load(out, weights_only=False), expected, "flipped byte in the newest")
 
 
-def test_a_full_disk_stops_the_run_with_nothing_lost_and_the_resumed_run_is_exact(
-    reference, worker, tmp_path
+@pytest.mark.parametrize("fault", ["enospc", "erofs"])
+def test_a_full_or_read_only_disk_stops_the_run_with_nothing_lost_and_the_resume_is_exact(
+    fault, reference, worker, tmp_path
 ):
     expected = reference["plateau"]
     for n in (1, 3):
         folder, out = tmp_path / f"{n}", tmp_path / f"{n}.pt"
-        assert worker.run("plateau", folder, out, kill=f"enospc:{n}") == 1  # an error, said
+        assert worker.run("plateau", folder, out, kill=f"{fault}:{n}") == 1  # an error, said
         assert not list(folder.glob("*.tmp*")), "a temporary file was left behind"
         assert len(list(folder.glob("ckpt-*.pt"))) == n - 1  # the good ones are all there
         assert worker.run("plateau", folder, out, resume=True) == 0
-        assert_same(torch.load(out, weights_only=False), expected, f"disk full at save {n}")
+        assert_same(torch.load(out, weights_only=False), expected, f"{fault} at save {n}")
 
 
 def test_a_second_signal_stops_at_once(reference, worker, tmp_path):
