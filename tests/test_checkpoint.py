@@ -739,18 +739,39 @@ def test_failed_pruning_warns_after_a_good_save(tmp_path, monkeypatch):
     assert m.load_latest()[1] == {"step": 2}
 
 
+_SAVE_INTO_READ_ONLY = """
+import errno, sys
+from optimlab.train.checkpoint import CheckpointManager, CheckpointWriteError
+m = CheckpointManager(sys.argv[1], keep_last=2)
+try:
+    m.save(3, {"step": 3})
+except CheckpointWriteError as error:
+    assert "chmod u+w" in str(error) and error.errno == errno.EACCES, error
+    print("refused")
+"""
+
+
 def test_read_only_folder_by_permissions(tmp_path):
     m, before = _storage_fault_setup(tmp_path)
     os.chmod(m.folder, 0o500)
     try:
         if os.access(m.folder, os.W_OK):
-            pytest.skip("chmod does not stop this user from writing (running as root)")
-        with pytest.raises(CheckpointWriteError, match=r"chmod u\+w") as info:
-            m.save(3, {"step": 3})
-        assert info.value.errno == errno.EACCES
-        with pytest.raises(CheckpointWriteError, match="cannot create the folder") as info:
-            CheckpointManager(m.folder / "sub")
-        assert info.value.errno == errno.EACCES
+            # root writes through permissions (CAP_DAC_OVERRIDE): save from a process that
+            # has given that capability up, as an unprivileged user would be refused
+            if shutil.which("setpriv") is None:
+                pytest.skip("running as root, and no setpriv to drop CAP_DAC_OVERRIDE")
+            drop = "-dac_override,-dac_read_search"
+            command = ["setpriv", f"--inh-caps={drop}", f"--bounding-set={drop}"]
+            command += [sys.executable, "-c", _SAVE_INTO_READ_ONLY, str(m.folder)]
+            done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+            assert done.returncode == 0 and done.stdout.strip() == "refused", done.stderr
+        else:
+            with pytest.raises(CheckpointWriteError, match=r"chmod u\+w") as info:
+                m.save(3, {"step": 3})
+            assert info.value.errno == errno.EACCES
+            with pytest.raises(CheckpointWriteError, match="cannot create the folder") as info:
+                CheckpointManager(m.folder / "sub")
+            assert info.value.errno == errno.EACCES
     finally:
         os.chmod(m.folder, 0o700)
     _assert_nothing_lost(m, before)
