@@ -335,6 +335,18 @@ class Optimizer(torch.optim.Optimizer):
                 self._step_params(group, others, fused=False)
         return loss
 
+    def _refuse_eval_mode(self, holds: str) -> None:
+        """Raise if a group is in eval mode (``train_mode`` False: schedule-free, ASGD), where
+        the parameters hold ``holds`` instead of the point the optimizer steps from."""
+        for i, group in enumerate(self.param_groups):
+            if not group.get("train_mode", True):
+                raise RuntimeError(
+                    f"{type(self).__name__}.step() called in eval mode (parameter group {i}): "
+                    f"the parameters hold {holds}, so call train() first. Call "
+                    "optimizer.train() before training steps (and optimizer.eval() before "
+                    "evaluating or saving the model)."
+                )
+
     @property
     def _fused(self) -> FusedSteps:
         """This optimizer's fused path (:mod:`optimlab.fused.steps`), made on first use; never

@@ -411,13 +411,7 @@ class ASGD(Optimizer):
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
-        for i, group in enumerate(self.param_groups):
-            if not group["train_mode"]:
-                raise RuntimeError(
-                    f"ASGD.step() was called in eval mode (parameter group {i}): the "
-                    "parameters hold their averages; call train() first to put the training "
-                    "weights back"
-                )
+        self._refuse_eval_mode("their averages, not the training weights")
         skipped = self.skipped_steps
         loss = super().step(closure)
         if self.skipped_steps != skipped:

@@ -207,14 +207,7 @@ class _ScheduleFree(Optimizer):
     @torch.no_grad()
     def step(self, closure: Any = None) -> Any:
         """Take one step from ``y`` (train mode); refused in eval mode, see :meth:`train`."""
-        for i, group in enumerate(self.param_groups):
-            if not group["train_mode"]:
-                raise RuntimeError(
-                    f"{type(self).__name__}.step() called in eval mode (parameter group {i}): "
-                    "the parameters hold the average x, not the point y where gradients are "
-                    "taken. Call optimizer.train() before training steps (and "
-                    "optimizer.eval() before evaluating or saving the model)."
-                )
+        self._refuse_eval_mode("the average x, not the point y where gradients are taken")
         skipped = self.skipped_steps
         loss = super().step(closure)
         if self.skipped_steps == skipped:
