@@ -9,7 +9,8 @@ parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the 
    contiguous, with neither the lazy conjugation nor the negation bit;
 2. ``p`` is float32, float64, complex64 or complex128, and ``g`` and every buffer have exactly
    ``p``'s dtype and shape (the plain path raises for anything else: the kernel never sees it);
-3. its state is a dict whose ``step`` is an ``int``;
+3. its state is a dict whose ``step`` is a step count as torch.optim keeps it: a 0-dim tensor
+   of float32 or float64 passing (1), holding a whole number;
 4. the memory it writes (``p`` and its buffers) overlaps nothing else the step reads or writes:
    not its own gradient, not another parameter's tensors. Gradients are only read, so they may
    share memory with each other.
@@ -102,6 +103,16 @@ def extent(t: Any) -> tuple[int, int] | None:
     return start + low * size, start + (high + 1) * size
 
 
+def _step_count(step: Any) -> int | None:
+    """Rule (3): the count a step tensor holds, or None where it is not one."""
+    if not isinstance(step, Tensor) or step.dim() != 0 or not _has_storage(step):
+        return None
+    if not (plain(step, torch.float32) or plain(step, torch.float64)):
+        return None
+    count = step.item()
+    return int(count) if count == int(count) else None
+
+
 def _state_tensors(state: Any) -> list[Tensor]:
     return [v for v in state.values() if isinstance(v, Tensor)] if isinstance(state, dict) else []
 
@@ -111,7 +122,7 @@ def _entry_ok(p: Tensor, grad: Any, state: Any, names: tuple[str, ...]) -> bool:
     dtype = p.dtype
     if dtype not in native.REAL_DTYPE or not isinstance(state, dict) or not state:
         return False
-    if type(state.get("step")) is not int or not plain(p, dtype) or not plain(grad, dtype):
+    if _step_count(state.get("step")) is None or not plain(p, dtype) or not plain(grad, dtype):
         return False
     if not (_has_storage(p) and _has_storage(grad)):
         return False
@@ -242,7 +253,7 @@ class FusedPlan:
         # One bucket per (dtype, step): normally exactly one.
         keys: dict[tuple[torch.dtype, int], list[int]] = {}
         for i, (p, state) in enumerate(zip(fused, self.states)):
-            keys.setdefault((native.REAL_DTYPE[p.dtype], state["step"]), []).append(i)
+            keys.setdefault((native.REAL_DTYPE[p.dtype], _step_count(state["step"])), []).append(i)
         self.buckets = []
         for (dtype, _), index in keys.items():
             operands = [[fused[i] for i in index], [fused[i].grad for i in index]]
@@ -253,7 +264,8 @@ class FusedPlan:
             )
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
-        self.steps = np.array([s["step"] for s in self.states], dtype=np.int64)
+        self.step_tensors = list(map(_step, self.states))
+        self.steps = np.array([_step_count(t) for t in self.step_tensors], dtype=np.int64)
         self.native_args: tuple[Any, ...] | None = None  # worked out by the C++ checker
         self.native_steps = 0  # the address of ``steps``, for the C++ book-keeping
         self.native_checked = False  # whether the last ready() ran the C++ checks
@@ -341,7 +353,8 @@ class FusedPlan:
                 return False
         steps = list(map(_step, self.states))
         if not (
-            all(map(operator.is_, map(type, steps), repeat(int))) and steps == self.steps.tolist()
+            all(map(operator.is_, steps, self.step_tensors))
+            and list(map(Tensor.item, steps)) == self.steps.tolist()
         ):
             return False
         pointers = np.fromiter(map(_data_ptr, grads), np.int64, len(grads))
@@ -364,20 +377,21 @@ class FusedPlan:
 
     def step(self, kernel: Any) -> bool:
         """Take the fused part of the step (after :meth:`ready`); the ``others`` are left to
-        the caller. ``kernel(dtype, state)``: the compiled rule for parameters whose state is
-        like ``state`` (before the step), and its scalars, or None. False, with nothing changed,
+        the caller. ``kernel(dtype, state, step)``: the compiled rule for parameters whose
+        state is like ``state`` (before the step) at step count ``step``, and its scalars, or
+        None. False, with nothing changed,
         when a kernel cannot be had."""
         runs = []
         for bucket in self.buckets:
-            found = kernel(bucket.dtype, bucket.states[0])
+            found = kernel(bucket.dtype, bucket.states[0], int(self.steps[bucket.index[0]]) + 1)
             if found is None:
                 return False
             runs.append(found)
         if self.native_checked:  # steps + 1, version counters bumped
             plancheck.checker().advance(self)
         else:
-            for state in self.states:
-                state["step"] += 1
+            for step in self.step_tensors:
+                step += 1
             self.steps += 1
             increment_version(self.fused)
         for b, (kernel, scalars) in zip(self.buckets, runs):

@@ -58,6 +58,30 @@ bool plain(const at::Tensor& t, int64_t dtype) {
 
 int64_t address(const at::Tensor& t) { return (int64_t)(intptr_t)t.const_data_ptr(); }
 
+/* Rule (3): a state's step count as torch.optim keeps it, a 0-dim tensor of float32 or
+   float64 on the CPU (plain, as above), holding count. */
+bool step_holds(PyObject* o, int64_t count) {
+  if (!THPVariable_Check(o)) return false;
+  const at::Tensor& t = THPVariable_Unpack(o);
+  if (t.dim() != 0) return false;
+  if (plain(t, (int64_t)at::kFloat))
+    return *static_cast<const float*>(t.const_data_ptr()) == (double)count;
+  if (plain(t, (int64_t)at::kDouble))
+    return *static_cast<const double*>(t.const_data_ptr()) == (double)count;
+  return false;
+}
+
+/* Set a step count (that step_holds accepted) to count, as an in-place PyTorch operation
+   would: its version counter bumped. */
+void set_step(PyObject* o, int64_t count) {
+  const at::Tensor& t = THPVariable_Unpack(o);
+  if (t.scalar_type() == at::kFloat)
+    *static_cast<float*>(t.data_ptr()) = (float)count;
+  else
+    *static_cast<double*>(t.data_ptr()) = (double)count;
+  t.unsafeGetTensorImpl()->bump_version();
+}
+
 /* Whether [start, end) overlaps one of n sorted, pairwise disjoint intervals [lo[k], hi[k]):
    the first interval ending after start, found without branches (a branchy binary search
    mispredicts about half its steps), must begin before end. */
@@ -137,9 +161,7 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
       if (!PyDict_CheckExact(state)) return 0;
       PyObject* step = PyDict_GetItemWithError(state, step_key);
       if (step == nullptr) return PyErr_Occurred() ? -1 : 0;
-      if (!PyLong_CheckExact(step)) return 0;
-      int overflow = 0;
-      if (PyLong_AsLongLongAndOverflow(step, &overflow) != steps[i] || overflow) return 0;
+      if (!step_holds(step, steps[i])) return 0;
       for (Py_ssize_t j = 0; j < k; j++) {
         PyObject* buffer = PyDict_GetItemWithError(state, PyTuple_GET_ITEM(names, j));
         if (buffer == nullptr && PyErr_Occurred()) return -1;
@@ -160,8 +182,8 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
   }
 }
 
-/* The book-keeping of a fused step (after ol_plan_ready): every state's step + 1 (and steps[i]
-   with it), every parameter's autograd version counter bumped. 0, or -1 with a Python error. */
+/* The book-keeping of a fused step (after ol_plan_ready): every state's step count + 1 (and
+   steps[i] with it), every parameter's autograd version counter bumped. 0, or -1 with a Python error. */
 int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, int64_t* steps) {
   if (!PyList_Check(fused) || !PyList_Check(states) ||
       PyList_GET_SIZE(states) != PyList_GET_SIZE(fused)) {
@@ -172,17 +194,18 @@ int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, i
   try {
     for (Py_ssize_t i = 0; i < n; i++)
       THPVariable_Unpack(PyList_GET_ITEM(fused, i)).unsafeGetTensorImpl()->bump_version();
+    for (Py_ssize_t i = 0; i < n; i++) {
+      PyObject* step = PyDict_GetItemWithError(PyList_GET_ITEM(states, i), step_key);
+      if (step == nullptr) {
+        if (!PyErr_Occurred()) PyErr_SetString(PyExc_KeyError, "step");
+        return -1;
+      }
+      set_step(step, steps[i] + 1);  /* ol_plan_ready saw it hold steps[i] */
+      steps[i] += 1;
+    }
   } catch (const std::exception& error) {
     PyErr_SetString(PyExc_RuntimeError, error.what());
     return -1;
-  }
-  for (Py_ssize_t i = 0; i < n; i++) {
-    PyObject* step = PyLong_FromLongLong(steps[i] + 1);
-    if (step == nullptr) return -1;
-    int failed = PyDict_SetItem(PyList_GET_ITEM(states, i), step_key, step);
-    Py_DECREF(step);
-    if (failed) return -1;
-    steps[i] += 1;
   }
   return 0;
 }

@@ -64,8 +64,8 @@ class FusedSteps:
         """Take the fused part of ``group``'s step on its ready ``plan``: the parameters left
         for the plain path, or None, with nothing changed, when a kernel cannot be had."""
 
-        def kernel(dtype: torch.dtype, state: dict[str, Any]) -> Any:
-            arguments = self.optimizer._arguments(group, state, state["step"] + 1)
+        def kernel(dtype: torch.dtype, state: dict[str, Any], step: int) -> Any:
+            arguments = self.optimizer._arguments(group, state, step)
             return self.kernel(arguments, plan.names, dtype)
 
         if not plan.step(kernel):

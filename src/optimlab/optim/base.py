@@ -54,7 +54,7 @@ from ..fused.plan import FusedPlan, plain
 from ..fused.steps import FusedSteps
 from .binding import BETAS, Derived, call_rule
 from .checks import describe, fused_choice, non_negative, one_of, optional_boolean
-from .state import StateMap
+from .state import StateMap, advance_step, new_step, step_count
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
 
@@ -250,7 +250,7 @@ class Optimizer(torch.optim.Optimizer):
         ``load_state_dict`` checks saved state against this template: the same entries, and
         tensors of the same shapes.
         """
-        state: dict[str, Any] = {"step": 0}
+        state: dict[str, Any] = {"step": new_step()}
         for name in self._buffer_names(group):
             state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
@@ -383,8 +383,7 @@ class Optimizer(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 state.update(self._init_state(p, group))
-            state["step"] += 1
-            key = (p.device, p.dtype, state["step"])
+            key = (p.device, p.dtype, advance_step(state))
             if shared:
                 key += tuple(state[name] for name in shared)
             buckets.setdefault(key, []).append(p)
@@ -445,8 +444,7 @@ class Optimizer(torch.optim.Optimizer):
                         f"{where} has entries {sorted(entry)} but this optimizer's "
                         f"configuration needs {sorted(template)}"
                     )
-                step = entry["step"]
-                entry["step"] = int(step.item()) if isinstance(step, Tensor) else int(step)
+                entry["step"] = new_step(step_count(entry))
                 for name, blank in template.items():
                     if name == "step" or not isinstance(blank, Tensor):
                         continue
