@@ -132,6 +132,8 @@ def _clear(message: str, name: str, value: Any) -> bool:
 def try_one(cls: type, kwargs: dict[str, Any], name: str, value: Any) -> tuple[str, str]:
     """("error" | "finite" | "other", detail) for one constructor input."""
     pairs = [(p.clone().requires_grad_(), g) for p, g in _BASE]
+    if name == "differentiable" and value is True:  # the step is recorded: not on leaves
+        pairs = [(p * 1, g) for p, g in pairs]
     try:
         optimizer = cls([p for p, _ in pairs], **{**kwargs, name: value})
     except (TypeError, ValueError) as error:

@@ -242,5 +242,35 @@ class ForeachOps(LoopOps):
         return list(torch._foreach_norm(xs, float("inf")))
 
 
+class DifferentiableOps(LoopOps):
+    """The per-tensor operations with autograd through them (``differentiable=True``): the same
+    values as :class:`LoopOps`, computed so that no tensor an operation saved for its backward
+    pass is changed in place later (autograd would refuse the backward): results a backward
+    needs (a square root's, a reciprocal's) are kept apart from the tensors a rule goes on to
+    change, and nothing is written through ``out=``."""
+
+    name = "differentiable"
+
+    def sqrt(self, xs):
+        return [torch.sqrt(x).clone() for x in xs]
+
+    def sqrt_(self, xs):
+        for x in xs:
+            x.copy_(torch.sqrt(x))
+
+    def rsqrt_(self, xs):
+        for x in xs:
+            x.copy_(torch.rsqrt(x))
+
+    def reciprocal_(self, xs):
+        for x in xs:
+            x.copy_(torch.reciprocal(x))
+
+    def maximum_(self, xs, ys):
+        for x, y in zip(xs, ys):
+            x.copy_(torch.maximum(x.clone(), y))  # the maximum's backward keeps its inputs
+
+
 LOOP = LoopOps()
 FOREACH = ForeachOps()
+DIFFERENTIABLE = DifferentiableOps()

@@ -46,6 +46,8 @@ class FusedSteps:
         fused = group.get("fused")
         if fused is False or (fused is None and group.get("foreach") is not None):
             return False
+        if group.get("differentiable"):
+            return False  # autograd through the step: the per-tensor path
         if self.optimizer._unfusable_reason is not None:
             return False
         return native.available()

@@ -18,6 +18,7 @@ from .checks import (
     pair_in_unit_interval,
     positive_integer,
 )
+from .state import step_count, step_dtype
 
 
 class NAdam(Optimizer):
@@ -48,8 +49,9 @@ class NAdam(Optimizer):
     rounds it (float32 unless the default dtype is float64 at the step), computed from ``t``
     instead of kept in the state, which keeps the rule a function of the step count (fusable).
     The state is therefore ``step``, ``exp_avg`` and ``exp_avg_sq``, without torch's
-    ``mu_product`` (:meth:`load_state_dict` drops it from a torch checkpoint, which then resumes
-    here with the same results). One consequence: torch multiplies the product step by step with
+    ``mu_product`` (:meth:`state_dict` saves it as torch keeps it, for torch to resume from, and
+    :meth:`load_state_dict` drops it from a torch checkpoint, which then resumes here with the
+    same results). One consequence: torch multiplies the product step by step with
     the ``beta1`` and ``momentum_decay`` of that step, this class forms it from the current
     values; the two agree unless these change during training
     (``OneCycleLR(cycle_momentum=True)`` does), and then only while ``P_t`` still matters, the
@@ -99,6 +101,8 @@ class NAdam(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -106,18 +110,15 @@ class NAdam(Optimizer):
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by ``state_dict()``, or by :class:`torch.optim.NAdam`.
-
-        torch's state also holds ``mu_product``, which this class computes from ``step``:
-        those entries are dropped (the values agree while ``beta1`` and ``momentum_decay``
-        stayed constant), so a torch checkpoint resumes here with the same results.
-        """
-        state = {
-            key: {name: value for name, value in entry.items() if name != "mu_product"}
-            for key, entry in state_dict["state"].items()
-        }
-        super().load_state_dict({**state_dict, "state": state})
+    def _torch_entries(self, state, group):
+        # torch's running product P_t, as this class computes it from the step count.
+        product = rules.nadam_momentum_product(
+            float(group["betas"][0]),
+            float(group["momentum_decay"]),
+            step_count(state),
+            single_precision=torch.get_default_dtype() != torch.float64,
+        )
+        return {"mu_product": torch.tensor(product, dtype=step_dtype())}
 
 
 class RAdam(Optimizer):
@@ -185,6 +186,8 @@ class RAdam(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -244,6 +247,8 @@ class Adamax(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)

@@ -9,7 +9,7 @@ import torch
 
 from ..core import rules
 from .base import Optimizer
-from .binding import BETAS, constant, item
+from .binding import BETAS, item
 from .checks import boolean, hyperparameters, non_negative, pair_in_unit_interval, unit_interval
 
 
@@ -79,6 +79,8 @@ class RMSprop(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -107,7 +109,8 @@ class Adam(Optimizer):
     ``bias_correction=False`` uses ``m`` and ``v`` as they are (seed 000 listing 3);
     ``eps_inside_sqrt=True`` divides by ``sqrt(v_hat + eps)`` (seed 004; seed 000 listing 3 with
     bias_correction=False too). ``amsgrad`` divides by the running maximum of ``v_hat``'s
-    average instead (Reddi et al., 2018), as torch does.
+    average instead (Reddi et al., 2018), as torch does. ``decoupled_weight_decay=True`` shrinks
+    the weights instead of adding ``weight_decay * w`` to ``g``: :class:`AdamW`.
 
     How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
     the default, runs the update as one compiled loop over all parameters, gradients and state
@@ -145,13 +148,10 @@ class Adam(Optimizer):
         "bias_correction": boolean,
         "eps_inside_sqrt": boolean,
         "maximize": boolean,
+        "decoupled_weight_decay": boolean,
     }
     _rule = staticmethod(rules.adam)
-    _derived = {
-        **BETAS,
-        "bias_correction_on": item("bias_correction"),
-        "decoupled_weight_decay": constant(False),
-    }
+    _derived = {**BETAS, "bias_correction_on": item("bias_correction")}
 
     def __init__(
         self,
@@ -167,6 +167,9 @@ class Adam(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        decoupled_weight_decay: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -181,16 +184,15 @@ class AdamW(Adam):
 
     Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
     ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.
-    Every other argument is :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads``
-    included); the default ``weight_decay`` is 1e-2, as in torch.
+    It is ``Adam(..., decoupled_weight_decay=True)``, as in torch. Every other argument is
+    :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads`` included); the default
+    ``weight_decay`` is 1e-2, as in torch.
 
     Example::
 
         >>> import torch, optimlab
         >>> opt = optimlab.AdamW(torch.nn.Linear(4, 1).parameters(), lr=1e-3, weight_decay=0.05)
     """
-
-    _derived = {**Adam._derived, "decoupled_weight_decay": constant(True)}
 
     def __init__(
         self,
@@ -200,6 +202,16 @@ class AdamW(Adam):
         eps: float = 1e-8,
         weight_decay: float = 1e-2,
         amsgrad: bool = False,
-        **kwargs: Any,
+        *,
+        maximize: bool = False,
+        foreach: bool | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
+        fused: bool | str | None = None,
+        bias_correction: bool = True,
+        eps_inside_sqrt: bool = False,
+        nonfinite_grads: str = "raise",
     ) -> None:
-        super().__init__(params, lr, betas, eps, weight_decay, amsgrad, **kwargs)
+        settings = hyperparameters(locals())
+        super().__init__(params, **settings, decoupled_weight_decay=True,
+                         nonfinite_grads=nonfinite_grads)

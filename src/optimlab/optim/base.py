@@ -48,12 +48,20 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.ops import FOREACH, LOOP, LoopOps
+from ..core.ops import DIFFERENTIABLE, FOREACH, LOOP, LoopOps
 from ..fused import native
 from ..fused.plan import FusedPlan, plain
 from ..fused.steps import FusedSteps
 from .binding import BETAS, Derived, call_rule
-from .checks import describe, fused_choice, non_negative, one_of, optional_boolean
+from .checks import (
+    boolean,
+    describe,
+    fused_choice,
+    non_negative,
+    one_of,
+    optional_boolean,
+    tensor_number,
+)
 from .state import StateMap, advance_step, new_step, step_count
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
@@ -98,7 +106,13 @@ class Optimizer(torch.optim.Optimizer):
     _checks: dict[str, Callable[[str, Any], None]] = {
         "foreach": optional_boolean,
         "fused": fused_choice,
+        "capturable": boolean,
+        "differentiable": boolean,
     }
+    #: hyperparameters torch also takes as 1-element tensors (a learning rate that a compiled
+    #: step reads without recompiling when a schedule changes it): checked, and used by the
+    #: rule, as the numbers they hold; schedules write them in place
+    _tensor_hyperparameters: tuple[str, ...] = ("lr",)
     #: group keys that choose how a step is computed, not what it computes
     _dispatch_keys = ("foreach", "fused")
     #: why this optimizer's rule has no fused path (it needs reductions such as norms or
@@ -147,10 +161,39 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- validation ------------------------------------------------------------------------
 
+    def _numbers(self, group: dict[str, Any]) -> dict[str, Any]:
+        """``group`` with its tensor hyperparameters (see ``_tensor_hyperparameters``) replaced
+        by the numbers they hold."""
+        numbers = dict(group)
+        for name in self._tensor_hyperparameters:
+            value = group.get(name)
+            if isinstance(value, (tuple, list)):
+                numbers[name] = tuple(
+                    tensor_number(f"{name}[{i}]", v) for i, v in enumerate(value)
+                )
+            else:
+                numbers[name] = tensor_number(name, value)
+        return numbers
+
     def _check_group(self, group: dict[str, Any]) -> None:
-        """Check every hyperparameter of ``group``; subclasses add checks across arguments."""
+        """Check every hyperparameter of ``group`` (those this class has); subclasses add
+        checks across arguments."""
+        numbers = self._numbers(group)
         for name, check in self._checks.items():
-            check(name, group[name])
+            if name in numbers:
+                check(name, numbers[name])
+        if group.get("differentiable"):
+            if group["fused"] in (True, "exact"):
+                raise RuntimeError(
+                    f"Invalid fused={group['fused']!r} with differentiable=True: `fused` does "
+                    "not support `differentiable` (autograd through the step takes the "
+                    "per-tensor path); leave fused unset"
+                )
+            if group["foreach"] is True:
+                raise ValueError(
+                    "Invalid foreach=True with differentiable=True: autograd through the step "
+                    "takes the per-tensor path; leave foreach unset"
+                )
         if group["fused"] in (True, "exact") and group["foreach"] is True:
             raise ValueError(
                 f"Invalid fused={group['fused']!r} with foreach=True; choose one: fused for the "
@@ -183,16 +226,18 @@ class Optimizer(torch.optim.Optimizer):
             )
         params = [params] if isinstance(params, Tensor) else list(params)
         tensors = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in params]
+        differentiable = param_group.get("differentiable", self.defaults.get("differentiable"))
         for j, p in enumerate(tensors):
             if not isinstance(p, Tensor):
                 raise TypeError(
                     f"Invalid params[{j}] of group {index}: {describe(p)}; expected a Tensor"
                 )
-            if not (p.is_leaf or p.retains_grad):
+            if not (p.is_leaf or p.retains_grad or differentiable):
                 raise ValueError(
                     f"Invalid params[{j}] of group {index}: a non-leaf Tensor of shape "
                     f"{tuple(p.shape)} (computed from other tensors); optimize the leaf "
-                    "tensors it came from"
+                    "tensors it came from (or pass differentiable=True to step through "
+                    "autograd)"
                 )
         seen: dict[int, int] = {}
         for j, p in enumerate(tensors):
@@ -238,6 +283,8 @@ class Optimizer(torch.optim.Optimizer):
         """What the rule's arguments are taken from, for parameters whose state is like
         ``state`` at step count ``step``: the group, ``step`` and the state arguments."""
         arguments = {**group, "step": step}
+        if not group.get("differentiable"):
+            arguments = self._numbers(arguments)
         for name in self._state_arguments:
             arguments[name] = state[name]
         return arguments
@@ -309,21 +356,50 @@ class Optimizer(torch.optim.Optimizer):
                         "not taken. Pass nonfinite_grads='skip' to skip such steps instead."
                     )
 
-    @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one optimization step; ``closure`` re-evaluates the model and returns the loss."""
+        """Take one optimization step; ``closure`` re-evaluates the model and returns the loss.
+
+        The step runs without autograd, except with ``differentiable=True``, where it is
+        recorded like any computation (torch's contract): the update's result then has a
+        gradient with respect to the parameters, gradients and state before it.
+        """
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        for group in self.param_groups:
-            non_negative("lr", group["lr"])  # a schedule may have written a bad value since
+        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+            self._step()
+        return loss
+
+    def _refuse_leaves(self) -> None:
+        """With ``differentiable=True`` the step is recorded for autograd, which cannot record
+        an in-place change of a leaf tensor that requires grad: say so, naming it."""
+        for i, group in enumerate(self.param_groups):
+            if group.get("differentiable"):
+                for j, p in enumerate(group["params"]):
+                    if p.is_leaf and p.requires_grad and p.grad is not None:
+                        raise RuntimeError(
+                            f"differentiable=True records the step for autograd, which cannot "
+                            f"change {self._param_name(i, j)} in place: it is a leaf tensor "
+                            "that requires grad. Step tensors computed from the leaves "
+                            "(w = w0.clone(), as in meta-learning), or leave differentiable "
+                            "unset."
+                        )
+
+    def _step(self) -> None:
+        if self.defaults.get("differentiable"):
+            self._refuse_leaves()
+        for group in self.param_groups:  # a schedule may have written a bad value since
+            non_negative("lr", tensor_number("lr", group["lr"]))
         plans = [self._fused.ready(group) for group in self.param_groups]
-        if self.nonfinite_grads != "ignore" and not self._grads_are_finite(plans):
-            if self.nonfinite_grads == "raise":
-                self._raise_nonfinite()
-            self.skipped_steps += 1
-            return loss
+        if self.nonfinite_grads != "ignore":
+            with torch.no_grad():
+                finite = self._grads_are_finite(plans)
+            if not finite:
+                if self.nonfinite_grads == "raise":
+                    self._raise_nonfinite()
+                self.skipped_steps += 1
+                return
         for group, plan in zip(self.param_groups, plans):
             if plan is None:
                 self._step_group(group)
@@ -333,7 +409,6 @@ class Optimizer(torch.optim.Optimizer):
                 self._step_group(group)
             elif others:
                 self._step_params(group, others, fused=False)
-        return loss
 
     def _refuse_eval_mode(self, holds: str) -> None:
         """Raise if a group is in eval mode (``train_mode`` False: schedule-free, ASGD), where
@@ -387,7 +462,7 @@ class Optimizer(torch.optim.Optimizer):
             if shared:
                 key += tuple(state[name] for name in shared)
             buckets.setdefault(key, []).append(p)
-        foreach = group["foreach"] is not False
+        foreach = group["foreach"] is not False and not group.get("differentiable")
         for (_, dtype, step, *_), bucket in buckets.items():
             arguments = self._arguments(group, self.state[bucket[0]], step)
             if fused and dtype in native.REAL_DTYPE:
@@ -400,18 +475,70 @@ class Optimizer(torch.optim.Optimizer):
             if foreach:
                 self._update(FOREACH, arguments, real, grads, buffers)
             else:
+                ops = DIFFERENTIABLE if group.get("differentiable") else LOOP
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
-                    self._update(LOOP, arguments, [real[i]], [grads[i]], one)
+                    self._update(ops, arguments, [real[i]], [grads[i]], one)
 
     # -- saving and loading ----------------------------------------------------------------
+
+    def _torch_entries(self, state: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
+        """Entries of a parameter's state as the torch twin keeps them, where this class keeps
+        them otherwise: one it computes instead (NAdam's ``mu_product``: dropped on loading) or
+        a number torch keeps in a tensor (ASGD's ``eta``). :meth:`state_dict` saves them, so the
+        twin resumes from the saved state."""
+        return {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """The state as torch.optim saves it, so the torch twin can load it (and this class
+        a state the twin saved): each parameter's state with torch's entries (a 0-dim tensor
+        ``step`` and :meth:`_torch_entries`), the groups with torch's keys and this class's
+        own (``fused`` and the variants torch lacks, which torch ignores)."""
+        saved = super().state_dict()
+        for group, packed in zip(self.param_groups, saved["param_groups"]):
+            for key in packed["params"]:
+                entry = saved["state"].get(key)
+                if entry:
+                    saved["state"][key] = {**entry, **self._torch_entries(entry, group)}
+        return saved
+
+    def _loaded_entries(
+        self, entry: dict[str, Any], template: dict[str, Any], where: str
+    ) -> dict[str, Any]:
+        """A saved parameter state made this class's: entries the torch twin keeps and this
+        class computes dropped; a missing ``step`` (torch's SGD and Muon count no steps) taken
+        as 1, which is all these rules ask of it (not the first step); numbers torch keeps in
+        0-dim tensors (ASGD's ``eta`` and ``mu``) made numbers."""
+        entry = dict(entry)
+        for name in self._torch_entries(template, self.defaults):
+            if name not in template:
+                entry.pop(name, None)
+        if "step" not in entry and entry:
+            entry["step"] = 1
+        if set(entry) != set(template):
+            raise ValueError(
+                f"{where} has entries {sorted(entry)} but this optimizer's "
+                f"configuration needs {sorted(template)}"
+            )
+        for name, blank in template.items():
+            value = entry[name]
+            if isinstance(blank, (int, float)) and isinstance(value, Tensor):
+                if value.numel() != 1:
+                    raise ValueError(
+                        f"{where}['{name}'] is {describe(value)} but this optimizer keeps a "
+                        "number there"
+                    )
+                entry[name] = value.item()
+        return entry
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by ``state_dict()``, after checking that it fits.
 
-        Refused (ValueError naming the place): a different number of groups, a group of a
-        different size, invalid hyperparameters, missing or unexpected state entries, and a
-        state tensor whose shape differs from its parameter's. Loaded tensors are copied, so
+        The state may come from the torch twin (``torch.optim.Adam``'s for :class:`Adam`):
+        torch's format and this class's are one (see :meth:`state_dict`). Refused (ValueError
+        naming the place): a different number of groups, a group of a different size, invalid
+        hyperparameters, missing or unexpected state entries, and a state tensor whose shape
+        differs from its parameter's. Loaded tensors are copied, so
         the optimizer never shares buffers with the dict it was given. The dispatch choices
         ``foreach`` and ``fused`` stay this optimizer's: a state saved on one path resumes on
         any other with the same results.
@@ -436,14 +563,11 @@ class Optimizer(torch.optim.Optimizer):
             for j, (key, p) in enumerate(zip(saved["params"], mine["params"])):
                 if key not in saved_state:
                     continue
-                entry = dict(saved_state[key])
                 where = f"state_dict['state'][{key!r}] (parameter {j} of group {i})"
                 template = self._init_state(p, config)
-                if set(entry) != set(template):
-                    raise ValueError(
-                        f"{where} has entries {sorted(entry)} but this optimizer's "
-                        f"configuration needs {sorted(template)}"
-                    )
+                entry = self._loaded_entries(saved_state[key], template, where)
+                if not entry:
+                    continue
                 entry["step"] = new_step(step_count(entry))
                 for name, blank in template.items():
                     if name == "step" or not isinstance(blank, Tensor):

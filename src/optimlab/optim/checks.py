@@ -151,6 +151,25 @@ def positive_integer(name: str, value: Any) -> None:
         )
 
 
+def tensor_number(name: str, value: Any) -> Any:
+    """A hyperparameter torch also takes as a 1-element tensor (``lr=torch.tensor(0.01)``):
+    the number such a tensor holds; any other value as it is.
+
+    >>> tensor_number("lr", torch.tensor([0.5])), tensor_number("lr", 0.1)
+    (0.5, 0.1)
+    """
+    if not isinstance(value, Tensor):
+        return value
+    if value.numel() != 1:
+        raise ValueError(
+            f"Invalid {name}: {describe(value)}; Tensor {name} must be 1-element (a number in "
+            "a tensor)"
+        )
+    if value.is_complex() or value.dtype == torch.bool:
+        raise TypeError(f"Invalid {name}: a Tensor of dtype {value.dtype}; expected a real number")
+    return value.item()
+
+
 def boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
         raise TypeError(f"Invalid {name}: {value!r}; expected True or False")

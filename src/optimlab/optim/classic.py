@@ -15,6 +15,7 @@ from torch import Tensor
 from ..core import classic as rules
 from .base import Optimizer
 from .binding import item
+from .state import new_step, step_count, step_dtype
 from .checks import LARGEST_SCALE, boolean, bounded, hyperparameters, non_negative, real_number
 
 # --- checks of this family's arguments -----------------------------------------------------
@@ -118,6 +119,7 @@ class Adagrad(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -129,7 +131,7 @@ class Adagrad(Optimizer):
         value = group["initial_accumulator_value"]
         # A complex weight is a pair of reals: both parts start at the value, as in torch.
         fill = complex(value, value) if p.is_complex() else value
-        return {"step": 0, "sum": torch.full_like(p, fill, memory_format=torch.preserve_format)}
+        return {"step": new_step(), "sum": torch.full_like(p, fill, memory_format=torch.preserve_format)}
 
 
 # --- Adadelta ------------------------------------------------------------------------------
@@ -188,6 +190,8 @@ class Adadelta(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -258,6 +262,8 @@ class Rprop(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -269,7 +275,7 @@ class Rprop(Optimizer):
         lr = group["lr"]
         fill = complex(lr, lr) if p.is_complex() else lr  # both real parts start at lr
         return {
-            "step": 0,
+            "step": new_step(),
             "prev": torch.zeros_like(p, memory_format=torch.preserve_format),
             "step_size": torch.full_like(p, fill, memory_format=torch.preserve_format),
         }
@@ -377,6 +383,8 @@ class ASGD(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        capturable: bool = False,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -400,7 +408,7 @@ class ASGD(Optimizer):
         # Also the template load_state_dict checks a saved state against: in eval mode a
         # stepped parameter's state holds its training weights besides torch's entries.
         state = {
-            "step": 0,
+            "step": new_step(),
             "eta": _torch_scalar(group["lr"], through_default_dtype=False),
             "mu": 1.0,
             "ax": torch.zeros_like(p, memory_format=torch.preserve_format),
@@ -408,6 +416,11 @@ class ASGD(Optimizer):
         if not group.get("train_mode", True):
             state["train_weight"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
+
+    def _torch_entries(self, state, group):
+        # torch keeps the step sizes in 0-dim tensors of its scalar dtype; they hold exactly
+        # these numbers (see _torch_scalar).
+        return {name: torch.tensor(state[name], dtype=step_dtype()) for name in ("eta", "mu")}
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
@@ -423,7 +436,7 @@ class ASGD(Optimizer):
                 stepped = [self.state[p] for p in group["params"] if p.grad is not None]
             after: dict[int, tuple[float, float]] = {}  # by step count
             for state in stepped:
-                step = state["step"]
+                step = step_count(state)
                 if step not in after:
                     after[step] = (
                         _torch_scalar(
