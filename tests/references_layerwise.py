@@ -96,8 +96,11 @@ def lars_tensors(
         v^l = m v^l + gamma_t lambda^l (g^l + beta w^l)             (momentum)
         w^l = w^l - v^l
 
-    where beta is the weight decay and gamma_t the global rate of step t. Where ||w|| or ||g||
-    is 0, lambda = 1 (the paper leaves it open; the reference implementations use 1).
+    where beta is the weight decay and gamma_t the global rate of step t. The paper does not
+    treat zero norms: with ||w|| = 0 its lambda is 0 (the layer would never move), with a zero
+    denominator it is undefined; in both lambda = 1, as in optax's ``lars`` (its
+    ``scale_by_trust_ratio`` after ``add_decayed_weights``). A zero gradient with beta > 0 is
+    neither: the formula gives lambda = eta / beta.
     ``exclude_1d``: layers of at most one dimension (biases, batch-norm parameters) take
     lambda = 1 and no weight decay, as in the SimCLR / Barlow Twins LARS.
     """
@@ -112,7 +115,8 @@ def lars_tensors(
             else:
                 w_norm, g_norm = np.linalg.norm(w), np.linalg.norm(g)
                 beta = weight_decay
-                local = eta * w_norm / (g_norm + beta * w_norm) if w_norm > 0 and g_norm > 0 else 1
+                denominator = g_norm + beta * w_norm
+                local = eta * w_norm / denominator if w_norm > 0 and denominator > 0 else 1.0
             vs[i] = momentum * vs[i] + gamma * local * (g + beta * w)
             new.append(w - vs[i])
         ws = new

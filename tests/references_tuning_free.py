@@ -126,7 +126,9 @@ def prodigy(
     growth_rate d_k)); gamma_k = lr_k * sqrt(1 - beta2^(k+1)) / (1 - beta1^(k+1)) with
     bias correction; safeguard_warmup drops gamma_k from s; decoupled weight decay
     x -= gamma_k d_k lambda x before the step; and d_{k+1} (not d_k) in the denominator.
-    A step whose |s|_1 is 0 is skipped.
+    With beta1 = 0 that code keeps no m and steps with d_{k+1} g_k where the paper's m_{k+1}
+    is d_k g_k (prodigyopt/prodigy.py: ``p.data.addcdiv_(grad, denom, value=-dlr * d)``
+    after d is updated). A step whose |s|_1 is 0 is skipped.
     """
     beta1, beta2 = betas
     beta3 = np.sqrt(beta2) if beta3 is None else beta3
@@ -154,7 +156,8 @@ def prodigy(
         d_new = min(d_max, (max(d, d_hat) if d == d0 else d) * growth_rate)
         if weight_decay and decouple:
             x = x - gamma * d * weight_decay * x
-        x = x - gamma * d * m / (np.sqrt(v) + d_new * eps)
+        direction = m if beta1 > 0 else d_new * g
+        x = x - gamma * d * direction / (np.sqrt(v) + d_new * eps)
         d = d_new
         k += 1
     return points + [x]

@@ -67,7 +67,7 @@ CASES: list[Case] = [
     Case(
         "momentum-ema",
         optimlab.Momentum,
-        dict(beta=0.9),
+        dict(momentum=0.9),
         reference=partial(ref.ema_momentum, beta=0.9),
         quadratic=(1e-2, 1500),
         rosenbrock=(1e-2, 5000),
@@ -75,7 +75,7 @@ CASES: list[Case] = [
     Case(
         "momentum-ema-bias_correction",
         optimlab.Momentum,
-        dict(beta=0.9, bias_correction=True),
+        dict(momentum=0.9, bias_correction=True),
         reference=partial(ref.ema_momentum, beta=0.9, bias_correction=True),
         quadratic=(1e-2, 1500),
         rosenbrock=(3e-3, 8000),
@@ -83,7 +83,7 @@ CASES: list[Case] = [
     Case(
         "momentum-ema-nesterov",
         optimlab.Momentum,
-        dict(beta=0.9, nesterov=True),
+        dict(momentum=0.9, nesterov=True),
         reference=lambda w0, grad, lrs: ref.ema_nesterov(w0, grad, lrs[0], 0.9, len(lrs)),
         constant_lr_only=True,
         quadratic=(1e-2, 1500),
@@ -92,7 +92,7 @@ CASES: list[Case] = [
     Case(
         "momentum-heavy_ball",
         optimlab.Momentum,
-        dict(beta=0.9, form="heavy_ball"),
+        dict(momentum=0.9, form="heavy_ball"),
         reference=partial(ref.heavy_ball, beta=0.9),
         quadratic=(1e-3, 1500),
         rosenbrock=(1e-3, 5000),
@@ -100,7 +100,7 @@ CASES: list[Case] = [
     Case(
         "momentum-heavy_ball-nesterov",
         optimlab.Momentum,
-        dict(beta=0.9, form="heavy_ball", nesterov=True),
+        dict(momentum=0.9, form="heavy_ball", nesterov=True),
         reference=partial(ref.heavy_ball_nesterov, beta=0.9),
         quadratic=(1e-3, 1500),
         rosenbrock=(1e-3, 5000),
@@ -108,7 +108,7 @@ CASES: list[Case] = [
     Case(
         "momentum-weight_decay-maximize",
         optimlab.Momentum,
-        dict(beta=0.5, weight_decay=1e-2, maximize=True),
+        dict(momentum=0.5, weight_decay=1e-2, maximize=True),
         tags=frozenset({"maximize"}),
     ),
     # --- RMSprop ---------------------------------------------------------------------------

@@ -27,6 +27,7 @@ PRODIGY_VARIANT = dict(
     d_coef=2.0,
 )
 PRODIGY_DECOUPLED = dict(d0=1e-3, weight_decay=0.05)
+PRODIGY_BETA1_0 = dict(d0=1e-3, betas=(0.0, 0.999))
 # Prodigy's first steps are d0 * lr long (1e-8 in the generic bfloat16 test, lr = 0.01): below
 # bfloat16's resolution at 1, so the parameters never move, and d, which grows only with the
 # distance travelled, never grows. test_bfloat16_parameters must not ask these cases to move
@@ -113,6 +114,14 @@ CASES: list[Case] = [
         reference=partial(ref.prodigy, **PRODIGY_DECOUPLED),
         quadratic=(1.0, 400),
         tags=frozenset({"weight_decay", TINY_FIRST_STEPS}),
+    ),
+    Case(
+        "prodigy-beta1_0",
+        optimlab.Prodigy,
+        PRODIGY_BETA1_0,
+        reference=partial(ref.prodigy, **PRODIGY_BETA1_0),
+        quadratic=(1.0, 400),
+        tags=frozenset({TINY_FIRST_STEPS}),
     ),
     Case(
         "prodigy-weight_decay-maximize",

@@ -145,6 +145,8 @@ def try_one(cls: type, kwargs: dict[str, Any], name: str, value: Any) -> tuple[s
         # refused for what the machine lacks, naming the argument and what to pass instead.
         if str(error).startswith("fused=True, but the fused path cannot run here"):
             return "error", ""
+        if _clear(str(error), name, value):  # torch's type for conflicting dispatch choices
+            return "error", ""
         return "other", f"constructor raised RuntimeError: {error}"
     except Exception as error:  # noqa: BLE001 - any other exception is a finding
         return "other", f"constructor raised {type(error).__name__}: {error}"

@@ -516,9 +516,9 @@ def test_bad_fused_arguments():
         optimlab.SGD([w], fused="yes")
     with pytest.raises(TypeError, match=rf"Invalid fused: 1; {expected}"):
         optimlab.SGD([w], fused=1)
-    with pytest.raises(ValueError, match=r"Invalid fused=True with foreach=True"):
+    with pytest.raises(RuntimeError, match=r"Invalid fused=True with foreach=True"):
         optimlab.Adam([w], fused=True, foreach=True)
-    with pytest.raises(ValueError, match=r"Invalid fused='exact' with foreach=True"):
+    with pytest.raises(RuntimeError, match=r"Invalid fused='exact' with foreach=True"):
         optimlab.Adam([w], fused="exact", foreach=True)
 
 

@@ -385,8 +385,8 @@ def test_trust_ratio_is_per_tensor(name):
     ids=["LAMB", "LARS"],
 )
 def test_zero_weights_or_gradient_take_the_plain_step(cls, kwargs):
-    # A zero-initialized bias would never move with a ratio of 0; a zero gradient must not
-    # divide by zero. Both take ratio 1.
+    # A zero-initialized bias would never move with a ratio of 0; a zero gradient without
+    # weight decay must not divide by zero. Both take ratio 1.
     bias = torch.zeros(3, dtype=torch.float64, requires_grad=True)
     still = torch.ones(2, dtype=torch.float64, requires_grad=True)
     opt = cls([bias, still], lr=0.1, **kwargs)
@@ -402,6 +402,37 @@ def test_zero_weights_or_gradient_take_the_plain_step(cls, kwargs):
         expected = -0.1 * g / (g.abs() + 1e-6)
     # rtol=1e-14 (45 ulp): one step, a handful of roundings
     torch.testing.assert_close(bias.detach(), expected, rtol=1e-14, atol=1e-15)
+
+
+def test_lars_zero_gradient_with_weight_decay_follows_the_paper():
+    # A dead layer (or .grad zeroed, not set to None) with weight decay: the paper's
+    # local_lr = eta |w| / (0 + beta |w|) = eta / beta, not 1, so the step is lr * eta * w.
+    w0 = torch.tensor([[3.0, -4.0], [1.0, 2.0]], dtype=torch.float64)
+    w = w0.clone().requires_grad_(True)
+    opt = optimlab.LARS([w], lr=0.5, momentum=0.0, weight_decay=0.05, trust_coefficient=0.1)
+    w.grad = torch.zeros_like(w)
+    opt.step()
+    torch.testing.assert_close(w.detach(), w0 * (1 - 0.5 * 0.1), rtol=1e-15, atol=0)
+
+    # With momentum, over a path, next to a live layer: against the float64 transcription.
+    def grads(ws):
+        return [layer_grads(ws[:1])[0], np.zeros_like(ws[1])]
+
+    starts = [LAYER_STARTS[0], 0.1 * LAYER_STARTS[0][:2]]  # the dead layer is a matrix too
+    kwargs = dict(momentum=0.8, weight_decay=0.05)
+    ws = [torch.tensor(x, requires_grad=True) for x in starts]
+    opt = optimlab.LARS(ws, lr=LRS[0], trust_coefficient=0.2, **kwargs)
+    for lr in LRS:
+        opt.param_groups[0]["lr"] = lr
+        for x, g in zip(ws, grads([x.detach().numpy() for x in ws])):
+            x.grad = torch.from_numpy(g)
+        opt.step()
+    assert_path_close(
+        tuple(x.detach().numpy() for x in ws),
+        lambda grad: tuple(ref.lars_tensors(starts, grad, LRS, eta=0.2, **kwargs)),
+        grads,
+        final_after=len(LRS),
+    )
 
 
 @pytest.mark.parametrize(

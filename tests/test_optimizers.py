@@ -221,7 +221,9 @@ def test_bfloat16_parameters(case):
         opt.step()
     assert w.dtype == torch.bfloat16 and torch.isfinite(w).all()
     assert all(
-        t.dtype == torch.bfloat16 for k, t in opt.state[w].items() if torch.is_tensor(t) and k != "step"
+        t.dtype == torch.bfloat16
+        for k, t in opt.state[w].items()
+        if torch.is_tensor(t) and k != "step"
     )
     if "tiny_first_steps" in case.tags:
         return  # Prodigy: its first steps, d0 * lr, are below bfloat16's resolution at 1

@@ -314,8 +314,17 @@ def test_schedule_free_adamw_uses_the_groups_step_count_for_a_late_tensor():
         {},
         dict(safeguard_warmup=True, growth_rate=1.3, use_bias_correction=True),
         dict(weight_decay=0.1, decouple=False, betas=(0.8, 0.99), beta3=0.95, d_coef=0.5),
+        # no first average: the authors' code steps with the new d (see ref.prodigy)
+        dict(betas=(0.0, 0.999)),
+        dict(betas=(0.0, 0.999), weight_decay=0.05),
     ],
-    ids=["defaults", "safeguard_warmup-growth_rate-bias_correction", "coupled_decay-betas"],
+    ids=[
+        "defaults",
+        "safeguard_warmup-growth_rate-bias_correction",
+        "coupled_decay-betas",
+        "beta1_0",
+        "beta1_0-decoupled_decay",
+    ],
 )
 def test_prodigy_defaults_against_the_transcription(kwargs):
     lrs = lrs_around(1.0, 80)
@@ -372,7 +381,8 @@ def test_prodigy_bfloat16_moves_when_its_steps_are_representable():
         opt.zero_grad()
         (w.float() ** 2).sum().backward()
         opt.step()
-    assert all(t.dtype == torch.bfloat16 for t in opt.state[w].values() if torch.is_tensor(t))
+    buffers = [t for k, t in opt.state[w].items() if torch.is_tensor(t) and k != "step"]
+    assert all(t.dtype == torch.bfloat16 for t in buffers)
     assert w.detach().float().abs().max() < 0.9 and opt.param_groups[0]["d"] >= 1e-2
 
 

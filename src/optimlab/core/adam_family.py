@@ -127,12 +127,14 @@ def nadam(
     momentum_decay: float,
     decoupled_weight_decay: bool,
     maximize: bool,
+    mu_product: float,
     single_precision_product: bool,
 ) -> None:
     """NAdam (Dozat, 2016): Adam whose momentum step looks ahead, as Nesterov's does.
 
-    With ``mu_t`` from :func:`nadam_momentum` and ``P_t = mu_1 * ... * mu_t``
-    (:func:`nadam_momentum_product`)::
+    With ``mu_t`` from :func:`nadam_momentum` and ``P_t = mu_1 * ... * mu_t``, formed from
+    ``mu_product`` (``P_{t-1}``) as torch forms it, rounded to float32 with
+    ``single_precision_product`` (the product in a float32 tensor)::
 
         m = beta1 * m + (1 - beta1) * g;   v = beta2 * v + (1 - beta2) * g**2
         d = sqrt(v / (1 - beta2**t)) + eps
@@ -152,9 +154,10 @@ def nadam(
     )
     mu = nadam_momentum(beta1, momentum_decay, step)
     mu_next = nadam_momentum(beta1, momentum_decay, step + 1)
-    product = nadam_momentum_product(
-        beta1, momentum_decay, step, single_precision=single_precision_product
-    )
+    if single_precision_product:  # float32_tensor *= mu: mu cast to float32 first
+        product = _to_float32(mu_product * _to_float32(mu))
+    else:
+        product = mu_product * mu
     product_next = product * mu_next  # in float64, as torch does (a Python float product)
     ops.lerp_(exp_avgs, grads, 1 - beta1)
     ops.mul_(exp_avg_sqs, beta2)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -203,6 +204,7 @@ def muon(
     eps: float,
     adjust_lr_fn: str | None,
     maximize: bool,
+    lr_dtype: torch.dtype | None = None,
 ) -> None:
     """Muon's step for a bucket of matrices, in torch.optim.Muon's form::
 
@@ -212,6 +214,8 @@ def muon(
         w = w - muon_adjusted_lr(lr, shape) * O
 
     The iteration runs in bfloat16, as torch's and the reference implementation's do.
+    ``lr_dtype``: the dtype of the tensor a learning rate came in, where torch computes
+    ``1 - lr * weight_decay`` and the adjusted rate (None: a number, computed in float64).
     """
     if maximize:
         grads = ops.neg(grads)
@@ -223,10 +227,12 @@ def muon(
         newton_schulz(u, ns_coefficients, ns_steps, eps).to(p.dtype)
         for u, p in zip(updates, params)
     ]
-    ops.mul_(params, 1 - lr * weight_decay)
+    rate: Any = lr if lr_dtype is None else torch.tensor(lr, dtype=lr_dtype)
+    ops.mul_(params, float(1 - rate * weight_decay))
     by_lr: dict[float, list[int]] = {}
     for i, p in enumerate(params):
-        by_lr.setdefault(muon_adjusted_lr(lr, adjust_lr_fn, p.shape), []).append(i)
+        adjusted = float(muon_adjusted_lr(rate, adjust_lr_fn, p.shape))
+        by_lr.setdefault(adjusted, []).append(i)
     for adjusted, indices in by_lr.items():
         ops.add_([params[i] for i in indices], [orthogonal[i] for i in indices], alpha=-adjusted)
 
@@ -302,8 +308,13 @@ def lars(
         v = momentum * v + lr * local_lr * (g + weight_decay * w)
         w = w - v
 
-    with norms over each tensor and ``local_lr = 1`` where ``|w|`` or ``|g|`` is 0 (as in
-    :func:`trust_ratios`). ``exclude_1d``: tensors of at most one dimension (biases,
+    with norms over each tensor, and ``local_lr = 1`` where ``|w|`` is 0 (a zero-initialized
+    tensor would never move with 0) or the denominator is 0 (``|g| = 0`` without weight
+    decay, where the step is 0 anyway), as optax's ``lars`` (``scale_by_trust_ratio``) does.
+    A zero gradient with weight decay is no exception: ``local_lr = trust_coefficient /
+    weight_decay``, so a dead layer's step (before momentum) is ``lr * trust_coefficient * w``,
+    as the paper's formula gives. (optax divides by ``|g + weight_decay * w|``, which equals
+    the paper's denominator there.) ``exclude_1d``: tensors of at most one dimension (biases,
     normalization weights) take ``local_lr = 1`` and no weight decay. ``momentum = 0`` keeps
     no buffer: ``w = w - lr * local_lr * (g + weight_decay * w)``.
     """
@@ -316,9 +327,10 @@ def lars(
         sub_grads = [grads[i] for i in adapted]
         weight_norms = _floats(ops.norm(sub_params))
         grad_norms = _floats(ops.norm(sub_grads))
+        denominators = [g + weight_decay * w for w, g in zip(weight_norms, grad_norms)]
         ratios = [
-            trust_coefficient * w / (g + weight_decay * w) if w > 0 and g > 0 else 1.0
-            for w, g in zip(weight_norms, grad_norms)
+            trust_coefficient * w / d if w > 0 and d > 0 else 1.0
+            for w, d in zip(weight_norms, denominators)
         ]
         if weight_decay != 0:
             sub_grads = ops.add(sub_grads, sub_params, alpha=weight_decay)

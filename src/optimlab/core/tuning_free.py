@@ -282,20 +282,28 @@ def prodigy_step(
     exp_avg_sqs: list[Tensor],
     *,
     d: float,
+    previous_d: float,
+    beta1: float,
     dlr: float,
     eps: float,
     decoupled_weight_decay: float,
 ) -> None:
     """Prodigy's second pass: ``x = x - dlr * decay * x - dlr * m / (sqrt(v) + d * eps)``.
 
-    ``d`` is the new estimate, ``dlr`` the step's ``d * lr * bias correction`` with the ``d``
-    the averages were taken with, as in the authors' code.
+    ``d`` is the new estimate, ``previous_d`` the one the averages were taken with, and
+    ``dlr`` the step's ``previous_d * lr * bias correction``, as in the authors' code. With
+    ``beta1 = 0`` the authors' code keeps no average and steps with ``dlr * d * g``: the new
+    ``d`` where ``m = previous_d * g`` has the old one, that is ``m`` times ``d * lr * bias
+    correction``. This is their choice, not the limit of ``beta1 -> 0`` (nor the paper's
+    Algorithm 4, whose step has ``d_k`` throughout): the step is ``d / previous_d`` times
+    longer, which matters while ``d`` grows.
     """
     denoms = ops.sqrt(exp_avg_sqs)
     ops.add_scalar_(denoms, d * eps)
     if decoupled_weight_decay != 0:
         ops.add_(params, params, alpha=-decoupled_weight_decay * dlr)
-    ops.addcdiv_(params, exp_avgs, denoms, -dlr)
+    step_size = dlr if beta1 > 0 else dlr * (d / previous_d)
+    ops.addcdiv_(params, exp_avgs, denoms, -step_size)
 
 
 def prodigy_bias_correction(beta1: float, beta2: float, k: int) -> float:

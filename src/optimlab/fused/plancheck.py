@@ -183,7 +183,8 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
 }
 
 /* The book-keeping of a fused step (after ol_plan_ready): every state's step count + 1 (and
-   steps[i] with it), every parameter's autograd version counter bumped. 0, or -1 with a Python error. */
+   steps[i] with it), every parameter's autograd version counter bumped. 0, or -1 with a
+   Python error. */
 int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, int64_t* steps) {
   if (!PyList_Check(fused) || !PyList_Check(states) ||
       PyList_GET_SIZE(states) != PyList_GET_SIZE(fused)) {

@@ -57,8 +57,10 @@ class FusedSteps:
         plan = self.plans.get(id(group))
         if plan is None or not plan.ready(self.optimizer, group):
             return None
-        shared = self.optimizer._state_arguments
-        if shared and len({tuple(s[k] for k in shared) for s in plan.states}) != 1:
+        if (
+            self.optimizer._state_arguments
+            and len(set(map(self.optimizer._state_key, plan.states))) != 1
+        ):
             return None  # the general path steps each set of parameters on its own
         return plan
 

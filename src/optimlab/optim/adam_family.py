@@ -8,7 +8,6 @@ import torch
 
 from ..core import adam_family as rules
 from .base import Optimizer
-from .binding import BETAS
 from .checks import (
     betas,
     boolean,
@@ -42,21 +41,13 @@ class NAdam(Optimizer):
     ``momentum_decay = 0`` keeps ``mu_t = beta1 / 2`` throughout.
 
     Parity with torch: its per-tensor path (the one it takes on the CPU), operation for
-    operation, so the parameters agree to the last bit. The one place that takes care: torch
-    keeps ``P_t`` as a state tensor of its default scalar dtype, float32 unless
-    ``torch.get_default_dtype()`` is float64, even for float64 parameters; rounding it to
-    float32 changes the step sizes by about 1e-7 relatively. So ``P_t`` is rounded as torch
-    rounds it (float32 unless the default dtype is float64 at the step), computed from ``t``
-    instead of kept in the state, which keeps the rule a function of the step count (fusable).
-    The state is therefore ``step``, ``exp_avg`` and ``exp_avg_sq``, without torch's
-    ``mu_product`` (:meth:`state_dict` saves it as torch keeps it, for torch to resume from, and
-    :meth:`load_state_dict` drops it from a torch checkpoint, which then resumes here with the
-    same results). One consequence: torch multiplies the product step by step with
-    the ``beta1`` and ``momentum_decay`` of that step, this class forms it from the current
-    values; the two agree unless these change during training
-    (``OneCycleLR(cycle_momentum=True)`` does), and then only while ``P_t`` still matters, the
-    first few dozen steps (with the default momentum_decay and beta1 <= 0.999 it falls below
-    2**-60 by step 61, where 1 - P_t rounds to 1).
+    operation, so the parameters agree to the last bit. The one place that takes care: the
+    state keeps ``P_t`` as torch does, in a 0-dim tensor ``mu_product`` of torch's scalar dtype
+    (float32 unless ``torch.get_default_dtype()`` is float64, even for float64 parameters;
+    loaded into float64 parameters, torch casts it to float64) multiplied by ``mu_t`` after
+    each step, and the step rounds the product in that tensor's dtype, as torch does: rounding
+    it to float32 changes the step sizes by about 1e-7 relatively. A state saved by optimlab
+    before it kept ``mu_product`` gets it computed from ``step``.
 
     How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
     :class:`optimlab.Adam`.
@@ -82,11 +73,8 @@ class NAdam(Optimizer):
         "maximize": boolean,
     }
     _rule = staticmethod(rules.nadam)
-    _derived = {
-        **BETAS,
-        # torch's scalar dtype (torch.optim.optimizer._get_scalar_dtype)
-        "single_precision_product": lambda _: torch.get_default_dtype() != torch.float64,
-    }
+    # The product of the momentum coefficients so far, kept as torch keeps it (a 0-dim tensor)
+    _state_arguments = ("mu_product",)
 
     def __init__(
         self,
@@ -110,15 +98,32 @@ class NAdam(Optimizer):
     def _buffer_names(self, group):
         return ("exp_avg", "exp_avg_sq")
 
-    def _torch_entries(self, state, group):
-        # torch's running product P_t, as this class computes it from the step count.
+    def _init_state(self, p, group):
+        return {**super()._init_state(p, group), "mu_product": torch.ones((), dtype=step_dtype())}
+
+    def _arguments(self, group, state, step):
+        arguments = super()._arguments(group, state, step)
+        # torch multiplies the product in its tensor's dtype (see the class docstring)
+        arguments["single_precision_product"] = state["mu_product"].dtype != torch.float64
+        return arguments
+
+    def _after_step(self, group, stepped):
+        numbers = self._numbers(group)
+        beta1, momentum_decay = numbers["betas"][0], numbers["momentum_decay"]
+        for state in stepped:  # as torch: mu_product *= mu_t
+            state["mu_product"].mul_(rules.nadam_momentum(beta1, momentum_decay, step_count(state)))
+
+    def _older_entry(self, name, entry, group):
+        if name != "mu_product":
+            return None
+        numbers = self._numbers(group)
         product = rules.nadam_momentum_product(
-            float(group["betas"][0]),
-            float(group["momentum_decay"]),
-            step_count(state),
-            single_precision=torch.get_default_dtype() != torch.float64,
+            numbers["betas"][0],
+            numbers["momentum_decay"],
+            step_count(entry),
+            single_precision=step_dtype() != torch.float64,
         )
-        return {"mu_product": torch.tensor(product, dtype=step_dtype())}
+        return torch.tensor(product, dtype=step_dtype())
 
 
 class RAdam(Optimizer):

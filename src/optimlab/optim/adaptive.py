@@ -6,6 +6,7 @@ import math
 from typing import Any
 
 import torch
+from torch import Tensor
 
 from ..core import rules
 from .base import Optimizer
@@ -152,6 +153,26 @@ class Adam(Optimizer):
     }
     _rule = staticmethod(rules.adam)
     _derived = {**BETAS, "bias_correction_on": item("bias_correction")}
+    _tensor_hyperparameters = ("lr", "betas")
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        super()._check_group(group)
+        # torch's rules for tensor hyperparameters, kept so that code written for it behaves
+        # the same: betas are both tensors or neither, and torch's multi-tensor path takes
+        # tensors only when capturable.
+        betas = group["betas"]
+        if sum(isinstance(beta, Tensor) for beta in betas) == 1:
+            raise ValueError(
+                f"Invalid betas: {betas!r}; betas must be either both floats or both Tensors"
+            )
+        if group["foreach"] is True and not group["capturable"]:
+            for name, value in [("lr", group["lr"]), ("betas[0]", betas[0])]:
+                if isinstance(value, Tensor):
+                    raise ValueError(
+                        f"Invalid {name}: a Tensor with foreach=True; {name} as a Tensor is "
+                        "not supported for capturable=False and foreach=True (as in torch): "
+                        "pass capturable=True, a number, or leave foreach unset"
+                    )
 
     def __init__(
         self,
@@ -185,8 +206,10 @@ class AdamW(Adam):
     Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
     ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.
     It is ``Adam(..., decoupled_weight_decay=True)``, as in torch. Every other argument is
-    :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads`` included); the default
-    ``weight_decay`` is 1e-2, as in torch.
+    :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads`` included, and the notes'
+    variants ``bias_correction`` and ``eps_inside_sqrt``, which torch lacks: its parameter
+    groups keep them besides torch's keys, and a group loaded without them takes the
+    defaults); the default ``weight_decay`` is 1e-2, as in torch.
 
     Example::
 
@@ -213,5 +236,6 @@ class AdamW(Adam):
         nonfinite_grads: str = "raise",
     ) -> None:
         settings = hyperparameters(locals())
-        super().__init__(params, **settings, decoupled_weight_decay=True,
-                         nonfinite_grads=nonfinite_grads)
+        super().__init__(
+            params, **settings, decoupled_weight_decay=True, nonfinite_grads=nonfinite_grads
+        )

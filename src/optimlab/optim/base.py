@@ -41,6 +41,7 @@ buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound b
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -168,9 +169,7 @@ class Optimizer(torch.optim.Optimizer):
         for name in self._tensor_hyperparameters:
             value = group.get(name)
             if isinstance(value, (tuple, list)):
-                numbers[name] = tuple(
-                    tensor_number(f"{name}[{i}]", v) for i, v in enumerate(value)
-                )
+                numbers[name] = tuple(tensor_number(f"{name}[{i}]", v) for i, v in enumerate(value))
             else:
                 numbers[name] = tensor_number(name, value)
         return numbers
@@ -195,9 +194,10 @@ class Optimizer(torch.optim.Optimizer):
                     "takes the per-tensor path; leave foreach unset"
                 )
         if group["fused"] in (True, "exact") and group["foreach"] is True:
-            raise ValueError(
-                f"Invalid fused={group['fused']!r} with foreach=True; choose one: fused for the "
-                "fused kernel, foreach=True for the multi-tensor path"
+            raise RuntimeError(
+                f"Invalid fused={group['fused']!r} with foreach=True: `fused` and `foreach` "
+                "cannot be `True` together; choose one: fused for the fused kernel, "
+                "foreach=True for the multi-tensor path"
             )
         if group["fused"] is True and self._unfusable_reason is not None:
             raise ValueError(
@@ -242,11 +242,16 @@ class Optimizer(torch.optim.Optimizer):
         seen: dict[int, int] = {}
         for j, p in enumerate(tensors):
             if id(p) in seen:
-                raise ValueError(
-                    f"Invalid params of group {index}: params[{j}] (shape {tuple(p.shape)}) "
-                    f"repeats params[{seen[id(p)]}]; each parameter may appear once"
+                # torch warns (and will refuse): the parameter is stepped once per appearance
+                warnings.warn(
+                    f"optimizer contains a parameter group with duplicate parameters: params[{j}]"
+                    f" of group {index} (shape {tuple(p.shape)}) repeats params[{seen[id(p)]}],"
+                    " so each step updates it twice, as torch.optim does; pass each parameter "
+                    "once",
+                    UserWarning,
+                    stacklevel=3,
                 )
-            seen[id(p)] = j
+            seen.setdefault(id(p), j)
         for k, group in enumerate(self.param_groups):
             for p in group["params"]:
                 if id(p) in seen:
@@ -285,9 +290,21 @@ class Optimizer(torch.optim.Optimizer):
         arguments = {**group, "step": step}
         if not group.get("differentiable"):
             arguments = self._numbers(arguments)
-        for name in self._state_arguments:
-            arguments[name] = state[name]
+        arguments.update(zip(self._state_arguments, self._state_key(state)))
         return arguments
+
+    def _state_key(self, state: dict[str, Any]) -> tuple[Any, ...]:
+        """The numbers of ``state``'s state arguments (kept, as torch keeps them, in 0-dim
+        tensors): parameters are stepped together only when these are equal."""
+        return tuple(
+            value.item() if isinstance(value, Tensor) else value
+            for value in map(state.__getitem__, self._state_arguments)
+        )
+
+    def _after_step(self, group: dict[str, Any], stepped: list[dict[str, Any]]) -> None:
+        """After a step: update the state entries kept for the next one (ASGD's step sizes,
+        NAdam's momentum product) in ``stepped``, the states of ``group``'s parameters that
+        were stepped. Nothing by default."""
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         """A parameter's state before its first step: ``step`` and zeroed buffers.
@@ -409,6 +426,12 @@ class Optimizer(torch.optim.Optimizer):
                 self._step_group(group)
             elif others:
                 self._step_params(group, others, fused=False)
+        if type(self)._after_step is not Optimizer._after_step:
+            for group in self.param_groups:
+                stepped = self._fused.stepped_states(group)  # those with gradients, if planned
+                if stepped is None:
+                    stepped = [self.state[p] for p in group["params"] if p.grad is not None]
+                self._after_step(group, stepped)
 
     def _refuse_eval_mode(self, holds: str) -> None:
         """Raise if a group is in eval mode (``train_mode`` False: schedule-free, ASGD), where
@@ -460,7 +483,7 @@ class Optimizer(torch.optim.Optimizer):
                 state.update(self._init_state(p, group))
             key = (p.device, p.dtype, advance_step(state))
             if shared:
-                key += tuple(state[name] for name in shared)
+                key += self._state_key(state)
             buckets.setdefault(key, []).append(p)
         foreach = group["foreach"] is not False and not group.get("differentiable")
         for (_, dtype, step, *_), bucket in buckets.items():
@@ -482,39 +505,21 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- saving and loading ----------------------------------------------------------------
 
-    def _torch_entries(self, state: dict[str, Any], group: dict[str, Any]) -> dict[str, Any]:
-        """Entries of a parameter's state as the torch twin keeps them, where this class keeps
-        them otherwise: one it computes instead (NAdam's ``mu_product``: dropped on loading) or
-        a number torch keeps in a tensor (ASGD's ``eta``). :meth:`state_dict` saves them, so the
-        twin resumes from the saved state."""
-        return {}
-
-    def state_dict(self) -> dict[str, Any]:
-        """The state as torch.optim saves it, so the torch twin can load it (and this class
-        a state the twin saved): each parameter's state with torch's entries (a 0-dim tensor
-        ``step`` and :meth:`_torch_entries`), the groups with torch's keys and this class's
-        own (``fused`` and the variants torch lacks, which torch ignores)."""
-        saved = super().state_dict()
-        for group, packed in zip(self.param_groups, saved["param_groups"]):
-            for key in packed["params"]:
-                entry = saved["state"].get(key)
-                if entry:
-                    saved["state"][key] = {**entry, **self._torch_entries(entry, group)}
-        return saved
-
     def _loaded_entries(
-        self, entry: dict[str, Any], template: dict[str, Any], where: str
+        self, entry: dict[str, Any], template: dict[str, Any], where: str, group: dict[str, Any]
     ) -> dict[str, Any]:
-        """A saved parameter state made this class's: entries the torch twin keeps and this
-        class computes dropped; a missing ``step`` (torch's SGD and Muon count no steps) taken
-        as 1, which is all these rules ask of it (not the first step); numbers torch keeps in
-        0-dim tensors (ASGD's ``eta`` and ``mu``) made numbers."""
+        """A saved parameter state, as torch.optim or optimlab saved it, made this class's:
+        a missing ``step`` (torch's SGD and Muon count no steps) taken as 1, which is all
+        their rules ask of it (not the first step); an entry an older optimlab did not keep
+        rebuilt by :meth:`_older_entry`; numbers it kept bare put in tensors as torch keeps
+        them."""
         entry = dict(entry)
-        for name in self._torch_entries(template, self.defaults):
-            if name not in template:
-                entry.pop(name, None)
-        if "step" not in entry and entry:
+        if entry and "step" not in entry:
             entry["step"] = 1
+        for name in set(template) - set(entry):
+            value = self._older_entry(name, entry, group) if entry else None
+            if value is not None:
+                entry[name] = value
         if set(entry) != set(template):
             raise ValueError(
                 f"{where} has entries {sorted(entry)} but this optimizer's "
@@ -522,14 +527,14 @@ class Optimizer(torch.optim.Optimizer):
             )
         for name, blank in template.items():
             value = entry[name]
-            if isinstance(blank, (int, float)) and isinstance(value, Tensor):
-                if value.numel() != 1:
-                    raise ValueError(
-                        f"{where}['{name}'] is {describe(value)} but this optimizer keeps a "
-                        "number there"
-                    )
-                entry[name] = value.item()
+            if isinstance(blank, Tensor) and blank.dim() == 0 and isinstance(value, (int, float)):
+                entry[name] = torch.tensor(float(value), dtype=blank.dtype)
         return entry
+
+    def _older_entry(self, name: str, entry: dict[str, Any], group: dict[str, Any]) -> Any:
+        """An entry of a parameter's state that states saved by older optimlab versions lack,
+        computed from the rest (``entry``), or None."""
+        return None
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state saved by ``state_dict()``, after checking that it fits.
@@ -565,7 +570,7 @@ class Optimizer(torch.optim.Optimizer):
                     continue
                 where = f"state_dict['state'][{key!r}] (parameter {j} of group {i})"
                 template = self._init_state(p, config)
-                entry = self._loaded_entries(saved_state[key], template, where)
+                entry = self._loaded_entries(saved_state[key], template, where, config)
                 if not entry:
                     continue
                 entry["step"] = new_step(step_count(entry))
@@ -580,7 +585,9 @@ class Optimizer(torch.optim.Optimizer):
                             f"with shape {tuple(blank.shape)} for a parameter of shape "
                             f"{tuple(p.shape)}"
                         )
-                    entry[name] = value.clone()
+                    # as torch loads it: on the parameter's device, in its dtype if floating
+                    dtype = p.dtype if p.is_floating_point() else value.dtype
+                    entry[name] = value.to(device=p.device, dtype=dtype, copy=True)
                 new_state[key] = entry
         dispatch = [
             {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}

@@ -15,8 +15,16 @@ from torch import Tensor
 from ..core import classic as rules
 from .base import Optimizer
 from .binding import item
+from .checks import (
+    LARGEST_SCALE,
+    boolean,
+    bounded,
+    hyperparameters,
+    non_negative,
+    real_number,
+    tensor_number,
+)
 from .state import new_step, step_count, step_dtype
-from .checks import LARGEST_SCALE, boolean, bounded, hyperparameters, non_negative, real_number
 
 # --- checks of this family's arguments -----------------------------------------------------
 
@@ -131,7 +139,10 @@ class Adagrad(Optimizer):
         value = group["initial_accumulator_value"]
         # A complex weight is a pair of reals: both parts start at the value, as in torch.
         fill = complex(value, value) if p.is_complex() else value
-        return {"step": new_step(), "sum": torch.full_like(p, fill, memory_format=torch.preserve_format)}
+        return {
+            "step": new_step(),
+            "sum": torch.full_like(p, fill, memory_format=torch.preserve_format),
+        }
 
 
 # --- Adadelta ------------------------------------------------------------------------------
@@ -284,19 +295,6 @@ class Rprop(Optimizer):
 # --- ASGD ----------------------------------------------------------------------------------
 
 
-def _torch_scalar(value: float, *, through_default_dtype: bool) -> float:
-    """``value`` as torch.optim.ASGD keeps it: in a 0-d tensor of its scalar dtype.
-
-    That dtype (``torch.optim.optimizer._get_scalar_dtype``) is float64 when the default
-    dtype is float64, else float32, whatever the parameters' dtype. A new ``eta`` or ``mu``
-    passes through ``torch.as_tensor`` first (the default dtype), the first ``eta`` does not.
-    """
-    scalar_dtype = torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32
-    if through_default_dtype:
-        return torch.as_tensor(value).to(scalar_dtype).item()
-    return torch.as_tensor(value, dtype=scalar_dtype).item()
-
-
 class ASGD(Optimizer):
     r"""ASGD; numerically identical to :class:`torch.optim.ASGD` (same arguments, defaults).
 
@@ -366,7 +364,8 @@ class ASGD(Optimizer):
     }
     _rule = staticmethod(rules.asgd)
     # The rule takes this step's eta and mu as scalars: they live in each parameter's state,
-    # and parameters are stepped together only when they share them.
+    # in 0-dim tensors as torch keeps them, and parameters are stepped together only when
+    # they share them.
     _state_arguments = ("eta", "mu")
     #: entries each parameter group carries besides its hyperparameters (saved with it)
     _group_state = {"train_mode": True}
@@ -409,43 +408,33 @@ class ASGD(Optimizer):
         # stepped parameter's state holds its training weights besides torch's entries.
         state = {
             "step": new_step(),
-            "eta": _torch_scalar(group["lr"], through_default_dtype=False),
-            "mu": 1.0,
+            "eta": torch.as_tensor(tensor_number("lr", group["lr"]), dtype=step_dtype()),
+            "mu": torch.ones((), dtype=step_dtype()),
             "ax": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
         if not group.get("train_mode", True):
             state["train_weight"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    def _torch_entries(self, state, group):
-        # torch keeps the step sizes in 0-dim tensors of its scalar dtype; they hold exactly
-        # these numbers (see _torch_scalar).
-        return {name: torch.tensor(state[name], dtype=step_dtype()) for name in ("eta", "mu")}
-
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step, then set each stepped parameter's ``eta`` and ``mu`` for the next."""
+        """Take one step (in train mode), then set each stepped parameter's ``eta`` and ``mu``
+        for the next."""
         self._refuse_eval_mode("their averages, not the training weights")
-        skipped = self.skipped_steps
-        loss = super().step(closure)
-        if self.skipped_steps != skipped:
-            return loss  # nothing stepped
-        for group in self.param_groups:
-            lr, lambd, alpha, t0 = group["lr"], group["lambd"], group["alpha"], group["t0"]
-            stepped = self._fused.stepped_states(group)  # those with gradients, if planned
-            if stepped is None:
-                stepped = [self.state[p] for p in group["params"] if p.grad is not None]
-            after: dict[int, tuple[float, float]] = {}  # by step count
-            for state in stepped:
-                step = step_count(state)
-                if step not in after:
-                    after[step] = (
-                        _torch_scalar(
-                            rules.asgd_eta(lr, lambd, alpha, step), through_default_dtype=True
-                        ),
-                        _torch_scalar(rules.asgd_mu(t0, step), through_default_dtype=True),
-                    )
-                state["eta"], state["mu"] = after[step]
-        return loss
+        return super().step(closure)
+
+    def _after_step(self, group, stepped):
+        lr, lambd, alpha, t0 = (self._numbers(group)[k] for k in ("lr", "lambd", "alpha", "t0"))
+        after: dict[int, tuple[Tensor, Tensor]] = {}  # by step count
+        for state in stepped:
+            step = step_count(state)
+            if step not in after:  # as torch computes them: through torch.as_tensor
+                after[step] = (
+                    torch.as_tensor(rules.asgd_eta(lr, lambd, alpha, step)),
+                    torch.as_tensor(rules.asgd_mu(t0, step)),
+                )
+            eta, mu = after[step]
+            state["eta"].copy_(eta)
+            state["mu"].copy_(mu)
 
     # -- the averaged weights ------------------------------------------------------------
 
@@ -496,7 +485,7 @@ class ASGD(Optimizer):
             group["train_mode"] = True
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        """Load a state saved by ``state_dict()``, or by torch.optim.ASGD (0-d tensor scalars).
+        """Load a state saved by ``state_dict()``, or by torch.optim.ASGD.
 
         The optimizer takes the saved mode: after a state saved in eval mode the parameters
         are taken to hold the averages (load the model saved with it), and :meth:`train` puts
@@ -507,10 +496,6 @@ class ASGD(Optimizer):
         for group in self.param_groups:
             for key, value in self._group_state.items():
                 group.setdefault(key, value)
-        for state in self.state.values():
-            for name in ("eta", "mu"):
-                if isinstance(state.get(name), Tensor):
-                    state[name] = state[name].item()
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)

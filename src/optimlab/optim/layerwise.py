@@ -31,6 +31,7 @@ from .checks import (
     real_number,
     unit_interval,
 )
+from .state import new_step
 
 # --- checks of the arguments only these optimizers take ------------------------------------
 
@@ -145,7 +146,7 @@ class _StateByKind(Optimizer):
 
     def _init_state(self, p, group):
         real = _as_real(p)
-        return {"step": 0, **self._kind_state(self._kind(real, group), real, group)}
+        return {"step": new_step(), **self._kind_state(self._kind(real, group), real, group)}
 
     def _step_params(self, group, params, fused):
         by_kind: dict[str, list[Tensor]] = {}
@@ -205,7 +206,7 @@ class Adafactor(_StateByKind):
         >>> model = torch.nn.Linear(4, 3)
         >>> opt = optimlab.Adafactor(model.parameters(), lr=1e-2)
         >>> model(torch.ones(8, 4)).pow(2).mean().backward(); _ = opt.step()
-        >>> [tuple(t.shape) for t in opt.state[model.weight].values() if torch.is_tensor(t)]
+        >>> [tuple(t.shape) for k, t in opt.state[model.weight].items() if k != "step"]
         [(3, 1), (1, 4)]
         >>> tuple(opt.state[model.bias]["variance"].shape)
         (3,)
@@ -374,6 +375,12 @@ class Muon(_StateByKind):
     def _kind_buffers(self, kind, group):
         return ("momentum_buffer",) if kind == "matrix" else ("exp_avg", "exp_avg_sq")
 
+    def _arguments(self, group, state, step):
+        arguments = super()._arguments(group, state, step)
+        lr = group["lr"]  # torch computes Muon's scalars in a tensor learning rate's dtype
+        arguments["lr_dtype"] = lr.dtype if isinstance(lr, Tensor) else None
+        return arguments
+
     def _update(self, ops, arguments, params, grads, buffers):
         if "momentum_buffer" in buffers:
             call_rule(rules.muon, ops, params, grads, buffers, arguments, {})
@@ -477,8 +484,11 @@ class LARS(Optimizer):
     gradient's scale, which keeps layers with small gradients learning at very large batch
     sizes (the paper trains AlexNet and ResNet-50 with batches of 8k-32k, with
     ``trust_coefficient`` 0.001 and ``lr`` a few units, warmed up and decayed). ``lr`` enters
-    the velocity, as in the paper (torch's SGD applies it after). Where ``|w|`` or ``|g|``
-    is 0, ``local_lr`` is 1, as in the reference implementations. ``exclude_1d=True`` gives
+    the velocity, as in the paper (torch's SGD applies it after). Where ``|w|`` is 0 (a
+    zero-initialized tensor) or the denominator is 0 (``|g| = 0`` and no weight decay),
+    ``local_lr`` is 1, as in optax's ``lars``; a zero gradient with weight decay (a dead layer,
+    or gradients zeroed but not set to None) takes the paper's
+    ``local_lr = trust_coefficient / weight_decay``. ``exclude_1d=True`` gives
     tensors of at most one dimension (biases, normalization weights) ``local_lr = 1`` and no
     weight decay, as SimCLR, BYOL and Barlow Twins do. ``momentum=0`` keeps no buffer.
 

@@ -59,6 +59,7 @@ class SGD(Optimizer):
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
+        differentiable: bool = False,
         nonfinite_grads: str = "raise",
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
@@ -77,6 +78,30 @@ class SGD(Optimizer):
 
 
 MOMENTUM_FORMS = ("ema", "heavy_ball")
+#: Momentum's coefficient when neither ``momentum`` nor ``beta`` is given
+MOMENTUM_DEFAULT = 0.9
+
+
+def _momentum_from_beta(group: dict[str, Any], default: float | None = None) -> None:
+    """Move ``beta`` (the notes' name) to ``momentum`` (torch's), in place, checking it.
+
+    For the constructor's arguments (``default``: ``momentum``'s default, which ``beta``
+    replaces), a parameter group given as a dict, and a group saved before the coefficient
+    was named ``momentum`` (otherwise loading it would fill in the default instead).
+    """
+    if "beta" not in group:
+        return
+    beta = group.pop("beta")
+    if beta is None:  # the constructor's default: not given
+        return
+    unit_interval("beta", beta)  # refused under the name the caller used
+    momentum = group.get("momentum", beta)
+    if momentum != beta and momentum != default:
+        raise ValueError(
+            f"Invalid momentum={momentum!r} with beta={beta!r}; pass only one of them "
+            "(beta is the notes' name for momentum)"
+        )
+    group["momentum"] = beta
 
 
 class Momentum(Optimizer):
@@ -101,7 +126,12 @@ class Momentum(Optimizer):
     look-ahead point, so the gradient you compute at the parameter is the one the rule needs;
     the points where gradients are evaluated are exactly those of the notes' formula.
 
-    ``g`` is the gradient (negated when ``maximize``) plus ``weight_decay * w``.
+    ``g`` is the gradient (negated when ``maximize``) plus ``weight_decay * w``, and ``beta``
+    is the ``momentum`` argument: it is called ``momentum`` in ``defaults`` and in the
+    parameter groups, as in :class:`torch.optim.SGD`, so that torch's schedulers find it
+    (``OneCycleLR`` and ``CyclicLR`` with ``cycle_momentum=True`` cycle it). ``beta=``, the
+    notes' name, is accepted for it, in the constructor and in parameter-group dicts, and a
+    checkpoint saved when the group key was ``beta`` loads with its value.
 
     How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
     :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
@@ -111,7 +141,7 @@ class Momentum(Optimizer):
 
         >>> import torch, optimlab
         >>> w = torch.tensor([1.0], requires_grad=True)
-        >>> opt = optimlab.Momentum([w], lr=0.5, beta=0.8)   # v = 0.2 * g on the first step
+        >>> opt = optimlab.Momentum([w], lr=0.5, momentum=0.8)   # v = 0.2 * g on step 1
         >>> (w ** 2).sum().backward(); _ = opt.step()
         >>> round(w.item(), 6)  # 1 - 0.5 * 0.2 * 2
         0.8
@@ -120,7 +150,7 @@ class Momentum(Optimizer):
     _checks = {
         **Optimizer._checks,
         "lr": non_negative,
-        "beta": unit_interval,
+        "momentum": unit_interval,
         "form": one_of(*MOMENTUM_FORMS),
         "nesterov": boolean,
         "bias_correction": boolean,
@@ -128,24 +158,39 @@ class Momentum(Optimizer):
         "maximize": boolean,
     }
 
-    _derived = {"bias_correction_on": item("bias_correction")}
+    #: the rules take the notes' ``beta``: the ``momentum`` hyperparameter
+    _derived = {"bias_correction_on": item("bias_correction"), "beta": item("momentum")}
 
     def __init__(
         self,
         params: Any,
         lr: float = 1e-2,
-        beta: float = 0.9,
+        momentum: float = MOMENTUM_DEFAULT,
         form: str = "ema",
         nesterov: bool = False,
         weight_decay: float = 0.0,
         *,
+        beta: float | None = None,
         bias_correction: bool = False,
         maximize: bool = False,
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
     ) -> None:
-        super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
+        defaults = hyperparameters(locals())
+        _momentum_from_beta(defaults, default=MOMENTUM_DEFAULT)
+        super().__init__(params, defaults, nonfinite_grads=nonfinite_grads)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        if isinstance(param_group, dict):
+            _momentum_from_beta(param_group)
+        super().add_param_group(param_group)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        groups = [dict(group) for group in state_dict["param_groups"]]
+        for group in groups:
+            _momentum_from_beta(group)
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     def _check_group(self, group):
         super()._check_group(group)

@@ -40,6 +40,7 @@ from .checks import (
     real_number,
     unit_interval,
 )
+from .state import advance_step, new_step
 
 # --- hyperparameter checks of this family ----------------------------------------------------
 
@@ -351,7 +352,10 @@ class ScheduleFreeSGD(_ScheduleFree):
 
     def _init_state(self, p, group):
         # z starts at the parameter: x = y = z before the first step.
-        return {"step": 0, "z": torch.clone(p, memory_format=torch.preserve_format).detach()}
+        return {
+            "step": new_step(),
+            "z": torch.clone(p, memory_format=torch.preserve_format).detach(),
+        }
 
 
 class ScheduleFreeAdamW(_ScheduleFree):
@@ -368,7 +372,9 @@ class ScheduleFreeAdamW(_ScheduleFree):
     ``x_{t+1} = (1 - c) * x_t + c * z_{t+1}``, ``c = w_t / sum_{i<=t} w_i``: ``z`` takes
     Adam's normalized steps without momentum, ``x`` averages them and the gradient is taken
     between the two; ``beta1`` plays momentum's part. The state holds ``z`` and ``v``: Adam's
-    memory.
+    memory. This is the authors' default code (``adamw_schedulefree.py``), not the paper's
+    Algorithm 1, which multiplies ``lr_t`` by ``sqrt(1 - beta2**t)`` instead of dividing ``v``
+    and weighs the average by that ``lr_t**2`` (their ``AdamWScheduleFreePaper``).
 
     When to use it: where you would use AdamW with warmup and a cosine or linear decay, when
     the training length is not known in advance or one run should serve several lengths
@@ -454,7 +460,7 @@ class ScheduleFreeAdamW(_ScheduleFree):
 
     def _init_state(self, p, group):
         return {
-            "step": 0,
+            "step": new_step(),
             "z": torch.clone(p, memory_format=torch.preserve_format).detach(),
             "exp_avg_sq": torch.zeros_like(p, memory_format=torch.preserve_format),
         }
@@ -481,12 +487,16 @@ class Prodigy(Optimizer):
         d = min(max(d, d_hat, every earlier d_hat), d * growth_rate)
         x = x - dlr * weight_decay * x                    (decouple=True, the default)
         x = x - dlr * m / (sqrt(v) + d * eps)             (the new d in the denominator)
+        x = x - dlr * d * g / (sqrt(v) + d * eps)         instead, when beta1 = 0
 
     ``bc = sqrt(1 - beta2**t) / (1 - beta1**t)`` with ``use_bias_correction``, else 1;
     ``beta3`` defaults to ``sqrt(beta2)``. ``d`` starts at ``d0`` (1e-6, rarely worth
     changing) and only grows: ``d_hat`` estimates the distance from ``x0`` to a solution
     (D-adaptation), and ``d * lr`` becomes Adam's learning rate. The estimate's numerator and
     ``d``, ``d_max``, ``d_hat`` and ``k`` live in each parameter group (saved with it).
+    ``betas=(0, beta2)`` steps as the authors' code does, with the new ``d`` where
+    ``m = d * g`` would have the previous one: a step ``new d / previous d`` times longer
+    than the limit ``beta1 -> 0`` (and than the paper's Algorithm 4), while ``d`` grows.
 
     When to use it: in place of Adam(W) when you do not want to tune the learning rate: keep
     ``lr=1`` (lower it, or ``d_coef``, only if training is unstable; ``d_coef`` 0.5-2 is the
@@ -497,7 +507,8 @@ class Prodigy(Optimizer):
     Differences from the authors' code: ``d`` is estimated per parameter group (theirs
     shares one over all groups and requires every group to have the same ``lr`` or 0); with
     a single group, the usual case, the two agree. ``lr=0`` for a group leaves it unchanged;
-    ``.grad`` is never modified; ``fsdp_in_use`` and ``slice_p`` are not offered.
+    ``.grad`` is never modified; ``fsdp_in_use`` and ``slice_p`` are not offered; with
+    ``beta1 = 0`` the state keeps ``exp_avg`` all the same (it holds ``d * g``).
 
     No fused path: each step needs two sums over all the group's tensors (a dot product and a
     1-norm) between two elementwise passes. ``foreach`` chooses the multi-tensor or the
@@ -614,12 +625,12 @@ class Prodigy(Optimizer):
             state = self.state[p]
             if not state:
                 state.update(self._init_state(p, group))
-            state["step"] += 1
+            step = advance_step(state)
             active.append(p)
         if not active or group["lr"] == 0:
             return  # the authors' code skips lr-0 groups; nothing would change
         state = self.state[active[0]]
-        arguments = self._arguments(group, state, state["step"])
+        arguments = self._arguments(group, state, step)
         buckets, numerator_delta, d_denom = self._statistics(group, arguments, active)
         if d_denom == 0:
             return  # no gradient yet (all zero): no information on d, no step, as the authors
@@ -636,6 +647,8 @@ class Prodigy(Optimizer):
                 buffers["exp_avg"],
                 buffers["exp_avg_sq"],
                 d=estimate.d,
+                previous_d=arguments["d"],
+                beta1=arguments["beta1"],
                 dlr=arguments["dlr"],
                 eps=group["eps"],
                 decoupled_weight_decay=arguments["decoupled_weight_decay"],
