@@ -187,9 +187,9 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Rprop,
         dict(step_sizes=(1.0, 1e-6)),
         ValueError,
-        r"Invalid step_sizes: \(1\.0, 1e-06\); expected a pair \(min, max\) with 0 < min <= max",
+        r"Invalid step_sizes: \(1\.0, 1e-06\); expected a pair \(min, max\) with 0 <= min <= max",
     ),
-    (optimlab.Rprop, dict(step_sizes=(0.0, 50.0)), ValueError, r"Invalid step_sizes: \(0\.0,"),
+    (optimlab.Rprop, dict(step_sizes=(-1e-6, 50.0)), ValueError, r"Invalid step_sizes: \(-1e-06,"),
     (optimlab.Rprop, dict(step_sizes=(-1e-6, 50)), ValueError, r"Invalid step_sizes: \(-1e-06,"),
     (optimlab.Rprop, dict(step_sizes=(1e-6,)), TypeError, r"Invalid step_sizes: \(1e-06,\); "),
     (

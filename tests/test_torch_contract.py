@@ -19,13 +19,14 @@ in float32 and float64:
   raises on a configuration, optimlab raises the same exception type;
 * checkpoints both ways (``test_torch_checkpoint_resumes_in_optimlab``,
   ``test_optimlab_checkpoint_resumes_in_torch``): a ``state_dict`` saved after 3 steps (through
-  ``torch.save``/``torch.load(weights_only=True)``) resumes for 3 more steps bitwise as torch
-  resumes from the same file, and an optimlab checkpoint says what torch's own checkpoint says
-  (torch resumed from either gives the same bits);
+  ``torch.save``/``torch.load(weights_only=True)``) resumes in optimlab for 3 more steps
+  bitwise as torch's run goes on uninterrupted, and an optimlab checkpoint says what torch's
+  own checkpoint says (torch resumed from either gives the same bits);
 * the state format (``test_state_dict_has_torchs_keys``): ``state_dict()`` has every
   param_groups key and every per-parameter state entry torch's has, with torch's values, dtypes
   and shapes (not the values of ``foreach`` and ``fused``, each instance's own dispatch choice),
-  after loading torch's checkpoint and after training as torch did; optimlab's extra keys are
+  after loading torch's checkpoint (the file given back) and after training as torch did;
+  optimlab's extra keys are
   allowed only where the class docstring names them;
 * ``state["step"]`` (``test_step_is_kept_as_torch_keeps_it``): the same Python type, dtype and
   value as torch's after one step;
@@ -345,10 +346,13 @@ def test_error_input_raises_torchs_type(info, index):
 
 @pytest.mark.parametrize("info, config, dtype", config_cases())
 def test_torch_checkpoint_resumes_in_optimlab(info, config, dtype):
+    # optimlab continues exactly as torch would have without the interruption. (torch resumed
+    # from the file mostly does too; not NAdam's with float64 parameters, whose product torch
+    # casts to float64 on loading.)
     start, saved = torch_or_skip(checkpoint, info.optim_cls, info, config, dtype, {})
-    expected = resume(info.optim_cls, info, config, dtype, {}, start, saved)
+    expected = trajectory(info.optim_cls, info, config, dtype, {}, 2 * RESUME_AT)[RESUME_AT:]
     actual = resume(twin(info), info, config, dtype, PLAIN, start, saved)
-    what = "optimlab resumed from torch's checkpoint vs torch resumed from it"
+    what = "optimlab resumed from torch's checkpoint vs torch uninterrupted"
     assert_same_steps(actual, expected, 0.0, what)
 
 
@@ -358,9 +362,6 @@ def test_optimlab_checkpoint_resumes_in_torch(info, config, dtype):
     start, torch_saved = torch_or_skip(checkpoint, info.optim_cls, info, config, dtype, {})
     _, our_saved = checkpoint(twin(info), info, config, dtype, PLAIN)
     theirs = resume(info.optim_cls, info, config, dtype, {}, start, our_saved)
-    ours = resume(twin(info), info, config, dtype, PLAIN, start, our_saved)
-    what = "torch resumed from optimlab's checkpoint vs optimlab resumed from it"
-    assert_same_steps(theirs, ours, 0.0, what)
     reference = resume(info.optim_cls, info, config, dtype, {}, start, torch_saved)
     what = "torch resumed from optimlab's checkpoint vs torch resumed from its own"
     assert_same_steps(theirs, reference, 0.0, what)
@@ -428,13 +429,13 @@ def assert_same_values(ours: dict, theirs: dict) -> None:
 @pytest.mark.parametrize("source", ["loaded_from_torch", "trained"])
 @pytest.mark.parametrize("info, config, dtype", config_cases())
 def test_state_dict_has_torchs_keys(info, config, dtype, source):
-    """``state_dict()`` after loading torch's checkpoint (or after training as torch did) holds
-    what torch's own instance holds then."""
+    """``state_dict()`` after loading torch's checkpoint holds what the checkpoint holds, and
+    after training as torch did what torch's instance holds."""
     start, saved = torch_or_skip(checkpoint, info.optim_cls, info, config, dtype, {})
     if source == "trained":
         theirs, ours = saved, checkpoint(twin(info), info, config, dtype, PLAIN)[1]
-    else:
-        theirs = resumed(info.optim_cls, info, config, dtype, {}, start, saved)[0].state_dict()
+    else:  # loading and saving again gives torch's file back
+        theirs = saved
         ours = resumed(twin(info), info, config, dtype, PLAIN, start, saved)[0].state_dict()
     problems = key_differences(ours, theirs, twin(info))
     assert all(DOCUMENTED in p for p in problems), "; ".join(problems)

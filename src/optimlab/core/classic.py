@@ -13,6 +13,7 @@ are plain Python numbers computed with the expressions torch evaluates; see
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from .ops import LoopOps
@@ -50,6 +51,53 @@ def adagrad(
     ops.addcmul_(sums, grads, grads, 1.0)
     denom = rms_denominator(ops, sums, eps=eps, eps_inside_sqrt=False)
     ops.addcdiv_(params, grads, denom, -adagrad_learning_rate(lr, lr_decay, step))
+
+
+def _sparse_like(grad: Tensor, values: Tensor) -> Tensor:
+    """A sparse tensor with ``grad``'s indices and size holding ``values`` (torch's
+    ``_make_sparse``; the indices are already valid, so they are not checked again)."""
+    return torch.sparse_coo_tensor(grad._indices(), values, grad.size(), check_invariants=False)
+
+
+def adagrad_sparse(
+    param: Tensor,
+    grad: Tensor,
+    state_sum: Tensor,
+    *,
+    step: int,
+    lr: float,
+    lr_decay: float,
+    eps: float,
+    maximize: bool,
+) -> None:
+    """:func:`adagrad` for one parameter whose gradient is sparse (COO), as torch.optim.Adagrad.
+
+    The gradient (negated when ``maximize``) is coalesced first, its repeated indices summed
+    (the update is not linear in it); then, at the rows ``i`` it holds, with values ``g``::
+
+        s[i] = s[i] + g**2
+        w[i] = w[i] - lr_t * g / (sqrt(s[i]) + eps)     lr_t = lr / (1 + (t - 1) * lr_decay)
+
+    and nothing else changes. The operations are torch's: ``param`` and ``state_sum`` are
+    changed in place with sparse additions. There is no weight decay: a sparse gradient cannot
+    hold ``weight_decay * w`` (the optimizer refuses it, as torch does).
+
+    >>> import torch
+    >>> w, s = torch.zeros(3), torch.zeros(3)
+    >>> g = torch.sparse_coo_tensor([[2, 0, 2]], [1.0, 4.0, 2.0], (3,))
+    >>> adagrad_sparse(w, g, s, step=1, lr=0.5, lr_decay=0.0, eps=0.0, maximize=False)
+    >>> w.tolist(), s.tolist()
+    ([-0.5, 0.0, -0.5], [16.0, 0.0, 9.0])
+    """
+    if maximize:
+        grad = -grad
+    grad = grad.coalesce()
+    values = grad._values()
+    state_sum.add_(_sparse_like(grad, values.pow(2)))
+    std = state_sum.sparse_mask(grad)
+    std_values = std._values().sqrt_().add_(eps)
+    clr = adagrad_learning_rate(lr, lr_decay, step)
+    param.add_(_sparse_like(grad, values / std_values), alpha=-clr)
 
 
 def adadelta(

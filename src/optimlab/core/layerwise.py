@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -204,7 +203,6 @@ def muon(
     eps: float,
     adjust_lr_fn: str | None,
     maximize: bool,
-    lr_dtype: torch.dtype | None = None,
 ) -> None:
     """Muon's step for a bucket of matrices, in torch.optim.Muon's form::
 
@@ -214,8 +212,6 @@ def muon(
         w = w - muon_adjusted_lr(lr, shape) * O
 
     The iteration runs in bfloat16, as torch's and the reference implementation's do.
-    ``lr_dtype``: the dtype of the tensor a learning rate came in, where torch computes
-    ``1 - lr * weight_decay`` and the adjusted rate (None: a number, computed in float64).
     """
     if maximize:
         grads = ops.neg(grads)
@@ -227,12 +223,10 @@ def muon(
         newton_schulz(u, ns_coefficients, ns_steps, eps).to(p.dtype)
         for u, p in zip(updates, params)
     ]
-    rate: Any = lr if lr_dtype is None else torch.tensor(lr, dtype=lr_dtype)
-    ops.mul_(params, float(1 - rate * weight_decay))
+    ops.mul_(params, 1 - lr * weight_decay)
     by_lr: dict[float, list[int]] = {}
     for i, p in enumerate(params):
-        adjusted = float(muon_adjusted_lr(rate, adjust_lr_fn, p.shape))
-        by_lr.setdefault(adjusted, []).append(i)
+        by_lr.setdefault(muon_adjusted_lr(lr, adjust_lr_fn, p.shape), []).append(i)
     for adjusted, indices in by_lr.items():
         ops.add_([params[i] for i in indices], [orthogonal[i] for i in indices], alpha=-adjusted)
 

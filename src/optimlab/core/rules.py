@@ -116,6 +116,51 @@ def sgd(
     ops.add_(params, grads, alpha=-lr)
 
 
+def sgd_sparse(
+    param: Tensor,
+    grad: Tensor,
+    momentum_buffer: Tensor | None,
+    *,
+    lr: float,
+    momentum: float,
+    dampening: float,
+    nesterov: bool,
+    maximize: bool,
+) -> Tensor | None:
+    """:func:`sgd` for one parameter whose gradient ``grad`` is sparse (COO), as torch.optim.SGD.
+
+    With ``g = -grad if maximize else grad``::
+
+        b = g                                   when momentum_buffer is None (the first step)
+        b = momentum * b + (1 - dampening) * g  afterwards
+        w = w - lr * b                          (w - lr * (g + momentum * b) with nesterov)
+
+    The operations are torch's, on sparse tensors (the gradient is not coalesced first): the
+    buffer made on the first step is sparse and gathers every later gradient's entries.
+    ``param`` and the buffer are changed in place; returns the buffer (a new one on the first
+    step), or None without momentum. There is no weight decay: a sparse gradient cannot hold
+    ``weight_decay * w`` (the optimizer refuses it, as torch does).
+
+    >>> import torch
+    >>> w = torch.ones(3)
+    >>> g = torch.sparse_coo_tensor([[2, 0, 2]], [1.0, 2.0, 3.0], (3,))
+    >>> b = sgd_sparse(w, g, None, lr=0.5, momentum=0.9, dampening=0.0, nesterov=False,
+    ...                maximize=False)
+    >>> w.tolist(), b.layout
+    ([0.0, 1.0, -1.0], torch.sparse_coo)
+    """
+    if maximize:
+        grad = -grad
+    if momentum != 0:
+        if momentum_buffer is None:
+            momentum_buffer = grad.detach().clone()
+        else:
+            momentum_buffer.mul_(momentum).add_(grad, alpha=1 - dampening)
+        grad = grad.add(momentum_buffer, alpha=momentum) if nesterov else momentum_buffer
+    param.add_(grad, alpha=-lr)
+    return momentum_buffer
+
+
 def ema_momentum(
     ops: LoopOps,
     params: list[Tensor],

@@ -48,6 +48,8 @@ class FusedSteps:
             return False
         if group.get("differentiable"):
             return False  # autograd through the step: the per-tensor path
+        if torch.compiler.is_compiling():
+            return False  # torch.compile traces PyTorch operations, not the compiled loop
         if self.optimizer._unfusable_reason is not None:
             return False
         return native.available()
@@ -157,7 +159,7 @@ class FusedSteps:
         parameter, its gradient and its buffers ``names`` (NotRecordable if it cannot be)."""
         tape = Tape(("param", "grad", *names))
         recorded = {name: [tape[name]] for name in names}
-        self.optimizer._update(tape.ops, arguments, [tape["param"]], [tape["grad"]], recorded)
+        self.optimizer._apply(tape.ops, arguments, [tape["param"]], [tape["grad"]], recorded)
         return tape
 
 

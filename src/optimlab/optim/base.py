@@ -66,6 +66,8 @@ from .checks import (
 from .state import StateMap, advance_step, new_step, step_count
 
 NONFINITE_POLICIES = ("raise", "skip", "ignore")
+#: the key of a step's arguments holding GradScaler's inverse scale (none of a hyperparameter)
+GRAD_UNSCALE = "grad_unscale"
 
 
 @contextmanager
@@ -284,6 +286,22 @@ class Optimizer(torch.optim.Optimizer):
         arguments (see :meth:`_arguments`)."""
         call_rule(self._rule, ops, params, grads, buffers, arguments, self._derived)
 
+    def _apply(
+        self,
+        ops: LoopOps,
+        arguments: dict[str, Any],
+        params: list[Tensor],
+        grads: list[Tensor],
+        buffers: dict[str, list[Tensor]],
+    ) -> None:
+        """:meth:`_update`, on the gradients divided by GradScaler's scale where a scaled
+        step asks for it (``arguments[GRAD_UNSCALE]``, the inverse scale): one elementwise
+        product more, which the fused loop takes as it reads each gradient."""
+        unscale = arguments.get(GRAD_UNSCALE)
+        if unscale is not None:
+            grads = ops.mul(grads, unscale)
+        self._update(ops, arguments, params, grads, buffers)
+
     def _arguments(self, group: dict[str, Any], state: dict[str, Any], step: int) -> dict[str, Any]:
         """What the rule's arguments are taken from, for parameters whose state is like
         ``state`` at step count ``step``: the group, ``step`` and the state arguments."""
@@ -291,6 +309,8 @@ class Optimizer(torch.optim.Optimizer):
         if not group.get("differentiable"):
             arguments = self._numbers(arguments)
         arguments.update(zip(self._state_arguments, self._state_key(state)))
+        if self._grad_unscale is not None:
+            arguments[GRAD_UNSCALE] = self._grad_unscale
         return arguments
 
     def _state_key(self, state: dict[str, Any]) -> tuple[Any, ...]:
@@ -347,7 +367,11 @@ class Optimizer(torch.optim.Optimizer):
                 grad = p.grad
                 if grad is None:
                     continue
-                _require_dense(grad)
+                if grad.layout != torch.strided:
+                    self._refuse_sparse(grad)
+                    if not bool(torch.isfinite(grad._values()).all()):
+                        return False
+                    continue
                 real = native.REAL_DTYPE.get(grad.dtype)
                 if use_native and real is not None and plain(grad, grad.dtype):
                     native_grads.setdefault(real, []).append(grad)
@@ -366,8 +390,11 @@ class Optimizer(torch.optim.Optimizer):
     def _raise_nonfinite(self) -> None:
         for i, group in enumerate(self.param_groups):
             for j, p in enumerate(group["params"]):
-                if p.grad is not None and not bool(torch.isfinite(p.grad).all()):
-                    kind = "NaN" if bool(torch.isnan(p.grad).any()) else "Inf"
+                grad = p.grad
+                if grad is not None and grad.layout != torch.strided:
+                    grad = grad._values()  # a sparse gradient: the values it holds
+                if grad is not None and not bool(torch.isfinite(grad).all()):
+                    kind = "NaN" if bool(torch.isnan(grad).any()) else "Inf"
                     raise NonFiniteGradientError(
                         f"The gradient of {self._param_name(i, j)} holds {kind}; the step was "
                         "not taken. Pass nonfinite_grads='skip' to skip such steps instead."
@@ -384,9 +411,42 @@ class Optimizer(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
-            self._step()
+        # torch's GradScaler protocol (see _step_supports_amp_scaling): the scaler has read the
+        # gradients once already and says whether one is not finite; skip such a step (not
+        # counted), else step with the gradients divided by the scale, in the rule itself.
+        found_inf = getattr(self, "found_inf", None)
+        if found_inf is not None and bool(found_inf.item() != 0):
+            return loss
+        grad_scale = getattr(self, "grad_scale", None)
+        if grad_scale is not None:  # GradScaler's own inverse: float32, from float64
+            self._grad_unscale = grad_scale.double().reciprocal().float().item()
+        try:
+            with torch.set_grad_enabled(bool(self.defaults.get("differentiable"))):
+                self._step(check_finite=found_inf is None)
+        finally:
+            self._grad_unscale = None
         return loss
+
+    #: ``torch.amp.GradScaler.step`` hands the step the scale (``grad_scale``) and whether a
+    #: gradient is not finite (``found_inf``), instead of unscaling the gradients in place and
+    #: reading ``found_inf`` on the host itself: the step divides by the scale as it reads the
+    #: gradients (one read, in the fused loop), and a step the scaler found an Inf in is
+    #: skipped, its count not advanced. The results are what the torch twin computes under
+    #: the scaler.
+    _step_supports_amp_scaling = True
+    _grad_unscale: float | None = None
+    #: whether the rule's gradients go through :meth:`_apply` (else :meth:`step` unscales
+    #: them in place first)
+    _unscales_in_rule = True
+
+    def _unscale_in_place(self) -> None:
+        grads: dict[tuple[torch.device, torch.dtype], list[Tensor]] = {}
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    grads.setdefault((p.grad.device, p.grad.dtype), []).append(p.grad)
+        for tensors in grads.values():
+            torch._foreach_mul_(tensors, self._grad_unscale)
 
     def _refuse_leaves(self) -> None:
         """With ``differentiable=True`` the step is recorded for autograd, which cannot record
@@ -403,13 +463,35 @@ class Optimizer(torch.optim.Optimizer):
                             "unset."
                         )
 
-    def _step(self) -> None:
+    def _refuse_unfusable_devices(self) -> None:
+        """``fused=True`` on a parameter with a gradient that the fused loop cannot reach (not
+        in the CPU's memory: a meta or CUDA tensor): say so, as torch does, before anything is
+        read."""
+        for i, group in enumerate(self.param_groups):
+            if group["fused"] is True:
+                for j, p in enumerate(group["params"]):
+                    if p.grad is None:
+                        continue
+                    if p.device.type != "cpu" or not (p.is_floating_point() or p.is_complex()):
+                        raise RuntimeError(
+                            "`fused=True` requires all the params to be floating point Tensors "
+                            f"of supported devices: ['cpu']; {self._param_name(i, j)} is a "
+                            f"{p.dtype} tensor on {p.device}. Pass fused=None to step it on "
+                            "another path."
+                        )
+
+    def _step(self, check_finite: bool = True) -> None:
         if self.defaults.get("differentiable"):
             self._refuse_leaves()
+        if self.defaults.get("fused") is True:
+            self._refuse_unfusable_devices()
+        if self._grad_unscale is not None and not self._unscales_in_rule:
+            self._unscale_in_place()
+            self._grad_unscale = None
         for group in self.param_groups:  # a schedule may have written a bad value since
             non_negative("lr", tensor_number("lr", group["lr"]))
         plans = [self._fused.ready(group) for group in self.param_groups]
-        if self.nonfinite_grads != "ignore":
+        if self.nonfinite_grads != "ignore" and check_finite:
             with torch.no_grad():
                 finite = self._grads_are_finite(plans)
             if not finite:
@@ -477,8 +559,17 @@ class Optimizer(torch.optim.Optimizer):
         for p in params:
             if p.grad is None:
                 continue
-            _require_dense(p.grad)
             state = self.state[p]
+            if p.grad.layout != torch.strided:  # a sparse gradient: its own step, as torch's
+                self._refuse_sparse(p.grad)
+                if not state:
+                    state.update(self._init_state(p, group))
+                step = advance_step(state)
+                arguments = self._arguments(group, state, step)
+                if arguments.pop(GRAD_UNSCALE, None) is not None:
+                    p.grad.mul_(self._grad_unscale)  # as GradScaler unscales: in place
+                self._step_sparse(arguments, p, state)
+                continue
             if not state:
                 state.update(self._init_state(p, group))
             key = (p.device, p.dtype, advance_step(state))
@@ -496,12 +587,25 @@ class Optimizer(torch.optim.Optimizer):
             grads = [_as_real(p.grad) for p in bucket]
             buffers = {name: [_as_real(self.state[p][name]) for p in bucket] for name in names}
             if foreach:
-                self._update(FOREACH, arguments, real, grads, buffers)
+                self._apply(FOREACH, arguments, real, grads, buffers)
             else:
                 ops = DIFFERENTIABLE if group.get("differentiable") else LOOP
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
-                    self._update(ops, arguments, [real[i]], [grads[i]], one)
+                    self._apply(ops, arguments, [real[i]], [grads[i]], one)
+
+    #: whether the class steps parameters whose gradients are sparse (``_step_sparse``), as
+    #: torch's SGD and Adagrad do (``nn.Embedding(sparse=True)``)
+    _supports_sparse_grads = False
+
+    def _refuse_sparse(self, grad: Tensor) -> None:
+        if not self._supports_sparse_grads:
+            _require_dense(grad)
+
+    def _step_sparse(self, arguments: dict[str, Any], p: Tensor, state: dict[str, Any]) -> None:
+        """Step one parameter whose gradient is sparse (COO), its state's step already
+        advanced; ``arguments`` as the rule takes them (see :meth:`_arguments`)."""
+        raise NotImplementedError
 
     # -- saving and loading ----------------------------------------------------------------
 
@@ -556,6 +660,7 @@ class Optimizer(torch.optim.Optimizer):
             )
         saved_state = state_dict["state"]
         new_state: dict[Any, Any] = {}
+        prepared: list[tuple[Tensor, dict[str, Any]]] = []
         for i, (saved, mine) in enumerate(zip(saved_groups, self.param_groups)):
             if len(saved["params"]) != len(mine["params"]):
                 raise ValueError(
@@ -585,10 +690,15 @@ class Optimizer(torch.optim.Optimizer):
                             f"with shape {tuple(blank.shape)} for a parameter of shape "
                             f"{tuple(p.shape)}"
                         )
-                    # as torch loads it: on the parameter's device, in its dtype if floating
-                    dtype = p.dtype if p.is_floating_point() else value.dtype
+                    # As torch loads a buffer: on the parameter's device, in its dtype if
+                    # floating. Not a 0-dim scalar (NAdam's mu_product): torch casts those
+                    # too, and its resumed run then departs from the uninterrupted one;
+                    # kept in the dtype it was saved in, a resumed run continues exactly.
+                    scalar = value.dim() == 0
+                    dtype = p.dtype if p.is_floating_point() and not scalar else value.dtype
                     entry[name] = value.to(device=p.device, dtype=dtype, copy=True)
                 new_state[key] = entry
+                prepared.append((p, entry))
         dispatch = [
             {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
             for mine in self.param_groups
@@ -598,6 +708,8 @@ class Optimizer(torch.optim.Optimizer):
         super().load_state_dict({**state_dict, "state": new_state})
         self.defaults = defaults  # ... which a resumed optimizer's groups must not gain
         self.state = StateMap(self.state)
+        for p, entry in prepared:  # as prepared above: torch's load casts the scalars too
+            self.state[p].update(entry)
         for group, keep in zip(self.param_groups, dispatch):
             for key, value in defaults.items():
                 group.setdefault(key, value)  # a checkpoint from before a key existed
@@ -634,8 +746,8 @@ class Optimizer(torch.optim.Optimizer):
 
 
 def _require_dense(grad: Tensor) -> None:
-    if grad.layout != torch.strided:
-        raise TypeError(
+    if grad.layout != torch.strided:  # torch's twins raise RuntimeError too
+        raise RuntimeError(
             f"Sparse gradients are not supported (a {grad.layout} gradient of shape "
             f"{tuple(grad.shape)}); use dense gradients, e.g. nn.Embedding(sparse=False)"
         )

@@ -11,6 +11,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -151,6 +152,52 @@ def positive_integer(name: str, value: Any) -> None:
         )
 
 
+class TensorScalar(float):
+    """The number in a 1-element float32 tensor (a tensor learning rate), whose arithmetic with
+    Python numbers is the tensor's: the other operand rounded to float32, then the result, as
+    ``torch.tensor(0.01) / x`` computes on the CPU. torch.optim computes with a tensor lr on
+    the tensor (Adam's ``lr / bias_correction1``), so a rule handed this number rounds where
+    torch's does. Anything else (``float(x)``, ``math.sqrt``) sees the plain float; so does a
+    step traced by ``torch.compile`` (a rounding apart from the eager step).
+
+    >>> lr = TensorScalar(torch.tensor(0.01).item())
+    >>> lr / 0.9 == torch.tensor(0.01).div(0.9).item(), type(1 - lr * 0.5).__name__
+    (True, 'TensorScalar')
+    """
+
+    __slots__ = ()
+
+    def _round(self, value: Any) -> TensorScalar:
+        return TensorScalar(float(np.float32(value)))
+
+    def __add__(self, other: Any) -> Any:
+        return self._round(np.float32(self) + np.float32(other))
+
+    def __radd__(self, other: Any) -> Any:
+        return self._round(np.float32(other) + np.float32(self))
+
+    def __sub__(self, other: Any) -> Any:
+        return self._round(np.float32(self) - np.float32(other))
+
+    def __rsub__(self, other: Any) -> Any:
+        return self._round(np.float32(other) - np.float32(self))
+
+    def __mul__(self, other: Any) -> Any:
+        return self._round(np.float32(self) * np.float32(other))
+
+    def __rmul__(self, other: Any) -> Any:
+        return self._round(np.float32(other) * np.float32(self))
+
+    def __truediv__(self, other: Any) -> Any:
+        return self._round(np.float32(self) / np.float32(other))
+
+    def __rtruediv__(self, other: Any) -> Any:
+        return self._round(np.float32(other) / np.float32(self))
+
+    def __neg__(self) -> Any:
+        return TensorScalar(-float(self))
+
+
 def tensor_number(name: str, value: Any) -> Any:
     """A hyperparameter torch also takes as a 1-element tensor (``lr=torch.tensor(0.01)``):
     the number such a tensor holds; any other value as it is.
@@ -167,7 +214,10 @@ def tensor_number(name: str, value: Any) -> Any:
         )
     if value.is_complex() or value.dtype == torch.bool:
         raise TypeError(f"Invalid {name}: a Tensor of dtype {value.dtype}; expected a real number")
-    return value.item()
+    number = value.item()
+    if value.dtype != torch.float32 or torch.compiler.is_compiling():
+        return number  # torch.compile traces plain floats without recompiling
+    return TensorScalar(number)
 
 
 def boolean(name: str, value: Any) -> None:
@@ -212,6 +262,31 @@ def fused_choice(name: str, value: Any) -> None:
     raise (ValueError if isinstance(value, str) else TypeError)(
         f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
     )
+
+
+def sparse_grad_allowed(optimizer: Any, grad: Tensor) -> None:
+    """Refuse the sparse gradient ``grad`` where torch.optim.SGD and Adagrad refuse it, with
+    their type (RuntimeError), before anything changes: in a group with ``weight_decay``
+    (whose gradient ``weight_decay * w`` is dense, which a sparse gradient cannot hold) or with
+    ``fused=True`` (the fused loop reads dense tensors only)."""
+    for group in optimizer.param_groups:
+        if not any(p.grad is grad for p in group["params"]):
+            continue
+        name, decay = type(optimizer).__name__, group.get("weight_decay", 0)
+        found = f"a {grad.layout} gradient of shape {tuple(grad.shape)}"
+        if decay != 0:
+            raise RuntimeError(
+                f"Invalid weight_decay={decay!r} with a sparse gradient ({found}): {name} "
+                f"would add weight_decay * w, which is dense, to it (torch.optim.{name} "
+                "refuses it too); give the parameter a group with weight_decay=0, or use "
+                "dense gradients, e.g. nn.Embedding(sparse=False)"
+            )
+        if group.get("fused") is True:
+            raise RuntimeError(
+                f"fused=True, but the fused loop cannot take sparse gradients ({found}), as "
+                f"torch.optim.{name}'s fused path cannot; pass fused=None to step it on the "
+                "sparse path"
+            )
 
 
 def describe(value: Any) -> str:

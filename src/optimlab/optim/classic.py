@@ -22,6 +22,7 @@ from .checks import (
     hyperparameters,
     non_negative,
     real_number,
+    sparse_grad_allowed,
     tensor_number,
 )
 from .state import new_step, step_count, step_dtype
@@ -61,11 +62,12 @@ def rprop_etas(name: str, value: Any) -> None:
 
 
 def rprop_step_sizes(name: str, value: Any) -> None:
-    """Rprop's bounds on the step sizes: 0 < min <= max (a step size of 0 never grows back)."""
+    """Rprop's bounds on the step sizes: 0 <= min <= max. torch allows min = 0, so does this
+    check; a step size that shrinks to 0 stays there (0 * etaplus is 0)."""
     low, high = _pair(name, value, "(min, max)")
-    if not 0.0 < low <= high:
+    if not 0.0 <= low <= high:
         raise ValueError(
-            f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 < min <= max"
+            f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 <= min <= max"
         )
     bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 
@@ -87,8 +89,10 @@ class Adagrad(Optimizer):
 
     It is RMSprop with the average replaced by a sum, so its steps keep shrinking like
     ``1/sqrt(t)``: good for convex problems and sparse features, often too cautious late in
-    training a network. The state is torch's: ``step`` and ``sum``. Sparse gradients are not
-    supported (torch's Adagrad takes them).
+    training a network. The state is torch's: ``step`` and ``sum``. Sparse (COO) gradients, as
+    ``nn.Embedding(sparse=True)`` makes, are taken as torch takes them, bitwise
+    (:func:`optimlab.core.classic.adagrad_sparse`), except with ``weight_decay`` or
+    ``fused=True``, which torch refuses too (RuntimeError).
 
     How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
     :class:`optimlab.Adam`.
@@ -114,6 +118,7 @@ class Adagrad(Optimizer):
         "maximize": boolean,
     }
     _rule = staticmethod(rules.adagrad)
+    _supports_sparse_grads = True
 
     def __init__(
         self,
@@ -143,6 +148,21 @@ class Adagrad(Optimizer):
             "step": new_step(),
             "sum": torch.full_like(p, fill, memory_format=torch.preserve_format),
         }
+
+    def _refuse_sparse(self, grad):
+        sparse_grad_allowed(self, grad)
+
+    def _step_sparse(self, arguments, p, state):
+        rules.adagrad_sparse(
+            p,
+            p.grad,
+            state["sum"],
+            step=arguments["step"],
+            lr=arguments["lr"],
+            lr_decay=arguments["lr_decay"],
+            eps=arguments["eps"],
+            maximize=arguments["maximize"],
+        )
 
 
 # --- Adadelta ------------------------------------------------------------------------------
@@ -283,7 +303,7 @@ class Rprop(Optimizer):
         return ("prev", "step_size")
 
     def _init_state(self, p, group):
-        lr = group["lr"]
+        lr = tensor_number("lr", group["lr"])
         fill = complex(lr, lr) if p.is_complex() else lr  # both real parts start at lr
         return {
             "step": new_step(),

@@ -375,12 +375,6 @@ class Muon(_StateByKind):
     def _kind_buffers(self, kind, group):
         return ("momentum_buffer",) if kind == "matrix" else ("exp_avg", "exp_avg_sq")
 
-    def _arguments(self, group, state, step):
-        arguments = super()._arguments(group, state, step)
-        lr = group["lr"]  # torch computes Muon's scalars in a tensor learning rate's dtype
-        arguments["lr_dtype"] = lr.dtype if isinstance(lr, Tensor) else None
-        return arguments
-
     def _update(self, ops, arguments, params, grads, buffers):
         if "momentum_buffer" in buffers:
             call_rule(rules.muon, ops, params, grads, buffers, arguments, {})

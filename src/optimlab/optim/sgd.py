@@ -7,7 +7,14 @@ from typing import Any
 from ..core import rules
 from .base import Optimizer
 from .binding import call_rule, item
-from .checks import boolean, hyperparameters, non_negative, one_of, unit_interval
+from .checks import (
+    boolean,
+    hyperparameters,
+    non_negative,
+    one_of,
+    sparse_grad_allowed,
+    unit_interval,
+)
 
 
 class SGD(Optimizer):
@@ -25,6 +32,10 @@ class SGD(Optimizer):
     How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
     :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
     results.
+
+    Sparse (COO) gradients, as ``nn.Embedding(sparse=True)`` makes, are taken as torch takes
+    them (:func:`optimlab.core.rules.sgd_sparse`: a sparse momentum buffer, bitwise torch's),
+    except with ``weight_decay`` or ``fused=True``, which torch refuses too (RuntimeError).
 
     Example::
 
@@ -46,6 +57,7 @@ class SGD(Optimizer):
         "maximize": boolean,
     }
     _rule = staticmethod(rules.sgd)
+    _supports_sparse_grads = True
 
     def __init__(
         self,
@@ -75,6 +87,25 @@ class SGD(Optimizer):
 
     def _buffer_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    def _refuse_sparse(self, grad):
+        sparse_grad_allowed(self, grad)
+
+    def _step_sparse(self, arguments, p, state):
+        momentum = arguments["momentum"]
+        first = arguments["step"] == 1  # torch's buffer is None: made from this gradient
+        buffer = rules.sgd_sparse(
+            p,
+            p.grad,
+            None if momentum == 0 or first else state["momentum_buffer"],
+            lr=arguments["lr"],
+            momentum=momentum,
+            dampening=arguments["dampening"],
+            nesterov=arguments["nesterov"],
+            maximize=arguments["maximize"],
+        )
+        if buffer is not None:
+            state["momentum_buffer"] = buffer
 
 
 MOMENTUM_FORMS = ("ema", "heavy_ball")

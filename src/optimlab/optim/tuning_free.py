@@ -595,6 +595,8 @@ class Prodigy(Optimizer):
         state["p0"] = torch.clone(p, memory_format=torch.preserve_format).detach()
         return state
 
+    _unscales_in_rule = False  # its statistics read the gradients too
+
     def _update(self, ops, arguments, params, grads, buffers):
         raise NotImplementedError("Prodigy steps a whole group at once, in _step_params")
 
