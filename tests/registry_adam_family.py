@@ -181,25 +181,29 @@ _ADEMAMIX = [
     (
         dict(betas=(0.9, 0.999)),
         TypeError,
-        r"Invalid betas: \(0\.9, 0\.999\); expected a triple \(beta1, beta2, beta3\)",
+        r"Invalid betas value: \(0\.9, 0\.999\); expected a triple \(beta1, beta2, beta3\)",
     ),
     (
         dict(betas=(0.9, 0.999, 1.0)),
         ValueError,
-        r"Invalid betas\[2\]: 1\.0; expected a number in \[0, 1\)",
+        r"Invalid beta parameter at index 2: 1\.0 \(.*\); expected a number in \[0, 1\)",
     ),
-    (dict(alpha=-1.0), ValueError, r"Invalid alpha: -1\.0; expected a finite number >= 0"),
-    (dict(beta3_warmup=0), ValueError, r"Invalid beta3_warmup: 0; expected None or an integer"),
+    (dict(alpha=-1.0), ValueError, r"Invalid alpha value: -1\.0; expected a finite number >= 0"),
+    (
+        dict(beta3_warmup=0),
+        ValueError,
+        r"Invalid beta3_warmup value: 0; expected None or an integer",
+    ),
     (
         dict(alpha_warmup=10.0),
         TypeError,
-        r"Invalid alpha_warmup: 10\.0 \(a float\); expected None or an integer >= 1",
+        r"Invalid alpha_warmup value: 10\.0 \(a float\); expected None or an integer >= 1",
     ),
-    (dict(alpha_warmup=True), TypeError, r"Invalid alpha_warmup: True"),
+    (dict(alpha_warmup=True), TypeError, r"Invalid alpha_warmup value: True"),
     (
         dict(alpha_warmup=10**60),
         ValueError,
-        r"Invalid alpha_warmup: 10+; expected None or an integer in \[1, 2\*\*53\]",
+        r"Invalid alpha_warmup value: 10+; expected None or an integer in \[1, 2\*\*53\]",
     ),
 ]
 
@@ -207,38 +211,38 @@ _BETAS = [
     (
         dict(betas=(1.0, 0.999)),
         ValueError,
-        r"Invalid betas\[0\]: 1\.0; expected a number in \[0, 1\)",
+        r"Invalid beta parameter at index 0: 1\.0 \(.*\); expected a number in \[0, 1\)",
     ),
     (
         dict(betas=(0.9, -0.1)),
         ValueError,
-        r"Invalid betas\[1\]: -0\.1; expected a number in \[0, 1\)",
+        r"Invalid beta parameter at index 1: -0\.1 \(.*\); expected a number in \[0, 1\)",
     ),
-    (dict(betas=(0.9, float("nan"))), ValueError, r"Invalid betas\[1\]: nan"),
-    (dict(betas=0.9), TypeError, r"Invalid betas: 0\.9; expected a pair \(beta1, beta2\)"),
+    (dict(betas=(0.9, float("nan"))), ValueError, r"Invalid betas\[1\] value: nan"),
+    (dict(betas=0.9), TypeError, r"Invalid betas value: 0\.9; expected a pair \(beta1, beta2\)"),
     (
         dict(betas=(0.9, 0.99, 0.999)),
         TypeError,
-        r"Invalid betas: \(0\.9, 0\.99, 0\.999\); expected a pair",
+        r"Invalid betas value: \(0\.9, 0\.99, 0\.999\); expected a pair",
     ),
     (
         dict(betas=(0.9, "x")),
         TypeError,
-        r"Invalid betas\[1\]: 'x' \(a str\); expected a real number",
+        r"Invalid betas\[1\] value: 'x' \(a str\); expected a real number",
     ),
 ]
 _EPS = [
-    (dict(eps=-1e-8), ValueError, r"Invalid eps: -1e-08; expected a finite number >= 0"),
-    (dict(eps=float("inf")), ValueError, r"Invalid eps: inf; expected a finite number"),
-    (dict(eps="1e-8"), TypeError, r"Invalid eps: '1e-8' \(a str\); expected a real number"),
+    (dict(eps=-1e-8), ValueError, r"Invalid eps value: -1e-08; expected a finite number >= 0"),
+    (dict(eps=float("inf")), ValueError, r"Invalid eps value: inf; expected a finite number"),
+    (dict(eps="1e-8"), TypeError, r"Invalid eps value: '1e-8' \(a str\); expected a real number"),
 ]
 _DECOUPLED = [
     (
         dict(decoupled_weight_decay=1),
         TypeError,
-        r"Invalid decoupled_weight_decay: 1; expected True or False",
+        r"Invalid decoupled_weight_decay value: 1; expected True or False",
     ),
-    (dict(decoupled_weight_decay="yes"), TypeError, r"Invalid decoupled_weight_decay: 'yes'"),
+    (dict(decoupled_weight_decay="yes"), TypeError, r"Invalid decoupled_weight_decay value: 'yes'"),
 ]
 
 # (class, keyword arguments, exception type, regex the message must match)
@@ -259,18 +263,18 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.NAdam,
         dict(momentum_decay=-4e-3),
         ValueError,
-        r"Invalid momentum_decay: -0\.004; expected a finite number >= 0",
+        r"Invalid momentum_decay value: -0\.004; expected a finite number >= 0",
     ),
     (
         optimlab.NAdam,
         dict(momentum_decay=float("nan")),
         ValueError,
-        r"Invalid momentum_decay: nan; expected a finite number",
+        r"Invalid momentum_decay value: nan; expected a finite number",
     ),
     (
         optimlab.NAdam,
         dict(momentum_decay=None),
         TypeError,
-        r"Invalid momentum_decay: None \(a NoneType\); expected a real number",
+        r"Invalid momentum_decay value: None \(a NoneType\); expected a real number",
     ),
 ]

@@ -107,7 +107,7 @@ def test_nadam_momentum_product_cache_answers_in_any_order():
 
 
 def test_a_torch_nadam_checkpoint_resumes_in_optimlab_nadam(digits):
-    # Drop-in migration: torch's state holds mu_product as well, which optimlab recomputes.
+    # Drop-in migration: torch's state holds mu_product as well, which optimlab keeps too.
     from conftest import make_mlp
     from test_optimizers import train
 
@@ -124,7 +124,8 @@ def test_a_torch_nadam_checkpoint_resumes_in_optimlab_nadam(digits):
         del group[key]
     opt_ours.load_state_dict(saved)
     assert opt_ours.param_groups[0]["decoupled_weight_decay"] is True
-    assert sorted(opt_ours.state[next(ours.parameters())]) == ["exp_avg", "exp_avg_sq", "step"]
+    entries = sorted(opt_ours.state[next(ours.parameters())])
+    assert entries == ["exp_avg", "exp_avg_sq", "mu_product", "step"]
     train(theirs, opt_theirs, X, y, 5, 0.01, lr_changes=False)
     train(ours, opt_ours, X, y, 5, 0.01, lr_changes=False)
     for a, b in zip(theirs.parameters(), ours.parameters()):
@@ -239,7 +240,7 @@ def test_keyword_only_dispatch_arguments():
 @pytest.mark.parametrize(
     "cls, buffers",
     [
-        (optimlab.NAdam, ["exp_avg", "exp_avg_sq", "step"]),
+        (optimlab.NAdam, ["exp_avg", "exp_avg_sq", "mu_product", "step"]),
         (optimlab.RAdam, ["exp_avg", "exp_avg_sq", "step"]),
         (optimlab.Adamax, ["exp_avg", "exp_inf", "step"]),
         (optimlab.Lion, ["exp_avg", "step"]),

@@ -85,14 +85,14 @@ def test_state_dict_round_trip():
         (
             lambda: optimlab.EWA(beta=1.0),
             ValueError,
-            r"Invalid beta: 1\.0; expected a number in \[0, 1\)",
+            r"Invalid beta value: 1\.0; expected a number in \[0, 1\)",
         ),
-        (lambda: optimlab.EWA(beta=-0.2), ValueError, r"Invalid beta: -0\.2"),
-        (lambda: optimlab.EWA(beta="0.9"), TypeError, r"Invalid beta: '0\.9'"),
+        (lambda: optimlab.EWA(beta=-0.2), ValueError, r"Invalid beta value: -0\.2"),
+        (lambda: optimlab.EWA(beta="0.9"), TypeError, r"Invalid beta value: '0\.9'"),
         (
             lambda: optimlab.EWA(beta=0.9, bias_correction="yes"),
             TypeError,
-            r"Invalid bias_correction: 'yes'",
+            r"Invalid bias_correction value: 'yes'",
         ),
         (
             lambda: optimlab.EWA(0.9).update("hot"),
@@ -114,7 +114,7 @@ def test_state_dict_round_trip():
             ValueError,
             r"Invalid series: it holds NaN or Inf",
         ),
-        (lambda: optimlab.ewa([1.0], 1.5), ValueError, r"Invalid beta: 1\.5"),
+        (lambda: optimlab.ewa([1.0], 1.5), ValueError, r"Invalid beta value: 1\.5"),
     ],
 )
 def test_bad_input(call, error, message):

@@ -561,7 +561,7 @@ def test_asgd_mode_mismatches_in_a_loaded_state_are_refused_clearly():
         (
             changed(eval_state, group={"train_mode": "eval"}),
             TypeError,
-            r"Invalid train_mode: 'eval'; expected True or False",
+            r"Invalid train_mode value: 'eval'; expected True or False",
         ),
         (
             {**eval_state, "param_groups": eval_state["param_groups"] * 2},

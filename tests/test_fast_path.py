@@ -512,9 +512,9 @@ def test_nonfinite_gradients_on_the_fused_path(bad, plan_checks):
 def test_bad_fused_arguments():
     w = torch.zeros(2, requires_grad=True)
     expected = r"expected None, True, False or 'exact'"
-    with pytest.raises(ValueError, match=rf"Invalid fused: 'yes'; {expected}"):
+    with pytest.raises(ValueError, match=rf"Invalid fused value: 'yes'; {expected}"):
         optimlab.SGD([w], fused="yes")
-    with pytest.raises(TypeError, match=rf"Invalid fused: 1; {expected}"):
+    with pytest.raises(TypeError, match=rf"Invalid fused value: 1; {expected}"):
         optimlab.SGD([w], fused=1)
     with pytest.raises(RuntimeError, match=r"Invalid fused=True with foreach=True"):
         optimlab.Adam([w], fused=True, foreach=True)

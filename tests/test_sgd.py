@@ -86,7 +86,9 @@ def test_beta_is_accepted_for_momentum():
     assert all("beta" not in g for g in opt.param_groups) and "beta" not in opt.defaults
     # torch's contract: the defaults are constructor arguments
     assert optimlab.Momentum([a], **opt.defaults).defaults == opt.defaults
-    with pytest.raises(ValueError, match=r"Invalid beta: 1\.0; expected a number in \[0, 1\)"):
+    with pytest.raises(
+        ValueError, match=r"Invalid beta value: 1\.0; expected a number in \[0, 1\)"
+    ):
         optimlab.Momentum([a], beta=1.0)
     with pytest.raises(ValueError, match=r"Invalid momentum=0\.5 with beta=0\.8; pass only one"):
         optimlab.Momentum([a], momentum=0.5, beta=0.8)

@@ -154,7 +154,7 @@ def test_bad_optimizer_argument_is_reported_when_built(tmp_path):
     config = load_config(
         write(tmp_path, config_text('name = "iris"', optimizer='name = "adam"\nlr = -1.0'))
     )
-    with pytest.raises(ConfigError, match=r"\[optimizer\] Invalid lr: -1\.0"):
+    with pytest.raises(ConfigError, match=r"\[optimizer\] Invalid lr value: -1\.0"):
         run(config, tmp_path / "out", progress=False)
 
 

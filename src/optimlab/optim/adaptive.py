@@ -169,7 +169,7 @@ class Adam(Optimizer):
             for name, value in [("lr", group["lr"]), ("betas[0]", betas[0])]:
                 if isinstance(value, Tensor):
                     raise ValueError(
-                        f"Invalid {name}: a Tensor with foreach=True; {name} as a Tensor is "
+                        f"Invalid {name} value: a Tensor with foreach=True; {name} as a Tensor is "
                         "not supported for capturable=False and foreach=True (as in torch): "
                         "pass capturable=True, a number, or leave foreach unset"
                     )

@@ -139,9 +139,9 @@ class Optimizer(torch.optim.Optimizer):
     ) -> None:
         one_of(*NONFINITE_POLICIES)("nonfinite_grads", nonfinite_grads)
         if isinstance(params, Tensor):
-            raise TypeError(
-                f"Invalid params: {describe(params)}; expected an iterable of tensors or of "
-                "parameter-group dicts: pass [tensor] or model.parameters()"
+            raise TypeError(  # torch's words first
+                "params argument given to the optimizer should be an iterable of Tensors or "
+                f"dicts, but got {describe(params)}: pass [tensor] or model.parameters()"
             )
         if isinstance(params, (set, frozenset)):
             raise TypeError(
@@ -260,7 +260,8 @@ class Optimizer(torch.optim.Optimizer):
                     raise ValueError(
                         f"Invalid params of group {index}: params[{seen[id(p)]}] (shape "
                         f"{tuple(p.shape)}) is already in group {k}; a parameter may belong to "
-                        "one group only"
+                        "one group only (some parameters appear in more than one parameter "
+                        "group)"
                     )
         candidate = {**self.defaults, **param_group}
         self._check_group(candidate)

@@ -1,7 +1,9 @@
-"""Hyperparameter checks of the optimizer classes, in torch's style: ``"Invalid lr: -1.0; ..."``.
+"""Hyperparameter checks of the optimizer classes, in torch's words: ``"Invalid lr value: -1.0"``.
 
 Each check takes ``(name, value)`` and raises TypeError or ValueError naming both and what is
-valid; a class lists its checks in ``_checks``. (The functional API checks its arguments with
+valid; a class lists its checks in ``_checks``. The messages begin as torch.optim's do
+(``"Invalid weight_decay value: -1"``, ``"Invalid beta parameter at index 0: 1.0"``), so code
+and tests matching torch's messages match these. (The functional API checks its arguments with
 :mod:`optimlab.checks`, whose messages name the owner first.)
 """
 
@@ -66,14 +68,14 @@ def real_number(name: str, value: Any) -> float:
     """A finite real number (not a bool), as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
-            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected a real number"
+            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected a real number"
         )
     try:
         real = float(value)  # a Python int beyond the float range raises OverflowError
     except OverflowError:
         real = math.inf
     if not math.isfinite(real):
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number")
     return real
 
 
@@ -95,7 +97,7 @@ def bounded(
     if number < low or number > high or (open_low and number == low):
         opening = "(" if open_low else "["
         raise ValueError(
-            f"Invalid {name}: {value!r}; expected a number in "
+            f"Invalid {name} value: {value!r}; expected a number in "
             f"{opening}{power_of_two(low) if low else 0}, {power_of_two(high)}]: {why}"
         )
     return number
@@ -104,14 +106,14 @@ def bounded(
 def non_negative(name: str, value: Any) -> None:
     """A number in [0, 2**32] (learning rates, epsilons, weight decay, dampening)."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
     bounded(name, value, 0.0, LARGEST_SCALE)
 
 
 def unit_interval(name: str, value: Any) -> None:
     """A coefficient of an average: 0 <= value < 1."""
     if not 0.0 <= real_number(name, value) < 1.0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1)")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a number in [0, 1)")
 
 
 def betas(count: int) -> Callable[[str, Any], None]:
@@ -121,9 +123,13 @@ def betas(count: int) -> Callable[[str, Any], None]:
 
     def check(name: str, value: Any) -> None:
         if not isinstance(value, (tuple, list)) or len(value) != count:
-            raise TypeError(f"Invalid {name}: {value!r}; expected {kind} ({names})")
+            raise TypeError(f"Invalid {name} value: {value!r}; expected {kind} ({names})")
         for i, beta in enumerate(value):
-            unit_interval(f"{name}[{i}]", beta)
+            if not 0.0 <= real_number(f"{name}[{i}]", beta) < 1.0:  # in torch's words
+                raise ValueError(
+                    f"Invalid beta parameter at index {i}: {beta!r} ({name}="
+                    f"{tuple(value)!r}); expected a number in [0, 1)"
+                )
 
     return check
 
@@ -141,14 +147,14 @@ def positive_integer(name: str, value: Any) -> None:
     """A count of steps (a warm-up's length): an integer in [1, 2**53]."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected an integer >= 1"
+            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected an integer >= 1"
         )
     if value < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; expected an integer >= 1")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected an integer >= 1")
     if value > LARGEST_STEP_COUNT:
         raise ValueError(
-            f"Invalid {name}: {value!r}; expected an integer in [1, 2**53]: a rule divides by "
-            "it in float64, which counts steps exactly up to 2**53"
+            f"Invalid {name} value: {value!r}; expected an integer in [1, 2**53]: a rule "
+            "divides by it in float64, which counts steps exactly up to 2**53"
         )
 
 
@@ -209,11 +215,13 @@ def tensor_number(name: str, value: Any) -> Any:
         return value
     if value.numel() != 1:
         raise ValueError(
-            f"Invalid {name}: {describe(value)}; Tensor {name} must be 1-element (a number in "
-            "a tensor)"
+            f"Invalid {name} value: {describe(value)}; Tensor {name} must be 1-element (a "
+            "number in a tensor)"
         )
     if value.is_complex() or value.dtype == torch.bool:
-        raise TypeError(f"Invalid {name}: a Tensor of dtype {value.dtype}; expected a real number")
+        raise TypeError(
+            f"Invalid {name} value: a Tensor of dtype {value.dtype}; expected a real number"
+        )
     number = value.item()
     if value.dtype != torch.float32 or torch.compiler.is_compiling():
         return number  # torch.compile traces plain floats without recompiling
@@ -222,14 +230,29 @@ def tensor_number(name: str, value: Any) -> Any:
 
 def boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise TypeError(f"Invalid {name}: {value!r}; expected True or False")
+        raise TypeError(f"Invalid {name} value: {value!r}; expected True or False")
+
+
+def torch_words(
+    check: Callable[[str, Any], None], words: Callable[[Any], str]
+) -> Callable[[str, Any], None]:
+    """``check``, whose ValueError also says what torch says of the value, ``words(value)``
+    (so code matching torch's message matches ours)."""
+
+    def checked(name: str, value: Any) -> None:
+        try:
+            check(name, value)
+        except ValueError as error:
+            raise ValueError(f"{error} ({words(value)})") from None
+
+    return checked
 
 
 def one_of(*choices: str) -> Callable[[str, Any], None]:
     def check(name: str, value: Any) -> None:
         if value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
-            raise ValueError(f"Invalid {name}: {value!r}; expected one of {allowed}")
+            raise ValueError(f"Invalid {name} value: {value!r}; expected one of {allowed}")
 
     return check
 
@@ -260,7 +283,7 @@ def fused_choice(name: str, value: Any) -> None:
     if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "exact"):
         return
     raise (ValueError if isinstance(value, str) else TypeError)(
-        f"Invalid {name}: {value!r}; expected None, True, False or 'exact'"
+        f"Invalid {name} value: {value!r}; expected None, True, False or 'exact'"
     )
 
 

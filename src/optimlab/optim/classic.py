@@ -33,7 +33,7 @@ from .state import new_step, step_count, step_dtype
 def closed_unit_interval(name: str, value: Any) -> None:
     """A decay rate that may be 1 (torch accepts it): 0 <= value <= 1."""
     if not 0.0 <= real_number(name, value) <= 1.0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a number in [0, 1]")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a number in [0, 1]")
 
 
 def non_negative_any_size(name: str, value: Any) -> None:
@@ -41,12 +41,12 @@ def non_negative_any_size(name: str, value: Any) -> None:
     starts the average) and ``alpha`` (an exponent; a power beyond float64 makes the step size
     its limit, 0)."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
 
 
 def _pair(name: str, value: Any, meaning: str) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name}: {value!r}; expected a pair {meaning}")
+        raise TypeError(f"Invalid {name} value: {value!r}; expected a pair {meaning}")
     return real_number(f"{name}[0]", value[0]), real_number(f"{name}[1]", value[1])
 
 
@@ -54,9 +54,9 @@ def rprop_etas(name: str, value: Any) -> None:
     """Rprop's factors: the step size shrinks by the first and grows by the second."""
     etaminus, etaplus = _pair(name, value, "(etaminus, etaplus)")
     if not 0.0 < etaminus < 1.0 < etaplus:
-        raise ValueError(
-            f"Invalid {name}: {value!r}; expected a pair (etaminus, etaplus) with "
-            "0 < etaminus < 1 < etaplus"
+        raise ValueError(  # torch's words first
+            f"Invalid eta values: {etaminus}, {etaplus} ({name}={tuple(value)!r}); expected a "
+            "pair (etaminus, etaplus) with 0 < etaminus < 1 < etaplus"
         )
     bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 
@@ -67,7 +67,7 @@ def rprop_step_sizes(name: str, value: Any) -> None:
     low, high = _pair(name, value, "(min, max)")
     if not 0.0 <= low <= high:
         raise ValueError(
-            f"Invalid {name}: {value!r}; expected a pair (min, max) with 0 <= min <= max"
+            f"Invalid {name} value: {value!r}; expected a pair (min, max) with 0 <= min <= max"
         )
     bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 

@@ -29,6 +29,7 @@ from .checks import (
     optional,
     pair_in_unit_interval,
     real_number,
+    torch_words,
     unit_interval,
 )
 from .state import new_step
@@ -39,33 +40,35 @@ from .state import new_step
 def _relative_step(name: str, value: Any) -> None:
     """A learning rate that moves each tensor relative to its norm (LAMB, Adafactor): [0, 2**16]."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
     bounded(name, value, 0.0, LARGEST_RELATIVE_STEP, why=RELATIVE_STEP_REASON)
 
 
 def _non_positive(name: str, value: Any) -> None:
     if real_number(name, value) > 0:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number <= 0")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number <= 0")
 
 
 def _at_least_one(name: str, value: Any) -> None:
     if real_number(name, value) < 1:
-        raise ValueError(f"Invalid {name}: {value!r}; expected a finite number >= 1")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 1")
 
 
 def _adafactor_eps(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(
-            f"Invalid {name}: {value!r}; expected a pair (eps1, eps2), eps1 may be None"
+            f"Invalid {name} value: {value!r}; expected a pair (eps1, eps2), eps1 may be None"
         )
-    if value[0] is not None:  # None: the dtype's machine epsilon
-        non_negative(f"{name}[0]", value[0])
-    non_negative(f"{name}[1]", value[1])
+    for i in (0, 1):  # eps1 may be None: the dtype's machine epsilon
+        if value[i] is not None or i == 1:
+            torch_words(non_negative, lambda v, i=i: f"epsilon{i + 1} should be >= 0")(
+                f"{name}[{i}]", value[i]
+            )
 
 
 def _coefficients(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 3:
-        raise TypeError(f"Invalid {name}: {value!r}; expected three numbers (a, b, c)")
+        raise TypeError(f"Invalid {name} value: {value!r}; expected three numbers (a, b, c)")
     for i, v in enumerate(value):
         real_number(f"{name}[{i}]", v)
 
@@ -92,22 +95,22 @@ def _newton_schulz_peak(a: float, b: float, c: float, steps: int) -> float:
 def _ns_steps(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"Invalid {name}: {value!r} (a {type(value).__name__}); expected an integer "
+            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected an integer "
             "from 1 to 99"
         )
     if not 1 <= value < 100:
-        raise ValueError(f"Invalid {name}: {value!r}; expected an integer from 1 to 99")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected an integer from 1 to 99")
 
 
 def _weight_norm_clamp(name: str, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name}: {value!r}; expected None or a pair (low, high)")
+        raise TypeError(f"Invalid {name} value: {value!r}; expected None or a pair (low, high)")
     non_negative(f"{name}[0]", value[0])
     non_negative(f"{name}[1]", value[1])
     if value[0] > value[1]:
-        raise ValueError(f"Invalid {name}: {value!r}; expected low <= high")
+        raise ValueError(f"Invalid {name} value: {value!r}; expected low <= high")
 
 
 # --- parameters of one group that keep different state -------------------------------------
@@ -220,9 +223,9 @@ class Adafactor(_StateByKind):
     _checks = {
         **Optimizer._checks,
         "lr": _relative_step,
-        "beta2_decay": _non_positive,
+        "beta2_decay": torch_words(_non_positive, lambda v: "beta2_decay should be <= 0"),
         "eps": _adafactor_eps,
-        "d": _at_least_one,
+        "d": torch_words(_at_least_one, lambda v: "Clipping threshold d should be >= 1"),
         "weight_decay": non_negative,
         "maximize": boolean,
     }
@@ -321,7 +324,10 @@ class Muon(_StateByKind):
         "ns_coefficients": _coefficients,
         "eps": non_negative,
         "ns_steps": _ns_steps,
-        "adjust_lr_fn": one_of(*rules.MUON_LR_ADJUSTMENTS),
+        "adjust_lr_fn": torch_words(
+            one_of(*rules.MUON_LR_ADJUSTMENTS),
+            lambda v: f"Adjust learning rate function {v} is not supported",
+        ),
         "adamw_lr": optional(non_negative),
         "adamw_betas": pair_in_unit_interval,
         "adamw_eps": non_negative,
