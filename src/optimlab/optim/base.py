@@ -138,6 +138,7 @@ class Optimizer(torch.optim.Optimizer):
         nonfinite_grads: str = "raise",
     ) -> None:
         one_of(*NONFINITE_POLICIES)("nonfinite_grads", nonfinite_grads)
+        self._check_group(dict(defaults))  # the arguments first, as torch checks them
         if isinstance(params, Tensor):
             raise TypeError(  # torch's words first
                 "params argument given to the optimizer should be an iterable of Tensors or "
