@@ -59,14 +59,17 @@ bool plain(const at::Tensor& t, int64_t dtype) {
 int64_t address(const at::Tensor& t) { return (int64_t)(intptr_t)t.const_data_ptr(); }
 
 /* Rule (3): a state's step count as torch.optim keeps it, a 0-dim tensor of float32 or
-   float64 on the CPU (plain, as above), holding count. */
+   float64 in the CPU's memory, holding count. (One element: no layout or Python-type question
+   matters; a tensor without real storage, fake or meta, is not on the CPU.) */
 bool step_holds(PyObject* o, int64_t count) {
   if (!THPVariable_Check(o)) return false;
   const at::Tensor& t = THPVariable_Unpack(o);
-  if (t.dim() != 0) return false;
-  if (plain(t, (int64_t)at::kFloat))
+  if (t.dim() != 0 || !t.device().is_cpu() || !t.has_storage() ||
+      t.key_set().has(c10::DispatchKey::Python))
+    return false;
+  if (t.scalar_type() == at::kFloat)
     return *static_cast<const float*>(t.const_data_ptr()) == (double)count;
-  if (plain(t, (int64_t)at::kDouble))
+  if (t.scalar_type() == at::kDouble)
     return *static_cast<const double*>(t.const_data_ptr()) == (double)count;
   return false;
 }
@@ -211,6 +214,50 @@ int64_t ol_plan_advance(PyObject* fused, PyObject* states, PyObject* step_key, i
   return 0;
 }
 
+/* The general path's book-keeping: each state in the list (a dict) holds at step_key a step
+   count step_holds would accept; all advance by one (as in set_step), their new counts in
+   counts[i]. 1 when done; 0 when a state is not like that (nothing changed); -1 with a Python
+   error. */
+int64_t ol_steps_advance(PyObject* states, PyObject* step_key, int64_t* counts) {
+  if (!PyList_Check(states)) {
+    PyErr_SetString(PyExc_TypeError, "ol_steps_advance: a list expected");
+    return -1;
+  }
+  const Py_ssize_t n = PyList_GET_SIZE(states);
+  try {
+    for (Py_ssize_t i = 0; i < n; i++) {
+      PyObject* state = PyList_GET_ITEM(states, i);
+      if (!PyDict_CheckExact(state)) return 0;
+      PyObject* step = PyDict_GetItemWithError(state, step_key);
+      if (step == nullptr) return PyErr_Occurred() ? -1 : 0;
+      if (!THPVariable_Check(step)) return 0;
+      const at::Tensor& t = THPVariable_Unpack(step);
+      if (t.dim() != 0 || t.requires_grad()) return 0;
+      double value;
+      if (plain(t, (int64_t)at::kFloat))
+        value = *static_cast<const float*>(t.const_data_ptr());
+      else if (plain(t, (int64_t)at::kDouble))
+        value = *static_cast<const double*>(t.const_data_ptr());
+      else
+        return 0;
+      if (!(value >= 0 && value < 9007199254740992.0) || value != (double)(int64_t)value) return 0;
+      counts[i] = (int64_t)value;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+      PyObject* step = PyDict_GetItem(PyList_GET_ITEM(states, i), step_key);
+      set_step(step, counts[i] + 1);
+      /* the count as stored: a float32 count stops at 2**24, as torch's does */
+      const at::Tensor& t = THPVariable_Unpack(step);
+      counts[i] = t.scalar_type() == at::kFloat
+                      ? (int64_t)*static_cast<const float*>(t.const_data_ptr())
+                      : (int64_t)*static_cast<const double*>(t.const_data_ptr());
+    }
+  } catch (...) {
+    return 0;
+  }
+  return 1;
+}
+
 }
 """
 
@@ -226,6 +273,9 @@ class Checker:
         self._advance = library.ol_plan_advance
         self._advance.restype = integer
         self._advance.argtypes = [obj, obj, obj, pointer]
+        self._steps_advance = library.ol_steps_advance
+        self._steps_advance.restype = integer
+        self._steps_advance.argtypes = [obj, obj, pointer]
         scalar_type = library.ol_scalar_type
         scalar_type.restype = integer
         scalar_type.argtypes = [obj]
@@ -276,6 +326,15 @@ class Checker:
     def advance(self, plan: Any) -> None:
         """The step's book-keeping: step counts + 1, parameters' version counters bumped."""
         self._advance(plan.fused, plan.states, "step", plan.native_steps)
+
+    def advance_steps(self, states: list[dict[str, Any]]) -> list[int] | None:
+        """Each state's step count + 1, the new counts; None, with nothing changed, where a
+        state's count is not a plain 0-dim float tensor (the caller advances those)."""
+        counts = np.empty(len(states), np.int64)
+        found = self._steps_advance(states, "step", counts.ctypes.data)
+        if found < 0:
+            raise RuntimeError("ol_steps_advance failed")
+        return counts.tolist() if found == 1 else None
 
 
 _lock = threading.Lock()

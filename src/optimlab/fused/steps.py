@@ -28,7 +28,7 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
-from . import native
+from . import native, plancheck
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
 
@@ -119,6 +119,14 @@ class FusedSteps:
         if plan is None:
             return None
         return plan.states + [self.optimizer.state[p] for p in plan.others]
+
+    def advance_steps(self, states: list[dict[str, Any]]) -> list[int] | None:
+        """Advance the step counts of ``states`` (distinct dicts) by one in C++ (about 0.05 µs
+        each, where a PyTorch in-place add costs about 2 µs), returning the new counts; None,
+        with nothing changed, where the checker is not built or a count is not a plain 0-dim
+        float tensor."""
+        checker = plancheck.checker()
+        return None if checker is None or not states else checker.advance_steps(states)
 
     def forget(self) -> None:
         self.plans.clear()

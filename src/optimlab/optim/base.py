@@ -556,25 +556,31 @@ class Optimizer(torch.optim.Optimizer):
         names = self._buffer_names(group) if names is None else names
         # Bucket by device, dtype, step count and state arguments: one rule call per bucket,
         # with scalar bias corrections. Parameters normally all fall in one bucket.
-        buckets: dict[tuple[Any, ...], list[Tensor]] = {}
-        shared = self._state_arguments
+        dense = []
         for p in params:
             if p.grad is None:
                 continue
             state = self.state[p]
+            if not state:
+                state.update(self._init_state(p, group))
             if p.grad.layout != torch.strided:  # a sparse gradient: its own step, as torch's
                 self._refuse_sparse(p.grad)
-                if not state:
-                    state.update(self._init_state(p, group))
-                step = advance_step(state)
-                arguments = self._arguments(group, state, step)
+                arguments = self._arguments(group, state, advance_step(state))
                 if arguments.pop(GRAD_UNSCALE, None) is not None:
                     p.grad.mul_(self._grad_unscale)  # as GradScaler unscales: in place
                 self._step_sparse(arguments, p, state)
                 continue
-            if not state:
-                state.update(self._init_state(p, group))
-            key = (p.device, p.dtype, advance_step(state))
+            dense.append(p)
+        states = [self.state[p] for p in dense]
+        counts = None
+        if len({id(s) for s in states}) == len(states):  # repeated parameters: one at a time
+            counts = self._fused.advance_steps(states)
+        if counts is None:
+            counts = [advance_step(state) for state in states]
+        buckets: dict[tuple[Any, ...], list[Tensor]] = {}
+        shared = self._state_arguments
+        for p, state, count in zip(dense, states, counts):
+            key = (p.device, p.dtype, count)
             if shared:
                 key += self._state_key(state)
             buckets.setdefault(key, []).append(p)
