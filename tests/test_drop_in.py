@@ -258,3 +258,38 @@ def test_compiled_step_does_not_recompile_when_a_tensor_lr_changes(kwargs):
     # traced, the rate's arithmetic is in float64 (eager: float32, as torch's): a rounding apart
     expected = _train(model, eager, lambda: lr.mul_(0.5), 9)
     torch.testing.assert_close(compiled, expected, atol=1e-7, rtol=1e-5)
+
+
+# --- checkpoints of earlier optimlab versions --------------------------------------------------
+
+
+def _as_older_optimlab_saved_it(saved: dict) -> dict:
+    """``saved`` as optimlab saved it before it kept torch's format: int step counts, ASGD's
+    step sizes as Python floats, no NAdam ``mu_product``."""
+    older = {**saved, "state": {}}
+    for key, entry in saved["state"].items():
+        entry = {k: v for k, v in entry.items() if k != "mu_product"}
+        entry["step"] = int(entry["step"])
+        for name in ("eta", "mu"):
+            if name in entry:
+                entry[name] = entry[name].item()
+        older["state"][key] = entry
+    return older
+
+
+@pytest.mark.parametrize("name", ["Adam", "NAdam", "ASGD", "SGD", "Rprop"])
+def test_an_older_optimlab_checkpoint_still_resumes_exactly(name):
+    kwargs = {"momentum": 0.9} if name == "SGD" else {}
+    model = _model()
+    optimizer = getattr(optimlab, name)(model.parameters(), lr=0.01, fused=False, **kwargs)
+    _train(model, optimizer, lambda: None, steps=3)
+    saved = _as_older_optimlab_saved_it(optimizer.state_dict())
+    resumed_model = _model()
+    resumed_model.load_state_dict(model.state_dict())
+    resumed = getattr(optimlab, name)(resumed_model.parameters(), lr=0.5, fused=False, **kwargs)
+    resumed.load_state_dict(saved)
+    assert all(isinstance(s["step"], torch.Tensor) for s in resumed.state.values())
+    expected = _train(model, optimizer, lambda: None, steps=3)
+    torch.testing.assert_close(
+        _train(resumed_model, resumed, lambda: None, steps=3), expected, atol=0, rtol=0
+    )
