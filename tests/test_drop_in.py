@@ -114,6 +114,27 @@ def test_differentiable_refusals_are_torchs():
         optimizer.step()  # torch fails there too, in autograd's words
 
 
+@pytest.mark.parametrize("name", ["SGD", "Adam"])
+def test_differentiable_step_with_a_tensor_lr(name):
+    results = []
+    for cls in (getattr(torch.optim, name), getattr(optimlab, name)):
+        w = torch.ones(3, dtype=torch.float64, requires_grad=True).clone()
+        w.grad = torch.full((3,), 0.5, dtype=torch.float64)
+        cls([w], lr=torch.tensor(0.1, dtype=torch.float64), differentiable=True).step()
+        results.append(w)
+    # torch's differentiable Adam forms its bias corrections in the float32 step tensor, about
+    # 1e-7 from its ordinary step, which optimlab's differentiable step computes
+    tolerance = 0.0 if name == "SGD" else 1e-6
+    torch.testing.assert_close(results[1], results[0], atol=0, rtol=tolerance)
+    # a rate that requires grad: torch records its gradient, optimlab says it does not
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True).clone()
+    w.grad = torch.ones(3, dtype=torch.float64)
+    lr = torch.tensor(0.1, dtype=torch.float64, requires_grad=True)
+    optimizer = getattr(optimlab, name)([w], lr=lr, differentiable=True)
+    with pytest.raises(NotImplementedError, match="Invalid lr of parameter group 0"):
+        optimizer.step()
+
+
 # --- GradScaler ------------------------------------------------------------------------------
 
 AMP_TWINS = [

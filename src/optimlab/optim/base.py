@@ -307,9 +307,7 @@ class Optimizer(torch.optim.Optimizer):
     def _arguments(self, group: dict[str, Any], state: dict[str, Any], step: int) -> dict[str, Any]:
         """What the rule's arguments are taken from, for parameters whose state is like
         ``state`` at step count ``step``: the group, ``step`` and the state arguments."""
-        arguments = {**group, "step": step}
-        if not group.get("differentiable"):
-            arguments = self._numbers(arguments)
+        arguments = self._numbers({**group, "step": step})
         arguments.update(zip(self._state_arguments, self._state_key(state)))
         if self._grad_unscale is not None:
             arguments[GRAD_UNSCALE] = self._grad_unscale
@@ -452,9 +450,21 @@ class Optimizer(torch.optim.Optimizer):
 
     def _refuse_leaves(self) -> None:
         """With ``differentiable=True`` the step is recorded for autograd, which cannot record
-        an in-place change of a leaf tensor that requires grad: say so, naming it."""
+        an in-place change of a leaf tensor that requires grad: say so, naming it. Nor does
+        this step record gradients with respect to a hyperparameter: refuse a tensor one that
+        requires grad, rather than drop its gradient."""
         for i, group in enumerate(self.param_groups):
             if group.get("differentiable"):
+                for name in self._tensor_hyperparameters:
+                    values = group[name] if isinstance(group[name], tuple) else (group[name],)
+                    if any(isinstance(v, Tensor) and v.requires_grad for v in values):
+                        raise NotImplementedError(
+                            f"Invalid {name} of parameter group {i}: a Tensor that requires "
+                            "grad; optimlab's differentiable step records gradients with "
+                            "respect to the parameters, gradients and state, not the "
+                            f"hyperparameters: pass {name} as a number or a tensor that does "
+                            "not require grad"
+                        )
                 for j, p in enumerate(group["params"]):
                     if p.is_leaf and p.requires_grad and p.grad is not None:
                         raise RuntimeError(
