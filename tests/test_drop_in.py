@@ -8,7 +8,7 @@
   step counts are the torch twin's (bitwise on the plain paths);
 * tensor learning rates: torch's schedulers and optimlab's write them in place, and the steps
   follow them as the torch twin's do; ``torch.compile(optimizer.step)`` compiles a fixed
-  number of frames however often the rate changes (a float rate recompiles).
+  number of frames however often the rate changes.
 """
 
 from __future__ import annotations
