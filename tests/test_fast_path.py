@@ -511,7 +511,7 @@ def test_nonfinite_gradients_on_the_fused_path(bad, plan_checks):
 
 def test_bad_fused_arguments():
     w = torch.zeros(2, requires_grad=True)
-    expected = r"expected None, True, False or 'exact'"
+    expected = r"expected None, True, False, 'exact' or 'triton'"
     with pytest.raises(ValueError, match=rf"Invalid fused value: 'yes'; {expected}"):
         optimlab.SGD([w], fused="yes")
     with pytest.raises(TypeError, match=rf"Invalid fused value: 1; {expected}"):

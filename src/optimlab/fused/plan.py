@@ -59,6 +59,7 @@ _shape = operator.attrgetter("shape")
 _dtype = operator.attrgetter("dtype")
 _layout = operator.attrgetter("layout")
 _is_cpu = operator.attrgetter("is_cpu")
+_device = operator.attrgetter("device")
 _is_contiguous = Tensor.is_contiguous
 _is_neg = Tensor.is_neg
 _EXACT_TYPES = frozenset((Tensor, torch.nn.Parameter))
@@ -69,11 +70,16 @@ PYTHON_CHECKS_NOTICE_TENSORS = 100
 _noticed = False
 
 
-def plain(t: Any, dtype: torch.dtype) -> bool:
-    """Rule (1) and the dtype of rule (2): the kernel can read ``t`` as an array of ``dtype``.
+_CPU = torch.device("cpu")
+
+
+def plain(t: Any, dtype: torch.dtype, device: torch.device = _CPU) -> bool:
+    """Rule (1) and the dtype of rule (2): the kernel can read ``t`` as an array of ``dtype``
+    (on ``device``: the CPU for the C kernels, a GPU for the Triton ones).
 
     (Without the storage: per step, ``data_ptr()`` raises for a tensor without one.)"""
-    return _all_plain([t], [dtype], [0] if isinstance(t, Tensor) and t.is_complex() else [])
+    complex_ = [0] if isinstance(t, Tensor) and t.is_complex() else []
+    return _all_plain([t], [dtype], complex_, device)
 
 
 def _has_storage(t: Tensor) -> bool:
@@ -84,9 +90,10 @@ def _has_storage(t: Tensor) -> bool:
     return True
 
 
-def extent(t: Any) -> tuple[int, int] | None:
-    """The bytes ``[start, end)`` of CPU memory that ``t``'s elements span; None if none."""
-    if not isinstance(t, Tensor) or t.layout is not torch.strided or not t.is_cpu:
+def extent(t: Any, device: torch.device = _CPU) -> tuple[int, int] | None:
+    """The bytes ``[start, end)`` of ``device``'s memory that ``t``'s elements span; None if
+    none (or elsewhere)."""
+    if not isinstance(t, Tensor) or t.layout is not torch.strided or t.device != device:
         return None
     try:
         if t.numel() == 0:
@@ -117,12 +124,18 @@ def _state_tensors(state: Any) -> list[Tensor]:
     return [v for v in state.values() if isinstance(v, Tensor)] if isinstance(state, dict) else []
 
 
-def _entry_ok(p: Tensor, grad: Any, state: Any, names: tuple[str, ...]) -> bool:
+def _entry_ok(
+    p: Tensor, grad: Any, state: Any, names: tuple[str, ...], device: torch.device = _CPU
+) -> bool:
     """Rules (1) to (3) for one parameter."""
     dtype = p.dtype
     if dtype not in native.REAL_DTYPE or not isinstance(state, dict) or not state:
         return False
-    if _step_count(state.get("step")) is None or not plain(p, dtype) or not plain(grad, dtype):
+    if (
+        _step_count(state.get("step")) is None
+        or not plain(p, dtype, device)
+        or not plain(grad, dtype, device)
+    ):
         return False
     if not (_has_storage(p) and _has_storage(grad)):
         return False
@@ -131,7 +144,7 @@ def _entry_ok(p: Tensor, grad: Any, state: Any, names: tuple[str, ...]) -> bool:
         return False
     for name in names:
         buffer = state.get(name)
-        if not plain(buffer, dtype) or buffer.shape != shape or not _has_storage(buffer):
+        if not plain(buffer, dtype, device) or buffer.shape != shape or not _has_storage(buffer):
             return False
     return True
 
@@ -141,14 +154,20 @@ def fusable_subset(
     group: dict[str, Any],
     candidates: list[Tensor],
     names: tuple[str, ...],
+    device: torch.device = _CPU,
 ) -> tuple[list[Tensor], list[Tensor]]:
-    """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order.
+    """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order
+    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones).
 
     Rule (4) looks at every tensor this group's step touches: each parameter with a gradient,
     its gradient and its state tensors.
     """
     state = optimizer.state
-    ok = [p for p in candidates if p.grad is not None and _entry_ok(p, p.grad, state.get(p), names)]
+    ok = [
+        p
+        for p in candidates
+        if p.grad is not None and _entry_ok(p, p.grad, state.get(p), names, device)
+    ]
     if not ok:
         return [], list(candidates)
     # Rule (4): sort every interval, sweep, and take out both owners of any overlap in which
@@ -161,7 +180,7 @@ def fusable_subset(
         for t, written in [(grad, False), (p, True)] + [
             (t, True) for t in _state_tensors(state.get(p))
         ]:
-            span = extent(t)
+            span = extent(t, device)
             if span is not None:
                 intervals.append((span[0], span[1], owner, written))
     intervals.sort()
@@ -195,6 +214,7 @@ class Bucket:
         "grads_address",
         "tensors",
         "elements",
+        "device_bucket",
     )
 
     def __init__(
@@ -216,20 +236,28 @@ class Bucket:
         self.grads_address = self.address + table.strides[0]
         self.tensors = table.shape[1]
         self.elements = int(starts[-1])
+        self.device_bucket: Any = None  # its tables on a GPU (triton_kernels.DeviceBucket)
 
 
 class FusedPlan:
     """The fusable part of one parameter group (see the module docstring), kept between steps."""
 
-    def __init__(self, optimizer: Any, group: dict[str, Any], names: tuple[str, ...]) -> None:
+    def __init__(
+        self,
+        optimizer: Any,
+        group: dict[str, Any],
+        names: tuple[str, ...],
+        device: torch.device = _CPU,
+    ) -> None:
         self.group = group
+        self.device = device  # the CPU (C kernels) or a GPU (Triton kernels)
         self.param_list = group["params"]
         self.n_params = len(self.param_list)
         self.state = optimizer.state
         self.state_version = getattr(optimizer.state, "version", None)
         self.names = tuple(names)
         with_grad = [p for p in self.param_list if p.grad is not None]
-        fused, others = fusable_subset(optimizer, group, with_grad, self.names)
+        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device)
         self.fused = fused
         self.others = others
         self.absent = [p for p in self.param_list if p.grad is None]
@@ -247,7 +275,7 @@ class FusedPlan:
             [
                 s
                 for t in fused + [b for bs in self.buffers.values() for b in bs]
-                if (s := extent(t)) is not None
+                if (s := extent(t, device)) is not None
             ]
         )
         # One bucket per (dtype, step): normally exactly one.
@@ -285,7 +313,8 @@ class FusedPlan:
         extra = self._others_ready()
         if extra is None:
             return False
-        checker = plancheck.checker()
+        # the C++ checks ask what the C kernels need (CPU tensors)
+        checker = plancheck.checker() if self.device.type == "cpu" else None
         self.native_checked = checker is not None
         if checker is not None:
             if not checker.ready(self, extra):
@@ -335,10 +364,10 @@ class FusedPlan:
         grads = list(map(_grad, fused))
         if not (
             not any(map(operator.is_not, map(_grad, self.absent), repeat(None)))
-            and _all_plain(fused, dtypes, complex_)
+            and _all_plain(fused, dtypes, complex_, self.device)
             and list(map(_data_ptr, fused)) == self.param_ptrs
             and list(map(_numel, fused)) == self.numels
-            and _all_plain(grads, dtypes, complex_)
+            and _all_plain(grads, dtypes, complex_, self.device)
             and list(map(_shape, grads)) == self.shapes
             and list(map(_shape, fused)) == self.shapes
         ):
@@ -346,7 +375,7 @@ class FusedPlan:
         for name, buffers, pointers in zip(self.names, self.buffers.values(), self.buffer_ptrs):
             if not (
                 all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers))
-                and _all_plain(buffers, dtypes, complex_)
+                and _all_plain(buffers, dtypes, complex_, self.device)
                 and list(map(_data_ptr, buffers)) == pointers
                 and list(map(_shape, buffers)) == self.shapes
             ):
@@ -410,13 +439,22 @@ def _disjoint(spans: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
     return np.array([m[0] for m in merged], np.int64), np.array([m[1] for m in merged], np.int64)
 
 
-def _all_plain(tensors: list[Any], dtypes: list[torch.dtype], complex_: list[int]) -> bool:
+def _all_plain(
+    tensors: list[Any],
+    dtypes: list[torch.dtype],
+    complex_: list[int],
+    device: torch.device = _CPU,
+) -> bool:
     """:func:`plain` of every tensor (with ``dtypes[i]``), asked of all at once; ``complex_``:
     the positions of complex ones (only they can carry the conjugation bit)."""
     return (
         set(map(type, tensors)) <= _EXACT_TYPES
         and list(map(_dtype, tensors)) == dtypes
-        and all(map(_is_cpu, tensors))
+        and (
+            all(map(_is_cpu, tensors))
+            if device.type == "cpu"
+            else all(map(operator.eq, map(_device, tensors), repeat(device)))
+        )
         and all(map(operator.is_, map(_layout, tensors), repeat(torch.strided)))
         and all(map(_is_contiguous, tensors))
         and not any(map(_is_neg, tensors))

@@ -22,13 +22,15 @@ arguments of a step (``_arguments``) and the state entries a rule takes as argum
 
 from __future__ import annotations
 
+from collections import deque
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
-from . import native, plancheck
+from . import native, plancheck, triton_kernels
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
 
@@ -46,8 +48,8 @@ class FusedSteps:
         fused = group.get("fused")
         if fused is False or (fused is None and group.get("foreach") is not None):
             return False
-        if group.get("differentiable"):
-            return False  # autograd through the step: the per-tensor path
+        if group.get("differentiable") or fused == "triton":
+            return False  # autograd through the step: the per-tensor path; Triton: DeviceSteps
         if torch.compiler.is_compiling():
             return False  # torch.compile traces PyTorch operations, not the compiled loop
         if self.optimizer._unfusable_reason is not None:
@@ -131,6 +133,21 @@ class FusedSteps:
     def forget(self) -> None:
         self.plans.clear()
 
+    @property
+    def device_steps(self) -> DeviceSteps:
+        """The fused path on a GPU (made on first use)."""
+        found = self.__dict__.get("_device_steps")
+        if found is None:
+            found = self.__dict__["_device_steps"] = DeviceSteps(self.optimizer, self)
+        return found
+
+    def settle(self) -> None:
+        """Read every launched device step's skip flag (waiting for them): the step counts
+        are exact after it (``state_dict``, ``check_finite``)."""
+        found = self.__dict__.get("_device_steps")
+        if found is not None:
+            found.resolve(wait=True)
+
     def kernel(
         self, arguments: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype
     ) -> tuple[native.Kernel, list[float]] | None:
@@ -189,3 +206,292 @@ def traffic(optimizer: Any, step: int = 10) -> tuple[tuple[str, ...], tuple[str,
         tuple(program.operands[i] for i in program.read),
         tuple(program.operands[i] for i in program.written),
     )
+
+
+#: at most this many steps launched on a device whose skip flags the host has not read yet;
+#: past it, the host waits for the oldest (normally long finished)
+MAX_UNRESOLVED = 4
+
+
+class _Launched:
+    """A device step whose skip flag the host has not read yet."""
+
+    __slots__ = ("snapshot", "event", "stepped", "names", "checked")
+
+    def __init__(
+        self, snapshot: Tensor, event: Any, stepped: list[Tensor], names: list[str], checked: bool
+    ) -> None:
+        self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
+        self.event = event  # recorded after the copy (None on the CPU: done already)
+        self.stepped = stepped  # the step counts this step advanced, optimistically
+        self.names = names  # each flagged tensor's name, for the error message
+        self.checked = checked  # whether the flag is optimlab's check (else GradScaler's)
+
+    def done(self) -> bool:
+        return self.event is None or bool(self.event.query())
+
+
+class DeviceSteps:
+    """The fused path on a GPU (or in Triton's interpreter): one Triton kernel per bucket and
+    step, and no host synchronisation (see :mod:`.triton_kernels`).
+
+    Taken by :meth:`optimlab.optim.base.Optimizer.step` when every group with gradients
+    chooses the Triton kernels (``fused="triton"``, or the default on CUDA tensors where
+    Triton is installed) and they can take all its parameters. A step whose gradients hold
+    NaN or an infinity (``nonfinite_grads`` other than ``"ignore"``), or that GradScaler
+    found an infinity in, writes nothing on the device; the host counts each step when it
+    launches it and takes a skipped one back when it reads the device's skip counter, which
+    it copies without blocking after every step and reads at a later step (at most
+    :data:`MAX_UNRESOLVED` steps later), in ``state_dict()`` and in
+    :meth:`~optimlab.optim.base.Optimizer.check_finite`. Until then ``state[p]["step"]`` and
+    ``skipped_steps`` may count a skipped step; the kernels compute with the true count.
+    With ``nonfinite_grads="raise"`` the flag stays raised, so that no later step applies
+    either, until the host reads it and raises :class:`NonFiniteGradientError`, naming the
+    parameter and saying that the step (and any launched after it) was not applied.
+    """
+
+    #: keep this many launched steps unread even when they are done (tests: exercises the
+    #: rows of scalars the kernels choose from, which a CPU, where every copy is done at once,
+    #: otherwise never needs)
+    lag = 0
+
+    def __init__(self, optimizer: Any, fused: FusedSteps) -> None:
+        self.optimizer = optimizer
+        self.fused = fused
+        self.launched: deque[_Launched] = deque()
+        self.known_skips = 0  # the skipped steps the host has read
+        self.device: torch.device | None = None
+        self.flags: Tensor | None = None  # [any, tensor 0, tensor 1, ...] on the device
+        self.skips: Tensor | None = None  # the device's count of skipped steps
+        self.no_flag: Tensor | None = None
+
+    # -- choosing ------------------------------------------------------------------------
+
+    def takes(self, groups: list[dict[str, Any]]) -> torch.device | None:
+        """The device whose Triton kernels take this step, or None (another path takes it)."""
+        optimizer = self.optimizer
+        cls = type(optimizer)
+        if (
+            optimizer._state_arguments
+            or cls._after_step is not _base_after_step()
+            or not optimizer._unscales_in_rule
+            or optimizer._unfusable_reason is not None
+            or torch.compiler.is_compiling()
+        ):
+            return None
+        device = None
+        for group in groups:
+            first = next((p for p in group["params"] if p.grad is not None), None)
+            if first is None:
+                continue
+            if device is None:
+                device = first.device
+            if first.device != device or not self._wants_triton(group, device):
+                return None
+        return device
+
+    @staticmethod
+    def _wants_triton(group: dict[str, Any], device: torch.device) -> bool:
+        fused = group.get("fused")
+        if group.get("differentiable") or fused is False:
+            return False
+        if fused is None and group.get("foreach") is not None:
+            return False
+        if fused == "triton":
+            reason = triton_kernels.unavailable_reason(device)
+            if reason is not None:
+                raise RuntimeError(f"fused='triton': {reason}")
+            return True
+        return device.type == "cuda" and triton_kernels.unavailable_reason(device) is None
+
+    # -- stepping ------------------------------------------------------------------------
+
+    def step(
+        self, device: torch.device, found_inf: Tensor | None, grad_scale: Tensor | None
+    ) -> bool:
+        """Take the step on ``device``; False, with nothing changed, where a parameter with a
+        gradient is one the kernels cannot take (the general path then takes the step)."""
+        optimizer = self.optimizer
+        policy = optimizer.nonfinite_grads
+        self.resolve(wait=False)
+        plans = []
+        for group in optimizer.param_groups:
+            if not any(p.grad is not None for p in group["params"]):
+                continue
+            plan = self.fused.plans.get(id(group))
+            if plan is None or plan.device != device or not plan.ready(optimizer, group):
+                for p in group["params"]:
+                    if p.grad is not None and not optimizer.state[p]:
+                        optimizer.state[p].update(optimizer._init_state(p, group))
+                plan = FusedPlan(optimizer, group, optimizer._buffer_names(group), device)
+                if plan.others or not plan.fused or not plan.ready(optimizer, group):
+                    self.fused.plans.pop(id(group), None)
+                    return False
+                self.fused.plans[id(group)] = plan
+            plans.append((group, plan))
+        if not plans:
+            return True
+        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
+        checking = found_inf is None and policy != "ignore"
+        may_skip = found_inf is not None or checking
+        if checking and policy == "skip":
+            self.flags.zero_()
+        flag = (
+            found_inf.reshape(-1)[:1].float()
+            if found_inf is not None
+            else (self.flags if checking else self.no_flag)
+        )
+        # the rows of scalars: one per number of launched steps, not yet read, that may have
+        # been skipped (with "raise" a skip stops every later step: one row)
+        unread = len(self.launched)
+        runs = []
+        names: list[str] = []
+        first_flag = 0
+        for group, plan in plans:
+            index = {id(p): j for j, p in enumerate(group["params"])}
+            group_index = optimizer.param_groups.index(group)
+            for bucket in plan.buckets:
+                count = int(plan.steps[bucket.index[0]])
+                found = self._rows(group, plan, bucket, count, unread, grad_scale is not None)
+                if found is None:  # the rows' programs differ (a first step): read first
+                    self.resolve(wait=True)
+                    found = self._rows(group, plan, bucket, count, 0, grad_scale is not None)
+                device_bucket = getattr(bucket, "device_bucket", None)
+                if device_bucket is None:
+                    device_bucket = bucket.device_bucket = triton_kernels.DeviceBucket(
+                        bucket.table, bucket.starts, device
+                    )
+                device_bucket.set_grads(bucket.table[1])
+                runs.append((bucket, device_bucket, first_flag, found))
+                names += [
+                    optimizer._param_name(group_index, index[id(plan.fused[i])])
+                    for i in bucket.index
+                ]
+                first_flag += len(bucket.index)
+        if checking:
+            for bucket, device_bucket, first, _ in runs:
+                device_bucket.check(self.flags, first, bucket.dtype)
+        stepped: list[Tensor] = []
+        for bucket, device_bucket, _, (program, rows, scalars) in runs:
+            values = triton_kernels.host_buffer(scalars, device)
+            if grad_scale is not None:  # GradScaler's inverse scale, read on the device
+                inverse = grad_scale.reshape(-1)[:1].double().reciprocal().float().double()
+                values[1:].view(rows, -1)[:, 0] = inverse.reshape(())
+            device_bucket.run(program, bucket.dtype, values, rows, flag, self.skips)
+        for _, plan in plans:  # counted now; a skip is taken back when it is read
+            for step in plan.step_tensors:
+                step += 1
+            plan.steps += 1
+            stepped += plan.step_tensors
+            increment_version(plan.fused)
+        if may_skip:
+            self.skips += flag[:1]
+            self._launch_read(stepped, names, checking)
+        return True
+
+    def _rows(
+        self,
+        group: dict[str, Any],
+        plan: FusedPlan,
+        bucket: Any,
+        count: int,
+        unread: int,
+        scaled: bool,
+    ) -> tuple[Any, int, np.ndarray] | None:
+        """The program and its scalars for this step at count ``count + 1 - j`` for each
+        ``j`` of ``0..unread`` (row ``j``: ``j`` of the unread steps were skipped), laid out
+        as the kernel takes them; None where the rows' programs differ."""
+        optimizer = self.optimizer
+        program = None
+        rows = []
+        for j in range(min(unread, count) + 1):
+            if scaled:
+                optimizer._grad_unscale = 1.0  # a placeholder: the device's value replaces it
+            try:
+                arguments = optimizer._arguments(group, bucket.states[0], count + 1 - j)
+            finally:
+                optimizer._grad_unscale = None
+            tape = self.fused.record(arguments, plan.names)
+            if program is None:
+                program = tape.program
+                if scaled and program.instructions[0][0] != "mul":
+                    raise AssertionError("the rule's first operation must unscale the gradients")
+            elif tape.program != program:
+                return None
+            rows.append(tape.scalars or [0.0])
+        scalars = np.concatenate([[float(self.known_skips)], np.array(rows, np.float64).ravel()])
+        return program, len(rows), scalars
+
+    def _buffers(self, device: torch.device, tensors: int) -> None:
+        if self.device != device or self.flags is None or self.flags.numel() < 1 + tensors:
+            if self.launched:
+                self.resolve(wait=True)
+            self.device = device
+            self.flags = torch.zeros(1 + tensors, dtype=torch.float32, device=device)
+            self.no_flag = torch.zeros(1, dtype=torch.float32, device=device)
+            if self.skips is None or self.skips.device != device:
+                self.skips = torch.full(
+                    (1,), float(self.known_skips), dtype=torch.float64, device=device
+                )
+
+    def _launch_read(self, stepped: list[Tensor], names: list[str], checked: bool) -> None:
+        """Copy the skip counter and the flags to the host without waiting."""
+        values = torch.cat([self.skips, self.flags[: 1 + len(names)].double()])
+        if values.device.type == "cuda":
+            snapshot = torch.empty(values.shape, dtype=values.dtype, pin_memory=True)
+            snapshot.copy_(values, non_blocking=True)
+            event = torch.cuda.Event()
+            event.record()
+        else:
+            snapshot, event = values, None
+        self.launched.append(_Launched(snapshot, event, stepped, names, checked))
+
+    # -- reading the flags -----------------------------------------------------------------
+
+    def resolve(self, wait: bool) -> None:
+        """Read the skip flags of the launched steps that are done (``wait``: of all): take
+        back the counts of skipped steps; with ``nonfinite_grads="raise"``, raise for one."""
+        failed: list[str] = []
+        skipped_here = 0
+        while self.launched:
+            first = self.launched[0]
+            keep = len(self.launched) <= self.lag and not wait
+            if keep or not first.done():
+                if not wait and len(self.launched) <= MAX_UNRESOLVED:
+                    break
+                if first.event is not None:
+                    first.event.synchronize()
+            self.launched.popleft()
+            values = first.snapshot.numpy()
+            total = int(values[0])
+            if total > self.known_skips:
+                self.known_skips = total
+                skipped_here += 1
+                for step in first.stepped:
+                    step -= 1
+                self.optimizer.skipped_steps += 1
+                self.fused.plans.clear()  # their cached step counts are off by one now
+                if first.checked and self.optimizer.nonfinite_grads == "raise" and not failed:
+                    failed = [n for n, v in zip(first.names, values[2:]) if v != 0] or ["?"]
+                    wait = True  # every later step was skipped too: read them all
+        if failed:
+            self.flags.zero_()
+            later = skipped_here - 1
+            raise _nonfinite_error(
+                f"The gradient of {failed[0]} holds NaN or Inf; the step was not applied"
+                + (f" (nor the {later} launched after it)" if later else "")
+                + (f"; also non-finite: {', '.join(failed[1:])}" if failed[1:] else "")
+                + ". Pass nonfinite_grads='skip' to skip such steps instead."
+            )
+
+
+def _base_after_step() -> Any:
+    from ..optim.base import Optimizer
+
+    return Optimizer._after_step
+
+
+def _nonfinite_error(message: str) -> Exception:
+    from ..optim.base import NonFiniteGradientError
+
+    return NonFiniteGradientError(message)

@@ -185,7 +185,7 @@ class Optimizer(torch.optim.Optimizer):
             if name in numbers:
                 check(name, numbers[name])
         if group.get("differentiable"):
-            if group["fused"] in (True, "exact"):
+            if group["fused"] in (True, "exact", "triton"):
                 raise RuntimeError(
                     f"Invalid fused={group['fused']!r} with differentiable=True: `fused` does "
                     "not support `differentiable` (autograd through the step takes the "
@@ -196,15 +196,15 @@ class Optimizer(torch.optim.Optimizer):
                     "Invalid foreach=True with differentiable=True: autograd through the step "
                     "takes the per-tensor path; leave foreach unset"
                 )
-        if group["fused"] in (True, "exact") and group["foreach"] is True:
+        if group["fused"] in (True, "exact", "triton") and group["foreach"] is True:
             raise RuntimeError(
                 f"Invalid fused={group['fused']!r} with foreach=True: `fused` and `foreach` "
                 "cannot be `True` together; choose one: fused for the fused kernel, "
                 "foreach=True for the multi-tensor path"
             )
-        if group["fused"] is True and self._unfusable_reason is not None:
+        if group["fused"] in (True, "triton") and self._unfusable_reason is not None:
             raise ValueError(
-                f"Invalid fused=True: {type(self).__name__} has no fused path "
+                f"Invalid fused={group['fused']!r}: {type(self).__name__} has no fused path "
                 f"({self._unfusable_reason}); pass fused=None or leave it out"
             )
         if group["fused"] is True and not native.available():
@@ -415,9 +415,21 @@ class Optimizer(torch.optim.Optimizer):
         # gradients once already and says whether one is not finite; skip such a step (not
         # counted), else step with the gradients divided by the scale, in the rule itself.
         found_inf = getattr(self, "found_inf", None)
+        grad_scale = getattr(self, "grad_scale", None)
+        # On a GPU (or Triton's interpreter) the whole step is device kernels that read the
+        # scaler's tensors there: nothing is read on the host (see fused.steps.DeviceSteps).
+        device = (
+            None
+            if self.defaults.get("differentiable")
+            else self._fused.device_steps.takes(self.param_groups)
+        )
+        if device is not None:
+            self._check_lrs()
+            with torch.no_grad():
+                if self._fused.device_steps.step(device, found_inf, grad_scale):
+                    return loss
         if found_inf is not None and bool(found_inf.item() != 0):
             return loss
-        grad_scale = getattr(self, "grad_scale", None)
         if grad_scale is not None:  # GradScaler's own inverse: float32, from float64
             self._grad_unscale = grad_scale.double().reciprocal().float().item()
         try:
@@ -484,7 +496,10 @@ class Optimizer(torch.optim.Optimizer):
                 for j, p in enumerate(group["params"]):
                     if p.grad is None:
                         continue
-                    if p.device.type != "cpu" or not (p.is_floating_point() or p.is_complex()):
+                    on_gpu = p.device.type == "cuda" and self._fused.device_steps.takes([group])
+                    if not (p.device.type == "cpu" or on_gpu) or not (
+                        p.is_floating_point() or p.is_complex()
+                    ):
                         raise RuntimeError(
                             "`fused=True` requires all the params to be floating point Tensors "
                             f"of supported devices: ['cpu']; {self._param_name(i, j)} is a "
@@ -500,8 +515,7 @@ class Optimizer(torch.optim.Optimizer):
         if self._grad_unscale is not None and not self._unscales_in_rule:
             self._unscale_in_place()
             self._grad_unscale = None
-        for group in self.param_groups:  # a schedule may have written a bad value since
-            non_negative("lr", tensor_number("lr", group["lr"]))
+        self._check_lrs()
         plans = [self._fused.ready(group) for group in self.param_groups]
         if self.nonfinite_grads != "ignore" and check_finite:
             with torch.no_grad():
@@ -526,6 +540,28 @@ class Optimizer(torch.optim.Optimizer):
                 if stepped is None:
                     stepped = [self.state[p] for p in group["params"] if p.grad is not None]
                 self._after_step(group, stepped)
+
+    def _check_lrs(self) -> None:
+        for group in self.param_groups:  # a schedule may have written a bad value since
+            non_negative("lr", tensor_number("lr", group["lr"]))
+
+    def check_finite(self) -> None:
+        """Wait for the steps launched on a GPU and raise :class:`NonFiniteGradientError` if
+        one found a NaN or an infinity in a gradient (``nonfinite_grads="raise"``).
+
+        On a GPU a step never waits for the device, so it cannot raise for its own gradients:
+        it writes nothing where they are not finite, and the error comes at the next
+        ``step()`` (or here, or at ``state_dict()``), saying that the step was not applied.
+        After it, ``state[p]["step"]`` and ``skipped_steps`` are exact. Nothing to do on the
+        CPU, where each step checks its own gradients.
+        """
+        self._fused.settle()
+
+    def state_dict(self) -> dict[str, Any]:
+        """torch's ``state_dict``, with every step launched on a GPU counted exactly first
+        (see :meth:`check_finite`)."""
+        self._fused.settle()
+        return super().state_dict()
 
     def _refuse_eval_mode(self, holds: str) -> None:
         """Raise if a group is in eval mode (``train_mode`` False: schedule-free, ASGD), where
@@ -670,6 +706,7 @@ class Optimizer(torch.optim.Optimizer):
         ``foreach`` and ``fused`` stay this optimizer's: a state saved on one path resumes on
         any other with the same results.
         """
+        self._fused.settle()  # steps launched on a GPU: counted before they are replaced
         saved_groups = state_dict["param_groups"]
         if len(saved_groups) != len(self.param_groups):
             raise ValueError(

@@ -279,11 +279,15 @@ def optional_boolean(name: str, value: Any) -> None:
 
 
 def fused_choice(name: str, value: Any) -> None:
-    """None (let optimlab choose), True, False or "exact": ``fused``."""
-    if value is None or isinstance(value, bool) or (isinstance(value, str) and value == "exact"):
+    """None (let optimlab choose), True, False, "exact" or "triton": ``fused``."""
+    if (
+        value is None
+        or isinstance(value, bool)
+        or (isinstance(value, str) and value in ("exact", "triton"))
+    ):
         return
     raise (ValueError if isinstance(value, str) else TypeError)(
-        f"Invalid {name} value: {value!r}; expected None, True, False or 'exact'"
+        f"Invalid {name} value: {value!r}; expected None, True, False, 'exact' or 'triton'"
     )
 
 

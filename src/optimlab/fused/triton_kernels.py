@@ -1,0 +1,380 @@
+"""The fused path on the GPU: a recorded update rule as one multi-tensor Triton kernel.
+
+The second code generator beside :mod:`.native`'s C one, from the same recorded
+:class:`~optimlab.fused.tape.Program`: :data:`TRITON_EXPRESSIONS` writes each operation of
+:data:`~optimlab.fused.tape.SIGNATURES` as Triton computes it, with the C kernel's rounding
+(``tl.fma`` where the C code calls ``fma``; ``tl.div_rn``/``tl.sqrt_rn`` in float32, which a
+GPU otherwise computes approximately; no other multiply-add contracted), so a step gives what
+the C kernel gives, bit for bit (:func:`lint` checks the generated source for it).
+
+**One launch per bucket.** The kernel covers every tensor of a bucket (one dtype, one step
+count) at once: a *chunk table* (for each block of ``BLOCK`` elements: its tensor and its
+offset) and a *pointer table* (one row per operand, one column per tensor, and a row of sizes)
+live on the device, built once per plan; only the gradients' row is written again, and only
+when the gradients moved. The scalars of the step (lr, bias corrections, ...; computed in
+Python by the rule, as on every path) go to the device in a small float64 buffer, so a changing
+learning rate or step count never recompiles anything; Triton caches the compiled kernels.
+
+**No host synchronisation.** A step never reads a device value on the host:
+
+* the non-finite check is a kernel (:func:`nonfinite_kernel`) that sets a device *flag* (and
+  the flag of each tensor it found, for the error message); torch's ``GradScaler`` hands its
+  own flag (``found_inf``) and scale (``grad_scale``) as device tensors, which the kernel reads
+  the same way;
+* the update kernel reads the flag and writes nothing where it is set;
+* a step the flag skipped must not count, but the host does not know yet: it counts
+  optimistically and learns the truth later from a copy of the device's skip counter, made
+  without blocking (:class:`~optimlab.fused.steps.DeviceSteps`). Meanwhile each launch takes
+  one row of scalars per possible number of skipped steps not yet known, and the kernel picks
+  its row from the device's counter.
+
+**Without a GPU** the same kernels run on CPU tensors in Triton's interpreter
+(``TRITON_INTERPRET=1``, for tests: slow, and exactly the arithmetic of the generated source).
+Prototype findings this module relies on: the interpreter (like the GPU) must not see a block
+of booleans combined with a scalar boolean, so scalars are broadcast by hand; ``tl.div_rn`` and
+``tl.sqrt_rn`` take float32 only (float64 division and square root are correctly rounded
+anyway).
+
+Triton is an optional extra: ``pip install 'optimlab[gpu]'`` (beside the CPU build of torch, it
+does not upgrade it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import linecache
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .tape import SIGNATURES, Program
+
+#: Each operation as the Triton expression that computes what the C kernel computes
+#: (:data:`optimlab.fused.native.C_EXPRESSIONS`). ``{0}``, ``{1}``, ``{2}`` are block operands,
+#: ``{s}`` (``{s0}``, ...) the scalars, already in the element type; ``FMA`` a fused
+#: multiply-add, ``DIV``/``SQRT`` the correctly rounded division and root, ``{NAN1}`` the NaN
+#: with all bits set (ATen's vector maximum), ``{ONE}``/``{ZERO}`` blocks of 1 and +0.
+TRITON_EXPRESSIONS = {
+    "neg": "-{0}",
+    "add": "FMA({1}, {s}, {0})",
+    "add_": "FMA({1}, {s}, {0})",
+    "add_scalar_": "{0} + {s}",
+    "add_scalar": "{0} + {s}",
+    "div": "DIV({0}, {s})",
+    "div_": "DIV({0}, {s})",
+    "div_tensor_": "DIV({0}, {1})",
+    "lerp": "FMA({s}_coef, {1} - {0}, tl.where({s}_small, {0}, {1}))",
+    "lerp_": "FMA({s}_coef, {1} - {0}, tl.where({s}_small, {0}, {1}))",
+    "mul_": "{0} * {s}",
+    "mul": "{0} * {s}",
+    "mul_tensor_": "{0} * {1}",
+    "mul_tensor": "{0} * {1}",
+    "addcmul": "FMA({s} * {1}, {2}, {0})",
+    "addcmul_": "FMA({s} * {1}, {2}, {0})",
+    "addcdiv_": "{0} + DIV({s} * {1}, {2})",
+    "sqrt": "SQRT({0})",
+    "sqrt_": "SQRT({0})",
+    "abs": "tl.abs({0})",
+    "sign": "tl.where({0} > 0, {ONE}, tl.where({0} < 0, -{ONE}, {ZERO}))",
+    "sign_": "tl.where({0} > 0, {ONE}, tl.where({0} < 0, -{ONE}, {ZERO}))",
+    "reciprocal_": "DIV({ONE}, {0})",
+    "maximum_": "tl.where(({0} != {0}) | ({1} != {1}), {NAN1}, tl.where({0} > {1}, {0}, {1}))",
+    "maximum": "tl.where(({0} != {0}) | ({1} != {1}), {NAN1}, tl.where({0} > {1}, {0}, {1}))",
+    # {s0}_nan: -0, or NaN for a NaN bound (ATen fills the tensor with NaN), as in the C kernel
+    "clamp_": (
+        "tl.where({s1} < tl.where({0} < {s0}, {s0}, {0}), {s1}, "
+        "tl.where({0} < {s0}, {s0}, {0})) + {s0}_nan"
+    ),
+    "sign_select": "tl.where({0} > 0, {s0}_b, tl.where({0} < 0, {s1}_b, {s2}_b))",
+    "copy_": "{1}",
+}
+assert set(TRITON_EXPRESSIONS) == set(SIGNATURES)
+
+#: elements per program (one block of a chunk table)
+BLOCK = 1024
+#: the Triton element types of the dtypes the kernels take
+TL_TYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64"}
+
+
+class TritonUnavailable(RuntimeError):
+    """Triton kernels cannot run here (Triton not installed, or CPU tensors outside the
+    interpreter)."""
+
+
+def unavailable_reason(device: torch.device) -> str | None:
+    """Why the Triton kernels cannot run on tensors of ``device``, or None when they can."""
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        return "Triton is not installed (pip install 'optimlab[gpu]')"
+    if device.type == "cuda":
+        return None
+    if device.type == "cpu":
+        if os.environ.get("TRITON_INTERPRET") == "1":
+            return None
+        return (
+            "the Triton kernels run on CUDA tensors; on CPU tensors only in Triton's "
+            "interpreter, for tests (TRITON_INTERPRET=1 in the environment before Triton is "
+            "imported)"
+        )
+    return f"the Triton kernels run on CUDA tensors, not on {device.type}"
+
+
+# --- generating ---------------------------------------------------------------------------
+
+
+def _scalar_lines(program: Program, ctype: str) -> list[str]:
+    """Load the scalars of the chosen row, in the element type, and what some operations
+    derive from them (as :func:`optimlab.fused.native._scalar_lines` does in C)."""
+    n_scalars = 1 + max((k for *_, slots in program.instructions for k in slots), default=-1)
+    lines = [f"    s{k} = tl.load(row + {k}).to({ctype})" for k in range(n_scalars)]
+    for op, _, _, slots in program.instructions:
+        if op in ("lerp", "lerp_"):
+            s = f"s{slots[0]}"
+            # a scalar boolean broadcast by hand to a block (see the module docstring)
+            lines.append(f"    {s}_small = (ZEROS_I + (tl.abs({s}) < 0.5).to(tl.int32)) != 0")
+            lines.append(f"    {s}_coef = tl.where(tl.abs({s}) < 0.5, {s}, {s} - 1.0)")
+        elif op == "clamp_":
+            low, high = f"s{slots[0]}", f"s{slots[1]}"
+            lines.append(
+                f"    {low}_nan = tl.where(({low} != {low}) | ({high} != {high}), "
+                f"float('nan'), -0.0).to({ctype})"
+            )
+        elif op == "sign_select":
+            for slot in slots:
+                lines.append(f"    s{slot}_b = tl.full([BLOCK], 0, {ctype}) * 0.0 + s{slot}")
+    return lines
+
+
+def _expression(op: str, args: Sequence[str], slots: Sequence[int], ctype: str) -> str:
+    scalars = {f"s{k}": f"s{slot}" for k, slot in enumerate(slots)}
+    expr = TRITON_EXPRESSIONS[op].format(
+        *args, s=scalars.get("s0", ""), ONE="ONE", ZERO="ZERO", NAN1="NAN1", **scalars
+    )
+    if ctype == "tl.float32":
+        expr = expr.replace("DIV(", "tl.div_rn(").replace("SQRT(", "tl.sqrt_rn(")
+    else:  # float64 division and square root are correctly rounded as they are
+        expr = expr.replace("DIV(", "_div(").replace("SQRT(", "tl.sqrt(")
+    return expr.replace("FMA(", "tl.fma(")
+
+
+def program_source(program: Program, dtype: torch.dtype, name: str) -> str:
+    """The Python source of the Triton kernel ``name`` of ``program`` for real ``dtype``.
+
+    Arguments of the kernel: ``table`` (int64 ``[operands + 1, ntensors]``: data pointers, then
+    sizes), ``chunks`` (int64 ``[nchunks, 2]``: tensor, first element), ``scalars`` (float64:
+    the number of skipped steps the host knows of, then ``rows`` rows of the program's scalars),
+    ``flag`` (float32: nonzero skips the step), ``skips`` (float64: the device's count of
+    skipped steps), ``ntensors``, ``rows``, ``nscalars``.
+    """
+    ctype = TL_TYPES[dtype]
+    n = len(program.operands)
+    loaded, written = set(program.read), set(program.written)
+    body = [
+        "    pid = tl.program_id(0)",
+        "    t = tl.load(chunks + 2 * pid)",
+        "    first = tl.load(chunks + 2 * pid + 1)",
+        f"    size = tl.load(table + {n} * ntensors + t)",
+        "    offs = first + tl.arange(0, BLOCK)",
+        "    ZEROS_I = tl.zeros([BLOCK], tl.int32)",
+        "    go = (ZEROS_I + (tl.load(flag) == 0).to(tl.int32)) != 0",
+        "    mask = (offs < size) & go",
+        # the row of scalars for the number of skipped steps the host did not know of
+        "    unknown = (tl.load(skips) - tl.load(scalars)).to(tl.int32)",
+        "    unknown = tl.minimum(tl.maximum(unknown, 0), rows - 1)",
+        "    row = scalars + 1 + unknown * nscalars",
+        f"    ONE = tl.full([BLOCK], 1.0, {ctype})",
+        f"    ZERO = tl.zeros([BLOCK], {ctype})",
+        f"    NAN1 = tl.full([BLOCK], -1, {'tl.int32' if dtype == torch.float32 else 'tl.int64'})"
+        f".to({ctype}, bitcast=True)",
+        *_scalar_lines(program, ctype),
+    ]
+    for i in range(n):
+        if i in loaded or i in written:
+            body.append(
+                f"    a{i} = tl.load(table + {i} * ntensors + t).to(tl.pointer_type({ctype}))"
+            )
+    for i in sorted(loaded):
+        body.append(f"    v{i} = tl.load(a{i} + offs, mask=mask)")
+    for op, result, args, slots in program.instructions:
+        body.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
+    for i in sorted(written):
+        body.append(f"    tl.store(a{i} + offs, v{i}, mask=mask)")
+    return (
+        "import triton\nimport triton.language as tl\n\n\n"
+        "@triton.jit\n"
+        "def _div(a, b):\n"
+        "    return a / b\n\n\n"
+        "@triton.jit\n"
+        f"def {name}(table, chunks, scalars, flag, skips, ntensors, rows, nscalars, "
+        "BLOCK: tl.constexpr):\n" + "\n".join(body) + "\n"
+    )
+
+
+def lint(source: str) -> list[str]:
+    """What in a generated kernel's source would round differently from the C kernel: a
+    division or square root that a GPU computes approximately in float32 (``/``, ``tl.sqrt``
+    outside float64 kernels), or ``tl.math`` functions whose accuracy is the device's."""
+    problems = []
+    float32 = "tl.float32" in source and "tl.float64" not in source
+    for number, line in enumerate(source.splitlines(), 1):
+        code = line.split("#")[0]
+        if float32 and ("tl.sqrt(" in code or (" / " in code and "return a / b" not in code)):
+            problems.append(f"line {number}: approximate float32 division or root: {line}")
+        if "tl.math." in code or "libdevice" in code:
+            problems.append(f"line {number}: a device math function: {line}")
+    return problems
+
+
+_lock = threading.RLock()
+_kernels: dict[tuple[Program, torch.dtype], Any] = {}
+
+
+def _define(source: str, name: str) -> Any:
+    """Define the ``@triton.jit`` function ``name`` of ``source``: Triton reads a kernel's
+    source back (``inspect.getsource``), so the text is registered with :mod:`linecache`
+    under a name of its own, in memory: nothing is written to disk (Triton's own cache keeps
+    what it compiles)."""
+    digest = hashlib.sha256(source.encode()).hexdigest()[:16]
+    filename = f"<optimlab-triton-{digest}>"
+    lines = source.splitlines(keepends=True)
+    linecache.cache[filename] = (len(source), None, lines, filename)
+    namespace: dict[str, Any] = {"__name__": f"optimlab_triton_{digest}"}
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own generated code
+    return namespace[name]
+
+
+def kernel(program: Program, dtype: torch.dtype) -> Any:
+    """The Triton kernel of ``program`` for real ``dtype`` (generated once per process)."""
+    key = (program, dtype)
+    found = _kernels.get(key)
+    if found is None:
+        with _lock:
+            found = _kernels.get(key)
+            if found is None:
+                source = program_source(program, dtype, "optimlab_step")
+                problems = lint(source)
+                if problems:  # a generator bug: never run a kernel that rounds differently
+                    raise AssertionError("\n".join(problems))
+                found = _kernels[key] = _define(source, "optimlab_step")
+    return found
+
+
+_NONFINITE_SOURCE = '''import triton
+import triton.language as tl
+
+
+@triton.jit
+def optimlab_nonfinite(
+    table, chunks, row, sizes, flags, first_flag, ntensors, BLOCK: tl.constexpr, DT: tl.constexpr
+):
+    """Set ``flags[0]`` and ``flags[1 + first_flag + t]`` where tensor ``t`` of the pointer
+    table's row ``row`` (its sizes in row ``sizes``) holds NaN or an infinity (``x - x`` is NaN
+    exactly for those)."""
+    pid = tl.program_id(0)
+    t = tl.load(chunks + 2 * pid)
+    first = tl.load(chunks + 2 * pid + 1)
+    size = tl.load(table + sizes * ntensors + t)
+    offs = first + tl.arange(0, BLOCK)
+    x = tl.load(tl.load(table + row * ntensors + t).to(tl.pointer_type(DT)) + offs,
+                mask=offs < size, other=0.0)
+    found = tl.max(((x - x) != 0).to(tl.int32), axis=0) > 0
+    tl.store(flags, 1.0, mask=found)
+    tl.store(flags + 1 + first_flag + t, 1.0, mask=found)
+'''
+
+
+def nonfinite_kernel() -> Any:
+    """The Triton kernel of the non-finite check (generated once per process)."""
+    key = (None, None)
+    found = _kernels.get(key)  # type: ignore[arg-type]
+    if found is None:
+        with _lock:
+            found = _kernels[key] = _define(_NONFINITE_SOURCE, "optimlab_nonfinite")  # type: ignore[index]
+    return found
+
+
+# --- launching ----------------------------------------------------------------------------
+
+
+def host_buffer(values: np.ndarray, device: torch.device) -> Tensor:
+    """``values`` on ``device``, copied without making the host wait: through pinned memory
+    (torch's caching host allocator keeps it until the copy is done) on CUDA."""
+    source = torch.from_numpy(np.ascontiguousarray(values))
+    if device.type == "cuda":
+        pinned = torch.empty(source.shape, dtype=source.dtype, pin_memory=True)
+        pinned.copy_(source)
+        return pinned.to(device, non_blocking=True)
+    return source.clone()
+
+
+class DeviceBucket:
+    """A bucket of a fused plan (:class:`optimlab.fused.plan.Bucket`) on its device: the
+    pointer table (with a row of sizes) and the chunk table, built once."""
+
+    def __init__(self, table: np.ndarray, starts: np.ndarray, device: torch.device) -> None:
+        sizes = np.diff(starts)
+        self.rows = table.shape[0]
+        self.ntensors = table.shape[1]
+        self.device = device
+        self.host_table = np.concatenate([table, sizes[None, :]]).astype(np.int64)
+        self.table = host_buffer(self.host_table, device)
+        chunks = [(t, first) for t, size in enumerate(sizes) for first in range(0, size, BLOCK)]
+        self.chunks = host_buffer(np.array(chunks, np.int64).reshape(-1, 2), device)
+        self.nchunks = len(chunks)
+
+    def set_grads(self, pointers: np.ndarray) -> None:
+        """Point the table's gradient row (row 1) at this step's gradients, if they moved."""
+        if not np.array_equal(self.host_table[1], pointers):
+            self.host_table[1] = pointers
+            self.table[1].copy_(host_buffer(self.host_table[1], self.device), non_blocking=True)
+
+    def check(self, flags: Tensor, first_flag: int, dtype: torch.dtype) -> None:
+        """Raise ``flags`` where a gradient holds NaN or an infinity."""
+        if self.nchunks:
+            nonfinite_kernel()[(self.nchunks,)](
+                self.table,
+                self.chunks,
+                1,
+                self.rows,
+                flags,
+                first_flag,
+                self.ntensors,
+                BLOCK=BLOCK,
+                DT=_tl_dtype(dtype),
+            )
+
+    def run(
+        self,
+        program: Program,
+        dtype: torch.dtype,
+        scalars: Tensor,
+        rows: int,
+        flag: Tensor,
+        skips: Tensor,
+    ) -> None:
+        """The update: ``scalars`` as :func:`program_source` takes them."""
+        if self.nchunks:
+            nscalars = (scalars.numel() - 1) // rows
+            kernel(program, dtype)[(self.nchunks,)](
+                self.table,
+                self.chunks,
+                scalars,
+                flag,
+                skips,
+                self.ntensors,
+                rows,
+                max(nscalars, 1),
+                BLOCK=BLOCK,
+            )
+
+
+def _tl_dtype(dtype: torch.dtype) -> Any:
+    import triton.language as tl
+
+    return {torch.float32: tl.float32, torch.float64: tl.float64}[dtype]
