@@ -269,16 +269,9 @@ class DeviceSteps:
 
     def takes(self, groups: list[dict[str, Any]]) -> torch.device | None:
         """The device whose Triton kernels take this step, or None (another path takes it)."""
-        optimizer = self.optimizer
-        cls = type(optimizer)
-        if (
-            optimizer._state_arguments
-            or cls._after_step is not _base_after_step()
-            or not optimizer._unscales_in_rule
-            or optimizer._unfusable_reason is not None
-            or torch.compiler.is_compiling()
-        ):
+        if torch.compiler.is_compiling():
             return None
+        why_not = self._unsupported()
         device = None
         for group in groups:
             first = next((p for p in group["params"] if p.grad is not None), None)
@@ -286,9 +279,31 @@ class DeviceSteps:
                 continue
             if device is None:
                 device = first.device
+            if why_not is not None:
+                if group.get("fused") == "triton":
+                    raise RuntimeError(
+                        f"fused='triton': {why_not}; pass fused=None (the multi-tensor path on "
+                        "a GPU, the C kernels on the CPU)"
+                    )
+                return None
             if first.device != device or not self._wants_triton(group, device):
                 return None
         return device
+
+    def _unsupported(self) -> str | None:
+        """Why this optimizer's steps cannot be taken on the device without the host, if so."""
+        optimizer = self.optimizer
+        name = type(optimizer).__name__
+        if optimizer._unfusable_reason is not None:
+            return f"{name} has no fused path ({optimizer._unfusable_reason})"
+        if optimizer._state_arguments or type(optimizer)._after_step is not _base_after_step():
+            return (
+                f"{name} updates per-parameter state on the host after each step, which the "
+                "Triton path does not take yet"
+            )
+        if not optimizer._unscales_in_rule:
+            return f"{name} unscales GradScaler's gradients outside its rule"
+        return None
 
     @staticmethod
     def _wants_triton(group: dict[str, Any], device: torch.device) -> bool:
@@ -469,7 +484,8 @@ class DeviceSteps:
                 skipped_here += 1
                 for step in first.stepped:
                     step -= 1
-                self.optimizer.skipped_steps += 1
+                if first.checked:  # (a step GradScaler skipped is its own to count)
+                    self.optimizer.skipped_steps += 1
                 self.fused.plans.clear()  # their cached step counts are off by one now
                 if first.checked and self.optimizer.nonfinite_grads == "raise" and not failed:
                     failed = [n for n, v in zip(first.names, values[2:]) if v != 0] or ["?"]

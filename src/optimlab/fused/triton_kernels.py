@@ -147,7 +147,8 @@ def _scalar_lines(program: Program, ctype: str) -> list[str]:
             )
         elif op == "sign_select":
             for slot in slots:
-                lines.append(f"    s{slot}_b = tl.full([BLOCK], 0, {ctype}) * 0.0 + s{slot}")
+                # a block holding the scalar exactly (an addition would turn -0 into +0)
+                lines.append(f"    s{slot}_b = tl.where(ZEROS_I == 0, s{slot}, s{slot})")
     return lines
 
 

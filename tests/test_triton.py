@@ -1,0 +1,304 @@
+"""The Triton kernels, proven without a GPU: in Triton's interpreter, on CPU tensors.
+
+The interpreter runs the generated source with NumPy, operation by operation, in the types the
+source names, so it checks what the generator wrote: each operation and each fusable
+configuration must give the C kernel's results bit for bit (the C kernel is itself checked
+against PyTorch's own kernels, see test_fast_path.py); a step whose gradients hold NaN or an
+infinity, or that GradScaler found an infinity in, must leave everything untouched; and a
+step must read nothing from the device on the host. A GPU adds the compiler's arithmetic,
+which ``scripts/gpu_check.py`` checks against the interpreter where one is available.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["TRITON_INTERPRET"] = "1"  # read when a kernel is defined, not when Triton loads
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from registry import CASES  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
+
+import optimlab  # noqa: E402
+from optimlab.fused import native, triton_kernels  # noqa: E402
+from optimlab.fused.steps import DeviceSteps, FusedSteps  # noqa: E402
+from optimlab.fused.tape import METHODS, SIGNATURES, Tape  # noqa: E402
+
+pytestmark = [
+    pytest.mark.skipif(not native.available(), reason=f"{native.unavailable_reason()}"),
+    # masked-off lanes of a block divide by zero in the interpreter (never stored)
+    pytest.mark.filterwarnings("ignore::RuntimeWarning"),
+]
+
+FUSABLE = [c for c in CASES if c.cls._unfusable_reason is None]
+HOST_STEPPED = {"NAdam", "ASGD"}  # update state on the host after each step (see DeviceSteps)
+ON_DEVICE = [c for c in FUSABLE if c.cls.__name__ not in HOST_STEPPED]
+SIZES = (5, 1500, 33, 1024)  # a few thousand elements, blocks cut inside and at the edges
+
+
+def test_both_generators_cover_the_same_operations():
+    assert set(triton_kernels.TRITON_EXPRESSIONS) == set(native.C_EXPRESSIONS) == set(SIGNATURES)
+
+
+def _all_operations() -> Tape:
+    """One program applying every operation, each to fresh copies of x, y, z."""
+    ops = list(SIGNATURES)
+    tape = Tape(["x", "y", "z"] + [f"out_{op}" for op in ops])
+    x, y, z = ([tape[n]] for n in ("x", "y", "z"))
+    for op in ops:
+        n_tensors, n_scalars, in_place = SIGNATURES[op]
+        args = [tape.ops.neg(tape.ops.neg(a)) for a in [x, y, z][:n_tensors]]
+        scalars = native._TEST_SCALARS.get(op, (0.37,))[:n_scalars]
+        out = [tape[f"out_{op}"]]
+        if in_place:
+            getattr(tape.ops, METHODS[op])(args[0], *args[1:], *scalars)
+            tape.ops.copy_(out, args[0])
+        else:
+            tape.ops.copy_(out, getattr(tape.ops, METHODS[op])(*args, *scalars))
+    return tape
+
+
+def _run_triton(program, dtype, operands, scalars, flag=None):
+    table, starts = native.pointer_table(operands)
+    bucket = triton_kernels.DeviceBucket(table, starts, torch.device("cpu"))
+    values = torch.tensor([0.0, *scalars], dtype=torch.float64)
+    flag = torch.zeros(1) if flag is None else flag
+    bucket.run(program, dtype, values, 1, flag, torch.zeros(1, dtype=torch.float64))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_every_operation_is_bitwise_the_c_kernels(dtype):
+    tape = _all_operations()
+    ops = list(SIGNATURES)
+    generator = torch.Generator().manual_seed(0)
+    tiny = torch.finfo(dtype).tiny
+    specials = torch.tensor(
+        [0.0, -0.0, float("inf"), float("-inf"), float("nan"), tiny / 3, 3e38, -0.0, 0.0, 1.0]
+        + [-tiny / 5, float("nan"), -2.0, 0.0],
+        dtype=dtype,
+    )
+    inputs = [[torch.randn(n, generator=generator, dtype=dtype) for n in SIZES] for _ in "xyz"]
+    for t in inputs[2]:
+        t.abs_().add_(0.25)  # divisors and roots
+    for k in (1, 3):  # specials against each other, where the C kernel runs its vector loop
+        inputs[0][k][: len(specials)] = specials
+        inputs[1][k][: len(specials)] = specials.roll(1)
+    c_outs = [[torch.zeros(n, dtype=dtype) for n in SIZES] for _ in ops]
+    t_outs = [[torch.zeros(n, dtype=dtype) for n in SIZES] for _ in ops]
+    copies = [[t.clone() for t in ts] for ts in inputs]
+    native.kernel(tape.program, dtype, exact=False)(copies + c_outs, tape.scalars)
+    copies = [[t.clone() for t in ts] for ts in inputs]
+    _run_triton(tape.program, dtype, copies + t_outs, tape.scalars)
+    for op, want, got in zip(ops, c_outs, t_outs):
+        for w, g in zip(want, got):
+            assert native._same_bits(g, w), op
+
+
+def test_the_generated_source_rounds_as_the_c_kernel():
+    tape = _all_operations()
+    source = triton_kernels.program_source(tape.program, torch.float32, "k")
+    assert triton_kernels.lint(source) == []
+    assert "tl.fma(" in source and "tl.div_rn(" in source and "tl.sqrt_rn(" in source
+    assert triton_kernels.lint(source.replace("tl.div_rn(", "_div(").replace("_div(a", "x / (a"))
+    bad = "import triton.language as tl\nx: tl.float32\n    v = tl.sqrt(v0)\n"
+    assert triton_kernels.lint(bad)
+
+
+def _grads(params, generator, bad_at=None):
+    grads = []
+    for k, p in enumerate(params):
+        g = torch.randn(p.shape, generator=generator, dtype=p.dtype)
+        if bad_at is not None and k == 1:
+            g.view(-1)[bad_at] = float("nan")
+        grads.append(g)
+    return grads
+
+
+def _params(dtype, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, generator=generator, dtype=dtype).requires_grad_() for n in SIZES]
+
+
+def _run(case, dtype, fused, steps=4, nonfinite_at=(), policy="raise", lag=0, **extra):
+    params = _params(dtype)
+    opt = case.make(params, lr=0.01, fused=fused, nonfinite_grads=policy, **extra)
+    opt._fused.device_steps.lag = lag
+    generator = torch.Generator().manual_seed(1)
+    for k in range(steps):
+        for p, g in zip(params, _grads(params, generator, 7 if k in nonfinite_at else None)):
+            p.grad = g
+        opt.param_groups[0]["lr"] = 0.01 * (1 + k) / steps  # a changing lr recompiles nothing
+        opt.step()
+    opt.check_finite()
+    return params, opt
+
+
+def _assert_same_run(a, b):
+    (params_a, opt_a), (params_b, opt_b) = a, b
+    for p, q in zip(params_a, params_b):
+        assert native._same_bits(p.detach(), q.detach())
+        assert opt_a.state[p].keys() == opt_b.state[q].keys()
+        for key, value in opt_a.state[p].items():
+            assert native._same_bits(value, opt_b.state[q][key]), key
+    assert opt_a.skipped_steps == opt_b.skipped_steps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+@pytest.mark.parametrize("case", ON_DEVICE, ids=str)
+def test_every_fusable_configuration_is_bitwise_the_c_kernels(case, dtype):
+    triton_run = _run(case, dtype, "triton")
+    _assert_same_run(triton_run, _run(case, dtype, True))
+    # ... and it ran on the Triton path: one plan per group, on the device path's books
+    opt = triton_run[1]
+    assert opt._fused.device_steps.takes(opt.param_groups) == torch.device("cpu")
+    assert opt._fused.plans[id(opt.param_groups[0])].buckets[0].device_bucket is not None
+
+
+@pytest.mark.parametrize("name", ["adam", "sgd-momentum", "rmsprop-centered-momentum"])
+@pytest.mark.parametrize("lag", [0, 2])
+def test_nonfinite_steps_are_skipped_on_the_device_and_uncounted(name, lag):
+    case = next(c for c in CASES if c.id == name)
+    # steps 1 and 2 are skipped; with lag 2 the host reads each flag two steps late, so the
+    # kernels pick their scalars from rows for 0, 1 and 2 unread skips
+    got = _run(case, torch.float32, "triton", steps=6, nonfinite_at=(1, 2), policy="skip", lag=lag)
+    want = _run(case, torch.float32, True, steps=6, nonfinite_at=(1, 2), policy="skip")
+    _assert_same_run(got, want)
+    params, opt = got
+    assert opt.skipped_steps == 2 and int(opt.state[params[0]]["step"]) == 4
+
+
+def test_raise_names_the_parameter_at_the_next_step_and_nothing_was_applied():
+    params = _params(torch.float32)
+    opt = optimlab.Adam(params, lr=0.01, fused="triton")
+    generator = torch.Generator().manual_seed(1)
+    for p, g in zip(params, _grads(params, generator)):
+        p.grad = g
+    opt.step()
+    before = [p.detach().clone() for p in params]
+    moments = [opt.state[p]["exp_avg"].clone() for p in params]
+    for p, g in zip(params, _grads(params, generator, bad_at=3)):
+        p.grad = g
+    opt.step()  # launched; the device skips it
+    with pytest.raises(optimlab.NonFiniteGradientError) as raised:
+        opt.step()
+    message = str(raised.value)
+    assert "parameter 1 of group 0 (shape (1500,))" in message
+    assert "not applied" in message and "nonfinite_grads='skip'" in message
+    for p, b, m in zip(params, before, moments):
+        assert torch.equal(p, b) and torch.equal(opt.state[p]["exp_avg"], m)
+        assert int(opt.state[p]["step"]) == 1
+    params[1].grad = torch.zeros_like(params[1])  # fixed: training goes on
+    opt.step()
+    opt.check_finite()
+    assert int(opt.state[params[0]]["step"]) == 2
+
+
+def test_check_finite_raises_for_the_last_step():
+    params = _params(torch.float64)
+    opt = optimlab.SGD(params, lr=0.1, momentum=0.9, fused="triton")
+    for p, g in zip(params, _grads(params, torch.Generator().manual_seed(0), bad_at=0)):
+        p.grad = g
+    opt.step()
+    with pytest.raises(optimlab.NonFiniteGradientError, match="parameter 1 of group 0"):
+        opt.check_finite()
+
+
+class HostReads(TorchDispatchMode):
+    """Records every value a step reads from a tensor on the host (``.item()``, ``bool()``:
+    on a GPU each is a synchronisation)."""
+
+    def __init__(self):
+        super().__init__()
+        self.read = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.read.append(args[0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("policy", ["raise", "skip", "ignore"])
+def test_a_step_reads_nothing_from_the_device_on_the_host(policy):
+    params = _params(torch.float32)
+    opt = optimlab.AdamW(params, lr=torch.tensor(0.01), fused="triton", nonfinite_grads=policy)
+    generator = torch.Generator().manual_seed(0)
+    for k in range(3):
+        bad = 5 if k == 1 and policy != "raise" else None  # (raise: tested above)
+        for p, g in zip(params, _grads(params, generator, bad_at=bad)):
+            p.grad = g
+        with HostReads() as reads:
+            opt.step()
+        # the step counts (host tensors, as torch keeps them) and the lr the user gave as a
+        # CPU tensor are the only values read; nothing the kernels wrote
+        steps = {opt.state[p]["step"].data_ptr() for p in params}
+        lr = opt.param_groups[0]["lr"].data_ptr()
+        assert {t.data_ptr() for t in reads.read} <= steps | {lr}
+    if policy == "skip":
+        opt.check_finite()
+        assert opt.skipped_steps == 1
+
+
+def _train_scaled(fused, steps=6, infinite_at=2, dtype=torch.bfloat16):
+    generator = torch.Generator().manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+    opt = optimlab.Adam(model.parameters(), lr=0.01, fused=fused)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**16, growth_interval=2)
+    X, y = torch.randn(32, 8, generator=generator), torch.randn(32, 1, generator=generator)
+    for k in range(steps):
+        opt.zero_grad()
+        with torch.autocast("cpu", dtype=dtype):
+            loss = ((model(X) - y) ** 2).mean()
+        if k == infinite_at:
+            loss = loss * float("inf")
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    opt.check_finite()
+    return list(model.parameters()), opt
+
+
+def test_grad_scaler_unscales_and_skips_in_the_kernel():
+    got, want = _train_scaled("triton"), _train_scaled(True)
+    _assert_same_run(got, want)
+    params, opt = got
+    assert int(opt.state[params[0]]["step"]) == 5  # the step with an Inf is not counted
+
+
+def test_state_dict_counts_exactly_while_flags_are_unread():
+    case = next(c for c in CASES if c.id == "adam")
+    params, opt = _run(case, torch.float32, "triton", steps=5, nonfinite_at=(3,), policy="skip")
+    opt._fused.device_steps.lag = 3
+    saved = opt.state_dict()
+    assert all(int(s["step"]) == 4 for s in saved["state"].values())
+
+
+def test_triton_on_cpu_tensors_outside_the_interpreter_says_how(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    w = torch.zeros(3, requires_grad=True)
+    opt = optimlab.Adam([w], fused="triton")
+    w.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match=r"fused='triton': .*CUDA tensors.*TRITON_INTERPRET=1"):
+        opt.step()
+
+
+@pytest.mark.parametrize("cls", [optimlab.NAdam, optimlab.ASGD], ids=lambda c: c.__name__)
+def test_optimizers_the_host_steps_refuse_triton_saying_why(cls):
+    w = torch.zeros(3, requires_grad=True)
+    opt = cls([w], fused="triton")
+    w.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match="per-parameter state on the host"):
+        opt.step()
+    assert cls([w])._fused.device_steps.takes([{"params": [w], "fused": None}]) is None
+
+
+def test_default_on_cpu_stays_on_the_c_kernels():
+    w = torch.zeros(3, requires_grad=True)
+    opt = optimlab.Adam([w])
+    w.grad = torch.ones(3)
+    assert opt._fused.device_steps.takes(opt.param_groups) is None
+    opt.step()
+    assert isinstance(opt._fused, FusedSteps) and isinstance(opt._fused.device_steps, DeviceSteps)
