@@ -13,7 +13,8 @@ $(STAMP): pyproject.toml
 	# torch first, from the exact release this machine carries locally (CPU build);
 	# pyproject.toml itself asks only for torch>=2.4, which this satisfies.
 	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	# dev: the tests' tools; gpu: Triton, whose kernels the tests run in its interpreter
+	$(PY) -m pip install --quiet -e '.[dev,gpu]'
 	touch $(STAMP)
 
 build: $(STAMP)

@@ -1,0 +1,298 @@
+"""The checks of the Triton path that need a GPU, in one run of under 5 minutes.
+
+    PYTHONPATH=src python3 scripts/gpu_check.py --out "$OUT"     # on a CUDA machine
+
+1. **Parity.** Every fusable configuration of the registry (the variants ``optimlab build``
+   compiles) steps the same parameters on the GPU (``fused="triton"``, the compiled kernels)
+   and on the CPU (``fused=True``, the C kernel, which the test suite proves bitwise equal to
+   the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
+   parameters and state must agree bit for bit, in float32 (and float64 for a few).
+2. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
+   Adam, AdamW and SGD under each ``nonfinite_grads`` policy, with a NaN in some steps, and
+   under ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises.
+3. **Speed.** 100M fp32 parameters in 200 and in 2,000 tensors: optimlab's default (with its
+   non-finite check) and without the check, torch's ``fused`` and ``foreach`` for Adam, AdamW
+   and SGD with momentum, every other fusable default against the bandwidth a plain copy
+   reaches (``dst.copy_(src)``: 8 bytes per element); medians of 5 repeats of 20 steps, each
+   timed by CUDA events, all paths side by side in one process.
+
+Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out`` (and prints them). Exit 1 if a
+parity or synchronisation check fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+import traceback
+from pathlib import Path
+
+import torch
+
+import optimlab
+from optimlab.fused import native
+from optimlab.fused.steps import traffic
+from optimlab.optim.registry import REGISTRY
+
+#: where the Triton kernels run; ``--dry-run`` (tests, no GPU): the CPU, in the interpreter
+DEVICE = "cuda"
+HOST_STEPPED = {"NAdam", "ASGD"}  # step on the multi-tensor path on a GPU (see DeviceSteps)
+PARITY_SIZES = (5, 1500, 33, 4096, 70_001)
+BENCH_TOTAL = 100_000_000
+
+
+def device_variants():
+    return [
+        v
+        for entry in REGISTRY.values()
+        if entry.fusable and entry.cls.__name__ not in HOST_STEPPED
+        for v in entry.variants()
+    ]
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return native._same_bits(a.detach().cpu(), b.detach().cpu())
+
+
+def parity(report: list[str], failures: list[str]) -> None:
+    report.append("## Parity: compiled Triton kernels (GPU) against the C kernel (CPU)\n")
+    if not native.available():
+        report.append(f"skipped: the C kernel cannot run here ({native.unavailable_reason()})\n")
+        return
+    rows = []
+    for variant in device_variants():
+        for dtype in (torch.float32,) + (
+            (torch.float64,) if variant.id in ("adam", "sgd-momentum", "rmsprop") else ()
+        ):
+            generator = torch.Generator().manual_seed(0)
+            start = [torch.randn(n, generator=generator, dtype=dtype) for n in PARITY_SIZES]
+            grads = [
+                [torch.randn(n, generator=generator, dtype=dtype) for n in PARITY_SIZES]
+                for _ in range(4)
+            ]
+            runs = []
+            for device, fused in ((DEVICE, "triton"), ("cpu", True)):
+                params = [t.clone().to(device).requires_grad_() for t in start]
+                opt = variant.make(params, lr=0.01, fused=fused)
+                for k, step_grads in enumerate(grads):
+                    for p, g in zip(params, step_grads):
+                        p.grad = g.to(device)
+                    opt.param_groups[0]["lr"] = 0.01 * (k + 1)
+                    opt.step()
+                opt.check_finite()
+                runs.append((params, opt))
+            (gp, go), (cp, co) = runs
+            same = all(_same_bits(a, b) for a, b in zip(gp, cp)) and all(
+                _same_bits(v, co.state[b][k])
+                for a, b in zip(gp, cp)
+                for k, v in go.state[a].items()
+                if torch.is_tensor(v)
+            )
+            rows.append(f"| {variant.id} | {str(dtype)[6:]} | {'bitwise' if same else 'DIFFERS'} |")
+            if not same:
+                failures.append(f"parity {variant.id} {dtype}")
+    report += ["| configuration | dtype | GPU vs C kernel |", "|---|---|---|", *rows, ""]
+
+
+def syncs(report: list[str], failures: list[str]) -> None:
+    report.append("## Host synchronisations inside step()\n")
+    rows = []
+    model_sizes = (4096, 1000, 77, 10)
+    for name in ("Adam", "AdamW", "SGD"):
+        for policy in ("raise", "skip", "ignore"):
+            params = [torch.randn(n, device="cuda", requires_grad=True) for n in model_sizes]
+            opt = getattr(optimlab, name)(
+                params,
+                lr=0.01,
+                nonfinite_grads=policy,
+                **({"momentum": 0.9} if name == "SGD" else {}),
+            )
+            verdict = "0 syncs"
+            try:
+                for k in range(6):
+                    for p in params:
+                        p.grad = torch.randn_like(p)
+                        if k == 3 and policy == "skip":
+                            p.grad[0] = float("nan")
+                    torch.cuda.set_sync_debug_mode("error")
+                    try:
+                        opt.step()
+                    finally:
+                        torch.cuda.set_sync_debug_mode(0)
+                opt.check_finite()
+                if policy == "skip" and opt.skipped_steps != 1:
+                    verdict = f"skipped {opt.skipped_steps} steps, expected 1"
+                    failures.append(f"skip count {name}")
+            except Exception as error:  # noqa: BLE001 - reported, then the run goes on
+                verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
+                failures.append(f"sync {name} {policy}")
+            rows.append(f"| {name} | {policy} | {verdict} |")
+    # GradScaler with fp16 autocast and an Inf at step 2
+    model = torch.nn.Sequential(
+        torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)
+    ).cuda()
+    opt = optimlab.Adam(model.parameters(), lr=1e-3)
+    scaler = torch.amp.GradScaler("cuda")
+    X, y = torch.randn(128, 64, device="cuda"), torch.randn(128, 1, device="cuda")
+    verdict = "0 syncs in scaler.step()"
+    try:
+        for k in range(5):
+            opt.zero_grad()
+            with torch.autocast("cuda", dtype=torch.float16):
+                loss = ((model(X) - y) ** 2).mean()
+            if k == 2:
+                loss = loss * float("inf")
+            scaler.scale(loss).backward()
+            torch.cuda.set_sync_debug_mode("error")
+            try:
+                scaler.step(opt)  # hands the step found_inf and grad_scale as device tensors
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+            scaler.update()
+        opt.check_finite()
+        steps = {int(s["step"]) for s in opt.state.values()}
+        if steps != {4}:
+            verdict = f"step counts {steps}, expected 4"
+            failures.append("grad scaler count")
+    except Exception as error:  # noqa: BLE001
+        verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
+        failures.append("sync grad scaler")
+    rows.append(f"| Adam | GradScaler (found_inf, grad_scale on the device) | {verdict} |")
+    report += ["| optimizer | policy | result |", "|---|---|---|", *rows, ""]
+
+
+def _time(fn, repeats=5, steps=20) -> float:
+    """Median seconds per call over ``repeats`` of ``steps`` calls (after 3 warm-up calls)."""
+    for _ in range(3):
+        fn()
+    samples = []
+    for _ in range(repeats):
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(steps):
+            fn()
+        end.record()
+        end.synchronize()
+        samples.append(start.elapsed_time(end) / 1000 / steps)
+    return statistics.median(samples)
+
+
+def _copy_bandwidth() -> float:
+    """Bytes per second of ``dst.copy_(src)`` over 100M floats (8 bytes per element)."""
+    src = torch.empty(BENCH_TOTAL, device="cuda")
+    dst = torch.empty_like(src)
+    return 8 * BENCH_TOTAL / _time(lambda: dst.copy_(src))
+
+
+def speed(report: list[str], results: dict) -> None:
+    bandwidth = _copy_bandwidth()
+    results["copy_bandwidth_GBps"] = bandwidth / 1e9
+    report.append(f"## Speed: {BENCH_TOTAL / 1e6:g}M fp32 parameters\n")
+    report.append(
+        f"Copy bandwidth (dst.copy_(src), 8 bytes per element): {bandwidth / 1e9:.0f} GB/s.\n"
+    )
+    report.append(
+        "| optimizer | tensors | path | ms per step | vs torch fused | % of copy bandwidth |"
+    )
+    report.append("|---|---|---|---|---|---|")
+    twins = {
+        "adam": ("Adam", {}),
+        "adamw": ("AdamW", {}),
+        "sgd-momentum": ("SGD", {"momentum": 0.9}),
+    }
+    for tensors in (200, 2000):
+        for variant in device_variants():
+            size = BENCH_TOTAL // tensors
+            params = [torch.zeros(size, device="cuda", requires_grad=True) for _ in range(tensors)]
+            for p in params:
+                p.grad = torch.randn_like(p) * 1e-3
+            reads, writes = traffic(variant.make([torch.zeros(1, requires_grad=True)]))
+            bytes_per = 4 * (len(reads) + len(writes))
+            paths = {"optimlab": variant.make(params, lr=1e-3)}
+            if variant.id in twins:
+                paths["optimlab no check"] = variant.make(params, lr=1e-3, nonfinite_grads="ignore")
+                name, kwargs = twins[variant.id]
+                cls = getattr(torch.optim, name)
+                paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
+                paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
+            elif tensors == 2000:
+                continue  # the other optimizers: 200 tensors only (the time budget)
+            times = {path: _time(opt.step) for path, opt in paths.items()}
+            fused_s = times.get("torch fused")
+            for path, seconds in times.items():
+                check = 4 if path == "optimlab" else 0  # the non-finite check reads the grads
+                share = (bytes_per + check) * BENCH_TOTAL / seconds / bandwidth
+                versus = f"{fused_s / seconds:.2f}x" if fused_s else "-"
+                report.append(
+                    f"| {variant.id} | {tensors} | {path} | {seconds * 1e3:.3f} | {versus} "
+                    f"| {share:.0%} |"
+                )
+                results.setdefault("speed", []).append(
+                    {
+                        "variant": variant.id,
+                        "tensors": tensors,
+                        "path": path,
+                        "seconds": seconds,
+                        "bandwidth_share": share,
+                    }
+                )
+            del params, paths
+            torch.cuda.empty_cache()
+    report.append("")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--no-speed", action="store_true")
+    parser.add_argument(
+        "--dry-run", action="store_true", help="parity only, on CPU tensors in the interpreter"
+    )
+    args = parser.parse_args()
+    if args.dry_run:
+        global DEVICE, PARITY_SIZES
+        DEVICE, PARITY_SIZES = "cpu", (5, 1500, 33)
+        failures: list[str] = []
+        report: list[str] = []
+        parity(report, failures)
+        print("\n".join(report))
+        return 1 if failures else 0
+    if not torch.cuda.is_available():
+        print("no CUDA device here", file=sys.stderr)
+        return 2
+    import triton
+
+    started = time.perf_counter()
+    card = torch.cuda.get_device_name()
+    report = [
+        "# The Triton path on a GPU\n",
+        f"{card}; torch {torch.__version__}, Triton {triton.__version__}.\n",
+    ]
+    results: dict = {"card": card}
+    failures: list[str] = []
+    for part in (parity, syncs):
+        try:
+            part(report, failures)
+        except Exception:  # noqa: BLE001
+            failures.append(part.__name__)
+            report.append("```\n" + traceback.format_exc() + "```\n")
+        print(f"{part.__name__}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
+    if not args.no_speed:
+        speed(report, results)
+    report.append(
+        f"Failures: {', '.join(failures) or 'none'}. Took {time.perf_counter() - started:.0f} s.\n"
+    )
+    results["failures"] = failures
+    text = "\n".join(report)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "gpu_check.md").write_text(text)
+    (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1))
+    print(text)
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
