@@ -2,9 +2,13 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-import pytest
-import torch
+# Triton's kernels run on CPU tensors in its interpreter (tests/test_triton.py); the switch is
+# read when triton.language is first imported, which torch.compile's tests may do first.
+os.environ["TRITON_INTERPRET"] = "1"
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # `make test` runs one worker per core: a second intra-op thread per worker oversubscribes

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-os.environ["TRITON_INTERPRET"] = "1"  # read when a kernel is defined, not when Triton loads
+os.environ["TRITON_INTERPRET"] = "1"  # (conftest.py sets it before anything imports Triton)
 
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -100,9 +100,9 @@ def test_the_generated_source_rounds_as_the_c_kernel():
     source = triton_kernels.program_source(tape.program, torch.float32, "k")
     assert triton_kernels.lint(source) == []
     assert "tl.fma(" in source and "tl.div_rn(" in source and "tl.sqrt_rn(" in source
-    assert triton_kernels.lint(source.replace("tl.div_rn(", "_div(").replace("_div(a", "x / (a"))
-    bad = "import triton.language as tl\nx: tl.float32\n    v = tl.sqrt(v0)\n"
-    assert triton_kernels.lint(bad)
+    assert triton_kernels.lint(source.replace("tl.sqrt_rn(", "tl.sqrt("))  # approximate
+    assert triton_kernels.lint(source + "    v0 = v0 / v1\n")
+    assert " / " in triton_kernels.program_source(tape.program, torch.float64, "k")
 
 
 def _grads(params, generator, bad_at=None):

@@ -159,9 +159,29 @@ def _expression(op: str, args: Sequence[str], slots: Sequence[int], ctype: str) 
     )
     if ctype == "tl.float32":
         expr = expr.replace("DIV(", "tl.div_rn(").replace("SQRT(", "tl.sqrt_rn(")
-    else:  # float64 division and square root are correctly rounded as they are
-        expr = expr.replace("DIV(", "_div(").replace("SQRT(", "tl.sqrt(")
-    return expr.replace("FMA(", "tl.fma(")
+        return expr.replace("FMA(", "tl.fma(")
+    # float64 division and square root are correctly rounded as they are
+    return _infix_division(expr).replace("SQRT(", "tl.sqrt(").replace("FMA(", "tl.fma(")
+
+
+def _infix_division(expr: str) -> str:
+    """``DIV(a, b)`` written ``((a) / (b))`` (a jit helper function for it would be a nested
+    call, which the interpreter refuses once torch's dynamo is loaded)."""
+    while "DIV(" in expr:
+        start = expr.index("DIV(")
+        depth, comma, k = 0, None, start + 4
+        for k in range(start + 4, len(expr)):
+            if expr[k] == "(":
+                depth += 1
+            elif expr[k] == ")":
+                if depth == 0:
+                    break
+                depth -= 1
+            elif expr[k] == "," and depth == 0 and comma is None:
+                comma = k
+        a, b = expr[start + 4 : comma].strip(), expr[comma + 1 : k].strip()
+        expr = f"{expr[:start]}(({a}) / ({b})){expr[k + 1 :]}"
+    return expr
 
 
 def program_source(program: Program, dtype: torch.dtype, name: str) -> str:
@@ -209,9 +229,6 @@ def program_source(program: Program, dtype: torch.dtype, name: str) -> str:
     return (
         "import triton\nimport triton.language as tl\n\n\n"
         "@triton.jit\n"
-        "def _div(a, b):\n"
-        "    return a / b\n\n\n"
-        "@triton.jit\n"
         f"def {name}(table, chunks, scalars, flag, skips, ntensors, rows, nscalars, "
         "BLOCK: tl.constexpr):\n" + "\n".join(body) + "\n"
     )
@@ -225,7 +242,7 @@ def lint(source: str) -> list[str]:
     float32 = "tl.float32" in source and "tl.float64" not in source
     for number, line in enumerate(source.splitlines(), 1):
         code = line.split("#")[0]
-        if float32 and ("tl.sqrt(" in code or (" / " in code and "return a / b" not in code)):
+        if float32 and ("tl.sqrt(" in code or " / " in code):
             problems.append(f"line {number}: approximate float32 division or root: {line}")
         if "tl.math." in code or "libdevice" in code:
             problems.append(f"line {number}: a device math function: {line}")

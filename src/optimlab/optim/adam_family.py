@@ -92,6 +92,8 @@ class NAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -194,6 +196,8 @@ class RAdam(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -255,6 +259,8 @@ class Adamax(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -315,6 +321,8 @@ class Lion(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -388,6 +396,8 @@ class AdEMAMix(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 

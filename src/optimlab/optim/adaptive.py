@@ -83,6 +83,8 @@ class RMSprop(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -192,6 +194,8 @@ class Adam(Optimizer):
         differentiable: bool = False,
         decoupled_weight_decay: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -234,6 +238,8 @@ class AdamW(Adam):
         bias_correction: bool = True,
         eps_inside_sqrt: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         settings = hyperparameters(locals())
         super().__init__(

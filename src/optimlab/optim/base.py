@@ -49,6 +49,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..core import precision
 from ..core.ops import DIFFERENTIABLE, FOREACH, LOOP, LoopOps
 from ..fused import native
 from ..fused.plan import FusedPlan, plain
@@ -61,6 +62,7 @@ from .checks import (
     non_negative,
     one_of,
     optional_boolean,
+    state_dtype_choice,
     tensor_number,
 )
 from .state import StateMap, advance_step, new_step, step_count
@@ -111,6 +113,8 @@ class Optimizer(torch.optim.Optimizer):
         "fused": fused_choice,
         "capturable": boolean,
         "differentiable": boolean,
+        "state_dtype": state_dtype_choice,
+        "stochastic_rounding": boolean,
     }
     #: hyperparameters torch also takes as 1-element tensors (a learning rate that a compiled
     #: step reads without recompiling when a schedule changes it): checked, and used by the
@@ -126,6 +130,9 @@ class Optimizer(torch.optim.Optimizer):
     #: ``_derived``
     _rule: Callable[..., None] | None = None
     _derived: Derived = BETAS
+    #: whether the class's steps honour ``state_dtype`` (those stepping through the base
+    #: class's ``_step_params``; classes with their own state layout refuse it)
+    _computes_in_state_dtype = True
     #: per-parameter state entries, besides ``step``, that the rule takes as arguments (ASGD's
     #: step sizes ``eta`` and ``mu``): parameters are stepped together only when they share them
     _state_arguments: tuple[str, ...] = ()
@@ -201,6 +208,17 @@ class Optimizer(torch.optim.Optimizer):
                 f"Invalid fused={group['fused']!r} with foreach=True: `fused` and `foreach` "
                 "cannot be `True` together; choose one: fused for the fused kernel, "
                 "foreach=True for the multi-tensor path"
+            )
+        if group.get("stochastic_rounding") and group.get("state_dtype") is None:
+            raise ValueError(
+                "Invalid stochastic_rounding=True without state_dtype: it rounds an update "
+                "computed in state_dtype to the parameters' dtype; pass "
+                "state_dtype=torch.float32 (for bfloat16 parameters)"
+            )
+        if group.get("state_dtype") is not None and not self._computes_in_state_dtype:
+            raise ValueError(
+                f"Invalid state_dtype={group['state_dtype']}: {type(self).__name__} keeps its "
+                "state in the parameters' dtype (state_dtype=None)"
             )
         if group["fused"] in (True, "triton") and self._unfusable_reason is not None:
             raise ValueError(
@@ -608,9 +626,15 @@ class Optimizer(torch.optim.Optimizer):
                 continue
             state = self.state[p]
             if not state:
-                state.update(self._init_state(p, group))
+                state.update(self._new_state(p, group))
             if p.grad.layout != torch.strided:  # a sparse gradient: its own step, as torch's
                 self._refuse_sparse(p.grad)
+                if self._compute_dtype(group, p.dtype) != p.dtype:
+                    raise RuntimeError(
+                        f"Invalid state_dtype={group['state_dtype']} with a sparse gradient "
+                        f"(parameter of shape {tuple(p.shape)}): sparse steps compute in the "
+                        "parameter's dtype; leave state_dtype unset for it (a group of its own)"
+                    )
                 arguments = self._arguments(group, state, advance_step(state))
                 if arguments.pop(GRAD_UNSCALE, None) is not None:
                     p.grad.mul_(self._grad_unscale)  # as GradScaler unscales: in place
@@ -640,6 +664,10 @@ class Optimizer(torch.optim.Optimizer):
             real = [_as_real(p) for p in bucket]
             grads = [_as_real(p.grad) for p in bucket]
             buffers = {name: [_as_real(self.state[p][name]) for p in bucket] for name in names}
+            wide = self._compute_dtype(group, dtype)
+            if wide != dtype:  # mixed precision: the rule on widened copies, then rounded back
+                real = [p.detach().to(wide) for p in bucket]
+                grads = [p.grad.to(wide) for p in bucket]
             if foreach:
                 self._apply(FOREACH, arguments, real, grads, buffers)
             else:
@@ -647,6 +675,59 @@ class Optimizer(torch.optim.Optimizer):
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
                     self._apply(ops, arguments, [real[i]], [grads[i]], one)
+            if wide != dtype:
+                self._round_back(group, bucket, real, step)
+
+    def _compute_dtype(self, group: dict[str, Any], dtype: torch.dtype) -> torch.dtype:
+        """The dtype a step computes in for parameters of ``dtype``: ``state_dtype`` for real
+        floating parameters where the group names one, else their own."""
+        wide = group.get("state_dtype")
+        if wide is None or not dtype.is_floating_point:
+            return dtype
+        return wide
+
+    def _round_back(
+        self, group: dict[str, Any], params: list[Tensor], computed: list[Tensor], step: int
+    ) -> None:
+        """Write the update computed in ``state_dtype`` back into the parameters: rounded to
+        nearest, or stochastically for bfloat16 ones (``stochastic_rounding=True``)."""
+        for p, value in zip(params, computed):
+            seed = self.state[p].get("rounding_seed")
+            if seed is not None and p.dtype == torch.bfloat16 and value.dtype == torch.float32:
+                value = precision.stochastic_round_bf16(value, int(seed), step)
+            p.detach().copy_(value)
+
+    def _new_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
+        """:meth:`_init_state`, its buffers in the group's ``state_dtype`` (which must be at
+        least as wide as the parameter's), and the seed of stochastic rounding where the group
+        asks for it (a bfloat16 parameter): derived from torch's initial seed and the
+        parameter's place, so no random number is drawn from the user's generator."""
+        state = self._init_state(p, group)
+        wide = self._compute_dtype(group, p.dtype)
+        if wide == p.dtype:
+            return state
+        if torch.finfo(wide).bits < torch.finfo(p.dtype).bits:
+            raise ValueError(
+                f"Invalid state_dtype={wide}: narrower than a parameter's dtype ({p.dtype}, "
+                f"shape {tuple(p.shape)}); the update is computed in state_dtype, which must "
+                "hold the parameter exactly"
+            )
+        for name, value in state.items():
+            if isinstance(value, Tensor) and value.dim() > 0 and value.is_floating_point():
+                state[name] = value.to(wide)
+        if group.get("stochastic_rounding") and p.dtype == torch.bfloat16:
+            place = next(  # (group, position): where the parameter sits in the optimizer
+                (
+                    (i << 20) + j
+                    for i, g in enumerate(self.param_groups)
+                    for j, q in enumerate(g["params"])
+                    if q is p
+                ),
+                0,
+            )
+            seed = precision.hash32(torch.initial_seed() ^ precision.hash32(place + 1))
+            state["rounding_seed"] = torch.tensor(seed, dtype=torch.int64)
+        return state
 
     #: whether the class steps parameters whose gradients are sparse (``_step_sparse``), as
     #: torch's SGD and Adagrad do (``nn.Embedding(sparse=True)``)
@@ -729,7 +810,7 @@ class Optimizer(torch.optim.Optimizer):
                 if key not in saved_state:
                     continue
                 where = f"state_dict['state'][{key!r}] (parameter {j} of group {i})"
-                template = self._init_state(p, config)
+                template = self._new_state(p, config)
                 entry = self._loaded_entries(saved_state[key], template, where, config)
                 if not entry:
                     continue
@@ -750,7 +831,7 @@ class Optimizer(torch.optim.Optimizer):
                     # too, and its resumed run then departs from the uninterrupted one;
                     # kept in the dtype it was saved in, a resumed run continues exactly.
                     scalar = value.dim() == 0
-                    dtype = p.dtype if p.is_floating_point() and not scalar else value.dtype
+                    dtype = blank.dtype if p.is_floating_point() and not scalar else value.dtype
                     entry[name] = value.to(device=p.device, dtype=dtype, copy=True)
                 new_state[key] = entry
                 prepared.append((p, entry))

@@ -278,6 +278,20 @@ def optional_boolean(name: str, value: Any) -> None:
         boolean(name, value)
 
 
+#: the dtypes ``state_dtype`` may name: what the update is computed and the state kept in
+STATE_DTYPES = (torch.float32, torch.float64)
+
+
+def state_dtype_choice(name: str, value: Any) -> None:
+    """None (the parameter's dtype, as torch) or a floating dtype: ``state_dtype``."""
+    if value is None or (isinstance(value, torch.dtype) and value in STATE_DTYPES):
+        return
+    raise (TypeError if not isinstance(value, torch.dtype) else ValueError)(
+        f"Invalid {name} value: {value!r}; expected None (the parameter's dtype), "
+        "torch.float32 or torch.float64"
+    )
+
+
 def fused_choice(name: str, value: Any) -> None:
     """None (let optimlab choose), True, False, "exact" or "triton": ``fused``."""
     if (

@@ -134,6 +134,8 @@ class Adagrad(Optimizer):
         fused: bool | str | None = None,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -224,6 +226,8 @@ class Adadelta(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -296,6 +300,8 @@ class Rprop(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -405,6 +411,8 @@ class ASGD(Optimizer):
         capturable: bool = False,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 

@@ -126,6 +126,8 @@ class _StateByKind(Optimizer):
     holds exactly what that kind needs (the same entries as torch.optim keeps).
     """
 
+    _computes_in_state_dtype = False  # its own state layout and steps
+
     #: the kinds, in order; the first is what ``_buffer_names`` lists outside a step
     _kinds: tuple[str, ...] = ()
 
@@ -245,6 +247,8 @@ class Adafactor(_StateByKind):
         maximize: bool = False,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -357,6 +361,8 @@ class Muon(_StateByKind):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -462,6 +468,8 @@ class LAMB(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -545,6 +553,8 @@ class LARS(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from ..core import rules
 from .base import Optimizer
 from .binding import call_rule, item
@@ -73,6 +75,8 @@ class SGD(Optimizer):
         fused: bool | str | None = None,
         differentiable: bool = False,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -207,6 +211,8 @@ class Momentum(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         defaults = hyperparameters(locals())
         _momentum_from_beta(defaults, default=MOMENTUM_DEFAULT)

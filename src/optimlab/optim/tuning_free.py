@@ -342,6 +342,8 @@ class ScheduleFreeSGD(_ScheduleFree):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -450,6 +452,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -528,6 +532,8 @@ class Prodigy(Optimizer):
         True
     """
 
+    _computes_in_state_dtype = False  # its own state layout and steps
+
     _unfusable_reason = (
         "its step size comes from a dot product and a 1-norm over all the group's tensors"
     )
@@ -569,6 +575,8 @@ class Prodigy(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
+        state_dtype: torch.dtype | None = None,
+        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
