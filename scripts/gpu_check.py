@@ -39,17 +39,19 @@ from optimlab.optim.registry import REGISTRY
 
 #: where the Triton kernels run; ``--dry-run`` (tests, no GPU): the CPU, in the interpreter
 DEVICE = "cuda"
-HOST_STEPPED = {"NAdam", "ASGD"}  # step on the multi-tensor path on a GPU (see DeviceSteps)
 PARITY_SIZES = (5, 1500, 33, 4096, 70_001)
 BENCH_TOTAL = 100_000_000
 
 
 def device_variants():
+    """The registry's fusable variants the Triton path takes (not those stepping state on the
+    host after each step: NAdam, ASGD, the schedule-free ones)."""
     return [
         v
         for entry in REGISTRY.values()
-        if entry.fusable and entry.cls.__name__ not in HOST_STEPPED
+        if entry.fusable
         for v in entry.variants()
+        if v.make([torch.zeros(1, requires_grad=True)])._host_steps_reason() is None
     ]
 
 

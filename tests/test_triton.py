@@ -11,6 +11,7 @@ which ``scripts/gpu_check.py`` checks against the interpreter where one is avail
 
 from __future__ import annotations
 
+import copy
 import os
 
 os.environ["TRITON_INTERPRET"] = "1"  # (conftest.py sets it before anything imports Triton)
@@ -32,8 +33,17 @@ pytestmark = [
 ]
 
 FUSABLE = [c for c in CASES if c.cls._unfusable_reason is None]
-HOST_STEPPED = {"NAdam", "ASGD"}  # update state on the host after each step (see DeviceSteps)
-ON_DEVICE = [c for c in FUSABLE if c.cls.__name__ not in HOST_STEPPED]
+
+
+def _host_stepped(case) -> bool:
+    """Whether the optimizer updates state on the host after each step (NAdam, ASGD, the
+    schedule-free ones): the Triton path does not take it (see DeviceSteps)."""
+    opt = case.make([torch.zeros(1, requires_grad=True)], lr=0.1)
+    return opt._host_steps_reason() is not None
+
+
+ON_DEVICE = [c for c in FUSABLE if not _host_stepped(c)]
+HOST_STEPPED = sorted({c.cls for c in FUSABLE if _host_stepped(c)}, key=lambda c: c.__name__)
 SIZES = (5, 1500, 33, 1024)  # a few thousand elements, blocks cut inside and at the edges
 
 
@@ -134,13 +144,20 @@ def _run(case, dtype, fused, steps=4, nonfinite_at=(), policy="raise", lag=0, **
     return params, opt
 
 
+def _same(a, b):
+    """Bit for bit (bfloat16 compared as the float32 values it widens to, exactly)."""
+    if a.dtype == torch.bfloat16 and b.dtype == torch.bfloat16:
+        a, b = a.float(), b.float()
+    return native._same_bits(a.detach(), b.detach())
+
+
 def _assert_same_run(a, b):
     (params_a, opt_a), (params_b, opt_b) = a, b
     for p, q in zip(params_a, params_b):
-        assert native._same_bits(p.detach(), q.detach())
+        assert _same(p, q)
         assert opt_a.state[p].keys() == opt_b.state[q].keys()
         for key, value in opt_a.state[p].items():
-            assert native._same_bits(value, opt_b.state[q][key]), key
+            assert _same(value, opt_b.state[q][key]), key
     assert opt_a.skipped_steps == opt_b.skipped_steps
 
 
@@ -285,12 +302,18 @@ def test_triton_on_cpu_tensors_outside_the_interpreter_says_how(monkeypatch):
         opt.step()
 
 
-@pytest.mark.parametrize("cls", [optimlab.NAdam, optimlab.ASGD], ids=lambda c: c.__name__)
+@pytest.mark.parametrize("cls", HOST_STEPPED, ids=lambda c: c.__name__)
 def test_optimizers_the_host_steps_refuse_triton_saying_why(cls):
+    assert {c.__name__ for c in HOST_STEPPED} == {
+        "NAdam",
+        "ASGD",
+        "ScheduleFreeAdamW",
+        "ScheduleFreeSGD",
+    }
     w = torch.zeros(3, requires_grad=True)
     opt = cls([w], fused="triton")
     w.grad = torch.ones(3)
-    with pytest.raises(RuntimeError, match="per-parameter state on the host"):
+    with pytest.raises(RuntimeError, match="state on the host after each step"):
         opt.step()
     assert cls([w])._fused.device_steps.takes([{"params": [w], "fused": None}]) is None
 
@@ -321,3 +344,114 @@ def test_the_gpu_check_script_runs_its_parity_part_here():
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "| adam | float32 | bitwise |" in done.stdout and "DIFFERS" not in done.stdout
+
+
+# --- mixed precision: bfloat16 parameters, float32 state ------------------------------------
+
+MIXED = ["adam", "adamw", "sgd-momentum", "rmsprop-centered-momentum", "lion", "adagrad"]
+
+
+def _bf16_params(seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(n, generator=generator).to(torch.bfloat16).requires_grad_() for n in SIZES]
+
+
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+@pytest.mark.parametrize("name", MIXED)
+def test_bf16_with_float32_state_is_the_float32_step_then_rounding(name, stochastic):
+    # The reference: the float32 step (the C kernel, which the tests above tie to the Triton
+    # source and to PyTorch) on the parameters widened, then rounded to bfloat16 as
+    # core.precision defines (to nearest even: Tensor.copy_; stochastic: its reference)
+    from optimlab.core.precision import stochastic_round_bf16
+
+    case = next(c for c in CASES if c.id == name)
+    params = _bf16_params()
+    wide = [p.detach().float().requires_grad_() for p in params]
+    mixed = dict(state_dtype=torch.float32, stochastic_rounding=stochastic)
+    opt = case.make(params, lr=0.01, fused="triton", **mixed)
+    ref = case.make(wide, lr=0.01, fused=True)
+    generator = torch.Generator().manual_seed(1)
+    for step in range(1, 5):
+        for p, w in zip(params, wide):
+            g = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
+            p.grad, w.grad = g, g.float()
+        opt.step()
+        ref.step()
+        with torch.no_grad():
+            for p, w in zip(params, wide):
+                if stochastic:
+                    seed = int(opt.state[p]["rounding_seed"])
+                    w.copy_(stochastic_round_bf16(w, seed, step).float())
+                else:
+                    w.copy_(w.to(torch.bfloat16).float())
+    opt.check_finite()
+    for p, w in zip(params, wide):
+        assert p.dtype == torch.bfloat16
+        assert native._same_bits(p.detach().float(), w.detach())
+        for key, value in opt.state[p].items():
+            if key != "rounding_seed":
+                assert value.dtype == ref.state[w][key].dtype
+                assert native._same_bits(value, ref.state[w][key]), key
+
+
+@pytest.mark.parametrize("name", ["sgd-momentum", "lion"])
+def test_bf16_on_the_plain_path_is_the_triton_kernels(name):
+    # rules without a square root: the plain path (foreach, on widened copies) and the Triton
+    # kernel compute the same float32 numbers, and round them alike
+    case = next(c for c in CASES if c.id == name)
+    runs = []
+    for fused in ("triton", False):
+        params = _bf16_params()
+        opt = case.make(
+            params, lr=0.01, fused=fused, state_dtype=torch.float32, stochastic_rounding=True
+        )
+        generator = torch.Generator().manual_seed(1)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
+            opt.step()
+        opt.check_finite()
+        runs.append((params, opt))
+    _assert_same_run(*runs)
+
+
+@pytest.mark.parametrize("fused", ["triton", False])
+def test_stochastic_rounding_is_unbiased(fused):
+    # 1 + 2**-9 is a quarter of the way from bfloat16's 1 to the next value up (1 + 2**-7):
+    # it must round up a quarter of the time, within 5 standard deviations of the binomial
+    n = 40_000
+    w = torch.ones(n, dtype=torch.bfloat16, requires_grad=True)
+    opt = optimlab.SGD(
+        [w], lr=1.0, fused=fused, state_dtype=torch.float32, stochastic_rounding=True
+    )
+    w.grad = torch.full((n,), -(2.0**-9), dtype=torch.bfloat16)
+    opt.step()
+    opt.check_finite()
+    values = set(w.detach().float().unique().tolist())
+    assert values <= {1.0, 1.0 + 2.0**-7}
+    up = float((w.detach().float() > 1).double().mean())
+    assert abs(up - 0.25) <= 5 * (0.25 * 0.75 / n) ** 0.5
+
+
+def test_a_resumed_mixed_precision_run_continues_exactly():
+    def steps(opt, params, generator, count):
+        for _ in range(count):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
+            opt.step()
+
+    mixed = dict(lr=0.01, fused="triton", state_dtype=torch.float32, stochastic_rounding=True)
+    params = _bf16_params()
+    opt = optimlab.Adam(params, **mixed)
+    generator = torch.Generator().manual_seed(3)
+    steps(opt, params, generator, 3)
+    saved = copy.deepcopy(opt.state_dict())
+    resumed_params = [p.detach().clone().requires_grad_() for p in params]
+    resumed = optimlab.Adam(resumed_params, **mixed)
+    resumed.load_state_dict(saved)
+    g1, g2 = torch.Generator().manual_seed(4), torch.Generator().manual_seed(4)
+    steps(opt, params, g1, 2)
+    steps(resumed, resumed_params, g2, 2)
+    opt.check_finite()
+    resumed.check_finite()
+    _assert_same_run((params, opt), (resumed_params, resumed))

@@ -124,12 +124,36 @@ def _state_tensors(state: Any) -> list[Tensor]:
     return [v for v in state.values() if isinstance(v, Tensor)] if isinstance(state, dict) else []
 
 
+def kernel_dtypes(
+    dtype: torch.dtype, state_dtype: torch.dtype | None, mixed: bool
+) -> tuple[torch.dtype, torch.dtype] | None:
+    """``(compute, buffers)``: the real dtype a kernel computes in for parameters of ``dtype``
+    whose group keeps state in ``state_dtype``, and the dtype of their buffers; None where no
+    kernel takes them. The C kernels take float32, float64 and their complex types, with state
+    of the same dtype; the Triton kernels (``mixed``) also bfloat16 with float32 state."""
+    if state_dtype is None or state_dtype == dtype:
+        real = native.REAL_DTYPE.get(dtype)
+        return None if real is None else (real, dtype)
+    if mixed and dtype == torch.bfloat16 and state_dtype == torch.float32:
+        return torch.float32, torch.float32
+    return None
+
+
 def _entry_ok(
-    p: Tensor, grad: Any, state: Any, names: tuple[str, ...], device: torch.device = _CPU
+    p: Tensor,
+    grad: Any,
+    state: Any,
+    names: tuple[str, ...],
+    device: torch.device = _CPU,
+    buffer_dtype: torch.dtype | None = None,
 ) -> bool:
-    """Rules (1) to (3) for one parameter."""
+    """Rules (1) to (3) for one parameter (its buffers of ``buffer_dtype``: its own if None)."""
     dtype = p.dtype
-    if dtype not in native.REAL_DTYPE or not isinstance(state, dict) or not state:
+    if buffer_dtype is None:
+        if dtype not in native.REAL_DTYPE:
+            return False
+        buffer_dtype = dtype
+    if not isinstance(state, dict) or not state:
         return False
     if (
         _step_count(state.get("step")) is None
@@ -144,7 +168,11 @@ def _entry_ok(
         return False
     for name in names:
         buffer = state.get(name)
-        if not plain(buffer, dtype, device) or buffer.shape != shape or not _has_storage(buffer):
+        if (
+            not plain(buffer, buffer_dtype, device)
+            or buffer.shape != shape
+            or not _has_storage(buffer)
+        ):
             return False
     return True
 
@@ -155,19 +183,26 @@ def fusable_subset(
     candidates: list[Tensor],
     names: tuple[str, ...],
     device: torch.device = _CPU,
+    mixed: bool = False,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order
-    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones).
+    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones, which also take
+    bfloat16 parameters with float32 state, ``mixed``; see :func:`kernel_dtypes`).
 
     Rule (4) looks at every tensor this group's step touches: each parameter with a gradient,
     its gradient and its state tensors.
     """
     state = optimizer.state
-    ok = [
-        p
-        for p in candidates
-        if p.grad is not None and _entry_ok(p, p.grad, state.get(p), names, device)
-    ]
+    state_dtype = group.get("state_dtype")
+    ok = []
+    for p in candidates:
+        dtypes = kernel_dtypes(p.dtype, state_dtype, mixed)
+        if (
+            dtypes is not None
+            and p.grad is not None
+            and _entry_ok(p, p.grad, state.get(p), names, device, dtypes[1])
+        ):
+            ok.append(p)
     if not ok:
         return [], list(candidates)
     # Rule (4): sort every interval, sweep, and take out both owners of any overlap in which
@@ -215,6 +250,8 @@ class Bucket:
         "tensors",
         "elements",
         "device_bucket",
+        "storage",
+        "names",
     )
 
     def __init__(
@@ -237,6 +274,8 @@ class Bucket:
         self.tensors = table.shape[1]
         self.elements = int(starts[-1])
         self.device_bucket: Any = None  # its tables on a GPU (triton_kernels.DeviceBucket)
+        self.storage = dtype  # the parameters' dtype (bfloat16 where ``dtype`` is wider)
+        self.names: list[str] | None = None  # the parameters' names (for error messages)
 
 
 class FusedPlan:
@@ -248,22 +287,27 @@ class FusedPlan:
         group: dict[str, Any],
         names: tuple[str, ...],
         device: torch.device = _CPU,
+        triton: bool = False,
     ) -> None:
         self.group = group
         self.device = device  # the CPU (C kernels) or a GPU (Triton kernels)
+        self.triton = triton  # for the Triton kernels (on CPU tensors: in the interpreter)
         self.param_list = group["params"]
         self.n_params = len(self.param_list)
         self.state = optimizer.state
         self.state_version = getattr(optimizer.state, "version", None)
         self.names = tuple(names)
         with_grad = [p for p in self.param_list if p.grad is not None]
-        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device)
+        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device, triton)
         self.fused = fused
         self.others = others
         self.absent = [p for p in self.param_list if p.grad is None]
         self.states = [optimizer.state[p] for p in fused]
         self.buffers = {name: [s[name] for s in self.states] for name in names}
         self.dtypes = [p.dtype for p in fused]
+        state_dtype = group.get("state_dtype")
+        self.kernel_dtypes = [kernel_dtypes(d, state_dtype, triton) for d in self.dtypes]
+        self.buffer_dtypes = [b for _, b in self.kernel_dtypes]
         self.shapes = [p.shape for p in fused]
         self.complex = [i for i, p in enumerate(fused) if p.is_complex()]
         self.param_ptrs = list(map(_data_ptr, fused))
@@ -281,15 +325,16 @@ class FusedPlan:
         # One bucket per (dtype, step): normally exactly one.
         keys: dict[tuple[torch.dtype, int], list[int]] = {}
         for i, (p, state) in enumerate(zip(fused, self.states)):
-            keys.setdefault((native.REAL_DTYPE[p.dtype], _step_count(state["step"])), []).append(i)
+            key = (self.kernel_dtypes[i][0], p.dtype, _step_count(state["step"]))
+            keys.setdefault(key, []).append(i)
         self.buckets = []
-        for (dtype, _), index in keys.items():
+        for (dtype, storage, _), index in keys.items():
             operands = [[fused[i] for i in index], [fused[i].grad for i in index]]
             operands += [[self.buffers[name][i] for i in index] for name in names]
             table, starts = native.pointer_table(operands)
-            self.buckets.append(
-                Bucket(dtype, index, table, starts, [self.states[i] for i in index])
-            )
+            bucket = Bucket(dtype, index, table, starts, [self.states[i] for i in index])
+            bucket.storage = storage
+            self.buckets.append(bucket)
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
         self.step_tensors = list(map(_step, self.states))
@@ -314,7 +359,7 @@ class FusedPlan:
         if extra is None:
             return False
         # the C++ checks ask what the C kernels need (CPU tensors)
-        checker = plancheck.checker() if self.device.type == "cpu" else None
+        checker = None if self.triton else plancheck.checker()
         self.native_checked = checker is not None
         if checker is not None:
             if not checker.ready(self, extra):
@@ -375,7 +420,7 @@ class FusedPlan:
         for name, buffers, pointers in zip(self.names, self.buffers.values(), self.buffer_ptrs):
             if not (
                 all(map(operator.is_, map(operator.itemgetter(name), self.states), buffers))
-                and _all_plain(buffers, dtypes, complex_, self.device)
+                and _all_plain(buffers, self.buffer_dtypes, complex_, self.device)
                 and list(map(_data_ptr, buffers)) == pointers
                 and list(map(_shape, buffers)) == self.shapes
             ):

@@ -30,6 +30,7 @@ import torch
 from torch import Tensor
 from torch.autograd.graph import increment_version
 
+from ..core import precision
 from . import native, plancheck, triton_kernels
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
@@ -271,7 +272,7 @@ class DeviceSteps:
         """The device whose Triton kernels take this step, or None (another path takes it)."""
         if torch.compiler.is_compiling():
             return None
-        why_not = self._unsupported()
+        why_not = self.optimizer._host_steps_reason()
         device = None
         for group in groups:
             first = next((p for p in group["params"] if p.grad is not None), None)
@@ -289,21 +290,6 @@ class DeviceSteps:
             if first.device != device or not self._wants_triton(group, device):
                 return None
         return device
-
-    def _unsupported(self) -> str | None:
-        """Why this optimizer's steps cannot be taken on the device without the host, if so."""
-        optimizer = self.optimizer
-        name = type(optimizer).__name__
-        if optimizer._unfusable_reason is not None:
-            return f"{name} has no fused path ({optimizer._unfusable_reason})"
-        if optimizer._state_arguments or type(optimizer)._after_step is not _base_after_step():
-            return (
-                f"{name} updates per-parameter state on the host after each step, which the "
-                "Triton path does not take yet"
-            )
-        if not optimizer._unscales_in_rule:
-            return f"{name} unscales GradScaler's gradients outside its rule"
-        return None
 
     @staticmethod
     def _wants_triton(group: dict[str, Any], device: torch.device) -> bool:
@@ -326,9 +312,49 @@ class DeviceSteps:
     ) -> bool:
         """Take the step on ``device``; False, with nothing changed, where a parameter with a
         gradient is one the kernels cannot take (the general path then takes the step)."""
-        optimizer = self.optimizer
-        policy = optimizer.nonfinite_grads
         self.resolve(wait=False)
+        plans = self._plans(device)
+        if plans is None:
+            return False
+        if not plans:
+            return True
+        policy = self.optimizer.nonfinite_grads
+        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
+        checking = found_inf is None and policy != "ignore"
+        if checking and policy == "skip":
+            self.flags.zero_()  # ("raise": the flag stays up until the host reads it)
+        if found_inf is not None:
+            flag = found_inf.reshape(-1)[:1].float()
+        else:
+            flag = self.flags if checking else self.no_flag
+        runs, names = self._runs(plans, device, grad_scale is not None)
+        if checking:
+            for bucket, device_bucket, first, _, _ in runs:
+                device_bucket.check(self.flags, first, bucket.storage)
+        for bucket, device_bucket, _, (program, rows, scalars), stochastic in runs:
+            values = triton_kernels.host_buffer(scalars, device)
+            if grad_scale is not None:  # GradScaler's inverse scale, read on the device
+                inverse = grad_scale.reshape(-1)[:1].double().reciprocal().float().double()
+                values[1:].view(rows, -1)[:, 0] = inverse.reshape(())
+            device_bucket.run(
+                program, bucket.dtype, values, rows, flag, self.skips, bucket.storage, stochastic
+            )
+        stepped: list[Tensor] = []
+        for _, plan in plans:  # counted now; a skip is taken back when it is read
+            for step in plan.step_tensors:
+                step += 1
+            plan.steps += 1
+            stepped += plan.step_tensors
+            increment_version(plan.fused)
+        if found_inf is not None or checking:
+            self.skips += flag[:1]
+            self._launch_read(stepped, names, checking)
+        return True
+
+    def _plans(self, device: torch.device) -> list[tuple[dict[str, Any], FusedPlan]] | None:
+        """Each group with gradients and its plan (kept between steps); None where a
+        parameter with a gradient is one the kernels cannot take."""
+        optimizer = self.optimizer
         plans = []
         for group in optimizer.param_groups:
             if not any(p.grad is not None for p in group["params"]):
@@ -337,72 +363,59 @@ class DeviceSteps:
             if plan is None or plan.device != device or not plan.ready(optimizer, group):
                 for p in group["params"]:
                     if p.grad is not None and not optimizer.state[p]:
-                        optimizer.state[p].update(optimizer._init_state(p, group))
-                plan = FusedPlan(optimizer, group, optimizer._buffer_names(group), device)
+                        optimizer.state[p].update(optimizer._new_state(p, group))
+                names = optimizer._buffer_names(group)
+                plan = FusedPlan(optimizer, group, names, device, triton=True)
                 if plan.others or not plan.fused or not plan.ready(optimizer, group):
                     self.fused.plans.pop(id(group), None)
-                    return False
+                    return None
                 self.fused.plans[id(group)] = plan
             plans.append((group, plan))
-        if not plans:
-            return True
-        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
-        checking = found_inf is None and policy != "ignore"
-        may_skip = found_inf is not None or checking
-        if checking and policy == "skip":
-            self.flags.zero_()
-        flag = (
-            found_inf.reshape(-1)[:1].float()
-            if found_inf is not None
-            else (self.flags if checking else self.no_flag)
-        )
+        return plans
+
+    def _runs(
+        self, plans: list[tuple[dict[str, Any], FusedPlan]], device: torch.device, scaled: bool
+    ) -> tuple[list[tuple[Any, ...]], list[str]]:
+        """Per bucket: the bucket, its tables on the device, its first flag, its program and
+        scalars, and whether it rounds stochastically; and the names of all tensors in flag
+        order (for the error message)."""
         # the rows of scalars: one per number of launched steps, not yet read, that may have
-        # been skipped (with "raise" a skip stops every later step: one row)
+        # been skipped
         unread = len(self.launched)
         runs = []
         names: list[str] = []
-        first_flag = 0
         for group, plan in plans:
-            index = {id(p): j for j, p in enumerate(group["params"])}
-            group_index = optimizer.param_groups.index(group)
             for bucket in plan.buckets:
                 count = int(plan.steps[bucket.index[0]])
-                found = self._rows(group, plan, bucket, count, unread, grad_scale is not None)
+                stochastic = _stochastic(group, bucket)
+                found = self._rows(group, plan, bucket, count, unread, scaled, stochastic)
                 if found is None:  # the rows' programs differ (a first step): read first
                     self.resolve(wait=True)
-                    found = self._rows(group, plan, bucket, count, 0, grad_scale is not None)
-                device_bucket = getattr(bucket, "device_bucket", None)
+                    found = self._rows(group, plan, bucket, count, 0, scaled, stochastic)
+                device_bucket = bucket.device_bucket
                 if device_bucket is None:
+                    seeds = None
+                    if stochastic:  # (host tensors, read once per plan)
+                        seeds = [int(s["rounding_seed"].numpy()) for s in bucket.states]
                     device_bucket = bucket.device_bucket = triton_kernels.DeviceBucket(
-                        bucket.table, bucket.starts, device
+                        bucket.table, bucket.starts, device, seeds
                     )
                 device_bucket.set_grads(bucket.table[1])
-                runs.append((bucket, device_bucket, first_flag, found))
-                names += [
-                    optimizer._param_name(group_index, index[id(plan.fused[i])])
-                    for i in bucket.index
-                ]
-                first_flag += len(bucket.index)
-        if checking:
-            for bucket, device_bucket, first, _ in runs:
-                device_bucket.check(self.flags, first, bucket.dtype)
-        stepped: list[Tensor] = []
-        for bucket, device_bucket, _, (program, rows, scalars) in runs:
-            values = triton_kernels.host_buffer(scalars, device)
-            if grad_scale is not None:  # GradScaler's inverse scale, read on the device
-                inverse = grad_scale.reshape(-1)[:1].double().reciprocal().float().double()
-                values[1:].view(rows, -1)[:, 0] = inverse.reshape(())
-            device_bucket.run(program, bucket.dtype, values, rows, flag, self.skips)
-        for _, plan in plans:  # counted now; a skip is taken back when it is read
-            for step in plan.step_tensors:
-                step += 1
-            plan.steps += 1
-            stepped += plan.step_tensors
-            increment_version(plan.fused)
-        if may_skip:
-            self.skips += flag[:1]
-            self._launch_read(stepped, names, checking)
-        return True
+                runs.append((bucket, device_bucket, len(names), found, stochastic))
+                names += self._names(group, plan, bucket)
+        return runs, names
+
+    def _names(self, group: dict[str, Any], plan: FusedPlan, bucket: Any) -> list[str]:
+        """The names of a bucket's parameters, for the error message (worked out once)."""
+        found = bucket.names
+        if found is None:
+            optimizer = self.optimizer
+            group_index = optimizer.param_groups.index(group)
+            index = {id(p): j for j, p in enumerate(group["params"])}
+            found = bucket.names = [
+                optimizer._param_name(group_index, index[id(plan.fused[i])]) for i in bucket.index
+            ]
+        return found
 
     def _rows(
         self,
@@ -412,6 +425,7 @@ class DeviceSteps:
         count: int,
         unread: int,
         scaled: bool,
+        stochastic: bool = False,
     ) -> tuple[Any, int, np.ndarray] | None:
         """The program and its scalars for this step at count ``count + 1 - j`` for each
         ``j`` of ``0..unread`` (row ``j``: ``j`` of the unread steps were skipped), laid out
@@ -433,7 +447,10 @@ class DeviceSteps:
                     raise AssertionError("the rule's first operation must unscale the gradients")
             elif tape.program != program:
                 return None
-            rows.append(tape.scalars or [0.0])
+            row = list(tape.scalars)
+            if stochastic:  # the step's share of the rounding bits' key
+                row.append(float(precision.hash32(count + 1 - j)))
+            rows.append(row or [0.0])
         scalars = np.concatenate([[float(self.known_skips)], np.array(rows, np.float64).ravel()])
         return program, len(rows), scalars
 
@@ -493,7 +510,7 @@ class DeviceSteps:
         if failed:
             self.flags.zero_()
             later = skipped_here - 1
-            raise _nonfinite_error(
+            raise self.optimizer._NonFiniteError(
                 f"The gradient of {failed[0]} holds NaN or Inf; the step was not applied"
                 + (f" (nor the {later} launched after it)" if later else "")
                 + (f"; also non-finite: {', '.join(failed[1:])}" if failed[1:] else "")
@@ -501,13 +518,6 @@ class DeviceSteps:
             )
 
 
-def _base_after_step() -> Any:
-    from ..optim.base import Optimizer
-
-    return Optimizer._after_step
-
-
-def _nonfinite_error(message: str) -> Exception:
-    from ..optim.base import NonFiniteGradientError
-
-    return NonFiniteGradientError(message)
+def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
+    """Whether ``bucket``'s parameters round stochastically (bfloat16 ones, in float32)."""
+    return bool(group.get("stochastic_rounding")) and bucket.storage == torch.bfloat16

@@ -52,6 +52,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ..core.precision import HASH_MULTIPLIERS
+from .native import _say_once
 from .tape import SIGNATURES, Program
 
 #: Each operation as the Triton expression that computes what the C kernel computes
@@ -184,17 +186,47 @@ def _infix_division(expr: str) -> str:
     return expr
 
 
-def program_source(program: Program, dtype: torch.dtype, name: str) -> str:
+def _hash_lines(target: str, source: str, indent: str = "    ") -> list[str]:
+    """``target = hash32(source)`` (:func:`optimlab.core.precision.hash32`) in uint32
+    arithmetic, whose products wrap as the reference's ``& 0xFFFFFFFF`` does."""
+    first, second = HASH_MULTIPLIERS
+    return [
+        f"{indent}{target} = {source} ^ ({source} >> 16)",
+        f"{indent}{target} = {target} * {first:#x}",
+        f"{indent}{target} = {target} ^ ({target} >> 15)",
+        f"{indent}{target} = {target} * {second:#x}",
+        f"{indent}{target} = {target} ^ ({target} >> 16)",
+    ]
+
+
+def program_source(
+    program: Program,
+    dtype: torch.dtype,
+    name: str,
+    storage: torch.dtype | None = None,
+    stochastic: bool = False,
+) -> str:
     """The Python source of the Triton kernel ``name`` of ``program`` for real ``dtype``.
 
     Arguments of the kernel: ``table`` (int64 ``[operands + 1, ntensors]``: data pointers, then
-    sizes), ``chunks`` (int64 ``[nchunks, 2]``: tensor, first element), ``scalars`` (float64:
-    the number of skipped steps the host knows of, then ``rows`` rows of the program's scalars),
-    ``flag`` (float32: nonzero skips the step), ``skips`` (float64: the device's count of
-    skipped steps), ``ntensors``, ``rows``, ``nscalars``.
+    sizes; then, with ``stochastic``, the tensors' rounding seeds), ``chunks`` (int64
+    ``[nchunks, 2]``: tensor, first element), ``scalars`` (float64: the number of skipped
+    steps the host knows of, then ``rows`` rows of the program's scalars, each ending, with
+    ``stochastic``, in ``hash32(step)``), ``flag`` (float32: nonzero skips the step),
+    ``skips`` (float64: the device's count of skipped steps), ``ntensors``, ``rows``,
+    ``nscalars``.
+
+    ``storage``: the dtype the parameter and gradient (operands 0 and 1) are kept in, where it
+    is narrower than ``dtype`` (bfloat16 with float32: read exactly, the parameter written
+    back rounded to nearest even, or ``stochastic``-ally as
+    :func:`optimlab.core.precision.stochastic_round_bf16`; in integer arithmetic, which the
+    interpreter and a GPU compute alike).
     """
     ctype = TL_TYPES[dtype]
     n = len(program.operands)
+    narrow = storage is not None and storage != dtype
+    if narrow and (storage != torch.bfloat16 or dtype != torch.float32):
+        raise ValueError(f"the Triton kernels keep {storage} parameters with {dtype} state? no")
     loaded, written = set(program.read), set(program.written)
     body = [
         "    pid = tl.program_id(0)",
@@ -217,21 +249,54 @@ def program_source(program: Program, dtype: torch.dtype, name: str) -> str:
     ]
     for i in range(n):
         if i in loaded or i in written:
+            kind = "tl.uint16" if narrow and i < 2 else ctype
             body.append(
-                f"    a{i} = tl.load(table + {i} * ntensors + t).to(tl.pointer_type({ctype}))"
+                f"    a{i} = tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
             )
     for i in sorted(loaded):
-        body.append(f"    v{i} = tl.load(a{i} + offs, mask=mask)")
+        if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
+            body.append(
+                f"    v{i} = (tl.load(a{i} + offs, mask=mask).to(tl.uint32) << 16)"
+                ".to(tl.float32, bitcast=True)"
+            )
+        else:
+            body.append(f"    v{i} = tl.load(a{i} + offs, mask=mask)")
     for op, result, args, slots in program.instructions:
         body.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
     for i in sorted(written):
-        body.append(f"    tl.store(a{i} + offs, v{i}, mask=mask)")
+        if narrow and i == 0:
+            body += _round_to_bf16_lines(program, n, stochastic)
+            body.append("    tl.store(a0 + offs, b0.to(tl.uint16), mask=mask)")
+        else:
+            body.append(f"    tl.store(a{i} + offs, v{i}, mask=mask)")
     return (
         "import triton\nimport triton.language as tl\n\n\n"
         "@triton.jit\n"
         f"def {name}(table, chunks, scalars, flag, skips, ntensors, rows, nscalars, "
         "BLOCK: tl.constexpr):\n" + "\n".join(body) + "\n"
     )
+
+
+def _round_to_bf16_lines(program: Program, n: int, stochastic: bool) -> list[str]:
+    """``b0``: the bfloat16 bits of the float32 parameter ``v0``, rounded to nearest even as
+    ``Tensor.copy_`` rounds (NaN: 0x7FC0), or stochastically with 16 bits of
+    ``hash32(element ^ hash32(seed ^ hash32(step)))``."""
+    lines = ["    bits = v0.to(tl.uint32, bitcast=True)"]
+    if stochastic:
+        step_slot = 1 + max((k for *_, slots in program.instructions for k in slots), default=-1)
+        lines += [
+            f"    seed = tl.load(table + {n + 1} * ntensors + t).to(tl.uint32)",
+            f"    key0 = seed ^ tl.load(row + {step_slot}).to(tl.int64).to(tl.uint32)",
+            *_hash_lines("key", "key0"),
+            "    h0 = offs.to(tl.uint32) ^ key",
+            *_hash_lines("h", "h0"),
+            "    finite = (bits & 0x7F800000) != 0x7F800000",
+            "    b0 = tl.where(finite, (bits + (h & 0xFFFF)) >> 16, bits >> 16)",
+        ]
+    else:
+        lines.append("    b0 = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16")
+    lines.append("    b0 = tl.where(v0 != v0, 0x7FC0, b0)")
+    return lines
 
 
 def lint(source: str) -> list[str]:
@@ -250,7 +315,7 @@ def lint(source: str) -> list[str]:
 
 
 _lock = threading.RLock()
-_kernels: dict[tuple[Program, torch.dtype], Any] = {}
+_kernels: dict[tuple[Any, ...], Any] = {}
 
 
 def _define(source: str, name: str) -> Any:
@@ -267,19 +332,30 @@ def _define(source: str, name: str) -> Any:
     return namespace[name]
 
 
-def kernel(program: Program, dtype: torch.dtype) -> Any:
-    """The Triton kernel of ``program`` for real ``dtype`` (generated once per process)."""
-    key = (program, dtype)
+def kernel(
+    program: Program,
+    dtype: torch.dtype,
+    storage: torch.dtype | None = None,
+    stochastic: bool = False,
+) -> Any:
+    """The Triton kernel of ``program`` for real ``dtype`` (generated once per process; see
+    :func:`program_source`)."""
+    key = (program, dtype, storage, stochastic)
     found = _kernels.get(key)
     if found is None:
         with _lock:
             found = _kernels.get(key)
             if found is None:
-                source = program_source(program, dtype, "optimlab_step")
+                source = program_source(program, dtype, "optimlab_step", storage, stochastic)
                 problems = lint(source)
                 if problems:  # a generator bug: never run a kernel that rounds differently
                     raise AssertionError("\n".join(problems))
                 found = _kernels[key] = _define(source, "optimlab_step")
+                if os.environ.get("TRITON_INTERPRET") != "1":
+                    _say_once(
+                        "compiling Triton kernels for this GPU in the first steps that need "
+                        "them (a few seconds each, once: Triton keeps them in its cache)"
+                    )
     return found
 
 
@@ -289,31 +365,39 @@ import triton.language as tl
 
 @triton.jit
 def optimlab_nonfinite(
-    table, chunks, row, sizes, flags, first_flag, ntensors, BLOCK: tl.constexpr, DT: tl.constexpr
+    table, chunks, row, sizes, flags, first_flag, ntensors, BLOCK: tl.constexpr,
+    BITS: tl.constexpr, EXPONENT: tl.constexpr
 ):
     """Set ``flags[0]`` and ``flags[1 + first_flag + t]`` where tensor ``t`` of the pointer
-    table's row ``row`` (its sizes in row ``sizes``) holds NaN or an infinity (``x - x`` is NaN
-    exactly for those)."""
+    table's row ``row`` (its sizes in row ``sizes``) holds NaN or an infinity: all exponent
+    bits set, read as unsigned integers of type ``BITS`` (no floating-point arithmetic)."""
     pid = tl.program_id(0)
     t = tl.load(chunks + 2 * pid)
     first = tl.load(chunks + 2 * pid + 1)
     size = tl.load(table + sizes * ntensors + t)
     offs = first + tl.arange(0, BLOCK)
-    x = tl.load(tl.load(table + row * ntensors + t).to(tl.pointer_type(DT)) + offs,
-                mask=offs < size, other=0.0)
-    found = tl.max(((x - x) != 0).to(tl.int32), axis=0) > 0
+    x = tl.load(tl.load(table + row * ntensors + t).to(tl.pointer_type(BITS)) + offs,
+                mask=offs < size, other=0)
+    found = tl.max(((x & EXPONENT) == EXPONENT).to(tl.int32), axis=0) > 0
     tl.store(flags, 1.0, mask=found)
     tl.store(flags + 1 + first_flag + t, 1.0, mask=found)
 '''
 
+#: the unsigned type and exponent mask of each dtype the check reads
+_EXPONENTS = {
+    torch.float32: ("uint32", 0x7F800000),
+    torch.float64: ("uint64", 0x7FF0000000000000),
+    torch.bfloat16: ("uint16", 0x7F80),
+}
+
 
 def nonfinite_kernel() -> Any:
     """The Triton kernel of the non-finite check (generated once per process)."""
-    key = (None, None)
-    found = _kernels.get(key)  # type: ignore[arg-type]
+    key = ("nonfinite",)
+    found = _kernels.get(key)
     if found is None:
         with _lock:
-            found = _kernels[key] = _define(_NONFINITE_SOURCE, "optimlab_nonfinite")  # type: ignore[index]
+            found = _kernels[key] = _define(_NONFINITE_SOURCE, "optimlab_nonfinite")
     return found
 
 
@@ -335,12 +419,21 @@ class DeviceBucket:
     """A bucket of a fused plan (:class:`optimlab.fused.plan.Bucket`) on its device: the
     pointer table (with a row of sizes) and the chunk table, built once."""
 
-    def __init__(self, table: np.ndarray, starts: np.ndarray, device: torch.device) -> None:
+    def __init__(
+        self,
+        table: np.ndarray,
+        starts: np.ndarray,
+        device: torch.device,
+        seeds: Sequence[int] | None = None,
+    ) -> None:
         sizes = np.diff(starts)
         self.rows = table.shape[0]
         self.ntensors = table.shape[1]
         self.device = device
-        self.host_table = np.concatenate([table, sizes[None, :]]).astype(np.int64)
+        rows = [table, sizes[None, :]]
+        if seeds is not None:  # the tensors' stochastic rounding seeds
+            rows.append(np.array(seeds, np.int64)[None, :])
+        self.host_table = np.concatenate(rows).astype(np.int64)
         self.table = host_buffer(self.host_table, device)
         chunks = [(t, first) for t, size in enumerate(sizes) for first in range(0, size, BLOCK)]
         self.chunks = host_buffer(np.array(chunks, np.int64).reshape(-1, 2), device)
@@ -364,7 +457,8 @@ class DeviceBucket:
                 first_flag,
                 self.ntensors,
                 BLOCK=BLOCK,
-                DT=_tl_dtype(dtype),
+                BITS=_tl_type(_EXPONENTS[dtype][0]),
+                EXPONENT=_EXPONENTS[dtype][1],
             )
 
     def run(
@@ -375,11 +469,13 @@ class DeviceBucket:
         rows: int,
         flag: Tensor,
         skips: Tensor,
+        storage: torch.dtype | None = None,
+        stochastic: bool = False,
     ) -> None:
         """The update: ``scalars`` as :func:`program_source` takes them."""
         if self.nchunks:
             nscalars = (scalars.numel() - 1) // rows
-            kernel(program, dtype)[(self.nchunks,)](
+            kernel(program, dtype, storage, stochastic)[(self.nchunks,)](
                 self.table,
                 self.chunks,
                 scalars,
@@ -392,7 +488,7 @@ class DeviceBucket:
             )
 
 
-def _tl_dtype(dtype: torch.dtype) -> Any:
+def _tl_type(name: str) -> Any:
     import triton.language as tl
 
-    return {torch.float32: tl.float32, torch.float64: tl.float64}[dtype]
+    return getattr(tl, name)

@@ -49,7 +49,8 @@ class NAdam(Optimizer):
     it to float32 changes the step sizes by about 1e-7 relatively. A state saved by optimlab
     before it kept ``mu_product`` gets it computed from ``step``.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -157,7 +158,8 @@ class RAdam(Optimizer):
     on the CPU; its multi-tensor path orders them differently and differs from it by
     rounding), so the parameters agree to the last bit.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -222,7 +224,8 @@ class Adamax(Optimizer):
     being 0 for a coordinate whose gradients were all 0. Unlike torch, ``foreach`` is
     keyword-only here, as for every optimlab optimizer.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -288,7 +291,8 @@ class Lion(Optimizer):
     half of Adam's state. A fixed step of ``lr`` per coordinate cannot settle closer to a
     minimum than about ``lr``: decay the learning rate to converge.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -355,7 +359,8 @@ class AdEMAMix(Optimizer):
     Arguments: ``lr``; ``betas=(beta1, beta2, beta3)``, each in [0, 1); ``alpha`` >= 0;
     ``beta3_warmup`` and ``alpha_warmup``, None or a number of steps >= 1; ``eps``;
     ``weight_decay`` (added to the update, as the paper's ``lambda * w``). ``fused``,
-    ``foreach`` and ``nonfinite_grads`` are as for :class:`optimlab.Adam`. State per parameter:
+    ``foreach``, ``nonfinite_grads``, ``state_dtype`` and ``stochastic_rounding`` are as for
+    :class:`optimlab.Adam`. State per parameter:
     ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (one buffer more than Adam).
 
     Example::

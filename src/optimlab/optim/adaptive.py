@@ -28,7 +28,8 @@ class RMSprop(Optimizer):
     ``w = w - lr * b``. Keras' RMSprop is ``eps_inside_sqrt=True, alpha=0.9, eps=1e-7``.
 
     How the step is computed (``fused``, ``foreach``; never what, up to the last bit of a
-    square root) and ``nonfinite_grads`` are as for :class:`optimlab.Adam`.
+    square root), ``nonfinite_grads`` and mixed precision (``state_dtype``,
+    ``stochastic_rounding``) are as for :class:`optimlab.Adam`.
 
     Example::
 
@@ -132,6 +133,17 @@ class Adam(Optimizer):
     holds NaN or Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one
     read of the gradients the check costs: 4 bytes per float32 parameter).
 
+    On a GPU, where Triton is installed (``pip install 'optimlab[gpu]'``), ``fused=None`` (or
+    ``fused="triton"``) runs the same recorded rule as one Triton kernel per step over all
+    tensors (:mod:`optimlab.fused.triton_kernels`), bitwise the CPU loop's, without a host
+    synchronisation: a step with a non-finite gradient writes nothing, and ``"raise"`` raises
+    at the next ``step()`` (or :meth:`~optimlab.optim.base.Optimizer.check_finite`), saying
+    the step was not applied. Mixed precision: ``state_dtype=torch.float32`` keeps the state,
+    and computes the step, in float32 for bfloat16 (or float16) parameters, which are written
+    back rounded to nearest, or stochastically with ``stochastic_rounding=True`` (bfloat16;
+    unbiased, reproducible: :mod:`optimlab.core.precision`); the default keeps the state in the
+    parameter's dtype, as torch does.
+
     Example::
 
         >>> import torch, optimlab
@@ -210,7 +222,8 @@ class AdamW(Adam):
     Before Adam's step the weights shrink, ``w = w * (1 - lr * weight_decay)``, instead of
     ``weight_decay * w`` being added to the gradient, where Adam's division would rescale it.
     It is ``Adam(..., decoupled_weight_decay=True)``, as in torch. Every other argument is
-    :class:`Adam`'s (``fused``, ``foreach`` and ``nonfinite_grads`` included, and the notes'
+    :class:`Adam`'s (``fused``, ``foreach``, ``nonfinite_grads``, ``state_dtype`` and
+    ``stochastic_rounding`` included, and the notes'
     variants ``bias_correction`` and ``eps_inside_sqrt``, which torch lacks: its parameter
     groups keep them besides torch's keys, and a group loaded without them takes the
     defaults); the default ``weight_decay`` is 1e-2, as in torch.

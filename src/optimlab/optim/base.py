@@ -28,11 +28,23 @@ step hooks all behave as in torch. On top of torch it
     parameter's dtype and shape, written memory overlapping nothing else) is specified in
     :mod:`optimlab.fused.plan`; the group's other parameters take the multi-tensor path in
     the same step;
+  - on a GPU (``fused=None`` where Triton is installed, or ``fused="triton"``; on CPU
+    tensors in Triton's interpreter, for tests): the same recorded rule as one Triton kernel
+    per step and bucket (:mod:`optimlab.fused.triton_kernels`), bitwise the C loop's, with the
+    non-finite check and GradScaler's flags read on the device, never on the host
+    (:class:`~optimlab.fused.steps.DeviceSteps`; NAdam, ASGD and the schedule-free ones, which
+    update state on the host after each step, take the multi-tensor path there);
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
   - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
 
   ``fused`` and ``foreach`` are dispatch choices, not hyperparameters: ``load_state_dict``
   keeps this optimizer's, so a state saved on one path resumes on any other.
+
+* keeps mixed precision in one place: ``state_dtype`` (a group key; None: the parameter's
+  dtype, as torch) is the dtype of the state and of the step's arithmetic for narrower
+  parameters, which are widened, stepped and rounded back (to nearest, or stochastically with
+  ``stochastic_rounding=True`` for bfloat16, :mod:`optimlab.core.precision`): on the plain path
+  here, and in the Triton kernels (the C loop takes float32 and float64 only).
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
 buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound by name, see
@@ -41,6 +53,7 @@ buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound b
 
 from __future__ import annotations
 
+import inspect
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
@@ -558,6 +571,28 @@ class Optimizer(torch.optim.Optimizer):
                 if stepped is None:
                     stepped = [self.state[p] for p in group["params"] if p.grad is not None]
                 self._after_step(group, stepped)
+
+    #: what a step raises for a non-finite gradient (the device path raises it a step later)
+    _NonFiniteError: type[Exception] = NonFiniteGradientError
+
+    def _host_steps_reason(self) -> str | None:
+        """Why this optimizer's steps need the host between them (so that a GPU step cannot run
+        without reading back whether it was skipped), or None."""
+        name = type(self).__name__
+        if self._unfusable_reason is not None:
+            return f"{name} has no fused path ({self._unfusable_reason})"
+        if (
+            self._state_arguments
+            or type(self)._after_step is not Optimizer._after_step
+            or inspect.unwrap(type(self).step) is not inspect.unwrap(Optimizer.step)
+        ):
+            return (
+                f"{name} updates per-parameter or group state on the host after each step, "
+                "which the Triton path does not take yet"
+            )
+        if not self._unscales_in_rule:
+            return f"{name} unscales GradScaler's gradients outside its rule"
+        return None
 
     def _check_lrs(self) -> None:
         for group in self.param_groups:  # a schedule may have written a bad value since

@@ -94,7 +94,8 @@ class Adagrad(Optimizer):
     (:func:`optimlab.core.classic.adagrad_sparse`), except with ``weight_decay`` or
     ``fused=True``, which torch refuses too (RuntimeError).
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -189,7 +190,8 @@ class Adadelta(Optimizer):
     step is ``lr * g``). The state is torch's: ``step``, ``square_avg`` (``s``) and
     ``acc_delta`` (``u``).
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -258,7 +260,8 @@ class Rprop(Optimizer):
     method: mini-batch noise flips gradient signs and shrinks the steps. No weight decay, as
     in torch. The state is torch's: ``step``, ``prev`` and ``step_size``.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::
@@ -365,7 +368,8 @@ class ASGD(Optimizer):
     Parameters whose ``eta`` or ``mu`` differ (they skipped steps while the learning rate
     changed) are stepped in separate calls.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`.
 
     Example::

@@ -247,8 +247,6 @@ class Adafactor(_StateByKind):
         maximize: bool = False,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -361,8 +359,6 @@ class Muon(_StateByKind):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
@@ -429,6 +425,9 @@ class LAMB(Optimizer):
 
     No fused path: the trust ratio needs two norms per tensor. ``foreach`` chooses torch's
     multi-tensor kernels (the default) or one call per tensor: the results are bitwise equal.
+
+    ``nonfinite_grads``, ``state_dtype`` and ``stochastic_rounding`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 
@@ -503,6 +502,9 @@ class LARS(Optimizer):
     No fused path: the local learning rate needs two norms per tensor. ``foreach`` chooses
     torch's multi-tensor kernels (the default) or one call per tensor: the results are
     bitwise equal.
+
+    ``nonfinite_grads``, ``state_dtype`` and ``stochastic_rounding`` are as for
+    :class:`optimlab.Adam`.
 
     Example::
 

@@ -31,7 +31,8 @@ class SGD(Optimizer):
     With ``momentum=0`` this is plain batch, stochastic or mini-batch gradient descent,
     ``w = w - lr * g`` (seed 004, section 1); which one depends only on the batches you feed.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
     results.
 
@@ -168,7 +169,8 @@ class Momentum(Optimizer):
     notes' name, is accepted for it, in the constructor and in parameter-group dicts, and a
     checkpoint saved when the group key was ``beta`` loads with its value.
 
-    How the step is computed (``fused``, ``foreach``) and ``nonfinite_grads`` are as for
+    How the step is computed (``fused``, ``foreach``), ``nonfinite_grads`` and mixed
+    precision (``state_dtype``, ``stochastic_rounding``) are as for
     :class:`optimlab.Adam`; this rule takes no square root, so every path gives bitwise the same
     results.
 

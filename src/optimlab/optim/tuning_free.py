@@ -298,7 +298,8 @@ class ScheduleFreeSGD(_ScheduleFree):
     it (:mod:`optimlab.fused.native`; bitwise equal to the multi-tensor path); ``fused=True``
     insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
     ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
-    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).
+    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights), and so
+    are ``state_dtype`` and ``stochastic_rounding``.
 
     Example::
 
@@ -409,7 +410,8 @@ class ScheduleFreeAdamW(_ScheduleFree):
     it (:mod:`optimlab.fused.native`; bitwise equal to the multi-tensor path); ``fused=True``
     insists on it, ``fused=False``/``foreach=True`` takes the multi-tensor path,
     ``foreach=False`` one PyTorch call per tensor; ``nonfinite_grads`` as in
-    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights).
+    :class:`~optimlab.Adam` (a skipped step does not advance the average's weights), and so
+    are ``state_dtype`` and ``stochastic_rounding``.
 
     Example::
 
@@ -575,8 +577,6 @@ class Prodigy(Optimizer):
         foreach: bool | None = None,
         fused: bool | str | None = None,
         nonfinite_grads: str = "raise",
-        state_dtype: torch.dtype | None = None,
-        stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
