@@ -1,0 +1,153 @@
+"""Verdicts that the numbers support: a winner only beyond the noise across seeds.
+
+Following the benchmarks that compare training algorithms (Schmidt, Schneider and Hennig,
+"Descending through a Crowded Valley", ICML 2021: most differences between optimizers are
+within the noise of the seeds), a problem's best optimizer is named only when its advantage
+over every other holds across seeds:
+
+* every contender runs the same seeds, so scores pair up seed by seed; the contender with the
+  best mean score *wins clearly* over another when it is better on every seed and the mean of
+  the paired differences exceeds its 95% confidence half-width (a paired t-test, one-sided at
+  2.5%); a claim needs at least :data:`MIN_SEEDS` seeds;
+* scores spanning orders of magnitude (a gap to the minimum, a loss on a test function) are
+  compared in log10, floored at the resolution of float64 arithmetic (:data:`RESOLUTION`);
+  accuracies as they are;
+* a run that diverged, or ended far worse than its own best along the way (:func:`unstable`:
+  10 times its best gap or loss, or 5 points below its best accuracy), is *unstable*, and a
+  contender with an unstable run cannot win;
+* otherwise the verdict names the group that ties with the best: every contender not clearly
+  worse than it;
+* two contenders that are one algorithm are said to be: momentum as an average of gradients
+  (``form="ema"``) at learning rate ``a`` takes exactly the steps of the heavy ball at
+  ``a * (1 - beta)`` (see :class:`optimlab.Momentum`).
+
+>>> clearly_better([1.0, 1.1, 0.9], [2.0, 2.1, 1.8])
+True
+>>> clearly_better([1.0, 1.1, 0.9], [1.05, 1.0, 1.0])
+False
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+#: the fewest seeds a claim that one optimizer beats another needs
+MIN_SEEDS = 3
+#: gaps and losses below this are equal (float64 arithmetic near a minimum)
+RESOLUTION = 1e-10
+#: Student's t, two-sided 95% (one-sided 2.5%), by degrees of freedom (n - 1)
+T_975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+    9: 2.262, 10: 2.228, 11: 2.201, 12: 2.179, 13: 2.160, 14: 2.145, 15: 2.131, 16: 2.120,
+    17: 2.110, 18: 2.101, 19: 2.093, 20: 2.086, 25: 2.060, 30: 2.042, 40: 2.021, 60: 2.000,
+}  # fmt: skip
+#: a run ending this many times above its best gap or loss is unstable
+UNSTABLE_FACTOR = 10.0
+#: ... or this far below its best accuracy (a fraction)
+UNSTABLE_ACCURACY_DROP = 0.05
+
+
+def t_critical(df: int) -> float:
+    """Student's t at 97.5% for ``df`` degrees of freedom (the nearest tabulated at or below)."""
+    return T_975[max(k for k in T_975 if k <= df)]
+
+
+def oriented(score: float, higher_is_better: bool, log_scale: bool) -> float:
+    """A score on a scale where lower is better and differences mean the same everywhere."""
+    if math.isnan(score):
+        return math.inf
+    if higher_is_better:
+        return -score
+    if log_scale:
+        return math.log10(max(score, RESOLUTION)) if math.isfinite(score) else math.inf
+    return score
+
+
+def clearly_better(mine: Sequence[float], theirs: Sequence[float]) -> bool:
+    """Whether oriented scores ``mine`` (lower is better) beat ``theirs`` beyond the noise:
+    paired by seed, better on every seed, and the mean difference beyond the 95% interval."""
+    n = len(mine)
+    if n < MIN_SEEDS or n != len(theirs):
+        return False
+    a, b = np.asarray(mine, float), np.asarray(theirs, float)
+    if not np.all(np.isfinite(a)):
+        return False
+    if not np.all(np.isfinite(b)):  # they diverged where we did not
+        return True
+    differences = b - a
+    if not np.all(differences > 0):
+        return False
+    spread = float(np.std(differences, ddof=1))
+    return float(differences.mean()) > t_critical(n - 1) * spread / math.sqrt(n)
+
+
+def unstable(final: float, best: float, higher_is_better: bool, diverged: bool) -> bool:
+    """Whether a run diverged or ended far worse than its own best (see the module docstring)."""
+    if diverged or math.isnan(final) or math.isinf(final):
+        return True
+    if math.isnan(best):
+        return False
+    if higher_is_better:
+        return final < best - UNSTABLE_ACCURACY_DROP
+    return final > max(best * UNSTABLE_FACTOR, RESOLUTION)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """What the seeds support on one problem."""
+
+    #: the contenders by mean oriented score (stable ones first)
+    order: list[str]
+    #: the clear winner, or None
+    winner: str | None
+    #: the contenders tying with the best (the winner alone when there is one)
+    tied: list[str]
+    #: contenders with an unstable run
+    unstable: list[str]
+    #: seeds behind each claim
+    seeds: int
+
+
+def judge(scores: dict[str, list[float]], unstable_runs: dict[str, bool], seeds: int) -> Finding:
+    """Rank contenders by their oriented scores per seed (lower is better), and say whether the
+    best beats each other clearly (:func:`clearly_better`) or which ones tie with it."""
+    means = {name: float(np.mean(values)) for name, values in scores.items()}
+    stable = [n for n in scores if not unstable_runs.get(n)]
+    shaky = [n for n in scores if unstable_runs.get(n)]
+    order = sorted(stable, key=lambda n: means[n]) + sorted(shaky, key=lambda n: means[n])
+    if not stable:
+        return Finding(order, None, [], shaky, seeds)
+    best = order[0]
+    tied = [best] + [n for n in stable if n != best and not clearly_better(scores[best], scores[n])]
+    tied.sort(key=lambda n: means[n])
+    winner = best if len(tied) == 1 else None  # an unstable contender cannot win
+    return Finding(order, winner, tied, shaky, seeds)
+
+
+def same_algorithm(
+    a: tuple[str, dict, float], b: tuple[str, dict, float], tolerance: float = 0.35
+) -> bool:
+    """Whether two tuned contenders ``(optimizer, arguments, lr)`` take the same steps:
+    momentum as an average at ``lr`` and the heavy ball at ``lr * (1 - beta)`` (the tuned rates
+    agree within ``tolerance`` in log10, about the spacing of the halved grid)."""
+    pair = sorted([a, b], key=lambda c: c[1].get("form", "ema"))
+    (opt_a, args_a, lr_a), (opt_b, args_b, lr_b) = pair
+    if (
+        opt_a != "momentum"
+        or opt_b != "momentum"
+        or args_a.get("nesterov")
+        or args_b.get("nesterov")
+    ):
+        return False
+    if args_a.get("form", "ema") != "ema" or args_b.get("form") != "heavy_ball":
+        return False
+    if args_a.get("bias_correction"):
+        return False
+    beta = args_a.get("momentum", args_a.get("beta", 0.9))
+    if beta != args_b.get("momentum", args_b.get("beta", 0.9)) or not (lr_a > 0 and lr_b > 0):
+        return False
+    return abs(math.log10(lr_a * (1 - beta)) - math.log10(lr_b)) <= tolerance

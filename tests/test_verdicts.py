@@ -1,0 +1,71 @@
+"""The lab's verdicts: a winner only beyond the noise across seeds (optimlab.lab.verdicts)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from scipy import stats
+
+import optimlab
+from optimlab.lab import verdicts
+from optimlab.lab.verdicts import clearly_better, judge, same_algorithm, unstable
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 5, 9, 20, 30, 60])
+def test_t_critical_values_are_students(df):
+    assert verdicts.t_critical(df) == pytest.approx(stats.t.ppf(0.975, df), abs=6e-4)
+
+
+def test_a_clear_advantage_needs_every_seed_and_the_interval():
+    assert clearly_better([1.0, 1.1, 0.9], [2.0, 2.1, 1.8])
+    assert not clearly_better([1.0, 1.1, 0.9], [1.05, 1.0, 1.0])  # not on every seed
+    assert not clearly_better([1.0, 1.0], [2.0, 2.0])  # two seeds support no claim
+    # better on every seed, but by amounts too uneven for the interval to exclude 0
+    assert not clearly_better([1.0, 1.0, 1.0], [1.01, 1.02, 3.0])
+    # the paired test agrees with scipy's on what it decides
+    mine, theirs = [0.50, 0.61, 0.55, 0.58], [0.60, 0.66, 0.63, 0.70]
+    result = stats.ttest_rel(theirs, mine, alternative="greater")
+    assert clearly_better(mine, theirs) == (result.pvalue < 0.025)
+    assert clearly_better([1.0, 1.0, 1.0], [math.inf] * 3)  # they diverged
+
+
+def test_noise_gives_no_winner_and_names_the_tie():
+    scores = {"a": [0.971, 0.969, 0.975], "b": [0.972, 0.966, 0.974], "c": [0.90, 0.91, 0.89]}
+    oriented = {k: [-v for v in vs] for k, vs in scores.items()}
+    finding = judge(oriented, {}, 3)
+    assert finding.winner is None and set(finding.tied) == {"a", "b"}
+    clear = judge({"a": [1.0, 1.1, 0.9], "b": [2.0, 2.1, 1.8]}, {}, 3)
+    assert clear.winner == "a" and clear.tied == ["a"]
+
+
+def test_an_unstable_run_cannot_win():
+    finding = judge({"rmsprop": [-42.0] * 3, "adam": [-3.0] * 3}, {"rmsprop": True}, 3)
+    assert finding.winner != "rmsprop" and finding.unstable == ["rmsprop"]
+    assert unstable(final=0.014, best=3e-72, higher_is_better=False, diverged=False)
+    assert not unstable(final=1e-9, best=5e-10, higher_is_better=False, diverged=False)
+    assert unstable(final=0.90, best=0.97, higher_is_better=True, diverged=False)
+    assert unstable(final=math.nan, best=0.1, higher_is_better=False, diverged=True)
+
+
+def test_average_momentum_and_heavy_ball_are_one_algorithm():
+    ema = ("momentum", {}, 0.1)
+    heavy = ("momentum", {"form": "heavy_ball"}, 0.01)
+    assert same_algorithm(ema, heavy) and same_algorithm(heavy, ema)
+    assert not same_algorithm(ema, ("momentum", {"form": "heavy_ball"}, 0.1))
+    assert not same_algorithm(ema, ("momentum", {"form": "heavy_ball", "nesterov": True}, 0.01))
+    assert not same_algorithm(ema, ("adam", {}, 0.01))
+    # ... which is what the two forms compute: the same points on a quadratic
+    points = []
+    for form, lr in [("ema", 0.1), ("heavy_ball", 0.1 * (1 - 0.9))]:
+        w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+        opt = optimlab.Momentum([w], lr=lr, form=form, momentum=0.9)
+        path = []
+        for _ in range(30):
+            opt.zero_grad()
+            (w * w * torch.tensor([1.0, 10.0], dtype=torch.float64)).sum().backward()
+            opt.step()
+            path.append(w.detach().clone())
+        points.append(torch.stack(path))
+    torch.testing.assert_close(points[0], points[1], rtol=1e-12, atol=1e-12)
