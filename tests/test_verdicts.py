@@ -44,6 +44,8 @@ def test_an_unstable_run_cannot_win():
     finding = judge({"rmsprop": [-42.0] * 3, "adam": [-3.0] * 3}, {"rmsprop": True}, 3)
     assert finding.winner != "rmsprop" and finding.unstable == ["rmsprop"]
     assert unstable(final=0.014, best=3e-72, higher_is_better=False, diverged=False)
+    assert unstable(final=1.5e-42, best=3e-72, higher_is_better=False, diverged=False)
+    assert not unstable(final=3e-31, best=1e-32, higher_is_better=False, diverged=False)
     assert not unstable(final=1e-9, best=5e-10, higher_is_better=False, diverged=False)
     assert unstable(final=0.90, best=0.97, higher_is_better=True, diverged=False)
     assert unstable(final=math.nan, best=0.1, higher_is_better=False, diverged=True)

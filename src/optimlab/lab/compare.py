@@ -13,8 +13,11 @@ The experiment, in order:
 4. **Numbers.** Per run: final and best loss and accuracy, test loss and accuracy, the steps
    and training seconds until the target (validation accuracy, or a gap ``f - f* <= 1e-3``) was
    first reached. Per contender: the mean and spread over seeds of each.
-5. **Verdicts.** Per problem, the contenders are ranked by the score (test accuracy, or the
-   final gap); the verdict says who won, by how much over the runner-up, and at what cost.
+5. **Verdicts.** Per problem, the contenders are ordered by the score (test accuracy, or the
+   final gap, at the end of the stated budget); the verdict names a winner only where its
+   advantage holds beyond the noise of the seeds, else the group that ties; a contender with
+   a run that diverged or ended far worse than its own best is unstable and cannot win; two
+   forms of one algorithm are said to be one (:mod:`optimlab.lab.verdicts`).
 
 :func:`run_compare` does 1-5 and returns a :class:`CompareResult`; :func:`write_compare` writes
 the run folder: ``metrics.csv`` (one row per run), ``summary.csv`` (one row per contender and
@@ -28,7 +31,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from . import plots
+from . import plots, verdicts
 from .contenders import CONTENDERS, NOTES_CONTENDERS, Contender
 from .formatting import kind_of, stat, value
 from .landscape import Grid, contour_panel, grid
@@ -46,9 +49,6 @@ from .runner import DEFAULT_LR_GRID, Budget, Runner, RunResult, RunSpec, Tuning,
 from .summary import aggregate, curves
 
 __all__ = ["CompareOptions", "CompareResult", "Verdict", "run_compare", "write_compare"]
-
-# Final gaps below this are exact convergence in float64; finer differences do not rank.
-GAP_RESOLUTION = 1e-10
 
 
 @dataclass(frozen=True)
@@ -80,12 +80,17 @@ class CompareOptions:
 
 @dataclass
 class Verdict:
-    """Who won one problem, by how much, and at what cost, as numbers and as a sentence."""
+    """What the seeds support on one problem (:mod:`optimlab.lab.verdicts`), as numbers and as
+    a sentence: the order by mean score (unstable contenders last), the clear winner if there
+    is one, the group tying with the best, the unstable contenders."""
 
     problem: str
     ranking: list[str]
     score: Column
     sentence: str
+    winner: str | None = None
+    tied: list[str] = field(default_factory=list)
+    unstable: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -173,7 +178,7 @@ def run_compare(
             key = (problem.name, contender.name)
             result.summaries[key] = aggregate(runs[key])
             result.curves[key] = curves(runs[key], metrics)
-        result.verdicts.append(verdict(problem, contenders, result.summaries))
+        result.verdicts.append(verdict(problem, contenders, result.summaries, runs, tunings))
         if isinstance(problem, FunctionProblem):
             result.grids[problem.name] = grid(problem.function)
     return result
@@ -182,66 +187,143 @@ def run_compare(
 # --- verdicts --------------------------------------------------------------------------------
 
 
-def _rank_key(problem, summary: dict[str, float]) -> tuple[float, float]:
-    score = summary[f"{problem.score.key}_mean"]
-    if math.isnan(score):
-        score = math.inf
-    elif problem.score.higher_is_better:
-        score = -score
-    elif problem.score.key == "gap":
-        score = max(score, GAP_RESOLUTION)
-    steps = summary["steps_to_target_mean"]
-    return score, (steps if not math.isnan(steps) else math.inf)
+def _judged(problem, contenders: list[Contender], runs) -> verdicts.Finding:
+    """What the seeds support on ``problem`` (see :mod:`optimlab.lab.verdicts`)."""
+    score = problem.score
+    log_scale = kind_of(score.key, score.percent) == "sci"
+    metric = problem.curve_metric  # its final value against its best along the way
+    higher = problem.best_metrics.get(metric, score.higher_is_better)
+    scores, shaky = {}, {}
+    for c in contenders:
+        rows = [outcome(r) for r in runs[(problem.name, c.name)]]
+        scores[c.name] = [
+            verdicts.oriented(row[score.key], score.higher_is_better, log_scale) for row in rows
+        ]
+        shaky[c.name] = any(
+            verdicts.unstable(
+                row.get(metric, math.nan),
+                row.get(f"best_{metric}", math.nan),
+                higher,
+                bool(row["diverged"]),
+            )
+            for row in rows
+        )
+    seeds = min(len(v) for v in scores.values()) if scores else 0
+    return verdicts.judge(scores, shaky, seeds)
 
 
-def verdict(problem, contenders: list[Contender], summaries) -> Verdict:
-    """Rank the contenders on ``problem`` by its score (ties: fewer steps to the target)."""
+def _names(titles: list[str]) -> str:
+    return titles[0] if len(titles) == 1 else ", ".join(titles[:-1]) + " and " + titles[-1]
+
+
+def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> Verdict:
+    """What the seeds support on ``problem``: a winner only beyond their noise, else the
+    group that ties; unstable contenders named; one algorithm in two forms said to be one."""
     rows = {c.name: summaries[(problem.name, c.name)] for c in contenders}
     titles = {c.name: c.title for c in contenders}
-    ranking = sorted(rows, key=lambda name: _rank_key(problem, rows[name]))
+    finding = _judged(problem, contenders, runs)
     score = problem.score
     kind = kind_of(score.key, score.percent)
-    winner = ranking[0]
-    best = rows[winner]
-    text = (
-        f"On {problem.title}, {titles[winner]} won: {score.label} "
-        f"{stat(best[f'{score.key}_mean'], best[f'{score.key}_std'], kind)}"
-    )
-    if len(ranking) > 1:
-        second = ranking[1]
-        a, b = best[f"{score.key}_mean"], rows[second][f"{score.key}_mean"]
-        text += f" against {value(b, kind)} for {titles[second]}, the runner-up"
-        mine, theirs = _rank_key(problem, best)[0], _rank_key(problem, rows[second])[0]
-        if not math.isfinite(theirs):
-            text += " (the rest diverged or never finished)"
-        elif math.isclose(mine, theirs, rel_tol=1e-3):
-            text += " (a tie on the score, broken by steps to the target)"
-        elif kind == "percent":
-            text += f" ({100 * (a - b):+.1f} points)"
-        elif kind == "sci":
-            text += f" ({theirs / mine:.2g} times lower)"
-    target = problem.target
-    if target is not None:
-        steps, seconds = best["steps_to_target_mean"], best["seconds_to_target_mean"]
-        if math.isnan(steps):
-            text += f". It did not reach {target.label} in any run"
-        else:
+
+    def scored(name: str) -> str:
+        row = rows[name]
+        return stat(row[f"{score.key}_mean"], row[f"{score.key}_std"], kind)
+
+    stable = [n for n in finding.order if n not in finding.unstable]
+    if len(contenders) == 1:
+        only = contenders[0].name
+        return Verdict(
+            problem.name,
+            finding.order,
+            score,
+            f"On {problem.title}, {titles[only]} (the only contender): {score.label} "
+            f"{scored(only)}{_to_target(problem, rows, titles, only, stable)}.",
+            None,
+            finding.tied,
+            finding.unstable,
+        )
+    if finding.winner is not None:
+        winner = finding.winner
+        text = f"On {problem.title}, {titles[winner]} won: {score.label} {scored(winner)}"
+        if len(stable) > 1:
+            second = stable[1]
             text += (
-                f". It reached {target.label} after {value(steps, 'steps')} steps "
-                f"({value(seconds, 'seconds')} of training; {best['reached']}/{best['runs']} runs)"
+                f" against {scored(second)} for {titles[second]}, the runner-up: better on each "
+                f"of the {finding.seeds} seeds and beyond the paired 95% interval"
             )
-        reached = [n for n in ranking if rows[n]["reached"] == rows[n]["runs"]]
-        if reached:
-            fastest = min(reached, key=lambda n: rows[n]["seconds_to_target_mean"])
-            if fastest != winner:
-                text += (
-                    f"; fastest to it was {titles[fastest]} "
-                    f"({value(rows[fastest]['seconds_to_target_mean'], 'seconds')})"
+    elif not stable:
+        winner = None
+        text = f"On {problem.title}, no contender finished stably"
+    else:
+        winner = None
+        listed = ", ".join(f"{titles[n]} {scored(n)}" for n in finding.tied)
+        if len(finding.tied) > 1:
+            text = (
+                f"On {problem.title}, no clear winner: {_names([titles[n] for n in finding.tied])}"
+                f" tie within the noise of {finding.seeds} seeds ({score.label}: {listed})"
+            )
+        else:
+            text = (
+                f"On {problem.title}, {titles[finding.tied[0]]} scored best ({listed}), but "
+                f"{finding.seeds} seeds support no claim"
+            )
+        if finding.seeds < verdicts.MIN_SEEDS:
+            text += f"; a claim needs at least {verdicts.MIN_SEEDS} seeds"
+    text += _same_algorithms(problem, contenders, finding.tied or stable[:2], titles, tunings)
+    if finding.unstable:
+        names = _names([titles[n] for n in finding.unstable])
+        text += (
+            f". Unstable (diverged, or ended far worse than its own best), so not ranked: {names}"
+        )
+    best = winner or (stable[0] if stable else None)
+    if best is not None:
+        text += _to_target(problem, rows, titles, best, stable)
+    if "sgd" in rows and best not in (None, "sgd") and winner is not None:
+        text += f". Plain SGD: {value(rows['sgd'][f'{score.key}_mean'], kind)}"
+    return Verdict(
+        problem.name, finding.order, score, text + ".", winner, finding.tied, finding.unstable
+    )
+
+
+def _same_algorithms(problem, contenders, names, titles, tunings) -> str:
+    """The sentence naming pairs of ``names`` that are one algorithm, or ""."""
+    by_name = {c.name: c for c in contenders}
+    said = ""
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            ca, cb = by_name[a], by_name[b]
+            if verdicts.same_algorithm(
+                (ca.optimizer, dict(ca.arguments), tunings[(problem.name, a)].lr),
+                (cb.optimizer, dict(cb.arguments), tunings[(problem.name, b)].lr),
+            ):
+                said += (
+                    f"; {titles[a]} and {titles[b]} are one algorithm at the rates tuned "
+                    "(momentum averaged at lr a is the heavy ball at lr a * (1 - beta))"
                 )
-    if "sgd" in rows and winner != "sgd":
-        baseline = rows["sgd"][f"{score.key}_mean"]
-        text += f". Plain SGD: {value(baseline, kind)}"
-    return Verdict(problem.name, ranking, score, text + ".")
+    return said
+
+
+def _to_target(problem, rows, titles, best: str, stable: list[str]) -> str:
+    target = problem.target
+    if target is None:
+        return ""
+    row = rows[best]
+    steps = row["steps_to_target_mean"]
+    if math.isnan(steps):
+        return f". {titles[best]} did not reach {target.label} in any run"
+    text = (
+        f". {titles[best]} reached {target.label} after {value(steps, 'steps')} steps "
+        f"({row['reached']}/{row['runs']} runs)"
+    )
+    reached = [n for n in stable if rows[n]["reached"] == rows[n]["runs"]]
+    if reached:
+        fewest = min(reached, key=lambda n: rows[n]["steps_to_target_mean"])
+        if fewest != best:
+            text += (
+                f"; fewest steps to it: {titles[fewest]} "
+                f"({value(rows[fewest]['steps_to_target_mean'], 'steps')})"
+            )
+    return text
 
 
 # --- the run folder --------------------------------------------------------------------------
@@ -543,7 +625,15 @@ def _write_metrics(result: CompareResult, folder: RunFolder) -> None:
     folder.write_csv("sweep.csv", sweep)
     folder.write_csv("curves.csv", curve_rows)
     verdicts = [
-        {"problem": v.problem, "ranking": v.ranking, "score": v.score.key, "sentence": v.sentence}
+        {
+            "problem": v.problem,
+            "ranking": v.ranking,
+            "winner": v.winner,
+            "tied": v.tied,
+            "unstable": v.unstable,
+            "score": v.score.key,
+            "sentence": v.sentence,
+        }
         for v in result.verdicts
     ]
     folder.write_json(

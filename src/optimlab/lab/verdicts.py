@@ -13,8 +13,9 @@ over every other holds across seeds:
   compared in log10, floored at the resolution of float64 arithmetic (:data:`RESOLUTION`);
   accuracies as they are;
 * a run that diverged, or ended far worse than its own best along the way (:func:`unstable`:
-  10 times its best gap or loss, or 5 points below its best accuracy), is *unstable*, and a
-  contender with an unstable run cannot win;
+  10 times its best gap or loss and above the resolution, a million times at any level, or 5
+  points below its best accuracy), is *unstable*, and a contender with an unstable run cannot
+  win;
 * otherwise the verdict names the group that ties with the best: every contender not clearly
   worse than it;
 * two contenders that are one algorithm are said to be: momentum as an average of gradients
@@ -47,6 +48,8 @@ T_975 = {
 }  # fmt: skip
 #: a run ending this many times above its best gap or loss is unstable
 UNSTABLE_FACTOR = 10.0
+#: ... or, below the resolution, this many times (float64 noise near a minimum is far less)
+UNSTABLE_GROWTH = 1e6
 #: ... or this far below its best accuracy (a fraction)
 UNSTABLE_ACCURACY_DROP = 0.05
 
@@ -93,7 +96,11 @@ def unstable(final: float, best: float, higher_is_better: bool, diverged: bool) 
         return False
     if higher_is_better:
         return final < best - UNSTABLE_ACCURACY_DROP
-    return final > max(best * UNSTABLE_FACTOR, RESOLUTION)
+    if best <= 0:
+        return False
+    # far above its best and above the resolution; or, at any level, orders of magnitude
+    # above it (a gap climbing from 1e-72 back to 1e-42 is moving away from the minimum)
+    return final > max(best * UNSTABLE_FACTOR, RESOLUTION) or final > best * UNSTABLE_GROWTH
 
 
 @dataclass(frozen=True)
