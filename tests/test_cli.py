@@ -241,8 +241,18 @@ def test_ewa_reproduces_the_notes_table_from_a_csv(tmp_path):
 
 def test_ewa_on_the_generated_series(tmp_path):
     out = tmp_path / "ewa"
-    run("ewa", "--days", "60", "--seed", "3", "--out", str(out))
+    result = run("ewa", "--days", "60", "--seed", "3", "--out", str(out))
     record = check_run_folder(out, "ewa", 3)
+    # whatever the series, the notes' own example comes first (seed 000: beta 0.8 over 20,
+    # 23, 17), computed here independently
+    v, rows = 0.0, []
+    for t, x in enumerate([20.0, 23.0, 17.0], start=1):
+        v = 0.8 * v + 0.2 * x
+        rows.append(f"{t} {x:g} {v:.4g} {v / (1 - 0.8**t):.4g}")
+    printed = [" ".join(line.split()) for line in result.stdout.splitlines()]
+    assert rows == ["1 20 4 20", "2 23 7.8 21.67", "3 17 9.64 19.75"]
+    assert all(row in printed for row in rows)
+    assert "The notes' example" in (out / "summary.md").read_text()
     assert record["options"]["betas"] == [0.5, 0.8, 0.9, 0.98]
     with open(out / "series.csv") as handle:
         rows = list(csv.DictReader(handle))
@@ -264,6 +274,19 @@ def test_schedule_prints_and_plots(tmp_path):
     check_run_folder(out, "schedule", None)
     with open(out / "values.csv") as handle:
         assert len(list(csv.DictReader(handle))) == 30
+
+
+def test_schedule_print_alone_writes_nothing_and_reads_well(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(
+        "schedule",
+        "exponential_decay:lr=0.1,decay_rate=0.9,decay_steps=1",
+        "--steps",
+        "3",
+        "--print",
+    )
+    assert result.stdout.splitlines()[1:] == ["0,0.1", "1,0.09", "2,0.081"]
+    assert list(tmp_path.iterdir()) == []  # no run folder
 
 
 def test_batch_size_study(tmp_path):

@@ -245,7 +245,7 @@ def landscape(ctx: click.Context, **options: Any) -> None:
 @click.pass_context
 def ewa(ctx: click.Context, **options: Any) -> None:
     """Exponentially weighted averages of a noisy daily series, with and without bias correction."""
-    from ..lab.averages import EWAOptions, run_ewa, write_ewa
+    from ..lab.averages import EWAOptions, notes_example_table, run_ewa, write_ewa
 
     if options["column"] is not None and options["csv_path"] is None:
         raise click.UsageError("--column needs --csv")
@@ -260,6 +260,13 @@ def ewa(ctx: click.Context, **options: Any) -> None:
         )
     )
     folder = run_folder(ctx, options["out"], options["seed"], options)
+    example = notes_example_table()  # what a student looks for first
+    click.echo(example.caption)
+    click.echo(
+        "  " + "  ".join(f"{h:>12.12}" for h in ("day", "temperature", "average", "corrected"))
+    )
+    for row in example.rows:
+        click.echo("  " + "  ".join(f"{cell:>12}" for cell in row))
     publish(folder, write_ewa(result, folder))
 
 
@@ -270,7 +277,11 @@ def ewa(ctx: click.Context, **options: Any) -> None:
 @click.argument("specs", nargs=-1, required=True)
 @click.option("--steps", default=10000, show_default=True, type=click.IntRange(1))
 @click.option(
-    "--print", "print_values", is_flag=True, help="Print step,lr as CSV on standard output."
+    "--print",
+    "print_values",
+    is_flag=True,
+    help="Print step,lr as CSV on standard output (12 significant digits) and write nothing, "
+    "unless --out is given too.",
 )
 @click.option(
     "--every",
@@ -297,9 +308,11 @@ def schedule(ctx: click.Context, specs: tuple[str, ...], **options: Any) -> None
         except (TypeError, ValueError) as error:
             raise click.BadParameter(str(error), param_hint="SPEC") from None
     values = schedule_values(specs, options["steps"])
-    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
     if options["print_values"]:
         _print_schedules(specs, values, options["steps"], options["every"])
+        if options["out"] is None:
+            return  # --print alone writes nothing
+    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
     publish(folder, write_schedules(values, folder, options["log"]))
 
 
@@ -310,7 +323,8 @@ def _print_schedules(specs: tuple[str, ...], values, steps: int, every: int) -> 
     writer = csv.writer(table, lineterminator="\n")
     writer.writerow(["step", *specs])
     for t in range(0, steps, every):
-        writer.writerow([t, *(repr(values[s][t]) for s in specs)])
+        # 12 significant digits: 0.09, not the float's full 0.09000000000000001
+        writer.writerow([t, *(f"{values[s][t]:.12g}" for s in specs)])
     click.echo(table.getvalue(), nl=False)
 
 

@@ -31,7 +31,14 @@ from .formatting import value
 from .report import Document, Figure, Section, Table
 from .rundir import LabError, RunFolder
 
-__all__ = ["EWAOptions", "read_column", "run_ewa", "temperature_series", "weights"]
+__all__ = [
+    "EWAOptions",
+    "notes_example_table",
+    "read_column",
+    "run_ewa",
+    "temperature_series",
+    "weights",
+]
 
 
 def temperature_series(days: int = 180, seed: int = 0) -> list[float]:
@@ -229,6 +236,28 @@ def _weights_table(result: EWAResult, day: int) -> Table:
     )
 
 
+#: the notes' worked example (seed 000, eqs. 4-6): temperatures 20, 23, 17 averaged with
+#: beta 0.8 give 4, 7.8 and 9.64 (bias-corrected: 20, 21.67, 19.75)
+NOTES_EXAMPLE = (0.8, (20.0, 23.0, 17.0))
+
+
+def notes_example_table() -> Table:
+    """The notes' worked example, computed by :func:`optimlab.ewa`, plain and corrected."""
+    beta, temperatures = NOTES_EXAMPLE
+    plain = ewa(list(temperatures), beta)
+    corrected = ewa(list(temperatures), beta, bias_correction=True)
+    return Table(
+        "notes-example",
+        f"The notes' example (seed 000): beta {beta:g} over the temperatures "
+        + ", ".join(f"{t:g}" for t in temperatures),
+        ["day t", "temperature x_t", "v_t = beta v_{t-1} + (1-beta) x_t", "v_t / (1 - beta^t)"],
+        [
+            [str(t), f"{x:g}", f"{v:.4g}", f"{c:.4g}"]
+            for t, (x, v, c) in enumerate(zip(temperatures, plain, corrected), start=1)
+        ],
+    )
+
+
 def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
     """series.csv, weights.csv, figures (averages; corrected averages; weights), the summary."""
     days = list(range(1, len(result.series) + 1))
@@ -248,6 +277,14 @@ def write_ewa(result: EWAResult, folder: RunFolder) -> Document:
         "optimlab ewa",
         f"Exponentially weighted averages of {result.name} ({source})",
         [
+            Section(
+                "The notes' example",
+                [
+                    "Seed 000 works the average out by hand for three days; optimlab's "
+                    "`ewa` gives the same numbers (4, 7.8, 9.64; corrected: 20, 21.67, 19.75)."
+                ],
+                [notes_example_table()],
+            ),
             Section(
                 "Averages",
                 [
