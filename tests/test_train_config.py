@@ -150,12 +150,30 @@ def test_bad_run_files(tmp_path, text, message):
         load_config(write(tmp_path, text))
 
 
-def test_bad_optimizer_argument_is_reported_when_built(tmp_path):
-    config = load_config(
-        write(tmp_path, config_text('name = "iris"', optimizer='name = "adam"\nlr = -1.0'))
-    )
-    with pytest.raises(ConfigError, match=r"\[optimizer\] Invalid lr value: -1\.0"):
-        run(config, tmp_path / "out", progress=False)
+@pytest.mark.parametrize(
+    "optimizer, message",
+    [
+        ('name = "adam"\nlr = -1.0', r"\[optimizer\] Invalid lr value: -1\.0"),
+        (
+            'name = "adam"\nlrr = 0.01',
+            r"\[optimizer\] unknown key 'lrr' for 'adam'; expected name or one of lr, betas",
+        ),
+        ('name = "sgd"\nmomentum = "high"', r"\[optimizer\] .*momentum"),
+    ],
+)
+def test_bad_optimizer_arguments_are_the_users_mistakes_said_on_loading(
+    tmp_path, optimizer, message
+):
+    # before any data is loaded, and `optimlab train` exits 2 (a user error) with the line
+    text = config_text('name = "iris"', optimizer=optimizer)
+    with pytest.raises(ConfigError, match=message):
+        load_config(write(tmp_path, text))
+    from click.testing import CliRunner
+
+    from optimlab.cli import main
+
+    done = CliRunner().invoke(main, ["train", "--config", str(tmp_path / "run.toml")])
+    assert done.exit_code == 2 and "[optimizer]" in done.output
 
 
 def test_bad_data_files(tmp_path):

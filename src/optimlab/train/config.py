@@ -192,6 +192,7 @@ def _check_values(config: RunConfig) -> None:
             f"{where}: [optimizer] name = {opt_name!r}; expected one of "
             f"{_names(optimlab.OPTIMIZERS)}"
         )
+    _check_optimizer(config, where)
     training = config.training
     if "epochs" not in training and "steps" not in training:
         raise ConfigError(f"{where}: [training] needs epochs or steps")
@@ -210,6 +211,39 @@ def _check_values(config: RunConfig) -> None:
             from_spec(config.schedule["spec"])
         except (ValueError, TypeError) as e:
             raise ConfigError(f"{where}: [schedule] spec = {config.schedule['spec']!r}: {e}") from e
+
+
+def optimizer_arguments(config: RunConfig) -> dict[str, Any]:
+    """The ``[optimizer]`` table's arguments (TOML arrays as tuples: ``betas = [0.9, 0.999]``)."""
+    arguments = {k: v for k, v in config.optimizer.items() if k != "name"}
+    for key, value in arguments.items():
+        if isinstance(value, list):
+            arguments[key] = tuple(value)
+    return arguments
+
+
+def _check_optimizer(config: RunConfig, where: str) -> None:
+    """The ``[optimizer]`` table's keys are the optimizer's arguments, and its values pass the
+    optimizer's checks (tried on a stand-in parameter): a mistake is the user's, said before
+    any data is loaded."""
+    import inspect
+
+    import optimlab
+
+    name = config.optimizer["name"]
+    cls = optimlab.OPTIMIZERS[name]
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
+    arguments = optimizer_arguments(config)
+    unknown = sorted(set(arguments) - set(valid))
+    if unknown:
+        raise ConfigError(
+            f"{where}: [optimizer] unknown key {unknown[0]!r} for {name!r}; expected name or one "
+            f"of {', '.join(valid)}"
+        )
+    try:
+        cls([torch.zeros(2, 2, requires_grad=True)], **arguments)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{where}: [optimizer] {e}") from e
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -434,10 +468,7 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
     data = load_data(config.data, config.seed)
     outputs = data.classes if data.classes else 1
     model = build_model(config.model, data.X_train.shape[1], outputs, data.image_side)
-    arguments = {k: v for k, v in config.optimizer.items() if k != "name"}
-    for key, value in arguments.items():
-        if isinstance(value, list):
-            arguments[key] = tuple(value)  # TOML arrays: betas = [0.9, 0.999]
+    arguments = optimizer_arguments(config)
     try:
         optimizer = optimlab.OPTIMIZERS[config.optimizer["name"]](model.parameters(), **arguments)
     except TypeError as e:
