@@ -544,3 +544,17 @@ def test_the_installed_console_script_and_python_m():
     )
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.count("\n") == 1 and "unknown optimizer 'adm'" in bad.stderr
+
+
+def test_ctrl_c_exits_130_and_the_run_says_interrupted(tmp_path, monkeypatch):
+    import optimlab.lab.compare as compare
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(compare, "run_compare", interrupted)
+    out = tmp_path / "run"
+    result = run("compare", "--problems", "quadratic_bowl", "--datasets", "none", "--out",
+                 str(out), code=130)  # fmt: skip
+    one_line_error(result, "interrupted")
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"

@@ -38,6 +38,7 @@ import os
 import platform
 import shlex
 import shutil
+import sys
 import time
 from collections.abc import Iterable, Mapping
 from importlib import metadata
@@ -250,16 +251,20 @@ class RunFolder:
     def abandon(self) -> None:
         """Close a run that stopped before :meth:`finish` (no-op after finish).
 
-        In place, its ``run.json`` says failed; a staged run's files are removed, and the
-        previous run's stay as they were.
+        In place, its ``run.json`` says interrupted (Ctrl-C) or failed; a staged run's files
+        are removed, and the previous run's stay as they were.
         """
         if self.record["status"] != "running":
             return
+        # called while the exception that stopped the run propagates (click closes the
+        # command's context on the way out)
+        stopped_by = sys.exc_info()[1]
+        status = "interrupted" if isinstance(stopped_by, KeyboardInterrupt) else "failed"
         if self.staged:
-            self.record["status"] = "failed"
+            self.record["status"] = status
             shutil.rmtree(self.path, ignore_errors=True)
         else:
-            self.finish("failed")
+            self.finish(status)
 
     def _written(self) -> set[str]:
         """The files of this run in ``path``: not those that were there before it, untouched,
