@@ -71,3 +71,15 @@ def test_average_momentum_and_heavy_ball_are_one_algorithm():
             path.append(w.detach().clone())
         points.append(torch.stack(path))
     torch.testing.assert_close(points[0], points[1], rtol=1e-12, atol=1e-12)
+
+
+def test_good_learning_rates_are_within_the_stated_margin():
+    from optimlab.lab.verdicts import decades, good_rates
+
+    # a validation loss: within 50% of the best
+    scores = {1e-3: 0.50, 1e-2: 0.31, 1e-1: 0.30, 1.0: math.inf}
+    assert good_rates(scores, None) == [1e-2, 1e-1] and decades([1e-2, 1e-1]) == 1
+    # a gap to f* = -1: within a factor 10 of the best gap
+    scores = {1e-3: -1 + 5e-3, 1e-2: -1 + 1e-3, 1e-1: -1 + 2e-2}
+    assert good_rates(scores, -1.0) == [1e-3, 1e-2]
+    assert good_rates({0.1: math.inf}, None) == [] and math.isnan(decades([]))

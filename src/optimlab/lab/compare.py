@@ -278,6 +278,7 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
     best = winner or (stable[0] if stable else None)
     if best is not None:
         text += _to_target(problem, rows, titles, best, stable)
+    text += _sensitivity(problem, contenders, titles, tunings)
     if "sgd" in rows and best not in (None, "sgd") and winner is not None:
         text += f". Plain SGD: {value(rows['sgd'][f'{score.key}_mean'], kind)}"
     return Verdict(
@@ -335,10 +336,11 @@ def _contender_rows(result: CompareResult, problem) -> list[tuple[Contender, dic
 
 def _summary_table(result: CompareResult, problem) -> Table:
     columns = list(problem.columns)
-    headers = ["optimizer", "lr", *[c.label for c in columns], "train seconds", "diverged"]
+    headers = ["optimizer", "lr", "good lr range", *[c.label for c in columns]]
+    headers += ["train seconds", "diverged"]
     rows, emphasis = [], set()
     entries = _contender_rows(result, problem)
-    for j, column in enumerate(columns, start=2):
+    for j, column in enumerate(columns, start=3):
         means = [row[f"{column.key}_mean"] for _, row in entries]
         finite = [m for m in means if not math.isnan(m)]
         if finite:
@@ -347,6 +349,7 @@ def _summary_table(result: CompareResult, problem) -> Table:
     for contender, row in entries:
         tuning = result.tunings[(problem.name, contender.name)]
         cells = [contender.title, value(tuning.lr, "lr") + (" (fixed)" if tuning.fixed else "")]
+        cells.append(_rate_range(problem, tuning))
         for column in columns:
             kind = kind_of(column.key, column.percent)
             cell = stat(row[f"{column.key}_mean"], row[f"{column.key}_std"], kind)
@@ -362,8 +365,65 @@ def _summary_table(result: CompareResult, problem) -> Table:
         headers,
         rows,
         emphasis,
-        note="Bold: the best mean in the column. Steps and seconds to the target average the "
-        "runs that reached it; seconds count training only, not evaluation.",
+        note="Bold: the best mean in the column. Good lr range: of the swept rates, "
+        f"{_margin(problem)} (the sensitivity to the learning rate). "
+        "Steps and seconds to the target average the runs that reached it; seconds count "
+        "training only, not evaluation.",
+    )
+
+
+def _minimum(problem) -> float | None:
+    """f* for a test function with a known minimum (sweep margins on the gap), else None."""
+    function = getattr(problem, "function", None)
+    return None if function is None else function.minimum_value
+
+
+def _margin(problem) -> str:
+    """What makes a swept rate good, as a relative clause."""
+    if _minimum(problem) is not None:
+        return f"those whose gap f - f* is within a factor {verdicts.GAP_MARGIN:g} of the best"
+    return f"those whose validation loss is within {verdicts.LOSS_MARGIN:.0%} of the best"
+
+
+def _rate_range(problem, tuning) -> str:
+    """The good learning rates of a sweep, as a range and its width in decades."""
+    if tuning.fixed or not tuning.scores:
+        return "-"
+    rates = verdicts.good_rates(tuning.scores, _minimum(problem))
+    if not rates:
+        return "none"
+    if len(rates) == 1:
+        return f"{value(rates[0], 'lr')} only"
+    return (
+        f"{value(rates[0], 'lr')} to {value(rates[-1], 'lr')} "
+        f"({verdicts.decades(rates):.1f} decades)"
+    )
+
+
+def _sensitivity(problem, contenders, titles, tunings) -> str:
+    """The sentence on the contenders' tolerance of the learning rate, or ""."""
+    widths = {}
+    for c in contenders:
+        tuning = tunings[(problem.name, c.name)]
+        if not tuning.fixed and tuning.scores:
+            rates = verdicts.good_rates(tuning.scores, _minimum(problem))
+            widths[c.name] = verdicts.decades(rates) if rates else math.nan
+    known = {n: w for n, w in widths.items() if not math.isnan(w)}
+    if len(known) < 2:
+        return ""
+    widest = max(known.values())
+    narrowest = min(known.values())
+
+    def span(width: float) -> str:
+        return "one rate of the grid" if width == 0 else f"{width:.1f} decades"
+
+    if widest - narrowest < 0.5:
+        return f". Good learning rates ({_margin(problem)}) span about {span(widest)} for all"
+    wide = _names([titles[n] for n, w in known.items() if w == widest])
+    narrow = _names([titles[n] for n, w in known.items() if w == narrowest])
+    return (
+        f". Good learning rates ({_margin(problem)}): {wide} the widest range "
+        f"({span(widest)}), {narrow} the narrowest ({span(narrowest)})"
     )
 
 
@@ -645,13 +705,43 @@ def _verdict_section(result: CompareResult) -> Section:
     return Section(
         "Verdict",
         [
-            "Who won each problem, by how much, and at what cost. Each optimizer's learning "
-            "rate was tuned on the validation split (the function itself for test "
-            "functions) with a log-grid sweep and the same budget, then every seed was run "
-            "at that rate. Numbers are mean ± standard deviation over seeds."
+            "What the seeds support on each problem. Each optimizer's learning rate was tuned "
+            "on the validation split (the function itself for test functions) with a log-grid "
+            "sweep and the same budget, then every seed was run at that rate; scores are read "
+            "at the end of the budget, as mean ± standard deviation over seeds. A winner is "
+            f"named only where it beats every other on each seed and beyond the paired 95% "
+            f"interval (at least {verdicts.MIN_SEEDS} seeds); otherwise the contenders that "
+            "tie with the best are named. A contender with a run that diverged or ended far "
+            "worse than its own best is unstable and not ranked.",
+            takeaway(result),
         ],
         [_ranking_table(result)],
         bullets=[v.sentence for v in result.verdicts],
+    )
+
+
+def takeaway(result: CompareResult) -> str:
+    """The verdicts in plain words, with the guide's sections that explain them."""
+    clear = [v for v in result.verdicts if v.winner is not None]
+    titles = {c.name: c.title for c in result.options.contenders}
+    problems = {p.name: p.title for p in result.problems}
+    if clear:
+        said = "; ".join(f"{titles[v.winner]} on {problems[v.problem]}" for v in clear)
+        text = (
+            f"In short: a clear winner on {len(clear)} of {len(result.verdicts)} problems ({said})"
+        )
+    else:
+        text = (
+            f"In short: no optimizer is clearly best on any of the {len(result.verdicts)} "
+            "problems; with tuned learning rates, most differences are within the noise of the "
+            "seeds, as in larger benchmarks (Schmidt et al., ICML 2021)"
+        )
+    shaky = sorted({titles[n] for v in result.verdicts for n in v.unstable})
+    if shaky:
+        text += f". Unstable somewhere: {_names(shaky)}"
+    return (
+        text + ". Why they behave as they do: docs/guide.md, sections 3 (momentum), 4 "
+        "(RMSprop), 5 (Adam, with and without bias correction) and 8 (this comparison)."
     )
 
 

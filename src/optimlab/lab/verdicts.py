@@ -18,6 +18,9 @@ over every other holds across seeds:
   win;
 * otherwise the verdict names the group that ties with the best: every contender not clearly
   worse than it;
+* each contender's *sensitivity to the learning rate* is the range of swept rates whose score
+  is within a stated margin of its best (:func:`good_rates`: 50% of the validation loss, or
+  one order of magnitude of the gap to the minimum);
 * two contenders that are one algorithm are said to be: momentum as an average of gradients
   (``form="ema"``) at learning rate ``a`` takes exactly the steps of the heavy ball at
   ``a * (1 - beta)`` (see :class:`optimlab.Momentum`).
@@ -158,3 +161,32 @@ def same_algorithm(
     if beta != args_b.get("momentum", args_b.get("beta", 0.9)) or not (lr_a > 0 and lr_b > 0):
         return False
     return abs(math.log10(lr_a * (1 - beta)) - math.log10(lr_b)) <= tolerance
+
+
+#: a learning rate is "good" when its sweep score is within this of the best: 50% on a
+#: validation loss; one order of magnitude on a gap to the minimum (floored at the resolution)
+LOSS_MARGIN = 0.5
+GAP_MARGIN = 10.0
+
+
+def good_rates(scores: dict[float, float], minimum: float | None) -> list[float]:
+    """The swept learning rates whose score is within the stated margin of the best.
+
+    ``scores``: learning rate -> final selection metric (lower is better; ``inf`` diverged);
+    ``minimum``: the function's value at its minimum for test functions (the margin is then on
+    the gap, ``f - f*``), None for a validation loss.
+    """
+    finite = {lr: s for lr, s in scores.items() if math.isfinite(s)}
+    if not finite:
+        return []
+    best = min(finite.values())
+    if minimum is not None:
+        limit = minimum + max((best - minimum) * GAP_MARGIN, RESOLUTION)
+    else:
+        limit = best + abs(best) * LOSS_MARGIN
+    return sorted(lr for lr, s in finite.items() if s <= limit)
+
+
+def decades(rates: list[float]) -> float:
+    """How many powers of ten the good rates span (0 for one rate)."""
+    return math.log10(max(rates) / min(rates)) if rates else math.nan
