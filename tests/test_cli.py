@@ -138,7 +138,7 @@ def test_compare_writes_the_promised_run_folder(compare_folder):
 def test_compare_summary_has_every_table(compare_folder):
     folder, _ = compare_folder
     summary = (folder / "summary.md").read_text()
-    for caption in ("Place of each optimizer", "Elongated quadratic bowl: mean",
+    for caption in ("Standing of each optimizer", "Elongated quadratic bowl: mean",
                     "Handwritten digits: mean", "Learning-rate sweep"):  # fmt: skip
         assert caption in summary
     assert "test accuracy" in summary and "seconds to 95% val. accuracy" in summary

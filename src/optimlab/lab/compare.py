@@ -428,21 +428,37 @@ def _sensitivity(problem, contenders, titles, tunings) -> str:
 
 
 def _ranking_table(result: CompareResult) -> Table:
+    """Each optimizer's standing on each problem: "won" (a clear winner), "tie" (in the group
+    tying with the best), its place by mean score otherwise, or "unstable"."""
     contenders = result.options.contenders
     headers = ["problem", *[c.title for c in contenders]]
     rows, emphasis = [], set()
     for i, v in enumerate(result.verdicts):
         places = {name: place for place, name in enumerate(v.ranking, start=1)}
-        rows.append([v.problem, *[str(places[c.name]) for c in contenders]])
-        emphasis |= {(i, j) for j, c in enumerate(contenders, start=1) if places[c.name] == 1}
-    wins = [sum(row[j] == "1" for row in rows) for j in range(1, len(headers))]
-    rows.append(["wins", *[str(w) for w in wins]])
+        cells = []
+        for j, c in enumerate(contenders, start=1):
+            if c.name in v.unstable:
+                cells.append("unstable")
+            elif c.name == v.winner:
+                cells.append("won")
+                emphasis.add((i, j))
+            elif c.name in v.tied and len(v.tied) > 1:
+                cells.append(f"tie ({places[c.name]})")
+            else:
+                cells.append(str(places[c.name]))
+        rows.append([v.problem, *cells])
+    wins = [sum(v.winner == c.name for v in result.verdicts) for c in contenders]
+    rows.append(["clear wins", *[str(w) for w in wins]])
     return Table(
         "ranking",
-        "Place of each optimizer on each problem (1 = best score)",
+        "Standing of each optimizer on each problem",
         headers,
         rows,
         emphasis,
+        note="won: better than every other on each seed, beyond the paired 95% interval; "
+        "tie (k): within the noise of the best (k: its place by mean score); a number: its "
+        "place by mean score, clearly behind the best; unstable: a run diverged or ended far "
+        "worse than its own best.",
     )
 
 
