@@ -119,6 +119,29 @@ _OPTIMIZERS_HELP = (
     show_default=True,
     help="Gap f - f* that counts as reached on test functions.",
 )
+@click.option(
+    "--model",
+    metavar="FILE.py:FUNCTION",
+    default=None,
+    help="Your model: FUNCTION(features, outputs) in FILE.py returns a torch.nn.Module; "
+    "compared on --data instead of the built-in problems (unless those are named too).",
+)
+@click.option(
+    "--data",
+    "data_path",
+    metavar="FILE",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Your data for --model: FILE.npz (arrays X and y) or FILE.csv (the target last).",
+)
+@click.option(
+    "--task",
+    type=click.Choice(["auto", "classification", "regression"]),
+    default="auto",
+    show_default=True,
+    help="With --model: what the targets are (auto: integer targets with at most 50 values "
+    "are classes).",
+)
 @out_option
 @overwrite_option
 @device_option
@@ -134,7 +157,8 @@ def compare(ctx: click.Context, **options: Any) -> None:
     """
     from ..lab.compare import CompareOptions, run_compare, write_compare
 
-    if not options["problems"] and not options["datasets"]:
+    users = _user_problems(ctx, options)
+    if not options["problems"] and not options["datasets"] and not users:
         raise click.UsageError("--problems none and --datasets none leave nothing to compare")
     folder = run_folder(ctx, options["out"], options["seed"], options)
     settings = CompareOptions(
@@ -153,6 +177,7 @@ def compare(ctx: click.Context, **options: Any) -> None:
         target_gap=options["target_gap"],
         device=options["device"],
         jobs=options["jobs"],
+        user_problems=users,
     )
     with progress() as advance:
         result = run_compare(settings, advance)
@@ -160,6 +185,33 @@ def compare(ctx: click.Context, **options: Any) -> None:
     for verdict in result.verdicts:
         click.echo(verdict.sentence)
     publish(folder, document)
+
+
+def _user_problems(ctx: click.Context, options: dict[str, Any]) -> tuple[Any, ...]:
+    """``--model`` on ``--data``, checked before anything runs (its mistakes are the user's:
+    exit 2); without --problems or --datasets on the command line, only it is compared."""
+    from ..lab.user import UserInputError, UserProblem
+
+    model, data = options["model"], options["data_path"]
+    if model is None and data is None:
+        return ()
+    if model is None or data is None:
+        raise click.UsageError("--model and --data go together: your model, on your data", ctx)
+    for name in ("problems", "datasets"):
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.DEFAULT:
+            options[name] = ()
+    task = None if options["task"] == "auto" else options["task"]
+    problem = UserProblem(
+        model, str(data), task, options["seed"], options["batch_size"],
+        options["target_accuracy"],
+    )  # fmt: skip
+    try:
+        split = problem.split()
+        problem.build(split.features, split.classes if problem.classification else 1)
+    except UserInputError as error:
+        raise click.UsageError(str(error), ctx) from None
+    click.echo(f"Your data: {problem.about(options['epochs'])}", err=True)
+    return (problem,)
 
 
 # --- landscape ----------------------------------------------------------------------------------

@@ -22,9 +22,19 @@ light and matplotlib loads only when a figure is drawn):
 ``plots``              drawing only: panels of data to PNG, SVG and GIF
 ``report``             documents to self-contained HTML and Markdown
 ``rundir``             the run folder and its ``run.json`` (command, seed, versions)
+``user``               your model and data as a problem (``compare_model``, ``--model``)
 =====================  =========================================================================
 
     >>> from optimlab.lab.functions import FUNCTIONS
     >>> sorted(FUNCTIONS)[:3]
     ['beale', 'himmelblau', 'monkey_saddle']
 """
+
+
+def __getattr__(name: str):
+    # the Python face of ``optimlab compare --model``: loaded on first use
+    if name == "compare_model":
+        from .user import compare_model
+
+        return compare_model
+    raise AttributeError(f"module 'optimlab.lab' has no attribute {name!r}")

@@ -30,6 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import plots, verdicts
 from .contenders import CONTENDERS, NOTES_CONTENDERS, Contender
@@ -72,6 +73,8 @@ class CompareOptions:
     evaluations_per_epoch: int = 4
     device: str = "cpu"
     jobs: int = 1
+    #: the user's own models and data (:class:`optimlab.lab.user.UserProblem`)
+    user_problems: tuple[Any, ...] = ()
 
     @property
     def seed_list(self) -> list[int]:
@@ -120,7 +123,7 @@ def make_problems(options: CompareOptions) -> list[FunctionProblem | DatasetProb
         )
         for name in options.datasets
     ]
-    return functions + datasets
+    return functions + datasets + list(options.user_problems)
 
 
 def eval_every(problem: FunctionProblem | DatasetProblem, per_epoch: int = 4) -> int:
@@ -169,11 +172,10 @@ def run_compare(
     runs = {key: [results[s] for s in group] for key, group in specs.items()}
     result = CompareResult(options, problems, tunings, runs)
     for problem in problems:
-        metrics = (
-            ["loss", "gap"]
-            if isinstance(problem, FunctionProblem)
-            else ["train_loss", "val_loss", "val_accuracy"]
-        )
+        if isinstance(problem, FunctionProblem):
+            metrics = ["loss", "gap"]
+        else:
+            metrics = getattr(problem, "curve_names", ["train_loss", "val_loss", "val_accuracy"])
         for contender in contenders:
             key = (problem.name, contender.name)
             result.summaries[key] = aggregate(runs[key])
@@ -549,7 +551,19 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
     def lines(x: str, metric: str) -> list[plots.Line]:
         return [_band(result.curves[(p.name, c)], c, x, metric) for c in names]
 
-    target = [(p.target.threshold, "target")]
+    if "val_accuracy" not in result.curves[(p.name, names[0])]:  # regression
+        panels = [
+            plots.Panel(f"{p.title}: training loss", "step", "mean squared error (training)",
+                        lines("step", "train_loss"), yscale="log"),
+            plots.Panel(f"{p.title}: validation loss", "step", "mean squared error (validation)",
+                        lines("step", "val_loss"), yscale="log", legend=False),
+            plots.Panel(f"{p.title}: validation loss against time", "training seconds",
+                        "mean squared error (validation)", lines("seconds", "val_loss"),
+                        yscale="log", legend=False),
+        ]  # fmt: skip
+        caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
+        return _draw(folder, f"{p.name}_curves", panels, names, caption)
+    target = [(p.target.threshold, "target")] if p.target is not None else []
     panels = [
         plots.Panel(
             f"{p.title}: training loss",
@@ -596,10 +610,14 @@ def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> 
         stds = [rows[c][f"{key}_std"] for c in names]
         return plots.Panel(title, "", ylabel, bars=plots.Bars(names, means, stds), legend=False)
 
-    panels = [
-        bars(f"{p.title}: test accuracy", "accuracy", "test_accuracy"),
-        bars(f"{p.title}: training seconds to {p.target.label}", "seconds", "seconds_to_target"),
-    ]
+    score = p.score
+    panels = [bars(f"{p.title}: {score.label}", score.label, score.key)]
+    if p.target is not None:
+        panels.append(
+            bars(f"{p.title}: training seconds to {p.target.label}", "seconds", "seconds_to_target")
+        )
+    else:
+        panels.append(bars(f"{p.title}: training seconds", "seconds", "train_seconds"))
     caption = (
         f"{p.title}: what each optimizer bought (test accuracy) and what it cost (seconds to "
         "the target); error bars: standard deviation over seeds."
@@ -660,7 +678,7 @@ def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:
         figures.append(_landscapes_figure(result, folder, functions, names))
         figures.append(_function_curves_figure(result, folder, functions, names))
     for p in result.problems:
-        if isinstance(p, DatasetProblem):
+        if not isinstance(p, FunctionProblem):
             figures.append(_dataset_curves_figure(result, folder, p, names))
             figures.append(_dataset_cost_figure(result, folder, p, names))
     sweep = _sweep_figure(result, folder, names)
@@ -781,6 +799,8 @@ def _about(problem, options: CompareOptions) -> str:
             f"f(x, y) = {problem.function.formula}: {problem.function.about}. "
             f"Start ({start[0]:g}, {start[1]:g})."
         )
+    if not isinstance(problem, DatasetProblem):  # the user's own
+        return problem.about(options.epochs)
     split = problem.split()
     model = (
         "Logistic regression"

@@ -1,0 +1,439 @@
+"""The user's own model and data as a problem of ``optimlab compare``.
+
+``optimlab compare --model net.py:make --data data.npz`` (or :func:`compare_model` in Python)
+runs the same fair comparison as on the built-in problems, on a network the user's function
+builds, ``make(features, outputs) -> torch.nn.Module``, trained on the user's arrays:
+
+* data: ``.npz`` with arrays ``X`` (samples x features) and ``y``, or ``.csv`` with the target
+  in the last column (a header row is skipped);
+* the task is inferred and stated: integer targets with at most :data:`MAX_CLASSES` distinct
+  values are classes (cross-entropy, accuracy; ``outputs`` = the number of classes), anything
+  else is regression (mean squared error; ``outputs`` = 1); ``task=`` says it outright;
+* the split, the standardization, the tuning protocol, the seeds, the verdicts and the report
+  are those of the built-in data sets (60/20/20, statistics of the training part).
+
+>>> import numpy as np
+>>> infer_task(np.array([0, 1, 1, 2]))
+'classification'
+>>> infer_task(np.array([0.5, 1.25, 3.0]))
+'regression'
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import math
+import sys
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .datasets import Split
+from .problems import Column, Target
+from .rundir import LabError
+
+__all__ = ["MAX_CLASSES", "UserProblem", "compare_model", "infer_task", "load_arrays"]
+
+#: integer targets with at most this many distinct values are classes
+MAX_CLASSES = 50
+TASKS = ("classification", "regression")
+
+
+class UserInputError(LabError):
+    """The user's model or data cannot be used as given (a user error: exit 2)."""
+
+
+def infer_task(y: np.ndarray) -> str:
+    """``"classification"`` for integer targets with at most :data:`MAX_CLASSES` values."""
+    values = np.unique(y)
+    whole = np.all(np.isfinite(y)) and np.all(np.equal(np.mod(y, 1), 0))
+    return "classification" if whole and 2 <= len(values) <= MAX_CLASSES else "regression"
+
+
+def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` from a ``.npz`` (arrays ``X`` and ``y``) or a ``.csv`` (target last)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"Invalid --data: {str(path)!r} is not a file")
+    if path.suffix == ".npz":
+        with np.load(path) as arrays:
+            keys = {k.lower(): k for k in arrays.files}
+            if "x" not in keys or "y" not in keys:
+                raise UserInputError(
+                    f"Invalid --data: {path.name} holds arrays {sorted(arrays.files)}; "
+                    "expected X (samples x features) and y"
+                )
+            X, y = np.asarray(arrays[keys["x"]]), np.asarray(arrays[keys["y"]])
+    elif path.suffix == ".csv":
+        X, y = _read_csv(path)
+    else:
+        raise UserInputError(
+            f"Invalid --data: {path.name}; expected a .npz (arrays X and y) or a .csv file"
+        )
+    X = X.reshape(len(X), -1).astype(np.float64) if X.ndim != 2 else X.astype(np.float64)
+    y = y.reshape(-1)
+    if len(X) != len(y) or len(y) < 10:
+        raise UserInputError(
+            f"Invalid --data: {path.name} has {len(X)} samples and {len(y)} targets; expected "
+            "as many of each, at least 10"
+        )
+    if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y.astype(np.float64))):
+        raise UserInputError(f"Invalid --data: {path.name} holds NaN or infinite values")
+    return X, y
+
+
+def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = [r for r in csv.reader(handle) if r]
+    if rows and not _numeric(rows[0]):
+        rows = rows[1:]  # a header
+    try:
+        table = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
+    except ValueError as error:
+        raise UserInputError(f"Invalid --data: {path.name}: {error}") from None
+    if table.ndim != 2 or table.shape[1] < 2:
+        raise UserInputError(
+            f"Invalid --data: {path.name}; expected rows of features with the target last"
+        )
+    return table[:, :-1], table[:, -1]
+
+
+def _numeric(row: list[str]) -> bool:
+    try:
+        [float(cell) for cell in row]
+    except ValueError:
+        return False
+    return True
+
+
+def load_model_function(spec: str) -> Any:
+    """The function ``FILE.py:FUNCTION`` names, loaded from the file."""
+    if ":" not in spec:
+        raise UserInputError(f"Invalid --model: {spec!r}; expected FILE.py:FUNCTION")
+    file, name = spec.rsplit(":", 1)
+    path = Path(file)
+    if not path.is_file():
+        raise UserInputError(f"Invalid --model: {file!r} is not a file")
+    module_name = f"optimlab_user_{abs(hash(str(path.resolve())))}"
+    module = sys.modules.get(module_name)
+    if module is None:
+        loader_spec = importlib.util.spec_from_file_location(module_name, path)
+        if loader_spec is None or loader_spec.loader is None:
+            raise UserInputError(f"Invalid --model: {file!r} is not a Python file")
+        module = importlib.util.module_from_spec(loader_spec)
+        loader_spec.loader.exec_module(module)
+        sys.modules[module_name] = module
+    function = getattr(module, name, None)
+    if not callable(function):
+        found = sorted(n for n, v in vars(module).items() if callable(v) and not n.startswith("_"))
+        raise UserInputError(
+            f"Invalid --model: {file} has no function {name!r}; it defines {', '.join(found)}"
+        )
+    return function
+
+
+@dataclass(frozen=True, eq=False)  # compared by identity: it may hold arrays
+class UserProblem:
+    """The user's model (``model``: ``"FILE.py:FUNCTION"``, or the function itself) trained on
+    the user's data (``data``: a path, or ``(X, y)`` arrays) with mini-batches."""
+
+    model: Any
+    data: Any
+    task: str | None = None
+    split_seed: int = 0
+    batch_size: int | None = 32
+    target_accuracy: float | None = None
+    label: str = ""
+    _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
+
+    kind = "dataset"
+
+    @cached_property
+    def arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        if isinstance(self.data, (str, Path)):
+            return load_arrays(self.data)
+        X, y = self.data
+        return np.asarray(X, np.float64).reshape(len(X), -1), np.asarray(y).reshape(-1)
+
+    @property
+    def task_found(self) -> str:
+        if self.task is not None:
+            if self.task not in TASKS:
+                raise UserInputError(f"Invalid task: {self.task!r}; expected one of {TASKS}")
+            return self.task
+        return infer_task(self.arrays[1])
+
+    @property
+    def name(self) -> str:
+        return "user"
+
+    @property
+    def title(self) -> str:
+        if self.label:
+            return self.label
+        data = Path(self.data).name if isinstance(self.data, (str, Path)) else "your data"
+        model = (
+            self.model if isinstance(self.model, str) else getattr(self.model, "__name__", "model")
+        )
+        return f"{data} with {Path(str(model)).name}"
+
+    @property
+    def classification(self) -> bool:
+        return self.task_found == "classification"
+
+    @property
+    def selection_metric(self) -> str:
+        return "val_loss"
+
+    @property
+    def curve_metric(self) -> str:
+        return "val_accuracy" if self.classification else "val_loss"
+
+    @property
+    def curve_names(self) -> list[str]:
+        names = ["train_loss", "val_loss"]
+        return names + ["val_accuracy"] if self.classification else names
+
+    @property
+    def best_metrics(self) -> dict[str, bool]:
+        found = {"train_loss": False, "val_loss": False}
+        return {**found, "val_accuracy": True} if self.classification else found
+
+    @property
+    def target(self) -> Target | None:
+        if not self.classification or self.target_accuracy is None:
+            return None
+        t = self.target_accuracy
+        return Target("val_accuracy", t, True, f"{t:.0%} val. accuracy")
+
+    @property
+    def score(self) -> Column:
+        if self.classification:
+            return Column("test_accuracy", "test accuracy", True, percent=True)
+        return Column("test_loss", "test mean squared error", False)
+
+    @property
+    def columns(self) -> tuple[Column, ...]:
+        from .problems import _to_target_columns
+
+        if self.classification:
+            return (
+                Column("test_accuracy", "test accuracy", True, percent=True),
+                Column("test_loss", "test loss", False),
+                Column("val_accuracy", "final val. accuracy", True, percent=True),
+                Column("best_val_accuracy", "best val. accuracy", True, percent=True),
+                Column("val_loss", "final val. loss", False),
+                Column("train_loss", "final train loss", False),
+                *_to_target_columns(self.target),
+            )
+        return (
+            Column("test_loss", "test mean squared error", False),
+            Column("val_loss", "final val. MSE", False),
+            Column("best_val_loss", "best val. MSE", False),
+            Column("train_loss", "final train MSE", False),
+        )
+
+    def split(self) -> Split:
+        found = self._cache.get("split")
+        if found is None:
+            found = self._cache["split"] = _split(
+                *self.arrays, self.classification, self.split_seed
+            )
+        return found
+
+    def steps_per_epoch(self) -> int:
+        m = len(self.split().y_train)
+        return 1 if self.batch_size is None else math.ceil(m / self.batch_size)
+
+    def steps(self, budget: Any) -> int:
+        return int(budget.epochs) * self.steps_per_epoch()
+
+    def trial(self, seed: int, device: str = "cpu") -> UserTrial:
+        return UserTrial(self, seed, device)
+
+    def about(self, epochs: int) -> str:
+        split = self.split()
+        outputs = split.classes if self.classification else 1
+        task = (
+            f"classification into {split.classes} classes (cross-entropy; the score is the test "
+            "accuracy)"
+            if self.classification
+            else "regression (mean squared error; the score is the test MSE)"
+        )
+        stated = "as given" if self.task is not None else "inferred from the targets"
+        return (
+            f"Your model ({self.model if isinstance(self.model, str) else 'a function'}, built "
+            f"for {split.features} features and {outputs} output{'s' if outputs != 1 else ''}) "
+            f"on your data: {task}, "
+            f"{stated}; {len(split.y_train)} training, {len(split.y_val)} validation and "
+            f"{len(split.y_test)} test samples, mini-batches of {self.batch_size or 'all'}, "
+            f"{epochs} epochs ({self.steps_per_epoch() * epochs} steps)."
+        )
+
+    def build(self, features: int, outputs: int) -> torch.nn.Module:
+        function = load_model_function(self.model) if isinstance(self.model, str) else self.model
+        model = function(features, outputs)
+        if not isinstance(model, torch.nn.Module):
+            raise UserInputError(
+                f"Invalid --model: {self.model} returned {type(model).__name__}; expected a "
+                "torch.nn.Module"
+            )
+        return model
+
+
+def _split(X: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> Split:
+    """60/20/20 (stratified for classes), standardized with the training part's statistics."""
+    from sklearn.model_selection import train_test_split
+
+    if classification:
+        _, y = np.unique(y, return_inverse=True)  # labels as 0 .. k-1
+    stratify = y if classification else None
+    X_rest, X_test, y_rest, y_test = train_test_split(
+        X, y, test_size=0.2, random_state=seed, stratify=stratify
+    )
+    X_train, X_val, y_train, y_val = train_test_split(
+        X_rest, y_rest, test_size=0.25, random_state=seed,
+        stratify=y_rest if classification else None,
+    )  # fmt: skip
+    mean, std = X_train.mean(0), X_train.std(0)
+    std[std == 0] = 1.0
+
+    def features(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor((a - mean) / std, dtype=torch.float32)
+
+    def targets(a: np.ndarray) -> torch.Tensor:
+        return torch.tensor(a, dtype=torch.int64 if classification else torch.float32)
+
+    classes = int(y.max()) + 1 if classification else 0
+    return Split(
+        "user", features(X_train), targets(y_train), features(X_val), targets(y_val),
+        features(X_test), targets(y_test), classes,
+    )  # fmt: skip
+
+
+class UserTrial:
+    """One training run of the user's model (as the built-in data sets' trial)."""
+
+    def __init__(self, problem: UserProblem, seed: int, device: str) -> None:
+        from ..data import MiniBatches
+
+        split = problem.split()
+        self.classification = problem.classification
+        self.data = {
+            part: (getattr(split, f"X_{part}").to(device), getattr(split, f"y_{part}").to(device))
+            for part in ("train", "val", "test")
+        }
+        torch.manual_seed(seed)
+        outputs = split.classes if self.classification else 1
+        self.model = problem.build(split.features, outputs).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
+        self.plan = MiniBatches(*self.data["train"], batch_size=problem.batch_size, seed=seed)
+        self._batches = iter(())
+
+    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        try:
+            return next(self._batches)
+        except StopIteration:
+            self._batches = iter(self.plan)
+            return next(self._batches)
+
+    def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.classification:
+            return torch.nn.functional.cross_entropy(output, y)
+        return torch.nn.functional.mse_loss(output.reshape(-1), y)
+
+    def loss(self) -> torch.Tensor:
+        X, y = self._next_batch()
+        return self._loss(self.model(X), y)
+
+    def _measure(self, part: str) -> tuple[float, float]:
+        X, y = self.data[part]
+        with torch.no_grad():
+            output = self.model(X)
+            loss = self._loss(output, y).item()
+            accuracy = (
+                (output.argmax(1) == y).double().mean().item() if self.classification else math.nan
+            )
+        return (loss if math.isfinite(loss) else math.inf), accuracy
+
+    def evaluate(self) -> dict[str, float]:
+        train_loss, _ = self._measure("train")
+        val_loss, val_accuracy = self._measure("val")
+        found = {"train_loss": train_loss, "val_loss": val_loss}
+        return {**found, "val_accuracy": val_accuracy} if self.classification else found
+
+    def finish(self) -> dict[str, float]:
+        test_loss, test_accuracy = self._measure("test")
+        found = {"test_loss": test_loss}
+        return {**found, "test_accuracy": test_accuracy} if self.classification else found
+
+
+def compare_model(
+    model: Any,
+    data: Any,
+    optimizers: tuple[str, ...] | list[str] | None = None,
+    *,
+    task: str | None = None,
+    seeds: int = 3,
+    epochs: int = 10,
+    batch_size: int | None = 32,
+    target_accuracy: float | None = None,
+    out: str | Path | None = None,
+    **options: Any,
+) -> Any:
+    """The fair comparison of ``optimlab compare`` on your model and data.
+
+    Args:
+        model: ``make(features, outputs) -> torch.nn.Module`` (or ``"FILE.py:FUNCTION"``).
+        data: ``(X, y)`` arrays, or a ``.npz``/``.csv`` path (see the module docstring).
+        optimizers: contender names or specs (default: the notes' optimizers).
+        task: ``"classification"`` or ``"regression"``; None infers it from ``y``.
+        seeds, epochs, batch_size: as ``optimlab compare``'s options.
+        target_accuracy: for classification, the validation accuracy counted as reached.
+        out: a run folder to write the report into (None: no files).
+        options: further fields of :class:`optimlab.lab.compare.CompareOptions`.
+
+    Returns:
+        The :class:`~optimlab.lab.compare.CompareResult` (``.verdicts[0].sentence`` says
+        what the seeds support).
+
+    Example::
+
+        >>> import numpy as np, torch
+        >>> from optimlab.lab import compare_model
+        >>> X = np.random.default_rng(0).normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+        >>> result = compare_model(lambda f, o: torch.nn.Linear(f, o), (X, y),
+        ...                        ["sgd", "adam"], seeds=3, epochs=2)  # doctest: +SKIP
+    """
+    from .compare import CompareOptions, run_compare, write_compare
+    from .contenders import NOTES_CONTENDERS, parse_contender_list
+
+    problem = UserProblem(model, data, task, batch_size=batch_size, target_accuracy=target_accuracy)
+    problem.split()  # the data's and the task's mistakes, before anything runs
+    names = optimizers or NOTES_CONTENDERS
+    contenders = parse_contender_list(names if isinstance(names, str) else ",".join(names))
+    settings = CompareOptions(
+        contenders=tuple(contenders),
+        functions=(),
+        datasets=(),
+        seeds=seeds,
+        epochs=epochs,
+        batch_size=batch_size,
+        user_problems=(problem,),
+        **options,
+    )
+    result = run_compare(settings)
+    if out is not None:
+        from .rundir import RunFolder
+
+        folder = RunFolder.create(
+            Path(out), ["compare_model"], subcommand="compare_model", seed=settings.seed,
+            options={"optimizers": [c.name for c in contenders], "seeds": seeds},
+        )  # fmt: skip
+        folder.publish(write_compare(result, folder))
+    return result
