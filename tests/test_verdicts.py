@@ -83,3 +83,22 @@ def test_good_learning_rates_are_within_the_stated_margin():
     scores = {1e-3: -1 + 5e-3, 1e-2: -1 + 1e-3, 1e-1: -1 + 2e-2}
     assert good_rates(scores, -1.0) == [1e-3, 1e-2]
     assert good_rates({0.1: math.inf}, None) == [] and math.isnan(decades([]))
+
+
+def test_the_performance_profile_is_dolan_and_mores():
+    from optimlab.lab.verdicts import performance_profile
+
+    costs = {
+        "p1": {"a": 1.0, "b": 2.0, "c": math.inf},
+        "p2": {"a": 4.0, "b": 1.0, "c": 1.5},
+        "p3": {"a": 1.0, "b": 1.0, "c": 30.0},
+    }
+    # rho_s(tau) = |{p : r_ps <= tau}| / |P|, r_ps = t_ps / min_s t_ps (Dolan and Moré, eq. 1)
+    ratios = (1.0, 2.0, 4.0, 100.0)
+    expected = {}
+    for s in ("a", "b", "c"):
+        r = [costs[p][s] / min(costs[p].values()) for p in costs]
+        expected[s] = [sum(x <= tau for x in r) / 3 for tau in ratios]
+    got = performance_profile(costs, ratios)
+    for s in expected:
+        assert got[s] == pytest.approx(expected[s])

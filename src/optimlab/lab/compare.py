@@ -749,9 +749,46 @@ def _verdict_section(result: CompareResult) -> Section:
             "worse than its own best is unstable and not ranked.",
             takeaway(result),
         ],
-        [_ranking_table(result)],
+        [_ranking_table(result), *_profile_table(result)],
         bullets=[v.sentence for v in result.verdicts],
     )
+
+
+def _profile_table(result: CompareResult) -> list[Table]:
+    """The performance profile across problems (none with fewer than two problems)."""
+    costs: dict[str, dict[str, float]] = {}
+    for problem, v in zip(result.problems, result.verdicts):
+        score = problem.score
+        row = {}
+        for c in result.options.contenders:
+            mean = result.summaries[(problem.name, c.name)][f"{score.key}_mean"]
+            if score.higher_is_better:  # accuracy: the error rate
+                cost = 1.0 - mean
+            else:
+                cost = max(mean, verdicts.RESOLUTION) if score.key == "gap" else mean
+            row[c.name] = math.inf if c.name in v.unstable or not cost > 0 else cost
+        if any(math.isfinite(x) for x in row.values()):
+            costs[problem.name] = row
+    if len(costs) < 2:
+        return []
+    profile = verdicts.performance_profile(costs)
+    titles = {c.name: c.title for c in result.options.contenders}
+    return [
+        Table(
+            "profile",
+            "Performance profile: the share of problems on which each optimizer's score is "
+            "within a factor tau of the best",
+            ["optimizer", *[f"tau = {tau:g}" for tau in verdicts.PROFILE_RATIOS]],
+            [
+                [titles[c.name], *[f"{x:.0%}" for x in profile[c.name]]]
+                for c in result.options.contenders
+                if c.name in profile
+            ],
+            note="Dolan and Moré (2002), as MLCommons AlgoPerf aggregates: scores as costs "
+            "(the error rate 1 - accuracy, the gap f - f* floored at 1e-10, the loss), unstable "
+            "runs never within any factor. Higher and further left is better.",
+        )
+    ]
 
 
 def takeaway(result: CompareResult) -> str:

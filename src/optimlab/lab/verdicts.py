@@ -190,3 +190,34 @@ def good_rates(scores: dict[float, float], minimum: float | None) -> list[float]
 def decades(rates: list[float]) -> float:
     """How many powers of ten the good rates span (0 for one rate)."""
     return math.log10(max(rates) / min(rates)) if rates else math.nan
+
+
+#: the ratios at which :func:`performance_profile` is read
+PROFILE_RATIOS = (1.0, 1.5, 2.0, 4.0, 10.0, 100.0)
+
+
+def performance_profile(
+    costs: dict[str, dict[str, float]], ratios: Sequence[float] = PROFILE_RATIOS
+) -> dict[str, list[float]]:
+    """Dolan and Moré's performance profile (Math. Programming 2002; AlgoPerf aggregates with
+    it): for each contender, the fraction of problems on which its cost is within a factor
+    ``tau`` of the best contender's, for each ``tau`` of ``ratios``.
+
+    ``costs[problem][contender]``: a positive number, lower is better (a gap floored at the
+    resolution, an error rate, a loss); ``inf`` for an unstable or diverged contender.
+
+    >>> performance_profile({"p": {"a": 1.0, "b": 2.0}, "q": {"a": 3.0, "b": 1.0}}, (1, 2, 3))
+    {'a': [0.5, 0.5, 1.0], 'b': [0.5, 1.0, 1.0]}
+    """
+    names = sorted({n for row in costs.values() for n in row})
+    profile = {n: [0.0] * len(ratios) for n in names}
+    for row in costs.values():
+        best = min(row.values())
+        for name, cost in row.items():
+            ratio = cost / best if math.isfinite(cost) and best > 0 else math.inf
+            if best == cost and math.isfinite(cost):
+                ratio = 1.0
+            for k, tau in enumerate(ratios):
+                if ratio <= tau:
+                    profile[name][k] += 1 / len(costs)
+    return {n: [round(v, 12) for v in values] for n, values in profile.items()}
