@@ -27,6 +27,7 @@ problem), ``sweep.csv``, ``curves.csv``, ``metrics.json`` (all of it), ``figures
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -487,11 +488,44 @@ def _sweep_table(result: CompareResult) -> Table:
 
 
 def _draw(
-    folder: RunFolder, stem: str, panels: list, names: list[str], caption: str, **layout
+    result: CompareResult,
+    folder: RunFolder,
+    stem: str,
+    panels: list,
+    names: list[str],
+    caption: str,
+    **layout,
 ) -> Figure:
-    """Draw ``panels`` into ``figures/stem`` (colors fixed by ``names``); the report's Figure."""
-    plots.draw(panels, folder.file(f"figures/{stem}"), order=names, **layout)
+    """Draw ``panels`` into ``figures/stem`` (colors fixed by ``names``), every contender
+    under its display name, as the tables name it; the report's Figure."""
+    titles = {c.name: c.title for c in result.options.contenders}
+    plots.draw(
+        [_relabel(panel, titles) for panel in panels],
+        folder.file(f"figures/{stem}"),
+        order=[titles.get(n, n) for n in names],
+        **layout,
+    )
     return Figure(f"figures/{stem}.png", caption)
+
+
+def _relabel(panel, titles: dict[str, str]):
+    """``panel`` with contender keys replaced by display names in its labels."""
+
+    def line(x: plots.Line) -> plots.Line:
+        return dataclasses.replace(x, label=titles.get(x.label, x.label))
+
+    if isinstance(panel, plots.ContourPanel):
+        return dataclasses.replace(panel, paths=[line(x) for x in panel.paths])
+    bars = panel.bars
+    if bars is not None:
+        bars = dataclasses.replace(bars, labels=[titles.get(b, b) for b in bars.labels])
+    return dataclasses.replace(
+        panel,
+        lines=[line(x) for x in panel.lines],
+        bars=bars,
+        marks=[(titles.get(n, n), x, y) for n, x, y in panel.marks],
+        diverged=[(titles.get(n, n), x) for n, x in panel.diverged],
+    )
 
 
 def _band(table: dict[str, list[float]], label: str, x: str, metric: str) -> plots.Line:
@@ -513,6 +547,7 @@ def _landscapes_figure(result: CompareResult, folder: RunFolder, functions, name
         for i, p in enumerate(functions)
     ]
     return _draw(
+        result,
         folder,
         "landscapes",
         panels,
@@ -537,6 +572,7 @@ def _function_curves_figure(result: CompareResult, folder: RunFolder, functions,
             )
         )
     return _draw(
+        result,
         folder,
         "function_curves",
         panels,
@@ -562,8 +598,9 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
                         yscale="log", legend=False),
         ]  # fmt: skip
         caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
-        return _draw(folder, f"{p.name}_curves", panels, names, caption)
+        return _draw(result, folder, f"{p.name}_curves", panels, names, caption)
     target = [(p.target.threshold, "target")] if p.target is not None else []
+    zoom = _accuracy_limits(result, p, names)
     panels = [
         plots.Panel(
             f"{p.title}: training loss",
@@ -578,6 +615,7 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
             "accuracy",
             lines("step", "val_accuracy"),
             hlines=target,
+            ylim=zoom,
             legend=False,
         ),
         plots.Panel(
@@ -586,6 +624,7 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
             "accuracy",
             lines("seconds", "val_accuracy"),
             hlines=target,
+            ylim=zoom,
             legend=False,
         ),
         plots.Panel(
@@ -598,7 +637,24 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
         ),
     ]
     caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
-    return _draw(folder, f"{p.name}_curves", panels, names, caption)
+    return _draw(result, folder, f"{p.name}_curves", panels, names, caption)
+
+
+def _accuracy_limits(result: CompareResult, p, names) -> tuple[float, float] | None:
+    """Accuracy axes zoomed to where the curves spend the last three quarters of training
+    (a 0-1 axis flattens a 96.9-97.4% spread into one line)."""
+    values = []
+    for c in names:
+        table = result.curves[(p.name, c)]
+        start = len(table["val_accuracy"]) // 4
+        for key in ("val_accuracy_min", "val_accuracy_max"):
+            values += [v for v in table[key][start:] if math.isfinite(v)]
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    if p.target is not None:
+        low = min(low, p.target.threshold)
+    return max(0.0, low - 0.01), min(1.0, high + 0.005)
 
 
 def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> Figure:
@@ -622,20 +678,22 @@ def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> 
         f"{p.title}: what each optimizer bought (test accuracy) and what it cost (seconds to "
         "the target); error bars: standard deviation over seeds."
     )
-    return _draw(folder, f"{p.name}_cost", panels, names, caption)
+    return _draw(result, folder, f"{p.name}_cost", panels, names, caption)
 
 
 def _sweep_panel(result: CompareResult, p, names, legend: bool) -> plots.Panel | None:
     """Final score against learning rate for each swept contender; None if none was swept."""
     # Test functions show the gap f - f* (same ranking as f, and positive for a log axis).
     shift = p.function.minimum_value if isinstance(p, FunctionProblem) else None
-    lines, marks = [], []
+    lines, marks, diverged = [], [], []
     for c in names:
         tuning = result.tunings[(p.name, c)]
         if tuning.fixed:
             continue
         scores = {lr: score - (shift or 0.0) for lr, score in tuning.scores.items()}
-        lines.append(plots.Line(c, list(scores), list(scores.values()), style="markers"))
+        finite = {lr: v for lr, v in scores.items() if math.isfinite(v)}
+        lines.append(plots.Line(c, list(finite), list(finite.values()), style="markers"))
+        diverged += [(c, lr) for lr, v in scores.items() if not math.isfinite(v)]
         marks.append((c, tuning.lr, scores[tuning.lr]))
     if not lines:
         return None
@@ -650,6 +708,7 @@ def _sweep_panel(result: CompareResult, p, names, legend: bool) -> plots.Panel |
         xscale="log",
         yscale="linear" if is_function and shift is None else "log",
         marks=marks,
+        diverged=diverged,
         legend=legend,
     )
 
@@ -666,7 +725,7 @@ def _sweep_figure(result: CompareResult, folder: RunFolder, names) -> Figure | N
         "The learning-rate sweep with the first seed; circles mark the rates chosen. Diverged "
         "runs are left out."
     )
-    return _draw(folder, "sweep", panels, names, caption, columns=3, size=(4.4, 3.4))
+    return _draw(result, folder, "sweep", panels, names, caption, columns=3, size=(4.4, 3.4))
 
 
 def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:

@@ -82,6 +82,9 @@ class Panel:
     yscale: str = "linear"
     hlines: list[tuple[float, str]] = field(default_factory=list)
     marks: list[tuple[str, float, float]] = field(default_factory=list)  # (label, x, y)
+    #: (label, x): points that diverged, drawn as a cross at the top of the panel
+    diverged: list[tuple[str, float]] = field(default_factory=list)
+    ylim: tuple[float, float] | None = None
     legend: bool = True
     note: str = ""
 
@@ -100,6 +103,8 @@ class ContourPanel:
     saddles: Sequence[tuple[float, float]] = ()
     start: tuple[float, float] | None = None
     legend: bool = True
+    #: x and y drawn to the same scale, so that an elongated function looks elongated
+    equal_aspect: bool = True
 
 
 def _dashes(color: str) -> dict:
@@ -141,8 +146,16 @@ def _draw_panel(ax, panel: Panel, colors: dict[str, str]) -> None:
         ax.axhline(y, color="0.35", lw=0.9, ls="--", label=label)
     for label, x, y in panel.marks:
         ax.plot([x], [y], "o", color=colors.get(label, "black"), ms=7, mfc="none", mew=1.6)
+    for label, x in panel.diverged:  # x in data, y at the top of the axes
+        ax.plot([x], [0.96], "x", color=colors.get(label, "black"), ms=7, mew=1.8,
+                transform=ax.get_xaxis_transform(), clip_on=False)  # fmt: skip
+    if panel.diverged:
+        ax.text(0.99, 0.90, "x: diverged", transform=ax.transAxes, ha="right", fontsize=7,
+                color="0.3")  # fmt: skip
     ax.set_xscale(panel.xscale)
     ax.set_yscale(panel.yscale)
+    if panel.ylim is not None:
+        ax.set_ylim(*panel.ylim)
     if panel.bars is not None:  # after the scales, which reset the tick labels
         bars = panel.bars
         positions = range(len(bars.labels))
@@ -186,6 +199,8 @@ def _draw_contour(ax, panel: ContourPanel, colors: dict[str, str]) -> list:
         ax.plot([panel.start[0]], [panel.start[1]], "o", color="black", ms=5, label="start")
     ax.set_xlim(panel.x[0], panel.x[-1])
     ax.set_ylim(panel.y[0], panel.y[-1])
+    if panel.equal_aspect:
+        ax.set_aspect("equal", adjustable="box")
     ax.set_title(panel.title, fontsize=10)
     ax.set_xlabel("x")
     ax.set_ylabel("y")
