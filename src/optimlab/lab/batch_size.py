@@ -113,7 +113,8 @@ def _metrics_row(
         "batch_size": problem.batch_size or len(problem.split().y_train),
         "steps_per_epoch": problem.steps_per_epoch(),
         "lr": tuning.lr,
-        "seconds_per_epoch": summary["train_seconds_mean"] / result.options.epochs,
+        # steady state: the median step (after an untimed warm-up) times the steps of an epoch
+        "seconds_per_epoch": summary["step_seconds_mean"] * problem.steps_per_epoch(),
         **summary,
     }
 

@@ -17,6 +17,11 @@ learning rate from a log grid whose *final selection metric* (the validation los
 function's value) averaged over the tuning seeds is lowest; with ``refine`` the grid is then
 filled in halfway (in log scale) on both sides of the winner, and the best of all is kept.
 
+**Timing.** Only the optimization steps are timed (``train_seconds``), never the evaluations;
+before each run a throw-away copy takes :data:`WARMUP_STEPS` untimed steps, so first-use costs
+(kernels compiled or loaded, PyTorch's lazy initialisation) are not charged to whichever
+optimizer runs first; ``step_seconds`` is the median step, the steady-state cost.
+
     >>> from optimlab.lab.contenders import CONTENDERS
     >>> from optimlab.lab.problems import make_problem
     >>> bowl = make_problem("quadratic_bowl")
@@ -36,6 +41,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..optim.base import NonFiniteGradientError, evaluation_weights
@@ -90,13 +96,33 @@ class RunResult:
     final: dict[str, float]
     diverged: bool
     train_seconds: float
+    #: the median seconds of one step (steady state: after an untimed warm-up)
+    step_seconds: float = math.nan
 
     def last(self, metric: str) -> float:
         return self.history[metric][-1]
 
 
+#: untimed steps of a throw-away copy of each run before it starts: first-use costs (kernels
+#: compiled or loaded, PyTorch's lazy initialisation, the allocator) are not the optimizer's
+WARMUP_STEPS = 3
+
+
+def _warm_up(spec: RunSpec) -> None:
+    trial = spec.problem.trial(spec.seed, spec.device)
+    optimizer = spec.contender.build(trial.params, lr=spec.lr)
+    for _ in range(min(WARMUP_STEPS, spec.steps)):
+        optimizer.zero_grad(set_to_none=True)
+        trial.loss().backward()
+        try:
+            optimizer.step()
+        except NonFiniteGradientError:
+            return
+
+
 def run_one(spec: RunSpec) -> RunResult:
     """Run ``spec`` in this process (see the module docstring for the loop)."""
+    _warm_up(spec)
     trial = spec.problem.trial(spec.seed, spec.device)
     optimizer = spec.contender.build(trial.params, lr=spec.lr)
     selection = spec.problem.selection_metric
@@ -113,6 +139,7 @@ def run_one(spec: RunSpec) -> RunResult:
 
     finite = record(0, 0.0)
     seconds, step = 0.0, 0
+    durations = []
     while finite and step < spec.steps:
         started = time.perf_counter()
         optimizer.zero_grad(set_to_none=True)
@@ -122,13 +149,15 @@ def run_one(spec: RunSpec) -> RunResult:
         except NonFiniteGradientError:
             finite = False
             break
-        seconds += time.perf_counter() - started
+        durations.append(time.perf_counter() - started)
+        seconds += durations[-1]
         step += 1
         if step % spec.eval_every == 0 or step == spec.steps:
             finite = record(step, seconds)
     with evaluation_weights(optimizer):
         final = trial.finish()
-    return RunResult(spec, history, final, not finite, seconds)
+    median = float(np.median(durations)) if durations else math.nan
+    return RunResult(spec, history, final, not finite, seconds, median)
 
 
 def outcome(result: RunResult) -> dict[str, float]:
@@ -156,6 +185,7 @@ def outcome(result: RunResult) -> dict[str, float]:
                 break
     row["steps"] = float(history["step"][-1])
     row["train_seconds"] = result.train_seconds
+    row["step_seconds"] = result.step_seconds
     row["diverged"] = float(result.diverged)
     return row
 
