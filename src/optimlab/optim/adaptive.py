@@ -110,39 +110,27 @@ class Adam(Optimizer):
         v_hat = v / (1 - beta2**t)
         w = w - lr * m_hat / (sqrt(v_hat) + eps)
 
-    ``bias_correction=False`` uses ``m`` and ``v`` as they are (seed 000 listing 3);
-    ``eps_inside_sqrt=True`` divides by ``sqrt(v_hat + eps)`` (seed 004; seed 000 listing 3 with
-    bias_correction=False too). ``amsgrad`` divides by the running maximum of ``v_hat``'s
-    average instead (Reddi et al., 2018), as torch does. ``decoupled_weight_decay=True`` shrinks
-    the weights instead of adding ``weight_decay * w`` to ``g``: :class:`AdamW`.
-
-    How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
-    the default, runs the update as one compiled loop over all parameters, gradients and state
-    at once (:mod:`optimlab.fused.native`; no temporaries, one pass over memory) where this
-    machine can compile it, else the multi-tensor path. The loop takes the CPU's correctly
-    rounded square root, as torch's fused kernels do: as fast as memory allows, each root
-    within 1 ulp of the plain path's (PyTorch's MKL root; the tolerance the tests check for
-    every configuration is in ``tests/test_fast_path.py``), everything else bitwise the same.
-    ``fused=True`` insists on the loop (an error where it cannot run); ``fused="exact"`` calls
-    PyTorch's own square root in it, for results bitwise equal to the plain path and to
-    torch.optim's multi-tensor path (compute-bound on few cores: about 3 cycles per root).
-    ``fused=False`` or ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one
-    PyTorch call per tensor. Parameters the loop does not take (not on the CPU, not
-    float32/float64 or their complex types, not contiguous) take the multi-tensor path in the
-    same step. ``nonfinite_grads``: ``"raise"`` (default) names the parameter whose gradient
-    holds NaN or Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (and saves the one
-    read of the gradients the check costs: 4 bytes per float32 parameter).
-
-    On a GPU, where Triton is installed (``pip install 'optimlab[gpu]'``), ``fused=None`` (or
-    ``fused="triton"``) runs the same recorded rule as one Triton kernel per step over all
-    tensors (:mod:`optimlab.fused.triton_kernels`), bitwise the CPU loop's, without a host
-    synchronisation: a step with a non-finite gradient writes nothing, and ``"raise"`` raises
-    at the next ``step()`` (or :meth:`~optimlab.optim.base.Optimizer.check_finite`), saying
-    the step was not applied. Mixed precision: ``state_dtype=torch.float32`` keeps the state,
-    and computes the step, in float32 for bfloat16 (or float16) parameters, which are written
-    back rounded to nearest, or stochastically with ``stochastic_rounding=True`` (bfloat16;
-    unbiased, reproducible: :mod:`optimlab.core.precision`); the default keeps the state in the
-    parameter's dtype, as torch does.
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 1e-3.
+        betas: ``(beta1, beta2)``, each in [0, 1): the averages' decay. Default (0.9, 0.999).
+        eps: >= 0, added to the root (inside it with ``eps_inside_sqrt``). Default 1e-8.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g`` (or, with
+            ``decoupled_weight_decay``, the weights shrink by ``lr * weight_decay``).
+        amsgrad: divide by the running maximum of ``v_hat`` (Reddi et al., 2018), as torch.
+        bias_correction: False uses ``m`` and ``v`` as they are (seed 000, listing 3).
+        eps_inside_sqrt: divide by ``sqrt(v_hat + eps)`` (seed 004; seed 000 listing 3).
+        maximize: ascend instead of descend.
+        foreach, fused: how the step is computed, never what (see below).
+        capturable, differentiable: as torch's (``differentiable=True`` records the step).
+        decoupled_weight_decay: True is :class:`AdamW`.
+        nonfinite_grads: ``"raise"`` (default) names the parameter whose gradient holds NaN or
+            Inf, ``"skip"`` skips the step, ``"ignore"`` steps anyway (as torch).
+        state_dtype: None keeps the state in each parameter's dtype (as torch);
+            ``torch.float32`` keeps it, and computes the step, in float32 for narrower
+            (bfloat16, float16) parameters, which are written back rounded to nearest.
+        stochastic_rounding: with ``state_dtype``, round bfloat16 parameters stochastically
+            (unbiased; reproducible: :mod:`optimlab.core.precision`).
 
     Example::
 
@@ -151,6 +139,28 @@ class Adam(Optimizer):
         >>> opt = optimlab.Adam(model.parameters(), lr=1e-3)
         >>> loss = model(torch.ones(8, 4)).pow(2).mean()
         >>> loss.backward(); _ = opt.step(); opt.zero_grad()
+
+    How the step is computed (never what, up to the last bit of a square root): ``fused=None``,
+    the default, runs the update as one compiled loop over all parameters, gradients and state
+    at once (:mod:`optimlab.fused.native`; no temporaries, one pass over memory) where this
+    machine can compile it, else the multi-tensor path. The loop takes the CPU's correctly
+    rounded square root, as torch's fused kernels do: each root within 1 ulp of the plain
+    path's (PyTorch's MKL root; the tolerance is tested for every configuration in
+    ``tests/test_fast_path.py``), everything else bitwise the same. ``fused=True`` insists on
+    the loop (an error where it cannot run); ``fused="exact"`` calls PyTorch's own square root
+    in it, for results bitwise equal to the plain path and to torch.optim's multi-tensor path.
+    ``fused=False`` or ``foreach=True`` takes the multi-tensor path, ``foreach=False`` one
+    PyTorch call per tensor. Parameters the loop does not take (not on the CPU, not
+    float32/float64 or their complex types, not contiguous) take the multi-tensor path in the
+    same step. The non-finite check costs one more read of the gradients (4 bytes per float32
+    parameter); ``nonfinite_grads="ignore"`` saves it.
+
+    On a GPU, where Triton is installed (``pip install 'optimlab[gpu]'``), ``fused=None`` (or
+    ``fused="triton"``) runs the same recorded rule as one Triton kernel per step over all
+    tensors (:mod:`optimlab.fused.triton_kernels`), bitwise the CPU loop's, without a host
+    synchronisation: a step with a non-finite gradient writes nothing, and ``"raise"`` raises
+    at the next ``step()`` (or :meth:`~optimlab.optim.base.Optimizer.check_finite`), saying
+    the step was not applied.
     """
 
     _checks = {
