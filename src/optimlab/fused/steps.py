@@ -265,6 +265,7 @@ class DeviceSteps:
         self.flags: Tensor | None = None  # [any, tensor 0, tensor 1, ...] on the device
         self.skips: Tensor | None = None  # the device's count of skipped steps
         self.no_flag: Tensor | None = None
+        self._why_not: Any = _UNKNOWN
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -272,7 +273,9 @@ class DeviceSteps:
         """The device whose Triton kernels take this step, or None (another path takes it)."""
         if torch.compiler.is_compiling():
             return None
-        why_not = self.optimizer._host_steps_reason()
+        why_not = self._why_not
+        if why_not is _UNKNOWN:  # a property of the class: asked once
+            why_not = self._why_not = self.optimizer._host_steps_reason()
         device = None
         for group in groups:
             first = next((p for p in group["params"] if p.grad is not None), None)
@@ -516,6 +519,9 @@ class DeviceSteps:
                 + (f"; also non-finite: {', '.join(failed[1:])}" if failed[1:] else "")
                 + ". Pass nonfinite_grads='skip' to skip such steps instead."
             )
+
+
+_UNKNOWN = object()
 
 
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
