@@ -284,9 +284,15 @@ def make_network(features: int, hidden: int, classes: int) -> torch.nn.Module:
 
 
 class DatasetTrial:
-    """One training run of the network; evaluate() reports train/validation loss and accuracy."""
+    """One training run of the network; evaluate() reports train/validation loss and accuracy.
 
-    def __init__(self, problem: DatasetProblem, seed: int, device: str) -> None:
+    :class:`optimlab.lab.user.UserTrial` (the user's own model, classification or
+    regression) changes only the network and the loss."""
+
+    #: whether the targets are classes (cross-entropy and accuracy) or values
+    classification = True
+
+    def __init__(self, problem: Any, seed: int, device: str) -> None:
         from ..data import MiniBatches
 
         split = problem.split()
@@ -295,10 +301,16 @@ class DatasetTrial:
             for part in ("train", "val", "test")
         }
         torch.manual_seed(seed)
-        self.model = make_network(split.features, problem.hidden, split.classes).to(device)
-        self.params = list(self.model.parameters())
+        self.model = self._network(problem, split).to(device)
+        self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.plan = MiniBatches(*self.data["train"], batch_size=problem.batch_size, seed=seed)
         self._batches = iter(())
+
+    def _network(self, problem: Any, split: Any) -> torch.nn.Module:
+        return make_network(split.features, problem.hidden, split.classes)
+
+    def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.cross_entropy(output, y)
 
     def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
         try:
@@ -309,24 +321,28 @@ class DatasetTrial:
 
     def loss(self) -> torch.Tensor:
         X, y = self._next_batch()
-        return torch.nn.functional.cross_entropy(self.model(X), y)
+        return self._loss(self.model(X), y)
 
     def _measure(self, part: str) -> tuple[float, float]:
         X, y = self.data[part]
         with torch.no_grad():
-            logits = self.model(X)
-            loss = torch.nn.functional.cross_entropy(logits, y).item()
-            accuracy = (logits.argmax(1) == y).double().mean().item()
+            output = self.model(X)
+            loss = self._loss(output, y).item()
+            accuracy = (
+                (output.argmax(1) == y).double().mean().item() if self.classification else math.nan
+            )
         return (loss if math.isfinite(loss) else math.inf), accuracy
 
     def evaluate(self) -> dict[str, float]:
         train_loss, _ = self._measure("train")
         val_loss, val_accuracy = self._measure("val")
-        return {"train_loss": train_loss, "val_loss": val_loss, "val_accuracy": val_accuracy}
+        found = {"train_loss": train_loss, "val_loss": val_loss}
+        return {**found, "val_accuracy": val_accuracy} if self.classification else found
 
     def finish(self) -> dict[str, float]:
         test_loss, test_accuracy = self._measure("test")
-        return {"test_loss": test_loss, "test_accuracy": test_accuracy}
+        found = {"test_loss": test_loss}
+        return {**found, "test_accuracy": test_accuracy} if self.classification else found
 
 
 # --- by name ---------------------------------------------------------------------------------

@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from .datasets import Split
-from .problems import Column, Target
+from .problems import Column, DatasetTrial, Target
 from .rundir import LabError
 
 __all__ = ["MAX_CLASSES", "UserProblem", "compare_model", "infer_task", "load_arrays"]
@@ -316,61 +316,21 @@ def _split(X: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> Spl
     )  # fmt: skip
 
 
-class UserTrial:
-    """One training run of the user's model (as the built-in data sets' trial)."""
+class UserTrial(DatasetTrial):
+    """One training run of the user's model: the built-in data sets' trial with the user's
+    network, and mean squared error for regression."""
 
     def __init__(self, problem: UserProblem, seed: int, device: str) -> None:
-        from ..data import MiniBatches
-
-        split = problem.split()
         self.classification = problem.classification
-        self.data = {
-            part: (getattr(split, f"X_{part}").to(device), getattr(split, f"y_{part}").to(device))
-            for part in ("train", "val", "test")
-        }
-        torch.manual_seed(seed)
-        outputs = split.classes if self.classification else 1
-        self.model = problem.build(split.features, outputs).to(device)
-        self.params = [p for p in self.model.parameters() if p.requires_grad]
-        self.plan = MiniBatches(*self.data["train"], batch_size=problem.batch_size, seed=seed)
-        self._batches = iter(())
+        super().__init__(problem, seed, device)
 
-    def _next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        try:
-            return next(self._batches)
-        except StopIteration:
-            self._batches = iter(self.plan)
-            return next(self._batches)
+    def _network(self, problem: Any, split: Split) -> torch.nn.Module:
+        return problem.build(split.features, split.classes if self.classification else 1)
 
     def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if self.classification:
             return torch.nn.functional.cross_entropy(output, y)
         return torch.nn.functional.mse_loss(output.reshape(-1), y)
-
-    def loss(self) -> torch.Tensor:
-        X, y = self._next_batch()
-        return self._loss(self.model(X), y)
-
-    def _measure(self, part: str) -> tuple[float, float]:
-        X, y = self.data[part]
-        with torch.no_grad():
-            output = self.model(X)
-            loss = self._loss(output, y).item()
-            accuracy = (
-                (output.argmax(1) == y).double().mean().item() if self.classification else math.nan
-            )
-        return (loss if math.isfinite(loss) else math.inf), accuracy
-
-    def evaluate(self) -> dict[str, float]:
-        train_loss, _ = self._measure("train")
-        val_loss, val_accuracy = self._measure("val")
-        found = {"train_loss": train_loss, "val_loss": val_loss}
-        return {**found, "val_accuracy": val_accuracy} if self.classification else found
-
-    def finish(self) -> dict[str, float]:
-        test_loss, test_accuracy = self._measure("test")
-        found = {"test_loss": test_loss}
-        return {**found, "test_accuracy": test_accuracy} if self.classification else found
 
 
 def compare_model(
