@@ -60,7 +60,11 @@ def _report(report, folder):
     show_default=True,
     help="Runs per problem, method and remedy.",
 )
-@click.option("--quick", is_flag=True, help="At most 2 seeds: a look in under a minute.")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="At most 2 seeds: a first look, whose rates are rough.",
+)
 @click.option("--problems", default=None, help="Comma-separated problem names (default: all).")
 @click.option("--methods", default=None, help="Comma-separated methods (default: all).")
 @click.option("--remedies", default=None, help="Comma-separated remedies (default: all).")

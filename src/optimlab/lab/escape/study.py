@@ -630,7 +630,7 @@ def escape_main(
     """Run the escape study and write its tables and figures into ``out_dir``.
 
     ``seeds`` runs per cell (seeds 0 .. seeds-1); ``quick=True`` uses at most
-    :data:`QUICK_SEEDS` seeds for a fast look (under a minute on two cores). ``processes``
+    :data:`QUICK_SEEDS` seeds for a first look (its rates are rough). ``processes``
     defaults to the number of CPUs; the results do not depend on it. ``problems``, ``methods``
     and ``remedies`` narrow the grid (names of :data:`PROBLEMS`, :data:`METHODS`,
     :data:`REMEDIES`). ``figures=False`` skips the figures (and matplotlib). ``log`` receives
