@@ -271,6 +271,12 @@ class DeviceSteps:
 
     def takes(self, groups: list[dict[str, Any]]) -> torch.device | None:
         """The device whose Triton kernels take this step, or None (another path takes it)."""
+        # Every step of every optimizer asks: on the CPU, unless a group names Triton, the
+        # answer is no after looking at one parameter (about 1 µs)
+        if not any(group.get("fused") == "triton" for group in groups):
+            first = next((p for g in groups for p in g["params"] if p.grad is not None), None)
+            if first is None or not first.is_cuda:
+                return None
         if torch.compiler.is_compiling():
             return None
         why_not = self._why_not
