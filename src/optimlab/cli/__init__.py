@@ -8,6 +8,7 @@
     optimlab batch-size                   batch, stochastic and mini-batch gradient descent
     optimlab train --config run.toml      one training run from a run file (optimlab.train)
     optimlab escape                       restarts, annealing and noise on saddles and minima
+    optimlab playground                   the notes' ideas in the browser, computed by optimlab
     optimlab bench                        the benchmark suite, which writes BENCHMARKS.md
     optimlab build                        the fused path's kernels, compiled ahead
     optimlab list [WHAT]                  optimizers, schedules, problems and data sets
@@ -38,7 +39,7 @@ from typing import Any
 
 import click
 
-from . import bench, escape, lab, tools, train
+from . import bench, escape, lab, playground, tools, train
 
 __all__ = ["main"]
 
@@ -102,6 +103,8 @@ def main(debug: bool) -> None:
     """
 
 
-for _command in (*lab.COMMANDS, train.train, escape.escape, bench.bench, *tools.COMMANDS):
+for _command in (
+    *lab.COMMANDS, playground.playground, train.train, escape.escape, bench.bench, *tools.COMMANDS
+):
     main.add_command(_command)
 del _command

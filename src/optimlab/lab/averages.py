@@ -19,6 +19,7 @@ tabulated for each beta (seed 000, eqs. 7-8).
 from __future__ import annotations
 
 import csv
+import io
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,7 @@ from .rundir import LabError, RunFolder
 __all__ = [
     "EWAOptions",
     "notes_example_table",
+    "parse_column",
     "read_column",
     "run_ewa",
     "temperature_series",
@@ -59,39 +61,49 @@ def weights(day: int, beta: float) -> list[float]:
 
 
 def read_column(path: Path, column: str | None) -> tuple[str, list[float]]:
-    """The numbers of one CSV column (the last numeric one when ``column`` is None).
-
-    Raises :class:`LabError` naming the file and what is wrong: not text, empty, no such
-    column (listing those there are), a cell that is not a number, fewer than two values.
-    """
+    """The numbers of one column of the CSV file at ``path`` (see :func:`parse_column`)."""
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
+        with open(path, encoding="utf-8") as handle:
+            text = handle.read()
     except UnicodeDecodeError:
         raise LabError(f"{path}: not a text CSV file (it is not UTF-8)") from None
-    except csv.Error as error:
-        raise LabError(f"{path}: not a valid CSV file ({error})") from None
     except OSError as error:
         raise LabError(f"{path}: cannot read it ({error.strerror})") from None
+    return parse_column(text, str(path), column)
+
+
+def parse_column(text: str, source: str, column: str | None) -> tuple[str, list[float]]:
+    """The numbers of one column of CSV ``text`` (the last numeric one when ``column`` is None).
+
+    Raises :class:`LabError` naming ``source`` and what is wrong: empty, not CSV, no such
+    column (listing those there are), a cell that is not a number, fewer than two values.
+
+        >>> parse_column("day,temp\n1,20\n2,23\n", "t.csv", None)
+        ('temp', [20.0, 23.0])
+    """
+    try:
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as error:
+        raise LabError(f"{source}: not a valid CSV file ({error})") from None
     if not rows:
-        raise LabError(f"{path}: no data rows (a header line and at least two rows are needed)")
+        raise LabError(f"{source}: no data rows (a header line and at least two rows are needed)")
     names = [n for n in rows[0] if n is not None]
     if column is None:  # the last numeric column: an index (day, step) usually comes first
         column = next((n for n in reversed(names) if _number(rows[0][n]) is not None), None)
         if column is None:
-            raise LabError(f"{path}: no column holds numbers; columns are: {', '.join(names)}")
+            raise LabError(f"{source}: no column holds numbers; columns are: {', '.join(names)}")
     elif column not in names:
-        raise LabError(f"{path}: no column {column!r}; columns are: {', '.join(names)}")
+        raise LabError(f"{source}: no column {column!r}; columns are: {', '.join(names)}")
     values = []
     for line, row in enumerate(rows, start=2):
         number = _number(row.get(column))
         if number is None:
             raise LabError(
-                f"{path}: line {line}, column {column!r}: {row.get(column)!r} is not a number"
+                f"{source}: line {line}, column {column!r}: {row.get(column)!r} is not a number"
             )
         values.append(number)
     if len(values) < 2:
-        raise LabError(f"{path}: column {column!r} has {len(values)} value; need at least 2")
+        raise LabError(f"{source}: column {column!r} has {len(values)} value; need at least 2")
     return column, values
 
 

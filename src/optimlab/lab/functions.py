@@ -5,7 +5,9 @@ function ``f`` itself, its known ``minima`` (none for the saddles), a ``start`` 
 lab begins every optimizer, and the ``bounds`` of the plot. ``f`` takes a tensor whose last
 dimension holds ``(x, y)`` and returns a tensor of the leading shape, so the same function
 evaluates one point (shape ``(2,)`` -> ``()``) and a whole plotting grid (``(n, n, 2)`` ->
-``(n, n)``).
+``(n, n)``). ``gradient(x, y)`` is its gradient in closed form over Python floats: the
+playground steps an optimizer a few thousand times per answer, and autograd's graph for two
+numbers would cost ten times the step (the tests check each closed form against autograd).
 
 =====================  =========================================================  =============
 name                   f(x, y)                                                    minima
@@ -66,6 +68,7 @@ class TestFunction:
     bounds: tuple[Point, Point]
     critical_points: tuple[Point, ...] = ()
     about: str = ""
+    gradient: Callable[[float, float], Point] | None = None
 
     @property
     def minimum_value(self) -> float | None:
@@ -138,6 +141,55 @@ def six_hump_camel(xy: Tensor) -> Tensor:
     return (4 - 2.1 * x**2 + x**4 / 3) * x**2 + x * y + (-4 + 4 * y**2) * y**2
 
 
+# --- gradients in closed form, over floats (checked against autograd by the tests) -----------
+
+
+def quadratic_bowl_gradient(x: float, y: float) -> Point:
+    return (x / 5, 4 * y)
+
+
+def rosenbrock_gradient(x: float, y: float) -> Point:
+    inner = y - x * x
+    return (-2 * (1 - x) - 400 * x * inner, 200 * inner)
+
+
+def beale_gradient(x: float, y: float) -> Point:
+    a = 1.5 - x + x * y
+    b = 2.25 - x + x * y * y
+    c = 2.625 - x + x * y**3
+    gx = 2 * a * (y - 1) + 2 * b * (y * y - 1) + 2 * c * (y**3 - 1)
+    gy = 2 * a * x + 2 * b * 2 * x * y + 2 * c * 3 * x * y * y
+    return (gx, gy)
+
+
+def himmelblau_gradient(x: float, y: float) -> Point:
+    a = x * x + y - 11
+    b = x + y * y - 7
+    return (4 * x * a + 2 * b, 2 * a + 4 * y * b)
+
+
+def saddle_gradient(x: float, y: float) -> Point:
+    return (2 * x, -2 * y)
+
+
+def monkey_saddle_gradient(x: float, y: float) -> Point:
+    return (3 * x * x - 3 * y * y, -6 * x * y)
+
+
+def rastrigin_gradient(x: float, y: float) -> Point:
+    two_pi = 2 * math.pi
+    return (
+        2 * x + 10 * two_pi * math.sin(two_pi * x),
+        2 * y + 10 * two_pi * math.sin(two_pi * y),
+    )
+
+
+def six_hump_camel_gradient(x: float, y: float) -> Point:
+    gx = 8 * x - 8.4 * x**3 + 2 * x**5 + y
+    gy = x - 8 * y + 16 * y**3
+    return (gx, gy)
+
+
 #: Every test function, by name.
 FUNCTIONS: dict[str, TestFunction] = {
     fn.name: fn
@@ -147,6 +199,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Elongated quadratic bowl",
             formula="x^2/10 + 2 y^2",
             f=quadratic_bowl,
+            gradient=quadratic_bowl_gradient,
             minima=((0.0, 0.0),),
             start=(-9.0, 1.5),
             bounds=((-10.0, 10.0), (-2.5, 2.5)),
@@ -158,6 +211,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Rosenbrock",
             formula="(1 - x)^2 + 100 (y - x^2)^2",
             f=rosenbrock,
+            gradient=rosenbrock_gradient,
             minima=((1.0, 1.0),),
             start=(-1.2, 1.0),
             bounds=((-2.0, 2.0), (-1.0, 3.0)),
@@ -168,6 +222,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Beale",
             formula="(1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2",
             f=beale,
+            gradient=beale_gradient,
             minima=((3.0, 0.5),),
             start=(1.0, 1.4),
             bounds=((-4.5, 4.5), (-4.5, 4.5)),
@@ -178,6 +233,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Himmelblau",
             formula="(x^2 + y - 11)^2 + (x + y^2 - 7)^2",
             f=himmelblau,
+            gradient=himmelblau_gradient,
             minima=(
                 (3.0, 2.0),
                 (-2.805118, 3.131312),
@@ -193,6 +249,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Saddle",
             formula="x^2 - y^2",
             f=saddle,
+            gradient=saddle_gradient,
             minima=(),
             start=(-1.5, 1e-3),
             bounds=((-2.0, 2.0), (-2.0, 2.0)),
@@ -205,6 +262,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Monkey saddle",
             formula="x^3 - 3 x y^2",
             f=monkey_saddle,
+            gradient=monkey_saddle_gradient,
             minima=(),
             start=(1.0, 0.05),
             bounds=((-1.5, 1.5), (-1.5, 1.5)),
@@ -216,6 +274,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Rastrigin",
             formula="20 + x^2 - 10 cos(2 pi x) + y^2 - 10 cos(2 pi y)",
             f=rastrigin,
+            gradient=rastrigin_gradient,
             minima=((0.0, 0.0),),
             start=(2.2, -1.8),
             bounds=((-3.0, 3.0), (-3.0, 3.0)),
@@ -226,6 +285,7 @@ FUNCTIONS: dict[str, TestFunction] = {
             title="Six-hump camel",
             formula="(4 - 2.1 x^2 + x^4/3) x^2 + x y + (-4 + 4 y^2) y^2",
             f=six_hump_camel,
+            gradient=six_hump_camel_gradient,
             minima=((0.0898, -0.7126), (-0.0898, 0.7126)),
             start=(-1.6, -0.6),
             bounds=((-2.0, 2.0), (-1.2, 1.2)),
