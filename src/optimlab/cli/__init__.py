@@ -104,7 +104,12 @@ def main(debug: bool) -> None:
 
 
 for _command in (
-    *lab.COMMANDS, playground.playground, train.train, escape.escape, bench.bench, *tools.COMMANDS
+    *lab.COMMANDS,
+    playground.playground,
+    train.train,
+    escape.escape,
+    bench.bench,
+    *tools.COMMANDS,
 ):
     main.add_command(_command)
 del _command
