@@ -160,8 +160,6 @@ def arguments(values: dict[str, Any], name: str) -> dict[str, Any]:
             f"{name} has no setting {unknown[0]!r}; its settings are: {', '.join(knobs)}"
         )
     merged = {**defaults(name), **{k: knobs[k].check(v) for k, v in values.items()}}
-    if merged["lr"] <= 0:
-        raise ValueError(f"lr must be positive, got {merged['lr']!r}")
     found = _signature_defaults(name)
     result: dict[str, Any] = {}
     for key, value in merged.items():
