@@ -341,7 +341,7 @@ def test_bad_path_requests_are_refused_with_one_line(client, body, words):
 
 def test_nan_and_infinite_learning_rates_are_refused(client):
     for literal in ("NaN", "Infinity", "-Infinity"):
-        body = '{"optimizers": [{"name": "sgd", "settings": {"lr": %s}}]}' % literal
+        body = '{"optimizers": [{"name": "sgd", "settings": {"lr": LR}}]}'.replace("LR", literal)
         response = client.post(
             "/api/paths", content=body, headers={"content-type": "application/json"}
         )
