@@ -301,14 +301,17 @@ def test_batch_sizes_train_on_the_server_and_draw_both_curves(page):
     page.open()
     page.page.click("#tabs button[data-tab=batch]")
     page.page.select_option("#dataset", "iris")
-    page.page.click("#train")
-    page.page.wait_for_function("window.playground.reply.batch", timeout=HANG)
+    page.page.wait_for_function("window.playground.reply.batch?.dataset === 'iris'", timeout=HANG)
     page.settle()
     runs = page.value("window.playground.reply.batch.runs")
-    assert [r["label"] for r in runs][0] == "stochastic (1)" and runs[-1]["label"].startswith(
-        "batch (all"
-    )
+    assert [r["batch_size"] for r in runs] == [1, 16, None]
+    assert runs[0]["label"] == "stochastic (1)" and runs[-1]["label"].startswith("batch (all")
     for plot, axis in (("batch-steps", "step"), ("batch-seconds", "seconds")):
         drawn = page.value(f"document.getElementById('{plot}').data.map(t => Array.from(t.x))")
         assert drawn == [r[axis] for r in runs]
+    slider = page.page.locator("#batch-size")
+    slider.focus()
+    slider.press("ArrowRight")  # 16 -> 32
+    page.page.wait_for_function("window.playground.reply.batch.runs[1].batch_size === 32", timeout=HANG)
+    page.settle()
     page.shot("batch")

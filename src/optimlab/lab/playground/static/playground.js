@@ -27,7 +27,7 @@ const defaults = () => ({
   },
   ewa: { betas: [0.5, 0.9, 0.98], corrected: false, days: 180, seed: 0, column: "" },
   schedules: { specs: [SCHEDULE_PRESETS["step decay"], SCHEDULE_PRESETS["exponential"], SCHEDULE_PRESETS["1/t"]], steps: 1000, log: false },
-  batch: { dataset: "breast_cancer", sizes: [1, 16, null], epochs: 3, optimizer: "sgd", lr: 0.05 },
+  batch: { dataset: "breast_cancer", size: 16, stochastic: true, whole: true, epochs: 3, optimizer: "sgd", lr: 0.05 },
 });
 
 const $ = (id) => document.getElementById(id);
@@ -130,7 +130,7 @@ function showTab(tab) {
   if (tab === "paths") { refreshPaths(); }
   if (tab === "ewa") refreshEWA();
   if (tab === "schedules") refreshSchedules();
-  if (tab === "batch") drawBatch(lastReply.batch);
+  if (tab === "batch") { if (lastReply.batch) drawBatch(lastReply.batch); else refreshBatch(); }
   window.dispatchEvent(new Event("resize"));
 }
 
@@ -423,12 +423,19 @@ function setUpSchedules() {
 
 // --- batch, mini-batch and stochastic descent ---------------------------------------------------
 
-const SIZES = [1, 8, 32, 128, null];
+// The slider's batch size, beside stochastic (1) and batch (all m) descent when those are ticked.
+function batchSizes() {
+  const sizes = [];
+  if (state.batch.stochastic) sizes.push(1);
+  if (!sizes.includes(state.batch.size)) sizes.push(state.batch.size);
+  if (state.batch.whole) sizes.push(null);
+  return sizes;
+}
 
 const refreshBatch = busy(async () => {
-  $("batch-status").textContent = "training…";
+  $("batch-status").textContent = "training on the server…";
   const reply = await ask("batch", "/api/batch", {
-    dataset: state.batch.dataset, batch_sizes: state.batch.sizes, epochs: state.batch.epochs,
+    dataset: state.batch.dataset, batch_sizes: batchSizes(), epochs: state.batch.epochs,
     optimizer: { name: state.batch.optimizer, settings: { lr: state.batch.lr } },
   });
   $("batch-status").textContent = "";
@@ -447,23 +454,20 @@ function drawBatch(reply) {
 
 function setUpBatch() {
   for (const name of catalog.datasets) $("dataset").add(new Option(name.replace("_", " "), name));
+  const retrain = () => { saveState(); soon("batch", refreshBatch, 400); };
   $("dataset").value = state.batch.dataset;
-  for (const size of SIZES) {
-    const label = document.createElement("label");
-    const box = document.createElement("input");
-    box.type = "checkbox"; box.value = size === null ? "all" : size; box.checked = state.batch.sizes.includes(size);
-    box.addEventListener("change", () => { state.batch.sizes = SIZES.filter((s, i) => $("sizes").querySelectorAll("input")[i].checked); saveState(); });
-    label.append(box, size === null ? " all (batch)" : size === 1 ? " 1 (stochastic)" : ` ${size}`);
-    $("sizes").append(label);
-  }
+  $("batch-size").value = Math.log2(state.batch.size); $("batch-size-out").textContent = state.batch.size;
+  $("stochastic").checked = state.batch.stochastic; $("whole").checked = state.batch.whole;
   for (const o of catalog.optimizers) $("batch-optimizer").add(new Option(o.title, o.name));
   $("batch-optimizer").value = state.batch.optimizer;
   $("epochs").value = state.batch.epochs; $("epochs-out").textContent = state.batch.epochs;
   $("batch-lr").value = Math.log10(state.batch.lr); $("batch-lr-out").textContent = fmt(state.batch.lr);
-  $("dataset").addEventListener("change", () => { state.batch.dataset = $("dataset").value; saveState(); });
-  $("batch-optimizer").addEventListener("change", () => { state.batch.optimizer = $("batch-optimizer").value; saveState(); });
-  $("epochs").addEventListener("input", () => { state.batch.epochs = +$("epochs").value; $("epochs-out").textContent = $("epochs").value; saveState(); });
-  $("batch-lr").addEventListener("input", () => { state.batch.lr = +Math.pow(10, +$("batch-lr").value).toPrecision(3); $("batch-lr-out").textContent = fmt(state.batch.lr); saveState(); });
+  $("dataset").addEventListener("change", () => { state.batch.dataset = $("dataset").value; retrain(); });
+  $("batch-size").addEventListener("input", () => { state.batch.size = 2 ** +$("batch-size").value; $("batch-size-out").textContent = state.batch.size; retrain(); });
+  for (const key of ["stochastic", "whole"]) $(key).addEventListener("change", () => { state.batch[key] = $(key).checked; retrain(); });
+  $("batch-optimizer").addEventListener("change", () => { state.batch.optimizer = $("batch-optimizer").value; retrain(); });
+  $("epochs").addEventListener("input", () => { state.batch.epochs = +$("epochs").value; $("epochs-out").textContent = $("epochs").value; retrain(); });
+  $("batch-lr").addEventListener("input", () => { state.batch.lr = +Math.pow(10, +$("batch-lr").value).toPrecision(3); $("batch-lr-out").textContent = fmt(state.batch.lr); retrain(); });
   $("train").addEventListener("click", refreshBatch);
 }
 
