@@ -44,14 +44,18 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
     assert set(loops) == {"hand-written loop", "optimlab.train.fit"}
     # Both loops did the same work: bitwise the same parameters at the end.
     assert all(r["same_parameters"] for r in data["train"])
+    answers = {r["case"]: r for r in data["playground"]}
+    assert {"paths-cold", "paths-one-slider", "surface", "ewa", "schedules"} <= set(answers)
+    assert all(0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in answers.values())
 
     text = out.read_text()
     assert text.startswith("# Benchmarks")
     assert "**Smoke run**" in text and "`optimlab bench --smoke" in text
     for heading in (
-        "## Targets of issue 6",
+        "## Targets (issues 6 and 19)",
         "## Mini-batch plans vs DataLoader",
         "## The training loop vs a hand-written loop",
+        "## The playground's answer times",
         "## Every path",
     ):
         assert heading in text
@@ -62,6 +66,7 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
         "default × (bound + check)",
         "no check × bound",
         "exact × bound",
+        "3 optimizers of 300 steps answer in under 100 ms",
     ):
         assert target in text
     assert_png(plot)
@@ -69,7 +74,8 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
 
     # --steps-from reports an earlier run's optimizer steps instead of measuring them, and says so.
     again = tmp_path / "again.md"
-    args = ["--steps-from", str(rows), "--no-plans", "--no-train", "--out", str(again)]
+    args = ["--steps-from", str(rows), "--no-plans", "--no-train", "--no-playground"]
+    args += ["--out", str(again)]
     args += ["--plot", str(tmp_path / "again.png"), "--json", str(tmp_path / "again.json")]
     result = CliRunner().invoke(bench, args)
     assert result.exit_code == 0, (result.output, result.exception)

@@ -312,6 +312,8 @@ def test_batch_sizes_train_on_the_server_and_draw_both_curves(page):
     slider = page.page.locator("#batch-size")
     slider.focus()
     slider.press("ArrowRight")  # 16 -> 32
-    page.page.wait_for_function("window.playground.reply.batch.runs[1].batch_size === 32", timeout=HANG)
+    page.page.wait_for_function(
+        "window.playground.reply.batch.runs[1].batch_size === 32", timeout=HANG
+    )
     page.settle()
     page.shot("batch")

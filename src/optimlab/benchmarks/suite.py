@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from . import bench_optimizers, bench_plans, bench_train, report
+from . import bench_optimizers, bench_plans, bench_playground, bench_train, report
 
 FULL_SIZES = [1_000_000, 10_000_000, 50_000_000]
 QUICK_SIZES = [1_000_000, 10_000_000]
@@ -40,6 +40,7 @@ class Options:
     steps_from: Path | None = None
     plans: bool = True
     train: bool = True
+    playground: bool = True
     out: Path | None = None
     plot: Path | None = None
     json: Path | None = None
@@ -165,6 +166,21 @@ def _train_rows(options: Options) -> list[dict]:
     )
 
 
+def _playground_rows(options: Options) -> list[dict]:
+    """The playground's answer times (none without its extra, or on another device)."""
+    if not options.playground or options.device != "cpu":
+        return []
+    try:
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        options.progress("playground: skipped (pip install 'optimlab[playground]')")
+        return []
+    return bench_playground.run(
+        3 if options.smoke else 11 if options.quick else 31, options.progress
+    )
+
+
 def _plot(options: Options, rows: list[dict]) -> str | None:
     """Draw the plot of the step rows; its path as BENCHMARKS.md links it (None if not drawn)."""
     if not (rows and report.plot(rows, options.plot)):
@@ -182,6 +198,7 @@ def _write_results(
     train_rows: list[dict],
     info: dict[str, str],
     reused: tuple[str, str] | None,
+    playground_rows: list[dict],
 ) -> None:
     """Every measured row, with the machine and when the step rows were measured, as JSON."""
     results = {
@@ -190,6 +207,7 @@ def _write_results(
         "steps": rows,
         "plans": plan_rows,
         "train": train_rows,
+        "playground": playground_rows,
     }
     options.json.write_text(json.dumps(results, indent=1) + "\n")
 
@@ -211,6 +229,7 @@ def run(options: Options) -> int:
     rows, reused = _step_rows(options, variants, sizes, layouts, rounds)
     plan_rows = _plan_rows(options)
     train_rows = _train_rows(options)
+    playground_rows = _playground_rows(options)
     info = report.machine(options.device)
     plot_ref = _plot(options, rows)
     elapsed = time.perf_counter() - start
@@ -225,10 +244,11 @@ def run(options: Options) -> int:
             elapsed,
             options.smoke,
             reused,
+            playground_rows,
         )
     )
-    _write_results(options, rows, plan_rows, train_rows, info, reused)
-    for target, verdict, figures in report.targets(rows, plan_rows, train_rows):
+    _write_results(options, rows, plan_rows, train_rows, info, reused, playground_rows)
+    for target, verdict, figures in report.targets(rows, plan_rows, train_rows, playground_rows):
         say(f"{verdict:>24s}  {target}: {figures}")
     written = [str(options.out), str(options.json)] + ([str(options.plot)] if plot_ref else [])
     say(f"wrote {', '.join(written)} in {elapsed / 60:.1f} min")

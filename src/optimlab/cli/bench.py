@@ -68,6 +68,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 )
 @click.option("--no-plans", is_flag=True, help="Skip the mini-batch plans.")
 @click.option("--no-train", is_flag=True, help="Skip the training loop.")
+@click.option("--no-playground", is_flag=True, help="Skip the playground's answer times.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -99,6 +100,7 @@ def bench(
     steps_from: Path | None,
     no_plans: bool,
     no_train: bool,
+    no_playground: bool,
     out: Path | None,
     plot: Path | None,
     json_path: Path | None,
@@ -124,6 +126,7 @@ def bench(
         steps_from=steps_from,
         plans=not no_plans,
         train=not no_train,
+        playground=not no_playground,
         out=out,
         plot=plot,
         json=json_path,
