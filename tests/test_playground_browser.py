@@ -10,7 +10,6 @@ are kept in ``tests/artifacts/playground/``.
 from __future__ import annotations
 
 import shutil
-import threading
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -24,7 +23,7 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 import optimlab  # noqa: E402
 from optimlab.lab.functions import FUNCTIONS  # noqa: E402
 from optimlab.lab.playground.controls import arguments  # noqa: E402
-from optimlab.lab.playground.server import create_app, listening_socket, missing_assets  # noqa: E402
+from optimlab.lab.playground.server import missing_assets, running  # noqa: E402
 
 pytestmark = pytest.mark.xdist_group("playground-browser")
 
@@ -52,17 +51,8 @@ def _chromium() -> str | None:
 def address():
     if missing_assets():
         pytest.skip("the page's scripts are not built (make build fetches them)")
-    import uvicorn
-
-    sock = listening_socket("127.0.0.1", 0)
-    config = uvicorn.Config(create_app(), log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}/"
-    server.should_exit = True
-    thread.join(HANG / 1000)
-    sock.close()
+    with running() as url:
+        yield url
 
 
 @pytest.fixture(scope="module")

@@ -12,12 +12,13 @@ time (``seconds`` in the reply) is reported beside the whole answer.
 
 from __future__ import annotations
 
+import gc
 import json
 import statistics
-import threading
 import time
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 __all__ = ["CASES", "markdown", "run"]
@@ -26,13 +27,13 @@ __all__ = ["CASES", "markdown", "run"]
 TARGET_SECONDS = 0.100
 
 
-def _paths(lr: float, changed: int = 3) -> dict[str, Any]:
-    """Three of the notes' optimizers on Rosenbrock, 300 steps; the first ``changed`` take
-    ``lr``-dependent learning rates (the rest keep theirs, and their paths are kept)."""
-    rates = [0.001 * lr, 0.002 * lr, 0.01 * lr]
-    fixed = [0.001, 0.002, 0.01]
+def _paths(scale: float, changed: int = 3) -> dict[str, Any]:
+    """Three of the notes' optimizers on Rosenbrock, 300 steps: the first ``changed`` take
+    learning rates scaled by ``scale``, the others their rates scaled by 3 (kept by the server
+    after the first request: the cases never share a rate)."""
+    base = [0.001, 0.002, 0.01]
     optimizers = [
-        {"name": name, "settings": {"lr": rates[i] if i < changed else fixed[i]}}
+        {"name": name, "settings": {"lr": base[i] * (scale if i < changed else 3.0)}}
         for i, name in enumerate(("momentum", "rmsprop", "adam"))
     ]
     return {"function": "rosenbrock", "steps": 300, "optimizers": optimizers}
@@ -84,23 +85,24 @@ def _post(url: str, body: dict[str, Any]) -> tuple[float, dict[str, Any]]:
     return time.perf_counter() - started, reply
 
 
+@contextmanager
+def _unfrozen_after() -> Iterator[None]:
+    # back in the collector's sight: the rest of the process frees them as usual
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
 def run(repeats: int = 21, progress: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Each case ``repeats`` times (after one untimed warm-up), interleaved; one row per case."""
-    import uvicorn
+    from ..lab.playground.server import running
 
-    from ..lab.playground.server import create_app, listening_socket
-
-    sock = listening_socket("127.0.0.1", 0)
-    config = uvicorn.Config(create_app(), log_level="warning", lifespan="off", access_log=False)
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]})
-    thread.start()
-    base = f"http://127.0.0.1:{sock.getsockname()[1]}/api/"
     answers: dict[str, list[float]] = {case[0]: [] for case in CASES}
     computing: dict[str, list[float]] = {case[0]: [] for case in CASES}
-    try:
-        while not server.started:
-            time.sleep(0.01)
+    gc.freeze()  # as `optimlab playground` does before it serves (see server.serve)
+    with running() as address, _unfrozen_after():
+        base = address + "api/"
         for _, _, view, body in CASES:  # first use: imports, kernels loaded, caches warmed
             _post(base + view, body(repeats))
         progress(f"playground: {len(CASES)} kinds of request, {repeats} repeats each")
@@ -109,10 +111,6 @@ def run(repeats: int = 21, progress: Callable[[str], None] = print) -> list[dict
                 seconds, reply = _post(base + view, body(k))
                 answers[case_id].append(seconds)
                 computing[case_id].append(reply.get("seconds", float("nan")))
-    finally:
-        server.should_exit = True
-        thread.join()
-        sock.close()
     return [
         {
             "case": case_id,

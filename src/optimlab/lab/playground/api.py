@@ -182,7 +182,7 @@ def surface(body: Any) -> dict[str, Any]:
 
 # Paths by everything they depend on: moving one optimizer's slider recomputes that path only.
 _PATHS: OrderedDict[tuple, dict[str, Any]] = OrderedDict()
-_PATHS_KEPT = 256
+_PATHS_KEPT = 64  # at most 64 x 2,001 points: a few MB
 
 
 def _hashable(args: dict[str, Any]) -> tuple:

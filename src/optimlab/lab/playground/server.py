@@ -12,15 +12,28 @@ the caps of :data:`.api.LIMITS`.
 
 from __future__ import annotations
 
+import gc
 import json
 import math
-from collections.abc import Callable
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .api import LIMITS, BadRequest, batch_sizes, catalog, ewa, paths, schedules, surface
 
-__all__ = ["STATIC", "VENDOR_FILES", "create_app", "missing_assets"]
+__all__ = [
+    "STATIC",
+    "VENDOR_FILES",
+    "create_app",
+    "listening_socket",
+    "missing_assets",
+    "running",
+    "serve",
+    "server",
+]
 
 STATIC = Path(__file__).parent / "static"
 
@@ -141,9 +154,49 @@ def listening_socket(host: str, port: int) -> Any:
     return sock
 
 
-def serve(sock: Any) -> None:
-    """Serve the playground on ``sock`` until Ctrl-C (uvicorn re-raises it on the way out)."""
+#: connections served at once; more get 503 (with the caps per request, this bounds memory)
+MAX_CONNECTIONS = 32
+
+
+def server(sock: Any) -> Any:
+    """A uvicorn server of the playground for ``sock`` (``.run(sockets=[sock])`` serves)."""
     import uvicorn
 
-    config = uvicorn.Config(create_app(), log_level="warning", lifespan="off", access_log=False)
-    uvicorn.Server(config).run(sockets=[sock])
+    config = uvicorn.Config(
+        create_app(),
+        log_level="warning",
+        lifespan="off",
+        access_log=False,
+        limit_concurrency=MAX_CONNECTIONS,
+    )
+    return uvicorn.Server(config)
+
+
+@contextmanager
+def running(host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+    """The playground served from a thread of this process while the block runs; yields its
+    address (``http://127.0.0.1:PORT/``). For the tests, the benchmark and the screenshot: the
+    thread is joined, and the socket closed, when the block ends."""
+    sock = listening_socket(host, port)
+    serving = server(sock)
+    thread = threading.Thread(target=serving.run, kwargs={"sockets": [sock]})
+    thread.start()
+    try:
+        while not serving.started and thread.is_alive():
+            time.sleep(0.005)
+        yield f"http://{host}:{sock.getsockname()[1]}/"
+    finally:
+        serving.should_exit = True
+        thread.join()
+        sock.close()
+
+
+def serve(sock: Any) -> None:
+    """Serve the playground on ``sock`` until Ctrl-C (uvicorn re-raises it on the way out).
+
+    The objects alive by now (torch's and the lab's modules: most of the heap) are moved out
+    of the garbage collector's sight first, as servers do: a full collection over them would
+    otherwise cost tens of milliseconds in the middle of answers that take about a hundred.
+    """
+    gc.freeze()
+    server(sock).run(sockets=[sock])
