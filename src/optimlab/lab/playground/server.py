@@ -200,3 +200,7 @@ def serve(sock: Any) -> None:
     """
     gc.freeze()
     server(sock).run(sockets=[sock])
+    # uvicorn returns only once a signal (Ctrl-C, SIGTERM) asked it to stop, and then raises
+    # that signal again, which ends the process, unless it was ignored when the process
+    # started (a child of a process that ignores Ctrl-C): stopped all the same, so say so.
+    raise KeyboardInterrupt
