@@ -36,6 +36,18 @@ class NAdam(Optimizer):
         w = w - lr * (1 - mu_t) / (1 - P_t) * g / d
               - lr * mu_{t+1} / (1 - P_t * mu_{t+1}) * m / d
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.002.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: >= 0, added to the root. Default 1e-8.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        momentum_decay: >= 0, how fast ``mu_t`` approaches ``beta1``. Default 4e-3.
+        decoupled_weight_decay: shrink the weights instead (NAdamW).
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     ``decoupled_weight_decay=True`` (NAdamW) shrinks the weights first,
     ``w = w * (1 - lr * weight_decay)``, instead of adding ``weight_decay * w`` to ``g``.
     ``momentum_decay = 0`` keeps ``mu_t = beta1 / 2`` throughout.
@@ -154,6 +166,17 @@ class RAdam(Optimizer):
     ``decoupled_weight_decay=True`` (RAdamW) shrinks the weights first,
     ``w = w * (1 - lr * weight_decay)``, instead of adding ``weight_decay * w`` to ``g``.
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: >= 0, added to the root. Default 1e-8.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        decoupled_weight_decay: shrink the weights instead (RAdamW).
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     Parity with torch: torch's per-tensor operations in torch's order (the path torch takes
     on the CPU; its multi-tensor path orders them differently and differs from it by
     rounding), so the parameters agree to the last bit.
@@ -220,6 +243,16 @@ class Adamax(Optimizer):
         u = max(beta2 * u, |g| + eps)
         w = w - lr / (1 - beta1**t) * m / u
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.002.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: >= 0, the floor of the running maximum. Default 1e-8.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     ``eps`` sits inside the maximum, as in torch (the paper has none); it keeps ``u`` from
     being 0 for a coordinate whose gradients were all 0. Unlike torch, ``foreach`` is
     keyword-only here, as for every optimlab optimizer.
@@ -281,6 +314,16 @@ class Lion(Optimizer):
         c = beta1 * m + (1 - beta1) * g          interpolate momentum and gradient
         w = w - lr * (sign(c) + weight_decay * w)
         m = beta2 * m + (1 - beta2) * g          then update the momentum
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.0001.
+        betas: ``(beta1, beta2)``, each in [0, 1): the interpolation of the step and the
+            momentum's decay. Default (0.9, 0.99).
+        weight_decay: >= 0, decoupled: the weights shrink by ``lr * weight_decay``. Default 0.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
 
     Every coordinate moves by exactly ``lr`` (plus the decay), whatever the gradient's
     scale, so Lion's learning rate is typically 3-10 times smaller than AdamW's and its
@@ -349,6 +392,21 @@ class AdEMAMix(Optimizer):
         w = w - lr * ((m1 / (1 - beta1**t) + alpha_t * m2) / (sqrt(v / (1 - beta2**t)) + eps)
                       + weight_decay * w)
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        betas: ``(beta1, beta2, beta3)``, each in [0, 1): the fast average, the squares'
+            average and the slow average. Default (0.9, 0.999, 0.9999).
+        alpha: >= 0, the weight of the slow average. Default 2.
+        beta3_warmup: None, or the steps over which ``beta3_t`` grows from ``beta1`` to
+            ``beta3`` (see below).
+        alpha_warmup: None, or the steps over which ``alpha_t`` grows from 0 to ``alpha``.
+        eps: >= 0, added to the root. Default 1e-8.
+        weight_decay: >= 0, added to the update (the paper's ``lambda * w``). Default 0.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
+
     ``m2`` starts at zero and is not bias-corrected: early on it is small, and ``alpha`` weighs
     it in. For long runs the paper warms both up: ``alpha_warmup=T`` grows ``alpha_t``
     linearly from 0 to ``alpha`` over ``T`` steps, ``beta3_warmup=T`` grows ``beta3_t`` from
@@ -356,12 +414,8 @@ class AdEMAMix(Optimizer):
     final values from the first step. The paper uses ``alpha`` from 4 to 10 with warm-ups as
     long as training; the authors' code defaults to ``alpha=2`` without.
 
-    Arguments: ``lr``; ``betas=(beta1, beta2, beta3)``, each in [0, 1); ``alpha`` >= 0;
-    ``beta3_warmup`` and ``alpha_warmup``, None or a number of steps >= 1; ``eps``;
-    ``weight_decay`` (added to the update, as the paper's ``lambda * w``). ``fused``,
-    ``foreach``, ``nonfinite_grads``, ``state_dtype`` and ``stochastic_rounding`` are as for
-    :class:`optimlab.Adam`. State per parameter:
-    ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (one buffer more than Adam).
+    State per parameter: ``exp_avg``, ``exp_avg_slow``, ``exp_avg_sq`` (one buffer more than
+    Adam).
 
     Example::
 

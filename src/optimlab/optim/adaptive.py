@@ -23,6 +23,19 @@ class RMSprop(Optimizer):
         w = w - lr * g / (sqrt(s) + eps)         torch, seed 002
         w = w - lr * g / sqrt(s + eps)           eps_inside_sqrt=True: seeds 000, 001, 004, Keras
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        alpha: in [0, 1), the decay of the average of squared gradients. Default 0.99.
+        eps: >= 0, added to the root (inside it with ``eps_inside_sqrt``). Default 1e-8.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        momentum: >= 0, the momentum of the divided steps (0: none). Default 0.
+        centered: divide by an estimate of the standard deviation instead.
+        eps_inside_sqrt: divide by ``sqrt(s + eps)`` (the notes, Keras).
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     ``centered`` divides by an estimate of the standard deviation instead,
     ``sqrt(s - avg(g)**2)``; ``momentum > 0`` keeps ``b = momentum * b + g / denom`` and steps
     ``w = w - lr * b``. Keras' RMSprop is ``eps_inside_sqrt=True, alpha=0.9, eps=1e-7``.
@@ -237,6 +250,18 @@ class AdamW(Adam):
     variants ``bias_correction`` and ``eps_inside_sqrt``, which torch lacks: its parameter
     groups keep them besides torch's keys, and a group loaded without them takes the
     defaults); the default ``weight_decay`` is 1e-2, as in torch.
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: >= 0, added to the root. Default 1e-8.
+        weight_decay: >= 0, the rate of the decoupled shrinking. Default 1e-2.
+        amsgrad: divide by the running maximum of ``v_hat``.
+        bias_correction, eps_inside_sqrt: the notes' variants, as for :class:`Adam`.
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
 
     Example::
 

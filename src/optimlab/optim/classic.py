@@ -87,6 +87,17 @@ class Adagrad(Optimizer):
         lr_t = lr / (1 + (t - 1) * lr_decay)
         w = w - lr_t * g / (sqrt(s) + eps)
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        lr_decay: >= 0, the rate falls as ``lr / (1 + (t - 1) * lr_decay)``. Default 0.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        initial_accumulator_value: >= 0, where the sum of squares starts. Default 0.
+        eps: >= 0, added to the root. Default 1e-10.
+        maximize, foreach, fused, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     It is RMSprop with the average replaced by a sum, so its steps keep shrinking like
     ``1/sqrt(t)``: good for convex problems and sparse features, often too cautious late in
     training a network. The state is torch's: ``step`` and ``sum``. Sparse (COO) gradients, as
@@ -184,6 +195,16 @@ class Adadelta(Optimizer):
         u = rho * u + (1 - rho) * d**2                 average of squared steps
         w = w - lr * d
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 1.0.
+        rho: in [0, 1], the decay of both averages. Default 0.9.
+        eps: >= 0, inside both roots. Default 1e-6.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     ``lr`` scales the step after the fact; the paper's rule is ``lr = 1`` (the default). The
     first steps are about ``sqrt(eps)`` long and grow as ``u`` fills, so ``eps`` sets the
     starting pace. ``rho`` may be 1, as torch allows (the averages then never move and the
@@ -253,6 +274,16 @@ class Rprop(Optimizer):
         where g * g_prev < 0:  step_size = max(step_size * etaminus, min); g = 0
         w = w - step_size * sign(g)
         g_prev = g
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        etas: ``(eta_minus, eta_plus)`` with 0 < eta_minus < 1 < eta_plus: how step sizes
+            shrink and grow. Default (0.5, 1.2).
+        step_sizes: ``(min, max)``, the bounds of every step size. Default (1e-6, 50).
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
 
     Every step size starts at ``lr``: the learning rate is only read when a parameter's
     state is created, as in torch (a schedule that changes it later has no effect), and even
@@ -337,6 +368,17 @@ class ASGD(Optimizer):
         ax = ax + mu * (w - ax)                     ax = w while mu = 1
         eta = lr / (1 + lambd * lr * t) ** alpha    the next step's, from this step's lr
         mu = 1 / max(1, t - t0)
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        lambd: >= 0, the decay of the step size (and of the weights). Default 1e-4.
+        alpha: >= 0, the power of the step size's decay. Default 0.75.
+        t0: the step from which the average is kept. Default 1e6.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        maximize, foreach, fused, capturable, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
 
     ``eta`` starts at ``lr`` and ``mu`` at 1. With the default ``t0 = 1e6`` the average only
     starts after a million steps (``ax`` is a copy of the weights until then): pass a

@@ -191,6 +191,17 @@ class Adafactor(_StateByKind):
         U = g / sqrt(max(V, eps1**2))
         w = w - alpha / max(1, RMS(U) / d) * U        update clipping at d
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        beta2_decay: <= 0, ``beta2_t = 1 - t**beta2_decay``. Default -0.8.
+        eps: ``(eps1, eps2)``: the floor of the second moment (None: the dtype's machine
+            epsilon) and of ``RMS(w)``. Default (None, 1e-3).
+        d: > 0, the clipping threshold of ``RMS(U)``. Default 1.
+        weight_decay: >= 0, decoupled. Default 0.
+        maximize, foreach, fused, nonfinite_grads: as for :class:`optimlab.Adam` (how the step
+            is computed, never what; the non-finite policy; mixed precision).
+
     A tensor of two or more dimensions keeps only the averages of ``g**2`` over its rows and
     its columns (state ``row_var`` of shape ``(..., rows, 1)`` and ``col_var`` of shape
     ``(..., 1, cols)``, factored over its last two dimensions): memory grows as rows + columns,
@@ -280,6 +291,22 @@ class Muon(_StateByKind):
         O = newton_schulz(M)                      ~ U V^T for M = U S V^T (orthogonalized)
         w = w * (1 - lr * weight_decay)
         w = w - lr * sqrt(max(1, rows / cols)) * O
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        weight_decay: >= 0, decoupled, for the matrices. Default 0.1.
+        momentum: in [0, 1), the matrices' momentum. Default 0.95.
+        nesterov: use the Nesterov form of the momentum (the default).
+        ns_coefficients: the three coefficients of the quintic Newton-Schulz iteration.
+        eps: > 0, the floor of the norm the iteration divides by. Default 1e-7.
+        ns_steps: the iterations. Default 5.
+        adjust_lr_fn: None (``sqrt(max(1, rows / cols))``) or ``"match_rms_adamw"``.
+        adamw_lr: the other parameters' learning rate (None: ``lr``).
+        adamw_betas, adamw_eps, adamw_weight_decay: the other parameters' AdamW arguments.
+        use_muon: False gives every parameter of the group the AdamW step.
+        maximize, foreach, fused, nonfinite_grads: as for :class:`optimlab.Adam` (how the step
+            is computed, never what; the non-finite policy; mixed precision).
 
     ``newton_schulz`` (:func:`optimlab.core.layerwise.newton_schulz`) runs ``ns_steps``
     quintic iterations with ``ns_coefficients``, in bfloat16 as torch and the reference code
@@ -416,6 +443,17 @@ class LAMB(Optimizer):
         r = m_hat / (sqrt(v_hat) + eps) + weight_decay * w     m_hat = m / (1 - beta1**t), ...
         w = w - lr * phi(|w|) / |r| * r                        trust ratio phi(|w|) / |r|
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        eps: >= 0, added to the root. Default 1e-6.
+        weight_decay: >= 0, added to the Adam step before the trust ratio. Default 0.
+        weight_norm_clamp: None, or ``(low, high)`` bounds of ``|w|`` in the trust ratio.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
+
     Each tensor (layer) moves by ``lr * phi(|w|)``, whatever its gradient's scale: the ratio
     that lets the paper train BERT with batches of 32k. ``phi`` is the identity, or
     ``min(max(|w|, low), high)`` with ``weight_norm_clamp=(low, high)`` (the paper's bounded
@@ -486,6 +524,18 @@ class LARS(Optimizer):
         local_lr = trust_coefficient * |w| / (|g| + weight_decay * |w|)
         v = momentum * v + lr * local_lr * (g + weight_decay * w)
         w = w - v
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 1.0.
+        momentum: >= 0, the momentum of the scaled steps. Default 0.9.
+        weight_decay: >= 0, added to ``g`` and to the trust ratio's denominator. Default 0.
+        trust_coefficient: > 0, ``tau`` of the per-tensor rate. Default 1e-3.
+        exclude_1d: give tensors of at most one dimension (biases, normalization weights)
+            ``local_lr = 1`` and no weight decay.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
 
     Each tensor moves by about ``lr * trust_coefficient * |w|`` per step whatever its
     gradient's scale, which keeps layers with small gradients learning at very large batch

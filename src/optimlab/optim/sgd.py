@@ -28,6 +28,18 @@ class SGD(Optimizer):
         b = momentum * b + (1 - dampening) * g  afterwards
         w = w - lr * b                          (w - lr * (g + momentum * b) with nesterov)
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.001.
+        momentum: >= 0, the ``momentum`` of the update above (0: plain gradient descent).
+            Default 0.
+        dampening: >= 0, scales the new gradient in the momentum buffer. Default 0.
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        nesterov: step with ``g + momentum * b`` (needs momentum > 0 and dampening 0).
+        maximize, foreach, fused, differentiable, nonfinite_grads, state_dtype,
+            stochastic_rounding: as for :class:`optimlab.Adam` (how the step is computed, never
+            what; the non-finite policy; mixed precision).
+
     With ``momentum=0`` this is plain batch, stochastic or mini-batch gradient descent,
     ``w = w - lr * g`` (seed 004, section 1); which one depends only on the batches you feed.
 
@@ -161,6 +173,19 @@ class Momentum(Optimizer):
     ``w_{t-1} + beta * (w_{t-1} - w_{t-2})``. The parameter the optimizer holds *is* that
     look-ahead point, so the gradient you compute at the parameter is the one the rule needs;
     the points where gradients are evaluated are exactly those of the notes' formula.
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.01.
+        momentum: ``beta`` in [0, 1), the average's decay (the notes' beta). Default 0.9.
+        form: ``"ema"`` (the averaged form) or ``"heavy_ball"``. Default ``"ema"``.
+        nesterov: take the gradient at the look-ahead point (see above).
+        weight_decay: >= 0; ``weight_decay * w`` is added to ``g``. Default 0.
+        beta: the notes' name for ``momentum`` (give one of the two).
+        bias_correction: with ``form="ema"``, divide ``v`` by ``1 - beta**t``.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
 
     ``g`` is the gradient (negated when ``maximize``) plus ``weight_decay * w``, and ``beta``
     is the ``momentum`` argument: it is called ``momentum`` in ``defaults`` and in the

@@ -264,6 +264,18 @@ class ScheduleFreeSGD(_ScheduleFree):
         y = lerp(y, z, c) + lr_t * (momentum * (1 - c) - 1) * u
         z = z - lr_t * u
 
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 1.0.
+        momentum: in [0, 1), the interpolation between ``z`` and ``x``. Default 0.9.
+        weight_decay: >= 0, taken at ``y``. Default 0.
+        warmup_steps: steps of linear warmup of ``lr``. Default 0.
+        r: >= 0, the power of ``t`` in the average's weights. Default 0.
+        weight_lr_power: the power of the learning rate in them. Default 2.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
+
     which keeps ``y = (1 - momentum) * z + momentum * x`` for the average
     ``x_{t+1} = (1 - c) * x_t + c * z_{t+1}``, ``c = w_t / sum_{i<=t} w_i``: gradient descent
     ``z``, its weighted average ``x``, and the gradient taken between them. ``x`` is never
@@ -371,6 +383,20 @@ class ScheduleFreeAdamW(_ScheduleFree):
         u = g / (sqrt(v / (1 - beta2**t)) + eps) + weight_decay * y
         y = lerp(y, z, c) + lr_t * (beta1 * (1 - c) - 1) * u
         z = z - lr_t * u
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 0.0025.
+        betas: ``(beta1, beta2)``, each in [0, 1): the interpolation and the squares' average.
+            Default (0.9, 0.999).
+        eps: >= 0, added to the root. Default 1e-8.
+        weight_decay: >= 0, taken at ``y``. Default 0.
+        warmup_steps: steps of linear warmup of ``lr``. Default 0.
+        r: >= 0, the power of ``t`` in the average's weights. Default 0.
+        weight_lr_power: the power of the learning rate in them. Default 2.
+        maximize, foreach, fused, nonfinite_grads, state_dtype, stochastic_rounding: as for
+            :class:`optimlab.Adam` (how the step is computed, never what; the non-finite
+            policy; mixed precision).
 
     which keeps ``y = (1 - beta1) * z + beta1 * x`` for the average
     ``x_{t+1} = (1 - c) * x_t + c * z_{t+1}``, ``c = w_t / sum_{i<=t} w_i``: ``z`` takes
@@ -495,6 +521,22 @@ class Prodigy(Optimizer):
         x = x - dlr * weight_decay * x                    (decouple=True, the default)
         x = x - dlr * m / (sqrt(v) + d * eps)             (the new d in the denominator)
         x = x - dlr * d * g / (sqrt(v) + d * eps)         instead, when beta1 = 0
+
+    Args:
+        params: the tensors to optimize, or parameter-group dicts (as torch.optim).
+        lr: the learning rate, >= 0 (a number or a 1-element tensor). Default 1.0.
+        betas: ``(beta1, beta2)``, each in [0, 1). Default (0.9, 0.999).
+        beta3: in [0, 1), the decay of the estimate's sums (None: ``sqrt(beta2)``).
+        eps: >= 0, added to the root (times ``d``). Default 1e-8.
+        weight_decay: >= 0. Default 0.
+        decouple: decoupled weight decay (the default), else added to ``g``.
+        use_bias_correction: Adam's bias correction in ``dlr``.
+        safeguard_warmup: leave ``lr`` out of the estimate's sums during warmup.
+        d0: > 0, the first estimate of ``d``. Default 1e-6.
+        d_coef: > 0, scales every estimate. Default 1.
+        growth_rate: > 1, the most ``d`` may grow in one step. Default inf.
+        maximize, foreach, fused, nonfinite_grads: as for :class:`optimlab.Adam` (how the step
+            is computed, never what; the non-finite policy; mixed precision).
 
     ``bc = sqrt(1 - beta2**t) / (1 - beta1**t)`` with ``use_bias_correction``, else 1;
     ``beta3`` defaults to ``sqrt(beta2)``. ``d`` starts at ``d0`` (1e-6, rarely worth
