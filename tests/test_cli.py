@@ -213,6 +213,9 @@ def test_landscape_draws_paths_and_an_animation(tmp_path):
     }
     assert len(rows) == 2 * 21
     assert "Where each optimizer ended" in (out / "summary.md").read_text()
+    # the GIF is shown in the report, not only written beside it
+    assert "figures/landscape_saddle.gif" in (out / "summary.md").read_text()
+    assert "data:image/gif;base64," in (out / "report.html").read_text()
 
 
 def test_landscape_start_option_puts_gradient_descent_on_the_ridge(tmp_path):

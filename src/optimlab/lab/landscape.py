@@ -149,7 +149,7 @@ def _paths_figure(
     problem: FunctionProblem,
     paths: dict[str, RunResult],
     names: list[str],
-) -> Figure:
+) -> list[Figure]:
     """The paths over the contour lines beside the value along each path (and the GIF)."""
     function = problem.function
     start = problem.start_point(0)
@@ -165,11 +165,13 @@ def _paths_figure(
     )
     stem = f"figures/landscape_{problem.name}"
     plots.draw([contour, curve], folder.file(stem), order=names, size=(5.6, 4.4))
+    figures = [Figure(f"{stem}.png", f"{function.title} ({function.about}): paths and values.")]
     if result.options.animate:
         plots.animate(
             contour, folder.file(f"{stem}.gif"), frames=_frames(result.options.steps), order=names
         )
-    return Figure(f"{stem}.png", f"{function.title} ({function.about}): paths and values.")
+        figures.append(Figure(f"{stem}.gif", f"{function.title}: the paths, step by step."))
+    return figures
 
 
 def _sweep_rows(problem: FunctionProblem, contender: str, tuning: Tuning) -> list[dict]:
@@ -231,7 +233,7 @@ def write_landscape(result: LandscapeResult, folder: RunFolder) -> Document:
     table_rows: list[list[str]] = []
     for problem in result.problems:
         paths = {c: result.runs[(problem.name, c)] for c in names}
-        figures.append(_paths_figure(result, folder, problem, paths, names))
+        figures += _paths_figure(result, folder, problem, paths, names)
         for contender, run in paths.items():
             tuning = result.tunings[(problem.name, contender)]
             numbers = outcome(run)

@@ -40,7 +40,7 @@ class Table:
 
 @dataclass
 class Figure:
-    """A figure file (PNG), relative to the run folder, with its caption."""
+    """A figure file (PNG, or an animated GIF), relative to the run folder, with its caption."""
 
     path: str
     caption: str
@@ -118,8 +118,9 @@ def _html_table(table: Table) -> str:
 
 def _html_figure(figure: Figure, folder: Path) -> str:
     data = base64.b64encode((folder / figure.path).read_bytes()).decode("ascii")
+    kind = "gif" if figure.path.endswith(".gif") else "png"
     return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(figure.path)}">'
+        f'<figure><img src="data:image/{kind};base64,{data}" alt="{_e(figure.path)}">'
         f"<figcaption>{_e(figure.caption)}</figcaption></figure>"
     )
 
