@@ -523,3 +523,28 @@ def test_no_request_opens_a_file(client, monkeypatch):
         ("schedules", {"specs": ["constant:lr=0.1"]}),
     ):
         assert post(client, view, body).status_code in (200, 400)
+
+
+def test_momentum_on_the_bowl_contracts_at_polyaks_rates(client):
+    """The guide's reading of its momentum figure: on x^2/10 + 2 y^2 (L = 4, mu = 0.2) each
+    path shrinks by a fixed factor per step, as Polyak's analysis of the quadratic gives:
+    1 - lr mu for gradient descent along the shallow axis, sqrt(beta) for the heavy ball (at
+    his beta and rate, and at the notes' beta = 0.9, where the eigenvalues are complex)."""
+    L, mu = 4.0, 0.2
+    beta = ((L**0.5 - mu**0.5) / (L**0.5 + mu**0.5)) ** 2
+    polyak = {"lr": 4 / (L**0.5 + mu**0.5) ** 2, "momentum": beta, "form": "heavy_ball"}
+    cases = [
+        ("sgd", {"lr": 2 / (L + mu)}, 1 - 2 / (L + mu) * mu),
+        ("momentum", polyak, beta**0.5),
+        ("momentum", {"lr": 0.045, "momentum": 0.9, "form": "heavy_ball"}, 0.9**0.5),
+    ]
+    body = {
+        "function": "quadratic_bowl",
+        "steps": 400,
+        "optimizers": [{"name": n, "settings": s} for n, s, _ in cases],
+    }
+    for path, (_, _, rate) in zip(post(client, "paths", body).json()["paths"], cases):
+        distance = [math.hypot(x, y) for x, y in zip(path["x"], path["y"])]
+        # the geometric mean factor over 200 steps, late enough that the slowest mode rules
+        # (a double eigenvalue, Polyak's optimum, adds a factor t: (400/200)^(1/200) = 1.0035)
+        assert (distance[400] / distance[200]) ** (1 / 200) == pytest.approx(rate, rel=0.01)
