@@ -307,3 +307,35 @@ def test_batch_sizes_train_on_the_server_and_draw_both_curves(page):
     )
     page.settle()
     page.shot("batch")
+
+
+def test_adding_removing_and_animating_optimizers(page):
+    page.open()
+    page.page.select_option("#add-optimizer", "adam")
+    page.page.click("#add")
+    page.settle()
+    assert [p["name"] for p in page.value("window.playground.reply.paths.paths")] == [
+        "sgd",
+        "momentum",
+        "rmsprop",
+        "adam",
+    ]
+    assert (
+        page.value("document.querySelector('#card-3 .code').textContent")
+        == "optimlab.Adam(params, lr=0.001)"
+    )
+    page.page.click("#card-0 h4 button")  # remove SGD
+    page.settle()
+    names = [p["name"] for p in page.value("window.playground.reply.paths.paths")]
+    assert names == ["momentum", "rmsprop", "adam"]
+    full = [_drawn_x(page, i) for i in range(3)]
+    page.page.click("#animate")
+    page.page.wait_for_function(
+        "document.getElementById('contour').data[1].x.length < window.playground.reply.paths.paths[0].x.length",
+        timeout=HANG,
+    )  # the animation starts from the first steps
+    page.page.wait_for_function(
+        "document.getElementById('contour').data.slice(1, 4).every((t, i) => t.x.length === window.playground.reply.paths.paths[i].x.length)",
+        timeout=HANG,
+    )  # and ends with the whole paths drawn
+    assert [_drawn_x(page, i) for i in range(3)] == full
