@@ -49,8 +49,7 @@ def _chromium() -> str | None:
 
 @pytest.fixture(scope="module")
 def address():
-    if missing_assets():
-        pytest.skip("the page's scripts are not built (make build fetches them)")
+    assert not missing_assets(), "the page's scripts are not built: run `make build`"
     with running() as url:
         yield url
 
