@@ -24,7 +24,7 @@ from .rundir import RunFolder
 from .runner import DEFAULT_LR_GRID, Budget, Runner, RunResult, RunSpec, Tuning, tune
 from .summary import aggregate, curves
 
-__all__ = ["BatchSizeOptions", "run_batch_size", "write_batch_size"]
+__all__ = ["BatchSizeOptions", "batch_label", "run_batch_size", "write_batch_size"]
 
 
 @dataclass(frozen=True)
@@ -51,11 +51,16 @@ class BatchSizeResult:
     runs: list[list[RunResult]]
 
     def label(self, problem: DatasetProblem) -> str:
-        m = len(problem.split().y_train)
-        size = problem.batch_size
-        if size is None or size >= m:
-            return f"batch (all {m})"
-        return "stochastic (1)" if size == 1 else f"mini-batch ({size})"
+        return batch_label(problem)
+
+
+def batch_label(problem: DatasetProblem) -> str:
+    """``stochastic (1)``, ``mini-batch (16)`` or ``batch (all 341)``: the problem's descent."""
+    m = len(problem.split().y_train)
+    size = problem.batch_size
+    if size is None or size >= m:
+        return f"batch (all {m})"
+    return "stochastic (1)" if size == 1 else f"mini-batch ({size})"
 
 
 def run_batch_size(

@@ -202,17 +202,14 @@ def trajectory(
     if key in _PATHS:
         _PATHS.move_to_end(key)
         return _PATHS[key]
-    point = torch.tensor(start, dtype=torch.float64, requires_grad=True)
+    trial = FunctionProblem(function, start=start).trial(seed=0)  # the lab's: point, reach
+    point, centre, reach = trial.point, trial.centre, trial.reach
     try:
         # the loop below checks each gradient itself (a diverged path ends there)
         optimizer = REGISTRY[name].cls([point], **args, nonfinite_grads="ignore")
     except (ValueError, TypeError) as error:
         raise BadRequest(f"{name}: {error}") from None
-    problem = FunctionProblem(function)
-    (x_lo, x_hi), (y_lo, y_hi) = function.bounds
-    centre = ((x_lo + x_hi) / 2, (y_lo + y_hi) / 2)
-    reach = problem.far * max(x_hi - x_lo, y_hi - y_lo)
-    evaluated = hasattr(optimizer, "eval") and hasattr(optimizer, "train")  # schedule-free
+    evaluated = callable(getattr(optimizer, "eval", None))  # schedule-free: drawn at x
     # The gradient and the point are read and written through NumPy views of the tensors'
     # memory: two numbers per step, without a tensor made or a torch call for each.
     point.grad = torch.zeros(2, dtype=torch.float64)
@@ -400,6 +397,8 @@ def batch_sizes(body: Any) -> dict[str, Any]:
     "optimizer": {"name": "sgd", "settings": {"lr": 0.05}}, "hidden": 16, "seed": 0}``
     (``null``: the whole training set, batch gradient descent).
     """
+    from ..batch_size import batch_label
+    from ..contenders import Contender
     from ..problems import make_problem
     from ..runner import RunSpec, run_one
 
@@ -419,8 +418,6 @@ def batch_sizes(body: Any) -> dict[str, Any]:
     name, args = _optimizer(
         body.get("optimizer", {"name": "sgd", "settings": {"lr": 0.05}}), "optimizer"
     )
-    from ..contenders import Contender
-
     contender = Contender(name, REGISTRY[name].title, name, tuple(args.items()))
     try:
         problems = [make_problem(dataset, batch_size=s, hidden=hidden, split_seed=0) for s in sizes]
@@ -439,16 +436,10 @@ def batch_sizes(body: Any) -> dict[str, Any]:
             every = max(1, per_epoch // 4)
             spec = RunSpec(problem, contender, args["lr"], seed, per_epoch * epochs, every)
             result = run_one(spec)
-            m = len(problem.split().y_train)
-            label = (
-                f"batch (all {m})"
-                if size is None or size >= m
-                else ("stochastic (1)" if size == 1 else f"mini-batch ({size})")
-            )
             runs.append(
                 {
                     "batch_size": size,
-                    "label": label,
+                    "label": batch_label(problem),
                     "steps_per_epoch": per_epoch,
                     "step": result.history["step"],
                     "epoch": [s / per_epoch for s in result.history["step"]],
