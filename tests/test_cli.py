@@ -24,7 +24,7 @@ from click.testing import CliRunner
 from PIL import Image
 from test_lab import assert_png, assert_svg
 
-from optimlab.cli import main
+from optimlab.cli import SUBCOMMANDS, main
 
 OPTIMLAB = Path(sys.executable).with_name("optimlab")
 
@@ -561,3 +561,29 @@ def test_ctrl_c_exits_130_and_the_run_says_interrupted(tmp_path, monkeypatch):
                  str(out), code=130)  # fmt: skip
     one_line_error(result, "interrupted")
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+
+def test_help_lists_every_subcommand_without_importing_torch():
+    """`optimlab --help` answers from the table of subcommands: no torch, no lab (issue 18)."""
+    code = (
+        "import sys\n"
+        "from optimlab.cli import main\n"
+        "try:\n"
+        "    main(['--help'])\n"
+        "except SystemExit as done:\n"
+        "    print('exit', done.code, 'torch' in sys.modules, 'optimlab.lab' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "exit 0 False False", done.stdout + done.stderr
+    for name in SUBCOMMANDS:
+        assert f"  {name} " in done.stdout
+
+
+def test_the_table_of_subcommands_is_the_commands_own():
+    import click
+
+    ctx = click.Context(main)
+    for name, (module, _, sentence) in SUBCOMMANDS.items():
+        command = main.get_command(ctx, name)
+        assert command.name == name and command.callback.__module__ == f"optimlab.cli.{module}"
+        assert command.get_short_help_str(limit=10_000) == sentence, name

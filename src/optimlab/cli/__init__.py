@@ -32,6 +32,7 @@ or after the subcommand) adds the traceback. A subcommand gets the same treatmen
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 import traceback
@@ -39,9 +40,74 @@ from typing import Any
 
 import click
 
-from . import bench, escape, lab, playground, tools, train
+__all__ = ["SUBCOMMANDS", "main"]
 
-__all__ = ["main"]
+#: Every subcommand: the module of ``optimlab.cli`` and the function that define it, and the
+#: first sentence of its help, which ``optimlab --help`` lists without importing the module
+#: (the modules import torch: seconds; the list answers in a fraction of one). A test checks
+#: each sentence against the command's own docstring.
+SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
+    "batch-size": (
+        "lab",
+        "batch_size",
+        "Batch, stochastic and mini-batch gradient descent: time per epoch, loss per "
+        "epoch/second.",
+    ),
+    "bench": (
+        "bench",
+        "bench",
+        "Benchmark optimizer steps (every optimlab and torch.optim path against the "
+        "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
+        "against a hand-written loop; write BENCHMARKS.md, a plot and every measured row as "
+        "JSON.",
+    ),
+    "build": (
+        "tools",
+        "build",
+        "Compile the fused path's kernels and C++ plan checks for this machine, once.",
+    ),
+    "compare": (
+        "lab",
+        "compare",
+        "Compare optimizers fairly: tuned learning rates, several seeds, a report.",
+    ),
+    "escape": (
+        "escape",
+        "escape",
+        "Gradient noise, random restarts and simulated annealing on saddles and many minima.",
+    ),
+    "ewa": (
+        "lab",
+        "ewa",
+        "Exponentially weighted averages of a noisy daily series, with and without bias "
+        "correction.",
+    ),
+    "landscape": (
+        "lab",
+        "landscape",
+        "Draw each optimizer's path over 2-D test functions with known minima.",
+    ),
+    "list": (
+        "tools",
+        "list_",
+        "List the optimizers, schedules, problems and data sets, one line each.",
+    ),
+    "playground": (
+        "playground",
+        "playground",
+        "Explore the notes in the browser, computed by optimlab's own optimizers.",
+    ),
+    "schedule": (
+        "lab",
+        "schedule",
+        "Plot learning-rate schedules, e.g. step_decay:lr=0.1,gamma=0.9,step_size=1000.",
+    ),
+    "train": (
+        "train",
+        "train",
+        "Train a model as a run file describes, with checkpoints, --resume and a report.",
+    ),
+}
 
 # --- error handling: one line, exit 2 for usage errors and 1 for failures ---------------------
 
@@ -51,7 +117,30 @@ def _one_line(text: str) -> str:
 
 
 class LabGroup(click.Group):
-    """A click group whose errors are one line on stderr (tracebacks only with ``--debug``)."""
+    """A click group whose errors are one line on stderr (tracebacks only with ``--debug``),
+    and whose subcommands (:data:`SUBCOMMANDS`) are imported only when one is run."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*SUBCOMMANDS, *self.commands})
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in SUBCOMMANDS and name not in self.commands:
+            module, function, _ = SUBCOMMANDS[name]
+            command = getattr(importlib.import_module(f"{__name__}.{module}"), function)
+            self.add_command(command, name)
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = [
+            (name, click.Command(name, help=SUBCOMMANDS[name][2]).get_short_help_str(limit))
+            if name in SUBCOMMANDS
+            else (name, self.commands[name].get_short_help_str(limit))
+            for name in names
+        ]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(  # type: ignore[override]
         self,
@@ -103,13 +192,3 @@ def main(debug: bool) -> None:
     """
 
 
-for _command in (
-    *lab.COMMANDS,
-    playground.playground,
-    train.train,
-    escape.escape,
-    bench.bench,
-    *tools.COMMANDS,
-):
-    main.add_command(_command)
-del _command
