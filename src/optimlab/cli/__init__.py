@@ -50,16 +50,15 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "batch-size": (
         "lab",
         "batch_size",
-        "Batch, stochastic and mini-batch gradient descent: time per epoch, loss per "
-        "epoch/second.",
+        "Batch, stochastic and mini-batch gradient descent: time per epoch, loss per epoch/second.",
     ),
     "bench": (
         "bench",
         "bench",
         "Benchmark optimizer steps (every optimlab and torch.optim path against the "
         "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
-        "against a hand-written loop; write BENCHMARKS.md, a plot and every measured row as "
-        "JSON.",
+        "against a hand-written loop, and the playground's answer times; write BENCHMARKS.md, a "
+        "plot and every measured row as JSON.",
     ),
     "build": (
         "tools",
@@ -190,5 +189,3 @@ def main(debug: bool) -> None:
     Start with `optimlab compare` (what `make run` runs); `optimlab list` shows the names
     that the options accept.
     """
-
-

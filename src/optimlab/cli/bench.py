@@ -36,8 +36,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     "bench",
     help="Benchmark optimizer steps (every optimlab and torch.optim path against the "
     "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
-    "against a hand-written loop; write BENCHMARKS.md, a plot and every measured row as JSON. "
-    "The full run takes about 5 minutes on 2 cores; --quick about 1.5.",
+    "against a hand-written loop, and the playground's answer times; write BENCHMARKS.md, a plot "
+    "and every measured row as JSON. The full run took about 10 minutes on 2 cores, --quick 1.4 "
+    "(each BENCHMARKS.md says how long its own run took).",
 )
 @click.option(
     "--quick",

@@ -22,7 +22,7 @@ def build() -> None:
     """Compile the fused path's kernels and C++ plan checks for this machine, once.
 
     Every optimizer's default configuration (and the notes' common variants), for float32 and
-    float64, into the kernel cache; about 30 s the first time, a few seconds after. ``make run``
+    float64, into the kernel cache; about 35 s the first time, a few seconds after. ``make run``
     and ``make test`` run it; a configuration not built ahead compiles in its first step.
     """
     from ..fused.build import build as build_all
