@@ -10,6 +10,10 @@ import pytest
 import torch
 from conftest import make_mlp
 from registry import CASES
+from torch.optim.optimizer import (
+    register_optimizer_step_post_hook,
+    register_optimizer_step_pre_hook,
+)
 
 import optimlab
 
@@ -209,6 +213,65 @@ def test_closure_and_step_hooks(case):
     assert loss.item() == 5.0
     assert calls == ["pre", "post"]
     assert opt.state[w]["step"] == 1
+
+
+def _hook_trace(cls, **kwargs):
+    """What the hooks of an optimizer of ``cls`` see around one step, global ones included: the
+    order they run in, and a pre-hook that replaces the step's arguments (the closure)."""
+    w = torch.tensor([1.0, -2.0], dtype=torch.float64, requires_grad=True)
+    opt = cls([w], lr=0.1, **kwargs)
+    calls = []
+
+    def replaced():
+        calls.append("replaced closure")
+        opt.zero_grad()
+        loss = (w**2).sum()
+        loss.backward()
+        return loss
+
+    def pre(o, args, kw):
+        calls.append(("pre", o is opt, len(args)))
+        return (args[0], replaced), kw
+
+    handles = [
+        register_optimizer_step_pre_hook(lambda o, a, k: calls.append("global pre")),
+        register_optimizer_step_post_hook(lambda o, a, k: calls.append("global post")),
+        opt.register_step_pre_hook(pre),
+        opt.register_step_post_hook(lambda o, a, k: calls.append(("post", a[1] is replaced))),
+    ]
+    try:
+        loss = opt.step(lambda: None)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls, loss.item(), w.detach().tolist()
+
+
+def test_step_hooks_run_as_torchs():
+    """optimlab wraps step as torch does (hooks, order, replaced arguments), without opening a
+    profiler range when no profiler records: the same trace as torch.optim.SGD's."""
+    assert _hook_trace(optimlab.SGD) == _hook_trace(torch.optim.SGD)
+    assert _hook_trace(optimlab.Adam, eps=1e-8) == _hook_trace(torch.optim.Adam, eps=1e-8)
+
+
+def test_step_hook_bad_return_is_torchs_error():
+    w = torch.zeros(2, requires_grad=True)
+    for cls in (optimlab.SGD, torch.optim.SGD):
+        opt = cls([w], lr=0.1)
+        opt.register_step_pre_hook(lambda o, a, k: "bad")
+        with pytest.raises(RuntimeError, match="must return None or a tuple"):
+            opt.step()
+
+
+def test_step_is_a_profiler_range_while_profiling():
+    """Under torch.profiler a step shows as torch names it, ``Optimizer.step#Adam.step``."""
+    w = torch.zeros(2, requires_grad=True)
+    opt = optimlab.Adam([w], lr=0.1)
+    w.grad = torch.ones(2)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        opt.step()
+    names = [event.name for event in prof.events()]
+    assert "Optimizer.step#Adam.step" in names
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
