@@ -579,6 +579,31 @@ def test_help_lists_every_subcommand_without_importing_torch():
         assert f"  {name} " in done.stdout
 
 
+def test_list_answers_without_importing_torch():
+    """`optimlab list` reads its kept lines: no torch, no lab (issue 18: under half a second)."""
+    code = (
+        "import sys\n"
+        "from optimlab.cli import main\n"
+        "try:\n"
+        "    main(['list'])\n"
+        "except SystemExit as done:\n"
+        "    print('exit', done.code, 'torch' in sys.modules, 'optimlab.lab' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.stdout.strip().splitlines()[-1] == "exit 0 False False", done.stdout + done.stderr
+    assert "adam_no_bias_correction" in done.stdout and "six_hump_camel" in done.stdout
+
+
+def test_the_kept_list_is_the_live_one():
+    from optimlab.cli._listing_index import SECTIONS
+    from optimlab.cli.listing import live_sections
+
+    live = live_sections()
+    assert {k: [tuple(row) for row in rows] for k, rows in SECTIONS.items()} == live, (
+        "src/optimlab/cli/_listing_index.py is out of date: run python -m optimlab.cli.listing"
+    )
+
+
 def test_the_table_of_subcommands_is_the_commands_own():
     import click
 

@@ -87,7 +87,7 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "Draw each optimizer's path over 2-D test functions with known minima.",
     ),
     "list": (
-        "tools",
+        "listing",
         "list_",
         "List the optimizers, schedules, problems and data sets, one line each.",
     ),

@@ -19,11 +19,6 @@ from typing import Any
 
 import click
 
-from ..lab.contenders import parse_contender, parse_contender_list
-from ..lab.datasets import DATASETS
-from ..lab.functions import FUNCTIONS
-from ..lab.runner import DEFAULT_LR_GRID
-
 __all__ = [
     "batch_sizes",
     "betas",
@@ -75,15 +70,21 @@ def names(kind: str, valid: Callable[[], list[str]], allow_none: bool = False):
 
 def functions() -> list[str]:
     """The names of the lab's 2-D test functions."""
+    from ..lab.functions import FUNCTIONS
+
     return list(FUNCTIONS)
 
 
 def datasets() -> list[str]:
     """The names of the lab's data sets."""
+    from ..lab.datasets import DATASETS
+
     return list(DATASETS)
 
 
 def contenders(ctx: click.Context, param: click.Parameter, text: str) -> tuple:
+    from ..lab.contenders import parse_contender_list
+
     try:
         return tuple(parse_contender_list(text))
     except ValueError as error:
@@ -91,6 +92,8 @@ def contenders(ctx: click.Context, param: click.Parameter, text: str) -> tuple:
 
 
 def contender(ctx: click.Context, param: click.Parameter, text: str):
+    from ..lab.contenders import parse_contender
+
     try:
         return parse_contender(text)
     except ValueError as error:
@@ -308,6 +311,8 @@ def device_option(function: Callable) -> Callable:
 
 
 def lr_grid_options(function: Callable) -> Callable:
+    from ..lab.runner import DEFAULT_LR_GRID
+
     function = click.option(
         "--refine/--no-refine",
         default=True,
