@@ -45,6 +45,7 @@ SECTIONS = {
     ],
     "problems": [
         ("quadratic_bowl", "Elongated quadratic bowl: x^2/10 + 2 y^2; steep across, shallow along: plain gradient descent zig-zags (the notes' elliptical contours)"),
+        ("ravine", "Diagonal ravine: (x + y)^2/200 + 5 (x - y)^2; curvature 0.02 along the valley and 20 across it (condition number 1000), diagonal to the axes: plain gradient descent crawls along it, and per-coordinate step sizes see the same curvature on both axes"),
         ("rosenbrock", "Rosenbrock: (1 - x)^2 + 100 (y - x^2)^2; a narrow curved valley with a flat floor"),
         ("beale", "Beale: (1.5 - x + xy)^2 + (2.25 - x + xy^2)^2 + (2.625 - x + xy^3)^2; flat plateaus and sharp ridges near the corners"),
         ("himmelblau", "Himmelblau: (x^2 + y - 11)^2 + (x + y^2 - 7)^2; four equal minima: where you end depends on the path"),

@@ -95,6 +95,16 @@ class Verdict:
     winner: str | None = None
     tied: list[str] = field(default_factory=list)
     unstable: list[str] = field(default_factory=list)
+    #: the tie is one algorithm in several forms (momentum averaged and heavy ball), and the
+    #: best of them clearly beats every other: the algorithm won
+    one_algorithm: bool = False
+
+    @property
+    def winners(self) -> list[str]:
+        """The clear winner, or the forms of the algorithm that won, or none."""
+        if self.winner is not None:
+            return [self.winner]
+        return list(self.tied) if self.one_algorithm else []
 
 
 @dataclass
@@ -233,6 +243,15 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
         return stat(row[f"{score.key}_mean"], row[f"{score.key}_std"], kind)
 
     stable = [n for n in finding.order if n not in finding.unstable]
+    behind = [n for n in stable if n not in finding.tied]
+    # a tie of one algorithm in several forms that clearly beats every other: its win
+    one_algorithm = (
+        len(finding.tied) > 1
+        and bool(behind)
+        and finding.seeds >= verdicts.MIN_SEEDS
+        and len(_same_pairs(problem, contenders, finding.tied, tunings))
+        == len(finding.tied) * (len(finding.tied) - 1) // 2
+    )
     if len(contenders) == 1:
         only = contenders[0].name
         return Verdict(
@@ -259,20 +278,16 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
         text = f"On {problem.title}, no contender finished stably"
     else:
         winner = None
-        listed = ", ".join(f"{titles[n]} {scored(n)}" for n in finding.tied)
-        if len(finding.tied) > 1:
-            text = (
-                f"On {problem.title}, no clear winner: {_names([titles[n] for n in finding.tied])}"
-                f" tie within the noise of {finding.seeds} seeds ({score.label}: {listed})"
-            )
-        else:
-            text = (
-                f"On {problem.title}, {titles[finding.tied[0]]} scored best ({listed}), but "
-                f"{finding.seeds} seeds support no claim"
-            )
-        if finding.seeds < verdicts.MIN_SEEDS:
-            text += f"; a claim needs at least {verdicts.MIN_SEEDS} seeds"
+        text = _tie(problem, finding, titles, scored, runs, one_algorithm)
     text += _same_algorithms(problem, contenders, finding.tied or stable[:2], titles, tunings)
+    if winner is None and finding.tied and behind and finding.seeds >= verdicts.MIN_SEEDS:
+        # every stable contender outside the tie is clearly worse than the best (judge)
+        text += (
+            "; the others are clearly behind the best on each seed, the nearest "
+            f"{titles[behind[0]]} ({scored(behind[0])})"
+        )
+        if "sgd" in behind and behind[0] != "sgd":
+            text += f", plain SGD {scored('sgd')}"
     if finding.unstable:
         names = _names([titles[n] for n in finding.unstable])
         text += (
@@ -285,26 +300,92 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
     if "sgd" in rows and best not in (None, "sgd") and winner is not None:
         text += f". Plain SGD: {value(rows['sgd'][f'{score.key}_mean'], kind)}"
     return Verdict(
-        problem.name, finding.order, score, text + ".", winner, finding.tied, finding.unstable
+        problem.name,
+        finding.order,
+        score,
+        text + ".",
+        winner,
+        finding.tied,
+        finding.unstable,
+        one_algorithm,
     )
+
+
+def _tie(problem, finding, titles, scored, runs, one_algorithm: bool) -> str:
+    """The sentence of a verdict without a single winner: the group tying with the best, why
+    they tie (noise, or scores below the resolution), or their win as one algorithm."""
+    tied = finding.tied
+    listed = ", ".join(f"{titles[n]} {scored(n)}" for n in tied)
+    names = _names([titles[n] for n in tied])
+    score = problem.score
+    if one_algorithm:
+        return f"On {problem.title}, {names} won as one algorithm ({score.label}: {listed})"
+    floored = (
+        _below_resolution(problem, tied, runs) if kind_of(score.key, score.percent) == "sci" else []
+    )
+    if len(tied) > 1 and floored:
+        # not noise: below the resolution the scores are compared at, they are equal
+        rest = [n for n in tied if n not in floored]
+        text = (
+            f"On {problem.title}, no clear winner: {names} tie ({score.label}: {listed}): "
+            f"{_names([titles[n] for n in floored])} end{'s' if len(floored) == 1 else ''} "
+            f"below {verdicts.RESOLUTION:g} on every seed, where the scores count as equal (the "
+            "rounding of float64 arithmetic near a minimum)"
+        )
+        if rest:
+            text += (
+                f", and {_names([titles[n] for n in rest])} "
+                f"{'is' if len(rest) == 1 else 'are'} within the noise of {finding.seeds} "
+                "seeds of them"
+            )
+    elif len(tied) > 1:
+        text = (
+            f"On {problem.title}, no clear winner: {names} tie within the noise of "
+            f"{finding.seeds} seeds ({score.label}: {listed})"
+        )
+    else:
+        text = (
+            f"On {problem.title}, {names} scored best ({listed}), but {finding.seeds} seeds "
+            "support no claim"
+        )
+    if finding.seeds < verdicts.MIN_SEEDS:
+        text += f"; a claim needs at least {verdicts.MIN_SEEDS} seeds"
+    return text
+
+
+def _below_resolution(problem, names: list[str], runs) -> list[str]:
+    """Those of ``names`` whose every run scored at or below :data:`verdicts.RESOLUTION`."""
+    key = problem.score.key
+    return [
+        n
+        for n in names
+        if all(outcome(r)[key] <= verdicts.RESOLUTION for r in runs[(problem.name, n)])
+    ]
+
+
+def _same_pairs(problem, contenders, names, tunings) -> list[tuple[str, str]]:
+    """The pairs of ``names`` that are one algorithm at the rates tuned on ``problem``."""
+    by_name = {c.name: c for c in contenders}
+
+    def tuned(name: str) -> tuple[str, dict, float]:
+        c = by_name[name]
+        return (c.optimizer, dict(c.arguments), tunings[(problem.name, name)].lr)
+
+    return [
+        (a, b)
+        for i, a in enumerate(names)
+        for b in names[i + 1 :]
+        if verdicts.same_algorithm(tuned(a), tuned(b))
+    ]
 
 
 def _same_algorithms(problem, contenders, names, titles, tunings) -> str:
     """The sentence naming pairs of ``names`` that are one algorithm, or ""."""
-    by_name = {c.name: c for c in contenders}
-    said = ""
-    for i, a in enumerate(names):
-        for b in names[i + 1 :]:
-            ca, cb = by_name[a], by_name[b]
-            if verdicts.same_algorithm(
-                (ca.optimizer, dict(ca.arguments), tunings[(problem.name, a)].lr),
-                (cb.optimizer, dict(cb.arguments), tunings[(problem.name, b)].lr),
-            ):
-                said += (
-                    f"; {titles[a]} and {titles[b]} are one algorithm at the rates tuned "
-                    "(momentum averaged at lr a is the heavy ball at lr a * (1 - beta))"
-                )
-    return said
+    return "".join(
+        f"; {titles[a]} and {titles[b]} are one algorithm at the rates tuned (momentum averaged "
+        "at lr a is the heavy ball at lr a * (1 - beta))"
+        for a, b in _same_pairs(problem, contenders, names, tunings)
+    )
 
 
 def _to_target(problem, rows, titles, best: str, stable: list[str]) -> str:
@@ -445,12 +526,15 @@ def _ranking_table(result: CompareResult) -> Table:
             elif c.name == v.winner:
                 cells.append("won")
                 emphasis.add((i, j))
+            elif c.name in v.winners:
+                cells.append("won (one algorithm)")
+                emphasis.add((i, j))
             elif c.name in v.tied and len(v.tied) > 1:
                 cells.append(f"tie ({places[c.name]})")
             else:
                 cells.append(str(places[c.name]))
         rows.append([v.problem, *cells])
-    wins = [sum(v.winner == c.name for v in result.verdicts) for c in contenders]
+    wins = [sum(c.name in v.winners for v in result.verdicts) for c in contenders]
     rows.append(["clear wins", *[str(w) for w in wins]])
     return Table(
         "ranking",
@@ -458,7 +542,9 @@ def _ranking_table(result: CompareResult) -> Table:
         headers,
         rows,
         emphasis,
-        note="won: better than every other on each seed, beyond the paired 95% interval; "
+        note="won: better than every other on each seed, beyond the paired 95% interval; won "
+        "(one algorithm): forms of one algorithm that tie, the best of them better than every "
+        "other so; "
         "tie (k): within the noise of the best (k: its place by mean score); a number: its "
         "place by mean score, clearly behind the best; unstable: a run diverged or ended far "
         "worse than its own best.",
@@ -782,6 +868,7 @@ def _write_metrics(result: CompareResult, folder: RunFolder) -> None:
             "problem": v.problem,
             "ranking": v.ranking,
             "winner": v.winner,
+            "one_algorithm": v.one_algorithm,
             "tied": v.tied,
             "unstable": v.unstable,
             "score": v.score.key,
@@ -803,8 +890,9 @@ def _verdict_section(result: CompareResult) -> Section:
             "sweep and the same budget, then every seed was run at that rate; scores are read "
             "at the end of the budget, as mean ± standard deviation over seeds. A winner is "
             f"named only where it beats every other on each seed and beyond the paired 95% "
-            f"interval (at least {verdicts.MIN_SEEDS} seeds); otherwise the contenders that "
-            "tie with the best are named. A contender with a run that diverged or ended far "
+            f"interval (at least {verdicts.MIN_SEEDS} seeds; gaps to the minimum compared in "
+            f"log scale, those below {verdicts.RESOLUTION:g} as equal); otherwise the contenders "
+            "that tie with the best are named. A contender with a run that diverged or ended far "
             "worse than its own best is unstable and not ranked.",
             takeaway(result),
         ],
@@ -852,11 +940,17 @@ def _profile_table(result: CompareResult) -> list[Table]:
 
 def takeaway(result: CompareResult) -> str:
     """The verdicts in plain words, with the guide's sections that explain them."""
-    clear = [v for v in result.verdicts if v.winner is not None]
+    clear = [v for v in result.verdicts if v.winners]
     titles = {c.name: c.title for c in result.options.contenders}
     problems = {p.name: p.title for p in result.problems}
+
+    def won(v: Verdict) -> str:
+        if v.winner is not None:
+            return titles[v.winner]
+        return f"one algorithm, {_names([titles[n] for n in v.winners])},"
+
     if clear:
-        said = "; ".join(f"{titles[v.winner]} on {problems[v.problem]}" for v in clear)
+        said = "; ".join(f"{won(v)} on {problems[v.problem]}" for v in clear)
         text = (
             f"In short: a clear winner on {len(clear)} of {len(result.verdicts)} problems ({said})"
         )

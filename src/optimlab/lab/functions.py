@@ -13,6 +13,7 @@ numbers would cost ten times the step (the tests check each closed form against 
 name                   f(x, y)                                                    minima
 =====================  =========================================================  =============
 ``quadratic_bowl``     ``x**2 / 10 + 2 * y**2`` (elongated: curvatures 0.2, 4)    (0, 0)
+``ravine``             ``(x + y)**2 / 200 + 5 * (x - y)**2`` (curvatures 0.02, 20) (0, 0)
 ``rosenbrock``         ``(1 - x)**2 + 100 * (y - x**2)**2``                       (1, 1)
 ``beale``              ``(1.5 - x + xy)**2 + (2.25 - x + xy**2)**2 + ...``        (3, 0.5)
 ``himmelblau``         ``(x**2 + y - 11)**2 + (x + y**2 - 7)**2``                 four, f = 0
@@ -96,6 +97,11 @@ def quadratic_bowl(xy: Tensor) -> Tensor:
     return x**2 / 10 + 2 * y**2
 
 
+def ravine(xy: Tensor) -> Tensor:
+    x, y = _split(xy)
+    return (x + y) ** 2 / 200 + 5 * (x - y) ** 2
+
+
 def rosenbrock(xy: Tensor) -> Tensor:
     x, y = _split(xy)
     return (1 - x) ** 2 + 100 * (y - x**2) ** 2
@@ -146,6 +152,11 @@ def six_hump_camel(xy: Tensor) -> Tensor:
 
 def quadratic_bowl_gradient(x: float, y: float) -> Point:
     return (x / 5, 4 * y)
+
+
+def ravine_gradient(x: float, y: float) -> Point:
+    along, across = (x + y) / 100, 10 * (x - y)
+    return (along + across, along - across)
 
 
 def rosenbrock_gradient(x: float, y: float) -> Point:
@@ -205,6 +216,19 @@ FUNCTIONS: dict[str, TestFunction] = {
             bounds=((-10.0, 10.0), (-2.5, 2.5)),
             about="steep across, shallow along: plain gradient descent zig-zags (the notes' "
             "elliptical contours)",
+        ),
+        TestFunction(
+            name="ravine",
+            title="Diagonal ravine",
+            formula="(x + y)^2/200 + 5 (x - y)^2",
+            f=ravine,
+            gradient=ravine_gradient,
+            minima=((0.0, 0.0),),
+            start=(-8.0, -6.0),
+            bounds=((-10.0, 10.0), (-10.0, 10.0)),
+            about="curvature 0.02 along the valley and 20 across it (condition number 1000), "
+            "diagonal to the axes: plain gradient descent crawls along it, and per-coordinate "
+            "step sizes see the same curvature on both axes",
         ),
         TestFunction(
             name="rosenbrock",

@@ -41,8 +41,9 @@ __all__ = [
 ]
 
 #: The test functions ``optimlab compare`` runs by default: the notes' elongated bowl (where
-#: plain gradient descent zig-zags), a curved valley, and a field of local minima.
-DEFAULT_FUNCTIONS = ("quadratic_bowl", "rosenbrock", "rastrigin")
+#: plain gradient descent zig-zags), a diagonal ravine a thousand times steeper across than
+#: along (where momentum pulls ahead), a curved valley, and a field of local minima.
+DEFAULT_FUNCTIONS = ("quadratic_bowl", "ravine", "rosenbrock", "rastrigin")
 #: The data sets ``optimlab compare`` runs by default.
 DEFAULT_DATASETS = ("digits",)
 
