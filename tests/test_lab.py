@@ -232,6 +232,10 @@ def test_a_run_records_curves_and_end_numbers_and_a_diverging_run_stops():
     assert row["best_val_accuracy"] >= row["val_accuracy"] > 0.5
     assert 0 < row["test_accuracy"] <= 1 and row["train_seconds"] > 0
     assert row["steps_to_target"] in result.history["step"] or math.isnan(row["steps_to_target"])
+    # time to target at the steady-state cost: its steps at the run's median step
+    bowl = outcome(run_one(RunSpec(make_problem("quadratic_bowl"), CONTENDERS["sgd"], 0.3, 0, 200)))
+    assert bowl["steps_to_target"] > 0 and 0 < bowl["step_seconds"] < bowl["train_seconds"]
+    assert bowl["seconds_to_target"] == bowl["steps_to_target"] * bowl["step_seconds"]
     diverged = run_one(RunSpec(make_problem("rosenbrock"), CONTENDERS["sgd"], 1.0, 0, 100))
     assert diverged.diverged and len(diverged.history["step"]) < 101
     assert outcome(diverged)["loss"] == math.inf

@@ -451,8 +451,9 @@ def _summary_table(result: CompareResult, problem) -> Table:
         emphasis,
         note="Bold: the best mean in the column. Good lr range: of the swept rates, "
         f"{_margin(problem)} (the sensitivity to the learning rate). "
-        "Steps and seconds to the target average the runs that reached it; seconds count "
-        "training only, not evaluation.",
+        "Steps and seconds to the target average the runs that reached it; seconds to it are "
+        "its steps times the run's median step (the steady-state cost of training, not "
+        "evaluation: a pause of the machine is not charged), train seconds the measured total.",
     )
 
 

@@ -20,7 +20,10 @@ filled in halfway (in log scale) on both sides of the winner, and the best of al
 **Timing.** Only the optimization steps are timed (``train_seconds``), never the evaluations;
 before each run a throw-away copy takes :data:`WARMUP_STEPS` untimed steps, so first-use costs
 (kernels compiled or loaded, PyTorch's lazy initialisation) are not charged to whichever
-optimizer runs first; ``step_seconds`` is the median step, the steady-state cost.
+optimizer runs first; ``step_seconds`` is the median step, the steady-state cost, and
+``seconds_to_target`` is the steps to the target times it: wall-clock sums of a few
+milliseconds change severalfold between two identical runs when the machine pauses (another
+process, the garbage collector), medians do not.
 
     >>> from optimlab.lab.contenders import CONTENDERS
     >>> from optimlab.lab.problems import make_problem
@@ -164,9 +167,9 @@ def outcome(result: RunResult) -> dict[str, float]:
     """The run's numbers for the tables: final and best values, test numbers, time to target.
 
     ``best_<metric>`` is the best value along the curve for each metric the problem ranks
-    (``higher_is_better`` in its ``best_metrics``); ``steps_to_target`` and
-    ``seconds_to_target`` are those of the first evaluation that reached the problem's target
-    (NaN when none did).
+    (``higher_is_better`` in its ``best_metrics``); ``steps_to_target`` is the step of the
+    first evaluation that reached the problem's target, ``seconds_to_target`` those steps at the
+    run's median step time (NaN when none did).
     """
     problem = result.spec.problem
     history = result.history
@@ -181,7 +184,8 @@ def outcome(result: RunResult) -> dict[str, float]:
         for i, value in enumerate(history[target.metric]):
             if target.reached(value):
                 row["steps_to_target"] = float(history["step"][i])
-                row["seconds_to_target"] = history["seconds"][i]
+                steps = history["step"][i]
+                row["seconds_to_target"] = steps * result.step_seconds if steps else 0.0
                 break
     row["steps"] = float(history["step"][-1])
     row["train_seconds"] = result.train_seconds
