@@ -70,6 +70,7 @@ COMPARE = (
     "compare", "--problems", "quadratic_bowl", "--datasets", "digits",
     "--optimizers", "sgd,adam,nesterov:lr=0.01", "--seeds", "2", "--steps", "25",
     "--epochs", "1", "--batch-size", "64", "--lr-grid", "0.01,0.1", "--no-refine", "-j", "1",
+    "--depth", "1", "--hidden", "64",  # the shallow network: every optimizer learns in 1 epoch
 )  # fmt: skip
 
 

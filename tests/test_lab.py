@@ -398,6 +398,27 @@ def test_draw_writes_a_png_and_an_svg_of_the_panels(tmp_path):
     gif = plots.animate(panels[0], tmp_path / "paths.gif", frames=[1, 2, 3])
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames == 3
+    # the report's figures are drawn by the runner's worker processes: the same files
+    jobs = [(panels, tmp_path / f"worker{i}", {}) for i in range(2)]
+    with Runner(jobs=2) as runner:
+        drawn = runner.map(plots.draw_job, jobs, "figures")
+    assert [p.name for p in drawn[1]] == ["worker1.png", "worker1.svg"]
+    assert drawn[0][1].read_bytes() == svg.read_bytes()
+    assert drawn[0][0].read_bytes() == png.read_bytes()
+
+
+def test_the_deep_narrow_network_has_depth_layers_of_hidden_units():
+    """compare's default digits model: 6 layers of 32 ReLU units at PyTorch's initialisation;
+    depth 1 is the single hidden layer."""
+    problem = make_problem("digits", hidden=32, depth=6)
+    model = problem.trial(seed=0).model
+    linear = [m for m in model if isinstance(m, torch.nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linear] == [(64, 32)] + [(32, 32)] * 5 + [
+        (32, 10)
+    ]
+    assert sum(isinstance(m, torch.nn.ReLU) for m in model) == 6
+    shallow = make_problem("digits").trial(seed=0).model
+    assert [type(m).__name__ for m in shallow] == ["Linear", "ReLU", "Linear"]
 
 
 def test_reports_show_every_table_and_embed_every_figure(tmp_path):

@@ -100,10 +100,18 @@ _OPTIMIZERS_HELP = (
 )
 @click.option(
     "--hidden",
-    default=64,
+    default=32,
     show_default=True,
     type=click.IntRange(0),
-    help="Hidden units of the MLP (0: logistic regression).",
+    help="Hidden units of each layer of the MLP (0: logistic regression).",
+)
+@click.option(
+    "--depth",
+    default=6,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Hidden layers of the MLP (deep and narrow by default, where plain SGD starts "
+    "slowly; --depth 1 --hidden 64 is an easy problem).",
 )
 @lr_grid_options
 @click.option(
@@ -156,6 +164,7 @@ def compare(ctx: click.Context, **options: Any) -> None:
     metrics (CSV, JSON), figures (PNG, SVG), report.html and summary.md.
     """
     from ..lab.compare import CompareOptions, run_compare, write_compare
+    from ..lab.runner import Runner
 
     users = _user_problems(ctx, options)
     if not options["problems"] and not options["datasets"] and not users:
@@ -171,6 +180,7 @@ def compare(ctx: click.Context, **options: Any) -> None:
         epochs=options["epochs"],
         batch_size=options["batch_size"],
         hidden=options["hidden"],
+        depth=options["depth"],
         lr_grid=options["lr_grid"],
         refine=options["refine"],
         target_accuracy=options["target_accuracy"],
@@ -179,9 +189,9 @@ def compare(ctx: click.Context, **options: Any) -> None:
         jobs=options["jobs"],
         user_problems=users,
     )
-    with progress() as advance:
-        result = run_compare(settings, advance)
-    document = write_compare(result, folder)
+    with progress() as advance, Runner(settings.jobs, advance) as runner:
+        result = run_compare(settings, runner=runner)
+        document = write_compare(result, folder, runner)  # the figures drawn by the workers too
     for verdict in result.verdicts:
         click.echo(verdict.sentence)
     publish(folder, document)

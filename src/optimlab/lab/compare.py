@@ -31,6 +31,7 @@ import dataclasses
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import plots, verdicts
@@ -65,7 +66,8 @@ class CompareOptions:
     steps: int = 200
     epochs: int = 10
     batch_size: int | None = 32
-    hidden: int = 64
+    hidden: int = 32
+    depth: int = 6
     lr_grid: tuple[float, ...] = DEFAULT_LR_GRID
     refine: bool = True
     target_accuracy: float | None = None
@@ -130,6 +132,7 @@ def make_problems(options: CompareOptions) -> list[FunctionProblem | DatasetProb
             split_seed=options.seed,
             batch_size=options.batch_size,
             hidden=options.hidden,
+            depth=options.depth,
             target_accuracy=options.target_accuracy,
         )
         for name in options.datasets
@@ -145,9 +148,15 @@ def eval_every(problem: FunctionProblem | DatasetProblem, per_epoch: int = 4) ->
 
 
 def run_compare(
-    options: CompareOptions, progress: Callable[[str, int], Callable[[], None]] | None = None
+    options: CompareOptions,
+    progress: Callable[[str, int], Callable[[], None]] | None = None,
+    runner: Runner | None = None,
 ) -> CompareResult:
-    """Tune, run every seed, and summarize (steps 1-5 of the module docstring)."""
+    """Tune, run every seed, and summarize (steps 1-5 of the module docstring); in
+    ``runner``'s worker processes if given (else in a :class:`Runner` of ``options.jobs``)."""
+    if runner is None:
+        with Runner(options.jobs, progress) as runner:
+            return run_compare(options, runner=runner)
     problems = make_problems(options)
     contenders = list(options.contenders)
     pairs = [(p, c) for p in problems for c in contenders]
@@ -157,29 +166,28 @@ def run_compare(
     def every(problem):
         return eval_every(problem, options.evaluations_per_epoch)
 
-    with Runner(options.jobs, progress) as runner:
-        tuned = tune(
-            runner,
-            pairs,
-            grid=options.lr_grid,
-            seeds=seeds[:1],
-            budget=budget,
-            eval_every=every,
-            refine=options.refine,
-            device=options.device,
-        )
-        tunings = {(p.name, c.name): tuning for (p, c), tuning in tuned.items()}
-        specs = {
-            (p.name, c.name): [
-                RunSpec(
-                    p, c, tunings[(p.name, c.name)].lr, s, p.steps(budget), every(p), options.device
-                )
-                for s in seeds
-            ]
-            for p, c in pairs
-        }
-        flat = [s for group in specs.values() for s in group]
-        results = dict(zip(flat, runner.run(flat, "final runs, every seed")))
+    tuned = tune(
+        runner,
+        pairs,
+        grid=options.lr_grid,
+        seeds=seeds[:1],
+        budget=budget,
+        eval_every=every,
+        refine=options.refine,
+        device=options.device,
+    )
+    tunings = {(p.name, c.name): tuning for (p, c), tuning in tuned.items()}
+    specs = {
+        (p.name, c.name): [
+            RunSpec(
+                p, c, tunings[(p.name, c.name)].lr, s, p.steps(budget), every(p), options.device
+            )
+            for s in seeds
+        ]
+        for p, c in pairs
+    }
+    flat = [s for group in specs.values() for s in group]
+    results = dict(zip(flat, runner.run(flat, "final runs, every seed")))
     runs = {key: [results[s] for s in group] for key, group in specs.items()}
     result = CompareResult(options, problems, tunings, runs)
     for problem in problems:
@@ -574,23 +582,34 @@ def _sweep_table(result: CompareResult) -> Table:
     )
 
 
+@dataclass
+class Sketchbook:
+    """The figures of a report, listed first and drawn together (:func:`_figures`)."""
+
+    folder: RunFolder
+    #: (panels, stem, layout) for :func:`optimlab.lab.plots.draw_job`
+    jobs: list[tuple[list, Path, dict]] = field(default_factory=list)
+
+
 def _draw(
     result: CompareResult,
-    folder: RunFolder,
+    book: Sketchbook,
     stem: str,
     panels: list,
     names: list[str],
     caption: str,
     **layout,
 ) -> Figure:
-    """Draw ``panels`` into ``figures/stem`` (colors fixed by ``names``), every contender
-    under its display name, as the tables name it; the report's Figure."""
+    """List ``panels`` for ``figures/stem`` (colors fixed by ``names``), every contender under
+    its display name, as the tables name it; the report's Figure."""
     titles = {c.name: c.title for c in result.options.contenders}
-    plots.draw(
-        [_relabel(panel, titles) for panel in panels],
-        folder.file(f"figures/{stem}"),
-        order=[titles.get(n, n) for n in names],
-        **layout,
+    order = [titles.get(n, n) for n in names]
+    book.jobs.append(
+        (
+            [_relabel(panel, titles) for panel in panels],
+            book.folder.file(f"figures/{stem}"),
+            {"order": order, **layout},
+        )
     )
     return Figure(f"figures/{stem}.png", caption)
 
@@ -622,7 +641,7 @@ def _band(table: dict[str, list[float]], label: str, x: str, metric: str) -> plo
     )
 
 
-def _landscapes_figure(result: CompareResult, folder: RunFolder, functions, names) -> Figure:
+def _landscapes_figure(result: CompareResult, book: Sketchbook, functions, names) -> Figure:
     panels = [
         contour_panel(
             p.function,
@@ -635,7 +654,7 @@ def _landscapes_figure(result: CompareResult, folder: RunFolder, functions, name
     ]
     return _draw(
         result,
-        folder,
+        book,
         "landscapes",
         panels,
         names,
@@ -644,7 +663,7 @@ def _landscapes_figure(result: CompareResult, folder: RunFolder, functions, name
     )
 
 
-def _function_curves_figure(result: CompareResult, folder: RunFolder, functions, names) -> Figure:
+def _function_curves_figure(result: CompareResult, book: Sketchbook, functions, names) -> Figure:
     panels = []
     for p in functions:
         metric = p.curve_metric
@@ -660,7 +679,7 @@ def _function_curves_figure(result: CompareResult, folder: RunFolder, functions,
         )
     return _draw(
         result,
-        folder,
+        book,
         "function_curves",
         panels,
         names,
@@ -668,7 +687,7 @@ def _function_curves_figure(result: CompareResult, folder: RunFolder, functions,
     )
 
 
-def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -> Figure:
+def _dataset_curves_figure(result: CompareResult, book: Sketchbook, p, names) -> Figure:
     """Training loss, validation accuracy (against steps and seconds) and validation loss."""
 
     def lines(x: str, metric: str) -> list[plots.Line]:
@@ -685,7 +704,7 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
                         yscale="log", legend=False),
         ]  # fmt: skip
         caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
-        return _draw(result, folder, f"{p.name}_curves", panels, names, caption)
+        return _draw(result, book, f"{p.name}_curves", panels, names, caption)
     target = [(p.target.threshold, "target")] if p.target is not None else []
     zoom = _accuracy_limits(result, p, names)
     panels = [
@@ -724,7 +743,7 @@ def _dataset_curves_figure(result: CompareResult, folder: RunFolder, p, names) -
         ),
     ]
     caption = f"{p.title}: curves, mean over seeds, band = range over seeds."
-    return _draw(result, folder, f"{p.name}_curves", panels, names, caption)
+    return _draw(result, book, f"{p.name}_curves", panels, names, caption)
 
 
 def _accuracy_limits(result: CompareResult, p, names) -> tuple[float, float] | None:
@@ -744,7 +763,7 @@ def _accuracy_limits(result: CompareResult, p, names) -> tuple[float, float] | N
     return max(0.0, low - 0.01), min(1.0, high + 0.005)
 
 
-def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> Figure:
+def _dataset_cost_figure(result: CompareResult, book: Sketchbook, p, names) -> Figure:
     """What each optimizer bought (test accuracy) and what it cost (seconds to the target)."""
     rows = {c: result.summaries[(p.name, c)] for c in names}
 
@@ -765,7 +784,7 @@ def _dataset_cost_figure(result: CompareResult, folder: RunFolder, p, names) -> 
         f"{p.title}: what each optimizer bought (test accuracy) and what it cost (seconds to "
         "the target); error bars: standard deviation over seeds."
     )
-    return _draw(result, folder, f"{p.name}_cost", panels, names, caption)
+    return _draw(result, book, f"{p.name}_cost", panels, names, caption)
 
 
 def _sweep_panel(result: CompareResult, p, names, legend: bool) -> plots.Panel | None:
@@ -800,7 +819,7 @@ def _sweep_panel(result: CompareResult, p, names, legend: bool) -> plots.Panel |
     )
 
 
-def _sweep_figure(result: CompareResult, folder: RunFolder, names) -> Figure | None:
+def _sweep_figure(result: CompareResult, book: Sketchbook, names) -> Figure | None:
     panels: list[plots.Panel] = []
     for p in result.problems:
         panel = _sweep_panel(result, p, names, legend=not panels)
@@ -812,22 +831,29 @@ def _sweep_figure(result: CompareResult, folder: RunFolder, names) -> Figure | N
         "The learning-rate sweep with the first seed; circles mark the rates chosen. Diverged "
         "runs are left out."
     )
-    return _draw(result, folder, "sweep", panels, names, caption, columns=3, size=(4.4, 3.4))
+    return _draw(result, book, "sweep", panels, names, caption, columns=3, size=(4.4, 3.4))
 
 
-def _figures(result: CompareResult, folder: RunFolder) -> list[Figure]:
-    """Draw every figure of the report; return them in the order the report shows them."""
+def _figures(result: CompareResult, folder: RunFolder, runner: Runner | None) -> list[Figure]:
+    """Draw every figure of the report (in ``runner``'s worker processes, a figure each, when
+    it has several); return them in the order the report shows them."""
     names = [c.name for c in result.options.contenders]
     functions = [p for p in result.problems if isinstance(p, FunctionProblem)]
+    book = Sketchbook(folder)
     figures = []
     if functions:
-        figures.append(_landscapes_figure(result, folder, functions, names))
-        figures.append(_function_curves_figure(result, folder, functions, names))
+        figures.append(_landscapes_figure(result, book, functions, names))
+        figures.append(_function_curves_figure(result, book, functions, names))
     for p in result.problems:
         if not isinstance(p, FunctionProblem):
-            figures.append(_dataset_curves_figure(result, folder, p, names))
-            figures.append(_dataset_cost_figure(result, folder, p, names))
-    sweep = _sweep_figure(result, folder, names)
+            figures.append(_dataset_curves_figure(result, book, p, names))
+            figures.append(_dataset_cost_figure(result, book, p, names))
+    sweep = _sweep_figure(result, book, names)
+    if runner is None:
+        for job in book.jobs:
+            plots.draw_job(job)
+    else:
+        runner.map(plots.draw_job, book.jobs, "figures")
     return figures + ([sweep] if sweep else [])
 
 
@@ -996,7 +1022,9 @@ def _about(problem, options: CompareOptions) -> str:
     model = (
         "Logistic regression"
         if problem.hidden == 0
-        else f"MLP {split.features}-{problem.hidden}-{split.classes} (ReLU)"
+        else f"MLP {split.features}-"
+        + "-".join([str(problem.hidden)] * problem.depth)
+        + f"-{split.classes} (ReLU, PyTorch's default initialisation)"
     )
     return (
         f"{problem.dataset.about}; {len(split.y_train)} training, {len(split.y_val)} "
@@ -1032,11 +1060,14 @@ def _sweep_section(result: CompareResult, figures: list[Figure]) -> Section:
     )
 
 
-def write_compare(result: CompareResult, folder: RunFolder) -> Document:
-    """Write the metrics, figures, report.html and summary.md; return the report document."""
+def write_compare(
+    result: CompareResult, folder: RunFolder, runner: Runner | None = None
+) -> Document:
+    """Write the metrics, figures (in ``runner``'s worker processes if given), report.html
+    and summary.md; return the report document."""
     options = result.options
     _write_metrics(result, folder)
-    figures = _figures(result, folder)
+    figures = _figures(result, folder, runner)
     by_name = {f.path: f for f in figures}
     sections = [_verdict_section(result)]
     if any(isinstance(p, FunctionProblem) for p in result.problems):

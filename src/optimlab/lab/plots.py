@@ -248,6 +248,12 @@ def draw(
     return paths
 
 
+def draw_job(job: tuple[Sequence[Panel | ContourPanel], Path, dict]) -> list[Path]:
+    """:func:`draw` of ``(panels, stem, options)``: one figure, as a worker process takes it."""
+    panels, stem, options = job
+    return draw(panels, stem, **options)
+
+
 def _save(fig, path: Path, dpi: int) -> Path:
     if path.suffix == ".png":
         # Line art needs few colours: a 256-colour palette makes the PNG 3-5 times smaller
@@ -257,8 +263,10 @@ def _save(fig, path: Path, dpi: int) -> Path:
         image = Image.open(buffer).convert("RGB")
         image.quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
     else:
-        # No creation date in the file, so the same run draws the same SVG, byte for byte.
-        fig.savefig(path, dpi=dpi, metadata={"Date": None} if path.suffix == ".svg" else {})
+        # No creation date and ids hashed from a fixed salt (else a random one per file), so
+        # the same run draws the same SVG, byte for byte.
+        with matplotlib.rc_context({"svg.hashsalt": "optimlab"}):
+            fig.savefig(path, dpi=dpi, metadata={"Date": None} if path.suffix == ".svg" else {})
     return path
 
 

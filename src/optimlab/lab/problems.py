@@ -204,7 +204,8 @@ class FunctionTrial:
 
 @dataclass(frozen=True)
 class DatasetProblem:
-    """Train an MLP (``hidden`` units, ReLU; ``hidden=0`` is logistic regression) on a data set.
+    """Train an MLP (``depth`` layers of ``hidden`` ReLU units; ``hidden=0`` is logistic
+    regression) on a data set.
 
     The split is fixed by ``split_seed``; each trial's seed sets the initial weights and the
     order of the mini-batches. ``batch_size=None`` is batch gradient descent.
@@ -215,6 +216,7 @@ class DatasetProblem:
     batch_size: int | None = 32
     hidden: int = 64
     target_accuracy: float | None = None
+    depth: int = 1
 
     kind = "dataset"
 
@@ -275,13 +277,15 @@ class DatasetProblem:
         return DatasetTrial(self, seed, device)
 
 
-def make_network(features: int, hidden: int, classes: int) -> torch.nn.Module:
-    """``features -> hidden -> ReLU -> classes``, or a linear layer when ``hidden`` is 0."""
+def make_network(features: int, hidden: int, classes: int, depth: int = 1) -> torch.nn.Module:
+    """``features -> hidden -> ReLU`` (``depth`` times, PyTorch's default initialisation)
+    ``-> classes``, or a linear layer when ``hidden`` is 0."""
     if hidden == 0:
         return torch.nn.Linear(features, classes)
-    return torch.nn.Sequential(
-        torch.nn.Linear(features, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, classes)
-    )
+    layers: list[torch.nn.Module] = []
+    for i in range(depth):
+        layers += [torch.nn.Linear(hidden if i else features, hidden), torch.nn.ReLU()]
+    return torch.nn.Sequential(*layers, torch.nn.Linear(hidden, classes))
 
 
 class DatasetTrial:
@@ -308,7 +312,7 @@ class DatasetTrial:
         self._batches = iter(())
 
     def _network(self, problem: Any, split: Any) -> torch.nn.Module:
-        return make_network(split.features, problem.hidden, split.classes)
+        return make_network(split.features, problem.hidden, split.classes, problem.depth)
 
     def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.cross_entropy(output, y)
@@ -360,6 +364,6 @@ def make_problem(name: str, **options: Any) -> FunctionProblem | DatasetProblem:
         keys = {"jitter", "start", "target_gap"}
         return FunctionProblem(FUNCTIONS[name], **{k: v for k, v in options.items() if k in keys})
     if name in DATASETS:
-        keys = {"split_seed", "batch_size", "hidden", "target_accuracy"}
+        keys = {"split_seed", "batch_size", "hidden", "depth", "target_accuracy"}
         return DatasetProblem(DATASETS[name], **{k: v for k, v in options.items() if k in keys})
     raise KeyError(f"unknown problem {name!r}; valid names: {', '.join(problem_names())}")

@@ -231,24 +231,31 @@ class Runner:
     def run(self, specs: Sequence[RunSpec], label: str = "runs") -> list[RunResult]:
         """Run every spec not run before; return the results in the order of ``specs``."""
         todo = list(dict.fromkeys(s for s in specs if s not in self.results))
-        advance = self.progress(label, len(todo)) if self.progress else (lambda: None)
-        if self.jobs == 1 or len(todo) <= 1:
-            torch.set_num_threads(1)
-            for spec in todo:
-                self.results[spec] = run_one(spec)
-                advance()
-        else:
-            if self._pool is None:
-                # spawn, not fork: forking a process that has used torch's thread pool can hang.
-                context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(
-                    min(self.jobs, os.cpu_count() or 1), context, initializer=_start_worker
-                )
-            futures = {self._pool.submit(run_one, spec): spec for spec in todo}
-            for future in as_completed(futures):
-                self.results[futures[future]] = future.result()
-                advance()
+        self.results.update(zip(todo, self.map(run_one, todo, label)))
         return [self.results[s] for s in specs]
+
+    def map(self, function: Callable[[Any], Any], items: Sequence[Any], label: str) -> list[Any]:
+        """``[function(item) for item in items]``, in the worker processes when there are
+        several (``function`` and the items must pickle); one progress step per item."""
+        advance = self.progress(label, len(items)) if self.progress else (lambda: None)
+        if self.jobs == 1 or len(items) <= 1:
+            torch.set_num_threads(1)
+            found = []
+            for item in items:
+                found.append(function(item))
+                advance()
+            return found
+        if self._pool is None:
+            # spawn, not fork: forking a process that has used torch's thread pool can hang.
+            context = multiprocessing.get_context("spawn")
+            self._pool = ProcessPoolExecutor(
+                min(self.jobs, os.cpu_count() or 1), context, initializer=_start_worker
+            )
+        futures = [self._pool.submit(function, item) for item in items]
+        for future in as_completed(futures):
+            future.result()  # a failure raises now, not once every other item is done
+            advance()
+        return [future.result() for future in futures]
 
 
 # --- the learning-rate sweep -----------------------------------------------------------------
