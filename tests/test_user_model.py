@@ -92,3 +92,52 @@ def test_compare_model_in_python_with_a_function_and_arrays():
     (verdict,) = result.verdicts
     assert verdict.sentence.startswith("On your data with <lambda>")
     assert set(verdict.ranking) == {"sgd", "adam"}
+
+
+def _regression(seed: int = 2, n: int = 100):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, 3))
+    return X, X @ np.array([1.0, -2.0, 0.5]) + 0.1 * rng.normal(size=n)
+
+
+def _numbers(result) -> dict:
+    """The summaries without the times, which differ between any two runs."""
+    return {
+        key: {k: v for k, v in row.items() if "seconds" not in k}
+        for key, row in result.summaries.items()
+    }
+
+
+def test_a_data_loader_is_read_once_into_the_same_samples():
+    """A DataLoader (or Dataset) of pairs gives the comparison the arrays it yields: the same
+    runs, bit for bit, as those arrays passed directly."""
+    X, y = _regression()
+    dataset = torch.utils.data.TensorDataset(torch.tensor(X), torch.tensor(y))
+    loader = torch.utils.data.DataLoader(dataset, batch_size=7)
+    kwargs = dict(seeds=1, epochs=2, task="regression")
+    direct = compare_model(torch.nn.Linear, (X, y), ["sgd:lr=0.01"], **kwargs)
+    for data in (loader, dataset):
+        read = compare_model(torch.nn.Linear, data, ["sgd:lr=0.01"], **kwargs)
+        assert _numbers(read) == _numbers(direct)
+    with pytest.raises(UserInputError, match="expected \\(inputs, targets\\) pairs"):
+        compare_model(torch.nn.Linear, torch.utils.data.TensorDataset(torch.tensor(X)), ["sgd"])
+
+
+def test_your_loss_trains_tunes_and_scores():
+    """loss= replaces the task's: twice the mean squared error at lr 0.01 takes exactly the
+    steps of the mean squared error at lr 0.02 (gradients doubled, a power of two), and every
+    loss it reports is exactly twice."""
+    X, y = _regression()
+
+    def doubled(output, target):
+        return 2 * torch.nn.functional.mse_loss(output.reshape(-1), target)
+
+    kwargs = dict(seeds=2, epochs=3, task="regression")
+    mine = compare_model(torch.nn.Linear, (X, y), ["sgd:lr=0.01"], loss=doubled, **kwargs)
+    plain = compare_model(torch.nn.Linear, (X, y), ["sgd:lr=0.02"], **kwargs)
+    ours, theirs = mine.summaries[("user", "sgd:lr=0.01")], plain.summaries[("user", "sgd:lr=0.02")]
+    for key in ("test_loss_mean", "val_loss_mean", "train_loss_mean"):
+        assert ours[key] == pytest.approx(2 * theirs[key], rel=1e-6), key
+    assert mine.verdicts[0].score.label == "test loss"
+    assert plain.verdicts[0].score.label == "test mean squared error"
+    assert "your loss" in mine.problems[0].about(3)

@@ -32,12 +32,20 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.utils.data
 
 from .datasets import Split
 from .problems import Column, DatasetTrial, Target
 from .rundir import LabError
 
-__all__ = ["MAX_CLASSES", "UserProblem", "compare_model", "infer_task", "load_arrays"]
+__all__ = [
+    "MAX_CLASSES",
+    "UserProblem",
+    "compare_model",
+    "infer_task",
+    "load_arrays",
+    "read_pairs",
+]
 
 #: integer targets with at most this many distinct values are classes
 MAX_CLASSES = 50
@@ -75,15 +83,43 @@ def load_arrays(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
         raise UserInputError(
             f"Invalid --data: {path.name}; expected a .npz (arrays X and y) or a .csv file"
         )
+    return _checked(X, y, f"--data: {path.name}")
+
+
+def read_pairs(data: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``(X, y)`` from a :class:`torch.utils.data.DataLoader` or ``Dataset`` of ``(x, y)``
+    pairs, read once in the order it yields them: the lab splits, standardizes and batches the
+    samples itself, so that every optimizer sees the same batches."""
+    from torch.utils.data import DataLoader
+
+    loader = data if isinstance(data, DataLoader) else DataLoader(data, batch_size=256)
+    xs, ys = [], []
+    for i, batch in enumerate(loader):
+        if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+            raise UserInputError(
+                f"Invalid data: batch {i} of the {type(data).__name__} is a "
+                f"{type(batch).__name__}; expected (inputs, targets) pairs"
+            )
+        xs.append(torch.as_tensor(batch[0]).reshape(len(batch[0]), -1))
+        ys.append(torch.as_tensor(batch[1]).reshape(-1))
+    if not xs:
+        raise UserInputError(f"Invalid data: the {type(data).__name__} yields no samples")
+    where = f"data: the {type(data).__name__}"
+    return _checked(torch.cat(xs).double().numpy(), torch.cat(ys).numpy(), where)
+
+
+def _checked(X: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """``X`` as samples x features in float64 and ``y`` flat, refused where they cannot be
+    the lab's data (``where`` names them in the error)."""
     X = X.reshape(len(X), -1).astype(np.float64) if X.ndim != 2 else X.astype(np.float64)
     y = y.reshape(-1)
     if len(X) != len(y) or len(y) < 10:
         raise UserInputError(
-            f"Invalid --data: {path.name} has {len(X)} samples and {len(y)} targets; expected "
-            "as many of each, at least 10"
+            f"Invalid {where} has {len(X)} samples and {len(y)} targets; expected as many of "
+            "each, at least 10"
         )
     if not np.all(np.isfinite(X)) or not np.all(np.isfinite(y.astype(np.float64))):
-        raise UserInputError(f"Invalid --data: {path.name} holds NaN or infinite values")
+        raise UserInputError(f"Invalid {where} holds NaN or infinite values")
     return X, y
 
 
@@ -140,7 +176,9 @@ def load_model_function(spec: str) -> Any:
 @dataclass(frozen=True, eq=False)  # compared by identity: it may hold arrays
 class UserProblem:
     """The user's model (``model``: ``"FILE.py:FUNCTION"``, or the function itself) trained on
-    the user's data (``data``: a path, or ``(X, y)`` arrays) with mini-batches."""
+    the user's data (``data``: a path, ``(X, y)`` arrays, or a ``DataLoader`` or ``Dataset``
+    of pairs, read once by :func:`read_pairs`) with mini-batches, on the task's loss or
+    ``loss``."""
 
     model: Any
     data: Any
@@ -149,6 +187,8 @@ class UserProblem:
     batch_size: int | None = 32
     target_accuracy: float | None = None
     label: str = ""
+    #: ``loss(output, target) -> scalar tensor`` instead of the task's (cross-entropy, MSE)
+    loss: Any = None
     _cache: dict = field(default_factory=dict, compare=False, hash=False, repr=False)
 
     kind = "dataset"
@@ -157,6 +197,8 @@ class UserProblem:
     def arrays(self) -> tuple[np.ndarray, np.ndarray]:
         if isinstance(self.data, (str, Path)):
             return load_arrays(self.data)
+        if isinstance(self.data, torch.utils.data.Dataset | torch.utils.data.DataLoader):
+            return read_pairs(self.data)
         X, y = self.data
         return np.asarray(X, np.float64).reshape(len(X), -1), np.asarray(y).reshape(-1)
 
@@ -212,10 +254,16 @@ class UserProblem:
         return Target("val_accuracy", t, True, f"{t:.0%} val. accuracy")
 
     @property
+    def loss_label(self) -> str:
+        """What the loss columns call the loss: "MSE" for regression, unless ``loss`` is given."""
+        return "loss" if self.classification or self.loss is not None else "MSE"
+
+    @property
     def score(self) -> Column:
         if self.classification:
             return Column("test_accuracy", "test accuracy", True, percent=True)
-        return Column("test_loss", "test mean squared error", False)
+        label = "mean squared error" if self.loss_label == "MSE" else "loss"
+        return Column("test_loss", f"test {label}", False)
 
     @property
     def columns(self) -> tuple[Column, ...]:
@@ -231,11 +279,12 @@ class UserProblem:
                 Column("train_loss", "final train loss", False),
                 *_to_target_columns(self.target),
             )
+        label = self.loss_label
         return (
-            Column("test_loss", "test mean squared error", False),
-            Column("val_loss", "final val. MSE", False),
-            Column("best_val_loss", "best val. MSE", False),
-            Column("train_loss", "final train MSE", False),
+            Column("test_loss", f"test {label}", False),
+            Column("val_loss", f"final val. {label}", False),
+            Column("best_val_loss", f"best val. {label}", False),
+            Column("train_loss", f"final train {label}", False),
         )
 
     def split(self) -> Split:
@@ -259,11 +308,13 @@ class UserProblem:
     def about(self, epochs: int) -> str:
         split = self.split()
         outputs = split.classes if self.classification else 1
+        loss = "your loss" if self.loss is not None else None
         task = (
-            f"classification into {split.classes} classes (cross-entropy; the score is the test "
-            "accuracy)"
+            f"classification into {split.classes} classes ({loss or 'cross-entropy'}; the score "
+            "is the test accuracy)"
             if self.classification
-            else "regression (mean squared error; the score is the test MSE)"
+            else f"regression ({loss or 'mean squared error'}; the score is the test "
+            f"{'MSE' if loss is None else 'loss'})"
         )
         stated = "as given" if self.task is not None else "inferred from the targets"
         return (
@@ -322,12 +373,15 @@ class UserTrial(DatasetTrial):
 
     def __init__(self, problem: UserProblem, seed: int, device: str) -> None:
         self.classification = problem.classification
+        self.user_loss = problem.loss
         super().__init__(problem, seed, device)
 
     def _network(self, problem: Any, split: Split) -> torch.nn.Module:
         return problem.build(split.features, split.classes if self.classification else 1)
 
     def _loss(self, output: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.user_loss is not None:
+            return self.user_loss(output, y)
         if self.classification:
             return torch.nn.functional.cross_entropy(output, y)
         return torch.nn.functional.mse_loss(output.reshape(-1), y)
@@ -338,6 +392,7 @@ def compare_model(
     data: Any,
     optimizers: tuple[str, ...] | list[str] | None = None,
     *,
+    loss: Any = None,
     task: str | None = None,
     seeds: int = 3,
     epochs: int = 10,
@@ -350,8 +405,13 @@ def compare_model(
 
     Args:
         model: ``make(features, outputs) -> torch.nn.Module`` (or ``"FILE.py:FUNCTION"``).
-        data: ``(X, y)`` arrays, or a ``.npz``/``.csv`` path (see the module docstring).
+        data: ``(X, y)`` arrays, a ``.npz``/``.csv`` path (see the module docstring), or a
+            ``torch.utils.data.DataLoader`` or ``Dataset`` of ``(x, y)`` pairs, read once in
+            the order it yields them (the lab splits, standardizes and batches the samples
+            itself, the same for every optimizer).
         optimizers: contender names or specs (default: the notes' optimizers).
+        loss: ``loss(output, target) -> scalar tensor`` to train, tune and score on instead of
+            the task's (cross-entropy for classes, mean squared error otherwise).
         task: ``"classification"`` or ``"regression"``; None infers it from ``y``.
         seeds, epochs, batch_size: as ``optimlab compare``'s options.
         target_accuracy: for classification, the validation accuracy counted as reached.
@@ -373,7 +433,11 @@ def compare_model(
     from .compare import CompareOptions, run_compare, write_compare
     from .contenders import NOTES_CONTENDERS, parse_contender_list
 
-    problem = UserProblem(model, data, task, batch_size=batch_size, target_accuracy=target_accuracy)
+    if isinstance(data, torch.utils.data.Dataset | torch.utils.data.DataLoader):
+        data = read_pairs(data)  # arrays, which worker processes can take
+    problem = UserProblem(
+        model, data, task, batch_size=batch_size, target_accuracy=target_accuracy, loss=loss
+    )
     problem.split()  # the data's and the task's mistakes, before anything runs
     names = optimizers or NOTES_CONTENDERS
     contenders = parse_contender_list(names if isinstance(names, str) else ",".join(names))
