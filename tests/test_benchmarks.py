@@ -47,12 +47,17 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
     answers = {r["case"]: r for r in data["playground"]}
     assert {"paths-cold", "paths-one-slider", "surface", "ewa", "schedules"} <= set(answers)
     assert all(0 < r["min_ms"] <= r["median_ms"] <= r["max_ms"] for r in answers.values())
+    # the quick commands in fresh processes; a smoke run leaves out the half-minute build
+    commands = {r["case"]: r for r in data["commands"]}
+    assert set(commands) == {"help", "list"}
+    assert all(0 < r["min_s"] <= r["median_s"] <= r["max_s"] for r in commands.values())
 
     text = out.read_text()
     assert text.startswith("# Benchmarks")
     assert "**Smoke run**" in text and "`optimlab bench --smoke" in text
     for heading in (
-        "## Targets (issues 6 and 19)",
+        "## Targets (issues 6, 18 and 19)",
+        "## Command times",
         "## Mini-batch plans vs DataLoader",
         "## The training loop vs a hand-written loop",
         "## The playground's answer times",

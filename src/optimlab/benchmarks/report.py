@@ -15,7 +15,7 @@ import torch
 
 import optimlab
 
-from . import bench_plans, bench_playground, bench_train
+from . import bench_commands, bench_plans, bench_playground, bench_train
 from .bench_optimizers import OPTIMLAB_DEFAULT, OPTIMLAB_EXACT, OPTIMLAB_NO_CHECK, TORCH_PATHS
 
 TARGET_BOUND_10 = 1.15
@@ -352,13 +352,25 @@ def _playground_targets(playground_rows: list[dict]) -> list[Target]:
     ]
 
 
+def _command_targets(command_rows: list[dict]) -> list[Target]:
+    return [
+        (
+            f"`{r['what']}`: {r['promised_where']}",
+            "met" if r["median_s"] <= r["promised_s"] else "not met",
+            f"median {r['median_s']:.2f} s over {r['repeats']} run(s)",
+        )
+        for r in command_rows
+    ]
+
+
 def targets(
     rows: list[dict],
     plan_rows: list[dict],
     train_rows: list[dict] | None = None,
     playground_rows: list[dict] | None = None,
+    command_rows: list[dict] | None = None,
 ) -> list[Target]:
-    """(target, verdict, figures) for each target (issues 6 and 19) that this run measured."""
+    """(target, verdict, figures) for each target (issues 6, 18 and 19) this run measured."""
     by_cell = cells(rows)
     return [
         *_bound_targets(by_cell),
@@ -368,6 +380,7 @@ def targets(
         *_plans_targets(plan_rows or []),
         *_loop_targets(train_rows or []),
         *_playground_targets(playground_rows or []),
+        *_command_targets(command_rows or []),
     ]
 
 
@@ -391,6 +404,8 @@ WHY = {
     "nearly all of it fixed per-call cost (torch's step wrapper, recording the rule, the "
     "checks), so 900 steps take 90 ms at best; on this shared 2-core machine the median "
     "is higher (see the fastest answer). Moving one slider recomputes one path",
+    "commands": "each run starts a fresh interpreter; on this shared 2-core machine load from "
+    "other processes lengthens it (see the fastest run)",
     "torch fused adam": "at 50M in 1,000 tensors (50,000 elements each) torch's fused Adam "
     "itself runs near the bandwidth bound, and no step can be 1.8× faster than the bound; the "
     "target's premise (torch at about 45% of the bound with 1,000 tensors) holds at 10M",
@@ -405,6 +420,8 @@ def why(target: str) -> str:
         return WHY["loop"]
     if target.startswith("playground"):
         return WHY["playground"]
+    if target.startswith("`optimlab"):
+        return WHY["commands"]
     if "torch fused Adam" in target:
         return WHY["torch fused adam"]
     if target.endswith((LABEL_DEFAULT, LABEL_CHECKED)):
@@ -503,16 +520,20 @@ PATHS_PARAGRAPHS = [
 
 
 def _targets_section(
-    rows: list[dict], plan_rows: list[dict], train_rows: list[dict], playground_rows: list[dict]
+    rows: list[dict],
+    plan_rows: list[dict],
+    train_rows: list[dict],
+    playground_rows: list[dict],
+    command_rows: list[dict],
 ) -> list[str]:
     return [
-        "## Targets (issues 6 and 19)",
+        "## Targets (issues 6, 18 and 19)",
         "",
         "| target | verdict | figures | why, where not met |",
         "|---|---|---|---|",
         *(
             f"| {t} | {v} | {f} | {'' if v == 'met' else why(t)} |"
-            for t, v, f in targets(rows, plan_rows, train_rows, playground_rows)
+            for t, v, f in targets(rows, plan_rows, train_rows, playground_rows, command_rows)
         ),
         "",
     ]
@@ -566,6 +587,20 @@ def _playground_section(playground_rows: list[dict]) -> list[str]:
     ]
 
 
+def _commands_section(command_rows: list[dict]) -> list[str]:
+    return [
+        "## Command times",
+        "",
+        "What the command line promises about its own times, each run as `python -m optimlab` "
+        "in a fresh process, the interpreter's start and every import included "
+        "(`optimlab/benchmarks/bench_commands.py`); `optimlab build` once into an empty "
+        "temporary kernel cache and once more with its kernels built.",
+        "",
+        bench_commands.markdown(command_rows),
+        "",
+    ]
+
+
 def _every_path_section(rows: list[dict]) -> list[str]:
     return [
         "## Every path",
@@ -590,9 +625,11 @@ def markdown(
     smoke: bool = False,
     reused: tuple[str, str] | None = None,
     playground_rows: list[dict] | None = None,
+    command_rows: list[dict] | None = None,
 ) -> str:
     """BENCHMARKS.md: how the run was made, the targets, then one section per part measured."""
     playground_rows = playground_rows or []
+    command_rows = command_rows or []
     others = [r.get("others_cpu", 0.0) for r in rows + plan_rows + train_rows]
     parts = _header(info, command, elapsed, smoke, reused)
     if rows:
@@ -601,7 +638,7 @@ def markdown(
         parts += _load_paragraph(others)
     if rows:
         parts += PATHS_PARAGRAPHS
-    parts += _targets_section(rows, plan_rows, train_rows, playground_rows)
+    parts += _targets_section(rows, plan_rows, train_rows, playground_rows, command_rows)
     if plot:
         parts += [f"![step time over the bandwidth bound]({plot})", ""]
     for size in sorted({r["size"] for r in rows}):
@@ -612,6 +649,8 @@ def markdown(
         parts += _train_section(train_rows)
     if playground_rows:
         parts += _playground_section(playground_rows)
+    if command_rows:
+        parts += _commands_section(command_rows)
     if rows:
         parts += _every_path_section(rows)
     return "\n".join(parts)

@@ -10,7 +10,14 @@ from pathlib import Path
 
 import torch
 
-from . import bench_optimizers, bench_plans, bench_playground, bench_train, report
+from . import (
+    bench_commands,
+    bench_optimizers,
+    bench_plans,
+    bench_playground,
+    bench_train,
+    report,
+)
 
 FULL_SIZES = [1_000_000, 10_000_000, 50_000_000]
 QUICK_SIZES = [1_000_000, 10_000_000]
@@ -41,6 +48,7 @@ class Options:
     plans: bool = True
     train: bool = True
     playground: bool = True
+    commands: bool = True
     out: Path | None = None
     plot: Path | None = None
     json: Path | None = None
@@ -181,6 +189,15 @@ def _playground_rows(options: Options) -> list[dict]:
     )
 
 
+def _command_rows(options: Options) -> list[dict]:
+    """The command line's promised times (``optimlab build`` into an empty cache only in a
+    full run: it compiles for about half a minute)."""
+    if not options.commands or options.device != "cpu":
+        return []
+    full = not (options.smoke or options.quick)
+    return bench_commands.run(7 if full else 2, build=full, progress=options.progress)
+
+
 def _plot(options: Options, rows: list[dict]) -> str | None:
     """Draw the plot of the step rows; its path as BENCHMARKS.md links it (None if not drawn)."""
     if not (rows and report.plot(rows, options.plot)):
@@ -199,6 +216,7 @@ def _write_results(
     info: dict[str, str],
     reused: tuple[str, str] | None,
     playground_rows: list[dict],
+    command_rows: list[dict],
 ) -> None:
     """Every measured row, with the machine and when the step rows were measured, as JSON."""
     results = {
@@ -208,6 +226,7 @@ def _write_results(
         "plans": plan_rows,
         "train": train_rows,
         "playground": playground_rows,
+        "commands": command_rows,
     }
     options.json.write_text(json.dumps(results, indent=1) + "\n")
 
@@ -230,6 +249,7 @@ def run(options: Options) -> int:
     plan_rows = _plan_rows(options)
     train_rows = _train_rows(options)
     playground_rows = _playground_rows(options)
+    command_rows = _command_rows(options)
     info = report.machine(options.device)
     plot_ref = _plot(options, rows)
     elapsed = time.perf_counter() - start
@@ -245,10 +265,14 @@ def run(options: Options) -> int:
             options.smoke,
             reused,
             playground_rows,
+            command_rows,
         )
     )
-    _write_results(options, rows, plan_rows, train_rows, info, reused, playground_rows)
-    for target, verdict, figures in report.targets(rows, plan_rows, train_rows, playground_rows):
+    _write_results(
+        options, rows, plan_rows, train_rows, info, reused, playground_rows, command_rows
+    )
+    found = report.targets(rows, plan_rows, train_rows, playground_rows, command_rows)
+    for target, verdict, figures in found:
         say(f"{verdict:>24s}  {target}: {figures}")
     written = [str(options.out), str(options.json)] + ([str(options.plot)] if plot_ref else [])
     say(f"wrote {', '.join(written)} in {elapsed / 60:.1f} min")

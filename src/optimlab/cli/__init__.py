@@ -14,8 +14,9 @@
     optimlab list [WHAT]                  optimizers, schedules, problems and data sets
 
 The modules: :mod:`.lab` (compare, landscape, ewa, schedule, batch-size), :mod:`.train`,
-:mod:`.escape`, :mod:`.bench`, :mod:`.tools` (build, list), and :mod:`.options`, what they share
-(options, parsers of option values, the progress bar, run folders). They import from
+:mod:`.escape`, :mod:`.bench`, :mod:`.tools` (build), :mod:`.listing` (list), and
+:mod:`.options`, what they share (options, parsers of option values, the progress bar, run
+folders). They import from
 :mod:`.options` and the library, never from this module, which only gathers them.
 
 Every command that computes writes a run folder (``--out``; by default ``runs/<command>-<time>``)
@@ -57,8 +58,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
         "bench",
         "Benchmark optimizer steps (every optimlab and torch.optim path against the "
         "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
-        "against a hand-written loop, and the playground's answer times; write BENCHMARKS.md, a "
-        "plot and every measured row as JSON.",
+        "against a hand-written loop, the playground's answer times and the commands' own; "
+        "write BENCHMARKS.md, a plot and every measured row as JSON.",
     ),
     "build": (
         "tools",

@@ -36,9 +36,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     "bench",
     help="Benchmark optimizer steps (every optimlab and torch.optim path against the "
     "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
-    "against a hand-written loop, and the playground's answer times; write BENCHMARKS.md, a plot "
-    "and every measured row as JSON. The full run took about 10 minutes on 2 cores, --quick 1.4 "
-    "(each BENCHMARKS.md says how long its own run took).",
+    "against a hand-written loop, the playground's answer times and the commands' own; write "
+    "BENCHMARKS.md, a plot and every measured row as JSON. The full run took about 10 minutes "
+    "on 2 cores, --quick 1.4 (each BENCHMARKS.md says how long its own run took).",
 )
 @click.option(
     "--quick",
@@ -71,6 +71,11 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option("--no-train", is_flag=True, help="Skip the training loop.")
 @click.option("--no-playground", is_flag=True, help="Skip the playground's answer times.")
 @click.option(
+    "--no-commands",
+    is_flag=True,
+    help="Skip the command times (--help, list; optimlab build into an empty cache in a full run).",
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The report (default ./BENCHMARKS.md).",
@@ -102,6 +107,7 @@ def bench(
     no_plans: bool,
     no_train: bool,
     no_playground: bool,
+    no_commands: bool,
     out: Path | None,
     plot: Path | None,
     json_path: Path | None,
@@ -128,6 +134,7 @@ def bench(
         plans=not no_plans,
         train=not no_train,
         playground=not no_playground,
+        commands=not no_commands,
         out=out,
         plot=plot,
         json=json_path,
