@@ -41,7 +41,7 @@ test: build
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium) || echo "chromium unavailable: the browser tests will say so"
 	$(PY) -m pytest -q -n 2 --dist loadgroup
 
-# `make bench` runs `optimlab bench`, which writes BENCHMARKS.md (about 10 minutes on 2 cores; the
+# `make bench` runs `optimlab bench`, which writes BENCHMARKS.md (about 12 minutes on 2 cores; the
 # report says how long its run took); `make bench BENCH_ARGS=--quick` for a subset (1.4 minutes),
 # `BENCH_ARGS="--device cuda"` on a GPU machine (`python -m benchmarks` is the same command).
 bench: build

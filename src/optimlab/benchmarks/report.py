@@ -389,7 +389,8 @@ WHY = {
     "anything (a NaN found late must leave everything unchanged), so it cannot share the "
     "step's pass: 4 more bytes per parameter (+33% for SGD, +20% for momentum, +14% for Adam), "
     "which torch's paths, never checking, do not move",
-    "small steps": "a fixed cost of about 50 µs per step (the step wrapper, recording the rule, "
+    "small steps": "a fixed cost of about 40 to 65 µs per step (the step wrapper, recording the "
+    "rule, "
     "the kernel calls) and 0.12 to 0.26 µs per parameter (the plan's checks in C++) weigh on short "
     "steps; beyond that, noise on this shared machine (see others' CPU)",
     "plans": "an epoch of MiniBatches is a gather of every sample's row from memory, bound by "
@@ -400,9 +401,9 @@ WHY = {
     "loop": "fit's own work per step (the history row, the non-finite loss check, the weights of "
     "micro-batches) is a few µs; a larger difference comes from load on this shared machine "
     "(see others' CPU) and repeats that alternate which loop runs first",
-    "playground": "a step of an optimlab optimizer on a 2-vector costs about 100 µs here, "
-    "nearly all of it fixed per-call cost (torch's step wrapper, recording the rule, the "
-    "checks), so 900 steps take 90 ms at best; on this shared 2-core machine the median "
+    "playground": "a step of an optimlab optimizer on a 2-vector costs about 40 to 65 µs "
+    "here, nearly all of it fixed per-call cost (the step wrapper, recording the rule, the "
+    "checks), so 900 steps take 50 ms at best; on this shared 2-core machine the median "
     "is higher (see the fastest answer). Moving one slider recomputes one path",
     "commands": "each run starts a fresh interpreter; on this shared 2-core machine load from "
     "other processes lengthens it (see the fastest run)",
@@ -509,7 +510,8 @@ PATHS_PARAGRAPHS = [
     "`default × (bound + check)` counts. (2) PyTorch's CPU `sqrt` is MKL's vector square "
     "root at about 3 cycles per element; `exact` must call it, which makes RMSprop and "
     "Adam compute-bound on 2 cores; the default does not. (3) Each step costs about "
-    "50 µs of Python (the step wrapper, recording the rule for its scalars, the kernel "
+    "40 (SGD) to 65 µs (Adam) of Python (the step wrapper, recording the rule for its "
+    "scalars, the kernel "
     "calls) and 0.12 µs (SGD) to 0.26 µs (Adam) per parameter: the plan's checks that "
     "every parameter, gradient and state buffer is still what the kernel may take "
     "(pointers, sizes, dtypes, shapes, memory clear of what the step writes), in C++ "

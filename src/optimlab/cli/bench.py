@@ -37,7 +37,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Benchmark optimizer steps (every optimlab and torch.optim path against the "
     "memory-bandwidth bound), mini-batch plans against DataLoader, and the training loop "
     "against a hand-written loop, the playground's answer times and the commands' own; write "
-    "BENCHMARKS.md, a plot and every measured row as JSON. The full run took about 10 minutes "
+    "BENCHMARKS.md, a plot and every measured row as JSON. The full run took about 12 minutes "
     "on 2 cores, --quick 1.4 (each BENCHMARKS.md says how long its own run took).",
 )
 @click.option(
