@@ -79,10 +79,13 @@ def test_core_is_pure_math(module):
 
 
 def test_the_fused_machinery_lives_in_fused_alone():
+    # the benchmarks may make a temporary folder: an empty kernel cache for `optimlab build`
+    allowed = {"optimlab.benchmarks.bench_commands": {"tempfile"}}
     users = {
         module
         for module in MODULES
-        if {name.split(".")[0] for name in _imports(module)} & MACHINERY - {"subprocess"}
+        if {name.split(".")[0] for name in _imports(module)}
+        & MACHINERY - {"subprocess"} - allowed.get(module, set())
     }
     assert all(module.startswith("optimlab.fused") for module in users), users
 

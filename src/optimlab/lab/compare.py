@@ -208,7 +208,7 @@ def run_compare(
 # --- verdicts --------------------------------------------------------------------------------
 
 
-def _judged(problem, contenders: list[Contender], runs) -> verdicts.Finding:
+def _judged(problem, contenders: list[Contender], runs, tunings) -> verdicts.Finding:
     """What the seeds support on ``problem`` (see :mod:`optimlab.lab.verdicts`)."""
     score = problem.score
     log_scale = kind_of(score.key, score.percent) == "sci"
@@ -230,7 +230,9 @@ def _judged(problem, contenders: list[Contender], runs) -> verdicts.Finding:
             for row in rows
         )
     seeds = min(len(v) for v in scores.values()) if scores else 0
-    return verdicts.judge(scores, shaky, seeds)
+    names = [c.name for c in contenders]
+    twins = {frozenset(pair) for pair in _same_pairs(problem, contenders, names, tunings)}
+    return verdicts.judge(scores, shaky, seeds, twins)
 
 
 def _names(titles: list[str]) -> str:
@@ -242,7 +244,7 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
     group that ties; unstable contenders named; one algorithm in two forms said to be one."""
     rows = {c.name: summaries[(problem.name, c.name)] for c in contenders}
     titles = {c.name: c.title for c in contenders}
-    finding = _judged(problem, contenders, runs)
+    finding = _judged(problem, contenders, runs, tunings)
     score = problem.score
     kind = kind_of(score.key, score.percent)
 

@@ -122,9 +122,19 @@ class Finding:
     seeds: int
 
 
-def judge(scores: dict[str, list[float]], unstable_runs: dict[str, bool], seeds: int) -> Finding:
+def judge(
+    scores: dict[str, list[float]],
+    unstable_runs: dict[str, bool],
+    seeds: int,
+    twins: set[frozenset[str]] | None = None,
+) -> Finding:
     """Rank contenders by their oriented scores per seed (lower is better), and say whether the
-    best beats each other clearly (:func:`clearly_better`) or which ones tie with it."""
+    best beats each other clearly (:func:`clearly_better`) or which ones tie with it.
+
+    ``twins`` are pairs that are one algorithm (:func:`same_algorithm`): they differ only by
+    rounding, which can favour one of them on every seed by a hair, so neither beats the other.
+    """
+    twins = twins or set()
     means = {name: float(np.mean(values)) for name, values in scores.items()}
     stable = [n for n in scores if not unstable_runs.get(n)]
     shaky = [n for n in scores if unstable_runs.get(n)]
@@ -132,7 +142,12 @@ def judge(scores: dict[str, list[float]], unstable_runs: dict[str, bool], seeds:
     if not stable:
         return Finding(order, None, [], shaky, seeds)
     best = order[0]
-    tied = [best] + [n for n in stable if n != best and not clearly_better(scores[best], scores[n])]
+    tied = [best] + [
+        n
+        for n in stable
+        if n != best
+        and (frozenset((best, n)) in twins or not clearly_better(scores[best], scores[n]))
+    ]
     tied.sort(key=lambda n: means[n])
     winner = best if len(tied) == 1 else None  # an unstable contender cannot win
     return Finding(order, winner, tied, shaky, seeds)
