@@ -564,35 +564,34 @@ def test_ctrl_c_exits_130_and_the_run_says_interrupted(tmp_path, monkeypatch):
     assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
 
 
-def test_help_lists_every_subcommand_without_importing_torch():
-    """`optimlab --help` answers from the table of subcommands: no torch, no lab (issue 18)."""
+def run_fresh(*args: str) -> str:
+    """``optimlab args`` in a fresh interpreter; its output, ending with a line saying the exit
+    code and whether torch and the lab were imported."""
     code = (
         "import sys\n"
         "from optimlab.cli import main\n"
         "try:\n"
-        "    main(['--help'])\n"
+        f"    main({list(args)!r})\n"
         "except SystemExit as done:\n"
         "    print('exit', done.code, 'torch' in sys.modules, 'optimlab.lab' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "exit 0 False False", done.stdout + done.stderr
+    return done.stdout + done.stderr
+
+
+def test_help_lists_every_subcommand_without_importing_torch():
+    """`optimlab --help` answers from the table of subcommands: no torch, no lab (issue 18)."""
+    output = run_fresh("--help")
+    assert output.strip().splitlines()[-1] == "exit 0 False False", output
     for name in SUBCOMMANDS:
-        assert f"  {name} " in done.stdout
+        assert f"  {name} " in output
 
 
 def test_list_answers_without_importing_torch():
     """`optimlab list` reads its kept lines: no torch, no lab (issue 18: under half a second)."""
-    code = (
-        "import sys\n"
-        "from optimlab.cli import main\n"
-        "try:\n"
-        "    main(['list'])\n"
-        "except SystemExit as done:\n"
-        "    print('exit', done.code, 'torch' in sys.modules, 'optimlab.lab' in sys.modules)\n"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.stdout.strip().splitlines()[-1] == "exit 0 False False", done.stdout + done.stderr
-    assert "adam_no_bias_correction" in done.stdout and "six_hump_camel" in done.stdout
+    output = run_fresh("list")
+    assert output.strip().splitlines()[-1] == "exit 0 False False", output
+    assert "adam_no_bias_correction" in output and "six_hump_camel" in output
 
 
 def test_the_kept_list_is_the_live_one():

@@ -153,7 +153,8 @@ def run_compare(
     runner: Runner | None = None,
 ) -> CompareResult:
     """Tune, run every seed, and summarize (steps 1-5 of the module docstring); in
-    ``runner``'s worker processes if given (else in a :class:`Runner` of ``options.jobs``)."""
+    ``runner``'s worker processes if given, reporting to its progress (else in a
+    :class:`Runner` of ``options.jobs`` reporting to ``progress``)."""
     if runner is None:
         with Runner(options.jobs, progress) as runner:
             return run_compare(options, runner=runner)
