@@ -65,6 +65,7 @@ def main() -> None:
     parser.add_argument("--kill-rank", type=int, default=-1)
     parser.add_argument("--kill-at-step", type=int, default=0)
     parser.add_argument("--kill-signal", default="SIGKILL", help="what --kill-rank receives")
+    parser.add_argument("--read-every", type=int, help="fit's read_every")
     args = parser.parse_args()
 
     if args.zero:
@@ -134,11 +135,12 @@ def train(args: argparse.Namespace, ranks: optimlab.distributed.Context) -> None
             callbacks.append(KillAt(args.kill_at_step, getattr(signal, args.kill_signal)))
         plan = MiniBatches(X, y, batch_size=args.batch, seed=3)
         checkpoint_dir = Path(args.checkpoint_dir) / name if args.checkpoint_dir else None
-        fit(
+        result = fit(
             model,
             optimizer,
             plan,
             steps=args.steps,
+            read_every=args.read_every,
             checkpoint_dir=checkpoint_dir,
             checkpoint_every=args.checkpoint_every,
             resume=args.resume,
@@ -149,6 +151,7 @@ def train(args: argparse.Namespace, ranks: optimlab.distributed.Context) -> None
         if ranks.is_main:
             out.mkdir(parents=True, exist_ok=True)
             torch.save(state, out / f"{name}.pt")
+            torch.save([row["loss"] for row in result.history], out / f"{name}-losses.pt")
 
 
 def _gloo_work_threads() -> int:

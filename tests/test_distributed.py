@@ -87,6 +87,16 @@ def test_ddp_on_two_processes_equals_one_process_with_the_global_batch(tmp_path)
         )
 
 
+def test_ranks_that_read_the_losses_every_few_steps_record_the_same_run(tmp_path):
+    # read_every=5: each rank keeps its loss sums on the device and the ranks sum them at each
+    # read, where reading every step sums each step's: the same numbers, bitwise
+    run("--out", tmp_path / "each", "--optimizers", "adam")
+    run("--out", tmp_path / "few", "--optimizers", "adam", "--read-every", 5)
+    assert_same(params(tmp_path / "each", "adam"), params(tmp_path / "few", "adam"), exact=True)
+    losses = [params(tmp_path / folder, "adam-losses") for folder in ("each", "few")]
+    assert len(losses[0]) == 12 and losses[0] == losses[1]
+
+
 def _initial_state():
     sys.path.insert(0, str(WORKER.parent))
     from distributed_worker import build

@@ -383,6 +383,12 @@ def test_evaluate_regression_and_classification():
         (dict(epochs=0), ValueError, r"Invalid epochs: 0; expected an int >= 1"),
         (dict(steps=-3), ValueError, r"Invalid steps: -3"),
         (dict(epochs=1, accumulation=0), ValueError, r"Invalid accumulation: 0"),
+        (dict(epochs=1, read_every=0), ValueError, r"Invalid read_every: 0; expected an int >= 1"),
+        (
+            dict(epochs=1, read_every=5, nonfinite_loss="skip"),
+            ValueError,
+            r"Invalid read_every: 5 with nonfinite_loss='skip'.*pass 1 or None",
+        ),
         (dict(epochs=1, nonfinite_loss="warn"), ValueError, r"Invalid nonfinite_loss: 'warn'"),
         (dict(epochs=1, precision="fp8"), ValueError, r"Invalid precision: 'fp8'"),
         (dict(epochs=1, precision="fp16"), ValueError, r"'fp16' needs a CUDA model"),

@@ -31,6 +31,7 @@ import torch
 __all__ = [
     "clip_grad_norm",
     "clip_grad_value",
+    "grad_norm_clipped",
     "grads_are_finite",
     "first_nonfinite_grad",
 ]
@@ -127,6 +128,17 @@ def clip_grad_norm(
         >>> clip_grad_norm([p], max_norm=1.0)
         5.0
     """
+    return float(grad_norm_clipped(parameters, max_norm, norm_type, error_if_nonfinite).item())
+
+
+def grad_norm_clipped(
+    parameters: ParamsArg,
+    max_norm: float,
+    norm_type: float | str = 2.0,
+    error_if_nonfinite: bool = False,
+) -> torch.Tensor:
+    """:func:`clip_grad_norm`, returning the norm as a 0-dim tensor on the gradients' device:
+    without ``error_if_nonfinite`` nothing waits for the device (``fit`` reads it later)."""
     mn = _check_real("max_norm", max_norm)
     if math.isnan(mn) or mn < 0:
         raise ValueError(f"max_norm must be a non-negative number, got {max_norm!r}")
@@ -146,7 +158,7 @@ def clip_grad_norm(
                 "Pass error_if_nonfinite=False to scale them anyway."
             ) from e
         raise
-    return float(total.item())
+    return total
 
 
 def clip_grad_value(parameters: ParamsArg, clip_value: float) -> None:

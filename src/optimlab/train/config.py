@@ -78,7 +78,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
         "epochs": int, "steps": int, "batch_size": (int, str), "accumulation": int,
         "clip_norm": float, "clip_value": float, "checkpoint_every": int, "keep_last": int,
         "eval_every": int, "precision": str, "early_stopping_metric": str,
-        "early_stopping_patience": int, "nonfinite_loss": str,
+        "early_stopping_patience": int, "nonfinite_loss": str, "read_every": int,
     },
 }  # fmt: skip
 _TOP_LEVEL = {"seed": int, "out": str}
@@ -496,7 +496,8 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
         checkpoint_dir=out / "checkpoints", checkpoint_every=training.get("checkpoint_every"),
         keep_last=training.get("keep_last", 3), resume=resume,
         history_path=out / "history.csv", precision=training.get("precision", "fp32"),
-        nonfinite_loss=training.get("nonfinite_loss", "raise"), progress=progress,
+        nonfinite_loss=training.get("nonfinite_loss", "raise"),
+        read_every=training.get("read_every"), progress=progress,
     )  # fmt: skip
     metrics = {"steps": result.steps, "epochs": result.epochs, "stop_reason": result.stop_reason,
                **result.final_metrics}  # fmt: skip

@@ -30,6 +30,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -51,7 +52,7 @@ from ..data import MiniBatches
 from ..optim.base import evaluation_weights
 from ..schedules import ReduceOnPlateau, drive
 from .checkpoint import CheckpointManager, capture_rng_state, restore_rng_state
-from .clip import clip_grad_norm, clip_grad_value
+from .clip import clip_grad_value, grad_norm_clipped
 
 LOSS_POLICIES = ("raise", "skip")
 PRECISIONS = ("fp32", "bf16", "fp16")
@@ -62,7 +63,12 @@ HISTORY_COLUMNS = (
 
 
 class NonFiniteLossError(FloatingPointError):
-    """The loss was NaN or Inf; training stopped before the step and wrote no checkpoint."""
+    """The loss was NaN or Inf; training stopped and wrote no checkpoint after it (before the
+    step, where each step's loss is read before it is applied: see ``fit``'s ``read_every``)."""
+
+
+#: how often ``fit`` reads the step losses from a device other than the CPU (see read_every)
+DEVICE_READ_EVERY = 50
 
 
 #: the signals that ask fit to save and stop (clusters send SIGTERM before they kill)
@@ -153,6 +159,10 @@ class Callback:
     A callback with state of its own that decides what it does next (a counter, a best value)
     may also define ``state_dict()`` and ``load_state_dict(state)``: the state then goes into
     every checkpoint and comes back on resume (matched by position in ``callbacks``).
+
+    ``state.history`` holds the steps whose values were read: on a GPU, ``on_step_end`` may
+    run a few steps ahead of it (see ``fit``'s ``read_every``); ``on_epoch_end`` and
+    ``on_train_end`` see every step.
     """
 
     def on_step_end(self, state: TrainState) -> None: ...
@@ -185,24 +195,39 @@ def evaluate(
     device = _model_device(model)
     was_training = model.training
     model.eval()
-    total_loss, correct, count, classification = 0.0, 0, 0, True
+    # Sums kept on the device and read once at the end: no batch waits for the one before
+    total_loss = correct = torch.zeros((), dtype=_sum_dtype(device), device=device)
+    count, classification = 0, True
     with torch.no_grad():
         for xb, yb in batches:
             xb, yb = xb.to(device), yb.to(device)
             out = model(xb)
             n = len(xb)
-            total_loss += loss_fn(out, yb).item() * n
+            total_loss = total_loss + loss_fn(out, yb).detach().to(total_loss.dtype) * n
             count += n
             classification = classification and not yb.is_floating_point() and out.dim() == 2
             if classification:
-                correct += (out.argmax(1) == yb).sum().item()
+                correct = correct + (out.argmax(1) == yb).sum()
     model.train(was_training)
     if count == 0:
         raise ValueError("Invalid eval_data: it holds no samples")
-    metrics = {"loss": total_loss / count}
+    loss_sum, right = torch.stack([total_loss, correct.to(total_loss.dtype)]).tolist()
+    metrics = {"loss": loss_sum / count}
     if classification:
-        metrics["accuracy"] = correct / count
+        metrics["accuracy"] = int(right) / count
     return metrics
+
+
+def _read_every(device: torch.device, nonfinite_loss: str) -> int:
+    """``fit``'s default ``read_every``: every step on the CPU or where a step depends on its
+    loss (``nonfinite_loss="skip"``), else :data:`DEVICE_READ_EVERY`."""
+    return 1 if device.type == "cpu" or nonfinite_loss == "skip" else DEVICE_READ_EVERY
+
+
+def _sum_dtype(device: torch.device) -> torch.dtype:
+    """The dtype of sums of losses on ``device``: float64, as Python's floats (the CPU path
+    adds ``loss.item() * n`` in them), except where the device has none (Apple's MPS)."""
+    return torch.float32 if device.type == "mps" else torch.float64
 
 
 def _model_device(model: torch.nn.Module) -> torch.device:
@@ -448,12 +473,16 @@ class _Trainer:
     writer: Any
     epochs: int | None
     steps: int | None
+    read_every: int = 1
     started: float = 0.0
     last_saved: int | None = None
 
     def __post_init__(self) -> None:
         self.data_parallel = distributed.is_data_parallel(self.run.net)
         self.world_size, self.active = self.run.ranks.world_size, self.run.ranks.active
+        #: the rows of the steps whose values are not read yet, each with its global batch
+        #: size (the loss is this rank's sum until then)
+        self.pending: list[tuple[dict[str, Any], float]] = []
 
     def batches(self) -> Iterable[list[tuple[torch.Tensor, ...]]]:
         """The micro-batches of each step of the epoch: ``accumulation`` of them, or what is
@@ -482,7 +511,7 @@ class _Trainer:
             run.scaler.unscale_(optimizer)
         grad_norm = None
         if self.clip_norm is not None:
-            grad_norm = clip_grad_norm(run.model.parameters(), self.clip_norm)
+            grad_norm = grad_norm_clipped(run.model.parameters(), self.clip_norm)
         if self.clip_value is not None:
             clip_grad_value(run.model.parameters(), self.clip_value)
         lr = optimizer.param_groups[0]["lr"]
@@ -493,27 +522,71 @@ class _Trainer:
             optimizer.step()
         run.step += 1
         run.samples += int(total)
-        step_loss = run.ranks.sum([loss_sum], self.device)[0] if self.active else loss_sum
-        step_loss /= total  # the mean loss over the global effective batch
         if run.driver is not None:
             run.driver.step()
-        row = {"step": run.step, "epoch": run.epoch, "loss": step_loss, "lr": lr,
+        # The row holds this rank's loss sum (on the device, where it is read later) until
+        # read() makes it the mean loss over the global effective batch
+        row = {"step": run.step, "epoch": run.epoch, "loss": loss_sum, "lr": lr,
                "samples": run.samples, "seconds": time.perf_counter() - self.started}  # fmt: skip
         if grad_norm is not None:
             row["grad_norm"] = grad_norm
-        run.log.append(row)
-        if self.writer is not None:
-            self.writer.add_scalar("loss", step_loss, run.step)
-            self.writer.add_scalar("lr", lr, run.step)
+        self.pending.append((row, total))
+        if run.step % self.read_every == 0:
+            self.read()
         return True
 
-    def _backward(self, micro_batches: list, sizes: list[int], total: float) -> float | None:
-        """Forward and backward over the micro-batches; the summed loss, or None (skipped).
+    def read(self) -> None:
+        """Read the values of the steps since the last read (one transfer from the device, the
+        only wait for it) and record them: the history, TensorBoard.
+
+        Called after every ``read_every`` steps, before every evaluation, checkpoint and
+        epoch's end, and at the end. A non-finite loss found here raises
+        :class:`NonFiniteLossError` (rows before it are recorded)."""
+        pending, self.pending = self.pending, []
+        if not pending:
+            return
+        run = self.run
+        sums = [row["loss"] for row, _ in pending]
+        norms = [row.get("grad_norm") for row, _ in pending]
+        on_device = [v.to(_sum_dtype(v.device)) for v in sums + norms if torch.is_tensor(v)]
+        if on_device:
+            values = iter(torch.stack(on_device).tolist())
+            sums = [next(values) if torch.is_tensor(v) else v for v in sums]
+            norms = [next(values) if torch.is_tensor(v) else v for v in norms]
+        if self.active and self.read_every > 1:  # (read every step: summed in _backward)
+            sums = run.ranks.sum(sums, self.device)
+        for (row, total), loss_sum, norm in zip(pending, sums, norms):
+            loss = loss_sum / total  # the mean over the global effective batch
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"The loss is {loss} at epoch {row['epoch']}, step {row['step']}, read at "
+                    f"step {run.step} (on {self.device.type}, fit reads the losses every "
+                    f"{self.read_every} steps so that no step waits for the device): steps "
+                    f"{row['step']} to {run.step} were applied, and no checkpoint holds them. "
+                    "Lower the learning rate, clip gradients, or pass read_every=1 to check "
+                    "each step's loss before it is applied (nonfinite_loss='skip' does, and "
+                    "drops such steps)."
+                )
+            row["loss"] = loss
+            if norm is not None:
+                row["grad_norm"] = norm
+            run.log.append(row)
+            if self.writer is not None:
+                self.writer.add_scalar("loss", loss, row["step"])
+                self.writer.add_scalar("lr", row["lr"], row["step"])
+
+    def _backward(
+        self, micro_batches: list, sizes: list[int], total: float
+    ) -> float | torch.Tensor | None:
+        """Forward and backward over the micro-batches; the summed loss (this rank's, times
+        the micro-batch sizes), or None (skipped). Read at once when every step is read
+        (``read_every=1``; under torchrun, summed over the ranks), else left on the device.
 
         Each micro-batch's mean loss is weighted by its share of the global effective batch,
         times world_size because DDP averages gradients over the ranks."""
         net, device, last = self.run.net, self.device, len(micro_batches) - 1
-        loss_sum = 0.0
+        deferred = self.read_every > 1
+        loss_sum: float | torch.Tensor = 0.0
         for i, (xb, yb) in enumerate(micro_batches):
             if xb.device != device:
                 xb = xb.to(device, non_blocking=True)
@@ -526,14 +599,17 @@ class _Trainer:
             else:
                 with torch.autocast(device.type, dtype=self.autocast_dtype):
                     loss = self.loss_fn(net(xb), yb)
-            value = loss.item()
-            finite = math.isfinite(value)
-            if self.active:  # every rank must take the same decision, or collectives hang
-                finite = self.run.ranks.sum([float(not finite)], device)[0] == 0
-            if not finite:
-                self._nonfinite(value, f"micro-batch {i + 1} of {len(micro_batches)}")
-                return None
-            loss_sum += value * n
+            if deferred:  # (in float64, as the Python floats of the other branch)
+                loss_sum = loss_sum + loss.detach().to(_sum_dtype(device)) * n
+            else:
+                value = loss.item()
+                finite = math.isfinite(value)
+                if self.active:  # every rank must take the same decision, or collectives hang
+                    finite = self.run.ranks.sum([float(not finite)], device)[0] == 0
+                if not finite:
+                    self._nonfinite(value, f"micro-batch {i + 1} of {len(micro_batches)}")
+                    return None
+                loss_sum += value * n
             # A weight of exactly 1 (one micro-batch on one process) changes no bit of the loss
             # or of any gradient, so the multiplication (and its backward node) is skipped.
             scaled = loss if weight == 1.0 else loss * weight
@@ -545,6 +621,8 @@ class _Trainer:
             else:
                 with net.no_sync():
                     scaled.backward()
+        if not deferred and self.active:
+            (loss_sum,) = self.run.ranks.sum([loss_sum], device)
         return loss_sum
 
     def _nonfinite(self, value: float, where: str) -> None:
@@ -563,6 +641,7 @@ class _Trainer:
         run = self.run
         if self.eval_data is None:
             return False
+        self.read()  # (the evaluation's values join the row of the step before it)
         with evaluation_weights(run.optimizer):  # schedule-free methods evaluate their average
             metrics = evaluate(run.model, self.eval_data, self.loss_fn)
         values = {f"val_{k}": v for k, v in metrics.items()}
@@ -581,7 +660,9 @@ class _Trainer:
         return False
 
     def save(self) -> None:
-        """Write a checkpoint of the run state (once a step)."""
+        """Write a checkpoint of the run state (once a step); read the steps' values first (a
+        checkpoint holds the history as far as its step, and no non-finite loss)."""
+        self.read()
         run = self.run
         if self.checkpoints is None or self.last_saved == run.step:
             return
@@ -630,11 +711,16 @@ def _check_arguments(
     """Check fit's arguments before touching anything."""
     if epochs is None and steps is None:
         raise ValueError("Give epochs or steps (or both): fit needs to know when to stop")
-    for name in ("epochs", "steps", "accumulation", "eval_every", "checkpoint_every"):
+    for name in ("epochs", "steps", "accumulation", "eval_every", "checkpoint_every", "read_every"):
         value = {"epochs": epochs, "steps": steps, **numbers}[name]
         checks.positive_count(name, value, optional=name != "accumulation")
     if nonfinite_loss not in LOSS_POLICIES:
         raise ValueError(f"Invalid nonfinite_loss: {nonfinite_loss!r}; expected 'raise' or 'skip'")
+    if nonfinite_loss == "skip" and numbers["read_every"] not in (None, 1):
+        raise ValueError(
+            f"Invalid read_every: {numbers['read_every']!r} with nonfinite_loss='skip'; whether "
+            "a step is applied depends on its loss, so it is read every step: pass 1 or None"
+        )
     if precision not in PRECISIONS:
         raise ValueError(f"Invalid precision: {precision!r}; expected one of {PRECISIONS}")
     if not isinstance(plan, MiniBatches):
@@ -695,6 +781,7 @@ def fit(
     tensorboard_dir: str | os.PathLike[str] | None = None,
     precision: str = "fp32",
     nonfinite_loss: str = "raise",
+    read_every: int | None = None,
     progress: bool | None = None,
     resume_overrides: Sequence[str] = (),
     preempt_signals: Sequence[str] = PREEMPT_SIGNALS,
@@ -723,7 +810,21 @@ def fit(
     ``precision="bf16"`` runs the forward pass under ``torch.autocast`` in bfloat16 (CPU or
     CUDA); ``"fp16"`` (CUDA only) adds gradient scaling. ``nonfinite_loss="raise"`` stops with
     :class:`NonFiniteLossError` naming the epoch and step; ``"skip"`` drops that step (no
-    update, no schedule advance) and records it in the history. A progress bar (tqdm) shows
+    update, no schedule advance) and records it in the history.
+
+    ``read_every``: how often the host reads the step losses (and clipped gradient norms) from
+    the model's device, in one transfer: every step on the CPU, where reading costs nothing;
+    on a GPU every :data:`DEVICE_READ_EVERY` (50) steps, and before every evaluation,
+    checkpoint and epoch's end, so that the host never waits for the device within a step
+    and keeps queueing work. Until then the history (``state.history`` for callbacks, the
+    file, TensorBoard, the progress bar) holds the steps read so far, and a non-finite loss
+    raises when it is read, after the steps up to the read were applied (no checkpoint holds
+    them: one is written only after a read; optimlab's optimizers refuse a step whose
+    gradients are not finite themselves, on the device, see ``nonfinite_grads``).
+    ``read_every=1`` reads each loss before its step is applied, as ``nonfinite_loss="skip"``
+    must (it then defaults to 1 everywhere).
+
+    A progress bar (tqdm) shows
     epoch, step, loss, lr and samples per second when the output is a terminal (``progress``
     forces it on or off).
 
@@ -746,6 +847,7 @@ def fit(
     _check_arguments(
         plan=plan, epochs=epochs, steps=steps, accumulation=accumulation, eval_every=eval_every,
         checkpoint_every=checkpoint_every, nonfinite_loss=nonfinite_loss, precision=precision,
+        read_every=read_every,
         clip_norm=clip_norm, clip_value=clip_value, resume=resume, checkpoint_dir=checkpoint_dir,
         device=device, schedule=schedule, eval_data=eval_data,
     )  # fmt: skip
@@ -773,6 +875,7 @@ def fit(
         run, loss_fn, device, accumulation, clip_norm, clip_value, nonfinite_loss,
         {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision), eval_data,
         plateau_metric, checkpoints, None, epochs, steps,
+        read_every or _read_every(device, nonfinite_loss),
     )  # fmt: skip
 
     # -- resume ------------------------------------------------------------------------------
@@ -811,6 +914,7 @@ def fit(
                 if stop or trainer.finished() or preempted:  # (at an epoch's end: below)
                     break
             if plan.epoch != epoch_before:  # the epoch ran to its end
+                trainer.read()
                 run.epoch = plan.epoch
                 stop = eval_every is None and trainer.evaluation()
                 for callback in callbacks:
@@ -823,6 +927,9 @@ def fit(
         trainer.save()
     finally:
         preemption.restore()
+        if trainer.pending:  # an error is on its way: record what can still be read
+            with contextlib.suppress(Exception):
+                trainer.read()
         history.close()
         if bar is not None:
             bar.close()
@@ -896,17 +1003,19 @@ def _progress_bar(progress: bool | None, total: int, initial: int) -> Any:
 
 
 def _update_bar(bar: Any, state: TrainState, history: _History, started: float) -> None:
+    """Advance the bar by a step, showing the newest row read (see fit's ``read_every``)."""
     if bar is None:
         return
-    row = history.rows[-1]
-    seconds = max(time.perf_counter() - started, 1e-9)
-    bar.set_postfix(
-        epoch=state.epoch,
-        loss=f"{row['loss']:.4f}",
-        lr=f"{row['lr']:.3g}",
-        samples_per_s=f"{state.samples / seconds:.0f}",
-        refresh=False,
-    )
+    if history.rows:
+        row = history.rows[-1]
+        seconds = max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(
+            epoch=state.epoch,
+            loss=f"{row['loss']:.4f}",
+            lr=f"{row['lr']:.3g}",
+            samples_per_s=f"{state.samples / seconds:.0f}",
+            refresh=False,
+        )
     bar.update(1)
 
 
