@@ -38,8 +38,8 @@ FUSABLE = [c for c in CASES if c.cls._unfusable_reason is None]
 
 
 def _host_stepped(case) -> bool:
-    """Whether the optimizer updates state on the host after each step (NAdam, ASGD, the
-    schedule-free ones): the Triton path does not take it (see DeviceSteps)."""
+    """Whether the optimizer updates state on the host after each step in a way the Triton
+    path does not take (the schedule-free ones; NAdam's and ASGD's it takes, DeviceSteps)."""
     opt = case.make([torch.zeros(1, requires_grad=True)], lr=0.1)
     return opt._host_steps_reason() is not None
 
@@ -190,6 +190,79 @@ def test_nonfinite_steps_are_skipped_on_the_device_and_uncounted(name, lag):
     assert opt.skipped_steps == 2 and int(opt.state[params[0]]["step"]) == 4
 
 
+class _RowsSeen:
+    """Spies on DeviceSteps._rows: the most unread launches a step's rows were made for."""
+
+    def __init__(self, monkeypatch):
+        self.most = 0
+        rows = DeviceSteps._rows
+
+        def spy(steps, group, plan, bucket, count, unread, *args):
+            found = rows(steps, group, plan, bucket, count, unread, *args)
+            if found is not None:
+                self.most = max(self.most, found[1] - 1)
+            return found
+
+        monkeypatch.setattr(DeviceSteps, "_rows", spy)
+
+
+@needs_c_kernel
+@pytest.mark.parametrize("name", ["nadam-weight_decay", "asgd-averaging-lambd-alpha-weight_decay"])
+@pytest.mark.parametrize("schedule", [False, True], ids=["constant-lr", "scheduled-lr"])
+def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule, monkeypatch):
+    # NAdam's momentum product and ASGD's step sizes advance on the host after each launch;
+    # steps 1, 2 and 4 are skipped on the device, their flags read 2 steps late: the kernels
+    # choose between rows made with the state arguments after n - j steps, and the host puts
+    # back those of the true count when it reads a skip
+    case = next(c for c in CASES if c.id == name)
+    seen = _RowsSeen(monkeypatch)
+
+    def run(fused, lag=0):
+        params = _params(torch.float32)
+        opt = case.make(params, lr=0.01, fused=fused, nonfinite_grads="skip")
+        opt._fused.device_steps.lag = lag
+        generator = torch.Generator().manual_seed(1)
+        for k in range(8):
+            for p, g in zip(params, _grads(params, generator, 7 if k in (1, 2, 4) else None)):
+                p.grad = g
+            if schedule:
+                opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
+            opt.step()
+        opt.check_finite()
+        return params, opt
+
+    got = run("triton", lag=2)
+    _assert_same_run(got, run(True))
+    params, opt = got
+    assert opt.skipped_steps == 3 and int(opt.state[params[0]]["step"]) == 5
+    # (ASGD's step sizes depend on the lr: a step whose lr changed reads the flags first)
+    assert seen.most == (0 if schedule and case.cls is optimlab.ASGD else 2)
+
+
+@needs_c_kernel
+def test_nadam_raising_at_the_next_step_puts_back_its_momentum_product():
+    params = _params(torch.float32)
+    opt = optimlab.NAdam(params, lr=0.01, fused="triton")
+    generator = torch.Generator().manual_seed(1)
+    for p, g in zip(params, _grads(params, generator)):
+        p.grad = g
+    opt.step()
+    after_one = copy.deepcopy((params, opt.state_dict()))
+    for p, g in zip(params, _grads(params, generator, bad_at=3)):
+        p.grad = g
+    opt.step()  # launched; the device skips it, the host advances the product for now
+    assert int(opt.state[params[0]]["step"]) == 2
+    with pytest.raises(optimlab.NonFiniteGradientError, match="not applied"):
+        opt.step()
+    saved = opt.state_dict()
+    for p, q in zip(params, after_one[0]):
+        assert torch.equal(p, q)
+    for k, state in saved["state"].items():
+        for key, value in state.items():
+            assert torch.equal(value, after_one[1]["state"][k][key]), key
+    assert int(saved["state"][0]["step"]) == 1
+
+
 def test_raise_names_the_parameter_at_the_next_step_and_nothing_was_applied():
     params = _params(torch.float32)
     opt = optimlab.Adam(params, lr=0.01, fused="triton")
@@ -240,10 +313,11 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+@pytest.mark.parametrize("cls", [optimlab.AdamW, optimlab.NAdam, optimlab.ASGD], ids=str)
 @pytest.mark.parametrize("policy", ["raise", "skip", "ignore"])
-def test_a_step_reads_nothing_from_the_device_on_the_host(policy):
+def test_a_step_reads_nothing_from_the_device_on_the_host(policy, cls):
     params = _params(torch.float32)
-    opt = optimlab.AdamW(params, lr=torch.tensor(0.01), fused="triton", nonfinite_grads=policy)
+    opt = cls(params, lr=torch.tensor(0.01), fused="triton", nonfinite_grads=policy)
     generator = torch.Generator().manual_seed(0)
     for k in range(3):
         bad = 5 if k == 1 and policy != "raise" else None  # (raise: tested above)
@@ -251,11 +325,16 @@ def test_a_step_reads_nothing_from_the_device_on_the_host(policy):
             p.grad = g
         with HostReads() as reads:
             opt.step()
-        # the step counts (host tensors, as torch keeps them) and the lr the user gave as a
-        # CPU tensor are the only values read; nothing the kernels wrote
-        steps = {opt.state[p]["step"].data_ptr() for p in params}
+        # the step counts and state arguments (host tensors, as torch keeps them: NAdam's
+        # mu_product, ASGD's eta and mu) and the lr the user gave as a CPU tensor are the
+        # only values read; nothing the kernels wrote
+        host = {
+            opt.state[p][name].data_ptr()
+            for p in params
+            for name in ("step", *opt._state_arguments)
+        }
         lr = opt.param_groups[0]["lr"].data_ptr()
-        assert {t.data_ptr() for t in reads.read} <= steps | {lr}
+        assert {t.data_ptr() for t in reads.read} <= host | {lr}
     if policy == "skip":
         opt.check_finite()
         assert opt.skipped_steps == 1
@@ -310,12 +389,7 @@ def test_triton_on_cpu_tensors_outside_the_interpreter_says_how(monkeypatch):
 
 @pytest.mark.parametrize("cls", HOST_STEPPED, ids=lambda c: c.__name__)
 def test_optimizers_the_host_steps_refuse_triton_saying_why(cls):
-    assert {c.__name__ for c in HOST_STEPPED} == {
-        "NAdam",
-        "ASGD",
-        "ScheduleFreeAdamW",
-        "ScheduleFreeSGD",
-    }
+    assert {c.__name__ for c in HOST_STEPPED} == {"ScheduleFreeAdamW", "ScheduleFreeSGD"}
     w = torch.zeros(3, requires_grad=True)
     opt = cls([w], fused="triton")
     w.grad = torch.ones(3)

@@ -132,7 +132,13 @@ class FusedSteps:
         return None if checker is None or not states else checker.advance_steps(states)
 
     def forget(self) -> None:
+        """Drop every plan, and the device path's state arguments kept by step count (a
+        loaded state starts its own)."""
         self.plans.clear()
+        found = self.__dict__.get("_device_steps")
+        if found is not None:
+            found.host_values.clear()
+            found.host_inputs.clear()
 
     @property
     def device_steps(self) -> DeviceSteps:
@@ -217,16 +223,23 @@ MAX_UNRESOLVED = 4
 class _Launched:
     """A device step whose skip flag the host has not read yet."""
 
-    __slots__ = ("snapshot", "event", "stepped", "names", "checked")
+    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host")
 
     def __init__(
-        self, snapshot: Tensor, event: Any, stepped: list[Tensor], names: list[str], checked: bool
+        self,
+        snapshot: Tensor,
+        event: Any,
+        stepped: list[Tensor],
+        names: list[str],
+        checked: bool,
+        host: list[tuple[int, list[dict[str, Any]]]],
     ) -> None:
         self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
         self.event = event  # recorded after the copy (None on the CPU: done already)
         self.stepped = stepped  # the step counts this step advanced, optimistically
         self.names = names  # each flagged tensor's name, for the error message
         self.checked = checked  # whether the flag is optimlab's check (else GradScaler's)
+        self.host = host  # (id of a group, its states) whose state arguments the host advanced
 
     def done(self) -> bool:
         return self.event is None or bool(self.event.query())
@@ -249,6 +262,14 @@ class DeviceSteps:
     With ``nonfinite_grads="raise"`` the flag stays raised, so that no later step applies
     either, until the host reads it and raises :class:`NonFiniteGradientError`, naming the
     parameter and saying that the step (and any launched after it) was not applied.
+
+    Optimizers that keep state arguments on the host (NAdam's momentum product, ASGD's step
+    sizes; see ``Optimizer._after_step_inputs``) advance them on the host after each launch,
+    as the step counts, and keep their values by step count: a kernel's rows of scalars for
+    ``j`` unread skips take those after ``n - j`` steps, and a skip read later puts back those
+    of the true count. The values after ``n`` steps depend on ``n`` alone while the inputs of
+    ``_after_step`` stay the same; a step where they changed (ASGD under a schedule) with
+    flags unread first reads them (a wait, on a GPU).
     """
 
     #: keep this many launched steps unread even when they are done (tests: exercises the
@@ -266,6 +287,10 @@ class DeviceSteps:
         self.skips: Tensor | None = None  # the device's count of skipped steps
         self.no_flag: Tensor | None = None
         self._why_not: Any = _UNKNOWN
+        #: by ``id(group)``: the state arguments after each recent step count (see above)
+        self.host_values: dict[int, dict[int, tuple[Any, ...]]] = {}
+        #: by ``id(group)``: the inputs of ``_after_step`` at the group's last launch
+        self.host_inputs: dict[int, tuple[Any, ...]] = {}
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -327,6 +352,9 @@ class DeviceSteps:
             return False
         if not plans:
             return True
+        host_stepped = self.optimizer._after_step_inputs is not None
+        if host_stepped:
+            self._host_inputs(plans)
         policy = self.optimizer.nonfinite_grads
         self._buffers(device, sum(len(plan.fused) for _, plan in plans))
         checking = found_inf is None and policy != "ignore"
@@ -349,16 +377,47 @@ class DeviceSteps:
                 program, bucket.dtype, values, rows, flag, self.skips, bucket.storage, stochastic
             )
         stepped: list[Tensor] = []
-        for _, plan in plans:  # counted now; a skip is taken back when it is read
+        host: list[tuple[int, list[dict[str, Any]]]] = []
+        for group, plan in plans:  # counted now; a skip is taken back when it is read
             for step in plan.step_tensors:
                 step += 1
             plan.steps += 1
             stepped += plan.step_tensors
             increment_version(plan.fused)
+            if host_stepped:  # the state arguments for the next step, as counted
+                self.optimizer._after_step(group, plan.states)
+                self._keep_host_values(group, plan)
+                host.append((id(group), plan.states))
         if found_inf is not None or checking:
             self.skips += flag[:1]
-            self._launch_read(stepped, names, checking)
+            self._launch_read(stepped, names, checking, host)
         return True
+
+    def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
+        """Before a launch: read the flags first where the inputs of ``_after_step`` changed
+        since the last one (the values kept by step count hold for the old inputs only), and
+        keep the state arguments of groups stepped for the first time."""
+        optimizer = self.optimizer
+        changed = False
+        for group, plan in plans:
+            numbers = optimizer._numbers(group)
+            inputs = tuple(numbers[name] for name in optimizer._after_step_inputs)
+            if self.host_inputs.get(id(group), inputs) != inputs:
+                changed = True
+            self.host_inputs[id(group)] = inputs
+            if id(group) not in self.host_values:
+                self._keep_host_values(group, plan)
+        if changed and self.launched:
+            self.resolve(wait=True)
+
+    def _keep_host_values(self, group: dict[str, Any], plan: FusedPlan) -> None:
+        """Keep the state arguments of ``plan``'s parameters (shared: see :meth:`_plans`) under
+        their step count, with those of the last few counts."""
+        kept = self.host_values.setdefault(id(group), {})
+        state = plan.states[0]
+        kept[int(state["step"])] = self.optimizer._state_key(state)
+        while len(kept) > 2 * MAX_UNRESOLVED + self.lag + 2:
+            del kept[min(kept)]
 
     def _plans(self, device: torch.device) -> list[tuple[dict[str, Any], FusedPlan]] | None:
         """Each group with gradients and its plan (kept between steps); None where a
@@ -375,7 +434,12 @@ class DeviceSteps:
                         optimizer.state[p].update(optimizer._new_state(p, group))
                 names = optimizer._buffer_names(group)
                 plan = FusedPlan(optimizer, group, names, device, triton=True)
-                if plan.others or not plan.fused or not plan.ready(optimizer, group):
+                if (
+                    plan.others
+                    or not plan.fused
+                    or not plan.ready(optimizer, group)
+                    or not _shared_state_arguments(optimizer, plan)
+                ):
                     self.fused.plans.pop(id(group), None)
                     return None
                 self.fused.plans[id(group)] = plan
@@ -445,8 +509,18 @@ class DeviceSteps:
         for j in range(min(unread, count) + 1):
             if scaled:
                 optimizer._grad_unscale = 1.0  # a placeholder: the device's value replaces it
+            state = bucket.states[0]
+            if j and optimizer._after_step_inputs is not None:  # as after count - j steps
+                kept = self.host_values.get(id(group), {}).get(count - j)
+                if kept is None:
+                    return None
+                names = optimizer._state_arguments
+                state = {
+                    **state,
+                    **{n: torch.tensor(v, dtype=state[n].dtype) for n, v in zip(names, kept)},
+                }
             try:
-                arguments = optimizer._arguments(group, bucket.states[0], count + 1 - j)
+                arguments = optimizer._arguments(group, state, count + 1 - j)
             finally:
                 optimizer._grad_unscale = None
             tape = self.fused.record(arguments, plan.names)
@@ -475,7 +549,13 @@ class DeviceSteps:
                     (1,), float(self.known_skips), dtype=torch.float64, device=device
                 )
 
-    def _launch_read(self, stepped: list[Tensor], names: list[str], checked: bool) -> None:
+    def _launch_read(
+        self,
+        stepped: list[Tensor],
+        names: list[str],
+        checked: bool,
+        host: list[tuple[int, list[dict[str, Any]]]],
+    ) -> None:
         """Copy the skip counter and the flags to the host without waiting."""
         values = torch.cat([self.skips, self.flags[: 1 + len(names)].double()])
         if values.device.type == "cuda":
@@ -485,7 +565,7 @@ class DeviceSteps:
             event.record()
         else:
             snapshot, event = values, None
-        self.launched.append(_Launched(snapshot, event, stepped, names, checked))
+        self.launched.append(_Launched(snapshot, event, stepped, names, checked, host))
 
     # -- reading the flags -----------------------------------------------------------------
 
@@ -510,6 +590,8 @@ class DeviceSteps:
                 skipped_here += 1
                 for step in first.stepped:
                     step -= 1
+                for group_id, states in first.host:  # those of the true count, kept
+                    self._restore_host_values(group_id, states)
                 if first.checked:  # (a step GradScaler skipped is its own to count)
                     self.optimizer.skipped_steps += 1
                 self.fused.plans.clear()  # their cached step counts are off by one now
@@ -526,8 +608,24 @@ class DeviceSteps:
                 + ". Pass nonfinite_grads='skip' to skip such steps instead."
             )
 
+    def _restore_host_values(self, group_id: int, states: list[dict[str, Any]]) -> None:
+        kept = self.host_values.get(group_id, {}).get(int(states[0]["step"]))
+        if kept is None:  # (kept for the last counts; a step is read at most a few late)
+            raise AssertionError("the state arguments of a skipped step's count were not kept")
+        for state in states:
+            for name, value in zip(self.optimizer._state_arguments, kept):
+                state[name].fill_(value)
+
 
 _UNKNOWN = object()
+
+
+def _shared_state_arguments(optimizer: Any, plan: FusedPlan) -> bool:
+    """Whether ``plan``'s parameters share their state arguments (one row of scalars for all;
+    they do unless some were stepped apart or loaded so), checked when the plan is made."""
+    if not optimizer._state_arguments:
+        return True
+    return len(set(map(optimizer._state_key, plan.states))) == 1
 
 
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:

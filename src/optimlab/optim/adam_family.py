@@ -88,6 +88,7 @@ class NAdam(Optimizer):
     _rule = staticmethod(rules.nadam)
     # The product of the momentum coefficients so far, kept as torch keeps it (a 0-dim tensor)
     _state_arguments = ("mu_product",)
+    _after_step_inputs = ("betas", "momentum_decay")
 
     def __init__(
         self,

@@ -195,6 +195,15 @@ class Optimizer(torch.optim.Optimizer):
     #: per-parameter state entries, besides ``step``, that the rule takes as arguments (ASGD's
     #: step sizes ``eta`` and ``mu``): parameters are stepped together only when they share them
     _state_arguments: tuple[str, ...] = ()
+    #: the group hyperparameters :meth:`_after_step` computes the state arguments from
+    #: (NAdam's betas and momentum decay, ASGD's lr, lambd, alpha and t0), or None where it
+    #: reads more than those and the step count: with them declared, the state arguments
+    #: after ``n`` steps are a function of ``n`` while they stay the same, which lets the
+    #: device path step without reading whether a step was skipped (see DeviceSteps)
+    _after_step_inputs: tuple[str, ...] | None = None
+    #: what the parameters hold in eval mode (``train_mode`` False), for the error of a step
+    #: taken then; None for optimizers without an eval mode
+    _eval_mode_holds: str | None = None
 
     def __init__(
         self,
@@ -491,6 +500,8 @@ class Optimizer(torch.optim.Optimizer):
         recorded like any computation (torch's contract): the update's result then has a
         gradient with respect to the parameters, gradients and state before it.
         """
+        if self._eval_mode_holds is not None:
+            self._refuse_eval_mode(self._eval_mode_holds)
         loss = None
         if closure is not None:
             with torch.enable_grad():
@@ -634,9 +645,10 @@ class Optimizer(torch.optim.Optimizer):
         name = type(self).__name__
         if self._unfusable_reason is not None:
             return f"{name} has no fused path ({self._unfusable_reason})"
+        host_state = self._state_arguments or type(self)._after_step is not Optimizer._after_step
         if (
-            self._state_arguments
-            or type(self)._after_step is not Optimizer._after_step
+            host_state
+            and self._after_step_inputs is None
             or inspect.unwrap(type(self).step) is not inspect.unwrap(Optimizer.step)
         ):
             return (

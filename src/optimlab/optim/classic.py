@@ -6,7 +6,6 @@ same state entries), with optimlab's validation, non-finite gradient policy and 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -490,11 +489,9 @@ class ASGD(Optimizer):
             state["train_weight"] = torch.zeros_like(p, memory_format=torch.preserve_format)
         return state
 
-    def step(self, closure: Callable[[], Any] | None = None) -> Any:
-        """Take one step (in train mode), then set each stepped parameter's ``eta`` and ``mu``
-        for the next."""
-        self._refuse_eval_mode("their averages, not the training weights")
-        return super().step(closure)
+    _eval_mode_holds = "their averages, not the training weights"
+    #: after each step, each stepped parameter's ``eta`` and ``mu`` for the next come from these
+    _after_step_inputs = ("lr", "lambd", "alpha", "t0")
 
     def _after_step(self, group, stepped):
         lr, lambd, alpha, t0 = (self._numbers(group)[k] for k in ("lr", "lambd", "alpha", "t0"))
