@@ -32,8 +32,8 @@ step hooks all behave as in torch. On top of torch it
     tensors in Triton's interpreter, for tests): the same recorded rule as one Triton kernel
     per step and bucket (:mod:`optimlab.fused.triton_kernels`), bitwise the C loop's, with the
     non-finite check and GradScaler's flags read on the device, never on the host
-    (:class:`~optimlab.fused.steps.DeviceSteps`; NAdam, ASGD and the schedule-free ones, which
-    update state on the host after each step, take the multi-tensor path there);
+    (:class:`~optimlab.fused.steps.DeviceSteps`; the schedule-free ones, which update group
+    state on the host after a step known to be applied, take the multi-tensor path there);
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
   - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
 
@@ -652,8 +652,9 @@ class Optimizer(torch.optim.Optimizer):
             or inspect.unwrap(type(self).step) is not inspect.unwrap(Optimizer.step)
         ):
             return (
-                f"{name} updates per-parameter or group state on the host after each step, "
-                "which the Triton path does not take yet"
+                f"{name} updates per-parameter or group state on the host after each step "
+                "from more than its step count and hyperparameters, which the Triton path, "
+                "where the host learns only later whether a step was applied, does not take"
             )
         if not self._unscales_in_rule:
             return f"{name} unscales GradScaler's gradients outside its rule"
