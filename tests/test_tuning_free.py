@@ -213,6 +213,21 @@ def test_a_skipped_step_does_not_advance_the_average(cls):
         assert opt.param_groups[0][key] == group[key]
 
 
+@pytest.mark.parametrize("cls", SCHEDULE_FREE, ids=lambda c: c.__name__)
+def test_a_step_grad_scaler_skips_does_not_advance_the_average(cls):
+    # GradScaler hands the step found_inf; a step it skips is not taken, and the average's
+    # count stays the number of steps taken (each parameter's own count)
+    w, opt = fresh(cls)
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    for k in range(4):
+        opt.zero_grad()
+        loss = (w**2).sum() * (float("inf") if k == 2 else 1.0)
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+    assert int(opt.state[w]["step"]) == 3 and opt.param_groups[0]["k"] == 3
+
+
 def test_schedule_free_weights_follow_the_largest_learning_rate():
     # Warmup, then a learning rate that falls: the average keeps weighing steps by the largest
     # rate so far (and by t**r), as the authors' code does; checked against the reference.

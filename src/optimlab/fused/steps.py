@@ -232,7 +232,7 @@ class _Launched:
         stepped: list[Tensor],
         names: list[str],
         checked: bool,
-        host: list[tuple[int, list[dict[str, Any]]]],
+        host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     ) -> None:
         self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
         self.event = event  # recorded after the copy (None on the CPU: done already)
@@ -263,12 +263,13 @@ class DeviceSteps:
     either, until the host reads it and raises :class:`NonFiniteGradientError`, naming the
     parameter and saying that the step (and any launched after it) was not applied.
 
-    Optimizers that keep state arguments on the host (NAdam's momentum product, ASGD's step
-    sizes; see ``Optimizer._after_step_inputs``) advance them on the host after each launch,
-    as the step counts, and keep their values by step count: a kernel's rows of scalars for
-    ``j`` unread skips take those after ``n - j`` steps, and a skip read later puts back those
-    of the true count. The values after ``n`` steps depend on ``n`` alone while the inputs of
-    ``_after_step`` stay the same; a step where they changed (ASGD under a schedule) with
+    Optimizers that keep state on the host that their rule reads (NAdam's momentum product,
+    ASGD's step sizes, the schedule-free average's weights; see
+    ``Optimizer._after_step_inputs``) advance it on the host after each launch, as the step
+    counts, and keep its values by step count: a kernel's rows of scalars for ``j`` unread
+    skips take those after ``n - j`` steps, and a skip read later puts back those of the true
+    count. The values after ``n`` steps depend on ``n`` alone while the inputs of
+    ``_after_step`` stay the same; a step where they changed (ASGD's lr under a schedule) with
     flags unread first reads them (a wait, on a GPU).
     """
 
@@ -287,8 +288,8 @@ class DeviceSteps:
         self.skips: Tensor | None = None  # the device's count of skipped steps
         self.no_flag: Tensor | None = None
         self._why_not: Any = _UNKNOWN
-        #: by ``id(group)``: the state arguments after each recent step count (see above)
-        self.host_values: dict[int, dict[int, tuple[Any, ...]]] = {}
+        #: by ``id(group)``: the host state after each recent step count (see above)
+        self.host_values: dict[int, dict[tuple[int, int], tuple[Any, ...]]] = {}
         #: by ``id(group)``: the inputs of ``_after_step`` at the group's last launch
         self.host_inputs: dict[int, tuple[Any, ...]] = {}
 
@@ -377,7 +378,7 @@ class DeviceSteps:
                 program, bucket.dtype, values, rows, flag, self.skips, bucket.storage, stochastic
             )
         stepped: list[Tensor] = []
-        host: list[tuple[int, list[dict[str, Any]]]] = []
+        host: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
         for group, plan in plans:  # counted now; a skip is taken back when it is read
             for step in plan.step_tensors:
                 step += 1
@@ -387,7 +388,7 @@ class DeviceSteps:
             if host_stepped:  # the state arguments for the next step, as counted
                 self.optimizer._after_step(group, plan.states)
                 self._keep_host_values(group, plan)
-                host.append((id(group), plan.states))
+                host.append((group, plan.states))
         if found_inf is not None or checking:
             self.skips += flag[:1]
             self._launch_read(stepped, names, checking, host)
@@ -396,7 +397,7 @@ class DeviceSteps:
     def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
         """Before a launch: read the flags first where the inputs of ``_after_step`` changed
         since the last one (the values kept by step count hold for the old inputs only), and
-        keep the state arguments of groups stepped for the first time."""
+        keep the host state of each plan's count if it is not kept yet."""
         optimizer = self.optimizer
         changed = False
         for group, plan in plans:
@@ -405,19 +406,25 @@ class DeviceSteps:
             if self.host_inputs.get(id(group), inputs) != inputs:
                 changed = True
             self.host_inputs[id(group)] = inputs
-            if id(group) not in self.host_values:
-                self._keep_host_values(group, plan)
+            self._keep_host_values(group, plan, replace=False)
         if changed and self.launched:
             self.resolve(wait=True)
 
-    def _keep_host_values(self, group: dict[str, Any], plan: FusedPlan) -> None:
-        """Keep the state arguments of ``plan``'s parameters (shared: see :meth:`_plans`) under
-        their step count, with those of the last few counts."""
+    def _keep_host_values(
+        self, group: dict[str, Any], plan: FusedPlan, replace: bool = True
+    ) -> None:
+        """Keep the host state of ``plan``'s parameters (their shared state arguments, see
+        :meth:`_plans`, or the group's) under their step count (``replace``: also where one
+        is kept), with those of the last few counts."""
         kept = self.host_values.setdefault(id(group), {})
         state = plan.states[0]
-        kept[int(state["step"])] = self.optimizer._state_key(state)
+        key = (id(state), int(state["step"]))
+        if not replace and key in kept:
+            return
+        kept.pop(key, None)  # (the newest last: the oldest go first)
+        kept[key] = self.optimizer._host_state(group, state)
         while len(kept) > 2 * MAX_UNRESOLVED + self.lag + 2:
-            del kept[min(kept)]
+            del kept[next(iter(kept))]
 
     def _plans(self, device: torch.device) -> list[tuple[dict[str, Any], FusedPlan]] | None:
         """Each group with gradients and its plan (kept between steps); None where a
@@ -509,18 +516,14 @@ class DeviceSteps:
         for j in range(min(unread, count) + 1):
             if scaled:
                 optimizer._grad_unscale = 1.0  # a placeholder: the device's value replaces it
-            state = bucket.states[0]
+            state, as_of = bucket.states[0], group
             if j and optimizer._after_step_inputs is not None:  # as after count - j steps
-                kept = self.host_values.get(id(group), {}).get(count - j)
+                kept = self.host_values.get(id(group), {}).get((id(plan.states[0]), count - j))
                 if kept is None:
                     return None
-                names = optimizer._state_arguments
-                state = {
-                    **state,
-                    **{n: torch.tensor(v, dtype=state[n].dtype) for n, v in zip(names, kept)},
-                }
+                as_of, state = optimizer._with_host_state(group, state, kept)
             try:
-                arguments = optimizer._arguments(group, state, count + 1 - j)
+                arguments = optimizer._arguments(as_of, state, count + 1 - j)
             finally:
                 optimizer._grad_unscale = None
             tape = self.fused.record(arguments, plan.names)
@@ -554,7 +557,7 @@ class DeviceSteps:
         stepped: list[Tensor],
         names: list[str],
         checked: bool,
-        host: list[tuple[int, list[dict[str, Any]]]],
+        host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
     ) -> None:
         """Copy the skip counter and the flags to the host without waiting."""
         values = torch.cat([self.skips, self.flags[: 1 + len(names)].double()])
@@ -590,8 +593,8 @@ class DeviceSteps:
                 skipped_here += 1
                 for step in first.stepped:
                     step -= 1
-                for group_id, states in first.host:  # those of the true count, kept
-                    self._restore_host_values(group_id, states)
+                for group, states in first.host:  # those of the true count, kept
+                    self._restore_host_values(group, states)
                 if first.checked:  # (a step GradScaler skipped is its own to count)
                     self.optimizer.skipped_steps += 1
                 self.fused.plans.clear()  # their cached step counts are off by one now
@@ -608,13 +611,12 @@ class DeviceSteps:
                 + ". Pass nonfinite_grads='skip' to skip such steps instead."
             )
 
-    def _restore_host_values(self, group_id: int, states: list[dict[str, Any]]) -> None:
-        kept = self.host_values.get(group_id, {}).get(int(states[0]["step"]))
+    def _restore_host_values(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
+        key = (id(states[0]), int(states[0]["step"]))
+        kept = self.host_values.get(id(group), {}).get(key)
         if kept is None:  # (kept for the last counts; a step is read at most a few late)
-            raise AssertionError("the state arguments of a skipped step's count were not kept")
-        for state in states:
-            for name, value in zip(self.optimizer._state_arguments, kept):
-                state[name].fill_(value)
+            raise AssertionError("the host state of a skipped step's count was not kept")
+        self.optimizer._restore_host_state(group, states, kept)
 
 
 _UNKNOWN = object()

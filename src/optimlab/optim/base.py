@@ -32,8 +32,7 @@ step hooks all behave as in torch. On top of torch it
     tensors in Triton's interpreter, for tests): the same recorded rule as one Triton kernel
     per step and bucket (:mod:`optimlab.fused.triton_kernels`), bitwise the C loop's, with the
     non-finite check and GradScaler's flags read on the device, never on the host
-    (:class:`~optimlab.fused.steps.DeviceSteps`; the schedule-free ones, which update group
-    state on the host after a step known to be applied, take the multi-tensor path there);
+    (:class:`~optimlab.fused.steps.DeviceSteps`);
   - the multi-tensor path (``foreach=True``, or ``fused=False``): ``torch._foreach_*``;
   - the per-tensor path (``foreach=False``): one PyTorch call per tensor and operation.
 
@@ -417,7 +416,32 @@ class Optimizer(torch.optim.Optimizer):
     def _after_step(self, group: dict[str, Any], stepped: list[dict[str, Any]]) -> None:
         """After a step: update the state entries kept for the next one (ASGD's step sizes,
         NAdam's momentum product) in ``stepped``, the states of ``group``'s parameters that
-        were stepped. Nothing by default."""
+        were stepped, or the group's (the schedule-free average's weights). Nothing by
+        default."""
+
+    def _host_state(self, group: dict[str, Any], state: dict[str, Any]) -> tuple[Any, ...]:
+        """The values :meth:`_after_step` advances that the rule of a parameter with ``state``
+        reads, as numbers: its state arguments by default (the device path keeps them by step
+        count, see DeviceSteps)."""
+        return self._state_key(state)
+
+    def _with_host_state(
+        self, group: dict[str, Any], state: dict[str, Any], values: tuple[Any, ...]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """``(group, state)`` as they were when :meth:`_host_state` gave ``values`` (copies
+        where they differ)."""
+        names = self._state_arguments
+        replaced = {n: torch.tensor(v, dtype=state[n].dtype) for n, v in zip(names, values)}
+        return group, {**state, **replaced}
+
+    def _restore_host_state(
+        self, group: dict[str, Any], states: list[dict[str, Any]], values: tuple[Any, ...]
+    ) -> None:
+        """Put back the :meth:`_host_state` ``values`` of a step count (a step the device
+        skipped, read late)."""
+        for state in states:
+            for name, value in zip(self._state_arguments, values):
+                state[name].fill_(value)
 
     def _init_state(self, p: Tensor, group: dict[str, Any]) -> dict[str, Any]:
         """A parameter's state before its first step: ``step`` and zeroed buffers.

@@ -206,21 +206,29 @@ class _ScheduleFree(Optimizer):
         arguments = super()._arguments(group, state, step)
         return {**arguments, "lr": scheduled.lr, "ckp1": scheduled.ckp1}
 
-    @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:
-        """Take one step from ``y`` (train mode); refused in eval mode, see :meth:`train`."""
-        self._refuse_eval_mode("the average x, not the point y where gradients are taken")
-        skipped = self.skipped_steps
-        loss = super().step(closure)
-        if self.skipped_steps == skipped:
-            # The rule read these running values (possibly once per bucket); store the new
-            # ones only now that the step is taken.
-            for group in self.param_groups:
-                scalars = self._schedule(group)
-                group["k"] += 1
-                group["lr_max"] = scalars.lr_max
-                group["weight_sum"] = scalars.weight_sum
-        return loss
+    #: a step from ``y`` is refused in eval mode, see :meth:`train`
+    _eval_mode_holds = "the average x, not the point y where gradients are taken"
+    #: after each step taken, the group's count, largest lr and weights' sum come from these
+    _after_step_inputs = ("lr", "warmup_steps", "r", "weight_lr_power")
+    #: the group entries :meth:`_after_step` advances
+    _running = ("k", "lr_max", "weight_sum")
+
+    def _after_step(self, group, stepped):
+        # The rule read these running values (possibly once per bucket); store the new ones
+        # only now that the step is taken.
+        scalars = self._schedule(group)
+        group["k"] += 1
+        group["lr_max"] = scalars.lr_max
+        group["weight_sum"] = scalars.weight_sum
+
+    def _host_state(self, group, state):
+        return tuple(group[name] for name in self._running)
+
+    def _with_host_state(self, group, state, values):
+        return {**group, **dict(zip(self._running, values))}, state
+
+    def _restore_host_state(self, group, states, values):
+        group.update(zip(self._running, values))
 
     @torch.no_grad()
     def eval(self) -> None:
