@@ -46,8 +46,8 @@ BENCH_TOTAL = 100_000_000
 
 
 def device_variants():
-    """The registry's fusable variants the Triton path takes (not those stepping state on the
-    host after each step: NAdam, ASGD, the schedule-free ones)."""
+    """The registry's fusable variants the Triton path takes (all of them, NAdam, ASGD and
+    the schedule-free ones included)."""
     return [
         v
         for entry in REGISTRY.values()
