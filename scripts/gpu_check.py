@@ -8,7 +8,7 @@
    the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
    parameters and state must agree bit for bit, in float32 (and float64 for a few).
 2. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
-   Adam, AdamW and SGD under each ``nonfinite_grads`` policy, with a NaN in some steps, and
+   Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads`` policy, with a NaN in some steps, and
    under ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises. The
    same around each of ``fit``'s steps (forward, backward, clipping, schedule, optimizer step;
    not its reads of the losses every ``read_every`` steps) in fp32, bf16 and fp16.
@@ -105,7 +105,7 @@ def syncs(report: list[str], failures: list[str]) -> None:
     report.append("## Host synchronisations inside step()\n")
     rows = []
     model_sizes = (4096, 1000, 77, 10)
-    for name in ("Adam", "AdamW", "SGD"):
+    for name in ("Adam", "AdamW", "SGD", "NAdam", "ASGD", "ScheduleFreeAdamW"):
         for policy in ("raise", "skip", "ignore"):
             params = [torch.randn(n, device="cuda", requires_grad=True) for n in model_sizes]
             opt = getattr(optimlab, name)(
