@@ -8,7 +8,8 @@
    the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
    parameters and state must agree bit for bit, in float32 (and float64 for a few).
 2. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
-   Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads`` policy, with a NaN in some steps, and
+   Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads``
+   policy, with a NaN in some steps, and
    under ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises. The
    same around each of ``fit``'s steps (forward, backward, clipping, schedule, optimizer step;
    not its reads of the losses every ``read_every`` steps) in fp32, bf16 and fp16.
