@@ -135,6 +135,52 @@ def test_exact_fused_equals_plain_for_every_optimizer(case, dtype, digits):
     assert not torch.equal(fused_model[0].weight, make_mlp(dtype)[0].weight)
 
 
+MIXED_STEPS = 8
+
+
+@needs_native
+@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+@pytest.mark.parametrize("case", FUSABLE, ids=str)
+def test_bfloat16_with_float32_state_fused_equals_plain(case, stochastic, digits, plan_checks):
+    # bfloat16 parameters and gradients, float32 state: the plain path steps float32 copies
+    # and rounds them back (to nearest even as Tensor.copy_, or core.precision's stochastic
+    # rounding); the kernel widens, runs the float32 loop and rounds alike, bit for bit
+    X, y = digits
+    X = X.to(torch.bfloat16)
+    runs = []
+    for fused in ("exact", False):
+        model = make_mlp(torch.bfloat16)
+        opt = case.make(
+            model.parameters(), lr=0.01, fused=fused, state_dtype=torch.float32,
+            stochastic_rounding=stochastic,
+        )  # fmt: skip
+        train(model, opt, X, y, MIXED_STEPS)
+        runs.append((model, opt))
+    (fused_model, fused), (plain_model, plain) = runs
+    assert_same(fused, plain, fused_model.parameters(), plain_model.parameters())
+    plan = fused._fused.ready(fused.param_groups[0])
+    assert plan is not None and len(plan.fused) == 4 and plan.buckets[0].storage == torch.bfloat16
+    assert_planned_with(fused, plan_checks)
+    assert not torch.equal(fused_model[0].weight, make_mlp(torch.bfloat16)[0].weight)
+
+
+@needs_native
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_nonfinite_bfloat16_gradients_on_the_fused_path(bad, plan_checks):
+    w = torch.ones(100_000, dtype=torch.bfloat16, requires_grad=True)
+    opt = optimlab.Adam([w], lr=0.1, state_dtype=torch.float32)
+    for _ in range(2):  # the second step is planned
+        w.grad = torch.full_like(w, 3.0e38)  # large, finite: no alarm
+        opt.step()
+    assert opt._fused.ready(opt.param_groups[0]) is not None
+    before = [w.detach().clone(), opt.state[w]["exp_avg"].clone()]
+    w.grad[77_777] = bad
+    with pytest.raises(optimlab.NonFiniteGradientError, match=r"parameter 0 of group 0"):
+        opt.step()
+    assert all(torch.equal(x, y) for x, y in zip(before, [w, opt.state[w]["exp_avg"]]))
+    assert native.any_nonfinite([w.grad]) and not native.any_nonfinite([w.detach()])
+
+
 @needs_native
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
 @pytest.mark.parametrize("case", FUSABLE, ids=str)

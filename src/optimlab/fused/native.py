@@ -391,18 +391,35 @@ def _rule_source(program: Program, ctype: str, fsuffix: str, name: str, blocked:
     elements ATen computes with its scalar function: the last ``len % OL_ATEN_STRIDE`` of each
     of the chunks ATen's threads take of a tensor.
     """
-    n = len(program.operands)
-    _, written = _usage(program)
     make_loop = _blocked_loop if blocked else _simple_loop
-    pointers = ", ".join(
-        f"(({'' if i in written else 'const '}{ctype}*)(intptr_t)"
-        f"job->ptrs[{i} * job->nseg + s]) + a"
-        for i in range(n)
-    )
     source = make_loop(program, ctype, fsuffix, f"{name}_loop", False)
     if _uses_tail(program):
         source += make_loop(program, ctype, fsuffix, f"{name}_tail_loop", True)
-        run = f"""    int64_t size = job->starts[s + 1] - job->starts[s];
+    run = _run_segment(program, ctype, name, _operand_pointers(program, ctype))
+    return source + _range_and_entry(name, run, blocked)
+
+
+def _operand_pointers(program: Program, ctype: str, staged: Sequence[int] = ()) -> list[str]:
+    """Where each operand's elements from ``a`` on are: in its tensor, or for the ``staged``
+    ones (a bfloat16 kernel's parameters and gradients) in the stage, which holds the
+    elements from ``b`` on, widened."""
+    _, written = _usage(program)
+    return [
+        f"w{i} + (a - b)"
+        if i in staged
+        else f"(({'' if i in written else 'const '}{ctype}*)(intptr_t)"
+        f"job->ptrs[{i} * job->nseg + s]) + a"
+        for i in range(len(program.operands))
+    ]
+
+
+def _run_segment(program: Program, ctype: str, name: str, operands: list[str]) -> str:
+    """The code that steps elements ``[a, e)`` of tensor ``s``, its operands at ``operands``:
+    the loop, or where ATen computes the last elements of each chunk with its scalar function
+    (:data:`C_TAIL_EXPRESSIONS`), the vector loop and the tail loop in turn."""
+    pointers = ", ".join(operands)
+    if _uses_tail(program):
+        return f"""    int64_t size = job->starts[s + 1] - job->starts[s];
     int64_t chunk = ol_aten_chunk(size, job->aten_threads);
     while (a < e) {{
       int64_t c0 = a / chunk * chunk, c1 = c0 + chunk < size ? c0 + chunk : size;
@@ -418,16 +435,18 @@ def _rule_source(program: Program, ctype: str, fsuffix: str, name: str, blocked:
         a += m;
       }}
     }}"""
-    else:
-        run = f"    if (e > a) {name}_loop(e - a, {pointers}, job->scalars);"
+    return f"    if (e > a) {name}_loop(e - a, {pointers}, job->scalars);"
+
+
+def _range_and_entry(name: str, run: str, blocked: bool) -> str:
+    """A kernel's range function (the elements ``[lo, hi)`` of one thread, tensor by tensor,
+    each by ``run``) and its entry point."""
     # MKL's vector sqrt (blocked loops) on one thread, set once per range (see _VSQRT)
     mkl_one_thread, mkl_restore = "", ""
     if blocked:
         mkl_one_thread = "\n  const int previous = OL_THREADS_LOCAL ? OL_THREADS_LOCAL(1) : 0;"
         mkl_restore = "\n  if (OL_THREADS_LOCAL) OL_THREADS_LOCAL(previous);"
-    return (
-        source
-        + f"""
+    return f"""
 static void {name}_range(ol_job* job) {{
   int64_t s = ol_first(job->starts, job->nseg, job->lo);{mkl_one_thread}
   for (; s < job->nseg && job->starts[s] < job->hi; s++) {{
@@ -442,7 +461,88 @@ int64_t {name}(const int64_t* ptrs, const int64_t* starts, int64_t nseg, const d
   return ol_parallel({name}_range, ptrs, starts, nseg, S, nthreads, aten_threads);
 }}
 """
+
+
+#: elements of a bfloat16 kernel's parameters and gradients widened at a time (on the stack)
+BF16_STAGE = 1024
+
+
+def _bf16_source(program: Program, blocked: bool, stochastic: bool) -> str:
+    """The entry point for bfloat16 parameters and gradients with float32 state: stage by
+    stage, the parameters and gradients widened to float32 (exactly), the float32 loop over
+    them and the state in place, the parameters rounded back: to nearest even, as PyTorch's
+    ``copy_`` rounds, or (``stochastic``) as :func:`optimlab.core.precision.stochastic_round_bf16`,
+    keyed by a seed per tensor (the pointer table's last row) and the step (the last scalar,
+    ``hash32(step)``). The plain path computes the same: the rule on widened copies, then
+    rounded back."""
+    name = "ol_step_bf16" + ("_sr" if stochastic else "")
+    n = len(program.operands)
+    pointers = _operand_pointers(program, "float", (0, 1))
+    run = _run_segment(program, "float", "ol_step_float", pointers)
+    n_scalars = 1 + max((k for *_, slots in program.instructions for k in slots), default=-1)
+    if stochastic:
+        key = (
+            f"      const uint32_t key = ol_hash32((uint32_t)job->ptrs[{n} * job->nseg + s] ^ "
+            f"(uint32_t)job->scalars[{n_scalars}]);\n"
+        )
+        store = "ol_bf16_stochastic(w0[j - b], ol_hash32((uint32_t)j ^ key))"
+    else:
+        key, store = "", "ol_bf16_nearest(w0[j - b])"
+    staged = f"""    const int64_t e_all = e;
+    uint16_t* restrict P = (uint16_t*)(intptr_t)job->ptrs[s];
+    const uint16_t* restrict G = (const uint16_t*)(intptr_t)job->ptrs[job->nseg + s];
+    int64_t b, j;
+    for (b = a; b < e_all; b = e) {{
+      e = b + OL_BF16_STAGE < e_all ? b + OL_BF16_STAGE : e_all;
+{key}      for (j = b; j < e; j++) {{
+        w0[j - b] = ol_bf16_widen(P[j]);
+        w1[j - b] = ol_bf16_widen(G[j]);
+      }}
+      a = b;
+{run.replace(chr(10), chr(10) + "  ")}
+      for (j = b; j < e; j++) P[j] = {store};
+    }}"""
+    source = _range_and_entry(name, staged, blocked)
+    # the stage lives in the range function, once per thread
+    return source.replace(
+        f"static void {name}_range(ol_job* job) {{",
+        f"static void {name}_range(ol_job* job) {{\n  float w0[OL_BF16_STAGE], w1[OL_BF16_STAGE];",
     )
+
+
+_BF16 = r"""
+/* bfloat16: the high half of a float32's bits. */
+#define OL_BF16_STAGE %(stage)d
+static inline float ol_bf16_widen(uint16_t h) {
+  union { uint32_t u; float f; } v;
+  v.u = (uint32_t)h << 16;
+  return v.f;
+}
+/* To nearest, ties to even, as c10::BFloat16 rounds (NaN: 0x7FC0). */
+static inline uint16_t ol_bf16_nearest(float x) {
+  union { uint32_t u; float f; } v;
+  v.f = x;
+  if (x != x) return 0x7FC0;
+  return (uint16_t)((v.u + (((v.u >> 16) & 1u) + 0x7FFFu)) >> 16);
+}
+/* optimlab.core.precision.hash32 */
+static inline uint32_t ol_hash32(uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7FEB352Du;
+  x ^= x >> 15;
+  x *= 0x2C1B3C6Du;
+  x ^= x >> 16;
+  return x;
+}
+/* optimlab.core.precision.stochastic_round_bf16: 16 random bits added to the low half; NaN
+   and infinities rounded to nearest (they pass unchanged). */
+static inline uint16_t ol_bf16_stochastic(float x, uint32_t random) {
+  union { uint32_t u; float f; } v;
+  v.f = x;
+  if (x - x != 0) return ol_bf16_nearest(x);
+  return (uint16_t)((v.u + (random & 0xFFFFu)) >> 16);
+}
+"""
 
 
 _VSQRT = r"""
@@ -478,13 +578,15 @@ def program_source(program: Program, vector_sqrt: bool) -> str:
     of the C library inside one loop.
     """
     blocked = vector_sqrt and _uses_sqrt(program)
-    parts = [_PRELUDE]
+    parts = [_PRELUDE, _BF16 % {"stage": BF16_STAGE}]
     if blocked:
         parts.append(_VSQRT)
     for dtype, (ctype, fsuffix) in C_TYPES.items():
         if _uses_tail(program):
             parts.append(f"#define OL_ATEN_STRIDE_{ctype} {_aten_stride(dtype)}")
         parts.append(_rule_source(program, ctype, fsuffix, f"ol_step_{ctype}", blocked))
+    for stochastic in (False, True):
+        parts.append(_bf16_source(program, blocked, stochastic))
     return "\n".join(parts)
 
 
@@ -527,6 +629,7 @@ def _support_source() -> str:
     parts = [_PRELUDE]
     parts.append(_CHECK % {"suffix": "float", "uint": "uint32_t", "mask": "0x7f800000u"})
     parts.append(_CHECK % {"suffix": "double", "uint": "uint64_t", "mask": "0x7ff0000000000000ull"})
+    parts.append(_CHECK % {"suffix": "bf16", "uint": "uint16_t", "mask": "0x7f80u"})
     return "\n".join(parts)
 
 
@@ -539,8 +642,8 @@ class NativeUnavailable(RuntimeError):
 
 _lock = threading.RLock()
 _libraries: dict[str, ctypes.CDLL] = {}
-_kernels: dict[tuple[Program, torch.dtype, bool], Kernel] = {}
-_failed: dict[tuple[Program, torch.dtype, bool], str] = {}
+_kernels: dict[tuple[Any, ...], Kernel] = {}
+_failed: dict[tuple[Any, ...], str] = {}
 _toolchain: tuple[str, list[str], str] | None = None
 _unavailable: str | None = None
 _checked = False
@@ -1016,13 +1119,29 @@ class Kernel:
     blocks), so that results equal the plain path's bit for bit; else the CPU's correctly
     rounded square root instruction inside one loop (faster: MKL's sqrt costs about 3 cycles
     per element, which makes Adam and RMSprop compute-bound on a 2-core machine).
+
+    ``storage``: the parameters' and gradients' dtype where it is narrower than ``dtype``
+    (bfloat16, with float32 state; see :func:`_bf16_source`); then ``stochastic`` rounds the
+    parameters stochastically, and the pointer table carries a row of rounding seeds and the
+    scalars end with ``hash32(step)``.
     """
 
-    def __init__(self, program: Program, dtype: torch.dtype, exact: bool = True) -> None:
+    def __init__(
+        self,
+        program: Program,
+        dtype: torch.dtype,
+        exact: bool = True,
+        storage: torch.dtype | None = None,
+        stochastic: bool = False,
+    ) -> None:
         self.program = program
         self.dtype = dtype
         self.exact = exact
         ctype = C_TYPES[dtype][0]
+        if storage not in (None, dtype):
+            if (storage, dtype) != (torch.bfloat16, torch.float32):
+                raise NativeUnavailable(f"no C kernel for {storage} parameters in {dtype}")
+            ctype = "bf16_sr" if stochastic else "bf16"
         vector_sqrt = _find_vector_sqrt() if exact and _uses_sqrt(program) else None
         library = _load(program_source(program, vector_sqrt is not None))
         if vector_sqrt is not None:
@@ -1072,9 +1191,16 @@ def _threads(total: int, threads: int | None = None) -> int:
     return max(1, min(threads, total // MIN_ELEMENTS_PER_THREAD))
 
 
-def kernel(program: Program, dtype: torch.dtype, exact: bool = True) -> Kernel:
-    """The compiled kernel of ``program`` for real ``dtype`` (compiled once, then cached)."""
-    key = (program, dtype, exact)
+def kernel(
+    program: Program,
+    dtype: torch.dtype,
+    exact: bool = True,
+    storage: torch.dtype | None = None,
+    stochastic: bool = False,
+) -> Kernel:
+    """The compiled kernel of ``program`` for real ``dtype`` (compiled once, then cached);
+    ``storage``, ``stochastic``: see :class:`Kernel`."""
+    key = (program, dtype, exact, storage, stochastic)
     found = _kernels.get(key)
     if found is None:
         with _lock:
@@ -1083,28 +1209,35 @@ def kernel(program: Program, dtype: torch.dtype, exact: bool = True) -> Kernel:
                 if key in _failed:
                     raise NativeUnavailable(_failed[key])
                 try:
-                    found = _kernels[key] = Kernel(program, dtype, exact)
+                    found = _kernels[key] = Kernel(program, dtype, exact, storage, stochastic)
                 except NativeUnavailable as error:
                     _failed[key] = str(error)  # do not try again on every step
                     raise
     return found
 
 
-def tape_kernel(tape: Any, dtype: torch.dtype, exact: bool = True) -> Kernel:
+def tape_kernel(
+    tape: Any,
+    dtype: torch.dtype,
+    exact: bool = True,
+    storage: torch.dtype | None = None,
+    stochastic: bool = False,
+) -> Kernel:
     """:func:`kernel` for the program a tape recorded, found by its cheaper :attr:`Tape.key`."""
-    key = (tape.key, dtype, exact)
+    key = (tape.key, dtype, exact, storage, stochastic)
     found = _kernels_by_tape.get(key)
     if found is None:
-        found = _kernels_by_tape[key] = kernel(tape.program, dtype, exact)
+        found = _kernels_by_tape[key] = kernel(tape.program, dtype, exact, storage, stochastic)
     return found
 
 
-_kernels_by_tape: dict[tuple[Any, torch.dtype, bool], Kernel] = {}
+_kernels_by_tape: dict[tuple[Any, ...], Kernel] = {}
 _nonfinite_functions: dict[torch.dtype, Any] = {}
 
 
 def any_nonfinite(tensors: Sequence[Tensor]) -> bool:
-    """Whether any element of these contiguous CPU tensors of one real dtype is NaN or infinite.
+    """Whether any element of these contiguous CPU tensors of one dtype (a real or complex
+    one of :data:`REAL_DTYPE`, or bfloat16) is NaN or infinite.
 
     One read of each tensor on all threads, no temporaries (complex tensors count as their
     pairs of reals).
@@ -1112,7 +1245,8 @@ def any_nonfinite(tensors: Sequence[Tensor]) -> bool:
     if not tensors:
         return False
     table, starts = pointer_table([tensors])
-    return any_nonfinite_table(table[0], starts, REAL_DTYPE[tensors[0].dtype])
+    dtype = tensors[0].dtype
+    return any_nonfinite_table(table[0], starts, REAL_DTYPE.get(dtype, dtype))
 
 
 def any_nonfinite_table(pointers: np.ndarray, starts: np.ndarray, dtype: torch.dtype) -> bool:
@@ -1129,7 +1263,8 @@ def any_nonfinite_at(
     """:func:`any_nonfinite_table` given the addresses of the pointers and offsets."""
     function = _nonfinite_functions.get(dtype)
     if function is None:
-        function = getattr(_support(), f"ol_nonfinite_{C_TYPES[dtype][0]}")
+        suffix = "bf16" if dtype == torch.bfloat16 else C_TYPES[dtype][0]
+        function = getattr(_support(), f"ol_nonfinite_{suffix}")
         function.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64]
         function.restype = ctypes.c_int64
         _nonfinite_functions[dtype] = function

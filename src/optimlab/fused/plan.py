@@ -9,6 +9,8 @@ parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the 
    contiguous, with neither the lazy conjugation nor the negation bit;
 2. ``p`` is float32, float64, complex64 or complex128, and ``g`` and every buffer have exactly
    ``p``'s dtype and shape (the plain path raises for anything else: the kernel never sees it);
+   or ``p`` and ``g`` are bfloat16 and the group keeps float32 state (``state_dtype``), and
+   every buffer is float32 of ``p``'s shape;
 3. its state is a dict whose ``step`` is a step count as torch.optim keeps it: a 0-dim tensor
    of float32 or float64 passing (1), holding a whole number;
 4. the memory it writes (``p`` and its buffers) overlaps nothing else the step reads or writes:
@@ -125,16 +127,16 @@ def _state_tensors(state: Any) -> list[Tensor]:
 
 
 def kernel_dtypes(
-    dtype: torch.dtype, state_dtype: torch.dtype | None, mixed: bool
+    dtype: torch.dtype, state_dtype: torch.dtype | None
 ) -> tuple[torch.dtype, torch.dtype] | None:
     """``(compute, buffers)``: the real dtype a kernel computes in for parameters of ``dtype``
     whose group keeps state in ``state_dtype``, and the dtype of their buffers; None where no
-    kernel takes them. The C kernels take float32, float64 and their complex types, with state
-    of the same dtype; the Triton kernels (``mixed``) also bfloat16 with float32 state."""
+    kernel takes them. The kernels take float32, float64 and their complex types, with state
+    of the same dtype, and bfloat16 with float32 state."""
     if state_dtype is None or state_dtype == dtype:
         real = native.REAL_DTYPE.get(dtype)
         return None if real is None else (real, dtype)
-    if mixed and dtype == torch.bfloat16 and state_dtype == torch.float32:
+    if dtype == torch.bfloat16 and state_dtype == torch.float32:
         return torch.float32, torch.float32
     return None
 
@@ -183,11 +185,10 @@ def fusable_subset(
     candidates: list[Tensor],
     names: tuple[str, ...],
     device: torch.device = _CPU,
-    mixed: bool = False,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order
-    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones, which also take
-    bfloat16 parameters with float32 state, ``mixed``; see :func:`kernel_dtypes`).
+    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones; see
+    :func:`kernel_dtypes`).
 
     Rule (4) looks at every tensor this group's step touches: each parameter with a gradient,
     its gradient and its state tensors.
@@ -196,7 +197,7 @@ def fusable_subset(
     state_dtype = group.get("state_dtype")
     ok = []
     for p in candidates:
-        dtypes = kernel_dtypes(p.dtype, state_dtype, mixed)
+        dtypes = kernel_dtypes(p.dtype, state_dtype)
         if (
             dtypes is not None
             and p.grad is not None
@@ -298,7 +299,7 @@ class FusedPlan:
         self.state_version = getattr(optimizer.state, "version", None)
         self.names = tuple(names)
         with_grad = [p for p in self.param_list if p.grad is not None]
-        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device, triton)
+        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device)
         self.fused = fused
         self.others = others
         self.absent = [p for p in self.param_list if p.grad is None]
@@ -306,7 +307,7 @@ class FusedPlan:
         self.buffers = {name: [s[name] for s in self.states] for name in names}
         self.dtypes = [p.dtype for p in fused]
         state_dtype = group.get("state_dtype")
-        self.kernel_dtypes = [kernel_dtypes(d, state_dtype, triton) for d in self.dtypes]
+        self.kernel_dtypes = [kernel_dtypes(d, state_dtype) for d in self.dtypes]
         self.buffer_dtypes = [b for _, b in self.kernel_dtypes]
         self.shapes = [p.shape for p in fused]
         self.complex = [i for i, p in enumerate(fused) if p.is_complex()]
@@ -332,6 +333,10 @@ class FusedPlan:
             operands = [[fused[i] for i in index], [fused[i].grad for i in index]]
             operands += [[self.buffers[name][i] for i in index] for name in names]
             table, starts = native.pointer_table(operands)
+            if not triton and storage == torch.bfloat16 and group.get("stochastic_rounding"):
+                # the C kernel's rounding seeds: a last row of the table (see native.Kernel)
+                seeds = [[int(self.states[i]["rounding_seed"]) for i in index]]
+                table = np.concatenate([table, np.array(seeds, np.int64)])
             bucket = Bucket(dtype, index, table, starts, [self.states[i] for i in index])
             bucket.storage = storage
             self.buckets.append(bucket)
@@ -444,20 +449,23 @@ class FusedPlan:
         """Whether a gradient the kernel will read holds NaN or Inf (after :meth:`ready`)."""
         return any(
             native.any_nonfinite_at(
-                b.grads_address, b.starts_address, b.tensors, b.elements, b.dtype
+                b.grads_address,
+                b.starts_address,
+                b.tensors,
+                b.elements,
+                torch.bfloat16 if b.storage == torch.bfloat16 else b.dtype,
             )
             for b in self.buckets
         )
 
     def step(self, kernel: Any) -> bool:
         """Take the fused part of the step (after :meth:`ready`); the ``others`` are left to
-        the caller. ``kernel(dtype, state, step)``: the compiled rule for parameters whose
-        state is like ``state`` (before the step) at step count ``step``, and its scalars, or
-        None. False, with nothing changed,
-        when a kernel cannot be had."""
+        the caller. ``kernel(bucket, step)``: the compiled rule for ``bucket``'s parameters
+        (see :class:`Bucket`) at step count ``step``, and its scalars, or None. False, with
+        nothing changed, when a kernel cannot be had."""
         runs = []
         for bucket in self.buckets:
-            found = kernel(bucket.dtype, bucket.states[0], int(self.steps[bucket.index[0]]) + 1)
+            found = kernel(bucket, int(self.steps[bucket.index[0]]) + 1)
             if found is None:
                 return False
             runs.append(found)

@@ -115,8 +115,9 @@ int64_t ol_scalar_type(PyObject* o) {
    parameter is plain with its dtype dtypes[i], its pointer and element count; its gradient
    plain with that dtype and its shape, and clear of the written memory (the fused one,
    [w_lo, w_hi), and the others', [x_lo, x_hi)), its pointer going to grad_ptrs[i]; its state
-   the plan's dict with step count steps[i] and the plan's buffers, each plain with that dtype
-   and shape at its pointer (buffer_ptrs[j * n + i]); the absent parameters still have no
+   the plan's dict with step count steps[i] and the plan's buffers, each plain with dtype
+   buffer_dtypes[i] (float32 for bfloat16 parameters with float32 state) and its shape at its
+   pointer (buffer_ptrs[j * n + i]); the absent parameters still have no
    gradient. 0 when anything changed; -1 with a Python error set. */
 int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObject* step_key,
                       PyObject* names, PyObject* buffers, const int64_t* arrays,
@@ -131,6 +132,7 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
   const int64_t* w_hi = (const int64_t*)(intptr_t)arrays[6];
   const int64_t nw = arrays[7];
   int64_t* grad_ptrs = (int64_t*)(intptr_t)arrays[8];
+  const int64_t* buffer_dtypes = (const int64_t*)(intptr_t)arrays[9];
   if (!PyList_Check(fused) || !PyList_Check(absent) || !PyList_Check(states) ||
       !PyTuple_Check(names) || !PyList_Check(buffers) ||
       PyList_GET_SIZE(states) != PyList_GET_SIZE(fused) ||
@@ -170,7 +172,7 @@ int64_t ol_plan_ready(PyObject* fused, PyObject* absent, PyObject* states, PyObj
         if (buffer == nullptr && PyErr_Occurred()) return -1;
         if (buffer != PyList_GET_ITEM(PyList_GET_ITEM(buffers, j), i)) return 0;
         const at::Tensor& b = THPVariable_Unpack(buffer);
-        if (!plain(b, dtypes[i]) || address(b) != buffer_ptrs[j * n + i] ||
+        if (!plain(b, buffer_dtypes[i]) || address(b) != buffer_ptrs[j * n + i] ||
             b.sizes() != p.sizes())
           return 0;
       }
@@ -281,7 +283,8 @@ class Checker:
         scalar_type.argtypes = [obj]
         #: torch dtype -> the code of its c10::ScalarType
         self.codes = {
-            dtype: scalar_type(torch.zeros(0, dtype=dtype)) for dtype in native.REAL_DTYPE
+            dtype: scalar_type(torch.zeros(0, dtype=dtype))
+            for dtype in (*native.REAL_DTYPE, torch.bfloat16)
         }
 
     def arguments(self, plan: Any) -> tuple[Any, ...]:
@@ -293,10 +296,11 @@ class Checker:
             np.array([self.codes[d] for d in plan.dtypes], np.int64),
             np.array(plan.buffer_ptrs, np.int64).reshape(-1),
             *plan.written,
+            np.array([self.codes[d] for d in plan.buffer_dtypes], np.int64),
         )
         addresses = [a.ctypes.data for a in arrays[:4]]
         addresses += [plan.steps.ctypes.data, arrays[4].ctypes.data, arrays[5].ctypes.data]
-        addresses += [len(arrays[4]), plan.grad_ptrs.ctypes.data]
+        addresses += [len(arrays[4]), plan.grad_ptrs.ctypes.data, arrays[6].ctypes.data]
         table = np.array(addresses, np.int64)
         plan._native_arrays = (*arrays, table)
         return (

@@ -73,9 +73,15 @@ class FusedSteps:
         """Take the fused part of ``group``'s step on its ready ``plan``: the parameters left
         for the plain path, or None, with nothing changed, when a kernel cannot be had."""
 
-        def kernel(dtype: torch.dtype, state: dict[str, Any], step: int) -> Any:
-            arguments = self.optimizer._arguments(group, state, step)
-            return self.kernel(arguments, plan.names, dtype)
+        def kernel(bucket: Any, step: int) -> Any:
+            arguments = self.optimizer._arguments(group, bucket.states[0], step)
+            if bucket.storage != torch.bfloat16:
+                return self.kernel(arguments, plan.names, bucket.dtype)
+            stochastic = _stochastic(group, bucket)
+            found = self.kernel(arguments, plan.names, bucket.dtype, bucket.storage, stochastic)
+            if found is None or not stochastic:
+                return found
+            return found[0], [*found[1], float(precision.hash32(step))]  # (the rounding key's)
 
         if not plan.step(kernel):
             return None
@@ -156,10 +162,16 @@ class FusedSteps:
             found.resolve(wait=True)
 
     def kernel(
-        self, arguments: dict[str, Any], names: tuple[str, ...], dtype: torch.dtype
+        self,
+        arguments: dict[str, Any],
+        names: tuple[str, ...],
+        dtype: torch.dtype,
+        storage: torch.dtype | None = None,
+        stochastic: bool = False,
     ) -> tuple[native.Kernel, list[float]] | None:
         """The compiled kernel of the rule with these ``arguments`` (a group's hyperparameters,
-        the step count, ...), and the scalars to call it with.
+        the step count, ...), and the scalars to call it with (``storage``, ``stochastic``:
+        see :class:`~optimlab.fused.native.Kernel`).
 
         The rule's Python runs as on the plain path (its branches and scalar arithmetic); a
         :class:`~optimlab.fused.tape.Tape` keeps the elementwise operations it asks for, and
@@ -179,7 +191,8 @@ class FusedSteps:
                 ) from None
             return None
         try:
-            kernel = native.tape_kernel(tape, dtype, exact=arguments.get("fused") == "exact")
+            exact = arguments.get("fused") == "exact"
+            kernel = native.tape_kernel(tape, dtype, exact, storage, stochastic)
         except native.NativeUnavailable:
             if insist:
                 raise

@@ -43,7 +43,8 @@ step hooks all behave as in torch. On top of torch it
   dtype, as torch) is the dtype of the state and of the step's arithmetic for narrower
   parameters, which are widened, stepped and rounded back (to nearest, or stochastically with
   ``stochastic_rounding=True`` for bfloat16, :mod:`optimlab.core.precision`): on the plain path
-  here, and in the Triton kernels (the C loop takes float32 and float64 only).
+  here (the reference), and for bfloat16 parameters with float32 state in the C loop and the
+  Triton kernels, which compute the same bits.
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
 buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound by name, see
