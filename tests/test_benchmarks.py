@@ -51,6 +51,14 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
     commands = {r["case"]: r for r in data["commands"]}
     assert set(commands) == {"help", "list"}
     assert all(0 < r["min_s"] <= r["median_s"] <= r["max_s"] for r in commands.values())
+    # bfloat16 parameters with float32 state: every path of every case, and the bytes moved
+    mixed = {(r["case"], r["path"]): r for r in data["mixed"]}
+    assert {case for case, _ in mixed} == {"adam", "adamw", "sgd-momentum"}
+    assert {path for _, path in mixed} == {"plain", "fused", "fused, stochastic", "fp32 fused"}
+    assert all(r["median_s"] > 0 and r["bound_s"] > 0 for r in mixed.values())
+    # Adam reads param, grad, two moments; writes param and moments: 2+2+4+4 + 2+4+4, and the
+    # check's second read of the bfloat16 gradient
+    assert mixed["adam", "fused"]["bytes_per_param"] == 2 + 2 + 4 + 4 + 2 + 4 + 4 + 2
 
     text = out.read_text()
     assert text.startswith("# Benchmarks")
@@ -61,6 +69,7 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
         "## Mini-batch plans vs DataLoader",
         "## The training loop vs a hand-written loop",
         "## The playground's answer times",
+        "## Mixed precision: bfloat16 parameters, float32 state",
         "## Every path",
     ):
         assert heading in text

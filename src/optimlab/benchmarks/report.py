@@ -15,7 +15,7 @@ import torch
 
 import optimlab
 
-from . import bench_commands, bench_plans, bench_playground, bench_train
+from . import bench_commands, bench_mixed, bench_plans, bench_playground, bench_train
 from .bench_optimizers import OPTIMLAB_DEFAULT, OPTIMLAB_EXACT, OPTIMLAB_NO_CHECK, TORCH_PATHS
 
 TARGET_BOUND_10 = 1.15
@@ -603,6 +603,25 @@ def _commands_section(command_rows: list[dict]) -> list[str]:
     ]
 
 
+def _mixed_section(mixed_rows: list[dict]) -> list[str]:
+    first = mixed_rows[0]
+    return [
+        "## Mixed precision: bfloat16 parameters, float32 state",
+        "",
+        f"{first['size']:,} bfloat16 parameters with `state_dtype=torch.float32`, every path "
+        "stepping the same parameters and gradients, one sample of each per round, medians of "
+        f"{first['rounds']} rounds (`optimlab/benchmarks/bench_mixed.py`): `plain` is the "
+        "reference (the rule on float32 copies, rounded back), `fused` the C kernel (widens as "
+        "it reads, rounds as it writes; bitwise the plain path, tested), `fp32 fused` the same "
+        "optimizer on float32 parameters for scale. The bound: the bytes a step moves "
+        "(bfloat16 parameters and gradients, float32 state, the non-finite check's read) over "
+        "the measured bandwidth.",
+        "",
+        bench_mixed.markdown(mixed_rows),
+        "",
+    ]
+
+
 def _every_path_section(rows: list[dict]) -> list[str]:
     return [
         "## Every path",
@@ -628,6 +647,7 @@ def markdown(
     reused: tuple[str, str] | None = None,
     playground_rows: list[dict] | None = None,
     command_rows: list[dict] | None = None,
+    mixed_rows: list[dict] | None = None,
 ) -> str:
     """BENCHMARKS.md: how the run was made, the targets, then one section per part measured."""
     playground_rows = playground_rows or []
@@ -653,6 +673,8 @@ def markdown(
         parts += _playground_section(playground_rows)
     if command_rows:
         parts += _commands_section(command_rows)
+    if mixed_rows:
+        parts += _mixed_section(mixed_rows)
     if rows:
         parts += _every_path_section(rows)
     return "\n".join(parts)

@@ -12,6 +12,7 @@ import torch
 
 from . import (
     bench_commands,
+    bench_mixed,
     bench_optimizers,
     bench_plans,
     bench_playground,
@@ -49,6 +50,7 @@ class Options:
     train: bool = True
     playground: bool = True
     commands: bool = True
+    mixed: bool = True
     out: Path | None = None
     plot: Path | None = None
     json: Path | None = None
@@ -198,6 +200,15 @@ def _command_rows(options: Options) -> list[dict]:
     return bench_commands.run(7 if full else 2, build=full, progress=options.progress)
 
 
+def _mixed_rows(options: Options) -> list[dict]:
+    """bfloat16 parameters with float32 state, fused and plain (the C kernels: the CPU)."""
+    if not options.mixed or options.device != "cpu":
+        return []
+    if options.smoke:
+        return bench_mixed.run(1, 20_000, (4,), 1, options.progress, 1_000_000)
+    return bench_mixed.run(3 if options.quick else 7, progress=options.progress)
+
+
 def _plot(options: Options, rows: list[dict]) -> str | None:
     """Draw the plot of the step rows; its path as BENCHMARKS.md links it (None if not drawn)."""
     if not (rows and report.plot(rows, options.plot)):
@@ -217,6 +228,7 @@ def _write_results(
     reused: tuple[str, str] | None,
     playground_rows: list[dict],
     command_rows: list[dict],
+    mixed_rows: list[dict],
 ) -> None:
     """Every measured row, with the machine and when the step rows were measured, as JSON."""
     results = {
@@ -227,6 +239,7 @@ def _write_results(
         "train": train_rows,
         "playground": playground_rows,
         "commands": command_rows,
+        "mixed": mixed_rows,
     }
     options.json.write_text(json.dumps(results, indent=1) + "\n")
 
@@ -250,6 +263,7 @@ def run(options: Options) -> int:
     train_rows = _train_rows(options)
     playground_rows = _playground_rows(options)
     command_rows = _command_rows(options)
+    mixed_rows = _mixed_rows(options)
     info = report.machine(options.device)
     plot_ref = _plot(options, rows)
     elapsed = time.perf_counter() - start
@@ -266,10 +280,19 @@ def run(options: Options) -> int:
             reused,
             playground_rows,
             command_rows,
+            mixed_rows,
         )
     )
     _write_results(
-        options, rows, plan_rows, train_rows, info, reused, playground_rows, command_rows
+        options,
+        rows,
+        plan_rows,
+        train_rows,
+        info,
+        reused,
+        playground_rows,
+        command_rows,
+        mixed_rows,
     )
     found = report.targets(rows, plan_rows, train_rows, playground_rows, command_rows)
     for target, verdict, figures in found:

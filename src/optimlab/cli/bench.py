@@ -76,6 +76,9 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     help="Skip the command times (--help, list; optimlab build into an empty cache in a full run).",
 )
 @click.option(
+    "--no-mixed", is_flag=True, help="Skip mixed precision (bfloat16 parameters, float32 state)."
+)
+@click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
     help="The report (default ./BENCHMARKS.md).",
@@ -108,6 +111,7 @@ def bench(
     no_train: bool,
     no_playground: bool,
     no_commands: bool,
+    no_mixed: bool,
     out: Path | None,
     plot: Path | None,
     json_path: Path | None,
@@ -135,6 +139,7 @@ def bench(
         train=not no_train,
         playground=not no_playground,
         commands=not no_commands,
+        mixed=not no_mixed,
         out=out,
         plot=plot,
         json=json_path,
