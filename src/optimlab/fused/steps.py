@@ -252,7 +252,7 @@ class _Launched:
         self.stepped = stepped  # the step counts this step advanced, optimistically
         self.names = names  # each flagged tensor's name, for the error message
         self.checked = checked  # whether the flag is optimlab's check (else GradScaler's)
-        self.host = host  # (id of a group, its states) whose state arguments the host advanced
+        self.host = host  # (group, its plan's states) whose host state this step advanced
 
     def done(self) -> bool:
         return self.event is None or bool(self.event.query())
@@ -458,7 +458,7 @@ class DeviceSteps:
                     plan.others
                     or not plan.fused
                     or not plan.ready(optimizer, group)
-                    or not _shared_state_arguments(optimizer, plan)
+                    or not _one_host_state(optimizer, plan)
                 ):
                     self.fused.plans.pop(id(group), None)
                     return None
@@ -635,12 +635,15 @@ class DeviceSteps:
 _UNKNOWN = object()
 
 
-def _shared_state_arguments(optimizer: Any, plan: FusedPlan) -> bool:
-    """Whether ``plan``'s parameters share their state arguments (one row of scalars for all;
+def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:
+    """Whether ``plan``'s parameters share their step count and state arguments, where the
+    optimizer keeps host state (one row of scalars for all, one host state to keep by count;
     they do unless some were stepped apart or loaded so), checked when the plan is made."""
-    if not optimizer._state_arguments:
+    if optimizer._after_step_inputs is None:
         return True
-    return len(set(map(optimizer._state_key, plan.states))) == 1
+    return len(set(plan.steps.tolist())) == 1 and (
+        len(set(map(optimizer._state_key, plan.states))) == 1
+    )
 
 
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
