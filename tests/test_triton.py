@@ -419,6 +419,19 @@ def test_an_optimizer_whose_host_state_is_not_declared_is_refused_saying_why():
     assert Counting([w], lr=0.1)._fused.device_steps.takes([{"params": [w], "fused": None}]) is None
 
 
+def test_a_step_in_cuda_graph_capture_is_refused_saying_why(monkeypatch):
+    # capturable=True is not implemented: a captured step would replay the host's scalars of
+    # the captured step, silently; the step refuses (capture simulated: no GPU here)
+    w = torch.zeros(3, requires_grad=True)
+    opt = optimlab.Adam([w], capturable=True)
+    w.grad = torch.ones(3)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_current_stream_capturing", lambda: True)
+    with pytest.raises(RuntimeError, match="during CUDA graph capture.*not implemented yet"):
+        opt.step()
+    assert torch.equal(w, torch.zeros(3)) and not opt.state[w]
+
+
 def test_default_on_cpu_stays_on_the_c_kernels():
     w = torch.zeros(3, requires_grad=True)
     opt = optimlab.Adam([w])

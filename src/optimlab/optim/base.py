@@ -524,7 +524,19 @@ class Optimizer(torch.optim.Optimizer):
         The step runs without autograd, except with ``differentiable=True``, where it is
         recorded like any computation (torch's contract): the update's result then has a
         gradient with respect to the parameters, gradients and state before it.
+
+        Not in CUDA graph capture: the step counts and the scalars they give (bias
+        corrections, the learning rate) are computed on the host each step, so a captured
+        step would replay the first one's (``capturable=True`` is accepted, as torch's, but
+        does not change that yet); the step raises instead.
         """
+        if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
+            raise RuntimeError(
+                f"{type(self).__name__}.step() called during CUDA graph capture: optimlab "
+                "computes its step counts, learning rate and bias corrections on the host "
+                "each step (capturable=True is not implemented yet), so a replayed graph "
+                "would repeat this step's; call step() outside the captured region"
+            )
         if self._eval_mode_holds is not None:
             self._refuse_eval_mode(self._eval_mode_holds)
         loss = None
