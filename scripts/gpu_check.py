@@ -180,11 +180,11 @@ def fit_syncs(report: list[str], failures: list[str]) -> None:
     step, read = loop._Trainer.step, loop._Trainer.read
     reads: list[int] = []
 
-    def checked_step(self, micro_batches):
+    def checked_step(self, micro_batches, total):
         micro_batches = [tuple(t.cuda() for t in batch) for batch in micro_batches]
         torch.cuda.set_sync_debug_mode("error")
         try:
-            return step(self, micro_batches)
+            return step(self, micro_batches, total)
         finally:
             torch.cuda.set_sync_debug_mode(0)
 

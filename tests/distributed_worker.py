@@ -66,6 +66,9 @@ def main() -> None:
     parser.add_argument("--kill-at-step", type=int, default=0)
     parser.add_argument("--kill-signal", default="SIGKILL", help="what --kill-rank receives")
     parser.add_argument("--read-every", type=int, help="fit's read_every")
+    parser.add_argument(
+        "--preempt-lag", type=int, help="steps until the ranks read their summed signal flags"
+    )
     args = parser.parse_args()
 
     if args.zero:
@@ -73,6 +76,10 @@ def main() -> None:
         # group=dist.group.WORLD)` evaluates its default at import, and imported later it would
         # hold the group past destroy_process_group (see optimlab.distributed.init).
         from torch.distributed.optim import ZeroRedundancyOptimizer  # noqa: F401
+    if args.preempt_lag is not None:  # as on GPUs, where the sums are read late
+        from optimlab.train import loop
+
+        loop._Preemption.lag = args.preempt_lag
     ranks = optimlab.distributed.init()
     try:
         train(args, ranks)  # returns holding nothing that holds the process group

@@ -97,6 +97,29 @@ def test_ranks_that_read_the_losses_every_few_steps_record_the_same_run(tmp_path
     assert len(losses[0]) == 12 and losses[0] == losses[1]
 
 
+@pytest.mark.parametrize("at_step, stopped", [(5, 7), (11, 12)], ids=["mid-run", "at-the-end"])
+def test_ranks_that_read_their_signal_flags_late_stop_together_and_resume_exactly(
+    tmp_path, at_step, stopped
+):
+    # As on GPUs (NCCL): the ranks' summed flags are read 2 steps after the step that started
+    # the sum, so no step waits; a SIGTERM to rank 1 at step 5 stops both after step 7, one at
+    # step 11 (of 12) when the last sums are read, after step 12; the resumed run is exact
+    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
+    arguments = ["--out", tmp_path / "preempted", "--optimizers", "adam", "--steps", 12]
+    arguments += ["--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", 4, "--resume"]
+    arguments += ["--preempt-lag", 2]
+    signal_rank_1 = ["--kill-rank", 1, "--kill-at-step", at_step, "--kill-signal", "SIGTERM"]
+    output = run(*arguments, *signal_rank_1, check=False)
+    assert "rank 0 preempted with code 143" in output, output[-3000:]
+    assert "rank 1 preempted with code 143" in output, output[-3000:]
+    assert f"SIGTERM received: stopped after step {stopped}" in output, output[-3000:]
+    assert (tmp_path / "ck" / "adam" / f"ckpt-{stopped:08d}.pt").exists()
+    run(*arguments)  # resumed
+    assert_same(
+        params(tmp_path / "whole", "adam"), params(tmp_path / "preempted", "adam"), exact=True
+    )
+
+
 def _initial_state():
     sys.path.insert(0, str(WORKER.parent))
     from distributed_worker import build

@@ -487,12 +487,22 @@ class MiniBatches:
             return torch.arange(self._m)
         return torch.randperm(self._m, generator=_epoch_generator(self._seed, epoch))
 
+    def global_batch_size(self, step: int) -> int:
+        """The samples of batch ``step`` of an epoch over all ranks (this rank's share of it
+        is what the plan yields): ``batch_size`` times the world size, but for an uneven last
+        batch.
+
+        >>> MiniBatches(torch.arange(10.0), batch_size=4).global_batch_size(2)
+        2
+        """
+        start = step * self._global
+        last = step == self._steps - 1
+        return (self._m if last and not self._drop_last else start + self._global) - start
+
     def _bounds(self, step: int) -> tuple[int, int]:
         """Where this rank's batch of global step ``step`` lies in the epoch's permutation."""
         start = step * self._global
-        last = step == self._steps - 1
-        stop = self._m if last and not self._drop_last else start + self._global
-        q, r = divmod(stop - start, self._world_size)
+        q, r = divmod(self.global_batch_size(step), self._world_size)
         lo = start + self._rank * q + min(self._rank, r)
         return lo, lo + q + (self._rank < r)
 

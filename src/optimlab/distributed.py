@@ -24,6 +24,7 @@ from __future__ import annotations
 import datetime
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,9 +97,26 @@ class Context:
         """The sum over ranks of each value (the values themselves on one process)."""
         if not self.active:
             return values
-        t = torch.tensor(values, dtype=torch.float64, device=_collective_device(device))
+        t = torch.tensor(values, dtype=torch.float64, device=collective_device(device))
         dist.all_reduce(t)
         return t.tolist()
+
+    def sum_later(self, value: float, device: torch.device) -> Callable[[], float]:
+        """The sum over ranks of ``value``, started now and read when the returned function is
+        called: on a GPU (NCCL) the host then waits only for the reduction, which a later
+        step normally finds done, not for the work queued since. Every rank must start and
+        read the same sums in the same order, as with any collective."""
+        where = collective_device(device)
+        t = torch.full((1,), value, dtype=torch.float64, device=where)  # (no copy from host)
+        work = dist.all_reduce(t, async_op=True)
+        if where.type != "cuda":
+            return lambda: (work.wait(), float(t[0]))[1]
+        work.wait()  # the current stream waits for the reduction; the host does not
+        host = torch.empty(1, dtype=torch.float64, pin_memory=True)
+        host.copy_(t, non_blocking=True)
+        done = torch.cuda.Event()
+        done.record()
+        return lambda: (done.synchronize(), float(host[0]))[1]
 
     def gather(self, obj: Any) -> list[Any]:
         """Every rank's ``obj``, in rank order (``[obj]`` on one process)."""
@@ -153,7 +171,8 @@ def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     return model.module if is_data_parallel(model) else model
 
 
-def _collective_device(device: torch.device) -> torch.device:
+def collective_device(device: torch.device) -> torch.device:
+    """Where the ranks' collectives reduce: ``device`` under NCCL, the CPU under gloo."""
     # NCCL reduces only CUDA tensors; gloo reduces CPU tensors.
     return device if dist.get_backend() == "nccl" else torch.device("cpu")
 

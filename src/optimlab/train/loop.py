@@ -40,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -484,25 +485,25 @@ class _Trainer:
         #: size (the loss is this rank's sum until then)
         self.pending: list[tuple[dict[str, Any], float]] = []
 
-    def batches(self) -> Iterable[list[tuple[torch.Tensor, ...]]]:
-        """The micro-batches of each step of the epoch: ``accumulation`` of them, or what is
-        left of the epoch."""
+    def batches(self) -> Iterable[tuple[list[tuple[torch.Tensor, ...]], float]]:
+        """The micro-batches of each step of the epoch (``accumulation`` of them, or what is
+        left of the epoch) and the step's global effective batch: their samples over all
+        ranks, which every rank knows from the plan (no collective, no wait)."""
         plan = self.run.plan
-        epoch, group = plan.epoch, []
+        epoch, group, total = plan.epoch, [], 0
         for batch in plan:
             group.append(batch)
+            total += plan.global_batch_size(plan.position - 1)  # (counted before the yield)
             if len(group) < self.accumulation and plan.position < len(plan) and plan.epoch == epoch:
                 continue
-            yield group
-            group = []
+            yield group, float(total)
+            group, total = [], 0
 
-    def step(self, micro_batches: list[tuple[torch.Tensor, ...]]) -> bool:
-        """One optimizer step; False where a non-finite loss made it skip (``"skip"``)."""
+    def step(self, micro_batches: list[tuple[torch.Tensor, ...]], total: float) -> bool:
+        """One optimizer step on ``micro_batches``, ``total`` samples over all ranks; False
+        where a non-finite loss made it skip (``"skip"``)."""
         run, optimizer = self.run, self.run.optimizer
         sizes = [mb[0].shape[0] for mb in micro_batches]
-        total = float(sum(sizes))
-        if self.active:
-            (total,) = run.ranks.sum([total], self.device)
         optimizer.zero_grad(set_to_none=True)
         loss_sum = self._backward(micro_batches, sizes, total)
         if loss_sum is None:
@@ -895,8 +896,8 @@ def fit(
         while not trainer.finished():
             epoch_before = plan.epoch
             preempted = False
-            for micro_batches in trainer.batches():
-                if not trainer.step(micro_batches):
+            for micro_batches, total in trainer.batches():
+                if not trainer.step(micro_batches, total):
                     continue  # a non-finite loss, skipped
                 for callback in callbacks:
                     callback.on_step_end(run)
@@ -924,6 +925,9 @@ def fit(
                 if preempted:  # at the epoch's last step: saved after the epoch's end
                     trainer.save()
                     preemption.stop(run.step, checkpoints)
+        if preemption.drain():  # a signal the ranks had not all read yet: as if read now
+            trainer.save()
+            preemption.stop(run.step, checkpoints)
         trainer.save()
     finally:
         preemption.restore()
@@ -1096,11 +1100,21 @@ class Preempted(SystemExit):
 
 class _Preemption:
     """The signal handlers of one ``fit`` call: the first signal is noted (the step finishes,
-    a checkpoint is written, fit stops); a second stops at once."""
+    a checkpoint is written, fit stops); a second stops at once.
+
+    Under torchrun every rank stops at the same step, whichever received the signal: the
+    ranks sum their flags after each step. On GPUs (NCCL) a sum is read :attr:`lag` steps
+    after it started, so that no step waits for the device; every rank then stops that many
+    steps after the signal's."""
+
+    #: steps between a sum of the ranks' flags and its reading: None, 2 where the ranks
+    #: reduce on GPUs (NCCL) and 0 on CPUs (gloo, where reading costs no wait); tests set it
+    lag: int | None = None
 
     def __init__(self, names: Sequence[str]) -> None:
         self.received: int | None = None
         self.previous: dict[int, Any] = {}
+        self.sums: deque[Callable[[], float]] = deque()  # started, not read yet
         if threading.current_thread() is not threading.main_thread():
             return  # signal handlers can only be set in the main thread
         for name in names:
@@ -1120,10 +1134,24 @@ class _Preemption:
         self.received = number
 
     def requested(self, ranks: Any, device: torch.device) -> bool:
+        """Whether to stop after this step (on every rank alike)."""
         if not ranks.active:
             return self.received is not None
-        # every rank stops at the same step, whichever received the signal
-        return ranks.sum([float(self.received is not None)], device)[0] > 0
+        flag = float(self.received is not None)
+        lag = self.lag
+        if lag is None:
+            lag = 2 if distributed.collective_device(device).type == "cuda" else 0
+        if lag == 0:
+            return ranks.sum([flag], device)[0] > 0
+        self.sums.append(ranks.sum_later(flag, device))
+        return len(self.sums) > lag and self.sums.popleft()() > 0
+
+    def drain(self) -> bool:
+        """At the end of training: read the sums still unread; whether one asks to stop."""
+        found = False
+        while self.sums:
+            found = self.sums.popleft()() > 0 or found
+        return found
 
     def stop(self, step: int, checkpoints: Any) -> None:
         number = self.received or signal.SIGTERM
