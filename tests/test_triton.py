@@ -532,7 +532,11 @@ def test_bf16_on_the_plain_path_is_the_triton_kernels(name):
     _assert_same_run(*runs)
 
 
-@pytest.mark.parametrize("fused", ["triton", False])
+@pytest.mark.parametrize(
+    "fused",
+    ["triton", pytest.param(True, marks=needs_c_kernel), False],
+    ids=["triton", "c", "plain"],
+)
 def test_stochastic_rounding_is_unbiased(fused):
     # 1 + 2**-9 is a quarter of the way from bfloat16's 1 to the next value up (1 + 2**-7):
     # it must round up a quarter of the time, within 5 standard deviations of the binomial
@@ -541,6 +545,10 @@ def test_stochastic_rounding_is_unbiased(fused):
     opt = optimlab.SGD(
         [w], lr=1.0, fused=fused, state_dtype=torch.float32, stochastic_rounding=True
     )
+    if fused is True:  # a first step plans the C kernel's (a zero step: w stays 1)
+        w.grad = torch.zeros(n, dtype=torch.bfloat16)
+        opt.step()
+        assert opt._fused.ready(opt.param_groups[0]) is not None
     w.grad = torch.full((n,), -(2.0**-9), dtype=torch.bfloat16)
     opt.step()
     opt.check_finite()
