@@ -558,14 +558,17 @@ def test_stochastic_rounding_is_unbiased(fused):
     assert abs(up - 0.25) <= 5 * (0.25 * 0.75 / n) ** 0.5
 
 
-def test_a_resumed_mixed_precision_run_continues_exactly():
+@pytest.mark.parametrize(
+    "fused", ["triton", pytest.param(True, marks=needs_c_kernel)], ids=["triton", "c"]
+)
+def test_a_resumed_mixed_precision_run_continues_exactly(fused):
     def steps(opt, params, generator, count):
         for _ in range(count):
             for p in params:
                 p.grad = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
             opt.step()
 
-    mixed = dict(lr=0.01, fused="triton", state_dtype=torch.float32, stochastic_rounding=True)
+    mixed = dict(lr=0.01, fused=fused, state_dtype=torch.float32, stochastic_rounding=True)
     params = _bf16_params()
     opt = optimlab.Adam(params, **mixed)
     generator = torch.Generator().manual_seed(3)
