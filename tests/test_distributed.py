@@ -60,6 +60,15 @@ def run(*args, processes=2, restarts=0, timeout=HANG, check=True):
     return output
 
 
+@pytest.fixture(scope="module")
+def whole_adam(tmp_path_factory):
+    """Adam's parameters after 12 uninterrupted steps on 2 ranks: what every interrupted run
+    below must end with (one run for them all: the module's tests share one xdist worker)."""
+    folder = tmp_path_factory.mktemp("whole")
+    run("--out", folder, "--optimizers", "adam", "--steps", 12)
+    return params(folder, "adam")
+
+
 def params(folder, name):
     return torch.load(Path(folder) / f"{name}.pt", weights_only=True)
 
@@ -99,12 +108,11 @@ def test_ranks_that_read_the_losses_every_few_steps_record_the_same_run(tmp_path
 
 @pytest.mark.parametrize("at_step, stopped", [(5, 7), (11, 12)], ids=["mid-run", "at-the-end"])
 def test_ranks_that_read_their_signal_flags_late_stop_together_and_resume_exactly(
-    tmp_path, at_step, stopped
+    tmp_path, at_step, stopped, whole_adam
 ):
     # As on GPUs (NCCL): the ranks' summed flags are read 2 steps after the step that started
     # the sum, so no step waits; a SIGTERM to rank 1 at step 5 stops both after step 7, one at
     # step 11 (of 12) when the last sums are read, after step 12; the resumed run is exact
-    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
     arguments = ["--out", tmp_path / "preempted", "--optimizers", "adam", "--steps", 12]
     arguments += ["--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", 4, "--resume"]
     arguments += ["--preempt-lag", 2]
@@ -115,9 +123,7 @@ def test_ranks_that_read_their_signal_flags_late_stop_together_and_resume_exactl
     assert f"SIGTERM received: stopped after step {stopped}" in output, output[-3000:]
     assert (tmp_path / "ck" / "adam" / f"ckpt-{stopped:08d}.pt").exists()
     run(*arguments)  # resumed
-    assert_same(
-        params(tmp_path / "whole", "adam"), params(tmp_path / "preempted", "adam"), exact=True
-    )
+    assert_same(whole_adam, params(tmp_path / "preempted", "adam"), exact=True)
 
 
 def _initial_state():
@@ -187,8 +193,7 @@ def test_checkpoint_saved_by_two_ranks_loads_on_one_and_on_two(tmp_path):
     assert not torch.equal(whole["0.weight"], params(tmp_path / "half", "adam")["0.weight"])
 
 
-def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path):
-    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
+def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path, whole_adam):
     output = run(
         "--out",
         tmp_path / "killed",
@@ -209,13 +214,12 @@ def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path
     )
     assert "exitcode: -9" in output  # rank 1 really died...
     assert "abandoned run" not in output  # ...and the restart resumed instead of starting over
-    assert_same(params(tmp_path / "whole", "adam"), params(tmp_path / "killed", "adam"), exact=True)
+    assert_same(whole_adam, params(tmp_path / "killed", "adam"), exact=True)
 
 
 def test_a_sigterm_to_one_rank_stops_every_rank_at_one_step_and_the_resumed_run_is_exact(
-    tmp_path,
+    tmp_path, whole_adam
 ):
-    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12)
     arguments = ["--out", tmp_path / "preempted", "--optimizers", "adam", "--steps", 12]
     arguments += ["--checkpoint-dir", tmp_path / "ck", "--checkpoint-every", 4, "--resume"]
     signal_rank_1 = ["--kill-rank", 1, "--kill-at-step", 5, "--kill-signal", "SIGTERM"]
@@ -226,6 +230,4 @@ def test_a_sigterm_to_one_rank_stops_every_rank_at_one_step_and_the_resumed_run_
     assert "SIGTERM received: stopped after step 5" in output, output[-3000:]
     assert (tmp_path / "ck" / "adam" / "ckpt-00000005.pt").exists()
     run(*arguments)  # resumed from step 5
-    assert_same(
-        params(tmp_path / "whole", "adam"), params(tmp_path / "preempted", "adam"), exact=True
-    )
+    assert_same(whole_adam, params(tmp_path / "preempted", "adam"), exact=True)
