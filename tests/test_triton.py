@@ -251,6 +251,45 @@ def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule,
 
 
 @needs_c_kernel
+def test_several_groups_step_in_one_launch_each_as_the_c_kernels():
+    runs = []
+    for fused in ("triton", True):
+        params = _params(torch.float32)
+        groups = [{"params": params[:2]}, {"params": params[2:], "lr": 0.003, "betas": (0.8, 0.9)}]
+        opt = optimlab.Adam(groups, lr=0.01, fused=fused, nonfinite_grads="skip")
+        generator = torch.Generator().manual_seed(1)
+        for k in range(4):
+            for p, g in zip(params, _grads(params, generator, 7 if k == 2 else None)):
+                p.grad = g
+            opt.step()
+        opt.check_finite()
+        runs.append((params, opt))
+    _assert_same_run(*runs)
+    assert runs[0][1].skipped_steps == 1
+
+
+@needs_c_kernel
+def test_schedule_free_with_a_group_without_gradients_advances_every_group():
+    # the average's count advances in every group each step, gradients or not (as the
+    # authors' step does): a step where a group has none is left to the host path
+    runs = []
+    for fused in ("triton", True):
+        params = _params(torch.float32)
+        opt = optimlab.ScheduleFreeAdamW(
+            [{"params": params[:2]}, {"params": params[2:]}], lr=0.01, fused=fused
+        )
+        generator = torch.Generator().manual_seed(1)
+        for k in range(4):
+            for p, g in zip(params, _grads(params, generator)):
+                p.grad = g if k != 2 or p is params[0] or p is params[1] else None
+            opt.step()
+        opt.check_finite()
+        assert [g["k"] for g in opt.param_groups] == [4, 4]
+        runs.append((params, opt))
+    _assert_same_run(*runs)
+
+
+@needs_c_kernel
 def test_nadam_raising_at_the_next_step_puts_back_its_momentum_product():
     params = _params(torch.float32)
     opt = optimlab.NAdam(params, lr=0.01, fused="triton")

@@ -367,6 +367,12 @@ class DeviceSteps:
         if not plans:
             return True
         host_stepped = self.optimizer._after_step_inputs is not None
+        if (
+            host_stepped
+            and self.optimizer._host_state_in_group
+            and len(plans) != len(self.optimizer.param_groups)
+        ):
+            return False  # a group without gradients advances too: the host path's to take
         if host_stepped:
             self._host_inputs(plans)
         policy = self.optimizer.nonfinite_grads
@@ -503,7 +509,8 @@ class DeviceSteps:
         found = bucket.names
         if found is None:
             optimizer = self.optimizer
-            group_index = optimizer.param_groups.index(group)
+            # (by identity: list.index compares groups with ==, their tensors elementwise)
+            group_index = next(i for i, g in enumerate(optimizer.param_groups) if g is group)
             index = {id(p): j for j, p in enumerate(group["params"])}
             found = bucket.names = [
                 optimizer._param_name(group_index, index[id(plan.fused[i])]) for i in bucket.index

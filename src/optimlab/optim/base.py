@@ -201,6 +201,9 @@ class Optimizer(torch.optim.Optimizer):
     #: after ``n`` steps are a function of ``n`` while they stay the same, which lets the
     #: device path step without reading whether a step was skipped (see DeviceSteps)
     _after_step_inputs: tuple[str, ...] | None = None
+    #: whether that host state is the group's (advanced every step, gradients or not: the
+    #: schedule-free average's count), rather than its parameters' state arguments
+    _host_state_in_group = False
     #: what the parameters hold in eval mode (``train_mode`` False), for the error of a step
     #: taken then; None for optimizers without an eval mode
     _eval_mode_holds: str | None = None

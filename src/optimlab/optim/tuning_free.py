@@ -212,6 +212,7 @@ class _ScheduleFree(Optimizer):
     _after_step_inputs = ("lr", "warmup_steps", "r", "weight_lr_power")
     #: the group entries :meth:`_after_step` advances
     _running = ("k", "lr_max", "weight_sum")
+    _host_state_in_group = True
 
     def _after_step(self, group, stepped):
         # The rule read these running values (possibly once per bucket); store the new ones
