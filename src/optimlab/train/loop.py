@@ -491,9 +491,11 @@ class _Trainer:
         ranks, which every rank knows from the plan (no collective, no wait)."""
         plan = self.run.plan
         epoch, group, total = plan.epoch, [], 0
+        index = plan.position  # the next batch's place in the epoch
         for batch in plan:
             group.append(batch)
-            total += plan.global_batch_size(plan.position - 1)  # (counted before the yield)
+            total += plan.global_batch_size(index)
+            index += 1
             if len(group) < self.accumulation and plan.position < len(plan) and plan.epoch == epoch:
                 continue
             yield group, float(total)
