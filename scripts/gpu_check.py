@@ -7,13 +7,15 @@
    and on the CPU (``fused=True``, the C kernel, which the test suite proves bitwise equal to
    the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
    parameters and state must agree bit for bit, in float32 (and float64 for a few).
-2. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
+2. **CUDA graphs.** ``capturable=True``: a captured step of each capturable optimizer,
+   replayed with new gradients and learning rates (and a NaN once), bitwise the eager steps.
+3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
    Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads``
    policy, with a NaN in some steps, and
    under ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises. The
    same around each of ``fit``'s steps (forward, backward, clipping, schedule, optimizer step;
    not its reads of the losses every ``read_every`` steps) in fp32, bf16 and fp16.
-3. **Speed.** 100M fp32 parameters in 200 and in 2,000 tensors: optimlab's default (with its
+4. **Speed.** 100M fp32 parameters in 200 and in 2,000 tensors: optimlab's default (with its
    non-finite check) and without the check, torch's ``fused`` and ``foreach`` for Adam, AdamW
    and SGD with momentum, every other fusable default against the bandwidth a plain copy
    reaches (``dst.copy_(src)``: 8 bytes per element); medians of 5 repeats of 20 steps, each
@@ -167,6 +169,101 @@ def syncs(report: list[str], failures: list[str]) -> None:
         failures.append("sync grad scaler")
     rows.append(f"| Adam | GradScaler (found_inf, grad_scale on the device) | {verdict} |")
     report += ["| optimizer | policy | result |", "|---|---|---|", *rows, ""]
+
+
+#: the classes that take ``capturable=True`` and can step without the host
+CAPTURABLE = ("Adam", "AdamW", "Adamax", "RMSprop", "Adadelta", "Rprop")
+
+
+def graphs(report: list[str], failures: list[str]) -> None:
+    """``capturable=True`` in real CUDA graphs: three eager steps on a side stream, one step
+    captured, ten replays with new gradients and learning rates written into the static
+    tensors (a NaN in one, policy "skip"); the replays must be bitwise the eager capturable
+    steps, and close to the CPU's C kernel (the device's pow may differ in the last place)."""
+    report.append("## CUDA graphs (capturable=True)\n")
+    rows = []
+    sizes = (4096, 1000, 77, 10)
+    for name in CAPTURABLE:
+        cls = getattr(optimlab, name)
+        verdict = "replays bitwise the eager steps"
+        try:
+            runs = []
+            for mode in ("graph", "eager", "cpu"):
+                device = "cpu" if mode == "cpu" else "cuda"
+                generator = torch.Generator().manual_seed(0)
+                params = [torch.randn(n, generator=generator).to(device) for n in sizes]
+                params = [p.requires_grad_() for p in params]
+                grads = [torch.zeros_like(p) for p in params]
+                for p, g in zip(params, grads):
+                    p.grad = g
+                lr = torch.tensor(0.01, device=device)
+                opt = cls(
+                    params,
+                    lr=lr,
+                    capturable=mode != "cpu",
+                    fused=True if mode == "cpu" else None,
+                    nonfinite_grads="skip",
+                )
+
+                def feed(k, grads=grads, lr=lr):
+                    gen = torch.Generator().manual_seed(100 + k)
+                    for j, g in enumerate(grads):
+                        g.copy_(torch.randn(g.shape, generator=gen))
+                        if k == 6 and j == 1:
+                            g[3] = float("nan")
+                    lr.fill_(0.01 * (1 + k) / 12)
+
+                if mode == "graph":
+                    side = torch.cuda.Stream()
+                    side.wait_stream(torch.cuda.current_stream())
+                    with torch.cuda.stream(side):
+                        for k in range(3):
+                            feed(k)
+                            opt.step()
+                    torch.cuda.current_stream().wait_stream(side)
+                    feed(3)
+                    graph = torch.cuda.CUDAGraph()
+                    with torch.cuda.graph(graph):
+                        opt.step()
+                    graph.replay()  # (capture runs nothing: this is step 4)
+                    for k in range(4, 13):
+                        feed(k)
+                        graph.replay()
+                else:
+                    for k in range(13):
+                        feed(k)
+                        opt.step()
+                state = opt.state_dict()  # counts the skip the replays made
+                runs.append((params, state, opt.skipped_steps))
+            (gp, gs, gk), (ep, es, ek), (cp, cs, ck) = runs
+            same = all(_same_bits(a.detach(), b.detach()) for a, b in zip(gp, ep))
+            same = same and all(
+                _same_bits(v, es["state"][key][n])
+                for key, entry in gs["state"].items()
+                for n, v in entry.items()
+            )
+            worst = max(
+                float(
+                    (
+                        (a.detach().cpu() - b.detach()).abs() / b.detach().abs().clamp_min(1e-30)
+                    ).max()
+                )
+                for a, b in zip(gp, cp)
+            )
+            counts = {int(e["step"]) for e in gs["state"].values()}
+            if not same or gk != 1 or counts != {12}:
+                verdict = f"DIFFERS (bitwise {same}, skipped {gk}, counts {counts})"
+                failures.append(f"graph {name}")
+            rows.append(f"| {name} | {verdict} | {worst:.1e} |")
+        except Exception as error:  # noqa: BLE001
+            rows.append(f"| {name} | FAILED: {type(error).__name__}: {str(error)[:200]} | |")
+            failures.append(f"graph {name}")
+    report += [
+        "| optimizer | 10 replays of a captured step (a NaN in one) | max rel. diff vs CPU |",
+        "|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def fit_syncs(report: list[str], failures: list[str]) -> None:
@@ -332,7 +429,7 @@ def main() -> int:
     ]
     results: dict = {"card": card}
     failures: list[str] = []
-    for part in (parity, syncs, fit_syncs):
+    for part in (parity, syncs, graphs, fit_syncs):
         try:
             part(report, failures)
         except Exception:  # noqa: BLE001

@@ -77,7 +77,8 @@ def rms_denominator(
         ops.sqrt_(denom)
     else:
         denom = ops.sqrt(square_avgs)
-        if correction != 1.0:
+        # (a correction a capturable step computes on the device is not a number: it divides)
+        if not isinstance(correction, (int, float)) or correction != 1.0:
             ops.div_(denom, correction**0.5)
         ops.add_scalar_(denom, eps)
     return denom

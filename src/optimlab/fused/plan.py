@@ -112,11 +112,14 @@ def extent(t: Any, device: torch.device = _CPU) -> tuple[int, int] | None:
     return start + low * size, start + (high + 1) * size
 
 
-def _step_count(step: Any) -> int | None:
-    """Rule (3): the count a step tensor holds, or None where it is not one."""
+def _step_count(step: Any, device: torch.device = _CPU) -> int | None:
+    """Rule (3): the count a step tensor holds, or None where it is not one (on the CPU, as
+    torch keeps it, or, for the Triton kernels, on their ``device``, as ``capturable=True``
+    keeps it: read once, when a plan is made)."""
     if not isinstance(step, Tensor) or step.dim() != 0 or not _has_storage(step):
         return None
-    if not (plain(step, torch.float32) or plain(step, torch.float64)):
+    places = (_CPU,) if device == _CPU else (_CPU, device)
+    if not any(plain(step, dtype, at) for dtype in (torch.float32, torch.float64) for at in places):
         return None
     count = step.item()
     return int(count) if count == int(count) else None
@@ -158,7 +161,7 @@ def _entry_ok(
     if not isinstance(state, dict) or not state:
         return False
     if (
-        _step_count(state.get("step")) is None
+        _step_count(state.get("step"), device) is None
         or not plain(p, dtype, device)
         or not plain(grad, dtype, device)
     ):
@@ -289,10 +292,14 @@ class FusedPlan:
         names: tuple[str, ...],
         device: torch.device = _CPU,
         triton: bool = False,
+        capturable: bool = False,
     ) -> None:
         self.group = group
         self.device = device  # the CPU (C kernels) or a GPU (Triton kernels)
         self.triton = triton  # for the Triton kernels (on CPU tensors: in the interpreter)
+        # step counts advanced on the device (capturable=True): ``steps`` holds them as they
+        # were when the plan was made, and later steps check the step tensors by identity only
+        self.capturable = capturable
         self.param_list = group["params"]
         self.n_params = len(self.param_list)
         self.state = optimizer.state
@@ -326,7 +333,7 @@ class FusedPlan:
         # One bucket per (dtype, step): normally exactly one.
         keys: dict[tuple[torch.dtype, int], list[int]] = {}
         for i, (p, state) in enumerate(zip(fused, self.states)):
-            key = (self.kernel_dtypes[i][0], p.dtype, _step_count(state["step"]))
+            key = (self.kernel_dtypes[i][0], p.dtype, _step_count(state["step"], device))
             keys.setdefault(key, []).append(i)
         self.buckets = []
         for (dtype, storage, _), index in keys.items():
@@ -343,7 +350,7 @@ class FusedPlan:
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)
         self.step_tensors = list(map(_step, self.states))
-        self.steps = np.array([_step_count(t) for t in self.step_tensors], dtype=np.int64)
+        self.steps = np.array([_step_count(t, device) for t in self.step_tensors], np.int64)
         self.native_args: tuple[Any, ...] | None = None  # worked out by the C++ checker
         self.native_steps = 0  # the address of ``steps``, for the C++ book-keeping
         self.native_checked = False  # whether the last ready() ran the C++ checks
@@ -431,9 +438,8 @@ class FusedPlan:
             ):
                 return False
         steps = list(map(_step, self.states))
-        if not (
-            all(map(operator.is_, steps, self.step_tensors))
-            and list(map(Tensor.item, steps)) == self.steps.tolist()
+        if not all(map(operator.is_, steps, self.step_tensors)) or (
+            not self.capturable and list(map(Tensor.item, steps)) != self.steps.tolist()
         ):
             return False
         pointers = np.fromiter(map(_data_ptr, grads), np.int64, len(grads))

@@ -32,6 +32,7 @@ from torch.autograd.graph import increment_version
 
 from ..core import precision
 from . import native, plancheck, triton_kernels
+from .device_scalars import DeviceScalar, NotCapturable
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
 
@@ -159,7 +160,7 @@ class FusedSteps:
         are exact after it (``state_dict``, ``check_finite``)."""
         found = self.__dict__.get("_device_steps")
         if found is not None:
-            found.resolve(wait=True)
+            found.settle()
 
     def kernel(
         self,
@@ -236,7 +237,7 @@ MAX_UNRESOLVED = 4
 class _Launched:
     """A device step whose skip flag the host has not read yet."""
 
-    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host")
+    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host", "counted")
 
     def __init__(
         self,
@@ -246,6 +247,7 @@ class _Launched:
         names: list[str],
         checked: bool,
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+        counted: bool = False,
     ) -> None:
         self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
         self.event = event  # recorded after the copy (None on the CPU: done already)
@@ -253,6 +255,7 @@ class _Launched:
         self.names = names  # each flagged tensor's name, for the error message
         self.checked = checked  # whether the flag is optimlab's check (else GradScaler's)
         self.host = host  # (group, its plan's states) whose host state this step advanced
+        self.counted = counted  # whether the device counted the steps (capturable=True)
 
     def done(self) -> bool:
         return self.event is None or bool(self.event.query())
@@ -284,6 +287,11 @@ class DeviceSteps:
     count. The values after ``n`` steps depend on ``n`` alone while the inputs of
     ``_after_step`` stay the same; a step where they changed (ASGD's lr under a schedule) with
     flags unread first reads them (a wait, on a GPU).
+
+    With ``capturable=True`` the host counts nothing: the step counts live on the device and
+    advance there unless the flag is raised, and the rule's scalars are computed there from
+    them (:meth:`_capturable_step`), so a CUDA graph that captured one step replays the next
+    ones; the host reads the skip counter later, or in :meth:`settle` after replays.
     """
 
     #: keep this many launched steps unread even when they are done (tests: exercises the
@@ -305,6 +313,9 @@ class DeviceSteps:
         self.host_values: dict[int, dict[tuple[int, int], tuple[Any, ...]]] = {}
         #: by ``id(group)``: the inputs of ``_after_step`` at the group's last launch
         self.host_inputs: dict[int, tuple[Any, ...]] = {}
+        #: after a capturable step that checks flags: the names of its flags, and whether
+        #: they are optimlab's check's (else GradScaler's), for reading the counter later
+        self.counted: tuple[list[str], bool] | None = None
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -360,11 +371,29 @@ class DeviceSteps:
     ) -> bool:
         """Take the step on ``device``; False, with nothing changed, where a parameter with a
         gradient is one the kernels cannot take (the general path then takes the step)."""
-        self.resolve(wait=False)
-        plans = self._plans(device)
+        capturing = capturing_on(device)
+        capturable = self._capturable()
+        if capturing and not capturable:
+            raise RuntimeError(
+                capture_refusal(self.optimizer, "its groups are not all capturable=True")
+            )
+        if not capturing:
+            self.resolve(wait=False)
+        plans = self._plans(device, capturable, capturing)
         if plans is None:
+            if capturing:
+                raise RuntimeError(
+                    capture_refusal(
+                        self.optimizer,
+                        "a parameter with a gradient is one the Triton kernels "
+                        "cannot take (see optimlab.fused.plan)",
+                    )
+                )
             return False
         if not plans:
+            return True
+        if capturable:
+            self._capturable_step(plans, device, found_inf, grad_scale, capturing)
             return True
         host_stepped = self.optimizer._after_step_inputs is not None
         if (
@@ -413,6 +442,151 @@ class DeviceSteps:
             self._launch_read(stepped, names, checking, host)
         return True
 
+    def _capturable(self) -> bool:
+        """Whether this step counts on the device (every group with gradients
+        ``capturable=True``); raises where the optimizer cannot."""
+        groups = [
+            g for g in self.optimizer.param_groups if any(p.grad is not None for p in g["params"])
+        ]
+        if not groups or not all(g.get("capturable") for g in groups):
+            return False
+        reason = self.optimizer._capturable_reason()
+        if reason is not None:
+            raise RuntimeError(
+                f"capturable=True: {reason}; pass capturable=False (its steps then read "
+                "nothing on the host either, but cannot be captured in a CUDA graph)"
+            )
+        return True
+
+    def _capturable_step(
+        self,
+        plans: list[tuple[dict[str, Any], FusedPlan]],
+        device: torch.device,
+        found_inf: Tensor | None,
+        grad_scale: Tensor | None,
+        capturing: bool,
+    ) -> None:
+        """The step of ``capturable=True``: everything that changes from step to step is
+        computed on the device, so that a CUDA graph capturing it replays every later step.
+        The check's flag decides on the device whether the step counts advance; the rule's
+        scalars are computed from them there (see :mod:`.device_scalars`); the update
+        kernel reads them, and the flag, from device memory. The host reads the skip counter
+        later, as in the other steps, or (after replays it did not see) in :meth:`settle`."""
+        policy = self.optimizer.nonfinite_grads
+        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
+        checking = found_inf is None and policy != "ignore"
+        if checking and policy == "skip":
+            self.flags.zero_()
+        if found_inf is not None:
+            flag = found_inf.reshape(-1)[:1].float()
+        else:
+            flag = self.flags if checking else self.no_flag
+        runs = []
+        names: list[str] = []
+        for group, plan in plans:
+            for bucket in plan.buckets:
+                device_bucket = self._device_bucket(group, bucket, device)
+                device_bucket.set_grads(bucket.table[1], capturing)
+                if checking:
+                    device_bucket.check(self.flags, len(names), bucket.storage)
+                runs.append((group, plan, bucket, device_bucket))
+                names += self._names(group, plan, bucket)
+        taken = 1.0 - flag[0]  # the step counts advance where the step is taken
+        steps: dict[torch.dtype, list[Tensor]] = {}
+        for _, plan in plans:
+            for step in plan.step_tensors:
+                steps.setdefault(step.dtype, []).append(step)
+        for dtype, tensors in steps.items():  # (a list: a 0-dim tensor as the scalar operand
+            # would be read on the host on the CPU)
+            torch._foreach_add_(tensors, [taken.to(dtype)] * len(tensors))
+        inverse = None
+        if grad_scale is not None:  # GradScaler's inverse scale, as the other paths take it
+            inverse = DeviceScalar(grad_scale.reshape(-1)[0].double().reciprocal().float().double())
+        for group, plan, bucket, device_bucket in runs:
+            program, values = self._device_scalars(group, plan, bucket, inverse)
+            device_bucket.run(
+                program,
+                bucket.dtype,
+                values,
+                1,
+                flag,
+                self.skips,
+                bucket.storage,
+                _stochastic(group, bucket),
+            )
+        for _, plan in plans:
+            increment_version(plan.fused)
+        if found_inf is not None or checking:
+            self.skips += flag[:1]
+            self.counted = (names, checking)
+            if not capturing:
+                self._launch_read([], names, checking, [], counted=True)
+
+    def _device_scalars(
+        self, group: dict[str, Any], plan: FusedPlan, bucket: Any, inverse: DeviceScalar | None
+    ) -> tuple[Any, Tensor]:
+        """The program of ``bucket``'s rule and its scalars computed on the device, from the
+        step count of its first parameter (a plan's counts advance together), laid out as
+        the kernel takes them (one row)."""
+        count = DeviceScalar(bucket.states[0]["step"].to(torch.float64))
+        tape = self._record_on_device(group, plan.names, count, inverse, plan.device)
+        zero = torch.zeros((), dtype=torch.float64, device=plan.device)
+        row = [
+            s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
+            for s in tape.scalars
+        ]
+        if _stochastic(group, bucket):  # the step's share of the rounding bits' key
+            key = count.tensor.to(torch.int64) & precision.MASK32
+            row.append(precision._hash32_tensor(key).to(torch.float64))
+        return tape.program, torch.stack([zero, *(row or [zero])])
+
+    def _record_on_device(
+        self,
+        group: dict[str, Any],
+        names: tuple[str, ...],
+        count: DeviceScalar,
+        inverse: DeviceScalar | None,
+        device: torch.device,
+    ) -> Tape:
+        """The rule recorded with its scalars computed on ``device`` from ``count``; a clear
+        error where it reads one of them on the host."""
+        optimizer = self.optimizer
+        optimizer._grad_unscale = inverse
+        try:
+            arguments = optimizer._device_arguments(group, count, device)
+        finally:
+            optimizer._grad_unscale = None
+        try:
+            return self.fused.record(arguments, names)
+        except NotCapturable as error:
+            raise RuntimeError(
+                f"capturable=True: {type(optimizer).__name__}'s rule, as configured, cannot "
+                f"step without the host: {error} (a first step that differs from the others, "
+                "a branch on the step count); pass capturable=False"
+            ) from None
+
+    def _device_bucket(
+        self, group: dict[str, Any], bucket: Any, device: torch.device
+    ) -> triton_kernels.DeviceBucket:
+        """``bucket``'s tables on the device (made once per plan)."""
+        device_bucket = bucket.device_bucket
+        if device_bucket is None:
+            seeds = None
+            if _stochastic(group, bucket):  # (host tensors, read once per plan)
+                seeds = [int(s["rounding_seed"].numpy()) for s in bucket.states]
+            device_bucket = bucket.device_bucket = triton_kernels.DeviceBucket(
+                bucket.table, bucket.starts, device, seeds
+            )
+        return device_bucket
+
+    def settle(self) -> None:
+        """Read every launched step's skip flag, waiting for them, and the skip counter as
+        it is now (replays of a captured step the host did not see may have skipped)."""
+        if self.counted is not None and self.skips is not None:
+            names, checked = self.counted
+            self._launch_read([], names, checked, [], counted=True)
+        self.resolve(wait=True)
+
     def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
         """Before a launch: read the flags first where the inputs of ``_after_step`` changed
         since the last one (the values kept by step count hold for the old inputs only), and
@@ -445,7 +619,9 @@ class DeviceSteps:
         while len(kept) > 2 * MAX_UNRESOLVED + self.lag + 2:
             del kept[next(iter(kept))]
 
-    def _plans(self, device: torch.device) -> list[tuple[dict[str, Any], FusedPlan]] | None:
+    def _plans(
+        self, device: torch.device, capturable: bool = False, capturing: bool = False
+    ) -> list[tuple[dict[str, Any], FusedPlan]] | None:
         """Each group with gradients and its plan (kept between steps); None where a
         parameter with a gradient is one the kernels cannot take."""
         optimizer = self.optimizer
@@ -454,12 +630,34 @@ class DeviceSteps:
             if not any(p.grad is not None for p in group["params"]):
                 continue
             plan = self.fused.plans.get(id(group))
-            if plan is None or plan.device != device or not plan.ready(optimizer, group):
+            if (
+                plan is None
+                or plan.device != device
+                or plan.capturable != capturable
+                or not plan.ready(optimizer, group)
+            ):
+                if capturing:  # a plan reads the step counts once, on the host
+                    raise RuntimeError(
+                        capture_refusal(
+                            optimizer,
+                            "its plan of this step is new (a first step, new gradients' "
+                            "shapes or a loaded state): take a step with these parameters and "
+                            "gradients before capturing, as torch's CUDA graph guide warms up",
+                        )
+                    )
+                names = optimizer._buffer_names(group)
+                if capturable:  # a rule that cannot step so says it before anything changes
+                    zero = DeviceScalar(torch.zeros((), dtype=torch.float64, device=device))
+                    self._record_on_device(group, names, zero + 1, None, device)
                 for p in group["params"]:
                     if p.grad is not None and not optimizer.state[p]:
                         optimizer.state[p].update(optimizer._new_state(p, group))
-                names = optimizer._buffer_names(group)
-                plan = FusedPlan(optimizer, group, names, device, triton=True)
+                    step = optimizer.state[p].get("step") if p.grad is not None else None
+                    if capturable and isinstance(step, Tensor) and step.device != p.device:
+                        optimizer.state[p]["step"] = step.to(p.device)  # counted there
+                plan = FusedPlan(
+                    optimizer, group, names, device, triton=True, capturable=capturable
+                )
                 if (
                     plan.others
                     or not plan.fused
@@ -491,14 +689,7 @@ class DeviceSteps:
                 if found is None:  # the rows' programs differ (a first step): read first
                     self.resolve(wait=True)
                     found = self._rows(group, plan, bucket, count, 0, scaled, stochastic)
-                device_bucket = bucket.device_bucket
-                if device_bucket is None:
-                    seeds = None
-                    if stochastic:  # (host tensors, read once per plan)
-                        seeds = [int(s["rounding_seed"].numpy()) for s in bucket.states]
-                    device_bucket = bucket.device_bucket = triton_kernels.DeviceBucket(
-                        bucket.table, bucket.starts, device, seeds
-                    )
+                device_bucket = self._device_bucket(group, bucket, device)
                 device_bucket.set_grads(bucket.table[1])
                 runs.append((bucket, device_bucket, len(names), found, stochastic))
                 names += self._names(group, plan, bucket)
@@ -578,6 +769,7 @@ class DeviceSteps:
         names: list[str],
         checked: bool,
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
+        counted: bool = False,
     ) -> None:
         """Copy the skip counter and the flags to the host without waiting."""
         values = torch.cat([self.skips, self.flags[: 1 + len(names)].double()])
@@ -588,7 +780,7 @@ class DeviceSteps:
             event.record()
         else:
             snapshot, event = values, None
-        self.launched.append(_Launched(snapshot, event, stepped, names, checked, host))
+        self.launched.append(_Launched(snapshot, event, stepped, names, checked, host, counted))
 
     # -- reading the flags -----------------------------------------------------------------
 
@@ -609,15 +801,18 @@ class DeviceSteps:
             values = first.snapshot.numpy()
             total = int(values[0])
             if total > self.known_skips:
+                # (more than one where replays of a captured step skipped some)
+                new = total - self.known_skips
                 self.known_skips = total
-                skipped_here += 1
-                for step in first.stepped:
-                    step -= 1
-                for group, states in first.host:  # those of the true count, kept
-                    self._restore_host_values(group, states)
+                skipped_here += new
+                if not first.counted:  # counted optimistically on the host: take it back
+                    for step in first.stepped:
+                        step -= 1
+                    for group, states in first.host:  # those of the true count, kept
+                        self._restore_host_values(group, states)
+                    self.fused.plans.clear()  # their cached step counts are off by one now
                 if first.checked:  # (a step GradScaler skipped is its own to count)
-                    self.optimizer.skipped_steps += 1
-                self.fused.plans.clear()  # their cached step counts are off by one now
+                    self.optimizer.skipped_steps += new
                 if first.checked and self.optimizer.nonfinite_grads == "raise" and not failed:
                     failed = [n for n, v in zip(first.names, values[2:]) if v != 0] or ["?"]
                     wait = True  # every later step was skipped too: read them all
@@ -656,3 +851,23 @@ def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
     """Whether ``bucket``'s parameters round stochastically (bfloat16 ones, in float32)."""
     return bool(group.get("stochastic_rounding")) and bucket.storage == torch.bfloat16
+
+
+def capturing_on(device: torch.device) -> bool:
+    """Whether the current CUDA stream is capturing a graph (for a step on ``device``)."""
+    return (
+        device.type == "cuda"
+        and torch.cuda.is_initialized()
+        and torch.cuda.is_current_stream_capturing()
+    )
+
+
+def capture_refusal(optimizer: Any, why: str) -> str:
+    """The error of a step called in CUDA graph capture that cannot be captured."""
+    return (
+        f"{type(optimizer).__name__}.step() called during CUDA graph capture, which it cannot "
+        f"be: {why}. A captured step must count its steps and compute its learning rate and "
+        "bias corrections on the device, or a replay would repeat this step's: that is "
+        "capturable=True on the Triton path (optimlab's kernels on CUDA tensors, Triton "
+        "installed); call step() outside the captured region otherwise"
+    )

@@ -39,6 +39,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from .device_scalars import DeviceScalar
 
 #: operation name -> (number of tensor operands, number of scalars, writes in place)
 SIGNATURES: dict[str, tuple[int, int, bool]] = {
@@ -141,7 +144,8 @@ class TapeOps:
 
     Every list argument must be a one-element list holding a :class:`Var`: the whole bucket is
     one operand. Scalars may be a number or a list with one number (per-tensor lists of length
-    one, as the rules pass them); they are stored as Python floats.
+    one, as the rules pass them); they are stored as Python floats, or as the
+    :class:`~.device_scalars.DeviceScalar` a capturable step computes them in.
     """
 
     name = "tape"
@@ -329,14 +333,15 @@ class Tape:
         self._vars = {name: Var(i) for i, name in enumerate(self.operand_names)}
         self._count = len(self.operand_names)
         self._instructions: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = []
-        #: the scalars of the recorded operations, one slot each, as Python floats
-        self.scalars: list[float] = []
+        #: the scalars of the recorded operations, one slot each, as Python floats (or
+        #: DeviceScalars: see :mod:`.device_scalars`)
+        self.scalars: list[float | DeviceScalar] = []
         self.ops = TapeOps(self)
 
     def __getitem__(self, name: str) -> Var:
         return self._vars[name]
 
-    def _record(self, op: str, args: tuple[Var, ...], scalars: tuple[float, ...]) -> Var:
+    def _record(self, op: str, args: tuple[Var, ...], scalars: tuple[Any, ...]) -> Var:
         if SIGNATURES[op][2]:  # in place: the result is the first argument
             result = args[0]
         else:
@@ -372,8 +377,8 @@ def _is_tensor_list(others: object) -> bool:
     return isinstance(others, (list, tuple)) and bool(others) and isinstance(others[0], Var)
 
 
-def _scalar(value: object) -> float:
-    if value.__class__ is float:
+def _scalar(value: object) -> float | DeviceScalar:
+    if value.__class__ is float or value.__class__ is DeviceScalar:
         return value  # type: ignore[return-value]
     if isinstance(value, (list, tuple)):
         if value and isinstance(value[0], Var):
@@ -381,4 +386,6 @@ def _scalar(value: object) -> float:
         if len(value) != 1:
             raise TypeError(f"the tape backend takes one scalar per operation, got {value!r}")
         value = value[0]
+    if value.__class__ is DeviceScalar:
+        return value  # type: ignore[return-value]
     return float(value)  # type: ignore[arg-type]

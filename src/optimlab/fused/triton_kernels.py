@@ -28,6 +28,10 @@ learning rate or step count never recompiles anything; Triton caches the compile
   one row of scalars per possible number of skipped steps not yet known, and the kernel picks
   its row from the device's counter.
 
+**CUDA graphs** (``capturable=True``): the step counts advance on the device, where the
+scalars are then computed too (:mod:`.device_scalars`), into the same buffer; the kernels are
+the same (see :meth:`~optimlab.fused.steps.DeviceSteps._capturable_step`).
+
 **Without a GPU** the same kernels run on CPU tensors in Triton's interpreter
 (``TRITON_INTERPRET=1``, for tests: slow, and exactly the arithmetic of the generated source).
 Prototype findings this module relies on: the interpreter (like the GPU) must not see a block
@@ -438,10 +442,30 @@ class DeviceBucket:
         chunks = [(t, first) for t, size in enumerate(sizes) for first in range(0, size, BLOCK)]
         self.chunks = host_buffer(np.array(chunks, np.int64).reshape(-1, 2), device)
         self.nchunks = len(chunks)
+        self.captured = False  # whether a CUDA graph captured a step of this bucket
+        self.graph_pointers: list[Tensor] = []  # the gradient pointers each graph copies
+        # (made now: allocating pinned memory in the middle of a capture is not safe)
+        self.spare: Tensor | None = self._pinned()
 
-    def set_grads(self, pointers: np.ndarray) -> None:
-        """Point the table's gradient row (row 1) at this step's gradients, if they moved."""
-        if not np.array_equal(self.host_table[1], pointers):
+    def _pinned(self) -> Tensor:
+        return torch.empty(self.ntensors, dtype=torch.int64, pin_memory=self.device.type == "cuda")
+
+    def set_grads(self, pointers: np.ndarray, capturing: bool = False) -> None:
+        """Point the table's gradient row (row 1) at this step's gradients, if they moved.
+
+        In CUDA graph capture the copy is captured too: each replay copies the pointers again
+        from a pinned buffer kept for that graph (written once, here), which points the row
+        at the graph's gradients; the steps after such a replay copy their own row again,
+        whatever the host last wrote."""
+        if capturing:
+            kept = self.spare if self.spare is not None else self._pinned()
+            self.spare = None
+            kept.numpy()[:] = pointers
+            self.graph_pointers.append(kept)
+            self.table[1].copy_(kept, non_blocking=True)
+            self.host_table[1] = pointers
+            self.captured = True
+        elif self.captured or not np.array_equal(self.host_table[1], pointers):
             self.host_table[1] = pointers
             self.table[1].copy_(host_buffer(self.host_table[1], self.device), non_blocking=True)
 

@@ -67,8 +67,9 @@ from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimize
 from ..core import precision
 from ..core.ops import DIFFERENTIABLE, FOREACH, LOOP, LoopOps
 from ..fused import native
+from ..fused.device_scalars import DeviceScalar
 from ..fused.plan import FusedPlan, plain
-from ..fused.steps import FusedSteps
+from ..fused.steps import FusedSteps, capture_refusal
 from .binding import BETAS, Derived, call_rule
 from .checks import (
     boolean,
@@ -528,18 +529,12 @@ class Optimizer(torch.optim.Optimizer):
         recorded like any computation (torch's contract): the update's result then has a
         gradient with respect to the parameters, gradients and state before it.
 
-        Not in CUDA graph capture: the step counts and the scalars they give (bias
-        corrections, the learning rate) are computed on the host each step, so a captured
-        step would replay the first one's (``capturable=True`` is accepted, as torch's, but
-        does not change that yet); the step raises instead.
+        In CUDA graph capture only with ``capturable=True`` on the Triton path (see
+        :meth:`_device_arguments`): elsewhere the step counts and the scalars they give (bias
+        corrections, the learning rate) are computed on the host each step, so a replay
+        would repeat the captured step's; the step raises instead.
         """
-        if torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing():
-            raise RuntimeError(
-                f"{type(self).__name__}.step() called during CUDA graph capture: optimlab "
-                "computes its step counts, learning rate and bias corrections on the host "
-                "each step (capturable=True is not implemented yet), so a replayed graph "
-                "would repeat this step's; call step() outside the captured region"
-            )
+        capturing = torch.cuda.is_initialized() and torch.cuda.is_current_stream_capturing()
         if self._eval_mode_holds is not None:
             self._refuse_eval_mode(self._eval_mode_holds)
         loss = None
@@ -563,6 +558,10 @@ class Optimizer(torch.optim.Optimizer):
             with torch.no_grad():
                 if self._fused.device_steps.step(device, found_inf, grad_scale):
                     return loss
+        if capturing:
+            raise RuntimeError(
+                capture_refusal(self, "its parameters do not step on the Triton path")
+            )
         if found_inf is not None and bool(found_inf.item() != 0):
             return loss
         if grad_scale is not None:  # GradScaler's own inverse: float32, from float64
@@ -702,7 +701,43 @@ class Optimizer(torch.optim.Optimizer):
 
     def _check_lrs(self) -> None:
         for group in self.param_groups:  # a schedule may have written a bad value since
+            if group.get("capturable") and isinstance(group["lr"], Tensor):
+                continue  # read on the device only (see _device_arguments)
             non_negative("lr", tensor_number("lr", group["lr"]))
+
+    def _capturable_reason(self) -> str | None:
+        """Why this optimizer cannot count its steps and compute its scalars on the device
+        (``capturable=True``), beyond what its rule reads (which the recording finds), or
+        None."""
+        if self._after_step_inputs is not None or self._state_arguments:
+            return (
+                f"{type(self).__name__} advances the state its rule reads on the host after "
+                "each step, which a replayed graph would not"
+            )
+        return None
+
+    def _device_arguments(
+        self, group: dict[str, Any], step: DeviceScalar, device: torch.device
+    ) -> dict[str, Any]:
+        """:meth:`_arguments` for a step with ``capturable=True``: ``step``, the count, lives
+        on ``device``, as does a tensor hyperparameter there (an ``lr`` a schedule writes
+        in place: each replay of a captured step reads its value of the moment); the rule's
+        scalar arithmetic then runs on the device (:mod:`optimlab.fused.device_scalars`).
+        Hyperparameters given as numbers, or as CPU tensors beside CUDA parameters, are
+        read when the step is captured, and a replay repeats them."""
+        arguments = dict(group)
+        for name in self._tensor_hyperparameters:
+            value = group.get(name)
+            if isinstance(value, (tuple, list)):
+                arguments[name] = tuple(
+                    _on_device(f"{name}[{i}]", v, device) for i, v in enumerate(value)
+                )
+            else:
+                arguments[name] = _on_device(name, value, device)
+        arguments["step"] = step
+        if self._grad_unscale is not None:
+            arguments[GRAD_UNSCALE] = self._grad_unscale
+        return arguments
 
     def check_finite(self) -> None:
         """Wait for the steps launched on a GPU and raise :class:`NonFiniteGradientError` if
@@ -844,6 +879,7 @@ class Optimizer(torch.optim.Optimizer):
         asks for it (a bfloat16 parameter): derived from torch's initial seed and the
         parameter's place, so no random number is drawn from the user's generator."""
         state = self._init_state(p, group)
+        _place_step(state, p, group)
         wide = self._compute_dtype(group, p.dtype)
         if wide == p.dtype:
             return state
@@ -956,6 +992,7 @@ class Optimizer(torch.optim.Optimizer):
                 if not entry:
                     continue
                 entry["step"] = new_step(step_count(entry))
+                _place_step(entry, p, config)
                 for name, blank in template.items():
                     if name == "step" or not isinstance(blank, Tensor):
                         continue
@@ -1020,6 +1057,22 @@ class Optimizer(torch.optim.Optimizer):
             )
             lines.append(f"  group {i} ({len(group['params'])} tensor(s)): {settings}")
         return "\n".join(lines)
+
+
+def _place_step(state: dict[str, Any], p: Tensor, group: dict[str, Any]) -> None:
+    """Keep ``state``'s step count on ``p``'s device where the group is ``capturable`` (as
+    torch keeps it: the step's kernels count there, see ``_device_arguments``)."""
+    step = state.get("step")
+    if group.get("capturable") and isinstance(step, Tensor) and step.device != p.device:
+        state["step"] = step.to(p.device)
+
+
+def _on_device(name: str, value: Any, device: torch.device) -> Any:
+    """A hyperparameter for a capturable step: a tensor on ``device`` as a DeviceScalar,
+    anything else as the number it holds."""
+    if isinstance(value, Tensor) and value.device == device:
+        return DeviceScalar(value.detach().reshape(()).to(torch.float64))
+    return tensor_number(name, value)
 
 
 def _require_dense(grad: Tensor) -> None:
