@@ -314,3 +314,33 @@ def test_bf16_with_float32_state_and_capturable_is_the_c_kernels(stochastic, mon
         assert native._same_bits(
             runs[0][1].state[p]["exp_avg_sq"], runs[1][1].state[q]["exp_avg_sq"]
         )
+
+
+@needs_c_kernel
+def test_a_resumed_capturable_run_continues_exactly_and_tensor_betas_are_read_there():
+    def run(opt, params, generator, count):
+        for _ in range(count):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator)
+            opt.step()
+
+    def make(params, capturable, fused):
+        betas = (torch.tensor(0.8), torch.tensor(0.95))
+        return optimlab.Adam(params, lr=0.01, betas=betas, capturable=capturable, fused=fused)
+
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(n, generator=generator).requires_grad_() for n in SIZES]
+    reference = [p.detach().clone().requires_grad_() for p in params]
+    opt = make(params, True, "triton")
+    run(opt, params, torch.Generator().manual_seed(1), 3)
+    resumed_params = [p.detach().clone().requires_grad_() for p in params]
+    resumed = make(resumed_params, True, "triton")
+    resumed.load_state_dict(opt.state_dict())
+    run(resumed, resumed_params, torch.Generator().manual_seed(2), 3)
+    whole = make(reference, False, True)  # the C kernel, uninterrupted
+    run(whole, reference, torch.Generator().manual_seed(1), 3)
+    run(whole, reference, torch.Generator().manual_seed(2), 3)
+    resumed.check_finite()
+    for p, q in zip(resumed_params, reference):
+        assert native._same_bits(p.detach(), q.detach())
+        assert int(resumed.state[p]["step"]) == 6
