@@ -404,15 +404,7 @@ class DeviceSteps:
             return False  # a group without gradients advances too: the host path's to take
         if host_stepped:
             self._host_inputs(plans)
-        policy = self.optimizer.nonfinite_grads
-        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
-        checking = found_inf is None and policy != "ignore"
-        if checking and policy == "skip":
-            self.flags.zero_()  # ("raise": the flag stays up until the host reads it)
-        if found_inf is not None:
-            flag = found_inf.reshape(-1)[:1].float()
-        else:
-            flag = self.flags if checking else self.no_flag
+        checking, flag = self._flag(plans, device, found_inf)
         runs, names = self._runs(plans, device, grad_scale is not None)
         if checking:
             for bucket, device_bucket, first, _, _ in runs:
@@ -420,8 +412,7 @@ class DeviceSteps:
         for bucket, device_bucket, _, (program, rows, scalars), stochastic in runs:
             values = triton_kernels.host_buffer(scalars, device)
             if grad_scale is not None:  # GradScaler's inverse scale, read on the device
-                inverse = grad_scale.reshape(-1)[:1].double().reciprocal().float().double()
-                values[1:].view(rows, -1)[:, 0] = inverse.reshape(())
+                values[1:].view(rows, -1)[:, 0] = _inverse_scale(grad_scale)
             device_bucket.run(
                 program, bucket.dtype, values, rows, flag, self.skips, bucket.storage, stochastic
             )
@@ -441,6 +432,23 @@ class DeviceSteps:
             self.skips += flag[:1]
             self._launch_read(stepped, names, checking, host)
         return True
+
+    def _flag(
+        self,
+        plans: list[tuple[dict[str, Any], FusedPlan]],
+        device: torch.device,
+        found_inf: Tensor | None,
+    ) -> tuple[bool, Tensor]:
+        """Whether this step checks its gradients (else GradScaler did, or the policy is
+        "ignore"), and the device flag its kernels read: nonzero skips the step."""
+        policy = self.optimizer.nonfinite_grads
+        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
+        checking = found_inf is None and policy != "ignore"
+        if checking and policy == "skip":
+            self.flags.zero_()  # ("raise": the flag stays up until the host reads it)
+        if found_inf is not None:
+            return checking, found_inf.reshape(-1)[:1].float()
+        return checking, self.flags if checking else self.no_flag
 
     def _capturable(self) -> bool:
         """Whether this step counts on the device (every group with gradients
@@ -472,15 +480,7 @@ class DeviceSteps:
         scalars are computed from them there (see :mod:`.device_scalars`); the update
         kernel reads them, and the flag, from device memory. The host reads the skip counter
         later, as in the other steps, or (after replays it did not see) in :meth:`settle`."""
-        policy = self.optimizer.nonfinite_grads
-        self._buffers(device, sum(len(plan.fused) for _, plan in plans))
-        checking = found_inf is None and policy != "ignore"
-        if checking and policy == "skip":
-            self.flags.zero_()
-        if found_inf is not None:
-            flag = found_inf.reshape(-1)[:1].float()
-        else:
-            flag = self.flags if checking else self.no_flag
+        checking, flag = self._flag(plans, device, found_inf)
         runs = []
         names: list[str] = []
         for group, plan in plans:
@@ -499,9 +499,7 @@ class DeviceSteps:
         for dtype, tensors in steps.items():  # (a list: a 0-dim tensor as the scalar operand
             # would be read on the host on the CPU)
             torch._foreach_add_(tensors, [taken.to(dtype)] * len(tensors))
-        inverse = None
-        if grad_scale is not None:  # GradScaler's inverse scale, as the other paths take it
-            inverse = DeviceScalar(grad_scale.reshape(-1)[0].double().reciprocal().float().double())
+        inverse = None if grad_scale is None else DeviceScalar(_inverse_scale(grad_scale))
         for group, plan, bucket, device_bucket in runs:
             program, values = self._device_scalars(group, plan, bucket, inverse)
             device_bucket.run(
@@ -851,6 +849,12 @@ def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
     """Whether ``bucket``'s parameters round stochastically (bfloat16 ones, in float32)."""
     return bool(group.get("stochastic_rounding")) and bucket.storage == torch.bfloat16
+
+
+def _inverse_scale(grad_scale: Tensor) -> Tensor:
+    """GradScaler's inverse scale as its own unscaling computes it (float32, from float64),
+    on the device, as a 0-dim float64 tensor."""
+    return grad_scale.reshape(-1)[0].double().reciprocal().float().double()
 
 
 def capturing_on(device: torch.device) -> bool:
