@@ -172,7 +172,7 @@ def syncs(report: list[str], failures: list[str]) -> None:
 
 
 #: the classes that take ``capturable=True`` and can step without the host
-CAPTURABLE = ("Adam", "AdamW", "Adamax", "RMSprop", "Adadelta", "Rprop")
+CAPTURABLE = ("Adam", "AdamW", "Adamax", "RAdam", "RMSprop", "Adadelta", "Rprop")
 
 
 def graphs(report: list[str], failures: list[str]) -> None:

@@ -24,7 +24,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import optimlab  # noqa: E402
 from optimlab.fused import native, steps, triton_kernels  # noqa: E402
-from optimlab.fused.device_scalars import DeviceScalar, NotCapturable  # noqa: E402
+from optimlab.fused.device_scalars import DeviceScalar, NotCapturable, every_branch  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 needs_c_kernel = pytest.mark.skipif(
@@ -37,8 +37,8 @@ CAPTURABLE = [
     c for c in CASES if "capturable" in c.cls.__init__.__code__.co_varnames and c.cls._rule
 ]
 #: those that cannot step without the host: NAdam and ASGD advance host state after each
-#: step, RAdam's rule branches on the step count
-REFUSED = {"NAdam", "ASGD", "RAdam"}
+#: step
+REFUSED = {"NAdam", "ASGD"}
 
 
 class Graph(TorchDispatchMode):
@@ -266,9 +266,25 @@ def test_device_scalars_compute_as_python_floats_and_refuse_host_reads():
         assert (-(lr / (1.0 - beta**t))).tensor.item() == -(lr / (1.0 - beta**3))
         assert ((1.0 - beta**t) ** 0.5).tensor.item() == (1.0 - beta**3) ** 0.5
         assert (lr / (1 + (t - 1) * 0.01)).tensor.item() == lr / (1 + (3 - 1) * 0.01)
-    for read in (bool, float, int, lambda x: x == 1, lambda x: min(x, 2.0)):
+    for read in (bool, float, int, lambda x: bool(x == 1), lambda x: min(x, 2.0)):
         with pytest.raises(NotCapturable):
-            read(t)
+            read(t)  # outside every_branch: a branch on the device value has no answer
+
+
+def test_every_branch_records_each_way_with_the_conditions_it_took():
+    t = DeviceScalar(torch.tensor(3.0, dtype=torch.float64))
+
+    def rule():  # two branch points, the second only on one way of the first
+        if t > 5:
+            return "late"
+        return "first" if t == 1 else "early"
+
+    found = every_branch(rule)
+    assert sorted(result for result, _ in found) == ["early", "first", "late"]
+    # exactly one way holds on the device: the one whose conditions all came out as taken
+    holding = [result for result, met in found if all(bool(c) == a for c, a in met)]
+    assert holding == ["early"]
+    assert every_branch(lambda: (t * 2).tensor.item())[0][1] == []  # no branch: one way
 
 
 @needs_c_kernel

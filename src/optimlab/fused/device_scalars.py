@@ -13,21 +13,34 @@ float64 tensors are correctly rounded as Python's are; a Python number enters as
 filled with it (``torch.full``), never as a "CPU scalar" operand, which CUDA divides by
 multiplying with its reciprocal; ``**`` is ``pow`` on two tensors (the CPU's ``pow``, as
 Python's; a GPU's differs from it in the last place at most). A rule that asks the value on
-the host (a branch on the step count, ``min``, ``math.sqrt``) raises :class:`NotCapturable`:
-it cannot step without the host.
+the host as a Python number (``math.sqrt``, ``float()``) raises :class:`NotCapturable`: it
+cannot step without the host.
+
+A rule that *branches* on such a number (RAdam's ``rho_t > 5``, a ``min``) is recorded once
+for each way its branches can go (:func:`every_branch`): a comparison gives a
+:class:`DeviceCondition`, whose truth the recording is told, and which is kept with the
+answer. Each recording becomes a launch that applies only where the device finds every
+condition as it was answered: exactly one of them writes.
 
 >>> import torch
->>> t = DeviceScalar(torch.tensor([1.0, 2.0], dtype=torch.float64))
+>>> t = DeviceScalar(torch.tensor(2.0, dtype=torch.float64))
 >>> (-(0.1 / (1.0 - 0.9**t))).tensor
-tensor([-1.0000, -0.5263], dtype=torch.float64)
+tensor(-0.5263, dtype=torch.float64)
 """
 
 from __future__ import annotations
 
-from typing import Any
+import contextvars
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
 from torch import Tensor
+
+T = TypeVar("T")
+
+#: at most this many recordings of one rule (the ways its branches on device numbers go)
+MAX_BRANCHES = 8
 
 
 class NotCapturable(RuntimeError):
@@ -100,13 +113,103 @@ class DeviceScalar:
     def _read(self, *_: Any) -> Any:
         raise NotCapturable(
             "the rule reads a number that lives on the device (the step count, or a learning "
-            "rate given as a tensor there) to branch on it or to compute with it as a Python "
-            "float"
+            "rate given as a tensor there) as a Python number"
         )
 
-    __bool__ = __float__ = __int__ = __index__ = __round__ = _read
-    __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _read  # type: ignore[assignment]
+    __float__ = __int__ = __index__ = __round__ = _read
+
+    def _compare(self, other: Any, op: Any) -> Any:
+        operand = self._operand(other)
+        if operand is NotImplemented:
+            return NotImplemented
+        return DeviceCondition(op(self.tensor, operand))
+
+    def __eq__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._compare(other, torch.eq)
+
+    def __ne__(self, other: Any) -> Any:  # type: ignore[override]
+        return self._compare(other, torch.ne)
+
+    def __lt__(self, other: Any) -> Any:
+        return self._compare(other, torch.lt)
+
+    def __le__(self, other: Any) -> Any:
+        return self._compare(other, torch.le)
+
+    def __gt__(self, other: Any) -> Any:
+        return self._compare(other, torch.gt)
+
+    def __ge__(self, other: Any) -> Any:
+        return self._compare(other, torch.ge)
+
+    def __bool__(self) -> bool:
+        return bool(self != 0)
+
     __hash__ = None  # type: ignore[assignment]
 
     def __repr__(self) -> str:
         return f"DeviceScalar({self.tensor!r})"
+
+
+class DeviceCondition:
+    """A comparison of device numbers (a boolean tensor) that a rule branches on: its truth
+    is what :func:`every_branch` tells the recording, which keeps it with the answer."""
+
+    __slots__ = ("tensor",)
+
+    def __init__(self, tensor: Tensor) -> None:
+        self.tensor = tensor
+
+    def __bool__(self) -> bool:
+        branches = _branches.get()
+        if branches is None:
+            raise NotCapturable("the rule branches on a number that lives on the device")
+        if len(branches) >= MAX_BRANCHES:
+            raise NotCapturable(f"the rule branches more than {MAX_BRANCHES} times")
+        k = len(branches)
+        answer = branches.answers[k] if k < len(branches.answers) else False
+        branches.append((self.tensor, answer))
+        return answer
+
+
+class _Branches(list):
+    """The conditions one recording met, with the answers it took (``answers`` first, then
+    False)."""
+
+    def __init__(self, answers: tuple[bool, ...]) -> None:
+        super().__init__()
+        self.answers = answers
+
+
+_branches: contextvars.ContextVar[_Branches | None] = contextvars.ContextVar(
+    "optimlab_device_branches", default=None
+)
+
+
+def every_branch(record: Callable[[], T]) -> list[tuple[T, list[tuple[Tensor, bool]]]]:
+    """``record()`` once for each way the conditions on device numbers it meets can go, each
+    with those conditions and the answers it took (none where it meets none).
+
+    >>> t = DeviceScalar(torch.tensor(7.0, dtype=torch.float64))
+    >>> [(result, [bool(c) == a for c, a in met]) for result, met in
+    ...  every_branch(lambda: "late" if t > 5 else "early")]
+    [('early', [False]), ('late', [True])]
+    """
+    found = []
+    pending: list[tuple[bool, ...]] = [()]
+    while pending:
+        answers = pending.pop()
+        branches = _Branches(answers)
+        token = _branches.set(branches)
+        try:
+            result = record()
+        finally:
+            _branches.reset(token)
+        met = list(branches)
+        # the conditions met past the given answers were taken False: their True ways next
+        for k in range(len(answers), len(met)):
+            pending.append(tuple(a for _, a in met[:k]) + (True,))
+        found.append((result, met))
+        if len(found) > MAX_BRANCHES:
+            raise NotCapturable(f"the rule branches more than {MAX_BRANCHES} ways")
+    return found

@@ -32,7 +32,7 @@ from torch.autograd.graph import increment_version
 
 from ..core import precision
 from . import native, plancheck, triton_kernels
-from .device_scalars import DeviceScalar, NotCapturable
+from .device_scalars import DeviceScalar, NotCapturable, every_branch
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
 
@@ -501,17 +501,17 @@ class DeviceSteps:
             torch._foreach_add_(tensors, [taken.to(dtype)] * len(tensors))
         inverse = None if grad_scale is None else DeviceScalar(_inverse_scale(grad_scale))
         for group, plan, bucket, device_bucket in runs:
-            program, values = self._device_scalars(group, plan, bucket, inverse)
-            device_bucket.run(
-                program,
-                bucket.dtype,
-                values,
-                1,
-                flag,
-                self.skips,
-                bucket.storage,
-                _stochastic(group, bucket),
-            )
+            for program, values, met in self._device_scalars(group, plan, bucket, inverse):
+                device_bucket.run(
+                    program,
+                    bucket.dtype,
+                    values,
+                    1,
+                    flag if not met else flag[:1] + _mismatch(met),  # (applies where all hold)
+                    self.skips,
+                    bucket.storage,
+                    _stochastic(group, bucket),
+                )
         for _, plan in plans:
             increment_version(plan.fused)
         if found_inf is not None or checking:
@@ -522,21 +522,25 @@ class DeviceSteps:
 
     def _device_scalars(
         self, group: dict[str, Any], plan: FusedPlan, bucket: Any, inverse: DeviceScalar | None
-    ) -> tuple[Any, Tensor]:
+    ) -> list[tuple[Any, Tensor, list[tuple[Tensor, bool]]]]:
         """The program of ``bucket``'s rule and its scalars computed on the device, from the
         step count of its first parameter (a plan's counts advance together), laid out as
-        the kernel takes them (one row)."""
+        the kernel takes them (one row); one of each for every way the rule's branches on
+        device numbers go, with the conditions that way took (see
+        :func:`.device_scalars.every_branch`)."""
         count = DeviceScalar(bucket.states[0]["step"].to(torch.float64))
-        tape = self._record_on_device(group, plan.names, count, inverse, plan.device)
         zero = torch.zeros((), dtype=torch.float64, device=plan.device)
-        row = [
-            s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
-            for s in tape.scalars
-        ]
-        if _stochastic(group, bucket):  # the step's share of the rounding bits' key
-            key = count.tensor.to(torch.int64) & precision.MASK32
-            row.append(precision._hash32_tensor(key).to(torch.float64))
-        return tape.program, torch.stack([zero, *(row or [zero])])
+        found = []
+        for tape, met in self._record_on_device(group, plan.names, count, inverse, plan.device):
+            row = [
+                s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
+                for s in tape.scalars
+            ]
+            if _stochastic(group, bucket):  # the step's share of the rounding bits' key
+                key = count.tensor.to(torch.int64) & precision.MASK32
+                row.append(precision._hash32_tensor(key).to(torch.float64))
+            found.append((tape.program, torch.stack([zero, *(row or [zero])]), met))
+        return found
 
     def _record_on_device(
         self,
@@ -545,22 +549,25 @@ class DeviceSteps:
         count: DeviceScalar,
         inverse: DeviceScalar | None,
         device: torch.device,
-    ) -> Tape:
-        """The rule recorded with its scalars computed on ``device`` from ``count``; a clear
-        error where it reads one of them on the host."""
+    ) -> list[tuple[Tape, list[tuple[Tensor, bool]]]]:
+        """The rule recorded with its scalars computed on ``device`` from ``count``, once for
+        every way its branches on them go; a clear error where it reads one on the host."""
         optimizer = self.optimizer
-        optimizer._grad_unscale = inverse
-        try:
-            arguments = optimizer._device_arguments(group, count, device)
-        finally:
-            optimizer._grad_unscale = None
-        try:
+
+        def record() -> Tape:
+            optimizer._grad_unscale = inverse
+            try:
+                arguments = optimizer._device_arguments(group, count, device)
+            finally:
+                optimizer._grad_unscale = None
             return self.fused.record(arguments, names)
+
+        try:
+            return every_branch(record)
         except NotCapturable as error:
             raise RuntimeError(
                 f"capturable=True: {type(optimizer).__name__}'s rule, as configured, cannot "
-                f"step without the host: {error} (a first step that differs from the others, "
-                "a branch on the step count); pass capturable=False"
+                f"step without the host: {error}; pass capturable=False"
             ) from None
 
     def _device_bucket(
@@ -849,6 +856,12 @@ def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
     """Whether ``bucket``'s parameters round stochastically (bfloat16 ones, in float32)."""
     return bool(group.get("stochastic_rounding")) and bucket.storage == torch.bfloat16
+
+
+def _mismatch(met: list[tuple[Tensor, bool]]) -> Tensor:
+    """1 where the device finds a condition other than a recording took it, else 0 (float32,
+    shape ``(1,)``: added to the step's flag, it keeps that recording's launch from writing)."""
+    return torch.stack([condition != answer for condition, answer in met]).any().float()[None]
 
 
 def _inverse_scale(grad_scale: Tensor) -> Tensor:
