@@ -171,8 +171,8 @@ def syncs(report: list[str], failures: list[str]) -> None:
     report += ["| optimizer | policy | result |", "|---|---|---|", *rows, ""]
 
 
-#: the classes that take ``capturable=True`` and can step without the host
-CAPTURABLE = ("Adam", "AdamW", "Adamax", "RAdam", "RMSprop", "Adadelta", "Rprop")
+#: the classes that take ``capturable=True`` (torch's)
+CAPTURABLE = ("Adam", "AdamW", "Adamax", "NAdam", "RAdam", "RMSprop", "Adadelta", "Rprop", "ASGD")
 
 
 def graphs(report: list[str], failures: list[str]) -> None:

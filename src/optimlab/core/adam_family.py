@@ -56,6 +56,8 @@ def nadam_momentum(beta1: float, momentum_decay: float, step: int) -> float:
 
 
 def _to_float32(x: float) -> float:
+    if x.__class__ is not float:  # a number on the device (a capturable step) rounds itself
+        return x.to_float32()  # type: ignore[attr-defined]
     return struct.unpack("f", struct.pack("f", x))[0]
 
 

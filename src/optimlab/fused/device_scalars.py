@@ -101,6 +101,10 @@ class DeviceScalar:
     def __rpow__(self, other: Any) -> Any:
         return self._binary(other, torch.pow, reflected=True)
 
+    def to_float32(self) -> DeviceScalar:
+        """Rounded to float32 (to nearest even, as ``struct.pack("f", x)`` rounds a float)."""
+        return DeviceScalar(self.tensor.float().double())
+
     def __neg__(self) -> DeviceScalar:
         return DeviceScalar(torch.neg(self.tensor))
 
@@ -213,3 +217,21 @@ def every_branch(record: Callable[[], T]) -> list[tuple[T, list[tuple[Tensor, bo
         if len(found) > MAX_BRANCHES:
             raise NotCapturable(f"the rule branches more than {MAX_BRANCHES} ways")
     return found
+
+
+def selected(compute: Callable[[], tuple[Any, ...]], device: torch.device) -> list[Tensor]:
+    """The numbers ``compute()`` gives, as 0-dim float64 tensors on ``device``; where it
+    branches on device numbers (``max(1, t - t0)``), those of the way the device finds (each
+    way computed, then chosen with ``torch.where``)."""
+    chosen: list[Tensor] = []
+    for values, met in every_branch(compute):
+        tensors = [
+            v.tensor if isinstance(v, DeviceScalar)
+            else torch.full((), float(v), dtype=torch.float64, device=device)
+            for v in values
+        ]  # fmt: skip
+        if met and chosen:  # (exactly one way holds; the first is taken unless another does)
+            holds = torch.stack([condition == answer for condition, answer in met]).all()
+            tensors = [torch.where(holds, t, c) for t, c in zip(tensors, chosen)]
+        chosen = tensors
+    return chosen

@@ -32,7 +32,7 @@ from torch.autograd.graph import increment_version
 
 from ..core import precision
 from . import native, plancheck, triton_kernels
-from .device_scalars import DeviceScalar, NotCapturable, every_branch
+from .device_scalars import DeviceScalar, NotCapturable, every_branch, selected
 from .plan import FusedPlan, fusable_subset
 from .tape import NotRecordable, Tape
 
@@ -512,6 +512,15 @@ class DeviceSteps:
                     bucket.storage,
                     _stochastic(group, bucket),
                 )
+        if self.optimizer._state_arguments:  # as _after_step, where the step was taken
+            for group, plan in plans:
+                for bucket in plan.buckets:
+                    count = DeviceScalar(bucket.states[0]["step"].to(torch.float64))
+                    new = self._advanced_state(group, count, device, bucket.states[0])
+                    for name, value in zip(self.optimizer._state_arguments, new):
+                        tensors = [s[name] for s in bucket.states]
+                        value = torch.where(taken > 0, value, tensors[0].double())
+                        torch._foreach_copy_(tensors, [value.to(tensors[0].dtype)] * len(tensors))
         for _, plan in plans:
             increment_version(plan.fused)
         if found_inf is not None or checking:
@@ -531,7 +540,9 @@ class DeviceSteps:
         count = DeviceScalar(bucket.states[0]["step"].to(torch.float64))
         zero = torch.zeros((), dtype=torch.float64, device=plan.device)
         found = []
-        for tape, met in self._record_on_device(group, plan.names, count, inverse, plan.device):
+        state = bucket.states[0]
+        recorded = self._record_on_device(group, plan.names, count, inverse, plan.device, state)
+        for tape, met in recorded:
             row = [
                 s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
                 for s in tape.scalars
@@ -549,26 +560,41 @@ class DeviceSteps:
         count: DeviceScalar,
         inverse: DeviceScalar | None,
         device: torch.device,
+        state: dict[str, Any],
+        update: bool = False,
     ) -> list[tuple[Tape, list[tuple[Tensor, bool]]]]:
-        """The rule recorded with its scalars computed on ``device`` from ``count``, once for
-        every way its branches on them go; a clear error where it reads one on the host."""
+        """The rule recorded with its scalars computed on ``device`` from ``count`` (and the
+        state arguments of ``state``), once for every way its branches on them go; a clear
+        error where it reads one on the host (``update``: also where the state arguments'
+        update does)."""
         optimizer = self.optimizer
 
         def record() -> Tape:
             optimizer._grad_unscale = inverse
             try:
-                arguments = optimizer._device_arguments(group, count, device)
+                arguments = optimizer._device_arguments(group, count, device, state)
             finally:
                 optimizer._grad_unscale = None
             return self.fused.record(arguments, names)
 
         try:
+            if update and optimizer._state_arguments:
+                self._advanced_state(group, count, device, state)
             return every_branch(record)
         except NotCapturable as error:
             raise RuntimeError(
                 f"capturable=True: {type(optimizer).__name__}'s rule, as configured, cannot "
                 f"step without the host: {error}; pass capturable=False"
             ) from None
+
+    def _advanced_state(
+        self, group: dict[str, Any], count: DeviceScalar, device: torch.device, state: Any
+    ) -> list[Tensor]:
+        """The state arguments after a step to ``count`` from those of ``state``, computed on
+        the device (``Optimizer._state_update``)."""
+        optimizer = self.optimizer
+        arguments = optimizer._device_arguments(group, count, device, state)
+        return selected(lambda: optimizer._state_update(arguments), device)
 
     def _device_bucket(
         self, group: dict[str, Any], bucket: Any, device: torch.device
@@ -652,14 +678,16 @@ class DeviceSteps:
                     )
                 names = optimizer._buffer_names(group)
                 if capturable:  # a rule that cannot step so says it before anything changes
-                    zero = DeviceScalar(torch.zeros((), dtype=torch.float64, device=device))
-                    self._record_on_device(group, names, zero + 1, None, device)
+                    one = torch.ones((), dtype=torch.float64, device=device)
+                    trial = {name: one for name in optimizer._state_arguments}
+                    self._record_on_device(
+                        group, names, DeviceScalar(one), None, device, trial, True
+                    )
                 for p in group["params"]:
                     if p.grad is not None and not optimizer.state[p]:
                         optimizer.state[p].update(optimizer._new_state(p, group))
-                    step = optimizer.state[p].get("step") if p.grad is not None else None
-                    if capturable and isinstance(step, Tensor) and step.device != p.device:
-                        optimizer.state[p]["step"] = step.to(p.device)  # counted there
+                    if p.grad is not None:
+                        optimizer._place_on_device(optimizer.state[p], p, group)
                 plan = FusedPlan(
                     optimizer, group, names, device, triton=True, capturable=capturable
                 )

@@ -123,11 +123,25 @@ class NAdam(Optimizer):
         arguments["single_precision_product"] = state["mu_product"].dtype != torch.float64
         return arguments
 
+    def _device_arguments(self, group, step, device, state):
+        arguments = super()._device_arguments(group, step, device, state)
+        arguments["single_precision_product"] = state["mu_product"].dtype != torch.float64
+        return arguments
+
     def _after_step(self, group, stepped):
         numbers = self._numbers(group)
         beta1, momentum_decay = numbers["betas"][0], numbers["momentum_decay"]
         for state in stepped:  # as torch: mu_product *= mu_t
             state["mu_product"].mul_(rules.nadam_momentum(beta1, momentum_decay, step_count(state)))
+
+    def _state_update(self, arguments):
+        # _after_step's product: mu_t cast to the product's dtype, the product rounded to it
+        mu = rules.nadam_momentum(
+            arguments["betas"][0], arguments["momentum_decay"], arguments["step"]
+        )
+        if arguments["single_precision_product"]:
+            return ((arguments["mu_product"] * mu.to_float32()).to_float32(),)
+        return (arguments["mu_product"] * mu,)
 
     def _older_entry(self, name, entry, group):
         if name != "mu_product":

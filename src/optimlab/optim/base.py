@@ -709,15 +709,40 @@ class Optimizer(torch.optim.Optimizer):
         """Why this optimizer cannot count its steps and compute its scalars on the device
         (``capturable=True``), beyond what its rule reads (which the recording finds), or
         None."""
-        if self._after_step_inputs is not None or self._state_arguments:
+        if self._host_state_in_group or (
+            self._after_step_inputs is not None
+            and type(self)._state_update is Optimizer._state_update
+        ):
             return (
                 f"{type(self).__name__} advances the state its rule reads on the host after "
                 "each step, which a replayed graph would not"
             )
         return None
 
+    def _state_update(self, arguments: dict[str, Any]) -> tuple[Any, ...]:
+        """The state arguments :meth:`_after_step` writes after a step, as numbers computed
+        from that step's rule ``arguments`` (the step count, the hyperparameters, the state
+        arguments before it), in ``_state_arguments`` order: how a capturable step advances
+        them on the device, with device numbers (``optimlab.fused.device_scalars``).
+        Optimizers with state arguments define it to take ``capturable=True``."""
+        raise NotImplementedError
+
+    def _place_on_device(self, state: dict[str, Any], p: Tensor, group: dict[str, Any]) -> None:
+        """Keep ``state``'s step count and state arguments on ``p``'s device where the group
+        is ``capturable`` (as torch keeps them: the step's kernels advance them there)."""
+        if not group.get("capturable"):
+            return
+        for name in ("step", *self._state_arguments):
+            value = state.get(name)
+            if isinstance(value, Tensor) and value.device != p.device:
+                state[name] = value.to(p.device)
+
     def _device_arguments(
-        self, group: dict[str, Any], step: DeviceScalar, device: torch.device
+        self,
+        group: dict[str, Any],
+        step: DeviceScalar,
+        device: torch.device,
+        state: dict[str, Any],
     ) -> dict[str, Any]:
         """:meth:`_arguments` for a step with ``capturable=True``: ``step``, the count, lives
         on ``device``, as does a tensor hyperparameter there (an ``lr`` a schedule writes
@@ -735,6 +760,8 @@ class Optimizer(torch.optim.Optimizer):
             else:
                 arguments[name] = _on_device(name, value, device)
         arguments["step"] = step
+        for name in self._state_arguments:  # (shared by the parameters stepped together)
+            arguments[name] = DeviceScalar(state[name].to(torch.float64))
         if self._grad_unscale is not None:
             arguments[GRAD_UNSCALE] = self._grad_unscale
         return arguments
@@ -879,7 +906,7 @@ class Optimizer(torch.optim.Optimizer):
         asks for it (a bfloat16 parameter): derived from torch's initial seed and the
         parameter's place, so no random number is drawn from the user's generator."""
         state = self._init_state(p, group)
-        _place_step(state, p, group)
+        self._place_on_device(state, p, group)
         wide = self._compute_dtype(group, p.dtype)
         if wide == p.dtype:
             return state
@@ -992,7 +1019,7 @@ class Optimizer(torch.optim.Optimizer):
                 if not entry:
                     continue
                 entry["step"] = new_step(step_count(entry))
-                _place_step(entry, p, config)
+                self._place_on_device(entry, p, config)
                 for name, blank in template.items():
                     if name == "step" or not isinstance(blank, Tensor):
                         continue
@@ -1057,14 +1084,6 @@ class Optimizer(torch.optim.Optimizer):
             )
             lines.append(f"  group {i} ({len(group['params'])} tensor(s)): {settings}")
         return "\n".join(lines)
-
-
-def _place_step(state: dict[str, Any], p: Tensor, group: dict[str, Any]) -> None:
-    """Keep ``state``'s step count on ``p``'s device where the group is ``capturable`` (as
-    torch keeps it: the step's kernels count there, see ``_device_arguments``)."""
-    step = state.get("step")
-    if group.get("capturable") and isinstance(step, Tensor) and step.device != p.device:
-        state["step"] = step.to(p.device)
 
 
 def _on_device(name: str, value: Any, device: torch.device) -> Any:

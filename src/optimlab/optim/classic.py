@@ -507,6 +507,13 @@ class ASGD(Optimizer):
             state["eta"].copy_(eta)
             state["mu"].copy_(mu)
 
+    def _state_update(self, arguments):
+        step = arguments["step"]
+        return (
+            rules.asgd_eta(arguments["lr"], arguments["lambd"], arguments["alpha"], step),
+            rules.asgd_mu(arguments["t0"], step),
+        )
+
     # -- the averaged weights ------------------------------------------------------------
 
     def averaged_parameters(self) -> list[Tensor]:
