@@ -179,7 +179,10 @@ def test_replays_of_a_captured_step_are_the_c_kernels_steps(case, dtype, monkeyp
 
 
 @needs_c_kernel
-@pytest.mark.parametrize("name", ["adam", "rmsprop-centered-momentum"])
+@pytest.mark.parametrize(
+    "name",
+    ["adam", "rmsprop-centered-momentum", "nadam", "asgd-averaging-lambd-alpha-weight_decay"],
+)
 def test_a_replay_with_a_nonfinite_gradient_is_skipped_and_not_counted(name, monkeypatch):
     case = next(c for c in CASES if c.id == name)
     got = _captured(case, torch.float32, 7, monkeypatch, nan_at=4, policy="skip")
