@@ -27,9 +27,10 @@ from optimlab.fused import native, steps, triton_kernels  # noqa: E402
 from optimlab.fused.device_scalars import DeviceScalar, NotCapturable, every_branch  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
-needs_c_kernel = pytest.mark.skipif(
-    not native.available(), reason=f"the C kernel is the reference: {native.unavailable_reason()}"
-)
+#: the reference every capturable run is compared with: the same Triton kernels stepped from
+#: scalars computed on the host (``capturable=False``), which test_triton.py proves bitwise
+#: equal to the C kernel, and so to PyTorch, where that runs; here it runs on any CPU
+HOST = dict(fused="triton", capturable=False)
 
 SIZES = (5, 1500, 33, 1024)
 #: the registry's configurations of the classes that take ``capturable`` (torch's set)
@@ -168,17 +169,15 @@ def _same_run(a, b):
     return opt_a.skipped_steps == opt_b.skipped_steps
 
 
-@needs_c_kernel
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 @pytest.mark.parametrize("case", CAPTURABLE, ids=str)
-def test_replays_of_a_captured_step_are_the_c_kernels_steps(case, dtype, monkeypatch):
+def test_replays_of_a_captured_step_are_the_steps_from_host_scalars(case, dtype, monkeypatch):
     # the learning rate a schedule writes into its tensor reaches every replay
-    want = _eager(case, dtype, 7, fused=True, capturable=False)
+    want = _eager(case, dtype, 7, **HOST)
     assert _same_run(_captured(case, dtype, 7, monkeypatch), want)
     assert _same_run(_eager(case, dtype, 7), want)  # and eager capturable steps too
 
 
-@needs_c_kernel
 @pytest.mark.parametrize(
     "name",
     ["adam", "rmsprop-centered-momentum", "nadam", "asgd-averaging-lambd-alpha-weight_decay"],
@@ -186,7 +185,7 @@ def test_replays_of_a_captured_step_are_the_c_kernels_steps(case, dtype, monkeyp
 def test_a_replay_with_a_nonfinite_gradient_is_skipped_and_not_counted(name, monkeypatch):
     case = next(c for c in CASES if c.id == name)
     got = _captured(case, torch.float32, 7, monkeypatch, nan_at=4, policy="skip")
-    want = _eager(case, torch.float32, 7, nan_at=4, fused=True, capturable=False, policy="skip")
+    want = _eager(case, torch.float32, 7, nan_at=4, policy="skip", **HOST)
     assert _same_run(got, want)
     params, opt = got
     assert opt.skipped_steps == 1 and int(opt.state[params[0]]["step"]) == 6
@@ -201,13 +200,12 @@ def test_with_raise_the_error_comes_at_check_finite_after_the_replays(monkeypatc
     assert int(opt.state[params[0]]["step"]) == 4
 
 
-@needs_c_kernel
 def test_the_control_a_host_computed_step_replays_stale_scalars(monkeypatch):
     # the same capture of a step that computes its scalars on the host (capturable=False,
     # which refuses real capture) replays the captured step's bias corrections and lr: the
     # emulation sees the difference a GPU would
     case = next(c for c in CASES if c.id == "adam")
-    want = _eager(case, torch.float32, 7, fused=True, capturable=False)
+    want = _eager(case, torch.float32, 7, **HOST)
     params, opt = _captured_host(case)
     assert not all(native._same_bits(p.detach(), q.detach()) for p, q in zip(params, want[0]))
 
@@ -292,12 +290,11 @@ def test_every_branch_records_each_way_with_the_conditions_it_took():
     assert every_branch(lambda: (t * 2).tensor.item())[0][1] == []  # no branch: one way
 
 
-@needs_c_kernel
 def test_grad_scaler_with_capturable_unscales_and_skips_on_the_device():
     from test_triton import _train_scaled
 
     got = _train_scaled("triton", capturable=True)
-    want = _train_scaled(True)
+    want = _train_scaled(**HOST)
     params, opt = got
     for p, q in zip(params, want[0]):
         assert native._same_bits(p.detach(), q.detach())
@@ -306,12 +303,11 @@ def test_grad_scaler_with_capturable_unscales_and_skips_on_the_device():
     assert int(opt.state[params[0]]["step"]) == 5  # the step with an Inf is not counted
 
 
-@needs_c_kernel
 @pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
-def test_bf16_with_float32_state_and_capturable_is_the_c_kernels(stochastic, monkeypatch):
+def test_bf16_with_float32_state_and_capturable_is_the_host_scalars_step(stochastic, monkeypatch):
     # the rounding key's share of the step, hash32(step), computed on the device too
     runs = []
-    for fused, capturable in (("triton", True), (True, False)):
+    for fused, capturable in (("triton", True), ("triton", False)):
         generator = torch.Generator().manual_seed(0)
         params = [
             torch.randn(n, generator=generator).to(torch.bfloat16).requires_grad_() for n in SIZES
@@ -337,7 +333,6 @@ def test_bf16_with_float32_state_and_capturable_is_the_c_kernels(stochastic, mon
         )
 
 
-@needs_c_kernel
 def test_a_resumed_capturable_run_continues_exactly_and_tensor_betas_are_read_there():
     def run(opt, params, generator, count):
         for _ in range(count):
@@ -358,7 +353,7 @@ def test_a_resumed_capturable_run_continues_exactly_and_tensor_betas_are_read_th
     resumed = make(resumed_params, True, "triton")
     resumed.load_state_dict(opt.state_dict())
     run(resumed, resumed_params, torch.Generator().manual_seed(2), 3)
-    whole = make(reference, False, True)  # the C kernel, uninterrupted
+    whole = make(reference, False, "triton")  # from host scalars, uninterrupted
     run(whole, reference, torch.Generator().manual_seed(1), 3)
     run(whole, reference, torch.Generator().manual_seed(2), 3)
     resumed.check_finite()
