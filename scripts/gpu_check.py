@@ -7,6 +7,9 @@
    and on the CPU (``fused=True``, the C kernel, which the test suite proves bitwise equal to
    the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
    parameters and state must agree bit for bit, in float32 (and float64 for a few).
+   The PTX of every kernel the GPU compiled is checked as the suite checks kernels compiled
+   ahead of time for an H100 (``tests/test_triton_compile.py``): no multiply and add left to
+   ptxas to contract, no approximate instruction.
 2. **CUDA graphs.** ``capturable=True``: a captured step of each capturable optimizer,
    replayed with new gradients and learning rates (and a NaN once), bitwise the eager steps.
 3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
@@ -102,6 +105,30 @@ def parity(report: list[str], failures: list[str]) -> None:
             if not same:
                 failures.append(f"parity {variant.id} {dtype}")
     report += ["| configuration | dtype | GPU vs C kernel |", "|---|---|---|", *rows, ""]
+
+
+def compiled_kernels(report: list[str], failures: list[str]) -> None:
+    """The PTX of the Triton kernels compiled in this process (by :func:`parity`), checked by
+    ``triton_kernels.ptx_problems``."""
+    from optimlab.fused import triton_kernels
+
+    report.append("## The kernels this GPU compiled: their PTX\n")
+    compiled = []
+    for fn in list(triton_kernels._kernels.values()):
+        for caches in getattr(fn, "device_caches", {}).values():  # Triton 3: (kernels, ...)
+            compiled += list(caches[0].values())
+    problems = {
+        id(k): triton_kernels.ptx_problems(k.asm["ptx"]) for k in compiled if "ptx" in k.asm
+    }
+    bad = [p for p in problems.values() if p]
+    report.append(
+        f"{len(compiled)} kernels compiled, {len(problems)} PTX read, {len(bad)} with "
+        "instructions that round otherwise than the interpreter"
+        + (f": {bad[0][:5]}" if bad else "")
+        + ".\n"
+    )
+    if bad or not problems:
+        failures.append("compiled_kernels")
 
 
 def syncs(report: list[str], failures: list[str]) -> None:
@@ -469,7 +496,7 @@ def main() -> int:
     ]
     results: dict = {"card": card}
     failures: list[str] = []
-    for part in (parity, syncs, graphs, fit_syncs):
+    for part in (parity, compiled_kernels, syncs, graphs, fit_syncs):
         try:
             part(report, failures)
         except Exception:  # noqa: BLE001

@@ -48,6 +48,7 @@ from __future__ import annotations
 import hashlib
 import linecache
 import os
+import re
 import threading
 from collections.abc import Sequence
 from typing import Any
@@ -103,6 +104,13 @@ assert set(TRITON_EXPRESSIONS) == set(SIGNATURES)
 
 #: elements per program (one block of a chunk table)
 BLOCK = 1024
+#: how every kernel is compiled for a GPU: no multiply and add contracted into a fused
+#: multiply-add unless the source calls ``tl.fma``, as the C kernel is compiled
+#: (``-ffp-contract=off``). Triton's NVIDIA backend contracts by default, and then leaves
+#: ``mul.f32``/``add.f32`` without a rounding mode in the PTX, which ptxas may fuse; without
+#: it they are ``mul.rn``/``add.rn``, which it may not (PTX ISA, "add" and "mul"). The
+#: interpreter never contracts and ignores the option.
+COMPILE_OPTIONS = {"enable_fp_fusion": False}
 #: the Triton element types of the dtypes the kernels take
 TL_TYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64"}
 
@@ -318,6 +326,23 @@ def lint(source: str) -> list[str]:
     return problems
 
 
+#: in PTX: a floating-point add, subtract or multiply without a rounding mode (ptxas may fuse
+#: such a multiply and add into one fma), an approximate or flush-to-zero instruction
+_PTX_ROUNDS_DIFFERENTLY = re.compile(
+    r"^\s*(?:@%?\w+\s+)?((?:add|sub|mul|mad)\.f(?:32|64)\b|\S*\.(?:approx|ftz|full)\b\S*)",
+    re.MULTILINE,
+)
+
+
+def ptx_problems(ptx: str) -> list[str]:
+    """What in a compiled kernel's PTX would round differently from the C kernel (see
+    :data:`COMPILE_OPTIONS`): the instructions of :data:`_PTX_ROUNDS_DIFFERENTLY`."""
+    return [
+        f"line {ptx.count(chr(10), 0, m.start()) + 1}: {m.group(1)}"
+        for m in _PTX_ROUNDS_DIFFERENTLY.finditer(ptx)
+    ]
+
+
 _lock = threading.RLock()
 _kernels: dict[tuple[Any, ...], Any] = {}
 
@@ -483,6 +508,7 @@ class DeviceBucket:
                 BLOCK=BLOCK,
                 BITS=_tl_type(_EXPONENTS[dtype][0]),
                 EXPONENT=_EXPONENTS[dtype][1],
+                **COMPILE_OPTIONS,
             )
 
     def run(
@@ -509,6 +535,7 @@ class DeviceBucket:
                 rows,
                 max(nscalars, 1),
                 BLOCK=BLOCK,
+                **COMPILE_OPTIONS,
             )
 
 

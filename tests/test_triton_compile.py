@@ -1,0 +1,248 @@
+"""The Triton kernels compiled for the GPUs they run on, here, on a machine without one.
+
+``test_triton.py`` proves the generated source's arithmetic in Triton's interpreter, which
+computes each operation as written. A GPU runs that source compiled: Triton lowers it to PTX,
+and ``ptxas`` (shipped with Triton) to machine code, and both may contract a multiply and an
+add into one fused multiply-add, which rounds once instead of twice. Here every kernel that the
+registry's fusable configurations launch is compiled ahead of time for an A100 (``sm_80``)
+and an H100 (``sm_90``) with the options the launches pass
+(:data:`optimlab.fused.triton_kernels.COMPILE_OPTIONS`), through ``ptxas``, and its PTX is
+checked (:func:`~optimlab.fused.triton_kernels.ptx_problems`): every floating-point add,
+subtract and multiply carries a rounding mode, which the PTX ISA forbids ``ptxas`` to contract;
+no approximate or flush-to-zero instruction; no more ``fma`` than the source calls ``tl.fma``
+(so LLVM contracted nothing either). A control compiles with Triton's default options, which
+fail the check.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from test_triton import CASES, FUSABLE, MIXED, _all_operations, _run
+
+from optimlab.fused import triton_kernels
+
+triton = pytest.importorskip("triton")
+
+# masked-off lanes of a block divide by zero in the interpreter (never stored)
+pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
+
+PTXAS = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "ptxas"
+needs_ptxas = pytest.mark.skipif(
+    not PTXAS.exists(), reason=f"Triton's NVIDIA backend ships no ptxas here ({PTXAS})"
+)
+WORKER = Path(__file__).with_name("triton_compile_worker.py")
+
+#: the GPUs compiled for, by name: their compute capabilities
+ARCHS = {"A100": 80, "H100": 90}
+#: the elements each thread computes: a block over Triton's default 4 warps of 32 threads
+PER_THREAD = triton_kernels.BLOCK // (4 * 32)
+
+#: the update kernel's arguments as a launch passes them (DeviceBucket.run): pointers to int64,
+#: float64 and float32 tensors, and Python ints, which Triton compiles as constants where they
+#: are 1 (its specialisation; the variants below)
+STEP_SIGNATURE = {
+    "table": "*i64",
+    "chunks": "*i64",
+    "scalars": "*fp64",
+    "flag": "*fp32",
+    "skips": "*fp64",
+    "ntensors": "i32",
+    "rows": "i32",
+    "nscalars": "i32",
+    "BLOCK": "constexpr",
+}
+#: the integers a launch may pass as 1: none, one row of scalars (no unread step), all
+STEP_VARIANTS = [{}, {"rows": 1}, {"rows": 1, "nscalars": 1, "ntensors": 1}]
+
+
+def _step_specs(key: tuple, variants=STEP_VARIANTS) -> list[dict]:
+    program, dtype, storage, stochastic = key
+    source = triton_kernels.program_source(program, dtype, "optimlab_step", storage, stochastic)
+    declared = re.search(r"def optimlab_step\((.*?)\)", source, re.DOTALL).group(1)
+    names = [a.split(":")[0].strip() for a in declared.split(",")]
+    assert names == list(STEP_SIGNATURE)  # the launch's arguments, in its order
+    specs = []
+    for ones in variants:
+        signature = {**STEP_SIGNATURE, **dict.fromkeys(ones, "constexpr")}
+        constexprs = {"BLOCK": triton_kernels.BLOCK, **ones}
+        specs.append(
+            {
+                "name": "optimlab_step",
+                "source": source,
+                "signature": signature,
+                "constexprs": constexprs,
+            }
+        )
+    return specs
+
+
+def _compile(specs: list[dict], archs, tmp_path, options=None) -> list[list[dict]]:
+    """Each spec compiled for each of ``archs`` in a process of its own (see the worker),
+    Triton's cache in ``tmp_path``."""
+    job = {
+        "targets": list(archs),
+        "options": triton_kernels.COMPILE_OPTIONS if options is None else options,
+        "kernels": specs,
+    }
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    env["TRITON_CACHE_DIR"] = str(tmp_path / "triton-cache")
+    env["TRITON_DEFAULT_FP_FUSION"] = "1"  # (Triton's default, said: no warning)
+    done = subprocess.run(
+        [sys.executable, str(WORKER)],
+        input=json.dumps(job),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=900,  # catches a hang only
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    return json.loads(done.stdout)
+
+
+def _assert_rounds_as_written(specs: list[dict], results: list[list[dict]]) -> None:
+    assert len(results) == len(specs)
+    for spec, compiled in zip(specs, results):
+        fmas_written = spec["source"].count("tl.fma(")
+        for result in compiled:
+            where = f"sm_{result['arch']}, {spec['constexprs']}:\n{spec['source']}"
+            assert triton_kernels.ptx_problems(result["ptx"]) == [], where
+            fmas = len(re.findall(r"\bfma\.rn\.f(?:32|64)\b", result["ptx"]))
+            assert fmas <= PER_THREAD * fmas_written, where
+            assert result["cubin_bytes"] > 0  # ptxas made machine code of it
+
+
+class _Launches:
+    """The kernels the Triton path generates and the options it launches them with."""
+
+    def __init__(self, monkeypatch):
+        self.keys: dict[tuple, None] = {}
+        self.options: list[dict] = []
+        real = triton_kernels.kernel
+
+        def spy(program, dtype, storage=None, stochastic=False):
+            self.keys[(program, dtype, storage, stochastic)] = None
+            compiled = real(program, dtype, storage, stochastic)
+            launches = self
+
+            class Launch:
+                def __getitem__(self, grid):
+                    def launch(*args, **kwargs):
+                        launches.options.append({k: v for k, v in kwargs.items() if k != "BLOCK"})
+                        return compiled[grid](*args, **kwargs)
+
+                    return launch
+
+            return Launch()
+
+        monkeypatch.setattr(triton_kernels, "kernel", spy)
+
+
+@needs_ptxas
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_path):
+    key = (_all_operations().program, dtype, None, False)
+    specs = _step_specs(key)  # each variant for an H100, the general one for an A100 too
+    specs[0]["targets"] = list(ARCHS.values())
+    _assert_rounds_as_written(specs, _compile(specs, [ARCHS["H100"]], tmp_path))
+
+
+@needs_ptxas
+def test_the_check_catches_what_triton_s_default_options_compile(tmp_path):
+    # the control: with Triton's default (fp fusion on, as the launches were before they passed
+    # COMPILE_OPTIONS) the multiplies and adds carry no rounding mode, free for ptxas to fuse
+    specs = _step_specs((_all_operations().program, torch.float32, None, False), [{}])
+    (compiled,) = _compile(specs, [ARCHS["H100"]], tmp_path, options={})
+    problems = triton_kernels.ptx_problems(compiled[0]["ptx"])
+    assert any("mul.f32" in p for p in problems) and any("add.f32" in p for p in problems)
+
+
+CLASSES = sorted({c.cls for c in FUSABLE}, key=lambda c: c.__name__)
+
+
+@needs_ptxas
+@pytest.mark.parametrize("cls", CLASSES, ids=lambda c: c.__name__)
+def test_every_fusable_configuration_s_kernels_compile_for_an_h100(cls, monkeypatch, tmp_path):
+    launches = _Launches(monkeypatch)
+    for case in (c for c in FUSABLE if c.cls is cls):
+        for dtype in (torch.float32, torch.float64):
+            _run(case, dtype, "triton", steps=2)
+    assert launches.keys and launches.options
+    # every launch compiles as the check below does
+    assert all(o == triton_kernels.COMPILE_OPTIONS for o in launches.options)
+    specs = [spec for key in launches.keys for spec in _step_specs(key, [{}])]
+    _assert_rounds_as_written(specs, _compile(specs, [ARCHS["H100"]], tmp_path))
+
+
+def _run_params():
+    generator = torch.Generator().manual_seed(0)
+    return [torch.randn(n, generator=generator) for n in (5, 1500)]
+
+
+@needs_ptxas
+def test_bfloat16_kernels_compile_for_each_gpu(monkeypatch, tmp_path):
+    launches = _Launches(monkeypatch)
+    for name in MIXED:
+        case = next(c for c in CASES if c.id == name)
+        for stochastic in (False, True):
+            params = [p.detach().to(torch.bfloat16).requires_grad_() for p in _run_params()]
+            opt = case.make(
+                params,
+                lr=0.01,
+                fused="triton",
+                state_dtype=torch.float32,
+                stochastic_rounding=stochastic,
+            )
+            for p in params:
+                p.grad = torch.ones_like(p)
+            opt.step()
+    assert {key[3] for key in launches.keys} == {False, True}
+    assert {key[2] for key in launches.keys} == {torch.bfloat16}
+    specs = [spec for key in launches.keys for spec in _step_specs(key, [{}])]
+    _assert_rounds_as_written(specs, _compile(specs, ARCHS.values(), tmp_path))
+
+
+FLOAT_ARITHMETIC = r"\b(?:add|sub|mul|fma|div|sqrt|setp|min|max)(?:\.\w+)*\.f(?:16|32|64)\b"
+
+
+@needs_ptxas
+def test_the_nonfinite_check_compiles_for_each_gpu(tmp_path):
+    signature = {
+        "table": "*i64",
+        "chunks": "*i64",
+        "row": "constexpr",  # always 1 (the gradients' row): a constant to Triton
+        "sizes": "i32",
+        "flags": "*fp32",
+        "first_flag": "i32",
+        "ntensors": "i32",
+        "BLOCK": "constexpr",
+        "BITS": "constexpr",
+        "EXPONENT": "constexpr",
+    }
+    specs = [
+        {
+            "name": "optimlab_nonfinite",
+            "source": triton_kernels._NONFINITE_SOURCE,
+            "signature": signature,
+            "constexprs": {
+                "row": 1,
+                "BLOCK": triton_kernels.BLOCK,
+                "BITS": bits,
+                "EXPONENT": exponent,
+            },
+        }
+        for bits, exponent in triton_kernels._EXPONENTS.values()
+    ]
+    results = _compile(specs, ARCHS.values(), tmp_path)
+    for compiled in results:
+        for result in compiled:
+            assert result["cubin_bytes"] > 0
+            # it reads the bits as integers: no floating-point arithmetic or comparison
+            assert not re.search(FLOAT_ARITHMETIC, result["ptx"])
