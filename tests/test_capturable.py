@@ -360,3 +360,33 @@ def test_a_resumed_capturable_run_continues_exactly_and_tensor_betas_are_read_th
     for p, q in zip(resumed_params, reference):
         assert native._same_bits(p.detach(), q.detach())
         assert int(resumed.state[p]["step"]) == 6
+
+
+def test_what_a_captured_step_uses_outside_the_graph_outlives_its_plan(monkeypatch):
+    # A replay reads the buckets' tables and writes the flags and the skip counter: memory
+    # allocated before the capture, outside the graph's pool. A new plan (new gradients, a
+    # loaded state) must not free it while the graph may still be replayed.
+    import gc
+    import weakref
+
+    params, grads, lr, opt = _setup(next(c for c in CASES if c.id == "adam"), torch.float32)
+    for k in range(2):
+        _feed(grads, lr, k)
+        opt.step()
+    (plan,) = opt._fused.plans.values()
+    bucket = plan.buckets[0].device_bucket
+    _capturing(monkeypatch, True)
+    with Graph():
+        opt.step()
+    _capturing(monkeypatch, False)
+    assert bucket.spare is None  # the pinned buffer set aside for the capture went into it
+    opt.step()
+    assert bucket.spare is not None  # ... and one is set aside again for the next capture
+    held = [weakref.ref(x) for x in (bucket, opt._fused.device_steps.flags)]
+    del bucket, plan
+    opt._fused.forget()  # every plan dropped, as load_state_dict does
+    for p in params:
+        p.grad = p.grad.clone()  # new gradients: the next step makes a new plan
+    opt.step()
+    gc.collect()
+    assert all(ref() is not None for ref in held)

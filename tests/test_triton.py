@@ -609,3 +609,49 @@ def test_a_resumed_mixed_precision_run_continues_exactly(fused):
     opt.check_finite()
     resumed.check_finite()
     _assert_same_run((params, opt), (resumed_params, resumed))
+
+
+def test_a_step_runs_with_its_parameters_device_current(monkeypatch):
+    # Triton launches on the current CUDA device, whichever device the tensors are on: a
+    # step on cuda:1 while cuda:0 is current makes cuda:1 current for the step
+    from optimlab.fused import steps
+
+    guard = steps.on_device(torch.device("cuda", 1))
+    assert isinstance(guard, torch.cuda.device) and guard.idx == 1
+    entered = []
+    real = steps.on_device
+    monkeypatch.setattr(steps, "on_device", lambda device: entered.append(device) or real(device))
+    w = torch.zeros(3, requires_grad=True)
+    opt = optimlab.Adam([w], fused="triton")
+    w.grad = torch.ones(3)
+    opt.step()
+    assert entered == [torch.device("cpu")]
+
+
+@pytest.mark.parametrize(
+    "cls, options, dtype",
+    [
+        (optimlab.NAdam, {}, torch.float32),
+        (optimlab.ASGD, {}, torch.float32),
+        (optimlab.Adam, dict(state_dtype=torch.float32, stochastic_rounding=True), torch.bfloat16),
+        (optimlab.NAdam, dict(capturable=True), torch.float32),
+    ],
+    ids=["nadam", "asgd", "adam-bf16-stochastic", "nadam-capturable"],
+)
+def test_a_loaded_state_keeps_the_numbers_the_host_reads_on_the_host(cls, options, dtype):
+    # "meta" stands for a GPU here. Buffers go to the parameter's device, as torch loads
+    # them; the 0-dim entries a step reads on the host (NAdam's product, ASGD's eta and mu, a
+    # rounding seed) stay there, as in a new state: on the GPU every step would wait for
+    # them (and a seed there could not be read at all). With capturable=True they live on
+    # the device, as torch keeps them.
+    p = torch.randn(10).to(dtype).requires_grad_()
+    opt = cls([p], lr=0.1, **options)
+    p.grad = torch.randn(10).to(dtype)
+    opt.step()
+    q = torch.empty(10, device="meta", dtype=dtype).requires_grad_()
+    resumed = cls([q], lr=0.1, **options)
+    resumed.load_state_dict(opt.state_dict())
+    for name, value in resumed.state[q].items():
+        on_device = value.dim() > 0 or options.get("capturable")
+        want = "meta" if on_device else "cpu"
+        assert value.device.type == want, name

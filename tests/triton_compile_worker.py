@@ -9,14 +9,18 @@ stdin: JSON ``{"targets": [arch, ...], "options": {...}, "kernels": [{"name", "s
 "signature", "constexprs"[, "targets"]}, ...]}`` (``arch`` as ``90`` for an H100; a kernel's
 own ``targets`` replace the job's; a constexpr given as a string is the Triton type of that
 name). stdout: JSON, for each
-kernel a list of ``{"arch", "ptx", "cubin_bytes"}``, one per target.
+kernel a list of ``{"arch", "ptx", "cubin_bytes", "resources"}``, one per target.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 if os.environ.get("TRITON_INTERPRET") == "1":
     raise SystemExit("run without TRITON_INTERPRET=1: the interpreter cannot compile")
@@ -27,6 +31,20 @@ from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
 from optimlab.fused.triton_kernels import _define  # noqa: E402
+
+CUOBJDUMP = Path(triton.__file__).parent / "backends" / "nvidia" / "bin" / "cuobjdump"
+
+
+def resources(cubin: bytes) -> dict[str, int]:
+    """What one thread of the kernel uses, as ``cuobjdump -res-usage`` reads the machine code:
+    registers (``REG``), and local memory (``LOCAL``, ``STACK``: spilled registers)."""
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "kernel.cubin"
+        path.write_bytes(cubin)
+        out = subprocess.run(
+            [str(CUOBJDUMP), "-res-usage", str(path)], capture_output=True, text=True, check=True
+        ).stdout
+    return {k: int(v) for k, v in re.findall(r"\b(REG|STACK|LOCAL):(\d+)", out)}
 
 
 def main() -> None:
@@ -44,8 +62,14 @@ def main() -> None:
             kernel = triton.compile(
                 source, target=GPUTarget("cuda", arch, 32), options=job["options"]
             )
+            cubin = kernel.asm["cubin"]
             compiled.append(
-                {"arch": arch, "ptx": kernel.asm["ptx"], "cubin_bytes": len(kernel.asm["cubin"])}
+                {
+                    "arch": arch,
+                    "ptx": kernel.asm["ptx"],
+                    "cubin_bytes": len(cubin),
+                    "resources": resources(cubin),
+                }
             )
         results.append(compiled)
     json.dump(results, sys.stdout)

@@ -22,6 +22,7 @@ arguments of a step (``_arguments``) and the state entries a rule takes as argum
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from typing import Any
 
@@ -316,6 +317,10 @@ class DeviceSteps:
         #: after a capturable step that checks flags: the names of its flags, and whether
         #: they are optimlab's check's (else GradScaler's), for reading the counter later
         self.counted: tuple[list[str], bool] | None = None
+        #: the device memory of every captured step outside the graph's own pool (the
+        #: buckets' tables, the flags, the skip counter): a graph replays reads and writes
+        #: of it, so it lives as long as this optimizer, whatever plans replace it
+        self.held_for_graphs: list[Any] = []
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -371,6 +376,12 @@ class DeviceSteps:
     ) -> bool:
         """Take the step on ``device``; False, with nothing changed, where a parameter with a
         gradient is one the kernels cannot take (the general path then takes the step)."""
+        with on_device(device):
+            return self._step(device, found_inf, grad_scale)
+
+    def _step(
+        self, device: torch.device, found_inf: Tensor | None, grad_scale: Tensor | None
+    ) -> bool:
         capturing = capturing_on(device)
         capturable = self._capturable()
         if capturing and not capturable:
@@ -528,6 +539,9 @@ class DeviceSteps:
             self.counted = (names, checking)
             if not capturing:
                 self._launch_read([], names, checking, [], counted=True)
+        if capturing:
+            self.held_for_graphs += [run[3] for run in runs]
+            self.held_for_graphs += [self.flags, self.skips, self.no_flag]
 
     def _device_scalars(
         self, group: dict[str, Any], plan: FusedPlan, bucket: Any, inverse: DeviceScalar | None
@@ -615,7 +629,8 @@ class DeviceSteps:
         it is now (replays of a captured step the host did not see may have skipped)."""
         if self.counted is not None and self.skips is not None:
             names, checked = self.counted
-            self._launch_read([], names, checked, [], counted=True)
+            with on_device(self.skips.device):
+                self._launch_read([], names, checked, [], counted=True)
         self.resolve(wait=True)
 
     def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
@@ -896,6 +911,13 @@ def _inverse_scale(grad_scale: Tensor) -> Tensor:
     """GradScaler's inverse scale as its own unscaling computes it (float32, from float64),
     on the device, as a 0-dim float64 tensor."""
     return grad_scale.reshape(-1)[0].double().reciprocal().float().double()
+
+
+def on_device(device: torch.device) -> Any:
+    """Make ``device`` the current CUDA device while a step runs there: Triton launches on the
+    current device, and the events and streams of the step are the current device's (the
+    parameters may live on ``cuda:1`` while ``cuda:0`` is current)."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 def capturing_on(device: torch.device) -> bool:

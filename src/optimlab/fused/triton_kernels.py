@@ -481,7 +481,8 @@ class DeviceBucket:
         In CUDA graph capture the copy is captured too: each replay copies the pointers again
         from a pinned buffer kept for that graph (written once, here), which points the row
         at the graph's gradients; the steps after such a replay copy their own row again,
-        whatever the host last wrote."""
+        whatever the host last wrote. A step outside capture sets a pinned buffer aside for
+        the next capture (allocating pinned memory during one is not allowed)."""
         if capturing:
             kept = self.spare if self.spare is not None else self._pinned()
             self.spare = None
@@ -490,9 +491,12 @@ class DeviceBucket:
             self.table[1].copy_(kept, non_blocking=True)
             self.host_table[1] = pointers
             self.captured = True
-        elif self.captured or not np.array_equal(self.host_table[1], pointers):
-            self.host_table[1] = pointers
-            self.table[1].copy_(host_buffer(self.host_table[1], self.device), non_blocking=True)
+        else:
+            if self.spare is None:  # for the next capture
+                self.spare = self._pinned()
+            if self.captured or not np.array_equal(self.host_table[1], pointers):
+                self.host_table[1] = pointers
+                self.table[1].copy_(host_buffer(self.host_table[1], self.device), non_blocking=True)
 
     def check(self, flags: Tensor, first_flag: int, dtype: torch.dtype) -> None:
         """Raise ``flags`` where a gradient holds NaN or an infinity."""

@@ -1032,12 +1032,16 @@ class Optimizer(torch.optim.Optimizer):
                             f"{tuple(p.shape)}"
                         )
                     # As torch loads a buffer: on the parameter's device, in its dtype if
-                    # floating. Not a 0-dim scalar (NAdam's mu_product): torch casts those
-                    # too, and its resumed run then departs from the uninterrupted one;
-                    # kept in the dtype it was saved in, a resumed run continues exactly.
+                    # floating. Not a 0-dim scalar (NAdam's mu_product, ASGD's eta, a
+                    # rounding seed): torch casts those too, and its resumed run then departs
+                    # from the uninterrupted one; kept in the dtype it was saved in, a resumed
+                    # run continues exactly. And where a new state keeps it (the host, read
+                    # there each step; the device with capturable=True), not on a GPU that
+                    # every step would then wait for.
                     scalar = value.dim() == 0
                     dtype = blank.dtype if p.is_floating_point() and not scalar else value.dtype
-                    entry[name] = value.to(device=p.device, dtype=dtype, copy=True)
+                    device = blank.device if scalar else p.device
+                    entry[name] = value.to(device=device, dtype=dtype, copy=True)
                 new_state[key] = entry
                 prepared.append((p, entry))
         dispatch = [
