@@ -11,10 +11,11 @@
    replayed with new gradients and learning rates (and a NaN once), bitwise the eager steps.
 3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
    Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads``
-   policy, with a NaN in some steps, and
-   under ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises. The
-   same around each of ``fit``'s steps (forward, backward, clipping, schedule, optimizer step;
-   not its reads of the losses every ``read_every`` steps) in fp32, bf16 and fp16.
+   policy, with a NaN in some steps, after ``load_state_dict`` (NAdam, ASGD, bf16 Adam with
+   stochastic rounding), and under ``GradScaler`` with fp16 autocast and an Inf: any host
+   synchronisation raises. The same around each of ``fit``'s steps (forward, backward,
+   clipping, schedule, optimizer step; not its reads of the losses every ``read_every``
+   steps) in fp32, bf16 and fp16.
 4. **Compiled kernels.** The PTX of every kernel the GPU compiled in parts 1 to 3 is checked as
    the suite checks kernels compiled ahead of time for an A100 and an H100
    (``tests/test_triton_compile.py``): no multiply and add left to ptxas to contract, no
@@ -166,6 +167,36 @@ def syncs(report: list[str], failures: list[str]) -> None:
                 verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
                 failures.append(f"sync {name} {policy}")
             rows.append(f"| {name} | {policy} | {verdict} |")
+    # after load_state_dict (a resumed run): the numbers the host reads stay on the host
+    for name, options, dtype in (
+        ("NAdam", {}, torch.float32),
+        ("ASGD", {}, torch.float32),
+        ("Adam", {"state_dtype": torch.float32, "stochastic_rounding": True}, torch.bfloat16),
+    ):
+        verdict = "0 syncs"
+        try:
+            cls = getattr(optimlab, name)
+            params = [torch.randn(n, device="cuda", dtype=dtype) for n in model_sizes]
+            params = [p.requires_grad_() for p in params]
+            opt = cls(params, lr=0.01, **options)
+            for p in params:
+                p.grad = torch.randn_like(p)
+            opt.step()
+            resumed = cls(params, lr=0.01, **options)
+            resumed.load_state_dict(opt.state_dict())
+            for _ in range(3):
+                for p in params:
+                    p.grad = torch.randn_like(p)
+                torch.cuda.set_sync_debug_mode("error")
+                try:
+                    resumed.step()
+                finally:
+                    torch.cuda.set_sync_debug_mode(0)
+            resumed.check_finite()
+        except Exception as error:  # noqa: BLE001 - reported, then the run goes on
+            verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
+            failures.append(f"sync resumed {name}")
+        rows.append(f"| {name} {str(dtype)[6:]} | resumed (load_state_dict) | {verdict} |")
     # GradScaler with fp16 autocast and an Inf at step 2
     model = torch.nn.Sequential(
         torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)
