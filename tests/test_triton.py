@@ -251,6 +251,48 @@ def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule,
 
 
 @needs_c_kernel
+@pytest.mark.parametrize(
+    "name",
+    [
+        "nadam-weight_decay",
+        "asgd-averaging-lambd-alpha-weight_decay",
+        "schedule_free_adamw-warmup-weight_decay-r",
+    ],
+)
+def test_with_raise_a_changing_lr_waits_for_no_flag_and_the_error_puts_all_back(name, monkeypatch):
+    # With "raise" a skipped step is the last one applied, so the values kept by step count
+    # are the true history's even while the lr changes every step: the rows are made for two
+    # unread steps (no wait), and the error, read two steps late, leaves the optimizer as the
+    # C kernel leaves it when it raises at once (the NaN's step and the two after it undone)
+    case = next(c for c in CASES if c.id == name)
+    seen = _RowsSeen(monkeypatch)
+
+    def run(fused, lag=0):
+        params = _params(torch.float32)
+        opt = case.make(params, lr=0.01, fused=fused)
+        opt._fused.device_steps.lag = lag
+        generator = torch.Generator().manual_seed(1)
+        for k in range(8):
+            for p, g in zip(params, _grads(params, generator, 7 if k == 4 else None)):
+                p.grad = g
+            opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
+            try:
+                opt.step()
+                opt.check_finite() if k == 7 else None
+            except optimlab.NonFiniteGradientError:
+                return params, opt, k
+        raise AssertionError("no error")
+
+    *got, late = run("triton", lag=2)
+    *want, at = run(True)
+    assert (at, late) == (4, 7)  # (the flag of step 4, read after steps 5 and 6)
+    assert seen.most == 2
+    _assert_same_run(got, want)
+    params, opt = got
+    assert int(opt.state[params[0]]["step"]) == 4
+
+
+@needs_c_kernel
 def test_several_groups_step_in_one_launch_each_as_the_c_kernels():
     runs = []
     for fused in ("triton", True):

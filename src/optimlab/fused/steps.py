@@ -238,7 +238,7 @@ MAX_UNRESOLVED = 4
 class _Launched:
     """A device step whose skip flag the host has not read yet."""
 
-    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host", "counted")
+    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host", "counted", "last")
 
     def __init__(
         self,
@@ -249,6 +249,7 @@ class _Launched:
         checked: bool,
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         counted: bool = False,
+        last: bool = False,
     ) -> None:
         self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
         self.event = event  # recorded after the copy (None on the CPU: done already)
@@ -257,6 +258,7 @@ class _Launched:
         self.checked = checked  # whether the flag is optimlab's check (else GradScaler's)
         self.host = host  # (group, its plan's states) whose host state this step advanced
         self.counted = counted  # whether the device counted the steps (capturable=True)
+        self.last = last  # whether a skip here skips every later step ("raise")
 
     def done(self) -> bool:
         return self.event is None or bool(self.event.query())
@@ -285,9 +287,13 @@ class DeviceSteps:
     ``Optimizer._after_step_inputs``) advance it on the host after each launch, as the step
     counts, and keep its values by step count: a kernel's rows of scalars for ``j`` unread
     skips take those after ``n - j`` steps, and a skip read later puts back those of the true
-    count. The values after ``n`` steps depend on ``n`` alone while the inputs of
-    ``_after_step`` stay the same; a step where they changed (ASGD's lr under a schedule) with
-    flags unread first reads them (a wait, on a GPU).
+    count. With ``nonfinite_grads="raise"`` (the default) a skipped step is the last one
+    applied: every later one is skipped too, so ``j`` skips are the last ``j`` steps, and the
+    values kept after ``n - j`` steps are those of the true history whatever the inputs of
+    ``_after_step`` were. A step skipped otherwise ("skip", GradScaler) may be any of the
+    unread ones: the values after ``n`` steps then depend on ``n`` alone only while those
+    inputs stay the same, and a step where they changed (ASGD's lr under a schedule) with
+    such flags unread first reads them (a wait, on a GPU).
 
     With ``capturable=True`` the host counts nothing: the step counts live on the device and
     advance there unless the flag is raised, and the rule's scalars are computed there from
@@ -635,8 +641,9 @@ class DeviceSteps:
 
     def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
         """Before a launch: read the flags first where the inputs of ``_after_step`` changed
-        since the last one (the values kept by step count hold for the old inputs only), and
-        keep the host state of each plan's count if it is not kept yet."""
+        since the last one and an unread skip may be any of the unread steps (the values kept
+        by step count then hold for the old inputs only), and keep the host state of each
+        plan's count if it is not kept yet."""
         optimizer = self.optimizer
         changed = False
         for group, plan in plans:
@@ -646,8 +653,8 @@ class DeviceSteps:
                 changed = True
             self.host_inputs[id(group)] = inputs
             self._keep_host_values(group, plan, replace=False)
-        if changed and self.launched:
-            self.resolve(wait=True)
+        if changed and not all(launched.last for launched in self.launched):
+            self.resolve(wait=True)  # (see the class docstring)
 
     def _keep_host_values(
         self, group: dict[str, Any], plan: FusedPlan, replace: bool = True
@@ -828,7 +835,10 @@ class DeviceSteps:
             event.record()
         else:
             snapshot, event = values, None
-        self.launched.append(_Launched(snapshot, event, stepped, names, checked, host, counted))
+        last = checked and self.optimizer.nonfinite_grads == "raise"
+        self.launched.append(
+            _Launched(snapshot, event, stepped, names, checked, host, counted, last)
+        )
 
     # -- reading the flags -----------------------------------------------------------------
 
@@ -859,7 +869,9 @@ class DeviceSteps:
                     for group, states in first.host:  # those of the true count, kept
                         self._restore_host_values(group, states)
                     self.fused.plans.clear()  # their cached step counts are off by one now
-                if first.checked:  # (a step GradScaler skipped is its own to count)
+                # (a step GradScaler skipped is its own to count; one that raises is not
+                # skipped but refused, as on every other path)
+                if first.checked and not first.last:
                     self.optimizer.skipped_steps += new
                 if first.checked and self.optimizer.nonfinite_grads == "raise" and not failed:
                     failed = [n for n, v in zip(first.names, values[2:]) if v != 0] or ["?"]
