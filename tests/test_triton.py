@@ -697,3 +697,22 @@ def test_a_loaded_state_keeps_the_numbers_the_host_reads_on_the_host(cls, option
         on_device = value.dim() > 0 or options.get("capturable")
         want = "meta" if on_device else "cpu"
         assert value.device.type == want, name
+
+
+def test_a_triton_that_flushes_subnormals_is_refused_saying_why(monkeypatch, capsys):
+    # Triton 3.2 to 3.5 compile tl.div_rn and tl.sqrt_rn to instructions that flush subnormals
+    # to zero (test_triton_compile.py checks the PTX of the installed one): fused="triton"
+    # refuses such a Triton, and a step on a GPU takes the multi-tensor path, saying so once
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", "3.5.1")
+    triton_kernels._installed_reason.cache_clear()
+    try:
+        w = torch.zeros(3, requires_grad=True)
+        w.grad = torch.ones(3)
+        with pytest.raises(RuntimeError, match=r"fused='triton': .*Triton 3\.6 or newer.*3\.5\.1"):
+            optimlab.Adam([w], fused="triton").step()
+        assert not DeviceSteps._wants_triton({"fused": None}, torch.device("cuda"))
+        assert "stepping with PyTorch's multi-tensor operations" in capsys.readouterr().err
+    finally:
+        triton_kernels._installed_reason.cache_clear()

@@ -373,7 +373,15 @@ class DeviceSteps:
             if reason is not None:
                 raise RuntimeError(f"fused='triton': {reason}")
             return True
-        return device.type == "cuda" and triton_kernels.unavailable_reason(device) is None
+        if device.type != "cuda":
+            return False
+        reason = triton_kernels.unavailable_reason(device)
+        if reason is not None:
+            native._say_once(
+                f"on {device.type}: {reason}; stepping with PyTorch's multi-tensor operations "
+                "instead"
+            )
+        return reason is None
 
     # -- stepping ------------------------------------------------------------------------
 

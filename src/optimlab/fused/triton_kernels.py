@@ -45,6 +45,7 @@ does not upgrade it).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import linecache
 import os
@@ -120,12 +121,19 @@ class TritonUnavailable(RuntimeError):
     interpreter)."""
 
 
+#: the oldest Triton whose compiled kernels round as the C kernel does. Triton 3.2 to 3.5 compile
+#: ``tl.div_rn`` and ``tl.sqrt_rn`` to ``div.rn.ftz.f32`` and ``sqrt.rn.ftz.f32``, which flush
+#: subnormal operands and results to zero (found by compiling every kernel ahead of time with
+#: each release, as tests/test_triton_compile.py does); 3.6 to 3.9 compile them to
+#: ``div.rn.f32`` and ``sqrt.rn.f32``.
+OLDEST_TRITON = (3, 6)
+
+
 def unavailable_reason(device: torch.device) -> str | None:
     """Why the Triton kernels cannot run on tensors of ``device``, or None when they can."""
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return "Triton is not installed (pip install 'optimlab[gpu]')"
+    reason = _installed_reason()
+    if reason is not None:
+        return reason
     if device.type == "cuda":
         return None
     if device.type == "cpu":
@@ -137,6 +145,24 @@ def unavailable_reason(device: torch.device) -> str | None:
             "imported)"
         )
     return f"the Triton kernels run on CUDA tensors, not on {device.type}"
+
+
+@functools.cache
+def _installed_reason() -> str | None:
+    """Why the installed Triton cannot run the kernels (asked once per process)."""
+    try:
+        import triton
+    except ImportError:
+        return "Triton is not installed (pip install 'optimlab[gpu]')"
+    found = tuple(int(n) for n in re.findall(r"\d+", triton.__version__)[:2])
+    if found < OLDEST_TRITON:
+        oldest = ".".join(map(str, OLDEST_TRITON))
+        return (
+            f"the Triton kernels need Triton {oldest} or newer, found {triton.__version__}, "
+            "which compiles their correctly rounded division and square root to instructions "
+            "that flush subnormal numbers to zero"
+        )
+    return None
 
 
 # --- generating ---------------------------------------------------------------------------
