@@ -21,10 +21,11 @@
    (``tests/test_triton_compile.py``): no multiply and add left to ptxas to contract, no
    approximate instruction.
 5. **Speed.** 100M fp32 parameters in 200 and in 2,000 tensors: optimlab's default (with its
-   non-finite check) and without the check, torch's ``fused`` and ``foreach`` for Adam, AdamW
-   and SGD with momentum, every other fusable default against the bandwidth a plain copy
-   reaches (``dst.copy_(src)``: 8 bytes per element); medians of 5 repeats of 20 steps, each
-   timed by CUDA events, all paths side by side in one process.
+   non-finite check), without the check, and with every chunk through the general kernel
+   (``triton_kernels.ALIGNED_LOADS = False``: no 16-byte loads), torch's ``fused`` and
+   ``foreach`` for Adam, AdamW and SGD with momentum, every other fusable default against the
+   bandwidth a plain copy reaches (``dst.copy_(src)``: 8 bytes per element); medians of 5
+   repeats of 20 steps, each timed by CUDA events, all paths side by side in one process.
 
 Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out`` (and prints them). Exit 1 if a
 parity or synchronisation check fails.
@@ -465,6 +466,8 @@ def _copy_bandwidth() -> float:
 
 
 def speed(report: list[str], results: dict) -> None:
+    from optimlab.fused import triton_kernels
+
     bandwidth = _copy_bandwidth()
     results["copy_bandwidth_GBps"] = bandwidth / 1e9
     report.append(f"## Speed: {BENCH_TOTAL / 1e6:g}M fp32 parameters\n")
@@ -498,9 +501,15 @@ def speed(report: list[str], results: dict) -> None:
                 paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
                 paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
             times = {path: _time(opt.step) for path, opt in paths.items()}
+            if variant.id in twins:  # side by side: every chunk through the general kernel
+                triton_kernels.ALIGNED_LOADS = False
+                try:
+                    times["optimlab, no 16-byte variant"] = _time(paths["optimlab"].step)
+                finally:
+                    triton_kernels.ALIGNED_LOADS = True
             fused_s = times.get("torch fused")
             for path, seconds in times.items():
-                check = 4 if path == "optimlab" else 0  # the non-finite check reads the grads
+                check = 0 if "no check" in path or "torch" in path else 4  # (reads the grads)
                 share = (bytes_per + check) * BENCH_TOTAL / seconds / bandwidth
                 versus = f"{fused_s / seconds:.2f}x" if fused_s else "-"
                 report.append(

@@ -716,3 +716,77 @@ def test_a_triton_that_flushes_subnormals_is_refused_saying_why(monkeypatch, cap
         assert "stepping with PyTorch's multi-tensor operations" in capsys.readouterr().err
     finally:
         triton_kernels._installed_reason.cache_clear()
+
+
+class _Variants:
+    """Spies on the launches: (aligned variant?, number of programs) for each."""
+
+    def __init__(self, monkeypatch):
+        self.launched: list[tuple[bool, int]] = []
+        real = triton_kernels.kernel
+        launched = self.launched
+
+        def spy(program, dtype, storage=None, stochastic=False, aligned=False):
+            compiled = real(program, dtype, storage, stochastic, aligned)
+
+            class Launch:
+                def __getitem__(self, grid):
+                    launched.append((aligned, grid[0]))
+                    return compiled[grid]
+
+            return Launch()
+
+        monkeypatch.setattr(triton_kernels, "kernel", spy)
+
+
+def test_aligned_tensors_take_the_variant_of_16_byte_loads(monkeypatch):
+    # SIZES: 5, 1500, 33 and 1024 elements, five chunks, two of them whole: one launch over
+    # all of them. Where a pointer is not a multiple of 16 bytes (a view one float in) the
+    # general variant takes the step, and so it does again after gradients move there.
+    # (Both variants are bitwise the C kernel: the tests above run them.)
+    variants = _Variants(monkeypatch)
+
+    def step(params):
+        opt = optimlab.Adam(params, lr=0.01, fused="triton")
+        for p in params:
+            p.grad = torch.ones_like(p)
+        opt.step()
+        return opt
+
+    aligned = _params(torch.float32)
+    assert all(p.data_ptr() % 16 == 0 for p in aligned)
+    opt = step(aligned)
+    assert variants.launched == [(True, 5)]
+    variants.launched.clear()
+    step([torch.zeros(n + 1)[1:].requires_grad_() for n in SIZES])
+    assert variants.launched == [(False, 5)]
+    variants.launched.clear()
+    aligned[1].grad = torch.ones(1501)[1:]  # a gradient 4 bytes past an allocation
+    opt.step()
+    assert variants.launched == [(False, 5)]
+    variants.launched.clear()
+    aligned[1].grad = torch.ones(1500)
+    opt.step()
+    assert variants.launched == [(True, 5)]
+
+
+@needs_c_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
+def test_misaligned_tensors_step_as_the_c_kernel(dtype):
+    # the general variant, which aligned tensors no longer take: views one element in
+    case = next(c for c in CASES if c.id == "adamw-amsgrad")
+
+    def run(fused):
+        generator = torch.Generator().manual_seed(0)
+        params = [
+            torch.randn(n + 1, generator=generator, dtype=dtype)[1:].requires_grad_() for n in SIZES
+        ]
+        opt = case.make(params, lr=0.01, fused=fused)
+        for _ in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator, dtype=dtype)
+            opt.step()
+        opt.check_finite()
+        return params, opt
+
+    _assert_same_run(run("triton"), run(True))

@@ -65,8 +65,10 @@ STEP_VARIANTS = [{}, {"rows": 1}, {"rows": 1, "nscalars": 1, "ntensors": 1}]
 
 
 def _step_specs(key: tuple, variants=STEP_VARIANTS) -> list[dict]:
-    program, dtype, storage, stochastic = key
-    source = triton_kernels.program_source(program, dtype, "optimlab_step", storage, stochastic)
+    program, dtype, storage, stochastic, aligned = key
+    source = triton_kernels.program_source(
+        program, dtype, "optimlab_step", storage, stochastic, aligned
+    )
     declared = re.search(r"def optimlab_step\((.*?)\)", source, re.DOTALL).group(1)
     names = [a.split(":")[0].strip() for a in declared.split(",")]
     assert names == list(STEP_SIGNATURE)  # the launch's arguments, in its order
@@ -80,6 +82,7 @@ def _step_specs(key: tuple, variants=STEP_VARIANTS) -> list[dict]:
                 "source": source,
                 "signature": signature,
                 "constexprs": constexprs,
+                "aligned": aligned,
             }
         )
     return specs
@@ -120,6 +123,9 @@ def _assert_rounds_as_written(
             fmas = len(re.findall(r"\bfma\.rn\.f(?:32|64)\b", result["ptx"]))
             assert fmas <= PER_THREAD * fmas_written, where
             assert result["cubin_bytes"] > 0  # ptxas made machine code of it
+            if spec["aligned"]:  # whole chunks: 16 bytes per load and store of the elements
+                assert re.search(r"\bld\.global(?:\.\w+)*\.v[248]\.", result["ptx"]), where
+                assert re.search(r"\bst\.global(?:\.\w+)*\.v[248]\.", result["ptx"]), where
             # ... that keeps its values in registers: a spill to local memory would add
             # memory traffic to a kernel bound by it
             used = result["resources"]
@@ -136,9 +142,9 @@ class _Launches:
         self.options: list[dict] = []
         real = triton_kernels.kernel
 
-        def spy(program, dtype, storage=None, stochastic=False):
-            self.keys[(program, dtype, storage, stochastic)] = None
-            compiled = real(program, dtype, storage, stochastic)
+        def spy(program, dtype, storage=None, stochastic=False, aligned=False):
+            self.keys[(program, dtype, storage, stochastic, aligned)] = None
+            compiled = real(program, dtype, storage, stochastic, aligned)
             launches = self
 
             class Launch:
@@ -157,9 +163,10 @@ class _Launches:
 @needs_ptxas
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_path):
-    key = (_all_operations().program, dtype, None, False)
-    specs = _step_specs(key)  # each variant for an H100, the general one for an A100 too
-    specs[0]["targets"] = list(ARCHS.values())
+    specs = []
+    for aligned in (False, True):  # each variant for an H100, the general one for an A100 too
+        specs += _step_specs((_all_operations().program, dtype, None, False, aligned))
+        specs[-len(STEP_VARIANTS)]["targets"] = list(ARCHS.values())
     # (a program of every operation at once, 30 results, is no optimizer's: it may spill)
     results = _compile(specs, [ARCHS["H100"]], tmp_path)
     _assert_rounds_as_written(specs, results, in_registers=False)
@@ -169,7 +176,7 @@ def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_pa
 def test_the_check_catches_what_triton_s_default_options_compile(tmp_path):
     # the control: with Triton's default (fp fusion on, as the launches were before they passed
     # COMPILE_OPTIONS) the multiplies and adds carry no rounding mode, free for ptxas to fuse
-    specs = _step_specs((_all_operations().program, torch.float32, None, False), [{}])
+    specs = _step_specs((_all_operations().program, torch.float32, None, False, False), [{}])
     (compiled,) = _compile(specs, [ARCHS["H100"]], tmp_path, options={})
     problems = triton_kernels.ptx_problems(compiled[0]["ptx"])
     assert any("mul.f32" in p for p in problems) and any("add.f32" in p for p in problems)
@@ -185,7 +192,7 @@ def test_every_fusable_configuration_s_kernels_compile_for_an_h100(cls, monkeypa
     # (in float32: each operation's float64 code is compiled above, for both GPUs)
     for case in (c for c in FUSABLE if c.cls is cls):
         _run(case, torch.float32, "triton", steps=2)
-    assert launches.keys and launches.options
+    assert launches.options
     # every launch compiles as the check below does
     assert all(o == triton_kernels.COMPILE_OPTIONS for o in launches.options)
     specs = [spec for key in launches.keys for spec in _step_specs(key, [{}])]
@@ -216,7 +223,12 @@ def test_bfloat16_kernels_compile_for_each_gpu(monkeypatch, tmp_path):
             opt.step()
     assert {key[3] for key in launches.keys} == {False, True}
     assert {key[2] for key in launches.keys} == {torch.bfloat16}
-    specs = [spec for key in launches.keys for spec in _step_specs(key, [{}])]
+    specs = [  # (the general variant too: these tensors were aligned)
+        spec
+        for key in launches.keys
+        for aligned in (False, True)
+        for spec in _step_specs((*key[:4], aligned), [{}])
+    ]
     _assert_rounds_as_written(specs, _compile(specs, ARCHS.values(), tmp_path))
 
 

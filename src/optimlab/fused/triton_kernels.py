@@ -112,6 +112,10 @@ BLOCK = 1024
 #: it they are ``mul.rn``/``add.rn``, which it may not (PTX ISA, "add" and "mul"). The
 #: interpreter never contracts and ignores the option.
 COMPILE_OPTIONS = {"enable_fp_fusion": False}
+#: whether an aligned bucket takes the kernel variant that reads and writes whole chunks 16
+#: bytes per instruction (see :class:`DeviceBucket`; off: the general variant, for a
+#: side-by-side measurement)
+ALIGNED_LOADS = True
 #: the Triton element types of the dtypes the kernels take
 TL_TYPES = {torch.float32: "tl.float32", torch.float64: "tl.float64"}
 
@@ -243,6 +247,7 @@ def program_source(
     name: str,
     storage: torch.dtype | None = None,
     stochastic: bool = False,
+    aligned: bool = False,
 ) -> str:
     """The Python source of the Triton kernel ``name`` of ``program`` for real ``dtype``.
 
@@ -259,6 +264,11 @@ def program_source(
     back rounded to nearest even, or ``stochastic``-ally as
     :func:`optimlab.core.precision.stochastic_round_bf16`; in integer arithmetic, which the
     interpreter and a GPU compute alike).
+
+    ``aligned``: the variant for tensors whose data pointers are all multiples of 16 bytes
+    (:attr:`DeviceBucket.aligned`): it says so to the compiler (``tl.multiple_of``), and a
+    whole chunk (``BLOCK`` elements inside its tensor) reads without a bounds mask, so that
+    each thread loads and stores 16 bytes per instruction; the arithmetic is the same.
     """
     ctype = TL_TYPES[dtype]
     n = len(program.operands)
@@ -266,10 +276,11 @@ def program_source(
     if narrow and (storage != torch.bfloat16 or dtype != torch.float32):
         raise ValueError(f"the Triton kernels keep {storage} parameters with {dtype} state? no")
     loaded, written = set(program.read), set(program.written)
+    first = "tl.load(chunks + 2 * pid + 1)"
     body = [
         "    pid = tl.program_id(0)",
         "    t = tl.load(chunks + 2 * pid)",
-        "    first = tl.load(chunks + 2 * pid + 1)",
+        f"    first = {f'tl.multiple_of({first}, BLOCK)' if aligned else first}",
         f"    size = tl.load(table + {n} * ntensors + t)",
         "    offs = first + tl.arange(0, BLOCK)",
         "    ZEROS_I = tl.zeros([BLOCK], tl.int32)",
@@ -288,25 +299,42 @@ def program_source(
     for i in range(n):
         if i in loaded or i in written:
             kind = "tl.uint16" if narrow and i < 2 else ctype
-            body.append(
-                f"    a{i} = tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
+            pointer = f"tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
+            body.append(f"    a{i} = {f'tl.multiple_of({pointer}, 16)' if aligned else pointer}")
+
+    def update(bounded: bool) -> list[str]:
+        """Load, compute, store; ``bounded``: reading only inside the tensor (else the chunk
+        is whole: a raised flag keeps it from writing, nothing else is masked)."""
+        loads = ", mask=mask" if bounded else ""
+        stores = "mask" if bounded else "go"
+        lines = []
+        for i in sorted(loaded):
+            if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
+                lines.append(
+                    f"    v{i} = (tl.load(a{i} + offs{loads}).to(tl.uint32) << 16)"
+                    ".to(tl.float32, bitcast=True)"
+                )
+            else:
+                lines.append(f"    v{i} = tl.load(a{i} + offs{loads})")
+        for op, result, args, slots in program.instructions:
+            lines.append(
+                f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}"
             )
-    for i in sorted(loaded):
-        if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
-            body.append(
-                f"    v{i} = (tl.load(a{i} + offs, mask=mask).to(tl.uint32) << 16)"
-                ".to(tl.float32, bitcast=True)"
-            )
-        else:
-            body.append(f"    v{i} = tl.load(a{i} + offs, mask=mask)")
-    for op, result, args, slots in program.instructions:
-        body.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
-    for i in sorted(written):
-        if narrow and i == 0:
-            body += _round_to_bf16_lines(program, n, stochastic)
-            body.append("    tl.store(a0 + offs, b0.to(tl.uint16), mask=mask)")
-        else:
-            body.append(f"    tl.store(a{i} + offs, v{i}, mask=mask)")
+        for i in sorted(written):
+            if narrow and i == 0:
+                lines += _round_to_bf16_lines(program, n, stochastic)
+                lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16), mask={stores})")
+            else:
+                lines.append(f"    tl.store(a{i} + offs, v{i}, mask={stores})")
+        return lines
+
+    if aligned:  # a whole chunk (the same for all of a program's threads) reads unmasked
+        body.append("    if first + BLOCK <= size:")
+        body += ["    " + line for line in update(bounded=False)]
+        body.append("    else:")
+        body += ["    " + line for line in update(bounded=True)]
+    else:
+        body += update(bounded=True)
     return (
         "import triton\nimport triton.language as tl\n\n\n"
         "@triton.jit\n"
@@ -392,16 +420,19 @@ def kernel(
     dtype: torch.dtype,
     storage: torch.dtype | None = None,
     stochastic: bool = False,
+    aligned: bool = False,
 ) -> Any:
     """The Triton kernel of ``program`` for real ``dtype`` (generated once per process; see
     :func:`program_source`)."""
-    key = (program, dtype, storage, stochastic)
+    key = (program, dtype, storage, stochastic, aligned)
     found = _kernels.get(key)
     if found is None:
         with _lock:
             found = _kernels.get(key)
             if found is None:
-                source = program_source(program, dtype, "optimlab_step", storage, stochastic)
+                source = program_source(
+                    program, dtype, "optimlab_step", storage, stochastic, aligned
+                )
                 problems = lint(source)
                 if problems:  # a generator bug: never run a kernel that rounds differently
                     raise AssertionError("\n".join(problems))
@@ -472,7 +503,12 @@ def host_buffer(values: np.ndarray, device: torch.device) -> Tensor:
 
 class DeviceBucket:
     """A bucket of a fused plan (:class:`optimlab.fused.plan.Bucket`) on its device: the
-    pointer table (with a row of sizes) and the chunk table, built once."""
+    pointer table (with a row of sizes) and the chunk table, built once.
+
+    Where every pointer of the table is a multiple of 16 bytes (:attr:`aligned`; PyTorch's
+    allocations are, a view with an offset may not be), the update takes the kernel variant
+    that reads and writes whole chunks 16 bytes per instruction (see :func:`program_source`).
+    """
 
     def __init__(
         self,
@@ -493,10 +529,15 @@ class DeviceBucket:
         chunks = [(t, first) for t, size in enumerate(sizes) for first in range(0, size, BLOCK)]
         self.chunks = host_buffer(np.array(chunks, np.int64).reshape(-1, 2), device)
         self.nchunks = len(chunks)
+        self.aligned = self._aligned()
         self.captured = False  # whether a CUDA graph captured a step of this bucket
         self.graph_pointers: list[Tensor] = []  # the gradient pointers each graph copies
         # (made now: allocating pinned memory in the middle of a capture is not safe)
         self.spare: Tensor | None = self._pinned()
+
+    def _aligned(self) -> bool:
+        """Whether every data pointer of the table is a multiple of 16 bytes."""
+        return not (self.host_table[: self.rows] % 16).any()
 
     def _pinned(self) -> Tensor:
         return torch.empty(self.ntensors, dtype=torch.int64, pin_memory=self.device.type == "cuda")
@@ -516,12 +557,14 @@ class DeviceBucket:
             self.graph_pointers.append(kept)
             self.table[1].copy_(kept, non_blocking=True)
             self.host_table[1] = pointers
+            self.aligned = self._aligned()
             self.captured = True
         else:
             if self.spare is None:  # for the next capture
                 self.spare = self._pinned()
             if self.captured or not np.array_equal(self.host_table[1], pointers):
                 self.host_table[1] = pointers
+                self.aligned = self._aligned()
                 self.table[1].copy_(host_buffer(self.host_table[1], self.device), non_blocking=True)
 
     def check(self, flags: Tensor, first_flag: int, dtype: torch.dtype) -> None:
@@ -555,7 +598,8 @@ class DeviceBucket:
         """The update: ``scalars`` as :func:`program_source` takes them."""
         if self.nchunks:
             nscalars = (scalars.numel() - 1) // rows
-            kernel(program, dtype, storage, stochastic)[(self.nchunks,)](
+            aligned = self.aligned and ALIGNED_LOADS
+            kernel(program, dtype, storage, stochastic, aligned)[(self.nchunks,)](
                 self.table,
                 self.chunks,
                 scalars,
