@@ -6,7 +6,8 @@
    compiles) steps the same parameters on the GPU (``fused="triton"``, the compiled kernels)
    and on the CPU (``fused=True``, the C kernel, which the test suite proves bitwise equal to
    the same Triton source in Triton's interpreter and within 1 ulp per root of PyTorch):
-   parameters and state must agree bit for bit, in float32 (and float64 for a few).
+   parameters and state must agree bit for bit, in float32 (and float64 for a few), with the
+   kernel variant of aligned tensors and (for a few) the general one.
 2. **CUDA graphs.** ``capturable=True``: a captured step of each capturable optimizer,
    replayed with new gradients and learning rates (and a NaN once), bitwise the eager steps.
 3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
@@ -16,7 +17,7 @@
    synchronisation raises. The same around each of ``fit``'s steps (forward, backward,
    clipping, schedule, optimizer step; not its reads of the losses every ``read_every``
    steps) in fp32, bf16 and fp16.
-4. **Compiled kernels.** The PTX of every kernel the GPU compiled in parts 1 to 3 is checked as
+4. **Compiled kernels.** The PTX of every kernel the GPU compiled in the other parts is checked as
    the suite checks kernels compiled ahead of time for an A100 and an H100
    (``tests/test_triton_compile.py``): no multiply and add left to ptxas to contract, no
    approximate instruction.
@@ -71,7 +72,13 @@ def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
     return native._same_bits(a.detach().cpu(), b.detach().cpu())
 
 
+#: the configurations whose parity is checked with the general kernel variant too
+GENERAL_VARIANT_TOO = ("adam", "adamw", "sgd-momentum", "rmsprop", "radam")
+
+
 def parity(report: list[str], failures: list[str]) -> None:
+    from optimlab.fused import triton_kernels
+
     report.append("## Parity: compiled Triton kernels (GPU) against the C kernel (CPU)\n")
     if not native.available():
         report.append(f"skipped: the C kernel cannot run here ({native.unavailable_reason()})\n")
@@ -87,28 +94,46 @@ def parity(report: list[str], failures: list[str]) -> None:
                 [torch.randn(n, generator=generator, dtype=dtype) for n in PARITY_SIZES]
                 for _ in range(4)
             ]
+            # the C kernel first; then the GPU's kernels: the variant of aligned tensors (16
+            # bytes per load, which fresh allocations take), and for a few the general one
+            # (which views one element into an allocation, as a gradient bucket's, take)
             runs = []
-            for device, fused in ((DEVICE, "triton"), ("cpu", True)):
-                params = [t.clone().to(device).requires_grad_() for t in start]
-                opt = variant.make(params, lr=0.01, fused=fused)
-                for k, step_grads in enumerate(grads):
-                    for p, g in zip(params, step_grads):
-                        p.grad = g.to(device)
-                    opt.param_groups[0]["lr"] = 0.01 * (k + 1)
-                    opt.step()
-                opt.check_finite()
+            for device, fused, aligned in (
+                ("cpu", True, True),
+                (DEVICE, "triton", True),
+                *([(DEVICE, "triton", False)] if variant.id in GENERAL_VARIANT_TOO else []),
+            ):
+                triton_kernels.ALIGNED_LOADS = aligned
+                try:
+                    params = [t.clone().to(device).requires_grad_() for t in start]
+                    opt = variant.make(params, lr=0.01, fused=fused)
+                    for k, step_grads in enumerate(grads):
+                        for p, g in zip(params, step_grads):
+                            p.grad = g.to(device)
+                        opt.param_groups[0]["lr"] = 0.01 * (k + 1)
+                        opt.step()
+                    opt.check_finite()
+                finally:
+                    triton_kernels.ALIGNED_LOADS = True
                 runs.append((params, opt))
-            (gp, go), (cp, co) = runs
-            same = all(_same_bits(a, b) for a, b in zip(gp, cp)) and all(
-                _same_bits(v, co.state[b][k])
-                for a, b in zip(gp, cp)
-                for k, v in go.state[a].items()
-                if torch.is_tensor(v)
-            )
-            rows.append(f"| {variant.id} | {str(dtype)[6:]} | {'bitwise' if same else 'DIFFERS'} |")
-            if not same:
-                failures.append(f"parity {variant.id} {dtype}")
-    report += ["| configuration | dtype | GPU vs C kernel |", "|---|---|---|", *rows, ""]
+            (cp, co), *gpu_runs = runs
+            for kernels, (gp, go) in zip(("aligned", "general"), gpu_runs):
+                same = all(_same_bits(a, b) for a, b in zip(gp, cp)) and all(
+                    _same_bits(v, co.state[b][k])
+                    for a, b in zip(gp, cp)
+                    for k, v in go.state[a].items()
+                    if torch.is_tensor(v)
+                )
+                verdict = "bitwise" if same else "DIFFERS"
+                rows.append(f"| {variant.id} | {str(dtype)[6:]} | {kernels} | {verdict} |")
+                if not same:
+                    failures.append(f"parity {variant.id} {dtype} {kernels}")
+    report += [
+        "| configuration | dtype | kernel variant | GPU vs C kernel |",
+        "|---|---|---|---|",
+        *rows,
+        "",
+    ]
 
 
 def compiled_kernels(report: list[str], failures: list[str]) -> None:
@@ -560,9 +585,10 @@ def main() -> int:
     ]
     results: dict = {"card": card}
     failures: list[str] = []
-    parts = [parity, syncs, graphs, fit_syncs, compiled_kernels]
+    parts = [parity, syncs, graphs, fit_syncs]
     if not args.no_speed:
         parts.append(lambda report, failures: speed(report, results))
+    parts.append(compiled_kernels)  # (every kernel the parts before compiled)
     args.out.mkdir(parents=True, exist_ok=True)
 
     def write(final: bool = False) -> str:

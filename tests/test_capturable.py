@@ -382,7 +382,12 @@ def test_what_a_captured_step_uses_outside_the_graph_outlives_its_plan(monkeypat
     assert bucket.spare is None  # the pinned buffer set aside for the capture went into it
     opt.step()
     assert bucket.spare is not None  # ... and one is set aside again for the next capture
-    held = [weakref.ref(x) for x in (bucket, opt._fused.device_steps.flags)]
+    device_steps = opt._fused.device_steps
+    # (the flags and the skip counter are held where the step keeps them, as long as it
+    # has as many tensors; held for the graph when it has more)
+    held_ids = {id(x) for x in device_steps.held_for_graphs.values()}
+    assert {id(device_steps.flags), id(device_steps.skips)} <= held_ids
+    held = [weakref.ref(bucket)]
     del bucket, plan
     opt._fused.forget()  # every plan dropped, as load_state_dict does
     for p in params:

@@ -293,6 +293,46 @@ def test_with_raise_a_changing_lr_waits_for_no_flag_and_the_error_puts_all_back(
 
 
 @needs_c_kernel
+@pytest.mark.parametrize(
+    "name", ["asgd-averaging-lambd-alpha-weight_decay", "schedule_free_adamw-warmup-weight_decay-r"]
+)
+@pytest.mark.parametrize("then", ["policy-skip", "grad-scaler"])
+def test_a_step_the_raised_flag_would_not_skip_reads_the_flags_first(name, then):
+    # The NaN of step 2 raises its flag under "raise"; step 3, with a new lr, is one that
+    # flag would not keep from applying (the policy switched to "skip", or GradScaler's
+    # protocol, whose own flag it reads): it reads the flags first, raises there, and leaves
+    # the optimizer as the C kernel leaves it when it raises at step 2
+    case = next(c for c in CASES if c.id == name)
+
+    def run(fused, lag=0):
+        params = _params(torch.float32)
+        opt = case.make(params, lr=0.01, fused=fused)
+        opt._fused.device_steps.lag = lag
+        generator = torch.Generator().manual_seed(1)
+        for k in range(6):
+            for p, g in zip(params, _grads(params, generator, 7 if k == 2 else None)):
+                p.grad = g
+            opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
+            if k == 3 and then == "policy-skip":
+                opt.nonfinite_grads = "skip"
+            if k == 3 and then == "grad-scaler":  # (scale 1, nothing found)
+                opt.grad_scale, opt.found_inf = torch.ones(()), torch.zeros(())
+            try:
+                opt.step()
+            except optimlab.NonFiniteGradientError:
+                return params, opt, k
+            finally:
+                opt.__dict__.pop("grad_scale", None)
+                opt.__dict__.pop("found_inf", None)
+        raise AssertionError("no error")
+
+    *got, late = run("triton", lag=2)
+    *want, at = run(True)
+    assert (at, late) == (2, 3)
+    _assert_same_run(got, want)
+
+
+@needs_c_kernel
 def test_several_groups_step_in_one_launch_each_as_the_c_kernels():
     runs = []
     for fused in ("triton", True):
@@ -526,7 +566,8 @@ def test_the_gpu_check_script_runs_its_parity_part_here():
         env={**os.environ, "TRITON_INTERPRET": "1"},
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "| adam | float32 | bitwise |" in done.stdout and "DIFFERS" not in done.stdout
+    assert "| adam | float32 | aligned | bitwise |" in done.stdout
+    assert "| adam | float32 | general | bitwise |" in done.stdout and "DIFFERS" not in done.stdout
 
 
 # --- mixed precision: bfloat16 parameters, float32 state ------------------------------------
@@ -718,25 +759,36 @@ def test_a_triton_that_flushes_subnormals_is_refused_saying_why(monkeypatch, cap
         triton_kernels._installed_reason.cache_clear()
 
 
-class _Variants:
-    """Spies on the launches: (aligned variant?, number of programs) for each."""
+class _Launches:
+    """Spies on the update kernel's launches: for each, the kernel's key (program, dtype,
+    storage, stochastic, aligned), its number of programs and its compile options."""
 
     def __init__(self, monkeypatch):
-        self.launched: list[tuple[bool, int]] = []
+        self.launched: list[tuple[tuple, int, dict]] = []
         real = triton_kernels.kernel
         launched = self.launched
 
-        def spy(program, dtype, storage=None, stochastic=False, aligned=False):
-            compiled = real(program, dtype, storage, stochastic, aligned)
+        def spy(*key):
+            compiled = real(*key)
 
             class Launch:
                 def __getitem__(self, grid):
-                    launched.append((aligned, grid[0]))
-                    return compiled[grid]
+                    def launch(*args, **kwargs):
+                        options = {k: v for k, v in kwargs.items() if k != "BLOCK"}
+                        launched.append((key, grid[0], options))
+                        return compiled[grid](*args, **kwargs)
+
+                    return launch
 
             return Launch()
 
         monkeypatch.setattr(triton_kernels, "kernel", spy)
+
+    def variants(self) -> list[tuple[bool, int]]:
+        """(aligned variant?, number of programs) of each launch; forgets them."""
+        found = [(key[4], programs) for key, programs, _ in self.launched]
+        self.launched.clear()
+        return found
 
 
 def test_aligned_tensors_take_the_variant_of_16_byte_loads(monkeypatch):
@@ -744,7 +796,7 @@ def test_aligned_tensors_take_the_variant_of_16_byte_loads(monkeypatch):
     # all of them. Where a pointer is not a multiple of 16 bytes (a view one float in) the
     # general variant takes the step, and so it does again after gradients move there.
     # (Both variants are bitwise the C kernel: the tests above run them.)
-    variants = _Variants(monkeypatch)
+    launches = _Launches(monkeypatch)
 
     def step(params):
         opt = optimlab.Adam(params, lr=0.01, fused="triton")
@@ -756,18 +808,15 @@ def test_aligned_tensors_take_the_variant_of_16_byte_loads(monkeypatch):
     aligned = _params(torch.float32)
     assert all(p.data_ptr() % 16 == 0 for p in aligned)
     opt = step(aligned)
-    assert variants.launched == [(True, 5)]
-    variants.launched.clear()
+    assert launches.variants() == [(True, 5)]
     step([torch.zeros(n + 1)[1:].requires_grad_() for n in SIZES])
-    assert variants.launched == [(False, 5)]
-    variants.launched.clear()
+    assert launches.variants() == [(False, 5)]
     aligned[1].grad = torch.ones(1501)[1:]  # a gradient 4 bytes past an allocation
     opt.step()
-    assert variants.launched == [(False, 5)]
-    variants.launched.clear()
+    assert launches.variants() == [(False, 5)]
     aligned[1].grad = torch.ones(1500)
     opt.step()
-    assert variants.launched == [(True, 5)]
+    assert launches.variants() == [(True, 5)]
 
 
 @needs_c_kernel

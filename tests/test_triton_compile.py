@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_triton import CASES, FUSABLE, MIXED, _all_operations, _run
+from test_triton import CASES, FUSABLE, MIXED, _all_operations, _Launches, _run
 
 from optimlab.fused import triton_kernels
 
@@ -134,32 +134,6 @@ def _assert_rounds_as_written(
                 assert used["LOCAL"] == used["STACK"] == 0, (used, where)
 
 
-class _Launches:
-    """The kernels the Triton path generates and the options it launches them with."""
-
-    def __init__(self, monkeypatch):
-        self.keys: dict[tuple, None] = {}
-        self.options: list[dict] = []
-        real = triton_kernels.kernel
-
-        def spy(program, dtype, storage=None, stochastic=False, aligned=False):
-            self.keys[(program, dtype, storage, stochastic, aligned)] = None
-            compiled = real(program, dtype, storage, stochastic, aligned)
-            launches = self
-
-            class Launch:
-                def __getitem__(self, grid):
-                    def launch(*args, **kwargs):
-                        launches.options.append({k: v for k, v in kwargs.items() if k != "BLOCK"})
-                        return compiled[grid](*args, **kwargs)
-
-                    return launch
-
-            return Launch()
-
-        monkeypatch.setattr(triton_kernels, "kernel", spy)
-
-
 @needs_ptxas
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_path):
@@ -192,10 +166,11 @@ def test_every_fusable_configuration_s_kernels_compile_for_an_h100(cls, monkeypa
     # (in float32: each operation's float64 code is compiled above, for both GPUs)
     for case in (c for c in FUSABLE if c.cls is cls):
         _run(case, torch.float32, "triton", steps=2)
-    assert launches.options
     # every launch compiles as the check below does
-    assert all(o == triton_kernels.COMPILE_OPTIONS for o in launches.options)
-    specs = [spec for key in launches.keys for spec in _step_specs(key, [{}])]
+    assert all(options == triton_kernels.COMPILE_OPTIONS for *_, options in launches.launched)
+    keys = dict.fromkeys(key for key, *_ in launches.launched)
+    assert keys
+    specs = [spec for key in keys for spec in _step_specs(key, [{}])]
     _assert_rounds_as_written(specs, _compile(specs, [ARCHS["H100"]], tmp_path))
 
 
@@ -221,11 +196,12 @@ def test_bfloat16_kernels_compile_for_each_gpu(monkeypatch, tmp_path):
             for p in params:
                 p.grad = torch.ones_like(p)
             opt.step()
-    assert {key[3] for key in launches.keys} == {False, True}
-    assert {key[2] for key in launches.keys} == {torch.bfloat16}
+    keys = dict.fromkeys(key for key, *_ in launches.launched)
+    assert {key[3] for key in keys} == {False, True}
+    assert {key[2] for key in keys} == {torch.bfloat16}
     specs = [  # (the general variant too: these tensors were aligned)
         spec
-        for key in launches.keys
+        for key in keys
         for aligned in (False, True)
         for spec in _step_specs((*key[:4], aligned), [{}])
     ]
@@ -269,3 +245,18 @@ def test_the_nonfinite_check_compiles_for_each_gpu(tmp_path):
             assert result["cubin_bytes"] > 0
             # it reads the bits as integers: no floating-point arithmetic or comparison
             assert not re.search(FLOAT_ARITHMETIC, result["ptx"])
+
+
+def test_the_ptx_check_reads_predicated_instructions():
+    ptx = (
+        "\t@!%p1 add.f32 %f1, %f2, %f3;\n"
+        "\t@%p2 div.full.f32 %f1, %f2, %f3;\n"
+        "\tadd.rn.f32 %f1, %f2, %f3;\n"
+        "\tsqrt.rn.ftz.f32 %f1, %f2;\n"
+        "\tfma.rn.f64 %fd1, %fd2, %fd3, %fd4;\n"
+    )
+    assert triton_kernels.ptx_problems(ptx) == [
+        "line 1: add.f32",
+        "line 2: div.full.f32",
+        "line 4: sqrt.rn.ftz.f32",
+    ]

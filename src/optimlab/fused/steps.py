@@ -326,7 +326,7 @@ class DeviceSteps:
         #: the device memory of every captured step outside the graph's own pool (the
         #: buckets' tables, the flags, the skip counter): a graph replays reads and writes
         #: of it, so it lives as long as this optimizer, whatever plans replace it
-        self.held_for_graphs: list[Any] = []
+        self.held_for_graphs: dict[int, Any] = {}
 
     # -- choosing ------------------------------------------------------------------------
 
@@ -428,7 +428,9 @@ class DeviceSteps:
         ):
             return False  # a group without gradients advances too: the host path's to take
         if host_stepped:
-            self._host_inputs(plans)
+            # (a step that a raised flag skips: one that checks and raises, as all before it)
+            raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
+            self._host_inputs(plans, raising)
         checking, flag = self._flag(plans, device, found_inf)
         runs, names = self._runs(plans, device, grad_scale is not None)
         if checking:
@@ -554,8 +556,8 @@ class DeviceSteps:
             if not capturing:
                 self._launch_read([], names, checking, [], counted=True)
         if capturing:
-            self.held_for_graphs += [run[3] for run in runs]
-            self.held_for_graphs += [self.flags, self.skips, self.no_flag]
+            held = [run[3] for run in runs] + [self.flags, self.skips, self.no_flag]
+            self.held_for_graphs.update((id(x), x) for x in held)
 
     def _device_scalars(
         self, group: dict[str, Any], plan: FusedPlan, bucket: Any, inverse: DeviceScalar | None
@@ -647,11 +649,11 @@ class DeviceSteps:
                 self._launch_read([], names, checked, [], counted=True)
         self.resolve(wait=True)
 
-    def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> None:
-        """Before a launch: read the flags first where the inputs of ``_after_step`` changed
-        since the last one and an unread skip may be any of the unread steps (the values kept
-        by step count then hold for the old inputs only), and keep the host state of each
-        plan's count if it is not kept yet."""
+    def _host_inputs(self, plans: list[tuple[dict[str, Any], FusedPlan]], raising: bool) -> None:
+        """Before a launch (``raising``: of a step a raised flag skips): read the flags first
+        where the inputs of ``_after_step`` changed since the last one and an unread skip may
+        be followed by an applied step (the values kept by step count then hold for the old
+        inputs only), and keep the host state of each plan's count if it is not kept yet."""
         optimizer = self.optimizer
         changed = False
         for group, plan in plans:
@@ -661,7 +663,7 @@ class DeviceSteps:
                 changed = True
             self.host_inputs[id(group)] = inputs
             self._keep_host_values(group, plan, replace=False)
-        if changed and not all(launched.last for launched in self.launched):
+        if changed and not (raising and all(launched.last for launched in self.launched)):
             self.resolve(wait=True)  # (see the class docstring)
 
     def _keep_host_values(
@@ -881,7 +883,7 @@ class DeviceSteps:
                 # skipped but refused, as on every other path)
                 if first.checked and not first.last:
                     self.optimizer.skipped_steps += new
-                if first.checked and self.optimizer.nonfinite_grads == "raise" and not failed:
+                if first.last and not failed:  # (raised under "raise", at its launch)
                     failed = [n for n, v in zip(first.names, values[2:]) if v != 0] or ["?"]
                     wait = True  # every later step was skipped too: read them all
         if failed:

@@ -267,8 +267,10 @@ def program_source(
 
     ``aligned``: the variant for tensors whose data pointers are all multiples of 16 bytes
     (:attr:`DeviceBucket.aligned`): it says so to the compiler (``tl.multiple_of``), and a
-    whole chunk (``BLOCK`` elements inside its tensor) reads without a bounds mask, so that
-    each thread loads and stores 16 bytes per instruction; the arithmetic is the same.
+    whole chunk (``BLOCK`` elements inside its tensor) of a step the flag lets through reads
+    and writes unmasked, so that each thread loads and stores 16 bytes per instruction (a
+    chunk the flag stops reads nothing, as in the general variant); the arithmetic is the
+    same.
     """
     ctype = TL_TYPES[dtype]
     n = len(program.operands)
@@ -302,11 +304,10 @@ def program_source(
             pointer = f"tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
             body.append(f"    a{i} = {f'tl.multiple_of({pointer}, 16)' if aligned else pointer}")
 
-    def update(bounded: bool) -> list[str]:
-        """Load, compute, store; ``bounded``: reading only inside the tensor (else the chunk
-        is whole: a raised flag keeps it from writing, nothing else is masked)."""
-        loads = ", mask=mask" if bounded else ""
-        stores = "mask" if bounded else "go"
+    def update(masked: bool) -> list[str]:
+        """Load, compute, store; ``masked``: only inside the tensor, where the flag is down
+        (else the chunk is whole and the flag down: nothing to mask)."""
+        loads = stores = ", mask=mask" if masked else ""
         lines = []
         for i in sorted(loaded):
             if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
@@ -323,18 +324,18 @@ def program_source(
         for i in sorted(written):
             if narrow and i == 0:
                 lines += _round_to_bf16_lines(program, n, stochastic)
-                lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16), mask={stores})")
+                lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16){stores})")
             else:
-                lines.append(f"    tl.store(a{i} + offs, v{i}, mask={stores})")
+                lines.append(f"    tl.store(a{i} + offs, v{i}{stores})")
         return lines
 
-    if aligned:  # a whole chunk (the same for all of a program's threads) reads unmasked
-        body.append("    if first + BLOCK <= size:")
-        body += ["    " + line for line in update(bounded=False)]
+    if aligned:  # (the same for all of a program's threads)
+        body.append("    if (first + BLOCK <= size) & (tl.load(flag) == 0):")
+        body += ["    " + line for line in update(masked=False)]
         body.append("    else:")
-        body += ["    " + line for line in update(bounded=True)]
+        body += ["    " + line for line in update(masked=True)]
     else:
-        body += update(bounded=True)
+        body += update(masked=True)
     return (
         "import triton\nimport triton.language as tl\n\n\n"
         "@triton.jit\n"
@@ -383,7 +384,7 @@ def lint(source: str) -> list[str]:
 #: in PTX: a floating-point add, subtract or multiply without a rounding mode (ptxas may fuse
 #: such a multiply and add into one fma), an approximate or flush-to-zero instruction
 _PTX_ROUNDS_DIFFERENTLY = re.compile(
-    r"^\s*(?:@%?\w+\s+)?((?:add|sub|mul|mad)\.f(?:32|64)\b|\S*\.(?:approx|ftz|full)\b\S*)",
+    r"^\s*(?:@!?%?\w+\s+)?((?:add|sub|mul|mad)\.f(?:32|64)\b|\S*\.(?:approx|ftz|full)\b\S*)",
     re.MULTILINE,
 )
 
