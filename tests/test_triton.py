@@ -250,6 +250,30 @@ def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule,
         assert opt.param_groups[0]["k"] == 5
 
 
+def _until_it_raises(case, fused, nan_at, steps, lag=0, before=lambda opt, k: None):
+    """Steps with a new lr each and a NaN at step ``nan_at`` (``before(opt, k)`` ahead of
+    step ``k``), until one raises: the parameters, the optimizer and that step."""
+    params = _params(torch.float32)
+    opt = case.make(params, lr=0.01, fused=fused)
+    opt._fused.device_steps.lag = lag
+    generator = torch.Generator().manual_seed(1)
+    for k in range(steps):
+        for p, g in zip(params, _grads(params, generator, 7 if k == nan_at else None)):
+            p.grad = g
+        opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
+        before(opt, k)
+        try:
+            opt.step()
+            if k == steps - 1:
+                opt.check_finite()
+        except optimlab.NonFiniteGradientError:
+            return params, opt, k
+        finally:  # (GradScaler's protocol hands these to one step)
+            opt.__dict__.pop("grad_scale", None)
+            opt.__dict__.pop("found_inf", None)
+    raise AssertionError("no error")
+
+
 @needs_c_kernel
 @pytest.mark.parametrize(
     "name",
@@ -266,25 +290,8 @@ def test_with_raise_a_changing_lr_waits_for_no_flag_and_the_error_puts_all_back(
     # C kernel leaves it when it raises at once (the NaN's step and the two after it undone)
     case = next(c for c in CASES if c.id == name)
     seen = _RowsSeen(monkeypatch)
-
-    def run(fused, lag=0):
-        params = _params(torch.float32)
-        opt = case.make(params, lr=0.01, fused=fused)
-        opt._fused.device_steps.lag = lag
-        generator = torch.Generator().manual_seed(1)
-        for k in range(8):
-            for p, g in zip(params, _grads(params, generator, 7 if k == 4 else None)):
-                p.grad = g
-            opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
-            try:
-                opt.step()
-                opt.check_finite() if k == 7 else None
-            except optimlab.NonFiniteGradientError:
-                return params, opt, k
-        raise AssertionError("no error")
-
-    *got, late = run("triton", lag=2)
-    *want, at = run(True)
+    *got, late = _until_it_raises(case, "triton", nan_at=4, steps=8, lag=2)
+    *want, at = _until_it_raises(case, True, nan_at=4, steps=8)
     assert (at, late) == (4, 7)  # (the flag of step 4, read after steps 5 and 6)
     assert seen.most == 2
     _assert_same_run(got, want)
@@ -304,30 +311,14 @@ def test_a_step_the_raised_flag_would_not_skip_reads_the_flags_first(name, then)
     # the optimizer as the C kernel leaves it when it raises at step 2
     case = next(c for c in CASES if c.id == name)
 
-    def run(fused, lag=0):
-        params = _params(torch.float32)
-        opt = case.make(params, lr=0.01, fused=fused)
-        opt._fused.device_steps.lag = lag
-        generator = torch.Generator().manual_seed(1)
-        for k in range(6):
-            for p, g in zip(params, _grads(params, generator, 7 if k == 2 else None)):
-                p.grad = g
-            opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
-            if k == 3 and then == "policy-skip":
-                opt.nonfinite_grads = "skip"
-            if k == 3 and then == "grad-scaler":  # (scale 1, nothing found)
-                opt.grad_scale, opt.found_inf = torch.ones(()), torch.zeros(())
-            try:
-                opt.step()
-            except optimlab.NonFiniteGradientError:
-                return params, opt, k
-            finally:
-                opt.__dict__.pop("grad_scale", None)
-                opt.__dict__.pop("found_inf", None)
-        raise AssertionError("no error")
+    def then_at_3(opt, k):
+        if k == 3 and then == "policy-skip":
+            opt.nonfinite_grads = "skip"
+        if k == 3 and then == "grad-scaler":  # (scale 1, nothing found)
+            opt.grad_scale, opt.found_inf = torch.ones(()), torch.zeros(())
 
-    *got, late = run("triton", lag=2)
-    *want, at = run(True)
+    *got, late = _until_it_raises(case, "triton", nan_at=2, steps=6, lag=2, before=then_at_3)
+    *want, at = _until_it_raises(case, True, nan_at=2, steps=6)
     assert (at, late) == (2, 3)
     _assert_same_run(got, want)
 
