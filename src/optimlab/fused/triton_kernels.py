@@ -304,44 +304,47 @@ def program_source(
             pointer = f"tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
             body.append(f"    a{i} = {f'tl.multiple_of({pointer}, 16)' if aligned else pointer}")
 
-    def update(masked: bool) -> list[str]:
-        """Load, compute, store; ``masked``: only inside the tensor, where the flag is down
-        (else the chunk is whole and the flag down: nothing to mask)."""
-        loads = stores = ", mask=mask" if masked else ""
-        lines = []
-        for i in sorted(loaded):
-            if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
-                lines.append(
-                    f"    v{i} = (tl.load(a{i} + offs{loads}).to(tl.uint32) << 16)"
-                    ".to(tl.float32, bitcast=True)"
-                )
-            else:
-                lines.append(f"    v{i} = tl.load(a{i} + offs{loads})")
-        for op, result, args, slots in program.instructions:
-            lines.append(
-                f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}"
-            )
-        for i in sorted(written):
-            if narrow and i == 0:
-                lines += _round_to_bf16_lines(program, n, stochastic)
-                lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16){stores})")
-            else:
-                lines.append(f"    tl.store(a{i} + offs, v{i}{stores})")
-        return lines
-
     if aligned:  # (the same for all of a program's threads)
         body.append("    if (first + BLOCK <= size) & (tl.load(flag) == 0):")
-        body += ["    " + line for line in update(masked=False)]
+        body += ["    " + line for line in _update_lines(program, ctype, narrow, stochastic, False)]
         body.append("    else:")
-        body += ["    " + line for line in update(masked=True)]
+        body += ["    " + line for line in _update_lines(program, ctype, narrow, stochastic, True)]
     else:
-        body += update(masked=True)
+        body += _update_lines(program, ctype, narrow, stochastic, True)
     return (
         "import triton\nimport triton.language as tl\n\n\n"
         "@triton.jit\n"
         f"def {name}(table, chunks, scalars, flag, skips, ntensors, rows, nscalars, "
         "BLOCK: tl.constexpr):\n" + "\n".join(body) + "\n"
     )
+
+
+def _update_lines(
+    program: Program, ctype: str, narrow: bool, stochastic: bool, masked: bool
+) -> list[str]:
+    """The kernel's loads, arithmetic and stores (see :func:`program_source`); ``masked``:
+    only inside the tensor, where the flag is down (else the chunk is whole and the flag
+    down: nothing to mask)."""
+    n = len(program.operands)
+    loads = stores = ", mask=mask" if masked else ""
+    lines = []
+    for i in sorted(set(program.read)):
+        if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
+            lines.append(
+                f"    v{i} = (tl.load(a{i} + offs{loads}).to(tl.uint32) << 16)"
+                ".to(tl.float32, bitcast=True)"
+            )
+        else:
+            lines.append(f"    v{i} = tl.load(a{i} + offs{loads})")
+    for op, result, args, slots in program.instructions:
+        lines.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
+    for i in sorted(set(program.written)):
+        if narrow and i == 0:
+            lines += _round_to_bf16_lines(program, n, stochastic)
+            lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16){stores})")
+        else:
+            lines.append(f"    tl.store(a{i} + offs, v{i}{stores})")
+    return lines
 
 
 def _round_to_bf16_lines(program: Program, n: int, stochastic: bool) -> list[str]:
