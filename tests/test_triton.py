@@ -190,6 +190,15 @@ def test_nonfinite_steps_are_skipped_on_the_device_and_uncounted(name, lag):
     assert opt.skipped_steps == 2 and int(opt.state[params[0]]["step"]) == 4
 
 
+#: a configuration of each optimizer whose rule reads state kept on the host (NAdam's momentum
+#: product, ASGD's step sizes, the schedule-free average's weights)
+HOST_STATE_CASES = [
+    "nadam-weight_decay",
+    "asgd-averaging-lambd-alpha-weight_decay",
+    "schedule_free_adamw-warmup-weight_decay-r",
+]
+
+
 class _RowsSeen:
     """Spies on DeviceSteps._rows: the most unread launches a step's rows were made for."""
 
@@ -207,14 +216,7 @@ class _RowsSeen:
 
 
 @needs_c_kernel
-@pytest.mark.parametrize(
-    "name",
-    [
-        "nadam-weight_decay",
-        "asgd-averaging-lambd-alpha-weight_decay",
-        "schedule_free_adamw-warmup-weight_decay-r",
-    ],
-)
+@pytest.mark.parametrize("name", HOST_STATE_CASES)
 @pytest.mark.parametrize("schedule", [False, True], ids=["constant-lr", "scheduled-lr"])
 def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule, monkeypatch):
     # NAdam's momentum product, ASGD's step sizes and the schedule-free average's weights
@@ -275,14 +277,7 @@ def _until_it_raises(case, fused, nan_at, steps, lag=0, before=lambda opt, k: No
 
 
 @needs_c_kernel
-@pytest.mark.parametrize(
-    "name",
-    [
-        "nadam-weight_decay",
-        "asgd-averaging-lambd-alpha-weight_decay",
-        "schedule_free_adamw-warmup-weight_decay-r",
-    ],
-)
+@pytest.mark.parametrize("name", HOST_STATE_CASES)
 def test_with_raise_a_changing_lr_waits_for_no_flag_and_the_error_puts_all_back(name, monkeypatch):
     # With "raise" a skipped step is the last one applied, so the values kept by step count
     # are the true history's even while the lr changes every step: the rows are made for two
