@@ -825,3 +825,24 @@ def test_misaligned_tensors_step_as_the_c_kernel(dtype):
         return params, opt
 
     _assert_same_run(run("triton"), run(True))
+
+
+@pytest.mark.parametrize("aligned", [True, False], ids=["aligned", "misaligned"])
+@pytest.mark.parametrize("where", [(1, 7), (1, 1400), (0, 3), (3, 1023), (2, 32)])
+def test_the_check_finds_a_nan_in_whole_chunks_and_in_the_rest(where, aligned):
+    # SIZES: 5, 1500, 33, 1024: (1, 7) and (3, 1023) lie in whole chunks, the others in
+    # partial ones; a misaligned tensor (a view one element in) takes the general variant
+    tensor, index = where
+    params = _params(torch.float32)
+    if not aligned:
+        params = [torch.zeros(p.numel() + 1)[1:].copy_(p.detach()).requires_grad_() for p in params]
+    before = [p.detach().clone() for p in params]
+    opt = optimlab.Adam(params, lr=0.01, fused="triton", nonfinite_grads="skip")
+    for p in params:
+        p.grad = torch.ones_like(p)
+    params[tensor].grad[index] = float("nan")
+    opt.step()
+    opt.check_finite()
+    assert opt.skipped_steps == 1
+    assert all(torch.equal(p.detach(), b) for p, b in zip(params, before))
+    assert all(p.data_ptr() % 16 == 0 for p in params) == aligned

@@ -224,6 +224,7 @@ def test_the_nonfinite_check_compiles_for_each_gpu(tmp_path):
         "BLOCK": "constexpr",
         "BITS": "constexpr",
         "EXPONENT": "constexpr",
+        "ALIGNED": "constexpr",
     }
     specs = [
         {
@@ -235,14 +236,18 @@ def test_the_nonfinite_check_compiles_for_each_gpu(tmp_path):
                 "BLOCK": triton_kernels.BLOCK,
                 "BITS": bits,
                 "EXPONENT": exponent,
+                "ALIGNED": aligned,
             },
         }
         for bits, exponent in triton_kernels._EXPONENTS.values()
+        for aligned in (False, True)
     ]
     results = _compile(specs, ARCHS.values(), tmp_path)
-    for compiled in results:
+    for spec, compiled in zip(specs, results):
         for result in compiled:
             assert result["cubin_bytes"] > 0
+            if spec["constexprs"]["ALIGNED"]:  # whole chunks: 16 bytes per load
+                assert re.search(r"\bld\.global(?:\.\w+)*\.v[248]\.", result["ptx"])
             # it reads the bits as integers: no floating-point arithmetic or comparison
             assert not re.search(FLOAT_ARITHMETIC, result["ptx"])
 
