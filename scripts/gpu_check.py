@@ -30,11 +30,16 @@
 
 Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out`` (and prints them). Exit 1 if a
 parity or synchronisation check fails.
+
+What the checks need of the GPU (the device, its sync debug mode, graphs, timers) goes through
+:class:`Cuda`; ``tests/test_gpu_check.py`` runs every part on the CPU, in Triton's interpreter,
+through a stand-in for it, so that a short loan of a GPU is not spent on the script's own bugs.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import statistics
@@ -50,10 +55,88 @@ from optimlab.fused import native
 from optimlab.fused.steps import traffic
 from optimlab.optim.registry import REGISTRY
 
-#: where the Triton kernels run; ``--dry-run`` (tests, no GPU): the CPU, in the interpreter
-DEVICE = "cuda"
 PARITY_SIZES = (5, 1500, 33, 4096, 70_001)
+#: the tensors of the synchronisation and graph checks
+SIZES = (4096, 1000, 77, 10)
+#: the speed part: parameters in all, in how many tensors; each time a median of repeats of
+#: steps (CUDA events)
 BENCH_TOTAL = 100_000_000
+BENCH_TENSORS = (200, 2000)
+TIMING = (5, 20)
+#: the graph timings: AdamW on 10M parameters in 200 tensors
+GRAPH_TIMES_SIZES = (50_000,) * 200
+FIT_STEPS = 40
+
+
+class Cuda:
+    """What the checks need of the GPU, in one place (the tests stand in for it on the CPU)."""
+
+    device = "cuda"
+    #: the optimizers' options: none, the default path (on CUDA tensors, the Triton kernels)
+    options: dict = {}
+    #: fit's precisions checked; autocast's type under GradScaler
+    precisions = ("fp32", "bf16", "fp16")
+    scaled_dtype = torch.float16
+
+    @contextlib.contextmanager
+    def no_syncs(self):
+        """Any host synchronisation inside raises (``torch.cuda.set_sync_debug_mode``)."""
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+
+    @contextlib.contextmanager
+    def syncs_allowed(self):
+        """Inside :meth:`no_syncs`: synchronisations allowed again for a while."""
+        previous = torch.cuda.get_sync_debug_mode()
+        torch.cuda.set_sync_debug_mode(0)
+        try:
+            yield
+        finally:
+            torch.cuda.set_sync_debug_mode(previous)
+
+    def capture(self, warm_up, step):
+        """``warm_up()`` on a side stream (as CUDA graphs ask), then ``step`` captured in a
+        graph; returns its replay. Capture runs nothing: the first replay is the first step."""
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            warm_up()
+        torch.cuda.current_stream().wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            step()
+        return graph.replay
+
+    def seconds(self, fn, calls: int) -> float:
+        """Seconds the device takes for ``calls`` calls of ``fn`` (CUDA events)."""
+        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1000
+
+    def free(self) -> None:
+        gc.collect()  # (an optimizer is a reference cycle, torch's as well as optimlab's)
+        torch.cuda.empty_cache()
+
+    def compiled_kernels(self) -> list:
+        """The kernels Triton compiled in this process (Triton 3: ``device_caches``)."""
+        from optimlab.fused import triton_kernels
+
+        compiled = []
+        for fn in list(triton_kernels._kernels.values()):
+            for caches in getattr(fn, "device_caches", {}).values():  # (kernels, ...)
+                compiled += list(caches[0].values())
+        return compiled
+
+
+GPU = Cuda()
 
 
 def device_variants():
@@ -100,8 +183,8 @@ def parity(report: list[str], failures: list[str]) -> None:
             runs = []
             for device, fused, aligned in (
                 ("cpu", True, True),
-                (DEVICE, "triton", True),
-                *([(DEVICE, "triton", False)] if variant.id in GENERAL_VARIANT_TOO else []),
+                (GPU.device, "triton", True),
+                *([(GPU.device, "triton", False)] if variant.id in GENERAL_VARIANT_TOO else []),
             ):
                 triton_kernels.ALIGNED_LOADS = aligned
                 try:
@@ -142,10 +225,7 @@ def compiled_kernels(report: list[str], failures: list[str]) -> None:
     from optimlab.fused import triton_kernels
 
     report.append("## The kernels this GPU compiled: their PTX\n")
-    compiled = []
-    for fn in list(triton_kernels._kernels.values()):
-        for caches in getattr(fn, "device_caches", {}).values():  # Triton 3: (kernels, ...)
-            compiled += list(caches[0].values())
+    compiled = GPU.compiled_kernels()
     problems = {
         id(k): triton_kernels.ptx_problems(k.asm["ptx"]) for k in compiled if "ptx" in k.asm
     }
@@ -165,11 +245,15 @@ def syncs(report: list[str], failures: list[str]) -> None:
     launched step's flags either (an event's synchronize, which the debug mode does not see;
     expected only for ASGD and ScheduleFreeAdamW under "skip", whose host state follows the
     lr: see DeviceSteps)."""
+    report.append("## Host synchronisations inside step()\n")
+    rows = [*_policy_syncs(failures), *_resumed_syncs(failures), _scaler_syncs(failures)]
+    report += ["| optimizer | policy | result |", "|---|---|---|", *rows, ""]
+
+
+def _policy_syncs(failures: list[str]) -> list[str]:
     from optimlab.fused.steps import DeviceSteps
 
-    report.append("## Host synchronisations inside step()\n")
     rows = []
-    model_sizes = (4096, 1000, 77, 10)
     waits: list[bool] = []
     resolve = DeviceSteps.resolve
 
@@ -178,40 +262,45 @@ def syncs(report: list[str], failures: list[str]) -> None:
         return resolve(self, wait)
 
     DeviceSteps.resolve = counted_resolve
-    for name in ("Adam", "AdamW", "SGD", "NAdam", "ASGD", "ScheduleFreeAdamW"):
-        for policy in ("raise", "skip", "ignore"):
-            params = [torch.randn(n, device="cuda", requires_grad=True) for n in model_sizes]
-            opt = getattr(optimlab, name)(
-                params,
-                lr=0.01,
-                nonfinite_grads=policy,
-                **({"momentum": 0.9} if name == "SGD" else {}),
-            )
-            verdict = "0 syncs"
-            try:
-                waits.clear()
-                for k in range(6):
-                    for p in params:
-                        p.grad = torch.randn_like(p)
-                        if k == 3 and policy == "skip":
-                            p.grad[0] = float("nan")
-                    opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 6
-                    torch.cuda.set_sync_debug_mode("error")
-                    try:
-                        opt.step()
-                    finally:
-                        torch.cuda.set_sync_debug_mode(0)
-                verdict += f", {sum(waits)} waits for flags"
-                opt.check_finite()
-                if policy == "skip" and opt.skipped_steps != 1:
-                    verdict = f"skipped {opt.skipped_steps} steps, expected 1"
-                    failures.append(f"skip count {name}")
-            except Exception as error:  # noqa: BLE001 - reported, then the run goes on
-                verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
-                failures.append(f"sync {name} {policy}")
-            rows.append(f"| {name} | {policy} | {verdict} |")
-    DeviceSteps.resolve = resolve
-    # after load_state_dict (a resumed run): the numbers the host reads stay on the host
+    try:
+        for name in ("Adam", "AdamW", "SGD", "NAdam", "ASGD", "ScheduleFreeAdamW"):
+            for policy in ("raise", "skip", "ignore"):
+                params = [torch.randn(n, device=GPU.device, requires_grad=True) for n in SIZES]
+                opt = getattr(optimlab, name)(
+                    params,
+                    lr=0.01,
+                    nonfinite_grads=policy,
+                    **({"momentum": 0.9} if name == "SGD" else {}),
+                    **GPU.options,
+                )
+                verdict = "0 syncs"
+                try:
+                    waits.clear()
+                    for k in range(6):
+                        for p in params:
+                            p.grad = torch.randn_like(p)
+                            if k == 3 and policy == "skip":
+                                p.grad[0] = float("nan")
+                        opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 6
+                        with GPU.no_syncs():
+                            opt.step()
+                    verdict += f", {sum(waits)} waits for flags"
+                    opt.check_finite()
+                    if policy == "skip" and opt.skipped_steps != 1:
+                        verdict = f"skipped {opt.skipped_steps} steps, expected 1"
+                        failures.append(f"skip count {name}")
+                except Exception as error:  # noqa: BLE001 - reported, then the run goes on
+                    verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
+                    failures.append(f"sync {name} {policy}")
+                rows.append(f"| {name} | {policy} | {verdict} |")
+    finally:
+        DeviceSteps.resolve = resolve
+    return rows
+
+
+def _resumed_syncs(failures: list[str]) -> list[str]:
+    """After load_state_dict (a resumed run): the numbers the host reads stay on the host."""
+    rows = []
     for name, options, dtype in (
         ("NAdam", {}, torch.float32),
         ("ASGD", {}, torch.float32),
@@ -220,48 +309,46 @@ def syncs(report: list[str], failures: list[str]) -> None:
         verdict = "0 syncs"
         try:
             cls = getattr(optimlab, name)
-            params = [torch.randn(n, device="cuda", dtype=dtype) for n in model_sizes]
+            params = [torch.randn(n, device=GPU.device, dtype=dtype) for n in SIZES]
             params = [p.requires_grad_() for p in params]
-            opt = cls(params, lr=0.01, **options)
+            opt = cls(params, lr=0.01, **options, **GPU.options)
             for p in params:
                 p.grad = torch.randn_like(p)
             opt.step()
-            resumed = cls(params, lr=0.01, **options)
+            resumed = cls(params, lr=0.01, **options, **GPU.options)
             resumed.load_state_dict(opt.state_dict())
             for _ in range(3):
                 for p in params:
                     p.grad = torch.randn_like(p)
-                torch.cuda.set_sync_debug_mode("error")
-                try:
+                with GPU.no_syncs():
                     resumed.step()
-                finally:
-                    torch.cuda.set_sync_debug_mode(0)
             resumed.check_finite()
         except Exception as error:  # noqa: BLE001 - reported, then the run goes on
             verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
             failures.append(f"sync resumed {name}")
         rows.append(f"| {name} {str(dtype)[6:]} | resumed (load_state_dict) | {verdict} |")
-    # GradScaler with fp16 autocast and an Inf at step 2
+    return rows
+
+
+def _scaler_syncs(failures: list[str]) -> str:
+    """GradScaler with autocast (fp16 on CUDA) and an Inf at step 2."""
     model = torch.nn.Sequential(
         torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 1)
-    ).cuda()
-    opt = optimlab.Adam(model.parameters(), lr=1e-3)
-    scaler = torch.amp.GradScaler("cuda")
-    X, y = torch.randn(128, 64, device="cuda"), torch.randn(128, 1, device="cuda")
+    ).to(GPU.device)
+    opt = optimlab.Adam(model.parameters(), lr=1e-3, **GPU.options)
+    scaler = torch.amp.GradScaler(GPU.device)
+    X, y = torch.randn(128, 64, device=GPU.device), torch.randn(128, 1, device=GPU.device)
     verdict = "0 syncs in scaler.step()"
     try:
         for k in range(5):
             opt.zero_grad()
-            with torch.autocast("cuda", dtype=torch.float16):
+            with torch.autocast(GPU.device, dtype=GPU.scaled_dtype):
                 loss = ((model(X) - y) ** 2).mean()
             if k == 2:
                 loss = loss * float("inf")
             scaler.scale(loss).backward()
-            torch.cuda.set_sync_debug_mode("error")
-            try:
+            with GPU.no_syncs():
                 scaler.step(opt)  # hands the step found_inf and grad_scale as device tensors
-            finally:
-                torch.cuda.set_sync_debug_mode(0)
             scaler.update()
         opt.check_finite()
         steps = {int(s["step"]) for s in opt.state.values()}
@@ -271,8 +358,7 @@ def syncs(report: list[str], failures: list[str]) -> None:
     except Exception as error:  # noqa: BLE001
         verdict = f"FAILED: {type(error).__name__}: {str(error)[:200]}"
         failures.append("sync grad scaler")
-    rows.append(f"| Adam | GradScaler (found_inf, grad_scale on the device) | {verdict} |")
-    report += ["| optimizer | policy | result |", "|---|---|---|", *rows, ""]
+    return f"| Adam | GradScaler (found_inf, grad_scale on the device) | {verdict} |"
 
 
 #: the classes that take ``capturable=True`` (torch's)
@@ -286,60 +372,13 @@ def graphs(report: list[str], failures: list[str]) -> None:
     steps, and close to the CPU's C kernel (the device's pow may differ in the last place)."""
     report.append("## CUDA graphs (capturable=True)\n")
     rows = []
-    sizes = (4096, 1000, 77, 10)
     for name in CAPTURABLE:
         cls = getattr(optimlab, name)
         verdict = "replays bitwise the eager steps"
         try:
-            runs = []
-            for mode in ("graph", "eager", "cpu"):
-                device = "cpu" if mode == "cpu" else "cuda"
-                generator = torch.Generator().manual_seed(0)
-                params = [torch.randn(n, generator=generator).to(device) for n in sizes]
-                params = [p.requires_grad_() for p in params]
-                grads = [torch.zeros_like(p) for p in params]
-                for p, g in zip(params, grads):
-                    p.grad = g
-                lr = torch.tensor(0.01, device=device)
-                opt = cls(
-                    params,
-                    lr=lr,
-                    capturable=mode != "cpu",
-                    fused=None,  # (on the CPU: the C kernel where it runs, else torch's ops)
-                    nonfinite_grads="skip",
-                )
-
-                def feed(k, grads=grads, lr=lr):
-                    gen = torch.Generator().manual_seed(100 + k)
-                    for j, g in enumerate(grads):
-                        g.copy_(torch.randn(g.shape, generator=gen))
-                        if k == 6 and j == 1:
-                            g[3] = float("nan")
-                    lr.fill_(0.01 * (1 + k) / 12)
-
-                if mode == "graph":
-                    side = torch.cuda.Stream()
-                    side.wait_stream(torch.cuda.current_stream())
-                    with torch.cuda.stream(side):
-                        for k in range(3):
-                            feed(k)
-                            opt.step()
-                    torch.cuda.current_stream().wait_stream(side)
-                    feed(3)
-                    graph = torch.cuda.CUDAGraph()
-                    with torch.cuda.graph(graph):
-                        opt.step()
-                    graph.replay()  # (capture runs nothing: this is step 4)
-                    for k in range(4, 13):
-                        feed(k)
-                        graph.replay()
-                else:
-                    for k in range(13):
-                        feed(k)
-                        opt.step()
-                state = opt.state_dict()  # counts the skip the replays made
-                runs.append((params, state, opt.skipped_steps))
-            (gp, gs, gk), (ep, es, ek), (cp, cs, ck) = runs
+            (gp, gs, gk), (ep, es, ek), (cp, cs, ck) = (
+                _graph_run(cls, mode) for mode in ("graph", "eager", "cpu")
+            )
             same = all(_same_bits(a.detach(), b.detach()) for a, b in zip(gp, ep))
             same = same and all(
                 _same_bits(v, es["state"][key][n])
@@ -375,34 +414,76 @@ def graphs(report: list[str], failures: list[str]) -> None:
         failures.append("graph times")
 
 
+def _graph_run(cls, mode: str) -> tuple[list, dict, int]:
+    """13 steps of ``cls`` (the lr a tensor, static gradients, a NaN at step 6): ``mode``
+    "graph": 3 eager steps, the rest replays of a captured one; "eager": capturable steps;
+    "cpu": the CPU's default path. The parameters, ``state_dict()`` and ``skipped_steps``."""
+    device = "cpu" if mode == "cpu" else GPU.device
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(n, generator=generator).to(device) for n in SIZES]
+    params = [p.requires_grad_() for p in params]
+    grads = [torch.zeros_like(p) for p in params]
+    for p, g in zip(params, grads):
+        p.grad = g
+    lr = torch.tensor(0.01, device=device)
+    opt = cls(
+        params,
+        lr=lr,
+        nonfinite_grads="skip",
+        # (on the CPU: the C kernel where it runs, else torch's ops)
+        **({"fused": None} if mode == "cpu" else {**GPU.options, "capturable": True}),
+    )
+
+    def feed(k):
+        gen = torch.Generator().manual_seed(100 + k)
+        for j, g in enumerate(grads):
+            g.copy_(torch.randn(g.shape, generator=gen))
+            if k == 6 and j == 1:
+                g[3] = float("nan")
+        lr.fill_(0.01 * (1 + k) / 12)
+
+    def warm_up():
+        for k in range(3):
+            feed(k)
+            opt.step()
+
+    if mode == "graph":
+        replay = GPU.capture(warm_up, opt.step)
+        for k in range(3, 13):
+            feed(k)
+            replay()
+    else:
+        for k in range(13):
+            feed(k)
+            opt.step()
+    return params, opt.state_dict(), opt.skipped_steps  # (state_dict counts the replays' skip)
+
+
 def _graph_times() -> list[str]:
     """AdamW on 10M parameters in 200 tensors: a step as usual, a capturable step, and a
     replay of a captured one (medians, CUDA events, side by side)."""
-    sizes = [50_000] * 200
     rows = []
     for label in ("step()", "step(), capturable=True", "graph.replay()"):
-        params = [torch.randn(n, device="cuda", requires_grad=True) for n in sizes]
+        params = [torch.randn(n, device=GPU.device, requires_grad=True) for n in GRAPH_TIMES_SIZES]
         for p in params:
             p.grad = torch.randn_like(p)
         plain = label == "step()"  # (a float lr: a tensor one is read on the host there)
-        lr = 1e-3 if plain else torch.tensor(1e-3, device="cuda")
-        opt = optimlab.AdamW(params, lr=lr, capturable=not plain)
+        lr = 1e-3 if plain else torch.tensor(1e-3, device=GPU.device)
+        opt = optimlab.AdamW(params, lr=lr, capturable=not plain, **GPU.options)
         call = opt.step
         if label == "graph.replay()":
-            side = torch.cuda.Stream()
-            side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side):
+
+            def warm_up(opt=opt):
                 for _ in range(3):
                     opt.step()
-            torch.cuda.current_stream().wait_stream(side)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                opt.step()
-            call = graph.replay
+
+            call = GPU.capture(warm_up, opt.step)
         rows.append(f"| {label} | {_time(call) * 1e3:.3f} |")
         del params, opt
+        GPU.free()
     return [
-        "AdamW, 10M parameters in 200 tensors (ms per step, median of 5x20):\n",
+        f"AdamW, {sum(GRAPH_TIMES_SIZES) / 1e6:g}M parameters in {len(GRAPH_TIMES_SIZES)} "
+        f"tensors (ms per step, median of {TIMING[0]}x{TIMING[1]}):\n",
         "| how | ms |",
         "|---|---|",
         *rows,
@@ -422,39 +503,32 @@ def fit_syncs(report: list[str], failures: list[str]) -> None:
     reads: list[int] = []
 
     def checked_step(self, micro_batches, total):
-        micro_batches = [tuple(t.cuda() for t in batch) for batch in micro_batches]
-        torch.cuda.set_sync_debug_mode("error")
-        try:
+        micro_batches = [tuple(t.to(GPU.device) for t in batch) for batch in micro_batches]
+        with GPU.no_syncs():
             return step(self, micro_batches, total)
-        finally:
-            torch.cuda.set_sync_debug_mode(0)
 
     def unchecked_read(self):
-        # (fit reads inside its steps and outside them, at epoch ends and evaluations: the
-        # mode goes back to what it was)
-        previous = torch.cuda.get_sync_debug_mode()
-        torch.cuda.set_sync_debug_mode(0)
-        try:
+        # (fit reads inside its steps and outside them, at epoch ends and evaluations)
+        with GPU.syncs_allowed():
             reads.append(self.run.step)
             return read(self)
-        finally:
-            torch.cuda.set_sync_debug_mode(previous)
 
     torch.manual_seed(0)
     X, y = torch.randn(4096, 64), torch.randint(0, 10, (4096,))
     loop._Trainer.step, loop._Trainer.read = checked_step, unchecked_read
     try:
-        for precision in ("fp32", "bf16", "fp16"):
+        for precision in GPU.precisions:
             reads.clear()
             model = torch.nn.Sequential(
                 torch.nn.Linear(64, 256), torch.nn.ReLU(), torch.nn.Linear(256, 10)
-            ).cuda()
-            opt = optimlab.AdamW(model.parameters(), lr=1e-3)
+            ).to(GPU.device)
+            opt = optimlab.AdamW(model.parameters(), lr=1e-3, **GPU.options)
             try:
                 result = fit(
-                    model, opt, MiniBatches(X, y, batch_size=256, seed=0), steps=40,
+                    model, opt, MiniBatches(X, y, batch_size=256, seed=0), steps=FIT_STEPS,
                     accumulation=2, clip_norm=1.0, precision=precision, progress=False,
-                    eval_data=(X[:512].cuda(), y[:512].cuda()), eval_every=20,
+                    eval_data=(X[:512].to(GPU.device), y[:512].to(GPU.device)),
+                    eval_every=FIT_STEPS // 2,
                 )  # fmt: skip
                 verdict = f"0 syncs in {result.steps} steps; losses read after steps {reads}"
             except Exception as error:  # noqa: BLE001 - reported, then the run goes on
@@ -463,36 +537,29 @@ def fit_syncs(report: list[str], failures: list[str]) -> None:
             rows.append(f"| {precision} | {verdict} |")
     finally:
         loop._Trainer.step, loop._Trainer.read = step, read
-        torch.cuda.set_sync_debug_mode(0)
     report += ["| precision | result |", "|---|---|", *rows, ""]
 
 
-def _time(fn, repeats=5, steps=20) -> float:
-    """Median seconds per call over ``repeats`` of ``steps`` calls (after 3 warm-up calls)."""
+def _time(fn) -> float:
+    """Median seconds per call over ``TIMING`` (repeats, calls) after 3 warm-up calls."""
     for _ in range(3):
         fn()
-    samples = []
-    for _ in range(repeats):
-        start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-        start.record()
-        for _ in range(steps):
-            fn()
-        end.record()
-        end.synchronize()
-        samples.append(start.elapsed_time(end) / 1000 / steps)
-    return statistics.median(samples)
+    repeats, calls = TIMING
+    return statistics.median(GPU.seconds(fn, calls) / calls for _ in range(repeats))
 
 
 def _copy_bandwidth() -> float:
-    """Bytes per second of ``dst.copy_(src)`` over 100M floats (8 bytes per element)."""
-    src = torch.empty(BENCH_TOTAL, device="cuda")
+    """Bytes per second of ``dst.copy_(src)`` over ``BENCH_TOTAL`` floats (8 bytes each)."""
+    src = torch.empty(BENCH_TOTAL, device=GPU.device)
     dst = torch.empty_like(src)
     return 8 * BENCH_TOTAL / _time(lambda: dst.copy_(src))
 
 
-def speed(report: list[str], results: dict) -> None:
-    from optimlab.fused import triton_kernels
+#: torch's twins of optimlab's configurations, timed beside them
+TWINS = {"adam": ("Adam", {}), "adamw": ("AdamW", {}), "sgd-momentum": ("SGD", {"momentum": 0.9})}
 
+
+def speed(report: list[str], results: dict) -> None:
     bandwidth = _copy_bandwidth()
     results["copy_bandwidth_GBps"] = bandwidth / 1e9
     report.append(f"## Speed: {BENCH_TOTAL / 1e6:g}M fp32 parameters\n")
@@ -503,35 +570,13 @@ def speed(report: list[str], results: dict) -> None:
         "| optimizer | tensors | path | ms per step | vs torch fused | % of copy bandwidth |"
     )
     report.append("|---|---|---|---|---|---|")
-    twins = {
-        "adam": ("Adam", {}),
-        "adamw": ("AdamW", {}),
-        "sgd-momentum": ("SGD", {"momentum": 0.9}),
-    }
-    for tensors in (200, 2000):
+    for tensors in BENCH_TENSORS:
         for variant in device_variants():
-            if tensors == 2000 and variant.id not in twins:
-                continue  # the other optimizers: 200 tensors only (the time budget)
-            size = BENCH_TOTAL // tensors
-            params = [torch.zeros(size, device="cuda", requires_grad=True) for _ in range(tensors)]
-            for p in params:
-                p.grad = torch.randn_like(p) * 1e-3
+            if tensors != BENCH_TENSORS[0] and variant.id not in TWINS:
+                continue  # the other optimizers: the first count only (the time budget)
+            times = _speed_times(variant, tensors)
             reads, writes = traffic(variant.make([torch.zeros(1, requires_grad=True)]))
             bytes_per = 4 * (len(reads) + len(writes))
-            paths = {"optimlab": variant.make(params, lr=1e-3)}
-            if variant.id in twins:
-                paths["optimlab no check"] = variant.make(params, lr=1e-3, nonfinite_grads="ignore")
-                name, kwargs = twins[variant.id]
-                cls = getattr(torch.optim, name)
-                paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
-                paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
-            times = {path: _time(opt.step) for path, opt in paths.items()}
-            if variant.id in twins:  # side by side: every chunk through the general kernel
-                triton_kernels.ALIGNED_LOADS = False
-                try:
-                    times["optimlab, no 16-byte variant"] = _time(paths["optimlab"].step)
-                finally:
-                    triton_kernels.ALIGNED_LOADS = True
             fused_s = times.get("torch fused")
             for path, seconds in times.items():
                 check = 0 if "no check" in path or "torch" in path else 4  # (reads the grads)
@@ -550,46 +595,53 @@ def speed(report: list[str], results: dict) -> None:
                         "bandwidth_share": share,
                     }
                 )
-            del params, paths
-            gc.collect()  # (an optimizer is a reference cycle, torch's as well as optimlab's)
-            torch.cuda.empty_cache()
     report.append("")
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path("."))
-    parser.add_argument("--no-speed", action="store_true")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="parity only, on CPU tensors in the interpreter"
-    )
-    args = parser.parse_args()
-    if args.dry_run:
-        global DEVICE, PARITY_SIZES
-        DEVICE, PARITY_SIZES = "cpu", (5, 1500, 33)
-        failures: list[str] = []
-        report: list[str] = []
-        parity(report, failures)
-        print("\n".join(report))
-        return 1 if failures else 0
-    if not torch.cuda.is_available():
-        print("no CUDA device here", file=sys.stderr)
-        return 2
-    import triton
+def _speed_times(variant, tensors: int) -> dict[str, float]:
+    """Seconds per step of ``variant`` on ``BENCH_TOTAL`` fp32 parameters in ``tensors``
+    tensors: optimlab's default; for torch's twins also without the check, with the general
+    kernel only (no 16-byte loads), and torch's fused and foreach, side by side."""
+    from optimlab.fused import triton_kernels
 
+    size = BENCH_TOTAL // tensors
+    params = [torch.zeros(size, device=GPU.device, requires_grad=True) for _ in range(tensors)]
+    for p in params:
+        p.grad = torch.randn_like(p) * 1e-3
+    paths = {"optimlab": variant.make(params, lr=1e-3, **GPU.options)}
+    if variant.id in TWINS:
+        paths["optimlab no check"] = variant.make(
+            params, lr=1e-3, nonfinite_grads="ignore", **GPU.options
+        )
+        name, kwargs = TWINS[variant.id]
+        cls = getattr(torch.optim, name)
+        paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
+        paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
+    times = {path: _time(opt.step) for path, opt in paths.items()}
+    if variant.id in TWINS:  # side by side: every chunk through the general kernel
+        triton_kernels.ALIGNED_LOADS = False
+        try:
+            times["optimlab, no 16-byte variant"] = _time(paths["optimlab"].step)
+        finally:
+            triton_kernels.ALIGNED_LOADS = True
+    del params, paths
+    GPU.free()
+    return times
+
+
+def check(out: Path, header: list[str], with_speed: bool = True) -> int:
+    """Runs the parts, writing the report into ``out`` after each; 1 if any failed."""
     started = time.perf_counter()
-    card = torch.cuda.get_device_name()
-    report = [
-        "# The Triton path on a GPU\n",
-        f"{card}; torch {torch.__version__}, Triton {triton.__version__}.\n",
-    ]
-    results: dict = {"card": card}
+    report = list(header)
+    results: dict = {}
     failures: list[str] = []
-    parts = [parity, syncs, graphs, fit_syncs]
-    if not args.no_speed:
-        parts.append(lambda report, failures: speed(report, results))
+
+    def speed_part(report, failures):  # (its timings go into the JSON too)
+        speed(report, results)
+
+    parts = [parity, syncs, graphs, fit_syncs, *([speed_part] if with_speed else [])]
     parts.append(compiled_kernels)  # (every kernel the parts before compiled)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
 
     def write(final: bool = False) -> str:
         """The report so far, written after each part (a part that kills the process loses
@@ -599,23 +651,40 @@ def main() -> int:
             took = time.perf_counter() - started
             text += f"\nFailures: {', '.join(failures) or 'none'}. Took {took:.0f} s.\n"
         results["failures"] = failures
-        (args.out / "gpu_check.md").write_text(text)
-        (args.out / "gpu_check.json").write_text(json.dumps(results, indent=1))
+        (out / "gpu_check.md").write_text(text)
+        (out / "gpu_check.json").write_text(json.dumps({"header": header, **results}, indent=1))
         return text
 
     for part in parts:
-        name = getattr(part, "__name__", "speed").replace("<lambda>", "speed")
+        name = part.__name__.removesuffix("_part")
         try:
             part(report, failures)
         except Exception:  # noqa: BLE001
             failures.append(name)
             report.append("```\n" + traceback.format_exc() + "```\n")
-            gc.collect()
-            torch.cuda.empty_cache()
+            GPU.free()
         print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
         write()
     print(write(final=True))
     return 1 if failures else 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("."))
+    parser.add_argument("--no-speed", action="store_true")
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        print("no CUDA device here", file=sys.stderr)
+        return 2
+    import triton
+
+    card = torch.cuda.get_device_name()
+    header = [
+        "# The Triton path on a GPU\n",
+        f"{card}; torch {torch.__version__}, Triton {triton.__version__}.\n",
+    ]
+    return check(args.out, header, with_speed=not args.no_speed)
 
 
 if __name__ == "__main__":

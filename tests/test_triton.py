@@ -535,27 +535,6 @@ def test_default_on_cpu_stays_on_the_c_kernels():
     assert isinstance(opt._fused, FusedSteps) and isinstance(opt._fused.device_steps, DeviceSteps)
 
 
-@needs_c_kernel
-def test_the_gpu_check_script_runs_its_parity_part_here():
-    # scripts/gpu_check.py is what a GPU machine runs; its parity part runs here too, in the
-    # interpreter, so the script cannot rot between loans of a GPU
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    script = Path(__file__).resolve().parents[1] / "scripts" / "gpu_check.py"
-    done = subprocess.run(
-        [sys.executable, "-W", "ignore", str(script), "--dry-run"],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "TRITON_INTERPRET": "1"},
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "| adam | float32 | aligned | bitwise |" in done.stdout
-    assert "| adam | float32 | general | bitwise |" in done.stdout and "DIFFERS" not in done.stdout
-
-
 # --- mixed precision: bfloat16 parameters, float32 state ------------------------------------
 
 MIXED = ["adam", "adamw", "sgd-momentum", "rmsprop-centered-momentum", "lion", "adagrad"]
