@@ -17,8 +17,8 @@
    synchronisation raises. The same around each of ``fit``'s steps (forward, backward,
    clipping, schedule, optimizer step; not its reads of the losses every ``read_every``
    steps) in fp32, bf16 and fp16.
-4. **Compiled kernels.** The PTX of every kernel the GPU compiled in the other parts is checked as
-   the suite checks kernels compiled ahead of time for an A100 and an H100
+4. **Compiled kernels.** The PTX of every kernel the GPU compiled in the other parts is
+   checked as the suite checks kernels compiled ahead of time for GPUs it does not have
    (``tests/test_triton_compile.py``): no multiply and add left to ptxas to contract, no
    approximate instruction.
 5. **Speed.** 100M fp32 parameters in 200 and in 2,000 tensors: optimlab's default (with its

@@ -4,8 +4,9 @@
 computes each operation as written. A GPU runs that source compiled: Triton lowers it to PTX,
 and ``ptxas`` (shipped with Triton) to machine code, and both may contract a multiply and an
 add into one fused multiply-add, which rounds once instead of twice. Here every kernel that the
-registry's fusable configurations launch is compiled ahead of time for an A100 (``sm_80``)
-and an H100 (``sm_90``) with the options the launches pass
+registry's fusable configurations launch is compiled ahead of time for an H100 (``sm_90``), and
+every operation, the bfloat16 kernels and the non-finite check also for an A100 (``sm_80``), a
+B200 (``sm_100``) and an RTX 5090 (``sm_120``), with the options the launches pass
 (:data:`optimlab.fused.triton_kernels.COMPILE_OPTIONS`), through ``ptxas``, and its PTX is
 checked (:func:`~optimlab.fused.triton_kernels.ptx_problems`): every floating-point add,
 subtract and multiply carries a rounding mode, which the PTX ISA forbids ``ptxas`` to contract;
@@ -42,7 +43,7 @@ needs_ptxas = pytest.mark.skipif(
 WORKER = Path(__file__).with_name("triton_compile_worker.py")
 
 #: the GPUs compiled for, by name: their compute capabilities
-ARCHS = {"A100": 80, "H100": 90}
+ARCHS = {"A100": 80, "H100": 90, "B200": 100, "RTX 5090": 120}
 #: the elements each thread computes: a block over Triton's default 4 warps of 32 threads
 PER_THREAD = triton_kernels.BLOCK // (4 * 32)
 
@@ -138,7 +139,7 @@ def _assert_rounds_as_written(
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=str)
 def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_path):
     specs = []
-    for aligned in (False, True):  # each variant for an H100, the general one for an A100 too
+    for aligned in (False, True):  # each variant for an H100, the general one for every GPU
         specs += _step_specs((_all_operations().program, dtype, None, False, aligned))
         specs[-len(STEP_VARIANTS)]["targets"] = list(ARCHS.values())
     # (a program of every operation at once, 30 results, is no optimizer's: it may spill)
