@@ -106,6 +106,25 @@ def test_bench_rejects_bad_options_with_exit_2():
     assert result.exit_code == 2 and "'lots' is not a count" in result.output
 
 
+def test_a_gpu_run_measures_the_issue_s_model_and_keeps_the_cpu_report(tmp_path, monkeypatch):
+    # `optimlab bench --device cuda` on a GPU machine: 100M parameters in 200 and 2,000
+    # tensors, written beside the CPU's BENCHMARKS.md, never over it
+    from optimlab.benchmarks.suite import Options, _sizes_layouts_rounds
+
+    monkeypatch.chdir(tmp_path)
+    gpu, cpu = Options(device="cuda"), Options()
+    gpu.resolve(), cpu.resolve()
+    assert gpu.out == Path("benchmarks/cuda/BENCHMARKS.md") != cpu.out == Path("BENCHMARKS.md")
+    assert gpu.json == Path("benchmarks/cuda/results.json") != cpu.json
+    assert gpu.plot.parent == Path("benchmarks/cuda")
+    quick = Options(device="cuda", quick=True)
+    quick.resolve()
+    assert quick.out == Path("benchmarks/cuda/quick/BENCHMARKS.md")
+    assert _sizes_layouts_rounds(gpu) == ([100_000_000], [200, 2000], 7)
+    assert _sizes_layouts_rounds(Options(device="cuda", layouts=[7])) == ([100_000_000], [7], 7)
+    assert _sizes_layouts_rounds(cpu) == ([1_000_000, 10_000_000, 50_000_000], [10, 1000], 7)
+
+
 def test_python_m_benchmarks_is_the_same_command(monkeypatch, capsys):
     # The repository's benchmarks/ folder is a thin shim over optimlab.benchmarks.
     monkeypatch.syspath_prepend(str(ROOT))

@@ -23,6 +23,9 @@ from . import (
 FULL_SIZES = [1_000_000, 10_000_000, 50_000_000]
 QUICK_SIZES = [1_000_000, 10_000_000]
 LAYOUTS = [10, 1000]
+# --device cuda: a model of 100M parameters in 200 and in 2,000 tensors (quick: 10M in 200)
+CUDA_SIZES, CUDA_LAYOUTS = [100_000_000], [200, 2000]
+CUDA_QUICK_SIZES, CUDA_QUICK_LAYOUTS = [10_000_000], [200]
 # --smoke: every part on tiny sizes, to check that the suite runs (figures mean nothing).
 SMOKE_SIZES = [20_000]
 SMOKE_LAYOUTS = [4]
@@ -61,10 +64,11 @@ class Options:
         """Default paths, relative to the working directory: BENCHMARKS.md and, beside it in
         ``benchmarks/``, the plot and every measured row as JSON. A quick or smoke run writes
         into ``benchmarks/quick/`` (or ``benchmarks/smoke/``) and never overwrites the full
-        report."""
+        report; a GPU's run, into ``benchmarks/cuda/`` (and its ``quick/``), beside the CPU's."""
         sub = "smoke" if self.smoke else "quick" if self.quick else ""
-        folder = Path("benchmarks") / sub
-        self.out = self.out or (folder / "BENCHMARKS.md" if sub else Path("BENCHMARKS.md"))
+        folder = Path("benchmarks") / ("" if self.device == "cpu" else self.device) / sub
+        top = sub or self.device != "cpu"
+        self.out = self.out or (folder / "BENCHMARKS.md" if top else Path("BENCHMARKS.md"))
         self.plot = self.plot or folder / "optimizer_steps.png"
         self.json = self.json or folder / "results.json"
 
@@ -88,6 +92,11 @@ def _sizes_layouts_rounds(options: Options) -> tuple[list[int], list[int], int]:
     """The options' own sizes, layouts and rounds, else those of a smoke, quick or full run."""
     if options.smoke:
         sizes, layouts, rounds = SMOKE_SIZES, SMOKE_LAYOUTS, 1
+    elif options.device == "cuda":
+        sizes, layouts = (
+            (CUDA_QUICK_SIZES, CUDA_QUICK_LAYOUTS) if options.quick else (CUDA_SIZES, CUDA_LAYOUTS)
+        )
+        rounds = 4 if options.quick else 7
     else:
         sizes = QUICK_SIZES if options.quick else FULL_SIZES
         layouts, rounds = LAYOUTS, 4 if options.quick else 7

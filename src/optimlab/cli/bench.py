@@ -52,12 +52,17 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
     type=click.Choice(["cpu", "cuda"]),
     default="cpu",
     show_default=True,
-    help="Where parameters live; on cuda the bound is the GPU's measured bandwidth.",
+    help="Where parameters live; on cuda the bound is the GPU's measured bandwidth, the sizes "
+    "100M parameters in 200 and 2,000 tensors, and the report goes to benchmarks/cuda/.",
 )
 @click.option(
-    "--sizes", callback=_counts, help="Total fp32 parameters per cell (default 1M,10M,50M)."
+    "--sizes",
+    callback=_counts,
+    help="Total fp32 parameters per cell (default 1M,10M,50M; cuda 100M).",
 )
-@click.option("--layouts", callback=_counts, help="Tensor counts per cell (default 10,1000).")
+@click.option(
+    "--layouts", callback=_counts, help="Tensor counts per cell (default 10,1000; cuda 200,2000)."
+)
 @click.option("--variants", callback=_names, help="Comma-separated variant ids (default: all).")
 @click.option("--rounds", type=click.IntRange(min=1), help="Rounds per cell (default 7; quick 4).")
 @click.option("--no-steps", is_flag=True, help="Skip the optimizer steps.")
@@ -81,7 +86,7 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The report (default ./BENCHMARKS.md).",
+    help="The report (default ./BENCHMARKS.md; cuda ./benchmarks/cuda/BENCHMARKS.md).",
 )
 @click.option(
     "--plot",
