@@ -724,6 +724,26 @@ def test_a_triton_that_flushes_subnormals_is_refused_saying_why(monkeypatch, cap
         triton_kernels._installed_reason.cache_clear()
 
 
+def test_an_interpreter_that_rounds_fma_twice_is_refused_saying_why(monkeypatch):
+    # Triton 3.6 to 3.8 run tl.fma in the interpreter as a multiply and an add, each rounded:
+    # not the GPU's numbers, so the interpreter stands for a GPU from 3.9 on (which the tests
+    # need: pyproject's dev extra); on a GPU, 3.6 compiles a true fma and still runs
+    import triton
+
+    monkeypatch.setattr(triton, "__version__", "3.8.0")
+    triton_kernels._installed_reason.cache_clear()
+    triton_kernels._interpreter_reason.cache_clear()
+    try:
+        w = torch.zeros(3, requires_grad=True)
+        w.grad = torch.ones(3)
+        with pytest.raises(RuntimeError, match=r"interpreter from Triton 3\.9 on, found 3\.8\.0"):
+            optimlab.Adam([w], fused="triton").step()
+        assert triton_kernels.unavailable_reason(torch.device("cuda")) is None
+    finally:
+        triton_kernels._installed_reason.cache_clear()
+        triton_kernels._interpreter_reason.cache_clear()
+
+
 class _Launches:
     """Spies on the update kernel's launches: for each, the kernel's key (program, dtype,
     storage, stochastic, aligned), its number of programs and its compile options."""

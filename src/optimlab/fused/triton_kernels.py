@@ -131,6 +131,11 @@ class TritonUnavailable(RuntimeError):
 #: each release, as tests/test_triton_compile.py does); 3.6 to 3.9 compile them to
 #: ``div.rn.f32`` and ``sqrt.rn.f32``.
 OLDEST_TRITON = (3, 6)
+#: the oldest Triton whose interpreter computes ``tl.fma`` as a GPU does, rounding once: 3.6 to
+#: 3.8 multiply, round, add and round again, so the kernels' numbers there are not the GPU's
+#: (nor the C kernel's), and the tests, which prove the kernels' arithmetic in the
+#: interpreter, need 3.9
+OLDEST_INTERPRETER = (3, 9)
 
 
 def unavailable_reason(device: torch.device) -> str | None:
@@ -142,13 +147,34 @@ def unavailable_reason(device: torch.device) -> str | None:
         return None
     if device.type == "cpu":
         if os.environ.get("TRITON_INTERPRET") == "1":
-            return None
+            return _interpreter_reason()
         return (
             "the Triton kernels run on CUDA tensors; on CPU tensors only in Triton's "
             "interpreter, for tests (TRITON_INTERPRET=1 in the environment before Triton is "
             "imported)"
         )
     return f"the Triton kernels run on CUDA tensors, not on {device.type}"
+
+
+def _triton_version() -> tuple[int, ...]:
+    import triton
+
+    return tuple(int(n) for n in re.findall(r"\d+", triton.__version__)[:2])
+
+
+@functools.cache
+def _interpreter_reason() -> str | None:
+    """Why the installed Triton's interpreter cannot stand for a GPU (asked once)."""
+    if _triton_version() < OLDEST_INTERPRETER:
+        import triton
+
+        oldest = ".".join(map(str, OLDEST_INTERPRETER))
+        return (
+            f"the Triton kernels run in Triton's interpreter from Triton {oldest} on, found "
+            f"{triton.__version__}, whose interpreter computes tl.fma with two roundings "
+            "(a GPU rounds once)"
+        )
+    return None
 
 
 @functools.cache
@@ -158,7 +184,7 @@ def _installed_reason() -> str | None:
         import triton
     except ImportError:
         return "Triton is not installed (pip install 'optimlab[gpu]')"
-    found = tuple(int(n) for n in re.findall(r"\d+", triton.__version__)[:2])
+    found = _triton_version()
     if found < OLDEST_TRITON:
         oldest = ".".join(map(str, OLDEST_TRITON))
         return (
