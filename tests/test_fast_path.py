@@ -596,7 +596,8 @@ def test_deepcopy_of_a_fused_optimizer_steps_on_its_own(digits, plan_checks):
     twin = optimlab.Adam(twin_model.parameters(), lr=0.01)
     twin.load_state_dict(copy.deepcopy(opt).state_dict())
     clone = copy.deepcopy(opt)
-    assert clone.nonfinite_grads == "skip" and "_fused_steps" not in clone.__dict__
+    assert clone.nonfinite_grads == "skip" and clone._fused is not opt._fused
+    assert clone._fused.plans == {}  # (its plans hold the original's pointers: not copied)
     train(model, opt, X, y, 3, start=3)
     train(twin_model, twin, X, y, 3, start=3)
     assert_same(opt, twin, model.parameters(), twin_model.parameters())

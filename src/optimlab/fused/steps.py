@@ -45,6 +45,8 @@ class FusedSteps:
         self.optimizer = optimizer
         #: the plan of each group, by ``id(group)``
         self.plans: dict[int, FusedPlan] = {}
+        #: the fused path on a GPU (or in Triton's interpreter)
+        self.device_steps = DeviceSteps(optimizer, self)
 
     def wanted(self, group: dict[str, Any]) -> bool:
         """Whether ``group`` steps on the fused path (see the optimizer's docstring)."""
@@ -143,25 +145,13 @@ class FusedSteps:
         """Drop every plan, and the device path's state arguments kept by step count (a
         loaded state starts its own)."""
         self.plans.clear()
-        found = self.__dict__.get("_device_steps")
-        if found is not None:
-            found.host_values.clear()
-            found.host_inputs.clear()
-
-    @property
-    def device_steps(self) -> DeviceSteps:
-        """The fused path on a GPU (made on first use)."""
-        found = self.__dict__.get("_device_steps")
-        if found is None:
-            found = self.__dict__["_device_steps"] = DeviceSteps(self.optimizer, self)
-        return found
+        self.device_steps.host_values.clear()
+        self.device_steps.host_inputs.clear()
 
     def settle(self) -> None:
         """Read every launched device step's skip flag (waiting for them): the step counts
         are exact after it (``state_dict``, ``check_finite``)."""
-        found = self.__dict__.get("_device_steps")
-        if found is not None:
-            found.settle()
+        self.device_steps.settle()
 
     def kernel(
         self,

@@ -241,6 +241,9 @@ class Optimizer(torch.optim.Optimizer):
         self.skipped_steps = 0
         super().__init__(params, defaults)
         self.state = StateMap(self.state)
+        #: the fused path (:mod:`optimlab.fused.steps`); never saved or copied (its plans hold
+        #: pointers). Made here, not on first use: a step torch.compile traces adds no attribute
+        self._fused = FusedSteps(self)
 
     def _patch_step_function(self) -> None:
         # torch's Optimizer.__init__ (and __setstate__) calls this to wrap the class's step
@@ -796,15 +799,6 @@ class Optimizer(torch.optim.Optimizer):
                     "evaluating or saving the model)."
                 )
 
-    @property
-    def _fused(self) -> FusedSteps:
-        """This optimizer's fused path (:mod:`optimlab.fused.steps`), made on first use; never
-        saved or copied (its plans hold pointers)."""
-        found = self.__dict__.get("_fused_steps")
-        if found is None:
-            found = self.__dict__["_fused_steps"] = FusedSteps(self)
-        return found
-
     def _step_group(self, group: dict[str, Any]) -> None:
         """The general path: any parameters, any state; then plan the next fused steps."""
         fused = self._fused.wanted(group)
@@ -1063,6 +1057,7 @@ class Optimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.state = StateMap(self.state)
+        self._fused = FusedSteps(self)
 
     def __getstate__(self) -> dict[str, Any]:
         # torch's keeps only defaults, state and param_groups; keep the policy too (a deep copy
