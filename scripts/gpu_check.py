@@ -133,7 +133,8 @@ class Cuda:
         for fn in list(triton_kernels._kernels.values()):
             for caches in getattr(fn, "device_caches", {}).values():  # (kernels, ...)
                 compiled += list(caches[0].values())
-        return compiled
+        # (a kernel compiled asynchronously is cached as its future)
+        return [k.result() if hasattr(k, "result") else k for k in compiled]
 
 
 GPU = Cuda()
