@@ -3,12 +3,13 @@ interpreter, so that a short loan of a GPU is not spent on the script's own bugs
 
 The script reaches the GPU through one object (``gpu_check.GPU``, a ``Cuda``); here
 :class:`Interpreted` stands in for it: CPU tensors with ``fused="triton"`` (the same
-``DeviceSteps`` code a GPU runs), a dispatch mode that raises where the host reads a device
-flag (CUDA's sync debug mode raises on any read of device memory; this sees only reads of the
-flags, the values a step must never wait for), the recorded capture of ``test_capturable``
-for CUDA graphs, and the CPU's clock. What only a GPU can show (the compiled kernels' bits,
-CUDA's runtime rules, speed) stays for the loan; the script's own logic, its expectations
-(counts, skips, bitwise comparisons) and its report are proven here.
+``DeviceSteps`` code a GPU runs); for CUDA's sync debug mode, a dispatch mode that raises where
+the host reads a value that would be in device memory there (:class:`DeviceReads`: the flags,
+and anything computed from parameters, gradients or state; a control shows it refuses what the
+debug mode would); for CUDA graphs, the recorded capture of ``test_capturable.py``; and the
+CPU's clock. What only a GPU can show (the compiled kernels' bits, CUDA's runtime rules, speed)
+stays for the loan; the script's own logic, its expectations (counts, skips, bitwise
+comparisons) and its report are proven here.
 """
 
 from __future__ import annotations
@@ -114,8 +115,7 @@ class Interpreted:
                 graphs[0].replay()
                 return
             with contextlib.ExitStack() as stack:
-                for name, value in (("capturing_on", lambda device: True),):
-                    stack.enter_context(mock.patch.object(steps, name, value))
+                stack.enter_context(mock.patch.object(steps, "capturing_on", lambda device: True))
                 for name in ("is_initialized", "is_current_stream_capturing"):
                     stack.enter_context(mock.patch.object(torch.cuda, name, lambda: True))
                 graph = stack.enter_context(Graph())
