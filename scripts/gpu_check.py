@@ -607,27 +607,30 @@ def _speed_times(variant, tensors: int) -> dict[str, float]:
 
     size = BENCH_TOTAL // tensors
     params = [torch.zeros(size, device=GPU.device, requires_grad=True) for _ in range(tensors)]
-    for p in params:
-        p.grad = torch.randn_like(p) * 1e-3
-    paths = {"optimlab": variant.make(params, lr=1e-3, **GPU.options)}
-    if variant.id in TWINS:
-        paths["optimlab no check"] = variant.make(
-            params, lr=1e-3, nonfinite_grads="ignore", **GPU.options
-        )
-        name, kwargs = TWINS[variant.id]
-        cls = getattr(torch.optim, name)
-        paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
-        paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
-    times = {path: _time(opt.step) for path, opt in paths.items()}
-    if variant.id in TWINS:  # side by side: every chunk through the general kernel
-        triton_kernels.ALIGNED_LOADS = False
-        try:
-            times["optimlab, no 16-byte variant"] = _time(paths["optimlab"].step)
-        finally:
-            triton_kernels.ALIGNED_LOADS = True
-    del params, paths
-    GPU.free()
-    return times
+    paths: dict = {}
+    try:
+        for p in params:
+            p.grad = torch.randn_like(p) * 1e-3
+        paths["optimlab"] = variant.make(params, lr=1e-3, **GPU.options)
+        if variant.id in TWINS:
+            paths["optimlab no check"] = variant.make(
+                params, lr=1e-3, nonfinite_grads="ignore", **GPU.options
+            )
+            name, kwargs = TWINS[variant.id]
+            cls = getattr(torch.optim, name)
+            paths["torch fused"] = cls(params, lr=1e-3, fused=True, **kwargs)
+            paths["torch foreach"] = cls(params, lr=1e-3, foreach=True, **kwargs)
+        times = {path: _time(opt.step) for path, opt in paths.items()}
+        if variant.id in TWINS:  # side by side: every chunk through the general kernel
+            triton_kernels.ALIGNED_LOADS = False
+            try:
+                times["optimlab, no 16-byte variant"] = _time(paths["optimlab"].step)
+            finally:
+                triton_kernels.ALIGNED_LOADS = True
+        return times
+    finally:  # (the memory back before the next variant, or the next part after a failure)
+        del params, paths
+        GPU.free()
 
 
 def check(out: Path, header: list[str], with_speed: bool = True) -> int:

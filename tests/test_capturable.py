@@ -389,7 +389,8 @@ def test_what_a_captured_step_uses_outside_the_graph_outlives_its_plan(monkeypat
     assert {id(device_steps.flags), id(device_steps.skips)} <= held_ids
     held = [weakref.ref(bucket)]
     del bucket, plan
-    opt._fused.forget()  # every plan dropped, as load_state_dict does
+    opt.load_state_dict(opt.state_dict())  # every plan dropped
+    assert opt._fused.device_steps is device_steps  # (the books, and what they hold, kept)
     for p in params:
         p.grad = p.grad.clone()  # new gradients: the next step makes a new plan
     opt.step()

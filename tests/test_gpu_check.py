@@ -4,9 +4,9 @@ interpreter, so that a short loan of a GPU is not spent on the script's own bugs
 The script reaches the GPU through one object (``gpu_check.GPU``, a ``Cuda``); here
 :class:`Interpreted` stands in for it: CPU tensors with ``fused="triton"`` (the same
 ``DeviceSteps`` code a GPU runs); for CUDA's sync debug mode, a dispatch mode that raises where
-the host reads a value that would be in device memory there (:class:`DeviceReads`: the flags,
-and anything computed from parameters, gradients or state; a control shows it refuses what the
-debug mode would); for CUDA graphs, the recorded capture of ``test_capturable.py``; and the
+the host reads a single value (``.item()``, ``bool()``) that would be in device memory there
+(:class:`DeviceReads`: the flags, and anything computed from or written with parameters,
+gradients or state; a control shows it; copies to the host it does not see); for CUDA graphs, the recorded capture of ``test_capturable.py``; and the
 CPU's clock. What only a GPU can show (the compiled kernels' bits, CUDA's runtime rules, speed)
 stays for the loan; the script's own logic, its expectations (counts, skips, bitwise
 comparisons) and its report are proven here.
@@ -67,10 +67,20 @@ class DeviceReads(TorchDispatchMode):
         if device:
             if len(self.derived) > 100_000:  # (forget the dead)
                 self.derived = {k: r for k, r in self.derived.items() if r() is not None}
-            for t in torch.utils._pytree.tree_leaves(out):
+            for t in [*torch.utils._pytree.tree_leaves(out), *_written(func, args, kwargs)]:
                 if torch.is_tensor(t):
                     self.derived[id(t)] = weakref.ref(t)
         return out
+
+
+def _written(func, args, kwargs) -> list:
+    """The tensors ``func`` writes in place (as GradScaler's ``found_inf``)."""
+    written = []
+    for i, argument in enumerate(func._schema.arguments):
+        if argument.alias_info is not None and argument.alias_info.is_write:
+            value = args[i] if i < len(args) else kwargs.get(argument.name)
+            written += torch.utils._pytree.tree_leaves(value)
+    return written
 
 
 class Interpreted:
@@ -179,20 +189,26 @@ def test_every_part_runs_and_passes_here(gpu_check, tmp_path, capsys):
         assert "| adam | float32 | general | bitwise |" in report
 
 
-@pytest.mark.parametrize("read", ["a computed value", "a flag"])
+@pytest.mark.parametrize("read", ["a computed value", "a flag", "a value written in place"])
 def test_the_stand_in_raises_where_the_host_reads_the_device(gpu_check, read):
-    # the control: what CUDA's sync debug mode would refuse, the stand-in refuses too
+    # the control: reads of values CUDA's sync debug mode would refuse, the stand-in refuses
+    # too (it sees reads of single values, .item() and bool(); not copies to the host)
     params = [torch.randn(n, requires_grad=True) for n in (300, 5)]
     opt = optimlab.Adam(params, lr=0.01, **gpu_check.GPU.options)
     for p in params:
         p.grad = torch.randn_like(p)
     opt.step()
     flags = opt._fused.device_steps.flags
+    found_inf = torch.zeros(())
     with pytest.raises(RuntimeError, match="synchronizing"), gpu_check.GPU.no_syncs():
         if read == "a flag":
             bool(flags[:1])
-        else:
+        elif read == "a computed value":
             bool(torch.stack([p.grad.norm() for p in params]).isfinite().all())
+        else:  # (GradScaler's found_inf, written by its unscaling)
+            grads = [p.grad for p in params]
+            torch._amp_foreach_non_finite_check_and_unscale_(grads, found_inf, torch.ones(()))
+            bool(found_inf)
     with gpu_check.GPU.no_syncs(), gpu_check.GPU.syncs_allowed():
         bool(flags[:1])  # (allowed again inside)
 

@@ -1,7 +1,7 @@
 """The fused path's one entry point: what an optimizer asks of it, group by group.
 
-An :class:`~optimlab.optim.base.Optimizer` holds one :class:`FusedSteps` (made on first use,
-never saved or copied: it holds pointers) and talks to the fused path only through it:
+An :class:`~optimlab.optim.base.Optimizer` holds one :class:`FusedSteps` (made with it, never
+saved or copied: it holds pointers) and talks to the fused path only through it:
 
 * :meth:`FusedSteps.wanted`: whether a group steps fused at all (its ``fused``/``foreach``
   choices, the rule, this machine);

@@ -1057,7 +1057,8 @@ class Optimizer(torch.optim.Optimizer):
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
         self.state = StateMap(self.state)
-        self._fused = FusedSteps(self)
+        if "_fused" not in self.__dict__:  # (a copy; torch's load_state_dict calls this too,
+            self._fused = FusedSteps(self)  # which keeps the books: what graphs use, say)
 
     def __getstate__(self) -> dict[str, Any]:
         # torch's keeps only defaults, state and param_groups; keep the policy too (a deep copy
