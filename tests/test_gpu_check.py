@@ -217,9 +217,13 @@ def test_a_failing_part_is_reported_and_the_others_still_run(gpu_check, tmp_path
     def broken(report, failures):
         raise ValueError("broken on purpose")
 
+    def ran(report, failures):
+        report.append("## ran\n")
+
+    for name in ("parity", "syncs", "fit_syncs"):
+        monkeypatch.setattr(gpu_check, name, ran)
     monkeypatch.setattr(gpu_check, "graphs", broken)
-    monkeypatch.setattr(gpu_check, "parity", lambda report, failures: None)
     assert gpu_check.check(tmp_path, ["# dry run\n"], with_speed=False) == 1
     report = (tmp_path / "gpu_check.md").read_text()
-    assert "ValueError: broken on purpose" in report and "fit's steps" in report
-    assert "Failures: broken." in report
+    assert "ValueError: broken on purpose" in report and report.count("## ran") == 3
+    assert "Failures: broken." in report and "kernels compiled" in report
