@@ -705,43 +705,46 @@ def test_a_loaded_state_keeps_the_numbers_the_host_reads_on_the_host(cls, option
         assert value.device.type == want, name
 
 
-def test_a_triton_that_flushes_subnormals_is_refused_saying_why(monkeypatch, capsys):
+@pytest.fixture
+def triton_version(monkeypatch):
+    """Makes the installed Triton say another version (what optimlab asks of it is read once
+    per process: asked again here, and after the test)."""
+    import triton
+
+    def pretend(version):
+        monkeypatch.setattr(triton, "__version__", version)
+        triton_kernels._installed_reason.cache_clear()
+        triton_kernels._interpreter_reason.cache_clear()
+
+    yield pretend
+    triton_kernels._installed_reason.cache_clear()
+    triton_kernels._interpreter_reason.cache_clear()
+
+
+def _one_step_refused(match):
+    w = torch.zeros(3, requires_grad=True)
+    w.grad = torch.ones(3)
+    with pytest.raises(RuntimeError, match=match):
+        optimlab.Adam([w], fused="triton").step()
+
+
+def test_a_triton_that_flushes_subnormals_is_refused_saying_why(triton_version, capsys):
     # Triton 3.2 to 3.5 compile tl.div_rn and tl.sqrt_rn to instructions that flush subnormals
     # to zero (test_triton_compile.py checks the PTX of the installed one): fused="triton"
     # refuses such a Triton, and a step on a GPU takes the multi-tensor path, saying so once
-    import triton
-
-    monkeypatch.setattr(triton, "__version__", "3.5.1")
-    triton_kernels._installed_reason.cache_clear()
-    try:
-        w = torch.zeros(3, requires_grad=True)
-        w.grad = torch.ones(3)
-        with pytest.raises(RuntimeError, match=r"fused='triton': .*Triton 3\.6 or newer.*3\.5\.1"):
-            optimlab.Adam([w], fused="triton").step()
-        assert not DeviceSteps._wants_triton({"fused": None}, torch.device("cuda"))
-        assert "stepping with PyTorch's multi-tensor operations" in capsys.readouterr().err
-    finally:
-        triton_kernels._installed_reason.cache_clear()
+    triton_version("3.5.1")
+    _one_step_refused(r"fused='triton': .*Triton 3\.6 or newer.*3\.5\.1")
+    assert not DeviceSteps._wants_triton({"fused": None}, torch.device("cuda"))
+    assert "stepping with PyTorch's multi-tensor operations" in capsys.readouterr().err
 
 
-def test_an_interpreter_that_rounds_fma_twice_is_refused_saying_why(monkeypatch):
+def test_an_interpreter_that_rounds_fma_twice_is_refused_saying_why(triton_version):
     # Triton 3.6 to 3.8 run tl.fma in the interpreter as a multiply and an add, each rounded:
     # not the GPU's numbers, so the interpreter stands for a GPU from 3.9 on (which the tests
     # need: pyproject's dev extra); on a GPU, 3.6 compiles a true fma and still runs
-    import triton
-
-    monkeypatch.setattr(triton, "__version__", "3.8.0")
-    triton_kernels._installed_reason.cache_clear()
-    triton_kernels._interpreter_reason.cache_clear()
-    try:
-        w = torch.zeros(3, requires_grad=True)
-        w.grad = torch.ones(3)
-        with pytest.raises(RuntimeError, match=r"interpreter from Triton 3\.9 on, found 3\.8\.0"):
-            optimlab.Adam([w], fused="triton").step()
-        assert triton_kernels.unavailable_reason(torch.device("cuda")) is None
-    finally:
-        triton_kernels._installed_reason.cache_clear()
-        triton_kernels._interpreter_reason.cache_clear()
+    triton_version("3.8.0")
+    _one_step_refused(r"interpreter from Triton 3\.9 on, found 3\.8\.0")
+    assert triton_kernels.unavailable_reason(torch.device("cuda")) is None
 
 
 class _Launches:
