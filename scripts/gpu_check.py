@@ -220,6 +220,61 @@ def parity(report: list[str], failures: list[str]) -> None:
     ]
 
 
+#: bfloat16 parameters as the kernels keep them: the group's options, by name
+MIXED = {
+    "float32 state": {"state_dtype": torch.float32},
+    "float32 state, stochastic": {"state_dtype": torch.float32, "stochastic_rounding": True},
+    "bfloat16 state": {},  # (torch's default)
+}
+
+
+def mixed_parity(report: list[str], failures: list[str]) -> None:
+    """bfloat16 parameters on the GPU's kernels against the float32 step of the C kernel
+    (CPU) on them widened, rounded after each step as ``core.precision`` defines (the state
+    too where it is kept in bfloat16)."""
+    from optimlab.core.precision import stochastic_round_bf16
+
+    report.append("## Mixed precision: bfloat16 parameters (GPU) against the float32 step\n")
+    if not native.available():
+        report.append(f"skipped: the C kernel cannot run here ({native.unavailable_reason()})\n")
+        return
+    rows = []
+    for variant in (v for v in device_variants() if v.id in ("adam", "sgd-momentum")):
+        for label, options in MIXED.items():
+            generator = torch.Generator().manual_seed(0)
+            start = [torch.randn(n, generator=generator).bfloat16() for n in PARITY_SIZES]
+            params = [t.clone().to(GPU.device).requires_grad_() for t in start]
+            wide = [t.float().requires_grad_() for t in start]
+            opt = variant.make(params, lr=0.01, **options, **GPU.options)
+            ref = variant.make(wide, lr=0.01, fused=True)
+            for step in range(1, 5):
+                for p, w in zip(params, wide):
+                    g = torch.randn(p.shape, generator=generator).bfloat16()
+                    p.grad, w.grad = g.to(GPU.device), g.float()
+                opt.step()
+                ref.step()
+                with torch.no_grad():
+                    for p, w in zip(params, wide):
+                        if options.get("stochastic_rounding"):
+                            seed = int(opt.state[p]["rounding_seed"])
+                            w.copy_(stochastic_round_bf16(w, seed, step).float())
+                        kept = {"": w} if options else {"": w, **ref.state[w]}
+                        for key, t in kept.items():
+                            if key != "step":  # (to nearest; a no-op where rounded already)
+                                t.copy_(t.bfloat16().float())
+            opt.check_finite()
+            same = all(
+                _same_bits(a.float(), b) and _same_bits(opt.state[a][k].float(), v)
+                for a, b in zip(params, wide)
+                for k, v in ref.state[b].items()
+            )
+            rows.append(f"| {variant.id} | {label} | {'bitwise' if same else 'DIFFERS'} |")
+            if not same:
+                failures.append(f"mixed parity {variant.id} {label}")
+    report += ["| configuration | bfloat16 parameters | GPU vs C kernel, rounded |"]
+    report += ["|---|---|---|", *rows, ""]
+
+
 def compiled_kernels(report: list[str], failures: list[str]) -> None:
     """The PTX of the Triton kernels compiled in this process (by the parts before), checked
     by ``triton_kernels.ptx_problems``."""
@@ -306,6 +361,7 @@ def _resumed_syncs(failures: list[str]) -> list[str]:
         ("NAdam", {}, torch.float32),
         ("ASGD", {}, torch.float32),
         ("Adam", {"state_dtype": torch.float32, "stochastic_rounding": True}, torch.bfloat16),
+        ("AdamW", {}, torch.bfloat16),  # (bfloat16 state)
     ):
         verdict = "0 syncs"
         try:
@@ -643,7 +699,8 @@ def check(out: Path, header: list[str], with_speed: bool = True) -> int:
     def speed_part(report, failures):  # (its timings go into the JSON too)
         speed(report, results)
 
-    parts = [parity, syncs, graphs, fit_syncs, *([speed_part] if with_speed else [])]
+    parts = [parity, mixed_parity, syncs, graphs, fit_syncs]
+    parts += [speed_part] if with_speed else []
     parts.append(compiled_kernels)  # (every kernel the parts before compiled)
     out.mkdir(parents=True, exist_ok=True)
 

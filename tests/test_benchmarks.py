@@ -88,7 +88,9 @@ def test_bench_smoke_writes_the_report_plot_and_rows(tmp_path):
 
     # --steps-from reports an earlier run's optimizer steps instead of measuring them, and says so.
     again = tmp_path / "again.md"
+    # (the other parts left out: without --smoke they would run at full size, a build included)
     args = ["--steps-from", str(rows), "--no-plans", "--no-train", "--no-playground"]
+    args += ["--no-commands", "--no-mixed"]
     args += ["--out", str(again)]
     args += ["--plot", str(tmp_path / "again.png"), "--json", str(tmp_path / "again.json")]
     result = CliRunner().invoke(bench, args)

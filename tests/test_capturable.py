@@ -303,8 +303,16 @@ def test_grad_scaler_with_capturable_unscales_and_skips_on_the_device():
     assert int(opt.state[params[0]]["step"]) == 5  # the step with an Inf is not counted
 
 
-@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
-def test_bf16_with_float32_state_and_capturable_is_the_host_scalars_step(stochastic, monkeypatch):
+@pytest.mark.parametrize(
+    "mixed",
+    [
+        dict(state_dtype=torch.float32),
+        dict(state_dtype=torch.float32, stochastic_rounding=True),
+        {},  # bfloat16 state
+    ],
+    ids=["float32-state-nearest", "float32-state-stochastic", "bfloat16-state"],
+)
+def test_bf16_and_capturable_is_the_host_scalars_step(mixed, monkeypatch):
     # the rounding key's share of the step, hash32(step), computed on the device too
     runs = []
     for fused, capturable in (("triton", True), ("triton", False)):
@@ -317,8 +325,7 @@ def test_bf16_with_float32_state_and_capturable_is_the_host_scalars_step(stochas
             lr=0.01,
             fused=fused,
             capturable=capturable,
-            state_dtype=torch.float32,
-            stochastic_rounding=stochastic,
+            **mixed,
         )
         for _ in range(4):
             for p in params:
@@ -326,10 +333,14 @@ def test_bf16_with_float32_state_and_capturable_is_the_host_scalars_step(stochas
             opt.step()
         opt.check_finite()
         runs.append((params, opt))
+    (plan,) = runs[0][1]._fused.plans.values()  # (the kernels took every parameter)
+    assert len(plan.fused) == len(SIZES) and plan.capturable
     for p, q in zip(runs[0][0], runs[1][0]):
         assert native._same_bits(p.detach().float(), q.detach().float())
+        state_dtype = mixed.get("state_dtype", torch.bfloat16)
+        assert runs[0][1].state[p]["exp_avg_sq"].dtype == state_dtype
         assert native._same_bits(
-            runs[0][1].state[p]["exp_avg_sq"], runs[1][1].state[q]["exp_avg_sq"]
+            runs[0][1].state[p]["exp_avg_sq"].float(), runs[1][1].state[q]["exp_avg_sq"].float()
         )
 
 

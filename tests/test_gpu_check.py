@@ -172,21 +172,24 @@ def test_every_part_runs_and_passes_here(gpu_check, tmp_path, capsys):
     report = (tmp_path / "gpu_check.md").read_text()
     assert "FAILED" not in report and "DIFFERS" not in report, report
     assert "Failures: none." in report
-    for section in ("Parity", "inside step()", "CUDA graphs", "fit's steps", "Speed", "PTX"):
+    sections = ("Parity", "Mixed precision", "inside step()", "CUDA graphs", "fit's steps")
+    for section in (*sections, "Speed", "PTX"):
         assert f"{section}" in report
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     assert results["failures"] == []
     paths = {(r["variant"], r["tensors"], r["path"]) for r in results["speed"]}
     assert ("adam", 4, "torch fused") in paths and ("adam", 4, "optimlab") in paths
     assert ("lion", 2, "optimlab") in paths and ("lion", 4, "optimlab") not in paths
-    # every row of the checks ran: 6 optimizers under 3 policies, 3 resumed runs, GradScaler
-    assert report.count("| 0 syncs") >= 6 * 3 + 3 and "0 syncs in scaler.step()" in report
+    # every row of the checks ran: 6 optimizers under 3 policies, 4 resumed runs, GradScaler
+    assert report.count("| 0 syncs") >= 6 * 3 + 4 and "0 syncs in scaler.step()" in report
     assert report.count("replays bitwise the eager steps") == len(gpu_check.CAPTURABLE)
     assert "| bf16 | 0 syncs in 6 steps; losses read after steps [3, 6, 6]" in report
     assert gpu_check.GPU.reads.checked > 0
     if "skipped: the C kernel" not in report:  # (parity needs the C kernel as its reference)
         assert "| adam | float32 | aligned | bitwise |" in report
         assert "| adam | float32 | general | bitwise |" in report
+        for label in gpu_check.MIXED:
+            assert f"| adam | {label} | bitwise |" in report
 
 
 @pytest.mark.parametrize("read", ["a computed value", "a flag", "a value written in place"])
@@ -220,10 +223,10 @@ def test_a_failing_part_is_reported_and_the_others_still_run(gpu_check, tmp_path
     def ran(report, failures):
         report.append("## ran\n")
 
-    for name in ("parity", "syncs", "fit_syncs"):
+    for name in ("parity", "mixed_parity", "syncs", "fit_syncs"):
         monkeypatch.setattr(gpu_check, name, ran)
     monkeypatch.setattr(gpu_check, "graphs", broken)
     assert gpu_check.check(tmp_path, ["# dry run\n"], with_speed=False) == 1
     report = (tmp_path / "gpu_check.md").read_text()
-    assert "ValueError: broken on purpose" in report and report.count("## ran") == 3
+    assert "ValueError: broken on purpose" in report and report.count("## ran") == 4
     assert "Failures: broken." in report and "kernels compiled" in report

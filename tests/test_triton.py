@@ -23,6 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import optimlab  # noqa: E402
 from optimlab.fused import native, triton_kernels  # noqa: E402
+from optimlab.fused.plan import kernel_dtypes  # noqa: E402
 from optimlab.fused.steps import DeviceSteps, FusedSteps  # noqa: E402
 from optimlab.fused.tape import METHODS, SIGNATURES, Tape  # noqa: E402
 
@@ -431,10 +432,19 @@ class HostReads(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-@pytest.mark.parametrize("cls", [optimlab.AdamW, optimlab.NAdam, optimlab.ASGD], ids=str)
+@pytest.mark.parametrize(
+    "cls, dtype",
+    [
+        (optimlab.AdamW, torch.float32),
+        (optimlab.NAdam, torch.float32),
+        (optimlab.ASGD, torch.float32),
+        (optimlab.AdamW, torch.bfloat16),  # (its state bfloat16 too: torch's default)
+    ],
+    ids=["AdamW", "NAdam", "ASGD", "AdamW-bfloat16"],
+)
 @pytest.mark.parametrize("policy", ["raise", "skip", "ignore"])
-def test_a_step_reads_nothing_from_the_device_on_the_host(policy, cls):
-    params = _params(torch.float32)
+def test_a_step_reads_nothing_from_the_device_on_the_host(policy, cls, dtype):
+    params = _params(dtype)
     opt = cls(params, lr=torch.tensor(0.01), fused="triton", nonfinite_grads=policy)
     generator = torch.Generator().manual_seed(0)
     for k in range(3):
@@ -546,19 +556,28 @@ def _bf16_params(seed=0):
 
 
 @needs_c_kernel
-@pytest.mark.parametrize("stochastic", [False, True], ids=["nearest", "stochastic"])
+@pytest.mark.parametrize(
+    "state, stochastic",
+    [("float32", False), ("float32", True), ("bfloat16", False)],
+    ids=["float32-state-nearest", "float32-state-stochastic", "bfloat16-state"],
+)
 @pytest.mark.parametrize("name", MIXED)
-def test_bf16_with_float32_state_is_the_float32_step_then_rounding(name, stochastic):
+def test_bf16_is_the_float32_step_then_rounding(name, state, stochastic):
     # The reference: the float32 step (the C kernel, which the tests above tie to the Triton
     # source and to PyTorch) on the parameters widened, then rounded to bfloat16 as
-    # core.precision defines (to nearest even: Tensor.copy_; stochastic: its reference)
+    # core.precision defines (to nearest even: Tensor.copy_; stochastic: its reference), the
+    # state too where it is kept in bfloat16 (torch's default for bfloat16 parameters: the
+    # kernel computes in float32 between its loads and stores, as torch's fused Adam). A
+    # step with a NaN under "skip" changes nothing and is not counted.
     from optimlab.core.precision import stochastic_round_bf16
 
     case = next(c for c in CASES if c.id == name)
     params = _bf16_params()
     wide = [p.detach().float().requires_grad_() for p in params]
-    mixed = dict(state_dtype=torch.float32, stochastic_rounding=stochastic)
-    opt = case.make(params, lr=0.01, fused="triton", **mixed)
+    mixed = {}
+    if state == "float32":
+        mixed = dict(state_dtype=torch.float32, stochastic_rounding=stochastic)
+    opt = case.make(params, lr=0.01, fused="triton", nonfinite_grads="skip", **mixed)
     ref = case.make(wide, lr=0.01, fused=True)
     generator = torch.Generator().manual_seed(1)
     for step in range(1, 5):
@@ -574,14 +593,34 @@ def test_bf16_with_float32_state_is_the_float32_step_then_rounding(name, stochas
                     w.copy_(stochastic_round_bf16(w, seed, step).float())
                 else:
                     w.copy_(w.to(torch.bfloat16).float())
+                if state == "bfloat16":
+                    for key, value in ref.state[w].items():
+                        if key != "step":
+                            value.copy_(value.to(torch.bfloat16).float())
+        if step == 2:  # (skipped: nothing written, not counted)
+            params[-1].grad = torch.full_like(params[-1], float("nan"))
+            opt.step()
     opt.check_finite()
+    assert opt.skipped_steps == 1
     for p, w in zip(params, wide):
         assert p.dtype == torch.bfloat16
         assert native._same_bits(p.detach().float(), w.detach())
         for key, value in opt.state[p].items():
             if key != "rounding_seed":
-                assert value.dtype == ref.state[w][key].dtype
-                assert native._same_bits(value, ref.state[w][key]), key
+                assert value.dtype == (
+                    torch.bfloat16 if state == "bfloat16" and key != "step" else torch.float32
+                )
+                assert native._same_bits(value.float(), ref.state[w][key]), key
+
+
+def test_bfloat16_state_takes_the_triton_kernels_and_the_plain_path_on_the_cpu():
+    # bfloat16 parameters keep bfloat16 state by default, as torch's: on a GPU the Triton
+    # kernels take them (computing in float32, as torch's fused Adam); the C kernels leave
+    # them to the plain path (one rounding per operation, as torch's foreach on the CPU)
+    assert kernel_dtypes(torch.bfloat16, None, triton=True) == (torch.float32, torch.bfloat16)
+    assert kernel_dtypes(torch.bfloat16, torch.bfloat16, triton=True) is not None
+    assert kernel_dtypes(torch.bfloat16, None) is None
+    assert kernel_dtypes(torch.float16, None, triton=True) is None
 
 
 @needs_c_kernel  # (the plain path multiplies and adds as the kernels do only there)
@@ -749,7 +788,8 @@ def test_an_interpreter_that_rounds_fma_twice_is_refused_saying_why(triton_versi
 
 class _Launches:
     """Spies on the update kernel's launches: for each, the kernel's key (program, dtype,
-    storage, stochastic, aligned), its number of programs and its compile options."""
+    storage, stochastic, aligned, state storage), its number of programs and its compile
+    options."""
 
     def __init__(self, monkeypatch):
         self.launched: list[tuple[tuple, int, dict]] = []

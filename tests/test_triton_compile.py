@@ -63,9 +63,9 @@ STEP_VARIANTS = [{}, {"rows": 1}, {"rows": 1, "nscalars": 1, "ntensors": 1}]
 
 
 def _step_specs(key: tuple, variants=STEP_VARIANTS) -> list[dict]:
-    program, dtype, storage, stochastic, aligned = key
+    program, dtype, storage, stochastic, aligned, state_storage = key
     source = triton_kernels.program_source(
-        program, dtype, "optimlab_step", storage, stochastic, aligned
+        program, dtype, "optimlab_step", storage, stochastic, aligned, state_storage
     )
     declared = re.search(r"def optimlab_step\((.*?)\)", source, re.DOTALL).group(1)
     names = [a.split(":")[0].strip() for a in declared.split(",")]
@@ -179,26 +179,25 @@ def test_bfloat16_kernels_compile_for_each_gpu(monkeypatch, tmp_path):
     launches = _Launches(monkeypatch)
     for name in MIXED:
         case = next(c for c in CASES if c.id == name)
-        for stochastic in (False, True):
+        for mixed in (
+            dict(state_dtype=torch.float32),
+            dict(state_dtype=torch.float32, stochastic_rounding=True),
+            {},  # bfloat16 state
+        ):
             params = [p.detach().to(torch.bfloat16).requires_grad_() for p in _run_params()]
-            opt = case.make(
-                params,
-                lr=0.01,
-                fused="triton",
-                state_dtype=torch.float32,
-                stochastic_rounding=stochastic,
-            )
+            opt = case.make(params, lr=0.01, fused="triton", **mixed)
             for p in params:
                 p.grad = torch.ones_like(p)
             opt.step()
     keys = dict.fromkeys(key for key, *_ in launches.launched)
     assert {key[3] for key in keys} == {False, True}
     assert {key[2] for key in keys} == {torch.bfloat16}
+    assert {key[5] for key in keys} == {torch.float32, torch.bfloat16}
     specs = [  # (the general variant too: these tensors were aligned)
         spec
         for key in keys
         for aligned in (False, True)
-        for spec in _step_specs((*key[:4], aligned), [{}])
+        for spec in _step_specs((*key[:4], aligned, key[5]), [{}])
     ]
     _assert_rounds_as_written(specs, _compile(specs, ARCHS.values(), tmp_path))
 

@@ -10,7 +10,8 @@ parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the 
 2. ``p`` is float32, float64, complex64 or complex128, and ``g`` and every buffer have exactly
    ``p``'s dtype and shape (the plain path raises for anything else: the kernel never sees it);
    or ``p`` and ``g`` are bfloat16 and the group keeps float32 state (``state_dtype``), and
-   every buffer is float32 of ``p``'s shape;
+   every buffer is float32 of ``p``'s shape; or (the Triton kernels only) ``p``, ``g`` and
+   every buffer are bfloat16 and the group keeps its state in the parameters' dtype;
 3. its state is a dict whose ``step`` is a step count as torch.optim keeps it: a 0-dim tensor
    of float32 or float64 passing (1), holding a whole number;
 4. the memory it writes (``p`` and its buffers) overlaps nothing else the step reads or writes:
@@ -130,12 +131,16 @@ def _state_tensors(state: Any) -> list[Tensor]:
 
 
 def kernel_dtypes(
-    dtype: torch.dtype, state_dtype: torch.dtype | None
+    dtype: torch.dtype, state_dtype: torch.dtype | None, triton: bool = False
 ) -> tuple[torch.dtype, torch.dtype] | None:
     """``(compute, buffers)``: the real dtype a kernel computes in for parameters of ``dtype``
     whose group keeps state in ``state_dtype``, and the dtype of their buffers; None where no
     kernel takes them. The kernels take float32, float64 and their complex types, with state
-    of the same dtype, and bfloat16 with float32 state."""
+    of the same dtype, and bfloat16 with float32 state; the Triton kernels (``triton``) also
+    bfloat16 with bfloat16 state (torch's default), computing in float32 (see
+    :func:`optimlab.fused.triton_kernels.program_source`)."""
+    if triton and dtype == torch.bfloat16 and state_dtype in (None, torch.bfloat16):
+        return torch.float32, torch.bfloat16
     if state_dtype is None or state_dtype == dtype:
         real = native.REAL_DTYPE.get(dtype)
         return None if real is None else (real, dtype)
@@ -188,10 +193,10 @@ def fusable_subset(
     candidates: list[Tensor],
     names: tuple[str, ...],
     device: torch.device = _CPU,
+    triton: bool = False,
 ) -> tuple[list[Tensor], list[Tensor]]:
     """``(fused, rest)``: the ``candidates`` the specification lets the kernel take, in order
-    (the kernel of ``device``: the CPU's C kernels, or a GPU's Triton ones; see
-    :func:`kernel_dtypes`).
+    (the C kernels, or the Triton ones, of ``device``: see :func:`kernel_dtypes`).
 
     Rule (4) looks at every tensor this group's step touches: each parameter with a gradient,
     its gradient and its state tensors.
@@ -200,7 +205,7 @@ def fusable_subset(
     state_dtype = group.get("state_dtype")
     ok = []
     for p in candidates:
-        dtypes = kernel_dtypes(p.dtype, state_dtype)
+        dtypes = kernel_dtypes(p.dtype, state_dtype, triton)
         if (
             dtypes is not None
             and p.grad is not None
@@ -255,6 +260,7 @@ class Bucket:
         "elements",
         "device_bucket",
         "storage",
+        "state_storage",
         "names",
     )
 
@@ -279,6 +285,7 @@ class Bucket:
         self.elements = int(starts[-1])
         self.device_bucket: Any = None  # its tables on a GPU (triton_kernels.DeviceBucket)
         self.storage = dtype  # the parameters' dtype (bfloat16 where ``dtype`` is wider)
+        self.state_storage = dtype  # the buffers' (bfloat16 too: bfloat16 state, on Triton)
         self.names: list[str] | None = None  # the parameters' names (for error messages)
 
 
@@ -306,7 +313,7 @@ class FusedPlan:
         self.state_version = getattr(optimizer.state, "version", None)
         self.names = tuple(names)
         with_grad = [p for p in self.param_list if p.grad is not None]
-        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device)
+        fused, others = fusable_subset(optimizer, group, with_grad, self.names, device, triton)
         self.fused = fused
         self.others = others
         self.absent = [p for p in self.param_list if p.grad is None]
@@ -314,7 +321,7 @@ class FusedPlan:
         self.buffers = {name: [s[name] for s in self.states] for name in names}
         self.dtypes = [p.dtype for p in fused]
         state_dtype = group.get("state_dtype")
-        self.kernel_dtypes = [kernel_dtypes(d, state_dtype) for d in self.dtypes]
+        self.kernel_dtypes = [kernel_dtypes(d, state_dtype, triton) for d in self.dtypes]
         self.buffer_dtypes = [b for _, b in self.kernel_dtypes]
         self.shapes = [p.shape for p in fused]
         self.complex = [i for i, p in enumerate(fused) if p.is_complex()]
@@ -331,12 +338,13 @@ class FusedPlan:
             ]
         )
         # One bucket per (dtype, step): normally exactly one.
-        keys: dict[tuple[torch.dtype, int], list[int]] = {}
+        keys: dict[tuple[torch.dtype, torch.dtype, torch.dtype, int], list[int]] = {}
         for i, (p, state) in enumerate(zip(fused, self.states)):
-            key = (self.kernel_dtypes[i][0], p.dtype, _step_count(state["step"], device))
+            compute, buffers = self.kernel_dtypes[i]
+            key = (compute, p.dtype, buffers, _step_count(state["step"], device))
             keys.setdefault(key, []).append(i)
         self.buckets = []
-        for (dtype, storage, _), index in keys.items():
+        for (dtype, storage, state_storage, _), index in keys.items():
             operands = [[fused[i] for i in index], [fused[i].grad for i in index]]
             operands += [[self.buffers[name][i] for i in index] for name in names]
             table, starts = native.pointer_table(operands)
@@ -346,6 +354,7 @@ class FusedPlan:
                 table = np.concatenate([table, np.array(seeds, np.int64)])
             bucket = Bucket(dtype, index, table, starts, [self.states[i] for i in index])
             bucket.storage = storage
+            bucket.state_storage = state_storage
             self.buckets.append(bucket)
         self.single = len(self.buckets) == 1 and len(self.buckets[0].index) == len(fused)
         self.grad_ptrs = self.buckets[0].table[1] if self.single else np.zeros(len(fused), np.int64)

@@ -431,7 +431,15 @@ class DeviceSteps:
             if grad_scale is not None:  # GradScaler's inverse scale, read on the device
                 values[1:].view(rows, -1)[:, 0] = _inverse_scale(grad_scale)
             device_bucket.run(
-                program, bucket.dtype, values, rows, flag, self.skips, bucket.storage, stochastic
+                program,
+                bucket.dtype,
+                values,
+                rows,
+                flag,
+                self.skips,
+                bucket.storage,
+                stochastic,
+                bucket.state_storage,
             )
         stepped: list[Tensor] = []
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -528,6 +536,7 @@ class DeviceSteps:
                     self.skips,
                     bucket.storage,
                     _stochastic(group, bucket),
+                    bucket.state_storage,
                 )
         if self.optimizer._state_arguments:  # as _after_step, where the step was taken
             for group, plan in plans:

@@ -274,6 +274,7 @@ def program_source(
     storage: torch.dtype | None = None,
     stochastic: bool = False,
     aligned: bool = False,
+    state_storage: torch.dtype | None = None,
 ) -> str:
     """The Python source of the Triton kernel ``name`` of ``program`` for real ``dtype``.
 
@@ -289,7 +290,12 @@ def program_source(
     is narrower than ``dtype`` (bfloat16 with float32: read exactly, the parameter written
     back rounded to nearest even, or ``stochastic``-ally as
     :func:`optimlab.core.precision.stochastic_round_bf16`; in integer arithmetic, which the
-    interpreter and a GPU compute alike).
+    interpreter and a GPU compute alike). ``state_storage``: the dtype the state buffers
+    (the other operands) are kept in, where it is narrower than ``dtype`` (bfloat16 state
+    of bfloat16 parameters: read exactly, written back rounded to nearest even). The
+    arithmetic between the loads and the stores is ``dtype``'s: one rounding to bfloat16
+    per stored value, as torch's fused Adam keeps bfloat16 (not one per operation, as its
+    per-tensor and foreach steps do).
 
     ``aligned``: the variant for tensors whose data pointers are all multiples of 16 bytes
     (:attr:`DeviceBucket.aligned`): it says so to the compiler (``tl.multiple_of``), and a
@@ -300,9 +306,7 @@ def program_source(
     """
     ctype = TL_TYPES[dtype]
     n = len(program.operands)
-    narrow = storage is not None and storage != dtype
-    if narrow and (storage != torch.bfloat16 or dtype != torch.float32):
-        raise ValueError(f"the Triton kernels keep {storage} parameters with {dtype} state? no")
+    narrow = _narrow_operands(n, dtype, storage, state_storage)
     loaded, written = set(program.read), set(program.written)
     first = "tl.load(chunks + 2 * pid + 1)"
     body = [
@@ -326,7 +330,7 @@ def program_source(
     ]
     for i in range(n):
         if i in loaded or i in written:
-            kind = "tl.uint16" if narrow and i < 2 else ctype
+            kind = "tl.uint16" if i in narrow else ctype
             pointer = f"tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
             body.append(f"    a{i} = {f'tl.multiple_of({pointer}, 16)' if aligned else pointer}")
 
@@ -345,17 +349,35 @@ def program_source(
     )
 
 
+def _narrow_operands(
+    n: int, dtype: torch.dtype, storage: torch.dtype | None, state_storage: torch.dtype | None
+) -> frozenset[int]:
+    """The operands (of ``n``) kept in bfloat16 while the kernel computes in ``dtype``: the
+    parameter and gradient where ``storage`` is narrower, the state where ``state_storage``
+    is."""
+    narrow: set[int] = set()
+    for kept, operands in ((storage, range(2)), (state_storage, range(2, n))):
+        if kept is None or kept == dtype:
+            continue
+        if kept != torch.bfloat16 or dtype != torch.float32:
+            raise ValueError(f"the Triton kernels keep {kept} tensors computing in {dtype}? no")
+        narrow.update(operands)
+    if narrow and 0 not in narrow:
+        raise ValueError(f"the Triton kernels keep {state_storage} state of {dtype}? no")
+    return frozenset(narrow)
+
+
 def _update_lines(
-    program: Program, ctype: str, narrow: bool, stochastic: bool, masked: bool
+    program: Program, ctype: str, narrow: frozenset[int], stochastic: bool, masked: bool
 ) -> list[str]:
-    """The kernel's loads, arithmetic and stores (see :func:`program_source`); ``masked``:
-    only inside the tensor, where the flag is down (else the chunk is whole and the flag
-    down: nothing to mask)."""
+    """The kernel's loads, arithmetic and stores (see :func:`program_source`); ``narrow``:
+    the operands kept in bfloat16; ``masked``: only inside the tensor, where the flag is down
+    (else the chunk is whole and the flag down: nothing to mask)."""
     n = len(program.operands)
     loads = stores = ", mask=mask" if masked else ""
     lines = []
     for i in sorted(set(program.read)):
-        if narrow and i < 2:  # bfloat16: the high half of a float32, exactly
+        if i in narrow:  # bfloat16: the high half of a float32, exactly
             lines.append(
                 f"    v{i} = (tl.load(a{i} + offs{loads}).to(tl.uint32) << 16)"
                 ".to(tl.float32, bitcast=True)"
@@ -365,19 +387,19 @@ def _update_lines(
     for op, result, args, slots in program.instructions:
         lines.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
     for i in sorted(set(program.written)):
-        if narrow and i == 0:
-            lines += _round_to_bf16_lines(program, n, stochastic)
-            lines.append(f"    tl.store(a0 + offs, b0.to(tl.uint16){stores})")
+        if i in narrow:  # (stochastically: the parameter only)
+            lines += _round_to_bf16_lines(program, n, i, stochastic and i == 0)
+            lines.append(f"    tl.store(a{i} + offs, b{i}.to(tl.uint16){stores})")
         else:
             lines.append(f"    tl.store(a{i} + offs, v{i}{stores})")
     return lines
 
 
-def _round_to_bf16_lines(program: Program, n: int, stochastic: bool) -> list[str]:
-    """``b0``: the bfloat16 bits of the float32 parameter ``v0``, rounded to nearest even as
-    ``Tensor.copy_`` rounds (NaN: 0x7FC0), or stochastically with 16 bits of
-    ``hash32(element ^ hash32(seed ^ hash32(step)))``."""
-    lines = ["    bits = v0.to(tl.uint32, bitcast=True)"]
+def _round_to_bf16_lines(program: Program, n: int, i: int, stochastic: bool) -> list[str]:
+    """``b{i}``: the bfloat16 bits of the float32 operand ``v{i}``, rounded to nearest even
+    as ``Tensor.copy_`` rounds (NaN: 0x7FC0), or (the parameter) stochastically with 16 bits
+    of ``hash32(element ^ hash32(seed ^ hash32(step)))``."""
+    lines = [f"    bits = v{i}.to(tl.uint32, bitcast=True)"]
     if stochastic:
         step_slot = 1 + max((k for *_, slots in program.instructions for k in slots), default=-1)
         lines += [
@@ -390,8 +412,8 @@ def _round_to_bf16_lines(program: Program, n: int, stochastic: bool) -> list[str
             "    b0 = tl.where(finite, (bits + (h & 0xFFFF)) >> 16, bits >> 16)",
         ]
     else:
-        lines.append("    b0 = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16")
-    lines.append("    b0 = tl.where(v0 != v0, 0x7FC0, b0)")
+        lines.append(f"    b{i} = (bits + 0x7FFF + ((bits >> 16) & 1)) >> 16")
+    lines.append(f"    b{i} = tl.where(v{i} != v{i}, 0x7FC0, b{i})")
     return lines
 
 
@@ -451,17 +473,18 @@ def kernel(
     storage: torch.dtype | None = None,
     stochastic: bool = False,
     aligned: bool = False,
+    state_storage: torch.dtype | None = None,
 ) -> Any:
     """The Triton kernel of ``program`` for real ``dtype`` (generated once per process; see
     :func:`program_source`)."""
-    key = (program, dtype, storage, stochastic, aligned)
+    key = (program, dtype, storage, stochastic, aligned, state_storage)
     found = _kernels.get(key)
     if found is None:
         with _lock:
             found = _kernels.get(key)
             if found is None:
                 source = program_source(
-                    program, dtype, "optimlab_step", storage, stochastic, aligned
+                    program, dtype, "optimlab_step", storage, stochastic, aligned, state_storage
                 )
                 problems = lint(source)
                 if problems:  # a generator bug: never run a kernel that rounds differently
@@ -636,12 +659,14 @@ class DeviceBucket:
         skips: Tensor,
         storage: torch.dtype | None = None,
         stochastic: bool = False,
+        state_storage: torch.dtype | None = None,
     ) -> None:
         """The update: ``scalars`` as :func:`program_source` takes them."""
         if self.nchunks:
             nscalars = (scalars.numel() - 1) // rows
             aligned = self.aligned and ALIGNED_LOADS
-            kernel(program, dtype, storage, stochastic, aligned)[(self.nchunks,)](
+            chosen = kernel(program, dtype, storage, stochastic, aligned, state_storage)
+            chosen[(self.nchunks,)](
                 self.table,
                 self.chunks,
                 scalars,

@@ -44,7 +44,10 @@ step hooks all behave as in torch. On top of torch it
   parameters, which are widened, stepped and rounded back (to nearest, or stochastically with
   ``stochastic_rounding=True`` for bfloat16, :mod:`optimlab.core.precision`): on the plain path
   here (the reference), and for bfloat16 parameters with float32 state in the C loop and the
-  Triton kernels, which compute the same bits.
+  Triton kernels, which compute the same bits. bfloat16 parameters with bfloat16 state (the
+  default) step on the plain path on the CPU, rounding after every operation as torch's
+  foreach path does; the Triton kernels (a GPU's default) take them too and compute in
+  float32, rounding each stored value once, as torch's fused Adam does.
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
 buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound by name, see
