@@ -191,6 +191,21 @@ def test_nonfinite_steps_are_skipped_on_the_device_and_uncounted(name, lag):
     assert opt.skipped_steps == 2 and int(opt.state[params[0]]["step"]) == 4
 
 
+@needs_c_kernel
+def test_a_skip_read_while_a_step_waits_for_its_flags_leaves_that_step_the_true_count():
+    # RAdam's rule takes its other branch (the rectified step) from the 6th step on: rows for
+    # unread skips on both sides of the switch record different programs, so such a step
+    # reads the flags first; a skip read there takes the counts back, and the step is made
+    # with the true count (it once kept the count cached before the read: one too many)
+    case = next(c for c in CASES if c.id == "radam")
+    skipped = (1, 2, 4, 6)
+    got = _run(case, torch.float32, "triton", steps=10, nonfinite_at=skipped, policy="skip", lag=2)
+    want = _run(case, torch.float32, True, steps=10, nonfinite_at=skipped, policy="skip")
+    _assert_same_run(got, want)
+    params, opt = got
+    assert opt.skipped_steps == 4 and int(opt.state[params[0]]["step"]) == 6
+
+
 #: a configuration of each optimizer whose rule reads state kept on the host (NAdam's momentum
 #: product, ASGD's step sizes, the schedule-free average's weights)
 HOST_STATE_CASES = [
@@ -219,12 +234,17 @@ class _RowsSeen:
 @needs_c_kernel
 @pytest.mark.parametrize("name", HOST_STATE_CASES)
 @pytest.mark.parametrize("schedule", [False, True], ids=["constant-lr", "scheduled-lr"])
-def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule, monkeypatch):
+@pytest.mark.parametrize("counts", ["one-count", "two-counts"])
+def test_state_arguments_kept_on_the_host_follow_skips_read_late(
+    name, schedule, counts, monkeypatch
+):
     # NAdam's momentum product, ASGD's step sizes and the schedule-free average's weights
     # (group entries) advance on the host after each launch;
     # steps 1, 2 and 4 are skipped on the device, their flags read 2 steps late: the kernels
     # choose between rows made with the state arguments after n - j steps, and the host puts
-    # back those of the true count when it reads a skip
+    # back those of the true count when it reads a skip. "two-counts": the first parameter
+    # has no gradient at the first step, and one count behind the others from then on (a
+    # bucket of each count, the host state kept for each)
     case = next(c for c in CASES if c.id == name)
     seen = _RowsSeen(monkeypatch)
 
@@ -236,6 +256,8 @@ def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule,
         for k in range(8):
             for p, g in zip(params, _grads(params, generator, 7 if k in (1, 2, 4) else None)):
                 p.grad = g
+            if k == 0 and counts == "two-counts":
+                params[0].grad = None
             if schedule:
                 opt.param_groups[0]["lr"] = 0.01 * (1 + k) / 8
             opt.step()
@@ -245,7 +267,11 @@ def test_state_arguments_kept_on_the_host_follow_skips_read_late(name, schedule,
     got = run("triton", lag=2)
     _assert_same_run(got, run(True))
     params, opt = got
-    assert opt.skipped_steps == 3 and int(opt.state[params[0]]["step"]) == 5
+    behind = int(counts == "two-counts")
+    assert opt.skipped_steps == 3 and int(opt.state[params[-1]]["step"]) == 5
+    assert int(opt.state[params[0]]["step"]) == 5 - behind
+    (plan,) = opt._fused.plans.values()  # (the kernels took every parameter)
+    assert len(plan.fused) == len(params) and len(plan.buckets) == 1 + behind
     # (ASGD's step sizes and the schedule-free weights depend on the lr: a step whose lr
     # changed reads the flags first)
     assert seen.most == (0 if schedule and case.cls is not optimlab.NAdam else 2)

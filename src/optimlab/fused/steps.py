@@ -417,12 +417,12 @@ class DeviceSteps:
             and len(plans) != len(self.optimizer.param_groups)
         ):
             return False  # a group without gradients advances too: the host path's to take
-        if host_stepped:
-            # (a step that a raised flag skips: one that checks and raises, as all before it)
-            raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
-            self._host_inputs(plans, raising)
-        checking, flag = self._flag(plans, device, found_inf)
-        runs, names = self._runs(plans, device, grad_scale is not None)
+        prepared = self._prepared(plans, device, found_inf, grad_scale is not None)
+        if prepared is None:
+            return False
+        plans, checking, flag, runs, names = prepared
+        if not plans:
+            return True
         if checking:
             for bucket, device_bucket, first, _, _ in runs:
                 device_bucket.check(self.flags, first, bucket.storage)
@@ -452,11 +452,38 @@ class DeviceSteps:
             if host_stepped:  # the state arguments for the next step, as counted
                 self.optimizer._after_step(group, plan.states)
                 self._keep_host_values(group, plan)
-                host.append((group, plan.states))
+                host += [(group, bucket.states) for bucket in plan.buckets]
         if found_inf is not None or checking:
             self.skips += flag[:1]
             self._launch_read(stepped, names, checking, host)
         return True
+
+    def _prepared(
+        self,
+        plans: list[tuple[dict[str, Any], FusedPlan]],
+        device: torch.device,
+        found_inf: Tensor | None,
+        scaled: bool,
+    ) -> tuple[list[tuple[dict[str, Any], FusedPlan]], bool, Tensor, list, list[str]] | None:
+        """Everything a launch needs: the plans, whether the step checks its gradients, the
+        flag its kernels read, and :meth:`_runs`; None where the general path must take the
+        step. Where the host reads the flags of launched steps first (see :meth:`_host_inputs`,
+        :meth:`_buffers`, :meth:`_runs`) and finds a step skipped, the counts it takes back
+        make the plans anew, and this starts again with them (once: nothing is unread then)."""
+        host_stepped = self.optimizer._after_step_inputs is not None
+        # (a step that a raised flag skips: one that checks and raises, as all before it)
+        raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
+        while True:
+            if host_stepped:
+                self._host_inputs(plans, raising)
+            checking, flag = self._flag(plans, device, found_inf)
+            runs, names = self._runs(plans, device, scaled)
+            if all(self.fused.plans.get(id(group)) is plan for group, plan in plans):
+                return plans, checking, flag, runs, names
+            again = self._plans(device)
+            if again is None:
+                return None
+            plans = again
 
     def _flag(
         self,
@@ -661,24 +688,41 @@ class DeviceSteps:
             if self.host_inputs.get(id(group), inputs) != inputs:
                 changed = True
             self.host_inputs[id(group)] = inputs
+            self._restart_unstepped(group, plan)
             self._keep_host_values(group, plan, replace=False)
         if changed and not (raising and all(launched.last for launched in self.launched)):
             self.resolve(wait=True)  # (see the class docstring)
 
+    def _restart_unstepped(self, group: dict[str, Any], plan: FusedPlan) -> None:
+        """Give the states no step has been applied to yet the state arguments a new state
+        takes now (ASGD's ``eta``: the lr of the moment): the other paths make a state at
+        the first step they apply to it, where one made here for a step the device skipped
+        holds those of that step's hyperparameters."""
+        optimizer = self.optimizer
+        for bucket in plan.buckets:
+            if not optimizer._state_arguments or int(plan.steps[bucket.index[0]]) != 0:
+                continue
+            new = optimizer._init_state(torch.empty(0, dtype=bucket.storage), group)
+            for state in bucket.states:
+                for name in optimizer._state_arguments:
+                    state[name].copy_(new[name])
+            self.host_values.get(id(group), {}).pop((id(bucket.states[0]), 0), None)
+
     def _keep_host_values(
         self, group: dict[str, Any], plan: FusedPlan, replace: bool = True
     ) -> None:
-        """Keep the host state of ``plan``'s parameters (their shared state arguments, see
-        :meth:`_plans`, or the group's) under their step count (``replace``: also where one
-        is kept), with those of the last few counts."""
+        """Keep the host state of each bucket of ``plan`` (its parameters' shared state
+        arguments, see :meth:`_plans`, or the group's) under their step count (``replace``:
+        also where one is kept), with those of the last few counts."""
         kept = self.host_values.setdefault(id(group), {})
-        state = plan.states[0]
-        key = (id(state), int(state["step"]))
-        if not replace and key in kept:
-            return
-        kept.pop(key, None)  # (the newest last: the oldest go first)
-        kept[key] = self.optimizer._host_state(group, state)
-        while len(kept) > 2 * MAX_UNRESOLVED + self.lag + 2:
+        for bucket in plan.buckets:
+            state = bucket.states[0]
+            key = (id(state), int(state["step"]))
+            if not replace and key in kept:
+                continue
+            kept.pop(key, None)  # (the newest last: the oldest go first)
+            kept[key] = self.optimizer._host_state(group, state)
+        while len(kept) > (2 * MAX_UNRESOLVED + self.lag + 2) * len(plan.buckets):
             del kept[next(iter(kept))]
 
     def _plans(
@@ -793,7 +837,7 @@ class DeviceSteps:
                 optimizer._grad_unscale = 1.0  # a placeholder: the device's value replaces it
             state, as_of = bucket.states[0], group
             if j and optimizer._after_step_inputs is not None:  # as after count - j steps
-                kept = self.host_values.get(id(group), {}).get((id(plan.states[0]), count - j))
+                kept = self.host_values.get(id(group), {}).get((id(state), count - j))
                 if kept is None:
                     return None
                 as_of, state = optimizer._with_host_state(group, state, kept)
@@ -907,14 +951,13 @@ _UNKNOWN = object()
 
 
 def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:
-    """Whether ``plan``'s parameters share their step count and state arguments, where the
-    optimizer keeps host state (one row of scalars for all, one host state to keep by count;
-    they do unless some were stepped apart or loaded so), checked when the plan is made."""
+    """Whether the parameters of each bucket of ``plan`` (those of one step count) share
+    their state arguments, where the optimizer keeps host state (one row of scalars for a
+    bucket, one host state to keep by count; they do unless loaded so, or stepped apart under
+    changing hyperparameters), checked when the plan is made."""
     if optimizer._after_step_inputs is None:
         return True
-    return len(set(plan.steps.tolist())) == 1 and (
-        len(set(map(optimizer._state_key, plan.states))) == 1
-    )
+    return all(len(set(map(optimizer._state_key, b.states))) == 1 for b in plan.buckets)
 
 
 def _stochastic(group: dict[str, Any], bucket: Any) -> bool:
