@@ -283,7 +283,9 @@ class DeviceSteps:
     ``_after_step`` were. A step skipped otherwise ("skip", GradScaler) may be any of the
     unread ones: the values after ``n`` steps then depend on ``n`` alone only while those
     inputs stay the same, and a step where they changed (ASGD's lr under a schedule) with
-    such flags unread first reads them (a wait, on a GPU).
+    such flags unread first reads them (a wait, on a GPU; ASGD with ``capturable=True``
+    keeps its state on the device and does not). Parameters at different step counts (a
+    bucket of each) keep their host state by bucket.
 
     With ``capturable=True`` the host counts nothing: the step counts live on the device and
     advance there unless the flag is raised, and the rule's scalars are computed there from
