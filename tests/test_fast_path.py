@@ -618,3 +618,18 @@ def test_in_place_writes_are_seen_by_autograd_as_on_the_plain_path(plan_checks):
             assert w._version > before
             with pytest.raises(RuntimeError, match="modified by an inplace operation"):
                 loss.backward()
+
+
+@needs_native
+def test_a_group_s_changed_dispatch_choice_takes_effect_at_the_next_step(plan_checks):
+    # `fused` and `foreach` are the group's to change between steps: a plan made for one
+    # choice is not taken under another (the general path steps and plans afresh)
+    params = [torch.randn(100, requires_grad=True) for _ in range(2)]
+    opt = optimlab.Adam(params, lr=0.01)
+    for fused, foreach in ((None, None), (False, None), (None, None), (None, True), (None, None)):
+        opt.param_groups[0].update(fused=fused, foreach=foreach)
+        for p in params:
+            p.grad = torch.randn_like(p)
+        opt.step()
+        planned = opt._fused.ready(opt.param_groups[0]) is not None
+        assert planned == (fused is None and foreach is None), (fused, foreach)

@@ -16,6 +16,7 @@ import os
 
 os.environ["TRITON_INTERPRET"] = "1"  # (conftest.py sets it before anything imports Triton)
 
+import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
 from registry import CASES  # noqa: E402
@@ -206,6 +207,80 @@ def test_a_skip_read_while_a_step_waits_for_its_flags_leaves_that_step_the_true_
     assert opt.skipped_steps == 4 and int(opt.state[params[0]]["step"]) == 6
 
 
+def _random_run(cls, fused, schedule, lag=0):
+    """Steps of ``schedule`` (per step: the parameters without a gradient, those with a NaN,
+    a new lr or None) under "skip", flags read ``lag`` steps late."""
+    generator = torch.Generator().manual_seed(0)
+    params = [torch.randn(n, generator=generator).requires_grad_() for n in (5, 1500, 33)]
+    opt = cls(params, lr=0.01, fused=fused, nonfinite_grads="skip")
+    opt._fused.device_steps.lag = lag
+    for without, nan, lr in schedule:
+        for i, p in enumerate(params):
+            p.grad = None if i in without else torch.randn(p.shape, generator=generator)
+            if i in nan:
+                p.grad[-1] = float("nan")
+        if lr is not None:
+            opt.param_groups[0]["lr"] = lr
+        opt.step()
+    opt.check_finite()
+    return params, opt
+
+
+@needs_c_kernel
+@pytest.mark.parametrize(
+    "cls",
+    [optimlab.Adam, optimlab.RAdam, optimlab.NAdam, optimlab.ASGD, optimlab.ScheduleFreeAdamW],
+    ids=lambda cls: cls.__name__,
+)
+def test_parameters_coming_and_going_with_skips_read_late_step_as_the_c_kernels(cls):
+    # Random runs: a parameter without a gradient for a step (its count falls behind: a
+    # bucket of each count), NaNs the device skips, a new lr now and then; the flags read two
+    # steps late. The kernels' rows for unread skips stand for launches of the same plans
+    # (a step of other plans reads the flags first), the host state is kept per bucket
+    # (the schedule-free one per group) and put back by count: every run is the C kernels'
+    # (a state the C kernels never made, its steps all skipped, is one no step applied to)
+    rng = np.random.default_rng(7)
+    for _ in range(6):
+        schedule = []
+        for _ in range(7):
+            without = tuple(i for i in range(3) if rng.random() < 0.3)[:2]
+            given = [i for i in range(3) if i not in without]
+            nan = (int(rng.choice(given)),) if rng.random() < 0.3 else ()
+            lr = float(rng.choice([0.01, 0.02])) if rng.random() < 0.3 else None
+            schedule.append((without, nan, lr))
+        (params, opt), (want, ref) = (
+            _random_run(cls, "triton", schedule, 2),
+            _random_run(cls, True, schedule),
+        )
+        assert opt.skipped_steps == ref.skipped_steps, schedule
+        for p, q in zip(params, want):
+            assert _same(p, q), schedule
+            if not ref.state[q]:
+                assert not opt.state[p] or int(opt.state[p]["step"]) == 0, schedule
+                continue
+            for key, value in ref.state[q].items():
+                assert _same(opt.state[p][key], value), (schedule, key)
+        for key in getattr(cls, "_running", ()):
+            assert opt.param_groups[0][key] == ref.param_groups[0][key], (schedule, key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_a_step_the_kernels_leave_to_the_general_path_is_the_plain_path_s(dtype):
+    # The schedule-free optimizer with a group without gradients steps on the general path
+    # (that group's average advances too); the plans the Triton path made for the other
+    # group are not the C kernels' (it once ran them, reading bfloat16 state as float32)
+    runs = []
+    for fused in ("triton", False):
+        generator = torch.Generator().manual_seed(0)
+        a, b = (torch.randn(n, generator=generator).to(dtype).requires_grad_() for n in (4096, 3))
+        opt = optimlab.ScheduleFreeAdamW([{"params": [a]}, {"params": [b]}], fused=fused)
+        for _ in range(3):
+            a.grad = torch.randn(a.shape, generator=generator).to(dtype)
+            opt.step()
+        runs.append(([a, b], opt))
+    _assert_same_run(*runs)
+
+
 #: a configuration of each optimizer whose rule reads state kept on the host (NAdam's momentum
 #: product, ASGD's step sizes, the schedule-free average's weights)
 HOST_STATE_CASES = [
@@ -366,7 +441,8 @@ def test_several_groups_step_in_one_launch_each_as_the_c_kernels():
 @needs_c_kernel
 def test_schedule_free_with_a_group_without_gradients_advances_every_group():
     # the average's count advances in every group each step, gradients or not (as the
-    # authors' step does): a step where a group has none is left to the host path
+    # authors' step does): a step where a group has none is left to the host path (the
+    # plain one: the reference takes it there too)
     runs = []
     for fused in ("triton", True):
         params = _params(torch.float32)
@@ -377,6 +453,8 @@ def test_schedule_free_with_a_group_without_gradients_advances_every_group():
         for k in range(4):
             for p, g in zip(params, _grads(params, generator)):
                 p.grad = g if k != 2 or p is params[0] or p is params[1] else None
+            for group in opt.param_groups:
+                group["fused"] = fused if k != 2 or fused == "triton" else False
             opt.step()
         opt.check_finite()
         assert [g["k"] for g in opt.param_groups] == [4, 4]

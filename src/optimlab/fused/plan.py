@@ -24,7 +24,8 @@ the general path; a :class:`FusedPlan` is what it decided, kept for the next ste
 
 **Each step** the plan confirms, before the kernel runs, that everything it relied on still
 holds: the group and the optimizer's state mapping are the same objects (no state dict added,
-replaced or removed: :class:`~optimlab.optim.base.StateMap` counts changes); every fused
+replaced or removed: :class:`~optimlab.optim.base.StateMap` counts changes), and the group's
+``fused`` and ``foreach`` choices the same; every fused
 parameter and buffer is the same object, still passes (1) and (2) with the same data pointer
 and element count; every gradient passes (1) and (2) afresh (its pointer is read anew:
 ``zero_grad(set_to_none=True)`` gives new gradients every step) and overlaps no memory the step
@@ -308,6 +309,8 @@ class FusedPlan:
         # were when the plan was made, and later steps check the step tensors by identity only
         self.capturable = capturable
         self.param_list = group["params"]
+        # the group's dispatch choices the plan was made for (a group may change them)
+        self.choice = (group.get("fused"), group.get("foreach"))
         self.n_params = len(self.param_list)
         self.state = optimizer.state
         self.state_version = getattr(optimizer.state, "version", None)
@@ -370,6 +373,7 @@ class FusedPlan:
         if (
             group is not self.group
             or group["params"] is not self.param_list
+            or (group.get("fused"), group.get("foreach")) != self.choice
             or len(self.param_list) != self.n_params
             or state is not self.state
             or self.state_version is None

@@ -64,7 +64,9 @@ class FusedSteps:
     def ready(self, group: dict[str, Any]) -> FusedPlan | None:
         """``group``'s plan, if it has one that still holds (and the optimizer accepts)."""
         plan = self.plans.get(id(group))
-        if plan is None or not plan.ready(self.optimizer, group):
+        # (a plan of the Triton kernels, left by a step that then went to the general path,
+        # is not the C kernels': their plan is made afresh)
+        if plan is None or plan.triton or not plan.ready(self.optimizer, group):
             return None
         if (
             self.optimizer._state_arguments
@@ -228,7 +230,17 @@ MAX_UNRESOLVED = 4
 class _Launched:
     """A device step whose skip flag the host has not read yet."""
 
-    __slots__ = ("snapshot", "event", "stepped", "names", "checked", "host", "counted", "last")
+    __slots__ = (
+        "snapshot",
+        "event",
+        "stepped",
+        "names",
+        "checked",
+        "host",
+        "counted",
+        "last",
+        "plans",
+    )
 
     def __init__(
         self,
@@ -240,6 +252,7 @@ class _Launched:
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         counted: bool = False,
         last: bool = False,
+        plans: tuple[Any, ...] | None = None,
     ) -> None:
         self.snapshot = snapshot  # host copy of [skips, flags...], filled asynchronously
         self.event = event  # recorded after the copy (None on the CPU: done already)
@@ -249,6 +262,7 @@ class _Launched:
         self.host = host  # (group, its plan's states) whose host state this step advanced
         self.counted = counted  # whether the device counted the steps (capturable=True)
         self.last = last  # whether a skip here skips every later step ("raise")
+        self.plans = plans  # the plans this step launched (None: counted on the device)
 
     def done(self) -> bool:
         return self.event is None or bool(self.event.query())
@@ -457,7 +471,7 @@ class DeviceSteps:
                 host += [(group, bucket.states) for bucket in plan.buckets]
         if found_inf is not None or checking:
             self.skips += flag[:1]
-            self._launch_read(stepped, names, checking, host)
+            self._launch_read(stepped, names, checking, host, plans=tuple(p for _, p in plans))
         return True
 
     def _prepared(
@@ -476,16 +490,23 @@ class DeviceSteps:
         # (a step that a raised flag skips: one that checks and raises, as all before it)
         raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
         while True:
-            if host_stepped:
-                self._host_inputs(plans, raising)
-            checking, flag = self._flag(plans, device, found_inf)
-            runs, names = self._runs(plans, device, scaled)
-            if all(self.fused.plans.get(id(group)) is plan for group, plan in plans):
-                return plans, checking, flag, runs, names
+            if any(not _launched_with(launched, plans) for launched in self.launched):
+                self.resolve(wait=True)  # (the rows for unread skips stand for these plans')
+            if self._current(plans):
+                if host_stepped:
+                    self._host_inputs(plans, raising)
+                checking, flag = self._flag(plans, device, found_inf)
+                runs, names = self._runs(plans, device, scaled)
+                if self._current(plans):
+                    return plans, checking, flag, runs, names
             again = self._plans(device)
             if again is None:
                 return None
             plans = again
+
+    def _current(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> bool:
+        """Whether ``plans`` are still the groups' (a skip read takes them away)."""
+        return all(self.fused.plans.get(id(group)) is plan for group, plan in plans)
 
     def _flag(
         self,
@@ -708,7 +729,8 @@ class DeviceSteps:
             for state in bucket.states:
                 for name in optimizer._state_arguments:
                     state[name].copy_(new[name])
-            self.host_values.get(id(group), {}).pop((id(bucket.states[0]), 0), None)
+            key = optimizer._host_key(group, bucket.states[0])
+            self.host_values.get(id(group), {}).pop(key, None)
 
     def _keep_host_values(
         self, group: dict[str, Any], plan: FusedPlan, replace: bool = True
@@ -719,7 +741,7 @@ class DeviceSteps:
         kept = self.host_values.setdefault(id(group), {})
         for bucket in plan.buckets:
             state = bucket.states[0]
-            key = (id(state), int(state["step"]))
+            key = self.optimizer._host_key(group, state)
             if not replace and key in kept:
                 continue
             kept.pop(key, None)  # (the newest last: the oldest go first)
@@ -740,6 +762,7 @@ class DeviceSteps:
             plan = self.fused.plans.get(id(group))
             if (
                 plan is None
+                or not plan.triton
                 or plan.device != device
                 or plan.capturable != capturable
                 or not plan.ready(optimizer, group)
@@ -838,8 +861,9 @@ class DeviceSteps:
             if scaled:
                 optimizer._grad_unscale = 1.0  # a placeholder: the device's value replaces it
             state, as_of = bucket.states[0], group
-            if j and optimizer._after_step_inputs is not None:  # as after count - j steps
-                kept = self.host_values.get(id(group), {}).get((id(state), count - j))
+            if j and optimizer._after_step_inputs is not None:  # as after j steps fewer
+                owner, now = optimizer._host_key(group, state)
+                kept = self.host_values.get(id(group), {}).get((owner, now - j))
                 if kept is None:
                     return None
                 as_of, state = optimizer._with_host_state(group, state, kept)
@@ -880,6 +904,7 @@ class DeviceSteps:
         checked: bool,
         host: list[tuple[dict[str, Any], list[dict[str, Any]]]],
         counted: bool = False,
+        plans: tuple[Any, ...] | None = None,
     ) -> None:
         """Copy the skip counter and the flags to the host without waiting."""
         values = torch.cat([self.skips, self.flags[: 1 + len(names)].double()])
@@ -892,7 +917,7 @@ class DeviceSteps:
             snapshot, event = values, None
         last = checked and self.optimizer.nonfinite_grads == "raise"
         self.launched.append(
-            _Launched(snapshot, event, stepped, names, checked, host, counted, last)
+            _Launched(snapshot, event, stepped, names, checked, host, counted, last, plans)
         )
 
     # -- reading the flags -----------------------------------------------------------------
@@ -919,10 +944,15 @@ class DeviceSteps:
                 self.known_skips = total
                 skipped_here += new
                 if not first.counted:  # counted optimistically on the host: take it back
+                    # (each host state once: a group's own is every bucket's)
+                    host = {
+                        self.optimizer._host_key(g, states[0]): (g, states)
+                        for g, states in first.host
+                    }
                     for step in first.stepped:
                         step -= 1
-                    for group, states in first.host:  # those of the true count, kept
-                        self._restore_host_values(group, states)
+                    for (owner, count), (group, states) in host.items():  # the true count's
+                        self._restore_host_values(group, states, (owner, count - 1))
                     self.fused.plans.clear()  # their cached step counts are off by one now
                 # (a step GradScaler skipped is its own to count; one that raises is not
                 # skipped but refused, as on every other path)
@@ -941,8 +971,9 @@ class DeviceSteps:
                 + ". Pass nonfinite_grads='skip' to skip such steps instead."
             )
 
-    def _restore_host_values(self, group: dict[str, Any], states: list[dict[str, Any]]) -> None:
-        key = (id(states[0]), int(states[0]["step"]))
+    def _restore_host_values(
+        self, group: dict[str, Any], states: list[dict[str, Any]], key: tuple[int, int]
+    ) -> None:
         kept = self.host_values.get(id(group), {}).get(key)
         if kept is None:  # (kept for the last counts; a step is read at most a few late)
             raise AssertionError("the host state of a skipped step's count was not kept")
@@ -950,6 +981,17 @@ class DeviceSteps:
 
 
 _UNKNOWN = object()
+
+
+def _launched_with(launched: _Launched, plans: list[tuple[dict[str, Any], FusedPlan]]) -> bool:
+    """Whether ``launched`` stepped with ``plans`` (the same objects): the rows of scalars for
+    ``j`` unread skips (:meth:`DeviceSteps._rows`) hold where every unread step advanced the
+    same parameters, counted on the host."""
+    return (
+        launched.plans is not None
+        and len(launched.plans) == len(plans)
+        and all(a is b for a, (_, b) in zip(launched.plans, plans))
+    )
 
 
 def _one_host_state(optimizer: Any, plan: FusedPlan) -> bool:

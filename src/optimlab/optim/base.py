@@ -436,6 +436,12 @@ class Optimizer(torch.optim.Optimizer):
         count, see DeviceSteps)."""
         return self._state_key(state)
 
+    def _host_key(self, group: dict[str, Any], state: dict[str, Any]) -> tuple[int, int]:
+        """What the device path keeps :meth:`_host_state`'s values under: whose they are and
+        the steps counted on the host that they follow (the parameter's state and its step
+        count by default; the group and its own count where that state is the group's)."""
+        return id(state), step_count(state)
+
     def _with_host_state(
         self, group: dict[str, Any], state: dict[str, Any], values: tuple[Any, ...]
     ) -> tuple[dict[str, Any], dict[str, Any]]:

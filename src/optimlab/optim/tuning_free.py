@@ -225,6 +225,9 @@ class _ScheduleFree(Optimizer):
     def _host_state(self, group, state):
         return tuple(group[name] for name in self._running)
 
+    def _host_key(self, group, state):
+        return id(group), group["k"]
+
     def _with_host_state(self, group, state, values):
         return {**group, **dict(zip(self._running, values))}, state
 
