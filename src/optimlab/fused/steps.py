@@ -299,7 +299,10 @@ class DeviceSteps:
     inputs stay the same, and a step where they changed (ASGD's lr under a schedule) with
     such flags unread first reads them (a wait, on a GPU; ASGD with ``capturable=True``
     keeps its state on the device and does not). Parameters at different step counts (a
-    bucket of each) keep their host state by bucket.
+    bucket of each) keep their host state by bucket (the schedule-free one, the group's, by
+    the group's count: ``Optimizer._host_key``). The rows for ``j`` unread skips stand for
+    launches that advanced the same parameters: a step of other plans (a parameter that
+    gained or lost its gradient, counts taken back) reads the flags first.
 
     With ``capturable=True`` the host counts nothing: the step counts live on the device and
     advance there unless the flag is raised, and the rule's scalars are computed there from
