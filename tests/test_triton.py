@@ -281,6 +281,56 @@ def test_a_step_the_kernels_leave_to_the_general_path_is_the_plain_path_s(dtype)
     _assert_same_run(*runs)
 
 
+@needs_c_kernel
+@pytest.mark.parametrize("cls", [optimlab.Adam, optimlab.NAdam], ids=lambda cls: cls.__name__)
+@pytest.mark.parametrize("policy", ["skip", "raise"])
+def test_a_step_that_leaves_the_triton_path_reads_the_flags_first(cls, policy):
+    # Two steps on the Triton kernels (a NaN in the second, its flag unread), then the group
+    # chooses the C kernels: their first step reads the flags before it counts on the host,
+    # so the run is the C kernels' all along ("raise": the error comes at that step, with the
+    # NaN's step not applied)
+    runs = []
+    for fused in ("triton", True):
+        params = _params(torch.float32)
+        opt = cls(params, lr=0.01, fused=fused, nonfinite_grads=policy)
+        opt._fused.device_steps.lag = 2
+        generator = torch.Generator().manual_seed(1)
+        for k in range(4):
+            for p, g in zip(params, _grads(params, generator, 7 if k == 1 else None)):
+                p.grad = g
+            opt.param_groups[0]["fused"] = fused if k < 2 else True
+            try:
+                opt.step()
+            except optimlab.NonFiniteGradientError:
+                assert k == (2 if fused == "triton" else 1)
+                break
+        runs.append((params, opt))
+    _assert_same_run(*runs)
+    assert int(runs[0][1].state[runs[0][0][0]]["step"]) == (3 if policy == "skip" else 1)
+
+
+@needs_c_kernel
+@pytest.mark.parametrize("capturable", [False, True], ids=["host-counted", "capturable"])
+def test_asgd_s_first_applied_step_takes_the_lr_of_its_moment(capturable):
+    # The first step is skipped (a NaN): the device path made the state then, with eta = that
+    # step's lr; the step that first applies, with another lr, takes its own lr as eta, as
+    # the C kernels (which make the state then) do
+    runs = []
+    for fused in ("triton", True):
+        params = _params(torch.float32)
+        opt = optimlab.ASGD(params, lr=0.01, fused=fused, capturable=capturable)
+        opt.nonfinite_grads = "skip"
+        generator = torch.Generator().manual_seed(1)
+        for k, lr in enumerate((0.01, 0.02, 0.03)):
+            for p, g in zip(params, _grads(params, generator, 7 if k == 0 else None)):
+                p.grad = g
+            opt.param_groups[0]["lr"] = lr
+            opt.step()
+        opt.check_finite()
+        runs.append((params, opt))
+    _assert_same_run(*runs)
+
+
 #: a configuration of each optimizer whose rule reads state kept on the host (NAdam's momentum
 #: product, ASGD's step sizes, the schedule-free average's weights)
 HOST_STATE_CASES = [
@@ -397,9 +447,7 @@ def test_with_raise_a_changing_lr_waits_for_no_flag_and_the_error_puts_all_back(
 
 
 @needs_c_kernel
-@pytest.mark.parametrize(
-    "name", ["asgd-averaging-lambd-alpha-weight_decay", "schedule_free_adamw-warmup-weight_decay-r"]
-)
+@pytest.mark.parametrize("name", ["adam", "radam", "nadam-weight_decay", *HOST_STATE_CASES[1:]])
 @pytest.mark.parametrize("then", ["policy-skip", "grad-scaler"])
 def test_a_step_the_raised_flag_would_not_skip_reads_the_flags_first(name, then):
     # The NaN of step 2 raises its flag under "raise"; step 3, with a new lr, is one that

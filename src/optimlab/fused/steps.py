@@ -302,7 +302,9 @@ class DeviceSteps:
     bucket of each) keep their host state by bucket (the schedule-free one, the group's, by
     the group's count: ``Optimizer._host_key``). The rows for ``j`` unread skips stand for
     launches that advanced the same parameters: a step of other plans (a parameter that
-    gained or lost its gradient, counts taken back) reads the flags first.
+    gained or lost its gradient, counts taken back) reads the flags first, as does a step that
+    a flag "raise" raised would not keep from applying (GradScaler's, or one under another
+    policy) and a step that leaves this path (``Optimizer.step``).
 
     With ``capturable=True`` the host counts nothing: the step counts live on the device and
     advance there unless the flag is raised, and the rule's scalars are computed there from
@@ -493,8 +495,11 @@ class DeviceSteps:
         # (a step that a raised flag skips: one that checks and raises, as all before it)
         raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
         while True:
-            if any(not _launched_with(launched, plans) for launched in self.launched):
-                self.resolve(wait=True)  # (the rows for unread skips stand for these plans')
+            if any(not _launched_with(launched, plans) for launched in self.launched) or (
+                not raising and any(launched.last for launched in self.launched)
+            ):  # (the rows for unread skips stand for these plans'; a flag that "raise"
+                # raised keeps only steps that read it from applying)
+                self.resolve(wait=True)
             if self._current(plans):
                 if host_stepped:
                     self._host_inputs(plans, raising)
@@ -558,6 +563,9 @@ class DeviceSteps:
         scalars are computed from them there (see :mod:`.device_scalars`); the update
         kernel reads them, and the flag, from device memory. The host reads the skip counter
         later, as in the other steps, or (after replays it did not see) in :meth:`settle`."""
+        raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
+        if not capturing and not raising and any(launched.last for launched in self.launched):
+            self.resolve(wait=True)  # (a flag "raise" raised keeps only its readers from applying)
         checking, flag = self._flag(plans, device, found_inf)
         runs = []
         names: list[str] = []
@@ -714,26 +722,9 @@ class DeviceSteps:
             if self.host_inputs.get(id(group), inputs) != inputs:
                 changed = True
             self.host_inputs[id(group)] = inputs
-            self._restart_unstepped(group, plan)
             self._keep_host_values(group, plan, replace=False)
         if changed and not (raising and all(launched.last for launched in self.launched)):
             self.resolve(wait=True)  # (see the class docstring)
-
-    def _restart_unstepped(self, group: dict[str, Any], plan: FusedPlan) -> None:
-        """Give the states no step has been applied to yet the state arguments a new state
-        takes now (ASGD's ``eta``: the lr of the moment): the other paths make a state at
-        the first step they apply to it, where one made here for a step the device skipped
-        holds those of that step's hyperparameters."""
-        optimizer = self.optimizer
-        for bucket in plan.buckets:
-            if not optimizer._state_arguments or int(plan.steps[bucket.index[0]]) != 0:
-                continue
-            new = optimizer._init_state(torch.empty(0, dtype=bucket.storage), group)
-            for state in bucket.states:
-                for name in optimizer._state_arguments:
-                    state[name].copy_(new[name])
-            key = optimizer._host_key(group, bucket.states[0])
-            self.host_values.get(id(group), {}).pop(key, None)
 
     def _keep_host_values(
         self, group: dict[str, Any], plan: FusedPlan, replace: bool = True

@@ -574,6 +574,8 @@ class Optimizer(torch.optim.Optimizer):
             raise RuntimeError(
                 capture_refusal(self, "its parameters do not step on the Triton path")
             )
+        if self._fused.device_steps.launched:  # (steps counted on the host, skipped or not)
+            self._fused.device_steps.resolve(wait=True)
         if found_inf is not None and bool(found_inf.item() != 0):
             return loss
         if grad_scale is not None:  # GradScaler's own inverse: float32, from float64

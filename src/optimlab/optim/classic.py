@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor
 
 from ..core import classic as rules
+from ..fused.device_scalars import DeviceScalar
 from .base import Optimizer
 from .binding import item
 from .checks import (
@@ -492,6 +494,25 @@ class ASGD(Optimizer):
     _eval_mode_holds = "their averages, not the training weights"
     #: after each step, each stepped parameter's ``eta`` and ``mu`` for the next come from these
     _after_step_inputs = ("lr", "lambd", "alpha", "t0")
+
+    # The first step applied to a parameter takes the lr of its moment as ``eta``: torch makes
+    # the state then, with ``eta = lr``. A state the device path made for a step it then
+    # skipped, or a loaded one no step was applied to, holds the lr of another moment.
+    def _arguments(self, group, state, step):
+        arguments = super()._arguments(group, state, step)
+        if step == 1:  # (in the state's dtype, as torch.as_tensor rounds it)
+            lr = arguments["lr"]
+            arguments["eta"] = float(np.float32(lr)) if state["eta"].dtype == torch.float32 else lr
+        return arguments
+
+    def _device_arguments(self, group, step, device, state):
+        arguments = super()._device_arguments(group, step, device, state)
+        lr = arguments["lr"]
+        if not isinstance(lr, DeviceScalar):
+            lr = DeviceScalar(torch.full((), float(lr), dtype=torch.float64, device=device))
+        first = lr.tensor.to(state["eta"].dtype).double()  # (as torch.as_tensor rounds it)
+        eta = torch.where(step.tensor == 1, first, arguments["eta"].tensor)
+        return {**arguments, "eta": DeviceScalar(eta)}
 
     def _after_step(self, group, stepped):
         lr, lambd, alpha, t0 = (self._numbers(group)[k] for k in ("lr", "lambd", "alpha", "t0"))
