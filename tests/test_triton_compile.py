@@ -137,7 +137,7 @@ def _assert_rounds_as_written(
 def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_path):
     specs = []
     for aligned in (False, True):  # each variant for an H100, the general one for every GPU
-        specs += _step_specs((_all_operations().program, dtype, None, False, aligned))
+        specs += _step_specs((_all_operations().program, dtype, None, False, aligned, None))
         specs[-len(STEP_VARIANTS)]["targets"] = list(ARCHS.values())
     # (a program of every operation at once, 30 results, is no optimizer's: it may spill)
     results = _compile(specs, [ARCHS["H100"]], tmp_path)
@@ -147,7 +147,7 @@ def test_every_operation_compiles_for_each_gpu_without_contraction(dtype, tmp_pa
 def test_the_check_catches_what_triton_s_default_options_compile(tmp_path):
     # the control: with Triton's default (fp fusion on, as the launches were before they passed
     # COMPILE_OPTIONS) the multiplies and adds carry no rounding mode, free for ptxas to fuse
-    specs = _step_specs((_all_operations().program, torch.float32, None, False, False), [{}])
+    specs = _step_specs((_all_operations().program, torch.float32, None, False, False, None), [{}])
     (compiled,) = _compile(specs, [ARCHS["H100"]], tmp_path, options={})
     problems = triton_kernels.ptx_problems(compiled[0]["ptx"])
     assert any("mul.f32" in p for p in problems) and any("add.f32" in p for p in problems)
