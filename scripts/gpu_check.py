@@ -140,15 +140,20 @@ class Cuda:
 GPU = Cuda()
 
 
+#: the registry ids the parity and speed parts take (None: every fusable variant)
+VARIANTS: tuple[str, ...] | None = None
+
+
 def device_variants():
     """The registry's fusable variants the Triton path takes (all of them, NAdam, ASGD and
-    the schedule-free ones included)."""
+    the schedule-free ones included; those of :data:`VARIANTS` where it names some)."""
     return [
         v
         for entry in REGISTRY.values()
         if entry.fusable
         for v in entry.variants()
-        if v.make([torch.zeros(1, requires_grad=True)])._host_steps_reason() is None
+        if (VARIANTS is None or v.id in VARIANTS)
+        and v.make([torch.zeros(1, requires_grad=True)])._host_steps_reason() is None
     ]
 
 

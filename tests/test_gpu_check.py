@@ -157,6 +157,10 @@ def gpu_check(monkeypatch):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     module.GPU = Interpreted()
+    # (each fusable configuration is the C kernels' in test_triton.py: here, the script's
+    # code on a few of each kind)
+    module.VARIANTS = ("sgd-momentum", "rmsprop", "adam", "adamw", "nadam", "radam", "lion")
+    module.VARIANTS += ("asgd", "schedule_free_adamw")
     module.PARITY_SIZES = (5, 1500, 33)
     module.SIZES = (300, 33, 5)
     module.BENCH_TOTAL, module.BENCH_TENSORS, module.TIMING = 4000, (2, 4), (1, 1)
