@@ -495,11 +495,9 @@ class DeviceSteps:
         # (a step that a raised flag skips: one that checks and raises, as all before it)
         raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
         while True:
-            if any(not _launched_with(launched, plans) for launched in self.launched) or (
-                not raising and any(launched.last for launched in self.launched)
-            ):  # (the rows for unread skips stand for these plans'; a flag that "raise"
-                # raised keeps only steps that read it from applying)
-                self.resolve(wait=True)
+            if any(not _launched_with(launched, plans) for launched in self.launched):
+                self.resolve(wait=True)  # (the rows for unread skips stand for these plans')
+            self._read_if_unguarded(raising)
             if self._current(plans):
                 if host_stepped:
                     self._host_inputs(plans, raising)
@@ -511,6 +509,12 @@ class DeviceSteps:
             if again is None:
                 return None
             plans = again
+
+    def _read_if_unguarded(self, raising: bool) -> None:
+        """Read the flags first where one that "raise" raised may be up and this step does
+        not read it (``raising`` False: GradScaler's flag, another policy), so would apply."""
+        if not raising and any(launched.last for launched in self.launched):
+            self.resolve(wait=True)
 
     def _current(self, plans: list[tuple[dict[str, Any], FusedPlan]]) -> bool:
         """Whether ``plans`` are still the groups' (a skip read takes them away)."""
@@ -563,9 +567,8 @@ class DeviceSteps:
         scalars are computed from them there (see :mod:`.device_scalars`); the update
         kernel reads them, and the flag, from device memory. The host reads the skip counter
         later, as in the other steps, or (after replays it did not see) in :meth:`settle`."""
-        raising = found_inf is None and self.optimizer.nonfinite_grads == "raise"
-        if not capturing and not raising and any(launched.last for launched in self.launched):
-            self.resolve(wait=True)  # (a flag "raise" raised keeps only its readers from applying)
+        if not capturing:
+            self._read_if_unguarded(found_inf is None and self.optimizer.nonfinite_grads == "raise")
         checking, flag = self._flag(plans, device, found_inf)
         runs = []
         names: list[str] = []
