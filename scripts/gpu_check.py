@@ -13,7 +13,7 @@
 3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
    Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads``
    policy, with a NaN in some steps, after ``load_state_dict`` (NAdam, ASGD, bf16 Adam with
-   stochastic rounding), and under ``GradScaler`` with fp16 autocast and an Inf: any host
+   stochastic rounding, bf16 and fp16 AdamW with state in their dtype), and under ``GradScaler`` with fp16 autocast and an Inf: any host
    synchronisation raises. The same around each of ``fit``'s steps (forward, backward,
    clipping, schedule, optimizer step; not its reads of the losses every ``read_every``
    steps) in fp32, bf16 and fp16.
@@ -225,36 +225,44 @@ def parity(report: list[str], failures: list[str]) -> None:
     ]
 
 
-#: bfloat16 parameters as the kernels keep them: the group's options, by name
+#: bfloat16 and float16 parameters as the kernels keep them: their dtype and the group's
+#: options, by name
 MIXED = {
-    "float32 state": {"state_dtype": torch.float32},
-    "float32 state, stochastic": {"state_dtype": torch.float32, "stochastic_rounding": True},
-    "bfloat16 state": {},  # (torch's default)
+    "bfloat16, float32 state": (torch.bfloat16, {"state_dtype": torch.float32}),
+    "bfloat16, float32 state, stochastic": (
+        torch.bfloat16,
+        {"state_dtype": torch.float32, "stochastic_rounding": True},
+    ),
+    "bfloat16, bfloat16 state": (torch.bfloat16, {}),  # (torch's default)
+    "float16, float32 state": (torch.float16, {"state_dtype": torch.float32}),
+    "float16, float16 state": (torch.float16, {}),
 }
 
 
 def mixed_parity(report: list[str], failures: list[str]) -> None:
-    """bfloat16 parameters on the GPU's kernels against the float32 step of the C kernel
-    (CPU) on them widened, rounded after each step as ``core.precision`` defines (the state
-    too where it is kept in bfloat16)."""
+    """bfloat16 and float16 parameters on the GPU's kernels against the float32 step of the
+    C kernel (CPU) on them widened, rounded after each step as ``core.precision`` defines
+    (the state too where it is kept in the parameters' dtype)."""
     from optimlab.core.precision import stochastic_round_bf16
 
-    report.append("## Mixed precision: bfloat16 parameters (GPU) against the float32 step\n")
+    report.append(
+        "## Mixed precision: bfloat16 and float16 parameters (GPU) against the float32 step\n"
+    )
     if not native.available():
         report.append(f"skipped: the C kernel cannot run here ({native.unavailable_reason()})\n")
         return
     rows = []
     for variant in (v for v in device_variants() if v.id in ("adam", "sgd-momentum")):
-        for label, options in MIXED.items():
+        for label, (dtype, options) in MIXED.items():
             generator = torch.Generator().manual_seed(0)
-            start = [torch.randn(n, generator=generator).bfloat16() for n in PARITY_SIZES]
+            start = [torch.randn(n, generator=generator).to(dtype) for n in PARITY_SIZES]
             params = [t.clone().to(GPU.device).requires_grad_() for t in start]
             wide = [t.float().requires_grad_() for t in start]
             opt = variant.make(params, lr=0.01, **options, **GPU.options)
             ref = variant.make(wide, lr=0.01, fused=True)
             for step in range(1, 5):
                 for p, w in zip(params, wide):
-                    g = torch.randn(p.shape, generator=generator).bfloat16()
+                    g = torch.randn(p.shape, generator=generator).to(dtype)
                     p.grad, w.grad = g.to(GPU.device), g.float()
                 opt.step()
                 ref.step()
@@ -266,7 +274,7 @@ def mixed_parity(report: list[str], failures: list[str]) -> None:
                         kept = {"": w} if options else {"": w, **ref.state[w]}
                         for key, t in kept.items():
                             if key != "step":  # (to nearest; a no-op where rounded already)
-                                t.copy_(t.bfloat16().float())
+                                t.copy_(t.to(dtype).float())
             opt.check_finite()
             same = all(
                 _same_bits(a.float(), b) and _same_bits(opt.state[a][k].float(), v)
@@ -276,7 +284,7 @@ def mixed_parity(report: list[str], failures: list[str]) -> None:
             rows.append(f"| {variant.id} | {label} | {'bitwise' if same else 'DIFFERS'} |")
             if not same:
                 failures.append(f"mixed parity {variant.id} {label}")
-    report += ["| configuration | bfloat16 parameters | GPU vs C kernel, rounded |"]
+    report += ["| configuration | parameters | GPU vs C kernel, rounded |"]
     report += ["|---|---|---|", *rows, ""]
 
 
@@ -376,6 +384,7 @@ def _resumed_syncs(failures: list[str]) -> list[str]:
         ("ASGD", {}, torch.float32),
         ("Adam", {"state_dtype": torch.float32, "stochastic_rounding": True}, torch.bfloat16),
         ("AdamW", {}, torch.bfloat16),  # (bfloat16 state)
+        ("AdamW", {}, torch.float16),  # (float16 state)
     ):
         verdict = "0 syncs"
         try:

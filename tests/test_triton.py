@@ -150,8 +150,9 @@ def _run(case, dtype, fused, steps=4, nonfinite_at=(), policy="raise", lag=0, **
 
 
 def _same(a, b):
-    """Bit for bit (bfloat16 compared as the float32 values it widens to, exactly)."""
-    if a.dtype == torch.bfloat16 and b.dtype == torch.bfloat16:
+    """Bit for bit (bfloat16 and float16 compared as the float32 values they widen to,
+    exactly)."""
+    if a.dtype == b.dtype and a.dtype in (torch.bfloat16, torch.float16):
         a, b = a.float(), b.float()
     return native._same_bits(a.detach(), b.detach())
 
@@ -591,8 +592,9 @@ class HostReads(TorchDispatchMode):
         (optimlab.NAdam, torch.float32),
         (optimlab.ASGD, torch.float32),
         (optimlab.AdamW, torch.bfloat16),  # (its state bfloat16 too: torch's default)
+        (optimlab.AdamW, torch.float16),
     ],
-    ids=["AdamW", "NAdam", "ASGD", "AdamW-bfloat16"],
+    ids=["AdamW", "NAdam", "ASGD", "AdamW-bfloat16", "AdamW-float16"],
 )
 @pytest.mark.parametrize("policy", ["raise", "skip", "ignore"])
 def test_a_step_reads_nothing_from_the_device_on_the_host(policy, cls, dtype):
@@ -707,34 +709,41 @@ def _bf16_params(seed=0):
     return [torch.randn(n, generator=generator).to(torch.bfloat16).requires_grad_() for n in SIZES]
 
 
+#: narrow parameters as the Triton kernels keep them: (parameters, state, stochastic rounding)
+NARROW = {
+    "bfloat16-float32-state-nearest": (torch.bfloat16, torch.float32, False),
+    "bfloat16-float32-state-stochastic": (torch.bfloat16, torch.float32, True),
+    "bfloat16-state": (torch.bfloat16, torch.bfloat16, False),
+    "float16-float32-state": (torch.float16, torch.float32, False),
+    "float16-state": (torch.float16, torch.float16, False),
+}
+
+
 @needs_c_kernel
-@pytest.mark.parametrize(
-    "state, stochastic",
-    [("float32", False), ("float32", True), ("bfloat16", False)],
-    ids=["float32-state-nearest", "float32-state-stochastic", "bfloat16-state"],
-)
+@pytest.mark.parametrize("narrow", list(NARROW))
 @pytest.mark.parametrize("name", MIXED)
-def test_bf16_is_the_float32_step_then_rounding(name, state, stochastic):
+def test_narrow_parameters_are_the_float32_step_then_rounding(name, narrow):
     # The reference: the float32 step (the C kernel, which the tests above tie to the Triton
-    # source and to PyTorch) on the parameters widened, then rounded to bfloat16 as
+    # source and to PyTorch) on the parameters widened, then rounded to their dtype as
     # core.precision defines (to nearest even: Tensor.copy_; stochastic: its reference), the
-    # state too where it is kept in bfloat16 (torch's default for bfloat16 parameters: the
-    # kernel computes in float32 between its loads and stores, as torch's fused Adam). A
-    # step with a NaN under "skip" changes nothing and is not counted.
+    # state too where it is kept in their dtype (torch's default: the kernel computes in
+    # float32 between its loads and stores, as torch's fused Adam). A step with a NaN under
+    # "skip" changes nothing and is not counted.
     from optimlab.core.precision import stochastic_round_bf16
 
+    dtype, state, stochastic = NARROW[narrow]
     case = next(c for c in CASES if c.id == name)
-    params = _bf16_params()
+    params = [p.detach().to(dtype).requires_grad_() for p in _bf16_params()]
     wide = [p.detach().float().requires_grad_() for p in params]
     mixed = {}
-    if state == "float32":
+    if state == torch.float32:
         mixed = dict(state_dtype=torch.float32, stochastic_rounding=stochastic)
     opt = case.make(params, lr=0.01, fused="triton", nonfinite_grads="skip", **mixed)
     ref = case.make(wide, lr=0.01, fused=True)
     generator = torch.Generator().manual_seed(1)
     for step in range(1, 5):
         for p, w in zip(params, wide):
-            g = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
+            g = torch.randn(p.shape, generator=generator).to(dtype)
             p.grad, w.grad = g, g.float()
         opt.step()
         ref.step()
@@ -744,35 +753,72 @@ def test_bf16_is_the_float32_step_then_rounding(name, state, stochastic):
                     seed = int(opt.state[p]["rounding_seed"])
                     w.copy_(stochastic_round_bf16(w, seed, step).float())
                 else:
-                    w.copy_(w.to(torch.bfloat16).float())
-                if state == "bfloat16":
+                    w.copy_(w.to(dtype).float())
+                if state == dtype:
                     for key, value in ref.state[w].items():
                         if key != "step":
-                            value.copy_(value.to(torch.bfloat16).float())
+                            value.copy_(value.to(dtype).float())
         if step == 2:  # (skipped: nothing written, not counted)
             params[-1].grad = torch.full_like(params[-1], float("nan"))
             opt.step()
     opt.check_finite()
     assert opt.skipped_steps == 1
     for p, w in zip(params, wide):
-        assert p.dtype == torch.bfloat16
+        assert p.dtype == dtype
         assert native._same_bits(p.detach().float(), w.detach())
         for key, value in opt.state[p].items():
             if key != "rounding_seed":
-                assert value.dtype == (
-                    torch.bfloat16 if state == "bfloat16" and key != "step" else torch.float32
-                )
+                assert value.dtype == (state if key != "step" else torch.float32)
                 assert native._same_bits(value.float(), ref.state[w][key]), key
 
 
-def test_bfloat16_state_takes_the_triton_kernels_and_the_plain_path_on_the_cpu():
-    # bfloat16 parameters keep bfloat16 state by default, as torch's: on a GPU the Triton
-    # kernels take them (computing in float32, as torch's fused Adam); the C kernels leave
-    # them to the plain path (one rounding per operation, as torch's foreach on the CPU)
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize(
+    "name, options",
+    [
+        ("Adam", {}),
+        ("AdamW", {"weight_decay": 0.1}),
+        ("Adam", {"amsgrad": True, "weight_decay": 0.1}),
+        ("Adam", {"maximize": True}),
+    ],
+    ids=["adam", "adamw", "adam-amsgrad", "adam-maximize"],
+)
+def test_half_precision_adam_is_torch_s_fused_adam(name, options, dtype):
+    # torch's fused Adam keeps bfloat16 and float16 parameters and state the same way:
+    # loaded into float32, the float32 step, each stored value rounded once (on the CPU its
+    # float32 operations are each correctly rounded, whatever the vector unit): the same bits
+    runs = []
+    for module, fused in ((optimlab, "triton"), (torch.optim, True)):
+        generator = torch.Generator().manual_seed(0)
+        params = [torch.randn(n, generator=generator).to(dtype).requires_grad_() for n in SIZES]
+        opt = getattr(module, name)(params, lr=0.01, fused=fused, **options)
+        for _ in range(6):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
+            opt.step()
+        runs.append((params, opt))
+    (ours, opt), (theirs, ref) = runs
+    opt.check_finite()
+    for p, q in zip(ours, theirs):
+        assert p.dtype == dtype and _same(p, q)
+        for key, value in ref.state[q].items():
+            assert opt.state[p][key].dtype == value.dtype, key
+            assert _same(opt.state[p][key], value), key
+
+
+def test_half_precision_state_takes_the_triton_kernels_and_the_plain_path_on_the_cpu():
+    # bfloat16 and float16 parameters keep their state in their dtype by default, as torch's:
+    # on a GPU the Triton kernels take them (computing in float32, as torch's fused Adam);
+    # the C kernels leave them to the plain path (one rounding per operation, as torch's
+    # foreach on the CPU)
     assert kernel_dtypes(torch.bfloat16, None, triton=True) == (torch.float32, torch.bfloat16)
     assert kernel_dtypes(torch.bfloat16, torch.bfloat16, triton=True) is not None
     assert kernel_dtypes(torch.bfloat16, None) is None
-    assert kernel_dtypes(torch.float16, None, triton=True) is None
+    # (float16 too, on a GPU only)
+    assert kernel_dtypes(torch.float16, None, triton=True) == (torch.float32, torch.float16)
+    assert kernel_dtypes(torch.float16, torch.float32, triton=True) == (torch.float32,) * 2
+    assert kernel_dtypes(torch.float16, None) is None
+    assert kernel_dtypes(torch.float16, torch.float32) is None
 
 
 @needs_c_kernel  # (the plain path multiplies and adds as the kernels do only there)

@@ -5,7 +5,7 @@ computes each operation as written. A GPU runs that source compiled: Triton lowe
 and ``ptxas`` (shipped with Triton) to machine code, and both may contract a multiply and an
 add into one fused multiply-add, which rounds once instead of twice. Here every kernel that the
 registry's fusable configurations launch is compiled ahead of time for an H100 (``sm_90``), and
-every operation, the bfloat16 kernels and the non-finite check also for an A100 (``sm_80``), a
+every operation, the bfloat16 kernels with float32 state and the non-finite check also for an A100 (``sm_80``), a
 B200 (``sm_100``) and an RTX 5090 (``sm_120``), with the options the launches pass
 (:data:`optimlab.fused.triton_kernels.COMPILE_OPTIONS`), through ``ptxas``, and its PTX is
 checked (:func:`~optimlab.fused.triton_kernels.ptx_problems`): every floating-point add,
@@ -176,28 +176,35 @@ def _run_params():
     return [torch.randn(n, generator=generator) for n in (5, 1500)]
 
 
-@pytest.mark.parametrize("state", ["float32", "bfloat16"])
-def test_bfloat16_kernels_compile_for_each_gpu(state, monkeypatch, tmp_path):
-    # bfloat16 parameters with float32 state (both roundings) for every GPU; with bfloat16
-    # state (loads and stores of the same integer code for every operand) for an H100
+#: the parameters' and the state's dtype of the kernels for narrow parameters
+NARROW = {
+    # bfloat16 with float32 state, both roundings: for every GPU
+    "float32": [(torch.bfloat16, torch.float32, False), (torch.bfloat16, torch.float32, True)],
+    # the state in the parameters' dtype (torch's default), float16 also with float32 state:
+    # loads and stores converted as each dtype is, for an H100
+    "narrow": [
+        (torch.bfloat16, None, False),
+        (torch.float16, None, False),
+        (torch.float16, torch.float32, False),
+    ],
+}
+
+
+@pytest.mark.parametrize("state", list(NARROW))
+def test_narrow_parameters_kernels_compile_for_each_gpu(state, monkeypatch, tmp_path):
     launches = _Launches(monkeypatch)
-    mixed = (
-        [dict(state_dtype=torch.float32, stochastic_rounding=s) for s in (False, True)]
-        if state == "float32"
-        else [{}]
-    )
     for name in MIXED:
         case = next(c for c in CASES if c.id == name)
-        for options in mixed:
-            params = [p.detach().to(torch.bfloat16).requires_grad_() for p in _run_params()]
+        for dtype, state_dtype, stochastic in NARROW[state]:
+            params = [p.detach().to(dtype).requires_grad_() for p in _run_params()]
+            options = dict(state_dtype=state_dtype, stochastic_rounding=stochastic)
             opt = case.make(params, lr=0.01, fused="triton", **options)
             for p in params:
                 p.grad = torch.ones_like(p)
             opt.step()
     keys = dict.fromkeys(key for key, *_ in launches.launched)
-    assert {key[3] for key in keys} == ({False, True} if state == "float32" else {False})
-    assert {key[2] for key in keys} == {torch.bfloat16}
-    assert {key[5] for key in keys} == {getattr(torch, state)}
+    made = {(key[2], key[5], key[3]) for key in keys}  # (storage, state storage, stochastic)
+    assert made == {(p, s or p, r) for p, s, r in NARROW[state]}
     specs = [  # (the general variant too: these tensors were aligned)
         spec
         for key in keys

@@ -10,8 +10,9 @@ parameter ``p`` is *fusable*, with its gradient ``g`` and the state buffers the 
 2. ``p`` is float32, float64, complex64 or complex128, and ``g`` and every buffer have exactly
    ``p``'s dtype and shape (the plain path raises for anything else: the kernel never sees it);
    or ``p`` and ``g`` are bfloat16 and the group keeps float32 state (``state_dtype``), and
-   every buffer is float32 of ``p``'s shape; or (the Triton kernels only) ``p``, ``g`` and
-   every buffer are bfloat16 and the group keeps its state in the parameters' dtype;
+   every buffer is float32 of ``p``'s shape; or (the Triton kernels only) ``p`` and ``g``
+   are bfloat16 or float16, and every buffer is float32 (``state_dtype``) or, where the
+   group keeps its state in the parameters' dtype, of ``p``'s dtype;
 3. its state is a dict whose ``step`` is a step count as torch.optim keeps it: a 0-dim tensor
    of float32 or float64 passing (1), holding a whole number;
 4. the memory it writes (``p`` and its buffers) overlaps nothing else the step reads or writes:
@@ -138,10 +139,12 @@ def kernel_dtypes(
     whose group keeps state in ``state_dtype``, and the dtype of their buffers; None where no
     kernel takes them. The kernels take float32, float64 and their complex types, with state
     of the same dtype, and bfloat16 with float32 state; the Triton kernels (``triton``) also
-    bfloat16 with bfloat16 state (torch's default), computing in float32 (see
-    :func:`optimlab.fused.triton_kernels.program_source`)."""
-    if triton and dtype == torch.bfloat16 and state_dtype in (None, torch.bfloat16):
-        return torch.float32, torch.bfloat16
+    bfloat16 and float16 with state of their own dtype (torch's default) or float32,
+    computing in float32 (see :func:`optimlab.fused.triton_kernels.program_source`)."""
+    if triton and dtype in (torch.bfloat16, torch.float16):
+        if state_dtype in (None, dtype):
+            return torch.float32, dtype
+        return (torch.float32, torch.float32) if state_dtype == torch.float32 else None
     if state_dtype is None or state_dtype == dtype:
         real = native.REAL_DTYPE.get(dtype)
         return None if real is None else (real, dtype)
@@ -285,8 +288,8 @@ class Bucket:
         self.tensors = table.shape[1]
         self.elements = int(starts[-1])
         self.device_bucket: Any = None  # its tables on a GPU (triton_kernels.DeviceBucket)
-        self.storage = dtype  # the parameters' dtype (bfloat16 where ``dtype`` is wider)
-        self.state_storage = dtype  # the buffers' (bfloat16 too: bfloat16 state, on Triton)
+        self.storage = dtype  # the parameters' dtype (bfloat16, float16: ``dtype`` is wider)
+        self.state_storage = dtype  # the buffers' (the parameters', on Triton, or ``dtype``)
         self.names: list[str] | None = None  # the parameters' names (for error messages)
 
 

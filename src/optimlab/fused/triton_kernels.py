@@ -287,14 +287,15 @@ def program_source(
     ``nscalars``.
 
     ``storage``: the dtype the parameter and gradient (operands 0 and 1) are kept in, where it
-    is narrower than ``dtype`` (bfloat16 with float32: read exactly, the parameter written
-    back rounded to nearest even, or ``stochastic``-ally as
-    :func:`optimlab.core.precision.stochastic_round_bf16`; in integer arithmetic, which the
-    interpreter and a GPU compute alike). ``state_storage``: the dtype the state buffers
-    (the other operands) are kept in, where it is narrower than ``dtype`` (bfloat16 state
-    of bfloat16 parameters: read exactly, written back rounded to nearest even). The
-    arithmetic between the loads and the stores is ``dtype``'s: one rounding to bfloat16
-    per stored value, as torch's fused Adam keeps bfloat16 (not one per operation, as its
+    is narrower than ``dtype`` (bfloat16 or float16, computing in float32: read exactly, the
+    parameter written back rounded to nearest even, or a bfloat16 one ``stochastic``-ally as
+    :func:`optimlab.core.precision.stochastic_round_bf16`; bfloat16 in integer arithmetic,
+    which the interpreter and a GPU compute alike, float16 by Triton's conversion, which
+    rounds to nearest even in both). ``state_storage``: the dtype the state buffers (the
+    other operands) are kept in, where it is narrower than ``dtype`` (bfloat16 or float16
+    state of parameters of that dtype: read exactly, written back rounded to nearest even).
+    The arithmetic between the loads and the stores is ``dtype``'s: one rounding per stored
+    value, as torch's fused Adam keeps bfloat16 and float16 (not one per operation, as its
     per-tensor and foreach steps do).
 
     ``aligned``: the variant for tensors whose data pointers are all multiples of 16 bytes
@@ -307,6 +308,8 @@ def program_source(
     ctype = TL_TYPES[dtype]
     n = len(program.operands)
     narrow = _narrow_operands(n, dtype, storage, state_storage)
+    if stochastic and narrow.get(0) != torch.bfloat16:
+        raise ValueError(f"the Triton kernels round {storage} parameters stochastically? no")
     loaded, written = set(program.read), set(program.written)
     first = "tl.load(chunks + 2 * pid + 1)"
     body = [
@@ -330,7 +333,7 @@ def program_source(
     ]
     for i in range(n):
         if i in loaded or i in written:
-            kind = "tl.uint16" if i in narrow else ctype
+            kind = _NARROW_POINTERS[narrow[i]] if i in narrow else ctype
             pointer = f"tl.load(table + {i} * ntensors + t).to(tl.pointer_type({kind}))"
             body.append(f"    a{i} = {f'tl.multiple_of({pointer}, 16)' if aligned else pointer}")
 
@@ -349,47 +352,59 @@ def program_source(
     )
 
 
+#: how a kernel points at the operands it keeps narrower than it computes: bfloat16 as its
+#: bits (the interpreter's own conversion truncates), float16 as itself (converted by Triton:
+#: exactly up, to nearest even down, in the interpreter as on a GPU)
+_NARROW_POINTERS = {torch.bfloat16: "tl.uint16", torch.float16: "tl.float16"}
+
+
 def _narrow_operands(
     n: int, dtype: torch.dtype, storage: torch.dtype | None, state_storage: torch.dtype | None
-) -> frozenset[int]:
-    """The operands (of ``n``) kept in bfloat16 while the kernel computes in ``dtype``: the
-    parameter and gradient where ``storage`` is narrower, the state where ``state_storage``
-    is."""
-    narrow: set[int] = set()
+) -> dict[int, torch.dtype]:
+    """The operands (of ``n``) kept in bfloat16 or float16 while the kernel computes in
+    ``dtype``, and their dtype: the parameter and gradient where ``storage`` is narrower,
+    the state where ``state_storage`` is (then of the parameters' dtype)."""
+    narrow: dict[int, torch.dtype] = {}
     for kept, operands in ((storage, range(2)), (state_storage, range(2, n))):
         if kept is None or kept == dtype:
             continue
-        if kept != torch.bfloat16 or dtype != torch.float32:
+        if kept not in _NARROW_POINTERS or dtype != torch.float32:
             raise ValueError(f"the Triton kernels keep {kept} tensors computing in {dtype}? no")
-        narrow.update(operands)
-    if narrow and 0 not in narrow:
-        raise ValueError(f"the Triton kernels keep {state_storage} state of {dtype}? no")
-    return frozenset(narrow)
+        narrow.update(dict.fromkeys(operands, kept))
+    if narrow and (0 not in narrow or len(set(narrow.values())) > 1):
+        raise ValueError(f"the Triton kernels keep {state_storage} state of {storage}? no")
+    return narrow
 
 
 def _update_lines(
-    program: Program, ctype: str, narrow: frozenset[int], stochastic: bool, masked: bool
+    program: Program,
+    ctype: str,
+    narrow: dict[int, torch.dtype],
+    stochastic: bool,
+    masked: bool,
 ) -> list[str]:
     """The kernel's loads, arithmetic and stores (see :func:`program_source`); ``narrow``:
-    the operands kept in bfloat16; ``masked``: only inside the tensor, where the flag is down
-    (else the chunk is whole and the flag down: nothing to mask)."""
+    the operands kept in bfloat16 or float16; ``masked``: only inside the tensor, where the
+    flag is down (else the chunk is whole and the flag down: nothing to mask)."""
     n = len(program.operands)
     loads = stores = ", mask=mask" if masked else ""
     lines = []
     for i in sorted(set(program.read)):
-        if i in narrow:  # bfloat16: the high half of a float32, exactly
-            lines.append(
-                f"    v{i} = (tl.load(a{i} + offs{loads}).to(tl.uint32) << 16)"
-                ".to(tl.float32, bitcast=True)"
-            )
+        load = f"tl.load(a{i} + offs{loads})"
+        if narrow.get(i) == torch.bfloat16:  # the high half of a float32, exactly
+            lines.append(f"    v{i} = ({load}.to(tl.uint32) << 16).to(tl.float32, bitcast=True)")
+        elif narrow.get(i) == torch.float16:
+            lines.append(f"    v{i} = {load}.to(tl.float32)")
         else:
-            lines.append(f"    v{i} = tl.load(a{i} + offs{loads})")
+            lines.append(f"    v{i} = {load}")
     for op, result, args, slots in program.instructions:
         lines.append(f"    v{result} = {_expression(op, [f'v{a}' for a in args], slots, ctype)}")
     for i in sorted(set(program.written)):
-        if i in narrow:  # (stochastically: the parameter only)
+        if narrow.get(i) == torch.bfloat16:  # (stochastically: the parameter only)
             lines += _round_to_bf16_lines(program, n, i, stochastic and i == 0)
             lines.append(f"    tl.store(a{i} + offs, b{i}.to(tl.uint16){stores})")
+        elif narrow.get(i) == torch.float16:
+            lines.append(f"    tl.store(a{i} + offs, v{i}.to(tl.float16){stores})")
         else:
             lines.append(f"    tl.store(a{i} + offs, v{i}{stores})")
     return lines
@@ -538,6 +553,7 @@ _EXPONENTS = {
     torch.float32: ("uint32", 0x7F800000),
     torch.float64: ("uint64", 0x7FF0000000000000),
     torch.bfloat16: ("uint16", 0x7F80),
+    torch.float16: ("uint16", 0x7C00),
 }
 
 

@@ -47,7 +47,8 @@ step hooks all behave as in torch. On top of torch it
   Triton kernels, which compute the same bits. bfloat16 parameters with bfloat16 state (the
   default) step on the plain path on the CPU, rounding after every operation as torch's
   foreach path does; the Triton kernels (a GPU's default) take them too and compute in
-  float32, rounding each stored value once, as torch's fused Adam does.
+  float32, rounding each stored value once, as torch's fused Adam does; and float16
+  parameters alike, with float16 or float32 state.
 
 A subclass declares its hyperparameter checks (``_checks``), the names of its per-parameter
 buffers (``_buffer_names``) and its rule (``_rule``, whose arguments are bound by name, see
