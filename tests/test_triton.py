@@ -652,6 +652,41 @@ def test_grad_scaler_unscales_and_skips_in_the_kernel():
     assert int(opt.state[params[0]]["step"]) == 5  # the step with an Inf is not counted
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=str)
+def test_grad_scaler_on_a_half_precision_model_is_torch_s_fused_adam(dtype):
+    # a model kept in float16 (or bfloat16) under GradScaler, an Inf in one step: the kernels
+    # unscale and skip as torch's fused Adam does (it takes grad_scale and found_inf too),
+    # to the bit, and the scaler sees the same steps
+    runs = []
+    for module, fused in ((optimlab, "triton"), (torch.optim, True)):
+        generator = torch.Generator().manual_seed(0)
+        model = torch.nn.Sequential(
+            torch.nn.Linear(8, 64), torch.nn.ReLU(), torch.nn.Linear(64, 1)
+        ).to(dtype)
+        with torch.no_grad():
+            for p in model.parameters():
+                p.copy_(torch.randn(p.shape, generator=generator) * 0.3)
+        opt = module.Adam(model.parameters(), lr=0.01, fused=fused)
+        scaler = torch.amp.GradScaler("cpu", init_scale=2.0**10, growth_interval=2)
+        X = torch.randn(32, 8, generator=generator).to(dtype)
+        y = torch.randn(32, 1, generator=generator).to(dtype)
+        for k in range(6):
+            opt.zero_grad()
+            loss = ((model(X) - y) ** 2).mean()
+            scaler.scale(loss * float("inf") if k == 2 else loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        runs.append((list(model.parameters()), opt, scaler.get_scale()))
+    (ours, opt, scale), (theirs, ref, their_scale) = runs
+    opt.check_finite()
+    assert scale == their_scale
+    for p, q in zip(ours, theirs):
+        assert _same(p, q)
+        for key, value in ref.state[q].items():
+            assert _same(opt.state[p][key], value), key
+    assert int(opt.state[ours[0]]["step"]) == 5  # the step with an Inf is not counted
+
+
 def test_state_dict_counts_exactly_while_flags_are_unread():
     case = next(c for c in CASES if c.id == "adam")
     params, opt = _run(case, torch.float32, "triton", steps=5, nonfinite_at=(3,), policy="skip")
