@@ -304,22 +304,28 @@ def test_grad_scaler_with_capturable_unscales_and_skips_on_the_device():
 
 
 @pytest.mark.parametrize(
-    "mixed",
+    "dtype, mixed",
     [
-        dict(state_dtype=torch.float32),
-        dict(state_dtype=torch.float32, stochastic_rounding=True),
-        {},  # bfloat16 state
+        (torch.bfloat16, dict(state_dtype=torch.float32)),
+        (torch.bfloat16, dict(state_dtype=torch.float32, stochastic_rounding=True)),
+        (torch.bfloat16, {}),  # bfloat16 state
+        (torch.float16, dict(state_dtype=torch.float32)),
+        (torch.float16, {}),  # float16 state
     ],
-    ids=["float32-state-nearest", "float32-state-stochastic", "bfloat16-state"],
+    ids=[
+        "bfloat16-float32-state-nearest",
+        "bfloat16-float32-state-stochastic",
+        "bfloat16-state",
+        "float16-float32-state",
+        "float16-state",
+    ],
 )
-def test_bf16_and_capturable_is_the_host_scalars_step(mixed, monkeypatch):
+def test_half_precision_and_capturable_is_the_host_scalars_step(dtype, mixed):
     # the rounding key's share of the step, hash32(step), computed on the device too
     runs = []
     for fused, capturable in (("triton", True), ("triton", False)):
         generator = torch.Generator().manual_seed(0)
-        params = [
-            torch.randn(n, generator=generator).to(torch.bfloat16).requires_grad_() for n in SIZES
-        ]
+        params = [torch.randn(n, generator=generator).to(dtype).requires_grad_() for n in SIZES]
         opt = optimlab.AdamW(
             params,
             lr=0.01,
@@ -329,7 +335,7 @@ def test_bf16_and_capturable_is_the_host_scalars_step(mixed, monkeypatch):
         )
         for _ in range(4):
             for p in params:
-                p.grad = torch.randn(p.shape, generator=generator).to(torch.bfloat16)
+                p.grad = torch.randn(p.shape, generator=generator).to(dtype)
             opt.step()
         opt.check_finite()
         runs.append((params, opt))
@@ -337,7 +343,7 @@ def test_bf16_and_capturable_is_the_host_scalars_step(mixed, monkeypatch):
     assert len(plan.fused) == len(SIZES) and plan.capturable
     for p, q in zip(runs[0][0], runs[1][0]):
         assert native._same_bits(p.detach().float(), q.detach().float())
-        state_dtype = mixed.get("state_dtype", torch.bfloat16)
+        state_dtype = mixed.get("state_dtype", dtype)
         assert runs[0][1].state[p]["exp_avg_sq"].dtype == state_dtype
         assert native._same_bits(
             runs[0][1].state[p]["exp_avg_sq"].float(), runs[1][1].state[q]["exp_avg_sq"].float()

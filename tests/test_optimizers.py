@@ -333,3 +333,29 @@ def test_state_dict_of_torch_adam_loads_into_optimlab_adam(digits):
     train(ours, opt_ours, X, y, 5, 0.01, lr_changes=False)
     for a, b in zip(theirs.parameters(), ours.parameters()):
         assert torch.equal(a, b)
+
+
+def test_mixed_precision_options_that_would_do_nothing_are_refused():
+    # stochastic rounding takes float32 updates to bfloat16 parameters: elsewhere it would
+    # silently round to nearest, so it is refused, naming the parameter and what is valid
+    bf16 = torch.zeros(3, dtype=torch.bfloat16, requires_grad=True)
+    half = torch.zeros(3, dtype=torch.float16, requires_grad=True)
+    with pytest.raises(ValueError, match=r"Invalid stochastic_rounding=True without state_dtype"):
+        optimlab.Adam([bf16], stochastic_rounding=True)
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid stochastic_rounding=True for a torch.float16 parameter \(shape \(3,\)\) "
+        r"with state_dtype=torch.float32: .* leave it off",
+    ):
+        optimlab.Adam([half], state_dtype=torch.float32, stochastic_rounding=True)
+    with pytest.raises(
+        ValueError,
+        match=r"Invalid stochastic_rounding=True with state_dtype=torch.float64: .* "
+        r"pass state_dtype=torch.float32",
+    ):
+        optimlab.Adam([bf16], state_dtype=torch.float64, stochastic_rounding=True)
+    # float32 parameters beside the bfloat16 ones need no rounding
+    float32 = torch.zeros(3, requires_grad=True)
+    opt = optimlab.Adam([bf16, float32], state_dtype=torch.float32, stochastic_rounding=True)
+    with pytest.raises(ValueError, match=r"torch.float16 parameter"):  # (added groups too)
+        opt.add_param_group({"params": [half]})

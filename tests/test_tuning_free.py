@@ -97,6 +97,32 @@ def test_eval_holds_x_and_train_gives_y_back(cls):
     assert torch.equal(w, y_again)
 
 
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16], ids=str)
+@pytest.mark.parametrize("cls", SCHEDULE_FREE, ids=lambda c: c.__name__)
+def test_eval_and_train_of_narrow_parameters_compute_in_the_state_dtype(cls, dtype):
+    # with float32 state (z) for bfloat16 or float16 parameters (y), eval() computes
+    # x = (y - (1 - beta) z) / beta in float32 and rounds it to the parameters' dtype once,
+    # as a step does (it once refused to interpolate between the two dtypes): within the
+    # rounding to ``dtype`` plus test_eval_holds_x_and_train_gives_y_back's float32 bound
+    generator = torch.Generator().manual_seed(0)
+    w = torch.randn(300, generator=generator).to(dtype).requires_grad_()
+    opt = cls([w], lr=0.02, state_dtype=torch.float32)
+    for _ in range(5):
+        w.grad = torch.randn(w.shape, generator=generator).to(dtype)
+        opt.step()
+    y, z = w.detach().double(), opt.state[w]["z"].double()
+    beta = opt._interpolation(opt.param_groups[0])
+    opt.eval()
+    x = (y - (1 - beta) * z) / beta
+    assert w.dtype == dtype and opt.state[w]["z"].dtype == torch.float32
+    bound = torch.finfo(dtype).eps * x.abs() + 8 * EPS * (x.abs() + y.abs() + z.abs())
+    assert ((w.detach().double() - x).abs() <= bound).all()
+    assert not torch.equal(w.detach().double(), y)
+    opt.train()  # y again, within the roundings of both ways
+    bound = 2 * torch.finfo(dtype).eps * (x.abs() + y.abs() + z.abs())
+    assert ((w.detach().double() - y).abs() <= bound).all()
+
+
 @pytest.mark.parametrize("cls", SCHEDULE_FREE, ids=lambda c: c.__name__)
 def test_step_in_eval_mode_is_refused_and_changes_nothing(cls):
     w, opt = fresh(cls)

@@ -286,15 +286,12 @@ def program_source(
     ``skips`` (float64: the device's count of skipped steps), ``ntensors``, ``rows``,
     ``nscalars``.
 
-    ``storage``: the dtype the parameter and gradient (operands 0 and 1) are kept in, where it
-    is narrower than ``dtype`` (bfloat16 or float16, computing in float32: read exactly, the
-    parameter written back rounded to nearest even, or a bfloat16 one ``stochastic``-ally as
-    :func:`optimlab.core.precision.stochastic_round_bf16`; bfloat16 in integer arithmetic,
-    which the interpreter and a GPU compute alike, float16 by Triton's conversion, which
-    rounds to nearest even in both). ``state_storage``: the dtype the state buffers (the
-    other operands) are kept in, where it is narrower than ``dtype`` (bfloat16 or float16
-    state of parameters of that dtype: read exactly, written back rounded to nearest even).
-    The arithmetic between the loads and the stores is ``dtype``'s: one rounding per stored
+    ``storage``, ``state_storage``: the dtype the parameter and gradient (operands 0 and 1),
+    and the state buffers, are kept in where narrower than ``dtype`` (bfloat16 or float16,
+    computing in float32; the state only in the parameters' dtype): read exactly, written
+    back rounded to nearest even (see :data:`_NARROW_POINTERS`), or a bfloat16 parameter
+    ``stochastic``-ally as :func:`optimlab.core.precision.stochastic_round_bf16`. The
+    arithmetic between the loads and the stores is ``dtype``'s: one rounding per stored
     value, as torch's fused Adam keeps bfloat16 and float16 (not one per operation, as its
     per-tensor and foreach steps do).
 
@@ -353,8 +350,9 @@ def program_source(
 
 
 #: how a kernel points at the operands it keeps narrower than it computes: bfloat16 as its
-#: bits (the interpreter's own conversion truncates), float16 as itself (converted by Triton:
-#: exactly up, to nearest even down, in the interpreter as on a GPU)
+#: bits, converted in integer arithmetic (the interpreter's own conversion truncates),
+#: float16 as itself (converted by Triton: exactly up, to nearest even down, in the
+#: interpreter as on a GPU)
 _NARROW_POINTERS = {torch.bfloat16: "tl.uint16", torch.float16: "tl.float16"}
 
 

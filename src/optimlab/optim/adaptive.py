@@ -142,8 +142,9 @@ class Adam(Optimizer):
         state_dtype: None keeps the state in each parameter's dtype (as torch);
             ``torch.float32`` keeps it, and computes the step, in float32 for narrower
             (bfloat16, float16) parameters, which are written back rounded to nearest.
-        stochastic_rounding: with ``state_dtype``, round bfloat16 parameters stochastically
-            (unbiased; reproducible: :mod:`optimlab.core.precision`).
+        stochastic_rounding: with ``state_dtype=torch.float32``, round bfloat16 parameters
+            stochastically (unbiased; reproducible: :mod:`optimlab.core.precision`); refused
+            for a group with float16 parameters or other state.
 
     Example::
 

@@ -262,8 +262,14 @@ class _ScheduleFree(Optimizer):
             for bucket in _buckets(params):
                 points = [_as_real(p) for p in bucket]
                 zs = [_as_real(self.state[p]["z"]) for p in bucket]
+                # in z's dtype (``state_dtype``, where wider than the parameters'), then
+                # rounded back to nearest, as a step computes
+                wide = [point.to(z.dtype) for point, z in zip(points, zs)]
                 switch = rules.schedule_free_to_y if to_train else rules.schedule_free_to_x
-                switch(_ops(group), points, zs, beta)
+                switch(_ops(group), wide, zs, beta)
+                for point, value in zip(points, wide):
+                    if value is not point:
+                        point.copy_(value)
             group["train_mode"] = to_train
 
 
