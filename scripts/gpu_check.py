@@ -13,8 +13,9 @@
 3. **No synchronisation.** ``torch.cuda.set_sync_debug_mode("error")`` around ``step()`` for
    Adam, AdamW, SGD, NAdam, ASGD and ScheduleFreeAdamW under each ``nonfinite_grads``
    policy, with a NaN in some steps, after ``load_state_dict`` (NAdam, ASGD, bf16 Adam with
-   stochastic rounding, bf16 and fp16 AdamW with state in their dtype), and under ``GradScaler`` with fp16 autocast and an Inf: any host
-   synchronisation raises. The same around each of ``fit``'s steps (forward, backward,
+   stochastic rounding, bf16 and fp16 AdamW with state in their dtype), and under
+   ``GradScaler`` with fp16 autocast and an Inf: any host synchronisation raises. The
+   same around each of ``fit``'s steps (forward, backward,
    clipping, schedule, optimizer step; not its reads of the losses every ``read_every``
    steps) in fp32, bf16 and fp16.
 4. **Compiled kernels.** The PTX of every kernel the GPU compiled in the other parts is
