@@ -26,8 +26,10 @@
    non-finite check), without the check, and with every chunk through the general kernel
    (``triton_kernels.ALIGNED_LOADS = False``: no 16-byte loads), torch's ``fused`` and
    ``foreach`` for Adam, AdamW and SGD with momentum, every other fusable default against the
-   bandwidth a plain copy reaches (``dst.copy_(src)``: 8 bytes per element); medians of 5
-   repeats of 20 steps, each timed by CUDA events, all paths side by side in one process.
+   bandwidth a plain copy reaches (``dst.copy_(src)``: 8 bytes per element); the three in
+   bf16 and fp16 too (200 tensors, state in the parameters' dtype, torch's default); medians
+   of 5 repeats of 20 steps, each timed by CUDA events, all paths side by side in one
+   process.
 
 Writes ``gpu_check.md`` and ``gpu_check.json`` into ``--out`` (and prints them). Exit 1 if a
 parity or synchronisation check fails.
@@ -640,53 +642,75 @@ def _copy_bandwidth() -> float:
 TWINS = {"adam": ("Adam", {}), "adamw": ("AdamW", {}), "sgd-momentum": ("SGD", {"momentum": 0.9})}
 
 
+#: the dtypes of the speed part's parameters (and state: torch's default); the narrow ones
+#: for torch's twins, in the first tensor count only (the time budget)
+SPEED_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
 def speed(report: list[str], results: dict) -> None:
     bandwidth = _copy_bandwidth()
     results["copy_bandwidth_GBps"] = bandwidth / 1e9
-    report.append(f"## Speed: {BENCH_TOTAL / 1e6:g}M fp32 parameters\n")
+    report.append(f"## Speed: {BENCH_TOTAL / 1e6:g}M parameters\n")
     report.append(
         f"Copy bandwidth (dst.copy_(src), 8 bytes per element): {bandwidth / 1e9:.0f} GB/s.\n"
     )
     report.append(
-        "| optimizer | tensors | path | ms per step | vs torch fused | % of copy bandwidth |"
+        "| optimizer | dtype | tensors | path | ms per step | vs torch fused "
+        "| % of copy bandwidth |"
     )
-    report.append("|---|---|---|---|---|---|")
-    for tensors in BENCH_TENSORS:
-        for variant in device_variants():
-            if tensors != BENCH_TENSORS[0] and variant.id not in TWINS:
-                continue  # the other optimizers: the first count only (the time budget)
-            times = _speed_times(variant, tensors)
-            reads, writes = traffic(variant.make([torch.zeros(1, requires_grad=True)]))
-            bytes_per = 4 * (len(reads) + len(writes))
-            fused_s = times.get("torch fused")
-            for path, seconds in times.items():
-                check = 0 if "no check" in path or "torch" in path else 4  # (reads the grads)
-                share = (bytes_per + check) * BENCH_TOTAL / seconds / bandwidth
-                versus = f"{fused_s / seconds:.2f}x" if fused_s else "-"
-                report.append(
-                    f"| {variant.id} | {tensors} | {path} | {seconds * 1e3:.3f} | {versus} "
-                    f"| {share:.0%} |"
-                )
-                results.setdefault("speed", []).append(
-                    {
-                        "variant": variant.id,
-                        "tensors": tensors,
-                        "path": path,
-                        "seconds": seconds,
-                        "bandwidth_share": share,
-                    }
-                )
+    report.append("|---|---|---|---|---|---|---|")
+    for dtype in SPEED_DTYPES:
+        for tensors in BENCH_TENSORS:
+            for variant in device_variants():
+                first = tensors == BENCH_TENSORS[0] and dtype == torch.float32
+                if not first and variant.id not in TWINS:
+                    continue  # the other optimizers: fp32 and the first count only
+                if dtype != torch.float32 and tensors != BENCH_TENSORS[0]:
+                    continue
+                _speed_rows(report, results, variant, tensors, dtype, bandwidth)
     report.append("")
 
 
-def _speed_times(variant, tensors: int) -> dict[str, float]:
-    """Seconds per step of ``variant`` on ``BENCH_TOTAL`` fp32 parameters in ``tensors``
-    tensors: optimlab's default; for torch's twins also without the check, with the general
-    kernel only (no 16-byte loads), and torch's fused and foreach, side by side."""
+def _speed_rows(report, results, variant, tensors, dtype, bandwidth) -> None:
+    """The rows of one configuration: each path's time, against torch's fused one and the
+    copy bandwidth (the bytes a step must move: each operand read or written once, and
+    optimlab's check reading the gradients again)."""
+    times = _speed_times(variant, tensors, dtype)
+    reads, writes = traffic(variant.make([torch.zeros(1, requires_grad=True)]))
+    size = torch.finfo(dtype).bits // 8
+    fused_s = times.get("torch fused")
+    for path, seconds in times.items():
+        check = 0 if "no check" in path or "torch" in path else 1  # (reads the grads)
+        share = size * (len(reads) + len(writes) + check) * BENCH_TOTAL / seconds / bandwidth
+        versus = f"{fused_s / seconds:.2f}x" if fused_s else "-"
+        name = str(dtype).removeprefix("torch.")
+        report.append(
+            f"| {variant.id} | {name} | {tensors} | {path} | {seconds * 1e3:.3f} | {versus} "
+            f"| {share:.0%} |"
+        )
+        results.setdefault("speed", []).append(
+            {
+                "variant": variant.id,
+                "dtype": name,
+                "tensors": tensors,
+                "path": path,
+                "seconds": seconds,
+                "bandwidth_share": share,
+            }
+        )
+
+
+def _speed_times(variant, tensors: int, dtype: torch.dtype = torch.float32) -> dict[str, float]:
+    """Seconds per step of ``variant`` on ``BENCH_TOTAL`` parameters of ``dtype`` in
+    ``tensors`` tensors: optimlab's default; for torch's twins also without the check, with
+    the general kernel only (no 16-byte loads), and torch's fused and foreach, side by side."""
     from optimlab.fused import triton_kernels
 
     size = BENCH_TOTAL // tensors
-    params = [torch.zeros(size, device=GPU.device, requires_grad=True) for _ in range(tensors)]
+    params = [
+        torch.zeros(size, device=GPU.device, dtype=dtype, requires_grad=True)
+        for _ in range(tensors)
+    ]
     paths: dict = {}
     try:
         for p in params:

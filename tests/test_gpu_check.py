@@ -181,9 +181,16 @@ def test_every_part_runs_and_passes_here(gpu_check, tmp_path, capsys):
         assert f"{section}" in report
     results = json.loads((tmp_path / "gpu_check.json").read_text())
     assert results["failures"] == []
-    paths = {(r["variant"], r["tensors"], r["path"]) for r in results["speed"]}
-    assert ("adam", 4, "torch fused") in paths and ("adam", 4, "optimlab") in paths
-    assert ("lion", 2, "optimlab") in paths and ("lion", 4, "optimlab") not in paths
+    paths = {(r["variant"], r["dtype"], r["tensors"], r["path"]) for r in results["speed"]}
+    assert ("adam", "float32", 4, "torch fused") in paths
+    assert ("adam", "float32", 4, "optimlab") in paths
+    assert ("lion", "float32", 2, "optimlab") in paths
+    assert ("lion", "float32", 4, "optimlab") not in paths
+    for dtype in ("bfloat16", "float16"):  # torch's twins, in the first count
+        assert ("adamw", dtype, 2, "torch fused") in paths
+        assert ("adamw", dtype, 2, "optimlab") in paths
+        assert ("adamw", dtype, 4, "optimlab") not in paths
+        assert ("lion", dtype, 2, "optimlab") not in paths
     # every row of the checks ran: 7 optimizers under 3 policies, 5 resumed runs, GradScaler
     assert report.count("| 0 syncs") >= 7 * 3 + 5 and "0 syncs in scaler.step()" in report
     assert "| ASGD capturable=True | skip | 0 syncs, 0 waits for flags |" in report
