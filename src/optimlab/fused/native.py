@@ -783,18 +783,16 @@ def _open_machine_lock() -> int | None:
 
 
 #: Runs a compiler so that it cannot outlive the process that wants its result: the guard asks
-#: the kernel for SIGTERM when its parent dies (however it dies, SIGKILL included), runs the
-#: compiler in a process group of its own, and on SIGTERM or SIGINT kills that whole group
-#: (the driver and the cc1, as and ld it started) before leaving.
+#: the kernel for SIGTERM when its parent dies (however it dies, SIGKILL included), leads a
+#: process group of its own, which the compiler joins (the driver and the cc1, as and ld it
+#: starts), and on SIGTERM or SIGINT kills that whole group, itself included. The group is
+#: the guard's from its first line, so a signal at any moment (even while the compiler is
+#: being started, before the guard knows its pid) kills whatever was started.
 _GUARD = r"""
 import ctypes, os, signal, subprocess, sys
-child = None
+os.setpgid(0, 0)
 def stop(*_):
-    if child is not None:
-        try:
-            os.killpg(child.pid, signal.SIGKILL)
-        except OSError:
-            pass
+    os.killpg(0, signal.SIGKILL)
     os._exit(128 + signal.SIGTERM)
 signal.signal(signal.SIGTERM, stop)
 signal.signal(signal.SIGINT, stop)
@@ -804,8 +802,7 @@ except AttributeError:
     pass  # elsewhere: still killed with the parent on Ctrl-C and on errors
 if os.getppid() != int(sys.argv[1]):  # the parent died before prctl
     stop()
-child = subprocess.Popen(sys.argv[2:], start_new_session=True)
-sys.exit(child.wait())
+sys.exit(subprocess.call(sys.argv[2:]))
 """
 
 
