@@ -302,20 +302,21 @@ class Optimizer(torch.optim.Optimizer):
                 "state_dtype=torch.float32 (for bfloat16 parameters)"
             )
         if group.get("stochastic_rounding"):
+            state_dtype = group.get("state_dtype")
             # (no tensors in the defaults, nor in a saved group: their indices)
             for p in (t for t in group.get("params", ()) if isinstance(t, Tensor)):
-                if p.is_floating_point() and p.dtype not in (torch.bfloat16, group["state_dtype"]):
+                if p.is_floating_point() and p.dtype not in (torch.bfloat16, state_dtype):
                     raise ValueError(
                         f"Invalid stochastic_rounding=True for a {p.dtype} parameter (shape "
-                        f"{tuple(p.shape)}) with state_dtype={group['state_dtype']}: it rounds "
-                        "float32 updates to bfloat16 parameters; leave it off for this group "
+                        f"{tuple(p.shape)}) with state_dtype={state_dtype}: it rounds float32 "
+                        "updates to bfloat16 parameters; leave it off for this group "
                         "(rounding to nearest) or put the parameter in a group of its own"
                     )
-                if p.dtype == torch.bfloat16 and group["state_dtype"] != torch.float32:
+                if p.dtype == torch.bfloat16 and state_dtype != torch.float32:
                     raise ValueError(
-                        f"Invalid stochastic_rounding=True with state_dtype="
-                        f"{group['state_dtype']}: it rounds float32 updates to bfloat16 "
-                        "parameters; pass state_dtype=torch.float32"
+                        f"Invalid stochastic_rounding=True with state_dtype={state_dtype}: it "
+                        "rounds float32 updates to bfloat16 parameters; pass "
+                        "state_dtype=torch.float32"
                     )
         if group.get("state_dtype") is not None and not self._computes_in_state_dtype:
             raise ValueError(
