@@ -232,9 +232,21 @@ _BETAS = [
     ),
 ]
 _EPS = [
-    (dict(eps=-1e-8), ValueError, r"Invalid eps value: -1e-08; expected a finite number >= 0"),
-    (dict(eps=float("inf")), ValueError, r"Invalid eps value: inf; expected a finite number"),
-    (dict(eps="1e-8"), TypeError, r"Invalid eps value: '1e-8' \(a str\); expected a real number"),
+    (
+        dict(eps=-1e-8),
+        ValueError,
+        r"Invalid epsilon value: -1e-08 \(eps\); expected a finite number >= 0",
+    ),
+    (
+        dict(eps=float("inf")),
+        ValueError,
+        r"Invalid epsilon value: inf \(eps\); expected a finite number",
+    ),
+    (
+        dict(eps="1e-8"),
+        TypeError,
+        r"Invalid epsilon value: '1e-8' \(eps, a str\); expected a real number",
+    ),
 ]
 _DECOUPLED = [
     (

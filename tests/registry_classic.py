@@ -162,7 +162,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Adagrad,
         dict(eps=-1e-10),
         ValueError,
-        r"Invalid eps value: -1e-10; expected a finite",
+        r"Invalid epsilon value: -1e-10 \(eps\); expected a finite",
     ),
     # Adadelta
     (
@@ -177,7 +177,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Adadelta,
         dict(eps=-1e-6),
         ValueError,
-        r"Invalid eps value: -1e-06; expected a finite",
+        r"Invalid epsilon value: -1e-06 \(eps\); expected a finite",
     ),
     # Rprop
     (

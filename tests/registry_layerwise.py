@@ -163,7 +163,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Adafactor,
         dict(beta2_decay=0.5),
         ValueError,
-        r"Invalid beta2_decay value: 0\.5; expected a finite number <= 0",
+        r"beta2_decay should be <= 0 but is: 0\.5 \(beta2_decay\); expected a finite number <= 0",
     ),
     (
         optimlab.Adafactor,
@@ -175,21 +175,26 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Adafactor,
         dict(eps=1e-3),
         TypeError,
-        r"Invalid eps value: 0\.001; expected a pair \(eps1, eps2\), eps1 may be None",
+        r"Invalid epsilon value: 0\.001 \(eps\); expected a pair \(eps1, eps2\), eps1 may be None",
     ),
     (
         optimlab.Adafactor,
         dict(eps=(-1e-30, 1e-3)),
         ValueError,
-        r"Invalid eps\[0\] value: -1e-30; expected a finite number >= 0",
+        r"epsilon1 should be >= 0 but is: -1e-30 \(eps\[0\]\); expected a finite number >= 0",
     ),
     (optimlab.Adafactor, dict(eps=(None, None)), TypeError, r"Invalid eps\[1\] value: None"),
-    (optimlab.Adafactor, dict(eps=(None, -1.0)), ValueError, r"Invalid eps\[1\] value: -1\.0"),
+    (
+        optimlab.Adafactor,
+        dict(eps=(None, -1.0)),
+        ValueError,
+        r"epsilon2 should be >= 0 but is: -1\.0 \(eps\[1\]\)",
+    ),
     (
         optimlab.Adafactor,
         dict(d=0.5),
         ValueError,
-        r"Invalid d value: 0\.5; expected a finite number >= 1",
+        r"Clipping threshold d should be >= 1 but is: 0\.5 \(d\); expected a finite number >= 1",
     ),
     (
         optimlab.Adafactor,
@@ -222,7 +227,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         ValueError,
         r"Invalid ns_coefficients\[1\] value: nan; expected a finite number",
     ),
-    (optimlab.Muon, dict(eps=-1e-7), ValueError, r"Invalid eps value: -1e-07"),
+    (optimlab.Muon, dict(eps=-1e-7), ValueError, r"Invalid epsilon value: -1e-07 \(eps\)"),
     (
         optimlab.Muon,
         dict(ns_steps=0),
@@ -235,7 +240,8 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Muon,
         dict(adjust_lr_fn="rms"),
         ValueError,
-        r"Invalid adjust_lr_fn value: 'rms'; expected one of None, 'original', 'match_rms_adamw'",
+        r"Adjust learning rate function rms is not supported \(adjust_lr_fn\); expected one of "
+        r"None, 'original', 'match_rms_adamw'",
     ),
     (optimlab.Muon, dict(adamw_lr=-1e-3), ValueError, r"Invalid adamw_lr value: -0\.001"),
     (optimlab.Muon, dict(adamw_lr="3e-4"), TypeError, r"Invalid adamw_lr value: '3e-4' \(a str\)"),
@@ -266,7 +272,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         ValueError,
         r"Invalid beta parameter at index 0: 1\.0",
     ),
-    (optimlab.LAMB, dict(eps=-1e-6), ValueError, r"Invalid eps value: -1e-06"),
+    (optimlab.LAMB, dict(eps=-1e-6), ValueError, r"Invalid epsilon value: -1e-06 \(eps\)"),
     (
         optimlab.LAMB,
         dict(weight_norm_clamp=10.0),
@@ -307,13 +313,13 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.LAMB,
         dict(lr=1e5),
         ValueError,
-        r"Invalid lr value: 100000\.0; expected a number in \[0, 2\*\*16\]: each step moves a tensor",
+        r"Invalid learning rate: 100000\.0 \(lr\); expected a number in \[0, 2\*\*16\]: each step moves a tensor",
     ),
     (
         optimlab.Adafactor,
         dict(lr=1e5),
         ValueError,
-        r"Invalid lr value: 100000\.0; expected a number",
+        r"Invalid learning rate: 100000\.0 \(lr\); expected a number",
     ),
     (
         optimlab.LARS,

@@ -210,7 +210,12 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         TypeError,
         r"Invalid betas value: 0\.9; expected a",
     ),
-    (optimlab.ScheduleFreeAdamW, dict(eps=-1e-8), ValueError, r"Invalid eps value: -1e-08"),
+    (
+        optimlab.ScheduleFreeAdamW,
+        dict(eps=-1e-8),
+        ValueError,
+        r"Invalid epsilon value: -1e-08 \(eps\)",
+    ),
     (
         optimlab.Prodigy,
         dict(d0=0.0),
@@ -262,7 +267,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Prodigy,
         dict(eps=0.0),
         ValueError,
-        r"Invalid eps value: 0\.0; expected a finite number > 0",
+        r"Invalid epsilon value: 0\.0 \(eps\); expected a finite number > 0",
     ),
     (
         optimlab.Prodigy,

@@ -333,7 +333,7 @@ def test_every_subcommand_has_help(command):
 USAGE_ERRORS = [
     (["compare", "--optimizers", "sgd,adm"], ["unknown optimizer 'adm'", "valid names: sgd"]),
     (["compare", "--optimizers", "adam:bta=0.9"], ["Adam has no argument 'bta'", "betas"]),
-    (["compare", "--optimizers", "adam:lr=-1"], ["'adam:lr=-1'", "Invalid lr value: -1"]),
+    (["compare", "--optimizers", "adam:lr=-1"], ["'adam:lr=-1'", "Invalid learning rate: -1 (lr)"]),
     (["compare", "--problems", "rosenbrok"], ["unknown test function 'rosenbrok'", "himmelblau"]),
     (["compare", "--datasets", "mnist"], ["unknown data set 'mnist'", "digits, breast_cancer"]),
     (["compare", "--problems", "none", "--datasets", "none"], ["nothing to compare"]),

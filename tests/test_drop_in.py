@@ -7,7 +7,7 @@
   on the CPU, with a step the scaler skips (an Inf loss), the parameters, the scales and the
   step counts are the torch twin's (bitwise on the plain paths);
 * tensor learning rates: torch's schedulers and optimlab's write them in place, and the steps
-  follow them as the torch twin's do; ``torch.compile(optimizer.step)`` compiles a fixed
+  follow them as the torch twin's do; tensor betas give Adam's and AdamW's steps bitwise; ``torch.compile(optimizer.step)`` compiles a fixed
   number of frames however often the rate changes.
 """
 
@@ -226,6 +226,26 @@ def test_torchs_scheduler_drives_a_tensor_lr_in_place(name):
         results.append(_train(model, optimizer, scheduler.step))
         assert optimizer.param_groups[0]["lr"] is lr  # written in place
         assert float(lr) == float(torch.tensor(0.01) * 0.5**3)
+    torch.testing.assert_close(results[1], results[0], atol=0, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["Adam", "AdamW"])
+@pytest.mark.parametrize(
+    "options", [{}, dict(weight_decay=0.1), dict(amsgrad=True), dict(maximize=True)]
+)
+@pytest.mark.parametrize("fused", [False, "exact"])
+@pytest.mark.parametrize("tensor_lr", [False, True])
+def test_tensor_betas_step_as_torchs(name, options, fused, tensor_lr):
+    # torch computes the bias corrections on the betas' float32 tensors: beta**t (ATen's
+    # pow), 1 - beta**t, the square root, lr / correction (a reciprocal, then a product)
+    results = []
+    for cls in (getattr(torch.optim, name), getattr(optimlab, name)):
+        model = _model()
+        lr = torch.tensor(0.01) if tensor_lr else 0.01
+        betas = (torch.tensor(0.9), torch.tensor(0.99))
+        plain = {"fused": fused} if cls.__module__.startswith("optimlab") else {"foreach": False}
+        optimizer = cls(model.parameters(), lr=lr, betas=betas, **options, **plain)
+        results.append(_train(model, optimizer, lambda: None, steps=8))
     torch.testing.assert_close(results[1], results[0], atol=0, rtol=0)
 
 

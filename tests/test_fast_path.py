@@ -633,3 +633,40 @@ def test_a_group_s_changed_dispatch_choice_takes_effect_at_the_next_step(plan_ch
         opt.step()
         planned = opt._fused.ready(opt.param_groups[0]) is not None
         assert planned == (fused is None and foreach is None), (fused, foreach)
+
+
+def _edited_step_error(cls, edit, **options):
+    """What the step after ``edit`` to the group (after one step) raises: (type, message)."""
+    params = [torch.randn(100, requires_grad=True) for _ in range(2)]
+    opt = cls(params, lr=0.01, **options)
+    for p in params:
+        p.grad = torch.randn_like(p)
+    opt.step()
+    opt.param_groups[0].update(edit)
+    with pytest.raises(Exception) as raised:
+        opt.step()
+    return type(raised.value), str(raised.value)
+
+
+@needs_native
+@pytest.mark.parametrize(
+    "name, edit",
+    [
+        ("Adam", {"amsgrad": True}),  # a buffer the state lacks: torch's KeyError
+        ("RMSprop", {"momentum": 0.9}),
+        ("RMSprop", {"centered": True}),
+        ("Adam", {"betas": (0.9, 1.5)}),  # a complex bias correction: torch's RuntimeError
+    ],
+)
+def test_a_group_edited_between_steps_raises_what_torch_raises(name, edit, plan_checks):
+    # (the plan of the first step took other buffers, or real scalars: the general path
+    # takes the step, and raises as fused=False does)
+    expected = _edited_step_error(getattr(torch.optim, name), edit, foreach=False)
+    assert _edited_step_error(getattr(optimlab, name), edit, fused=False) == expected
+    assert _edited_step_error(getattr(optimlab, name), edit) == expected
+    for fused in (True, "triton"):
+        error, message = _edited_step_error(getattr(optimlab, name), edit, fused=fused)
+        if "betas" not in edit:  # the same missing buffer
+            assert (error, message) == expected
+        else:  # insisting on a kernel: why there is none
+            assert error is RuntimeError and "cannot be fused: it computes a complex" in message

@@ -320,7 +320,7 @@ def test_contender_specs_parse_and_bad_ones_say_what_is_wrong():
         parse_contender("adm")
     with pytest.raises(ValueError, match=r"Adam has no argument 'bta'; its arguments are: lr"):
         parse_contender("adam:bta=0.9")
-    with pytest.raises(ValueError, match=r"'adam:lr=-1'.*Invalid lr value: -1"):
+    with pytest.raises(ValueError, match=r"'adam:lr=-1'.*Invalid learning rate: -1 \(lr\)"):
         parse_contender("adam:lr=-1")
     with pytest.raises(ValueError, match=r"expected key=value, got 'lr'"):
         parse_contender("adam:lr")

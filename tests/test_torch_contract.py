@@ -35,7 +35,8 @@ and, for every twin:
 
 * every bad input of ``optim_error_inputs_func`` (``test_error_input_raises_torchs_type``)
   raises torch's exception type (or a subclass), at construction or at the step as optim_db
-  says; a warning there is the same warning category. The message may be optimlab's own. Where
+  says, with a message optim_db's regex matches; a warning there is the same warning category
+  and matches too. Where
   optim_db gives no parameters (torch's own test passes None, relying on its argument checks
   coming first), a small matrix is passed;
 * every argument of the torch class's ``__init__`` (``test_constructor_takes_torchs_argument``)
@@ -301,20 +302,21 @@ def error_cases() -> list:
     return cases
 
 
-def raises_or_warns(expected: type[BaseException], call) -> None:
+def raises_or_warns(expected: type[BaseException], regex: str, call) -> None:
     """``call()`` raises ``expected`` (or a subclass), or, for a warning, warns it and returns
-    (an exception raised instead fails the test as it is)."""
+    (an exception raised instead fails the test as it is), with a message that torch's
+    ``regex`` matches (its words)."""
     if not issubclass(expected, Warning):
-        with pytest.raises(expected):
+        with pytest.raises(expected, match=regex):
             call()
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         call()
-    categories = [w.category.__name__ for w in caught]
-    assert any(issubclass(w.category, expected) for w in caught), (
-        f"no {expected.__name__}; warned: {categories or 'nothing'}"
-    )
+    said = [f"{w.category.__name__}: {w.message}" for w in caught]
+    assert any(
+        issubclass(w.category, expected) and re.search(regex, str(w.message)) for w in caught
+    ), f"no {expected.__name__} matching {regex!r}; warned: {said or 'nothing'}"
 
 
 #: what torch refuses and optimlab's twin takes, as its docstring says: (class, optim_db's
@@ -339,10 +341,39 @@ def test_error_input_raises_torchs_type(info, index):
         assert all(bool(torch.isfinite(p).all()) for p in params)
         return
     if case.error_on == OptimizerErrorEnum.CONSTRUCTION_ERROR:
-        raises_or_warns(case.error_type, lambda: twin(info)(params, **given.kwargs))
+        raises_or_warns(
+            case.error_type, case.error_regex, lambda: twin(info)(params, **given.kwargs)
+        )
     else:
         optimizer = twin(info)(params, **given.kwargs)
-        raises_or_warns(case.error_type, optimizer.step)
+        raises_or_warns(case.error_type, case.error_regex, optimizer.step)
+
+
+def negative_number_cases() -> list:
+    """(info, argument): each number argument of each torch class, to be given -1.0."""
+    cases = []
+    for info in INFOS:
+        signature = inspect.signature(info.optim_cls.__init__)
+        for argument, parameter in signature.parameters.items():
+            if isinstance(parameter.default, float) and not isinstance(parameter.default, bool):
+                cases.append(pytest.param(info, argument, id=f"{name(info)}-{argument}"))
+    return cases
+
+
+@pytest.mark.parametrize("info, argument", negative_number_cases())
+def test_a_negative_number_is_refused_in_torchs_words(info, argument):
+    # torch's message for the value, where torch refuses it, begins optimlab's (which goes on
+    # to name the argument and what is valid): code that matches torch's message matches ours.
+    kwargs = {argument: -1.0}
+    try:
+        info.optim_cls([torch.nn.Parameter(torch.ones(2, 2))], **kwargs)
+    except ValueError as error:
+        torchs = str(error)
+    else:
+        return  # torch takes it (optimlab may refuse it, in its own words)
+    with pytest.raises(ValueError) as raised:
+        twin(info)([torch.nn.Parameter(torch.ones(2, 2))], **kwargs)
+    assert str(raised.value).startswith(torchs), (str(raised.value), torchs)
 
 
 # --- 3. checkpoints both ways ------------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_bad_run_files(tmp_path, text, message):
 @pytest.mark.parametrize(
     "optimizer, message",
     [
-        ('name = "adam"\nlr = -1.0', r"\[optimizer\] Invalid lr value: -1\.0"),
+        ('name = "adam"\nlr = -1.0', r"\[optimizer\] Invalid learning rate: -1\.0 \(lr\)"),
         (
             'name = "adam"\nlrr = 0.01',
             r"\[optimizer\] unknown key 'lrr' for 'adam'; expected name or one of lr, betas",

@@ -135,7 +135,7 @@ def test_lr_written_by_a_schedule_is_checked_at_step():
     opt = optimlab.Adam([w], lr=0.1)
     opt.param_groups[0]["lr"] = float("nan")
     w.grad = torch.ones(2)
-    with pytest.raises(ValueError, match=r"Invalid lr value: nan"):
+    with pytest.raises(ValueError, match=r"Invalid learning rate: nan \(lr\)"):
         opt.step()
     assert torch.equal(w, torch.zeros(2))
 
@@ -204,7 +204,7 @@ def test_load_state_dict_refuses_state_of_another_configuration():
 def test_load_state_dict_refuses_invalid_hyperparameters():
     saved = _stepped(optimlab.Adam, (2,)).state_dict()
     saved["param_groups"][0]["lr"] = -1.0
-    with pytest.raises(ValueError, match=r"Invalid lr value: -1\.0"):
+    with pytest.raises(ValueError, match=r"Invalid learning rate: -1\.0 \(lr\)"):
         optimlab.Adam([_param()], lr=0.1).load_state_dict(saved)
 
 

@@ -4,8 +4,8 @@ Every message names the owner, the argument, the allowed range and the value, so
 line can be fixed without reading the code: ``"step_decay: step_size must be an integer >= 1,
 got 0"``. The mini-batch plans (:mod:`optimlab.data`) leave the owner out (``"batch_size must
 be a positive int or None, got 0"``), and the training loop's counts speak torch's words
-(:func:`positive_count`), as optimizer hyperparameters do (``"Invalid lr value: -1.0; ..."``, in
-:mod:`optimlab.optim`).
+(:func:`positive_count`), as optimizer hyperparameters do (``"Invalid momentum value: -1.0;
+..."``, in :mod:`optimlab.optim`).
 
 >>> real("GradientNoise", "eta", -1.0)
 Traceback (most recent call last):

@@ -381,6 +381,9 @@ class FusedPlan:
             or state is not self.state
             or self.state_version is None
             or state.version != self.state_version  # a state dict added, replaced or removed
+            # (a hyperparameter edited to ask for other buffers, amsgrad=True after steps: the
+            # general path then does, or raises, what fused=False does)
+            or optimizer._buffer_names(group) != self.names
         ):
             return False
         extra = self._others_ready()

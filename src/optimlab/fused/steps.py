@@ -438,7 +438,15 @@ class DeviceSteps:
             and len(plans) != len(self.optimizer.param_groups)
         ):
             return False  # a group without gradients advances too: the host path's to take
-        prepared = self._prepared(plans, device, found_inf, grad_scale is not None)
+        try:
+            prepared = self._prepared(plans, device, found_inf, grad_scale is not None)
+        except NotRecordable as error:  # (nothing launched yet)
+            if any(group.get("fused") == "triton" for group, _ in plans):
+                raise RuntimeError(
+                    f"fused='triton', but {type(self.optimizer).__name__}'s rule cannot be "
+                    f"fused: {error}"
+                ) from None
+            return False  # the general path computes, or raises, what fused=False does
         if prepared is None:
             return False
         plans, checking, flag, runs, names = prepared
@@ -678,6 +686,10 @@ class DeviceSteps:
             raise RuntimeError(
                 f"capturable=True: {type(optimizer).__name__}'s rule, as configured, cannot "
                 f"step without the host: {error}; pass capturable=False"
+            ) from None
+        except NotRecordable as error:
+            raise RuntimeError(
+                f"capturable=True: {type(optimizer).__name__}'s rule cannot be fused: {error}"
             ) from None
 
     def _advanced_state(

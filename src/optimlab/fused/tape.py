@@ -388,4 +388,9 @@ def _scalar(value: object) -> float | DeviceScalar:
         value = value[0]
     if value.__class__ is DeviceScalar:
         return value  # type: ignore[return-value]
+    if isinstance(value, complex):  # a hyperparameter out of range (betas edited to 1.5)
+        raise NotRecordable(
+            f"it computes a complex scalar, {value!r}, from the group's hyperparameters "
+            "(one out of range?)"
+        )
     return float(value)  # type: ignore[arg-type]

@@ -1,4 +1,5 @@
-"""Hyperparameter checks of the optimizer classes, in torch's words: ``"Invalid lr value: -1.0"``.
+"""Hyperparameter checks of the optimizer classes, in torch's words: ``"Invalid learning rate:
+-1.0 (lr); ..."``.
 
 Each check takes ``(name, value)`` and raises TypeError or ValueError naming both and what is
 valid; a class lists its checks in ``_checks``. The messages begin as torch.optim's do
@@ -64,18 +65,39 @@ def power_of_two(value: float) -> str:
     return f"{sign}2**{exponent - 1}" if mantissa == 0.5 else f"{value:g}"
 
 
+#: how torch.optim begins its message for these arguments (others: "Invalid {name} value")
+_TORCH_PHRASES = {"lr": "Invalid learning rate", "eps": "Invalid epsilon value"}
+
+
+def invalid(name: str, value: Any, note: str = "") -> str:
+    """How a message about a bad ``value`` of argument ``name`` begins: in torch's words (so
+    code matching torch's messages matches these), naming the argument where they do not, and
+    with ``note`` in the parentheses.
+
+    >>> invalid("lr", -0.5), invalid("momentum", "1", "a str")
+    ('Invalid learning rate: -0.5 (lr)', "Invalid momentum value: '1' (a str)")
+    >>> invalid("lr", "1", "a str")
+    "Invalid learning rate: '1' (lr, a str)"
+    """
+    phrase = _TORCH_PHRASES.get(name)
+    said = [name] if phrase is not None else []
+    said += [note] if note else []
+    aside = f" ({', '.join(said)})" if said else ""
+    return f"{phrase or f'Invalid {name} value'}: {value!r}{aside}"
+
+
 def real_number(name: str, value: Any) -> float:
     """A finite real number (not a bool), as a float."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
-            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected a real number"
+            f"{invalid(name, value, f'a {type(value).__name__}')}; expected a real number"
         )
     try:
         real = float(value)  # a Python int beyond the float range raises OverflowError
     except OverflowError:
         real = math.inf
     if not math.isfinite(real):
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number")
     return real
 
 
@@ -97,7 +119,7 @@ def bounded(
     if number < low or number > high or (open_low and number == low):
         opening = "(" if open_low else "["
         raise ValueError(
-            f"Invalid {name} value: {value!r}; expected a number in "
+            f"{invalid(name, value)}; expected a number in "
             f"{opening}{power_of_two(low) if low else 0}, {power_of_two(high)}]: {why}"
         )
     return number
@@ -106,14 +128,14 @@ def bounded(
 def non_negative(name: str, value: Any) -> None:
     """A number in [0, 2**32] (learning rates, epsilons, weight decay, dampening)."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number >= 0")
     bounded(name, value, 0.0, LARGEST_SCALE)
 
 
 def unit_interval(name: str, value: Any) -> None:
     """A coefficient of an average: 0 <= value < 1."""
     if not 0.0 <= real_number(name, value) < 1.0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a number in [0, 1)")
+        raise ValueError(f"{invalid(name, value)}; expected a number in [0, 1)")
 
 
 def betas(count: int) -> Callable[[str, Any], None]:
@@ -123,7 +145,7 @@ def betas(count: int) -> Callable[[str, Any], None]:
 
     def check(name: str, value: Any) -> None:
         if not isinstance(value, (tuple, list)) or len(value) != count:
-            raise TypeError(f"Invalid {name} value: {value!r}; expected {kind} ({names})")
+            raise TypeError(f"{invalid(name, value)}; expected {kind} ({names})")
         for i, beta in enumerate(value):
             if not 0.0 <= real_number(f"{name}[{i}]", beta) < 1.0:  # in torch's words
                 raise ValueError(
@@ -147,13 +169,13 @@ def positive_integer(name: str, value: Any) -> None:
     """A count of steps (a warm-up's length): an integer in [1, 2**53]."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected an integer >= 1"
+            f"{invalid(name, value, f'a {type(value).__name__}')}; expected an integer >= 1"
         )
     if value < 1:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected an integer >= 1")
+        raise ValueError(f"{invalid(name, value)}; expected an integer >= 1")
     if value > LARGEST_STEP_COUNT:
         raise ValueError(
-            f"Invalid {name} value: {value!r}; expected an integer in [1, 2**53]: a rule "
+            f"{invalid(name, value)}; expected an integer in [1, 2**53]: a rule "
             "divides by it in float64, which counts steps exactly up to 2**53"
         )
 
@@ -198,10 +220,17 @@ class TensorScalar(float):
         return self._round(np.float32(self) / np.float32(other))
 
     def __rtruediv__(self, other: Any) -> Any:
-        return self._round(np.float32(other) / np.float32(self))
+        # as torch.Tensor.__rtruediv__: the reciprocal, then the product (two roundings)
+        return self._round(np.float32(1.0) / np.float32(self) * np.float32(other))
 
     def __neg__(self) -> Any:
         return TensorScalar(-float(self))
+
+    def __pow__(self, exponent: Any) -> Any:
+        # torch's own kernel: ATen's pow of a float32 tensor by a number takes x*x for 2,
+        # x*x*x for 3, sqrt for 0.5, 1/x for -1, ..., and the C library's powf otherwise
+        result = torch.tensor(float(self), dtype=torch.float32).pow(float(exponent))
+        return TensorScalar(result.item())
 
 
 def tensor_number(name: str, value: Any) -> Any:
@@ -228,22 +257,43 @@ def tensor_number(name: str, value: Any) -> Any:
     return TensorScalar(number)
 
 
+def not_at_least_zero(value: float) -> bool:
+    """What torch's ``if not 0.0 <= value`` refuses: a negative number, or NaN."""
+    return not value >= 0
+
+
 def boolean(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise TypeError(f"Invalid {name} value: {value!r}; expected True or False")
+        raise TypeError(f"{invalid(name, value)}; expected True or False")
 
 
 def torch_words(
-    check: Callable[[str, Any], None], words: Callable[[Any], str]
+    check: Callable[[str, Any], None],
+    sentence: str,
+    refused: Callable[[float], bool] = lambda value: True,
 ) -> Callable[[str, Any], None]:
-    """``check``, whose ValueError also says what torch says of the value, ``words(value)``
-    (so code matching torch's message matches ours)."""
+    """``check``, whose ValueError for a number torch's class ``refused`` too begins with
+    torch's ``sentence`` about it (formatted with the value), where torch says it otherwise
+    than :func:`invalid`, so code matching torch's message matches ours; then the argument and
+    what is valid. (For a value torch takes, optimlab's refusal keeps its own words.)
+
+    >>> words = "Learning rate should be >= 0 but is: {}"
+    >>> check = torch_words(non_negative, words, not_at_least_zero)
+    >>> check("lr", -1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: Learning rate should be >= 0 but is: -1.0 (lr); expected a finite number >= 0
+    """
 
     def checked(name: str, value: Any) -> None:
         try:
             check(name, value)
         except ValueError as error:
-            raise ValueError(f"{error} ({words(value)})") from None
+            if isinstance(value, (int, float)) and not refused(value):
+                raise
+            text, start = str(error), invalid(name, value)
+            rest = text[len(start) :] if text.startswith(start) else f": {text}"
+            raise ValueError(f"{sentence.format(value)} ({name}){rest}") from None
 
     return checked
 
@@ -252,7 +302,7 @@ def one_of(*choices: str) -> Callable[[str, Any], None]:
     def check(name: str, value: Any) -> None:
         if value not in choices:
             allowed = ", ".join(repr(c) for c in choices)
-            raise ValueError(f"Invalid {name} value: {value!r}; expected one of {allowed}")
+            raise ValueError(f"{invalid(name, value)}; expected one of {allowed}")
 
     return check
 
@@ -287,7 +337,7 @@ def state_dtype_choice(name: str, value: Any) -> None:
     if value is None or (isinstance(value, torch.dtype) and value in STATE_DTYPES):
         return
     raise (TypeError if not isinstance(value, torch.dtype) else ValueError)(
-        f"Invalid {name} value: {value!r}; expected None (the parameter's dtype), "
+        f"{invalid(name, value)}; expected None (the parameter's dtype), "
         "torch.float32 or torch.float64"
     )
 
@@ -301,7 +351,7 @@ def fused_choice(name: str, value: Any) -> None:
     ):
         return
     raise (ValueError if isinstance(value, str) else TypeError)(
-        f"Invalid {name} value: {value!r}; expected None, True, False, 'exact' or 'triton'"
+        f"{invalid(name, value)}; expected None, True, False, 'exact' or 'triton'"
     )
 
 

@@ -21,6 +21,7 @@ from .checks import (
     boolean,
     bounded,
     hyperparameters,
+    invalid,
     non_negative,
     real_number,
     sparse_grad_allowed,
@@ -34,7 +35,7 @@ from .state import new_step, step_count, step_dtype
 def closed_unit_interval(name: str, value: Any) -> None:
     """A decay rate that may be 1 (torch accepts it): 0 <= value <= 1."""
     if not 0.0 <= real_number(name, value) <= 1.0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a number in [0, 1]")
+        raise ValueError(f"{invalid(name, value)}; expected a number in [0, 1]")
 
 
 def non_negative_any_size(name: str, value: Any) -> None:
@@ -42,12 +43,12 @@ def non_negative_any_size(name: str, value: Any) -> None:
     starts the average) and ``alpha`` (an exponent; a power beyond float64 makes the step size
     its limit, 0)."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number >= 0")
 
 
 def _pair(name: str, value: Any, meaning: str) -> tuple[float, float]:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name} value: {value!r}; expected a pair {meaning}")
+        raise TypeError(f"{invalid(name, value)}; expected a pair {meaning}")
     return real_number(f"{name}[0]", value[0]), real_number(f"{name}[1]", value[1])
 
 
@@ -67,9 +68,7 @@ def rprop_step_sizes(name: str, value: Any) -> None:
     check; a step size that shrinks to 0 stays there (0 * etaplus is 0)."""
     low, high = _pair(name, value, "(min, max)")
     if not 0.0 <= low <= high:
-        raise ValueError(
-            f"Invalid {name} value: {value!r}; expected a pair (min, max) with 0 <= min <= max"
-        )
+        raise ValueError(f"{invalid(name, value)}; expected a pair (min, max) with 0 <= min <= max")
     bounded(f"{name}[1]", value[1], 0.0, LARGEST_SCALE)
 
 

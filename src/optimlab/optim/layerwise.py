@@ -24,7 +24,9 @@ from .checks import (
     boolean,
     bounded,
     hyperparameters,
+    invalid,
     non_negative,
+    not_at_least_zero,
     one_of,
     optional,
     pair_in_unit_interval,
@@ -40,35 +42,33 @@ from .state import new_step
 def _relative_step(name: str, value: Any) -> None:
     """A learning rate that moves each tensor relative to its norm (LAMB, Adafactor): [0, 2**16]."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number >= 0")
     bounded(name, value, 0.0, LARGEST_RELATIVE_STEP, why=RELATIVE_STEP_REASON)
 
 
 def _non_positive(name: str, value: Any) -> None:
     if real_number(name, value) > 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number <= 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number <= 0")
 
 
 def _at_least_one(name: str, value: Any) -> None:
     if real_number(name, value) < 1:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 1")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number >= 1")
 
 
 def _adafactor_eps(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(
-            f"Invalid {name} value: {value!r}; expected a pair (eps1, eps2), eps1 may be None"
-        )
+        raise TypeError(f"{invalid(name, value)}; expected a pair (eps1, eps2), eps1 may be None")
     for i in (0, 1):  # eps1 may be None: the dtype's machine epsilon
         if value[i] is not None or i == 1:
-            torch_words(non_negative, lambda v, i=i: f"epsilon{i + 1} should be >= 0")(
-                f"{name}[{i}]", value[i]
-            )
+            torch_words(
+                non_negative, f"epsilon{i + 1} should be >= 0 but is: {{}}", not_at_least_zero
+            )(f"{name}[{i}]", value[i])
 
 
 def _coefficients(name: str, value: Any) -> None:
     if not isinstance(value, (tuple, list)) or len(value) != 3:
-        raise TypeError(f"Invalid {name} value: {value!r}; expected three numbers (a, b, c)")
+        raise TypeError(f"{invalid(name, value)}; expected three numbers (a, b, c)")
     for i, v in enumerate(value):
         real_number(f"{name}[{i}]", v)
 
@@ -95,22 +95,21 @@ def _newton_schulz_peak(a: float, b: float, c: float, steps: int) -> float:
 def _ns_steps(name: str, value: Any) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected an integer "
-            "from 1 to 99"
+            f"{invalid(name, value, f'a {type(value).__name__}')}; expected an integer from 1 to 99"
         )
     if not 1 <= value < 100:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected an integer from 1 to 99")
+        raise ValueError(f"{invalid(name, value)}; expected an integer from 1 to 99")
 
 
 def _weight_norm_clamp(name: str, value: Any) -> None:
     if value is None:
         return
     if not isinstance(value, (tuple, list)) or len(value) != 2:
-        raise TypeError(f"Invalid {name} value: {value!r}; expected None or a pair (low, high)")
+        raise TypeError(f"{invalid(name, value)}; expected None or a pair (low, high)")
     non_negative(f"{name}[0]", value[0])
     non_negative(f"{name}[1]", value[1])
     if value[0] > value[1]:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected low <= high")
+        raise ValueError(f"{invalid(name, value)}; expected low <= high")
 
 
 # --- parameters of one group that keep different state -------------------------------------
@@ -235,11 +234,17 @@ class Adafactor(_StateByKind):
     _kinds = ("factored", "unfactored")
     _checks = {
         **Optimizer._checks,
-        "lr": _relative_step,
-        "beta2_decay": torch_words(_non_positive, lambda v: "beta2_decay should be <= 0"),
+        "lr": torch_words(
+            _relative_step, "Learning rate should be >= 0 but is: {}", not_at_least_zero
+        ),
+        "beta2_decay": torch_words(_non_positive, "beta2_decay should be <= 0 but is: {}"),
         "eps": _adafactor_eps,
-        "d": torch_words(_at_least_one, lambda v: "Clipping threshold d should be >= 1"),
-        "weight_decay": non_negative,
+        "d": torch_words(
+            _at_least_one, "Clipping threshold d should be >= 1 but is: {}", lambda d: not d >= 1
+        ),
+        "weight_decay": torch_words(
+            non_negative, "weight_decay should be >= 0 but is: {}", not_at_least_zero
+        ),
         "maximize": boolean,
     }
     _rule = staticmethod(rules.adafactor)
@@ -346,16 +351,21 @@ class Muon(_StateByKind):
     _kinds = ("matrix", "adamw")
     _checks = {
         **Optimizer._checks,
-        "lr": non_negative,
-        "weight_decay": non_negative,
-        "momentum": unit_interval,
+        "lr": torch_words(
+            non_negative, "Learning rate should be >= 0 but is: {}", not_at_least_zero
+        ),
+        "weight_decay": torch_words(
+            non_negative, "weight decay should be >= 0 but is: {}", not_at_least_zero
+        ),
+        "momentum": torch_words(
+            unit_interval, "momentum should be >= 0 but is: {}", not_at_least_zero
+        ),
         "nesterov": boolean,
         "ns_coefficients": _coefficients,
         "eps": non_negative,
         "ns_steps": _ns_steps,
         "adjust_lr_fn": torch_words(
-            one_of(*rules.MUON_LR_ADJUSTMENTS),
-            lambda v: f"Adjust learning rate function {v} is not supported",
+            one_of(*rules.MUON_LR_ADJUSTMENTS), "Adjust learning rate function {} is not supported"
         ),
         "adamw_lr": optional(non_negative),
         "adamw_betas": pair_in_unit_interval,

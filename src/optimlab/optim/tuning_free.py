@@ -34,6 +34,7 @@ from .checks import (
     boolean,
     bounded,
     hyperparameters,
+    invalid,
     non_negative,
     optional,
     pair_in_unit_interval,
@@ -48,7 +49,7 @@ from .state import advance_step, new_step
 def positive(name: str, value: Any) -> None:
     """A number in [2**-32, 2**32] (Prodigy's ``d0``, ``d_coef`` and ``eps``)."""
     if real_number(name, value) <= 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number > 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number > 0")
     bounded(
         name,
         value,
@@ -66,17 +67,17 @@ def non_negative_int(name: str, value: Any) -> None:
     """A count of steps: an int >= 0."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise TypeError(
-            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected an integer >= 0"
+            f"{invalid(name, value, f'a {type(value).__name__}')}; expected an integer >= 0"
         )
     if value < 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected an integer >= 0")
+        raise ValueError(f"{invalid(name, value)}; expected an integer >= 0")
 
 
 def open_unit_interval(name: str, value: Any) -> None:
     """Schedule-free's interpolation weight: 0 < value < 1 (``eval()`` divides by it)."""
     if not 0.0 < real_number(name, value) < 1.0:
         raise ValueError(
-            f"Invalid {name} value: {value!r}; expected a number in (0, 1): schedule-free "
+            f"{invalid(name, value)}; expected a number in (0, 1): schedule-free "
             f"evaluates gradients at y = (1 - {name}) * z + {name} * x, and recovers x by "
             "dividing by it"
         )
@@ -93,7 +94,7 @@ LARGEST_R = FLOAT64_EXPONENT / _STEP_BITS - 1
 def averaging_exponent(name: str, value: Any) -> None:
     """Schedule-free's ``r``, the power of ``t`` in step ``t``'s averaging weight: [0, 18.3]."""
     if real_number(name, value) < 0:
-        raise ValueError(f"Invalid {name} value: {value!r}; expected a finite number >= 0")
+        raise ValueError(f"{invalid(name, value)}; expected a finite number >= 0")
     bounded(
         name,
         value,
@@ -117,19 +118,19 @@ def growth_factor(name: str, value: Any) -> None:
     """A factor >= 1, infinity included (no limit)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise TypeError(
-            f"Invalid {name} value: {value!r} (a {type(value).__name__}); expected a number >= 1 "
+            f"{invalid(name, value, f'a {type(value).__name__}')}; expected a number >= 1 "
             "(float('inf') for no limit)"
         )
     try:
         float(value)
     except OverflowError:  # an int beyond the float range: the rule computes in floats
         raise ValueError(
-            f"Invalid {name} value: {value!r}; expected a number >= 1 (float('inf') for no limit): "
+            f"{invalid(name, value)}; expected a number >= 1 (float('inf') for no limit): "
             "this int is beyond the float range"
         ) from None
     if not value >= 1:  # also refuses NaN
         raise ValueError(
-            f"Invalid {name} value: {value!r}; expected a number >= 1 (float('inf') for no limit): "
+            f"{invalid(name, value)}; expected a number >= 1 (float('inf') for no limit): "
             "the estimate may not shrink"
         )
 
