@@ -334,3 +334,20 @@ def test_an_older_optimlab_checkpoint_still_resumes_exactly(name):
     torch.testing.assert_close(
         _train(resumed_model, resumed, lambda: None, steps=3), expected, atol=0, rtol=0
     )
+
+
+def test_adagrad_makes_its_state_at_construction_and_shares_it_as_torchs():
+    # torch's Adagrad makes step and sum in __init__ and has share_memory() for
+    # torch.multiprocessing (Hogwild): the same state dict before any step, the sums shared
+    params = [torch.nn.Parameter(torch.randn(3, 2)), torch.nn.Parameter(torch.randn(4))]
+    ours = optimlab.Adagrad(params, initial_accumulator_value=0.5)
+    torchs = torch.optim.Adagrad(params, initial_accumulator_value=0.5)
+    mine, theirs = ours.state_dict()["state"], torchs.state_dict()["state"]
+    assert mine.keys() == theirs.keys()
+    for index, state in theirs.items():
+        assert mine[index].keys() == state.keys()
+        for name, value in state.items():
+            assert value.dtype == mine[index][name].dtype
+            torch.testing.assert_close(mine[index][name], value, atol=0, rtol=0)
+    ours.share_memory()
+    assert all(ours.state[p]["sum"].is_shared() for p in params)

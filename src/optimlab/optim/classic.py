@@ -150,6 +150,18 @@ class Adagrad(Optimizer):
         stochastic_rounding: bool = False,
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
+        # torch's Adagrad makes its state here, not at the first step (share_memory needs it)
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p].update(self._new_state(p, group))
+
+    def share_memory(self) -> None:
+        """Move the sums of squares into shared memory (``Tensor.share_memory_``), as torch's
+        Adagrad does, for processes that step one model together (``torch.multiprocessing``,
+        Hogwild)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                self.state[p]["sum"].share_memory_()
 
     def _buffer_names(self, group):
         return ("sum",)
