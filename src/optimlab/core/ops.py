@@ -271,6 +271,39 @@ class DifferentiableOps(LoopOps):
             x.copy_(torch.maximum(x.clone(), y))  # the maximum's backward keeps its inputs
 
 
+class ComplexSums:
+    """``ops`` computing as PyTorch does on complex tensors, for a rule torch runs on complex
+    numbers rather than on their pairs of reals (SGD's).
+
+    The tensors are the pairs of reals all the same; every operation gives the same bits on
+    them, except a scaled sum ``x + alpha * y``: on real tensors PyTorch fuses it (one
+    rounding), on complex ones it computes the complex product ``alpha * y`` first, rounded,
+    then the sum. So here it is a product, then a sum (which the fused path records as two
+    operations too, and so rounds twice).
+
+    >>> x, y = torch.tensor([1.0]), torch.tensor([1.0 + 2.0**-23])
+    >>> ComplexSums(LOOP).add([x], [y], alpha=1.0 - 2.0**-23)[0] == x + y * (1.0 - 2.0**-23)
+    tensor([True])
+    """
+
+    def __init__(self, ops: Any) -> None:
+        self.ops = ops
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.ops, name)
+
+    def add(self, xs: Any, ys: Any, alpha: Any = 1.0) -> Any:
+        if isinstance(alpha, float) and alpha == 1.0:
+            return self.ops.add(xs, ys)
+        return self.ops.add(xs, self.ops.mul(ys, alpha))
+
+    def add_(self, xs: Any, ys: Any, alpha: Any = 1.0) -> None:
+        if isinstance(alpha, float) and alpha == 1.0:
+            self.ops.add_(xs, ys)
+        else:
+            self.ops.add_(xs, self.ops.mul(ys, alpha))
+
+
 LOOP = LoopOps()
 FOREACH = ForeachOps()
 DIFFERENTIABLE = DifferentiableOps()

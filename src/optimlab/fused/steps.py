@@ -82,7 +82,10 @@ class FusedSteps:
         def kernel(bucket: Any, step: int) -> Any:
             arguments = self.optimizer._arguments(group, bucket.states[0], step)
             if bucket.storage != torch.bfloat16:
-                return self.kernel(arguments, plan.names, bucket.dtype)
+                complex_numbers = bucket.storage.is_complex
+                return self.kernel(
+                    arguments, plan.names, bucket.dtype, None, False, complex_numbers
+                )
             stochastic = _stochastic(group, bucket)
             found = self.kernel(arguments, plan.names, bucket.dtype, bucket.storage, stochastic)
             if found is None or not stochastic:
@@ -105,7 +108,10 @@ class FusedSteps:
         taken, rest = fusable_subset(self.optimizer, group, params, names)
         if not taken:
             return rest
-        found = self.kernel(arguments, names, native.REAL_DTYPE[taken[0].dtype])
+        dtype = taken[0].dtype
+        found = self.kernel(
+            arguments, names, native.REAL_DTYPE[dtype], None, False, dtype.is_complex
+        )
         if found is None:
             return params
         kernel, scalars = found
@@ -162,6 +168,7 @@ class FusedSteps:
         dtype: torch.dtype,
         storage: torch.dtype | None = None,
         stochastic: bool = False,
+        complex_numbers: bool = False,
     ) -> tuple[native.Kernel, list[float]] | None:
         """The compiled kernel of the rule with these ``arguments`` (a group's hyperparameters,
         the step count, ...), and the scalars to call it with (``storage``, ``stochastic``:
@@ -176,7 +183,7 @@ class FusedSteps:
         """
         insist = arguments.get("fused") is True
         try:
-            tape = self.record(arguments, names)
+            tape = self.record(arguments, names, complex_numbers)
         except NotRecordable as error:
             if insist:
                 raise RuntimeError(
@@ -193,12 +200,16 @@ class FusedSteps:
             return None
         return kernel, tape.scalars
 
-    def record(self, arguments: dict[str, Any], names: tuple[str, ...]) -> Tape:
+    def record(
+        self, arguments: dict[str, Any], names: tuple[str, ...], complex_numbers: bool = False
+    ) -> Tape:
         """The rule with these ``arguments``, recorded on a :class:`~.tape.Tape` over one
-        parameter, its gradient and its buffers ``names`` (NotRecordable if it cannot be)."""
+        parameter, its gradient and its buffers ``names`` (NotRecordable if it cannot be);
+        ``complex_numbers``: for complex parameters (see ``Optimizer._ops``)."""
         tape = Tape(("param", "grad", *names))
         recorded = {name: [tape[name]] for name in names}
-        self.optimizer._apply(tape.ops, arguments, [tape["param"]], [tape["grad"]], recorded)
+        ops = self.optimizer._ops(tape.ops, complex_numbers)
+        self.optimizer._apply(ops, arguments, [tape["param"]], [tape["grad"]], recorded)
         return tape
 
 
@@ -642,7 +653,9 @@ class DeviceSteps:
         zero = torch.zeros((), dtype=torch.float64, device=plan.device)
         found = []
         state = bucket.states[0]
-        recorded = self._record_on_device(group, plan.names, count, inverse, plan.device, state)
+        recorded = self._record_on_device(
+            group, plan.names, count, inverse, plan.device, state, bucket.storage.is_complex
+        )
         for tape, met in recorded:
             row = [
                 s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
@@ -662,6 +675,7 @@ class DeviceSteps:
         inverse: DeviceScalar | None,
         device: torch.device,
         state: dict[str, Any],
+        complex_numbers: bool = False,
         update: bool = False,
     ) -> list[tuple[Tape, list[tuple[Tensor, bool]]]]:
         """The rule recorded with its scalars computed on ``device`` from ``count`` (and the
@@ -676,7 +690,7 @@ class DeviceSteps:
                 arguments = optimizer._device_arguments(group, count, device, state)
             finally:
                 optimizer._grad_unscale = None
-            return self.fused.record(arguments, names)
+            return self.fused.record(arguments, names, complex_numbers)
 
         try:
             if update and optimizer._state_arguments:
@@ -790,7 +804,7 @@ class DeviceSteps:
                     one = torch.ones((), dtype=torch.float64, device=device)
                     trial = {name: one for name in optimizer._state_arguments}
                     self._record_on_device(
-                        group, names, DeviceScalar(one), None, device, trial, True
+                        group, names, DeviceScalar(one), None, device, trial, update=True
                     )
                 for p in group["params"]:
                     if p.grad is not None and not optimizer.state[p]:
@@ -880,7 +894,7 @@ class DeviceSteps:
                 arguments = optimizer._arguments(as_of, state, count + 1 - j)
             finally:
                 optimizer._grad_unscale = None
-            tape = self.fused.record(arguments, plan.names)
+            tape = self.fused.record(arguments, plan.names, bucket.storage.is_complex)
             if program is None:
                 program = tape.program
                 if scaled and program.instructions[0][0] != "mul":

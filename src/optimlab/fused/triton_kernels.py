@@ -59,7 +59,7 @@ import torch
 from torch import Tensor
 
 from ..core.precision import HASH_MULTIPLIERS
-from .native import _say_once
+from .native import REAL_DTYPE, _say_once
 from .tape import SIGNATURES, Program
 
 #: Each operation as the Triton expression that computes what the C kernel computes
@@ -647,6 +647,7 @@ class DeviceBucket:
 
     def check(self, flags: Tensor, first_flag: int, dtype: torch.dtype) -> None:
         """Raise ``flags`` where a gradient holds NaN or an infinity."""
+        dtype = _element(dtype)
         if self.nchunks:
             nonfinite_kernel()[(self.nchunks,)](
                 self.table,
@@ -679,6 +680,7 @@ class DeviceBucket:
         if self.nchunks:
             nscalars = (scalars.numel() - 1) // rows
             aligned = self.aligned and ALIGNED_LOADS
+            storage, state_storage = _element(storage), _element(state_storage)
             chosen = kernel(program, dtype, storage, stochastic, aligned, state_storage)
             chosen[(self.nchunks,)](
                 self.table,
@@ -692,6 +694,12 @@ class DeviceBucket:
                 BLOCK=BLOCK,
                 **COMPILE_OPTIONS,
             )
+
+
+def _element(dtype: torch.dtype | None) -> torch.dtype | None:
+    """The dtype of the numbers a tensor of ``dtype`` holds (the real and imaginary parts of
+    a complex one: the tables count them as pairs of reals)."""
+    return REAL_DTYPE.get(dtype, dtype) if dtype is not None else None
 
 
 def _tl_type(name: str) -> Any:

@@ -69,7 +69,7 @@ from torch import Tensor
 from torch.optim.optimizer import _global_optimizer_post_hooks, _global_optimizer_pre_hooks
 
 from ..core import precision
-from ..core.ops import DIFFERENTIABLE, FOREACH, LOOP, LoopOps
+from ..core.ops import DIFFERENTIABLE, FOREACH, LOOP, ComplexSums, LoopOps
 from ..fused import native
 from ..fused.device_scalars import DeviceScalar
 from ..fused.plan import FusedPlan, plain
@@ -895,14 +895,25 @@ class Optimizer(torch.optim.Optimizer):
                 real = [p.detach().to(wide) for p in bucket]
                 grads = [p.grad.to(wide) for p in bucket]
             if foreach:
-                self._apply(FOREACH, arguments, real, grads, buffers)
+                self._apply(self._ops(FOREACH, dtype.is_complex), arguments, real, grads, buffers)
             else:
                 ops = DIFFERENTIABLE if group.get("differentiable") else LOOP
+                ops = self._ops(ops, dtype.is_complex)
                 for i in range(len(bucket)):
                     one = {name: [tensors[i]] for name, tensors in buffers.items()}
                     self._apply(ops, arguments, [real[i]], [grads[i]], one)
             if wide != dtype:
                 self._round_back(group, bucket, real, step)
+
+    #: whether torch computes this rule on complex parameters as complex numbers (SGD), where
+    #: a scaled sum rounds its product apart (:class:`~optimlab.core.ops.ComplexSums`), rather
+    #: than on their pairs of reals (the Adam family)
+    _complex_arithmetic = False
+
+    def _ops(self, ops: Any, complex_numbers: bool) -> Any:
+        """The operations a bucket's rule runs on: ``ops``, as on complex numbers where torch
+        computes on them (``complex_numbers``: the bucket's parameters are complex)."""
+        return ComplexSums(ops) if complex_numbers and self._complex_arithmetic else ops
 
     def _compute_dtype(self, group: dict[str, Any], dtype: torch.dtype) -> torch.dtype:
         """The dtype a step computes in for parameters of ``dtype``: ``state_dtype`` for real

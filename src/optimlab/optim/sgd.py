@@ -73,6 +73,7 @@ class SGD(Optimizer):
     }
     _rule = staticmethod(rules.sgd)
     _supports_sparse_grads = True
+    _complex_arithmetic = True  # torch's SGD never views complex parameters as real
 
     def __init__(
         self,
