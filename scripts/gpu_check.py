@@ -161,7 +161,10 @@ def device_variants():
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return native._same_bits(a.detach().cpu(), b.detach().cpu())
+    a, b = a.detach().cpu(), b.detach().cpu()
+    if a.is_complex() and b.is_complex():  # as pairs of reals
+        a, b = torch.view_as_real(a), torch.view_as_real(b)
+    return native._same_bits(a, b)
 
 
 #: the configurations whose parity is checked with the general kernel variant too
@@ -177,8 +180,10 @@ def parity(report: list[str], failures: list[str]) -> None:
         return
     rows = []
     for variant in device_variants():
-        for dtype in (torch.float32,) + (
-            (torch.float64,) if variant.id in ("adam", "sgd-momentum", "rmsprop") else ()
+        for dtype in (
+            (torch.float32,)
+            + ((torch.float64,) if variant.id in ("adam", "sgd-momentum", "rmsprop") else ())
+            + ((torch.complex64,) if variant.id in ("adam", "sgd-momentum") else ())
         ):
             generator = torch.Generator().manual_seed(0)
             start = [torch.randn(n, generator=generator, dtype=dtype) for n in PARITY_SIZES]
