@@ -193,7 +193,11 @@ def test_complex_parameters_are_pairs_of_reals(case):
         r.grad = torch.view_as_real(z.grad).clone()
         opt_z.step()
         opt_r.step()
-    assert torch.equal(torch.view_as_real(z.detach()), r.detach())
+    if not opt_z._complex_arithmetic:
+        assert torch.equal(torch.view_as_real(z.detach()), r.detach())
+    else:  # SGD, as torch's: complex numbers, whose scaled sums (up to 3 a step) round twice
+        eps = torch.finfo(torch.float64).eps  # (bitwise torch's: tests/test_sgd.py)
+        torch.testing.assert_close(torch.view_as_real(z.detach()), r, rtol=40 * eps, atol=40 * eps)
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
