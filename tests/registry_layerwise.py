@@ -240,7 +240,7 @@ BAD_INPUTS: list[tuple[type, dict[str, Any], type, str]] = [
         optimlab.Muon,
         dict(adjust_lr_fn="rms"),
         ValueError,
-        r"Adjust learning rate function rms is not supported \(adjust_lr_fn\); expected one of "
+        r"Adjust learning rate function rms is not supported \(adjust_lr_fn='rms'\); expected one of "
         r"None, 'original', 'match_rms_adamw'",
     ),
     (optimlab.Muon, dict(adamw_lr=-1e-3), ValueError, r"Invalid adamw_lr value: -0\.001"),

@@ -117,9 +117,15 @@ def _clear(message: str, name: str, value: Any) -> bool:
     shown = [repr(value)]
     if isinstance(value, (tuple, list)):  # a group keeps a list as a tuple, as torch does
         shown += [repr(tuple(value))] + [repr(v) for v in value]
-    # a check across arguments names them all: "Invalid nesterov=True with dampening=0.5"
-    named = f"Invalid {name}" in message or (
-        message.startswith("Invalid") and f"{name}=" in message
+    # a check across arguments names them all: "Invalid nesterov=True with dampening=0.5";
+    # torch's words name the argument after them: "Invalid learning rate: -0.5 (lr); ..."
+    named = (
+        f"Invalid {name}" in message
+        or (message.startswith("Invalid") and f"{name}=" in message)
+        or f" ({name})" in message
+        or f" ({name}, " in message
+        or f" ({name}[" in message
+        or f" ({name}=" in message
     )
     says_what_is_valid = ("expected", "choose", "pass ", "needs", "only")
     return (

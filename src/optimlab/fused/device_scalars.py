@@ -50,12 +50,24 @@ class NotCapturable(RuntimeError):
 
 class DeviceScalar:
     """A float64 tensor (0-dim, or one value per parameter tensor) standing for a number in a
-    rule's scalar arithmetic (see the module docstring)."""
+    rule's scalar arithmetic (see the module docstring).
+
+    A float32 one stands for a hyperparameter given as a float32 tensor (``betas``, ``lr``):
+    its arithmetic is then the tensor's, as :class:`optimlab.optim.checks.TensorScalar`
+    computes it on the host (and torch.optim on the tensor): in float32, the other operand
+    rounded to float32 first, ``x / t`` as a reciprocal then a product (torch's
+    ``Tensor.__rtruediv__``), and ``t ** n`` as ATen's pow of a tensor by a number (``t * t``
+    for 2, ``t * t * t`` for 3, the power in float64, rounded, otherwise).
+    """
 
     __slots__ = ("tensor",)
 
     def __init__(self, tensor: Tensor) -> None:
         self.tensor = tensor
+
+    @property
+    def _float32(self) -> bool:
+        return self.tensor.dtype == torch.float32
 
     def _operand(self, other: Any) -> Tensor:
         if isinstance(other, DeviceScalar):
@@ -69,6 +81,12 @@ class DeviceScalar:
         if operand is NotImplemented:
             return NotImplemented
         a, b = (operand, self.tensor) if reflected else (self.tensor, operand)
+        if a.dtype == torch.float32 or b.dtype == torch.float32:  # a float32 tensor's
+            a, b = a.float(), b.float()
+            if op is torch.div and reflected:  # torch's Tensor.__rtruediv__
+                return DeviceScalar(torch.reciprocal(b) * a)
+            if op is torch.pow and not reflected:
+                return DeviceScalar(_aten_pow(a, b, other))
         return DeviceScalar(op(a, b))
 
     def __add__(self, other: Any) -> Any:
@@ -103,7 +121,7 @@ class DeviceScalar:
 
     def to_float32(self) -> DeviceScalar:
         """Rounded to float32 (to nearest even, as ``struct.pack("f", x)`` rounds a float)."""
-        return DeviceScalar(self.tensor.float().double())
+        return self if self._float32 else DeviceScalar(self.tensor.float().double())
 
     def __neg__(self) -> DeviceScalar:
         return DeviceScalar(torch.neg(self.tensor))
@@ -153,6 +171,18 @@ class DeviceScalar:
 
     def __repr__(self) -> str:
         return f"DeviceScalar({self.tensor!r})"
+
+
+def _aten_pow(base: Tensor, exponent: Tensor, given: Any) -> Tensor:
+    """``base ** given`` for a float32 ``base``, as ATen computes a tensor's power of a
+    number: ``given`` a Python number takes ATen's own kernel; a number on the device (a step
+    count) takes the same cases, chosen there: ``t * t`` for 2, ``t * t * t`` for 3, else
+    the power in float64, rounded."""
+    if not isinstance(given, DeviceScalar):
+        return torch.pow(base, float(given))
+    square = base * base
+    general = torch.pow(base.double(), exponent.double()).float()  # (ATen's, for a number)
+    return torch.where(exponent == 2, square, torch.where(exponent == 3, square * base, general))
 
 
 class DeviceCondition:

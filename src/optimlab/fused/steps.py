@@ -449,15 +449,7 @@ class DeviceSteps:
             and len(plans) != len(self.optimizer.param_groups)
         ):
             return False  # a group without gradients advances too: the host path's to take
-        try:
-            prepared = self._prepared(plans, device, found_inf, grad_scale is not None)
-        except NotRecordable as error:  # (nothing launched yet)
-            if any(group.get("fused") == "triton" for group, _ in plans):
-                raise RuntimeError(
-                    f"fused='triton', but {type(self.optimizer).__name__}'s rule cannot be "
-                    f"fused: {error}"
-                ) from None
-            return False  # the general path computes, or raises, what fused=False does
+        prepared = self._prepared(plans, device, found_inf, grad_scale is not None)
         if prepared is None:
             return False
         plans, checking, flag, runs, names = prepared
@@ -499,6 +491,26 @@ class DeviceSteps:
         return True
 
     def _prepared(
+        self,
+        plans: list[tuple[dict[str, Any], FusedPlan]],
+        device: torch.device,
+        found_inf: Tensor | None,
+        scaled: bool,
+    ) -> tuple[list[tuple[dict[str, Any], FusedPlan]], bool, Tensor, list, list[str]] | None:
+        """:meth:`_prepare`; None also where the rule cannot be recorded for this step (a
+        hyperparameter out of range: the general path then computes, or raises, what
+        ``fused=False`` does), unless a group insists on ``fused="triton"``."""
+        try:
+            return self._prepare(plans, device, found_inf, scaled)
+        except NotRecordable as error:  # (nothing launched yet)
+            if any(group.get("fused") == "triton" for group, _ in plans):
+                raise RuntimeError(
+                    f"fused='triton', but {type(self.optimizer).__name__}'s rule cannot be "
+                    f"fused: {error}"
+                ) from None
+            return None
+
+    def _prepare(
         self,
         plans: list[tuple[dict[str, Any], FusedPlan]],
         device: torch.device,
@@ -658,7 +670,9 @@ class DeviceSteps:
         )
         for tape, met in recorded:
             row = [
-                s.tensor.reshape(()) if isinstance(s, DeviceScalar) else torch.full_like(zero, s)
+                s.tensor.reshape(()).to(zero.dtype)
+                if isinstance(s, DeviceScalar)
+                else torch.full_like(zero, s)
                 for s in tape.scalars
             ]
             if _stochastic(group, bucket):  # the step's share of the rounding bits' key

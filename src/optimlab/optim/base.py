@@ -1130,7 +1130,10 @@ def _on_device(name: str, value: Any, device: torch.device) -> Any:
     """A hyperparameter for a capturable step: a tensor on ``device`` as a DeviceScalar,
     anything else as the number it holds."""
     if isinstance(value, Tensor) and value.device == device:
-        return DeviceScalar(value.detach().reshape(()).to(torch.float64))
+        # (a float32 tensor keeps its dtype: its arithmetic is a float32 tensor's, as on the
+        # host, see tensor_number)
+        dtype = torch.float32 if value.dtype == torch.float32 else torch.float64
+        return DeviceScalar(value.detach().reshape(()).to(dtype))
     return tensor_number(name, value)
 
 

@@ -227,10 +227,11 @@ class TensorScalar(float):
         return TensorScalar(-float(self))
 
     def __pow__(self, exponent: Any) -> Any:
-        # torch's own kernel: ATen's pow of a float32 tensor by a number takes x*x for 2,
-        # x*x*x for 3, sqrt for 0.5, 1/x for -1, ..., and the C library's powf otherwise
-        result = torch.tensor(float(self), dtype=torch.float32).pow(float(exponent))
-        return TensorScalar(result.item())
+        # ATen's own pow of a float32 tensor by a number (x*x for 2, x*x*x for 3, its square
+        # root for 0.5, ..., else the power in double, rounded), on a host tensor of ours
+        # (read through NumPy: no device is involved)
+        power = torch.tensor(float(self), dtype=torch.float32).pow_(float(exponent))
+        return TensorScalar(float(power.numpy()))
 
 
 def tensor_number(name: str, value: Any) -> Any:
@@ -293,7 +294,9 @@ def torch_words(
                 raise
             text, start = str(error), invalid(name, value)
             rest = text[len(start) :] if text.startswith(start) else f": {text}"
-            raise ValueError(f"{sentence.format(value)} ({name}){rest}") from None
+            # (torch's sentence shows the value as str does: a string's quotes follow)
+            said = name if str(value) == repr(value) else f"{name}={value!r}"
+            raise ValueError(f"{sentence.format(value)} ({said}){rest}") from None
 
     return checked
 
