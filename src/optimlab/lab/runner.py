@@ -36,7 +36,6 @@ process, the garbage collector), medians do not.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Sequence
@@ -47,6 +46,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import workers
 from ..optim.base import NonFiniteGradientError, evaluation_weights
 from .contenders import Contender
 
@@ -223,10 +223,10 @@ class Runner:
     def __enter__(self) -> Runner:
         return self
 
-    def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def __exit__(self, error: type[BaseException] | None, *exc: object) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:  # (interrupted or failed: the runs in flight are stopped)
+            workers.close(pool, stop=error is not None)
 
     def run(self, specs: Sequence[RunSpec], label: str = "runs") -> list[RunResult]:
         """Run every spec not run before; return the results in the order of ``specs``."""
@@ -246,12 +246,9 @@ class Runner:
                 advance()
             return found
         if self._pool is None:
-            # spawn, not fork: forking a process that has used torch's thread pool can hang.
-            context = multiprocessing.get_context("spawn")
-            self._pool = ProcessPoolExecutor(
-                min(self.jobs, os.cpu_count() or 1), context, initializer=_start_worker
-            )
-        futures = [self._pool.submit(function, item) for item in items]
+            processes = min(self.jobs, os.cpu_count() or 1)
+            self._pool = workers.spawn_pool(processes, initializer=_start_worker)
+        futures = workers.submit_all(self._pool, function, items)
         for future in as_completed(futures):
             future.result()  # a failure raises now, not once every other item is done
             advance()

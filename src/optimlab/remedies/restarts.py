@@ -14,13 +14,12 @@ import numbers
 import pickle
 import time
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import torch
 
-from .. import checks
+from .. import checks, workers
 from .base import derive_seed
 
 __all__ = [
@@ -96,11 +95,8 @@ def map_in_processes(fn: Callable[[T], R], items: Iterable[T], processes: int = 
             "(a module-level function or a functools.partial of one, not a lambda or a local "
             f"function); got {fn!r}: {err}"
         ) from None
-    context = torch.multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(
-        max_workers=min(processes, len(items)), mp_context=context, initializer=_quiet_worker
-    ) as pool:
-        return list(pool.map(fn, items))
+    with workers.worker_pool(min(processes, len(items)), initializer=_quiet_worker) as pool:
+        return [future.result() for future in workers.submit_all(pool, fn, items)]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,88 @@
+"""Worker processes (``optimlab.workers``): a Ctrl-C stops the command and its workers at once,
+with one line, not a traceback per worker, and leaves no process behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from optimlab import workers
+
+SCRIPT = textwrap.dedent(
+    """
+    import sys, time
+    from optimlab import workers
+
+    def wait(x):  # a run that would go on for a long time
+        time.sleep(600)
+        return x
+
+    if __name__ == "__main__":
+        try:
+            with workers.worker_pool(2) as pool:
+                futures = workers.submit_all(pool, wait, [1, 2, 3])
+                print("submitted", flush=True)
+                [f.result() for f in futures]
+        except KeyboardInterrupt:
+            print("interrupted", flush=True)
+            sys.exit(130)
+    """
+)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes in /proc")
+def test_ctrl_c_reaches_the_command_alone_and_stops_the_workers(tmp_path):
+    script = tmp_path / "runs.py"
+    script.write_text(SCRIPT)
+    # its own process group, as a terminal's foreground job: SIGINT goes to every process
+    job = subprocess.Popen(
+        [sys.executable, str(script)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert job.stdout.readline() == "submitted\n"  # the workers are starting or running
+        os.killpg(job.pid, signal.SIGINT)
+        out, err = job.communicate(timeout=120)  # (only catches a hang)
+    finally:
+        if job.poll() is None:
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 130, err
+    assert out == "interrupted\n"
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    # nothing of the group is left running (multiprocessing's resource tracker, which is not
+    # a worker, ends when it reads that the command is gone: waited for, as an event)
+    deadline = time.monotonic() + 120  # (only catches a hang)
+    while _running_in_group(job.pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _running_in_group(job.pid) == []
+
+
+def _running_in_group(group: int) -> list[str]:
+    """The command lines of the live (not zombie) processes of process group ``group``."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rpartition(")")[2].split()
+            command = (stat.parent / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:  # (gone meanwhile)
+            continue
+        if int(fields[2]) == group and fields[0] != "Z":
+            found.append(command)
+    return found
+
+
+def test_results_come_back_in_order_and_a_failure_raises():
+    with workers.worker_pool(2) as pool:
+        assert [f.result() for f in workers.submit_all(pool, abs, [-3, 1, -2])] == [3, 1, 2]
+    with pytest.raises(TypeError), workers.worker_pool(2) as pool:
+        [f.result() for f in workers.submit_all(pool, abs, ["not a number"])]
