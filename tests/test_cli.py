@@ -354,6 +354,10 @@ USAGE_ERRORS = [
     (["ewa", "--betas", "0.5,1.5"], ["beta must be in [0, 1)"]),
     (["ewa", "--csv", "no/such/file.csv"], ["no/such/file.csv", "does not exist"]),
     (["ewa", "--column", "t"], ["--column needs --csv"]),
+    # refused, not changed silently: a day past the series, a key given twice
+    (["ewa", "--days", "10", "--day", "50"], ["--day", "day=50 is past the series' last day"]),
+    (["compare", "--optimizers", "adam:lr=0.1,lr=0.001"], ["argument 'lr' given twice"]),
+    (["compare", "--optimizers", "adam:foreach=True"], ["'foreach' says how a step is computed"]),
     (["list", "widgets"], ["widgets"]),
     (["frobnicate"], ["No such command 'frobnicate'"]),
 ]
@@ -375,9 +379,11 @@ def test_usage_errors_are_one_line_with_exit_code_2(args, fragments, tmp_path):
         ("steps = 5\nepochs = = 3\n", ["not valid TOML", "line 2"]),
         ("stepz = 3", ["unknown key 'stepz'", "valid keys:", "steps"]),
         ('steps = "many"', ["key 'steps'", "'many' is not a valid integer"]),
+        ("seeds = 2.5", ["key 'seeds'", "'2.5' is not a valid integer"]),  # (not 2 seeds)
+        ("seeds = true", ["key 'seeds'", "'True' is not a valid integer"]),  # (not 1 seed)
         ('optimizers = ["sgd", "adamm"]', ["key 'optimizers'", "unknown optimizer 'adamm'"]),
     ],
-    ids=["malformed", "unknown key", "bad value", "bad name"],
+    ids=["malformed", "unknown key", "bad value", "float count", "boolean count", "bad name"],
 )
 def test_bad_toml_config_points_at_the_key_or_line(text, fragments, tmp_path):
     config = tmp_path / "bad.toml"

@@ -287,10 +287,10 @@ def landscape(ctx: click.Context, **options: Any) -> None:
 @click.option("--days", default=180, show_default=True, type=click.IntRange(2))
 @click.option(
     "--day",
-    default=20,
-    show_default=True,
+    default=None,
     type=click.IntRange(1),
-    help="The day n whose weights beta^(n-i)(1-beta) are shown.",
+    help="The day n whose weights beta^(n-i)(1-beta) are shown (default: 20, or the last day "
+    "of a shorter series).",
 )
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option(
@@ -311,16 +311,19 @@ def ewa(ctx: click.Context, **options: Any) -> None:
 
     if options["column"] is not None and options["csv_path"] is None:
         raise click.UsageError("--column needs --csv")
-    result = run_ewa(
-        EWAOptions(
-            days=options["days"],
-            betas=options["betas"],
-            day=options["day"],
-            seed=options["seed"],
-            csv_path=options["csv_path"],
-            column=options["column"],
+    try:
+        result = run_ewa(
+            EWAOptions(
+                days=options["days"],
+                betas=options["betas"],
+                day=options["day"],
+                seed=options["seed"],
+                csv_path=options["csv_path"],
+                column=options["column"],
+            )
         )
-    )
+    except ValueError as error:  # (the day: the series' length is known only now)
+        raise click.BadParameter(str(error), param_hint="--day") from None
     folder = run_folder(ctx, options["out"], options["seed"], options)
     example = notes_example_table()  # what a student looks for first
     click.echo(example.caption)

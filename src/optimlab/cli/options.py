@@ -220,11 +220,9 @@ def _config(ctx: click.Context, param: click.Parameter, path: str | None) -> Non
         if name not in options:
             valid = ", ".join(n.replace("_", "-") for n in options)
             raise click.BadParameter(f"{path}: unknown key {key!r}; valid keys: {valid}")
-        value = ",".join(str(v) for v in raw) if isinstance(raw, list) else raw
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            value = (
-                str(value) if isinstance(options[name].type, click.types.StringParamType) else value
-            )
+        # as the command line would give it (text), so that the option's own parsing decides:
+        # `seeds = 2.5` or `seeds = true` is refused as --seeds 2.5 is, not cut to 2 or 1
+        value = ",".join(str(v) for v in raw) if isinstance(raw, list) else str(raw)
         try:
             converted = options[name].type_cast_value(ctx, value)
             if options[name].callback is not None:

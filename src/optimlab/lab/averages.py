@@ -117,9 +117,13 @@ def _number(text: str | None) -> float | None:
 
 @dataclass(frozen=True)
 class EWAOptions:
+    """What ``optimlab ewa`` averages: ``days`` generated (or a CSV's column), with each of
+    ``betas``; ``day`` is the day whose weights are tabulated (None: day 20, or the last day
+    of a shorter series)."""
+
     days: int = 180
     betas: tuple[float, ...] = (0.5, 0.8, 0.9, 0.98)
-    day: int = 20
+    day: int | None = None
     seed: int = 0
     csv_path: Path | None = None
     column: str | None = None
@@ -141,7 +145,12 @@ def run_ewa(options: EWAOptions) -> EWAResult:
         name, series = read_column(options.csv_path, options.column)
     else:
         name, series = "temperature", temperature_series(options.days, options.seed)
-    day = min(options.day, len(series))
+    day = min(20, len(series)) if options.day is None else options.day
+    if not 1 <= day <= len(series):  # (not the last day, silently)
+        raise ValueError(
+            f"day={day} is past the series' last day ({len(series)}); choose a day from 1 "
+            f"to {len(series)}"
+        )
     result = EWAResult(options, name, series)
     for beta in options.betas:
         result.averages[beta] = ewa(series, beta).tolist()

@@ -185,10 +185,19 @@ def parse_contender(spec: str) -> Contender:
     cls = optimlab.OPTIMIZERS[base.optimizer]
     accepted = _argument_names(cls)
     arguments = dict(base.arguments)
+    given: set[str] = set()
     for item in rest.split(","):
         key, eq, value = (part.strip() for part in item.partition("="))
         if not eq or not key or not value:
             raise ValueError(f"optimizer spec {spec!r}: expected key=value, got {item.strip()!r}")
+        if key in given:  # (not the last one silently)
+            raise ValueError(f"optimizer spec {spec!r}: argument {key!r} given twice")
+        given.add(key)
+        if key == "foreach":
+            raise ValueError(
+                f"optimizer spec {spec!r}: 'foreach' says how a step is computed, not what, "
+                "and the lab leaves that to optimlab"
+            )
         if key not in accepted:
             raise ValueError(
                 f"optimizer spec {spec!r}: {cls.__name__} has no argument {key!r}; "
