@@ -224,6 +224,40 @@ def test_the_study_writes_its_tables_and_figures(tmp_path):
     assert report.markdown == markdown
 
 
+def _cell(problem, successes, steps):
+    from optimlab.lab.escape.study import CellSummary
+
+    return CellSummary(problem, "gd", "plain", 2, successes, successes / 2, 0.0, 1.0, steps, None,
+                       400.0, 0.1, 0, None)  # fmt: skip
+
+
+def test_a_problem_where_nothing_succeeded_gets_a_note_not_an_empty_log_axis(tmp_path):
+    """The steps to success are drawn on a log axis; a problem with no successful seed has no
+    bar there, and matplotlib cannot scale an axis without a positive value in log (it raised
+    when the figure was saved): that panel says in words that no seed succeeded."""
+    import matplotlib.pyplot as plt
+
+    from optimlab.lab.escape import figures
+    from optimlab.lab.escape.study import REMEDY_LABELS
+
+    summaries = [_cell("saddle", 2, 37.0), _cell("rastrigin", 0, None)]
+    path = figures._bars(tmp_path, "steps.png", summaries, METHODS, REMEDY_LABELS,
+                         "median_steps_to_target", "steps", "steps", log=True)  # fmt: skip
+    assert path.stat().st_size > 1000
+    for cell, log in [(summaries[0], True), (summaries[1], True), (summaries[1], False)]:
+        fig, ax = plt.subplots()
+        value = "median_steps_to_target" if log else "success_rate"
+        figures._bar_panel(ax, [cell], ["plain"], REMEDY_LABELS, value, log)
+        notes = [t.get_text() for t in ax.texts]
+        heights = [p.get_height() for p in ax.patches]
+        plt.close(fig)
+        if cell.successes:
+            assert ax.get_yscale() == "log" and notes == [] and heights == [37.0]
+        else:
+            assert ax.get_yscale() == "linear" and notes[0].startswith("no seed succeeded")
+            assert heights == ([] if log else [0.0])
+
+
 def test_the_study_is_a_function_of_its_seeds():
     def strip(records):
         return [

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import stats
 
 import optimlab
@@ -114,3 +117,126 @@ def test_one_algorithm_in_two_forms_never_beats_itself():
     assert plain.winner == "heavy_ball"
     finding = judge(scores, {}, 3, {frozenset(("heavy_ball", "momentum"))})
     assert finding.winner is None and finding.tied == ["heavy_ball", "momentum"]
+
+
+# --- a winner only on the README's terms, on every path of judge -----------------------------
+
+
+def test_one_seed_names_no_winner():
+    """The probe's case: on one seed, plain SGD at chance (50%) was named the winner over an Adam
+    at 92% that was marked unstable, because it was the only stable contender. One seed (or two)
+    supports no claim, whoever is stable and however far ahead."""
+    finding = judge({"sgd": [-0.5], "adam": [-0.917]}, {"adam": True}, 1)
+    assert finding.winner is None and finding.tied == ["sgd"] and finding.unbeaten == ["adam"]
+    assert judge({"sgd": [0.5], "adam": [0.1]}, {"adam": True}, 1).winner is None
+    for n in (1, 2):
+        alone = judge({"a": [0.0] * n, "b": [math.inf] * n}, {"b": True}, n)
+        assert alone.winner is None and alone.tied == ["a"]
+        ahead = judge({"a": [0.0] * n, "b": [10.0] * n}, {}, n)
+        assert ahead.winner is None and ahead.tied == ["a", "b"]
+
+
+def test_the_only_stable_contender_wins_only_when_it_beats_every_other():
+    """On 3 seeds, SGD is the only stable contender but Adam, unstable, scored better on every
+    seed: no winner. SGD wins over an Adam that diverged, or that it beats clearly."""
+    shaky = {"adam": True}
+    sgd = [-0.50, -0.52, -0.49]
+    worse = judge({"sgd": sgd, "adam": [-0.91, -0.90, -0.93]}, shaky, 3)
+    assert worse.winner is None and worse.tied == ["sgd"] and worse.unbeaten == ["adam"]
+    assert judge({"sgd": sgd, "adam": [math.inf] * 3}, shaky, 3).winner == "sgd"
+    behind = judge({"sgd": [-0.90, -0.91, -0.92], "adam": sgd}, shaky, 3)
+    assert behind.winner == "sgd" and behind.unbeaten == []
+
+
+#: scores per seed, oriented (lower is better), with ties, steps and divergences (inf)
+_SCORES = [0.1, 0.2, 0.25, 0.5, 0.9, 1.0, 3.0, math.inf]
+
+
+def _contenders(seeds: int):
+    """2 to 4 contenders, each with ``seeds`` scores and whether it is unstable."""
+    scores = st.lists(st.sampled_from(_SCORES), min_size=seeds, max_size=seeds)
+    return st.lists(st.tuples(scores, st.booleans()), min_size=2, max_size=4)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 6).flatmap(_contenders))
+def test_a_winner_beats_every_other_on_each_seed_beyond_the_interval(contenders):
+    """Whatever the scores and whichever contenders are unstable: a winner is stable, has at
+    least 3 seeds, and beats every other contender, unstable ones too, on each seed and by a
+    one-sided paired t-test at 2.5% (scipy's), or the other diverged where it did not."""
+    scores = {f"c{i}": values for i, (values, _) in enumerate(contenders)}
+    shaky = {f"c{i}": flag for i, (_, flag) in enumerate(contenders)}
+    seeds = len(contenders[0][0])
+    finding = judge(scores, shaky, seeds)
+    if finding.winner is None:
+        return
+    mine = scores[finding.winner]
+    assert seeds >= 3 and not shaky[finding.winner] and all(map(math.isfinite, mine))
+    for name, theirs in scores.items():
+        if name == finding.winner or not all(map(math.isfinite, theirs)):
+            continue
+        differences = [b - a for a, b in zip(mine, theirs)]
+        assert all(d > 0 for d in differences)
+        if len(set(differences)) > 1:  # a constant difference has no spread to test
+            assert stats.ttest_rel(theirs, mine, alternative="greater").pvalue < 0.025
+
+
+# --- an accuracy drop is instability only beyond the noise of the validation set ---------------
+
+
+def test_one_sample_of_a_small_validation_set_is_no_instability():
+    """The probe's case: Adam's validation accuracy went from 11/12 to 10/12, one sample, and it
+    was marked unstable (8.3 points > 5). Within the noise of 12 samples it is not; on any size
+    of validation set, from any accuracy, a drop of one sample never is."""
+    assert not unstable(final=10 / 12, best=11 / 12, higher_is_better=True, diverged=False,
+                        samples=12)  # fmt: skip
+    assert unstable(final=10 / 12, best=11 / 12, higher_is_better=True, diverged=False)
+    for n in range(1, 300):
+        for k in range(1, n + 1):
+            assert not unstable((k - 1) / n, k / n, True, False, samples=n), (k, n)
+    # a real collapse on the same 12 samples still counts
+    assert unstable(final=3 / 12, best=11 / 12, higher_is_better=True, diverged=False, samples=12)
+
+
+@pytest.mark.parametrize("samples", [12, 40, 360, 5000])
+def test_an_accuracy_drop_counts_beyond_5_points_and_a_two_proportion_test(samples):
+    """A drop from the best accuracy to the final one on ``samples`` samples is instability when
+    it exceeds 5 points and a one-sided two-proportion z-test at 2.5% (pooled share, scipy's
+    normal distribution) rejects that the two are one accuracy."""
+    step = max(1, samples // 60)
+    for best_k in range(0, samples + 1, step):
+        for final_k in range(0, best_k + 1, step):
+            best, final = best_k / samples, final_k / samples
+            p = (best + final) / 2
+            se = math.sqrt(2 * p * (1 - p) / samples)
+            rejected = se > 0 and stats.norm.sf((best - final) / se) < 0.025
+            expected = best - final > verdicts.UNSTABLE_ACCURACY_DROP and rejected
+            assert unstable(final, best, True, False, samples=samples) == expected, (best, final)
+    # on a few hundred samples near 97% (the digits' validation set), the 5 points decide
+    assert unstable(final=0.91, best=0.97, higher_is_better=True, diverged=False, samples=360)
+    assert not unstable(final=0.93, best=0.97, higher_is_better=True, diverged=False, samples=360)
+
+
+def test_compare_on_one_seed_names_no_winner_and_says_why():
+    """The probe's run, through compare_model: 60 samples (12 for validation), SGD and Adam, one
+    seed. No verdict names a winner, and the sentence says a claim needs 3 seeds; an optimizer
+    whose validation accuracy fell by at most one sample is not called unstable."""
+    from optimlab.lab import compare_model
+
+    X = np.random.default_rng(0).normal(size=(60, 3))
+    y = (X[:, 0] > 0).astype(int)
+
+    def make(features, outputs):
+        return torch.nn.Sequential(
+            torch.nn.Linear(features, 8), torch.nn.ReLU(), torch.nn.Linear(8, outputs)
+        )
+
+    result = compare_model(make, (X, y), ["sgd", "adam"], seeds=1, epochs=1,
+                           lr_grid=(0.1,), refine=False)  # fmt: skip
+    (verdict,) = result.verdicts
+    assert verdict.winner is None and verdict.winners == [] and " won" not in verdict.sentence
+    assert "a claim needs at least 3 seeds" in verdict.sentence
+    for (_, name), runs in result.runs.items():
+        accuracy = runs[0].history["val_accuracy"]
+        if round((max(accuracy) - accuracy[-1]) * 12) <= 1:
+            assert name not in verdict.unstable

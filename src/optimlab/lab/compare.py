@@ -215,6 +215,9 @@ def _judged(problem, contenders: list[Contender], runs, tunings) -> verdicts.Fin
     log_scale = kind_of(score.key, score.percent) == "sci"
     metric = problem.curve_metric  # its final value against its best along the way
     higher = problem.best_metrics.get(metric, score.higher_is_better)
+    # an accuracy drop counts against the noise of the validation set's size (verdicts.unstable)
+    split = getattr(problem, "split", None)
+    samples = len(split().y_val) if higher and callable(split) else None
     scores, shaky = {}, {}
     for c in contenders:
         rows = [outcome(r) for r in runs[(problem.name, c.name)]]
@@ -227,6 +230,7 @@ def _judged(problem, contenders: list[Contender], runs, tunings) -> verdicts.Fin
                 row.get(f"best_{metric}", math.nan),
                 higher,
                 bool(row["diverged"]),
+                samples,
             )
             for row in rows
         )
@@ -255,14 +259,7 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
 
     stable = [n for n in finding.order if n not in finding.unstable]
     behind = [n for n in stable if n not in finding.tied]
-    # a tie of one algorithm in several forms that clearly beats every other: its win
-    one_algorithm = (
-        len(finding.tied) > 1
-        and bool(behind)
-        and finding.seeds >= verdicts.MIN_SEEDS
-        and len(_same_pairs(problem, contenders, finding.tied, tunings))
-        == len(finding.tied) * (len(finding.tied) - 1) // 2
-    )
+    one_algorithm = _one_algorithm(problem, contenders, finding, behind, tunings)
     if len(contenders) == 1:
         only = contenders[0].name
         return Verdict(
@@ -322,6 +319,20 @@ def verdict(problem, contenders: list[Contender], summaries, runs, tunings) -> V
     )
 
 
+def _one_algorithm(problem, contenders, finding, behind: list[str], tunings) -> bool:
+    """Whether the tie is one algorithm in several forms that clearly beats every other
+    contender, the unstable ones too, on enough seeds: the README's rule for a win, taken by
+    the algorithm (its forms differ by rounding alone, see :func:`verdicts.judge`)."""
+    tied = finding.tied
+    return (
+        len(tied) > 1
+        and bool(behind)
+        and not finding.unbeaten
+        and finding.seeds >= verdicts.MIN_SEEDS
+        and len(_same_pairs(problem, contenders, tied, tunings)) == len(tied) * (len(tied) - 1) // 2
+    )
+
+
 def _tie(problem, finding, titles, scored, runs, one_algorithm: bool) -> str:
     """The sentence of a verdict without a single winner: the group tying with the best, why
     they tie (noise, or scores below the resolution), or their win as one algorithm."""
@@ -352,16 +363,24 @@ def _tie(problem, finding, titles, scored, runs, one_algorithm: bool) -> str:
     elif len(tied) > 1:
         text = (
             f"On {problem.title}, no clear winner: {names} tie within the noise of "
-            f"{finding.seeds} seeds ({score.label}: {listed})"
+            f"{_seeds(finding.seeds)} ({score.label}: {listed})"
         )
     else:
-        text = (
-            f"On {problem.title}, {names} scored best ({listed}), but {finding.seeds} seeds "
-            "support no claim"
-        )
+        alone = len(finding.order) - len(finding.unstable) == 1
+        lead = "is the only stable contender" if alone else "scored best of the stable ones"
+        text = f"On {problem.title}, no clear winner: {names} {lead} ({listed}), but "
+        if finding.seeds < verdicts.MIN_SEEDS:
+            text += f"{_seeds(finding.seeds)} support{'s' * (finding.seeds == 1)} no claim"
+        else:  # verdicts.judge: it is not clearly better than one that scored well, unstable
+            unbeaten = _names([titles[n] for n in finding.unbeaten])
+            text += f"it is not clearly better on each seed than {unbeaten}, unstable"
     if finding.seeds < verdicts.MIN_SEEDS:
         text += f"; a claim needs at least {verdicts.MIN_SEEDS} seeds"
     return text
+
+
+def _seeds(count: int) -> str:
+    return f"{count} seed" if count == 1 else f"{count} seeds"
 
 
 def _below_resolution(problem, names: list[str], runs) -> list[str]:

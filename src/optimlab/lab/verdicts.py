@@ -9,13 +9,17 @@ over every other holds across seeds:
   best mean score *wins clearly* over another when it is better on every seed and the mean of
   the paired differences exceeds its 95% confidence half-width (a paired t-test, one-sided at
   2.5%); a claim needs at least :data:`MIN_SEEDS` seeds;
+* a winner beats *every* other contender that way, unstable ones included: being the only
+  stable contender is no win over one that scored better (an unstable contender that diverged
+  scores infinitely worse, and is beaten on every seed); with fewer than :data:`MIN_SEEDS`
+  seeds, no contender wins;
 * scores spanning orders of magnitude (a gap to the minimum, a loss on a test function) are
   compared in log10, floored at the resolution of float64 arithmetic (:data:`RESOLUTION`);
   accuracies as they are;
 * a run that diverged, or ended far worse than its own best along the way (:func:`unstable`:
-  10 times its best gap or loss and above the resolution, a million times at any level, or 5
-  points below its best accuracy), is *unstable*, and a contender with an unstable run cannot
-  win;
+  10 times its best gap or loss and above the resolution, a million times at any level, or an
+  accuracy below its best by more than 5 points and more than the noise of the validation
+  set's size allows), is *unstable*, and a contender with an unstable run cannot win;
 * otherwise the verdict names the group that ties with the best: every contender not clearly
   worse than it;
 * each contender's *sensitivity to the learning rate* is the range of swept rates whose score
@@ -35,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -53,8 +57,10 @@ T_975 = {
 UNSTABLE_FACTOR = 10.0
 #: ... or, below the resolution, this many times (float64 noise near a minimum is far less)
 UNSTABLE_GROWTH = 1e6
-#: ... or this far below its best accuracy (a fraction)
+#: ... or this far below its best accuracy (a fraction), and beyond the noise of the samples
 UNSTABLE_ACCURACY_DROP = 0.05
+#: the standard normal's 97.5% quantile: a drop beyond the noise at one-sided 2.5%
+Z_975 = 1.959964
 
 
 def t_critical(df: int) -> float:
@@ -91,19 +97,55 @@ def clearly_better(mine: Sequence[float], theirs: Sequence[float]) -> bool:
     return float(differences.mean()) > t_critical(n - 1) * spread / math.sqrt(n)
 
 
-def unstable(final: float, best: float, higher_is_better: bool, diverged: bool) -> bool:
-    """Whether a run diverged or ended far worse than its own best (see the module docstring)."""
+def unstable(
+    final: float,
+    best: float,
+    higher_is_better: bool,
+    diverged: bool,
+    samples: int | None = None,
+) -> bool:
+    """Whether a run diverged or ended far worse than its own best (see the module docstring).
+
+    An accuracy (``higher_is_better``) measured on ``samples`` validation samples is a share of
+    them: it moves in steps of ``1 / samples``, and two evaluations of a model that did not get
+    worse differ by the luck of which samples it gets right. The drop from the best to the final
+    accuracy counts only when it exceeds both :data:`UNSTABLE_ACCURACY_DROP` and
+    :func:`accuracy_noise` (a two-proportion z-test at one-sided 2.5%). On 12 samples, one
+    sample (8.3 points) is well within that noise; on any number, one sample never exceeds it;
+    on a few hundred samples near 95% accuracy the 5 points decide. Without ``samples`` (the
+    size unknown), 5 points decide.
+    """
     if diverged or math.isnan(final) or math.isinf(final):
         return True
     if math.isnan(best):
         return False
     if higher_is_better:
-        return final < best - UNSTABLE_ACCURACY_DROP
+        noise = accuracy_noise(best, final, samples) if samples else 0.0
+        return best - final > max(UNSTABLE_ACCURACY_DROP, noise)
     if best <= 0:
         return False
     # far above its best and above the resolution; or, at any level, orders of magnitude
     # above it (a gap climbing from 1e-72 back to 1e-42 is moving away from the minimum)
     return final > max(best * UNSTABLE_FACTOR, RESOLUTION) or final > best * UNSTABLE_GROWTH
+
+
+def accuracy_noise(best: float, final: float, samples: int) -> float:
+    """How far two accuracies on the same ``samples`` samples differ by chance alone: 1.96
+    standard errors of the difference of two binomial shares, ``sqrt(2 p (1 - p) / samples)``
+    at the pooled share ``p`` (their mean), as a two-proportion z-test has it.
+
+    The pooled share is the accuracy both evaluations would estimate if the model had not got
+    worse, the hypothesis the test rejects. The two evaluations share their samples, which a
+    paired test (McNemar's) would use, but a run keeps only the two shares, not which samples
+    changed; the test on the shares alone is what they support. For a drop of one sample it is
+    at least ``1.386 / samples`` (least from 100% to one sample below), so one sample is always
+    within the noise.
+
+    >>> round(accuracy_noise(11 / 12, 10 / 12, 12), 3)
+    0.265
+    """
+    p = (best + final) / 2
+    return Z_975 * math.sqrt(2 * p * (1 - p) / samples)
 
 
 @dataclass(frozen=True)
@@ -120,6 +162,8 @@ class Finding:
     unstable: list[str]
     #: seeds behind each claim
     seeds: int
+    #: unstable contenders the best stable one does not clearly beat (so it cannot win)
+    unbeaten: list[str] = field(default_factory=list)
 
 
 def judge(
@@ -129,7 +173,12 @@ def judge(
     twins: set[frozenset[str]] | None = None,
 ) -> Finding:
     """Rank contenders by their oriented scores per seed (lower is better), and say whether the
-    best beats each other clearly (:func:`clearly_better`) or which ones tie with it.
+    best stable one beats each other clearly (:func:`clearly_better`) or which ones tie with it.
+
+    The best stable contender wins only when it clearly beats every other, the unstable ones
+    too, on at least :data:`MIN_SEEDS` seeds: an unstable contender is not ranked, but a
+    contender that it outscored has not shown it is better (the lab once named plain SGD, at
+    chance accuracy on one seed, the winner over an Adam at 92% that was marked unstable).
 
     ``twins`` are pairs that are one algorithm (:func:`same_algorithm`): they differ only by
     rounding, which can favour one of them on every seed by a hair, so neither beats the other.
@@ -149,8 +198,10 @@ def judge(
         and (frozenset((best, n)) in twins or not clearly_better(scores[best], scores[n]))
     ]
     tied.sort(key=lambda n: means[n])
-    winner = best if len(tied) == 1 else None  # an unstable contender cannot win
-    return Finding(order, winner, tied, shaky, seeds)
+    unbeaten = [n for n in shaky if not clearly_better(scores[best], scores[n])]
+    # an unstable contender cannot win, and the best stable one wins only over every other
+    clear = len(tied) == 1 and not unbeaten and seeds >= MIN_SEEDS
+    return Finding(order, best if clear else None, tied, shaky, seeds, unbeaten)
 
 
 def same_algorithm(

@@ -34,6 +34,53 @@ def _panels(count: int, columns: int = 4, size: tuple[float, float] = (4.0, 3.2)
     return fig, flat[:count]
 
 
+def _bar_panel(
+    ax: Any,
+    cells: Sequence[Any],
+    remedies: Sequence[str],
+    remedy_labels: Mapping[str, str],
+    value: str,
+    log: bool,
+) -> list[str]:
+    """Draw one problem's bars (a group per method, a bar per remedy); return the methods.
+
+    A cell with no value (no seed succeeded: no steps to success) gets no bar. A panel left
+    with no bar above zero says so in words instead: a log axis cannot hold no positive value
+    (matplotlib raises when the figure is saved), and an empty or flat panel reads as missing.
+    """
+    names = list(dict.fromkeys(c.method for c in cells))
+    width = 0.8 / max(len(remedies), 1)
+    drawn = []
+    for j, remedy in enumerate(remedies):
+        xs, heights, low, high = [], [], [], []
+        for i, method in enumerate(names):
+            cell = next((c for c in cells if c.method == method and c.remedy == remedy), None)
+            if cell is None or getattr(cell, value) is None:
+                continue
+            xs.append(i + (j - (len(remedies) - 1) / 2) * width)
+            # A log axis cannot show 0 steps (a random restart that starts at the target).
+            heights.append(max(getattr(cell, value), 1) if log else getattr(cell, value))
+            if value == "success_rate":
+                # max(0, ...): rounding can put the interval a hair inside the rate
+                low.append(max(0.0, cell.success_rate - cell.ci_low))
+                high.append(max(0.0, cell.ci_high - cell.success_rate))
+        drawn += heights
+        errors = [low, high] if value == "success_rate" and xs else None
+        ax.bar(xs, heights, width, yerr=errors, capsize=2, color=REMEDY_COLORS.get(remedy),
+               label=remedy_labels[remedy])  # fmt: skip
+    nothing = not any(h > 0 for h in drawn)
+    if nothing:
+        ax.text(0.5, 0.5, "no seed succeeded" + (": no steps to show" if log else ""),
+                transform=ax.transAxes, ha="center", va="center", fontsize=9)  # fmt: skip
+    if not log:
+        ax.set_ylim(0, 1.05)
+    elif nothing:
+        ax.set_yticks([])  # a linear axis with no bars: its numbers would mean nothing
+    else:
+        ax.set_yscale("log")
+    return names
+
+
 def _bars(
     out: Path,
     name: str,
@@ -45,44 +92,17 @@ def _bars(
     ylabel: str,
     log: bool,
 ) -> Path:
+    """One panel per problem of ``value`` per method and remedy (:func:`_bar_panel`)."""
     problems = list(dict.fromkeys(c.problem for c in summaries))
     fig, axes = _panels(len(problems))
     remedies = [r for r in remedy_labels if any(c.remedy == r for c in summaries)]
-    width = 0.8 / max(len(remedies), 1)
     for ax, problem in zip(axes, problems):
         cells = [c for c in summaries if c.problem == problem]
-        names = list(dict.fromkeys(c.method for c in cells))
-        for j, remedy in enumerate(remedies):
-            xs, heights, low, high = [], [], [], []
-            for i, method in enumerate(names):
-                cell = next((c for c in cells if c.method == method and c.remedy == remedy), None)
-                if cell is None or getattr(cell, value) is None:
-                    continue
-                xs.append(i + (j - (len(remedies) - 1) / 2) * width)
-                # A log axis cannot show 0 steps (a random restart that starts at the target).
-                heights.append(max(getattr(cell, value), 1) if log else getattr(cell, value))
-                if value == "success_rate":
-                    # max(0, ...): rounding can put the interval a hair inside the rate
-                    low.append(max(0.0, cell.success_rate - cell.ci_low))
-                    high.append(max(0.0, cell.ci_high - cell.success_rate))
-            errors = [low, high] if value == "success_rate" and xs else None
-            ax.bar(
-                xs,
-                heights,
-                width,
-                yerr=errors,
-                capsize=2,
-                color=REMEDY_COLORS.get(remedy),
-                label=remedy_labels[remedy],
-            )
+        names = _bar_panel(ax, cells, remedies, remedy_labels, value, log)
         ax.set_xticks(range(len(names)))
         ax.set_xticklabels([methods[m].name for m in names], fontsize=8)
         ax.set_title(problem, fontsize=10)
         ax.set_ylabel(ylabel, fontsize=8)
-        if log:
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(0, 1.05)
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(title)
     fig.tight_layout()
