@@ -31,6 +31,9 @@ def test_escape_command_bad_names():
     result = CliRunner().invoke(main, ["escape", "--problems", "nope"])
     assert result.exit_code == 2
     assert "unknown 'nope'; valid: saddle" in result.output and "Traceback" not in result.output
+    assert "--problems" in result.output  # (the option is named)
+    result = CliRunner().invoke(main, ["escape", "--remedies", "plain,magic"])
+    assert result.exit_code == 2 and "--remedies" in result.output and "'magic'" in result.output
 
 
 def test_escape_with_no_success_anywhere_still_draws_and_reports(tmp_path):

@@ -7,8 +7,8 @@ import click
 from .options import jobs_option, out_option, overwrite_option, publish, run_folder
 
 
-def _names(valid):
-    def parse(ctx: click.Context, param: click.Parameter, text: str | None):
+def _names(valid, option: str):
+    def parse(ctx: click.Context, text: str | None):
         if text is None:
             return None
         chosen = [t.strip() for t in text.split(",") if t.strip()]
@@ -16,7 +16,9 @@ def _names(valid):
         if unknown or not chosen:
             raise click.BadParameter(
                 f"unknown {', '.join(map(repr, unknown)) or 'empty list'}; valid: "
-                + ", ".join(valid)
+                + ", ".join(valid),
+                ctx,
+                param_hint=option,
             )
         return chosen
 
@@ -79,9 +81,9 @@ def escape(ctx: click.Context, seeds, quick, problems, methods, remedies, out, o
     from ..lab.escape.problems import PROBLEMS
     from ..lab.escape.study import METHODS, REMEDIES, escape_main
 
-    problems = _names(list(PROBLEMS))(ctx, None, problems)
-    methods = _names(list(METHODS))(ctx, None, methods)
-    remedies = _names(list(REMEDIES))(ctx, None, remedies)
+    problems = _names(list(PROBLEMS), "--problems")(ctx, problems)
+    methods = _names(list(METHODS), "--methods")(ctx, methods)
+    remedies = _names(list(REMEDIES), "--remedies")(ctx, remedies)
     folder = run_folder(ctx, out, 0, dict(seeds=seeds, quick=quick, problems=problems,
                                           methods=methods, remedies=remedies))  # fmt: skip
     report = escape_main(folder.path, seeds=seeds, quick=quick, processes=jobs,
