@@ -317,9 +317,9 @@ def test_a_preempted_overwrite_run_waits_in_its_staging_folder_and_resume_finish
     previous = (out / "report.html").read_bytes()
     real_run = config_module.run
 
-    def preempted_at_step_4(config, folder, resume=False, progress=None):
+    def preempted_at_step_4(config, folder, resume=False, progress=None, **given):
         config.training["steps"] = 4  # the run is stopped after its checkpoint at step 4
-        real_run(config, folder, resume=resume)
+        real_run(config, folder, resume=resume, **given)
         config.training["steps"] = 8
         raise Preempted(143)
 
@@ -360,5 +360,18 @@ def test_resuming_a_run_file_whose_optimizer_changed_is_a_usage_error(tmp_path):
         main, ["train", "--config", str(path), "--out", str(out), "--resume"]
     )
     assert result.exit_code == 2
+    assert "[optimizer] name: 'adam' then, 'adamw' now" in result.output
+    assert "resume_overrides" not in result.output  # (a Python argument, not the CLI's)
+    assert result.output.strip().count("\n") == 0
+    # a run folder of an older optimlab, whose run.json has no run file: fit still refuses
+    # the checkpoint of another optimizer, in the command line's words
+    record = json.loads((out / "run.json").read_text())
+    del record["options"]["run_file"]
+    (out / "run.json").write_text(json.dumps(record))
+    result = CliRunner().invoke(
+        main, ["train", "--config", str(path), "--out", str(out), "--resume"]
+    )
+    assert result.exit_code == 2
     assert "Cannot resume from" in result.output and "AdamW" in result.output
+    assert "resume_overrides" not in result.output and "--overwrite" in result.output
     assert result.output.strip().count("\n") == 0

@@ -10,10 +10,19 @@ anything only when asked:
 
 - ``overwrite``: the run writes into a hidden staging folder inside (``.optimlab-staging-*``),
   and only once it has finished do its files replace the previous run's (those its ``run.json``
-  lists); an interrupted run leaves the previous run's files as they were. Files that are not a
+  lists, and the checkpoints ``optimlab train`` wrote, which a run killed in place never
+  listed); an interrupted run leaves the previous run's files as they were. Files that are not a
   run's (the user's) are never deleted: only the files this run writes replace theirs.
-- ``keep``: the run continues the folder in place (``optimlab train --resume`` finds its
-  checkpoints there).
+- ``keep``: the run continues the newest staging folder whose run stopped before finishing
+  (suspended by a signal, or its process killed), else the folder in place
+  (``optimlab train --resume`` finds its checkpoints there).
+
+A staging folder whose process is gone (``kill -9``, a crash of the machine) is ours, not the
+user's: the next ``overwrite`` or ``keep`` run into the folder removes it (``keep`` continues
+the newest one first) and lists it in :attr:`RunFolder.removed`.
+
+Each run has a ``run_id`` (in ``run.json``), which a continued run keeps, so that its
+checkpoints can be told from another run's.
 
 Otherwise :meth:`RunFolder.create` raises :class:`FolderInUse`.
 
@@ -36,8 +45,10 @@ import json
 import math
 import os
 import platform
+import secrets
 import shlex
 import shutil
+import socket
 import sys
 import time
 from collections.abc import Iterable, Mapping
@@ -118,6 +129,8 @@ class RunFolder:
         self._previous = previous  # the files the previous run in ``final`` wrote
         self._before = dict(before or {})  # files in ``path`` at the start, with their mtimes
         self._started = time.perf_counter()
+        #: dead runs' staging folders this run removed (see the module's docstring)
+        self.removed: list[Path] = []
 
     @property
     def staged(self) -> bool:
@@ -149,16 +162,17 @@ class RunFolder:
         held = path.is_dir() and any(path.iterdir())
         if held and not (overwrite or keep):
             raise FolderInUse(path)
-        previous = _listed_files(path) if held else frozenset()
-        suspended = _suspended_staging(path) if held and keep else None
+        previous = _previous_files(path) if held else frozenset()
+        continued = _resumable_staging(path) if held and keep else None
         try:
             path.mkdir(parents=True, exist_ok=True)
-            write = _staging_folder(path) if held and not keep else suspended or path
+            write = _staging_folder(path) if held and not keep else continued or path
             (write / "figures").mkdir(exist_ok=True)
         except OSError as error:
             raise LabError(f"--out {path}: cannot create the folder ({error.strerror})") from None
         # continuing in place, files there before are not this run's unless it writes them
         before = {name: _mtime(path / name) for name in _files(path)} if write == path else {}
+        earlier = _record(write / "run.json") if keep else {}
         record = {
             "tool": "optimlab",
             "subcommand": subcommand,
@@ -169,10 +183,27 @@ class RunFolder:
             "versions": versions(),
             "started": _now(),
             "status": "running",
+            # a continued run is the same run: its checkpoints carry this id
+            "run_id": earlier.get("run_id") or secrets.token_hex(8),
+            "owner": _owner(),
         }
         folder = cls(write, record, final=path, previous=previous, before=before)
         folder.write_json("run.json", record)
+        if held:  # (after run.json names this process the owner of the staging folder)
+            folder.removed = _remove_dead_staging(path, keep=write)
         return folder
+
+    @staticmethod
+    def continued(path: Path) -> dict[str, Any] | None:
+        """The ``run.json`` record of the run that ``keep`` would continue in ``path`` (the
+        newest resumable staging folder's, else the folder's own), or None where there is no
+        optimlab run to continue. Read before :meth:`create`, which starts a new record."""
+        path = Path(path)
+        if not path.is_dir():
+            return None
+        staging = _resumable_staging(path)
+        record = _record((staging or path) / "run.json")
+        return dict(record, staged=staging is not None) if record else None
 
     def file(self, name: str) -> Path:
         """The path of ``name`` inside the folder (sub-folders are made as needed)."""
@@ -290,17 +321,78 @@ class RunFolder:
         self.path = self.final
 
 
-def _suspended_staging(path: Path) -> Path | None:
-    """The newest staging folder in ``path`` whose run was suspended, if any."""
+def _record(path: Path) -> dict[str, Any]:
+    """An optimlab ``run.json`` as a dict; empty where it is missing, unreadable or another's."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) and record.get("tool") == "optimlab" else {}
+
+
+def _owner() -> dict[str, Any]:
+    """This process, as the owner a ``run.json`` names (a staging folder's is alive or dead)."""
+    return {"host": socket.gethostname(), "pid": os.getpid()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError, ValueError):  # another user's process: alive
+        return True
+    return True
+
+
+def _staging_state(staging: Path) -> str:
+    """The state of a staging folder: "live" (its process runs, or it cannot be told: another
+    machine's), "resumable" (its run stopped before finishing and its process is gone:
+    suspended, or killed) or "dead" (its process is gone, and no run.json says what ran)."""
+    record = _record(staging / "run.json")
+    if record.get("status") == "suspended":  # its process saved and exited
+        return "resumable"
+    owner = record.get("owner")
+    if isinstance(owner, dict) and isinstance(owner.get("pid"), int):
+        if owner.get("host") != socket.gethostname():
+            return "live"  # (its process cannot be seen from here: never touched)
+        pid = owner["pid"]
+    else:  # written before run.json named its owner, or killed before writing it
+        digits = staging.name[len(_STAGING) :].partition("-")[0]
+        if not digits.isdigit():
+            return "live"
+        pid = int(digits)
+    if pid == os.getpid() or _alive(pid):
+        return "live"
+    return "resumable" if record.get("status") == "running" else "dead"
+
+
+def _stagings(path: Path) -> list[tuple[int, Path, str]]:
+    """The staging folders in ``path``, newest last, each with its mtime and state."""
     found = []
     for staging in path.glob(f"{_STAGING}*"):
-        try:
-            status = json.loads((staging / "run.json").read_text()).get("status")
-        except (OSError, ValueError, AttributeError):
-            continue
-        if status == "suspended":
-            found.append((_mtime(staging / "run.json"), staging))
-    return max(found)[1] if found else None
+        if staging.is_dir() and not staging.is_symlink():
+            found.append((_mtime(staging / "run.json"), staging, _staging_state(staging)))
+    return sorted(found)
+
+
+def _resumable_staging(path: Path) -> Path | None:
+    """The newest staging folder in ``path`` whose run stopped before finishing and can be
+    continued: suspended (a signal) or killed (its process is gone), if any."""
+    found = [staging for _, staging, state in _stagings(path) if state == "resumable"]
+    return found[-1] if found else None
+
+
+def _remove_dead_staging(path: Path, keep: Path) -> list[Path]:
+    """Remove the staging folders in ``path`` whose process is gone (but ``keep``): optimlab
+    made them, for runs that never finished and that no later run can reach (``keep``
+    continues the newest); return them. A live one (another process's) is left alone."""
+    removed = []
+    for _, staging, state in _stagings(path):
+        if state != "live" and staging != keep:
+            shutil.rmtree(staging, ignore_errors=True)
+            removed.append(staging)
+    return removed
 
 
 def _staging_folder(path: Path) -> Path:
@@ -353,6 +445,19 @@ def _listed_files(folder: Path) -> frozenset[str]:
             if not parts[0].startswith(_STAGING):
                 safe.add(Path(name).as_posix())
     return frozenset(safe)
+
+
+def _previous_files(folder: Path) -> frozenset[str]:
+    """The files of the optimlab run in ``folder``: those its run.json lists, and the
+    checkpoints ``optimlab train`` wrote in ``checkpoints/`` (a run killed in place never
+    listed its files; its checkpoints are known by their names and their digest records)."""
+    listed = _listed_files(folder)
+    if not _record(folder / "run.json"):
+        return listed
+    from ..train.checkpoint import written_checkpoints
+
+    found = written_checkpoints(folder / "checkpoints")
+    return listed | {f"checkpoints/{p.name}" for p in found}
 
 
 def _remove_file(root: Path, name: str) -> None:

@@ -94,6 +94,7 @@ __all__ = [
     "restore_rng_state",
     "save_checkpoint",
     "validate_payload",
+    "written_checkpoints",
 ]
 
 _TMP_SUFFIX = ".tmp"
@@ -747,6 +748,54 @@ class CheckpointManager:
                     f"({type(e).__name__}: {_first_line(str(e))})"
                 )
         return payload
+
+
+def written_checkpoints(folder: str | os.PathLike[str], prefix: str = "ckpt") -> list[Path]:
+    """The files in ``folder`` that a :class:`CheckpointManager` with ``prefix`` wrote: named
+    as it names its checkpoints and ending in the digest record :func:`save_checkpoint`
+    writes, or named as its temporary files. Nothing is created or changed.
+
+    So that whoever replaces a run's files (``optimlab train --overwrite``) can remove the
+    previous run's checkpoints and only those: a file of the user's, even a checkpoint of
+    another tool with the same name, is not one of them.
+    """
+    folder = Path(folder)
+    names = re.compile(rf"{re.escape(prefix)}-\d{{8,}}\.pt")
+    temporary = re.compile(
+        rf"\.{re.escape(prefix)}-\d{{8,}}\.pt\.[0-9a-f]+{re.escape(_TMP_SUFFIX)}"
+    )
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError:
+        return []
+    found = []
+    for name in entries:
+        path = folder / name
+        if path.is_symlink() or not path.is_file():
+            continue
+        if temporary.fullmatch(name) or names.fullmatch(name) and _has_digest_record(path):
+            found.append(path)
+    return found
+
+
+def _has_digest_record(path: Path) -> bool:
+    """Whether ``path`` ends as :func:`save_checkpoint` ends a file (end record, digest)."""
+    n = _END_RECORD.size + _DIGEST_SIZE
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size < n:
+                return False
+            f.seek(size - n)
+            tail = f.read(n)
+    except OSError:
+        return False
+    end = tail[: _END_RECORD.size]
+    return (
+        end[:4] == _END_SIGNATURE
+        and _END_RECORD.unpack(end)[-1] == _DIGEST_SIZE
+        and tail[_END_RECORD.size :].startswith(_DIGEST_MAGIC)
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -57,6 +57,10 @@ BUILT_IN = ("digits", "breast_cancer", "iris", "wine", "synthetic_classification
             "synthetic_regression")  # fmt: skip
 FROM_FILES = ("csv", "npz", "idx")
 MODELS = ("logistic", "mlp", "cnn")
+TASKS = ("classification", "regression")
+#: what early stopping may follow: the validation loss, and the accuracy (classes)
+METRICS = ("val_loss", "val_accuracy")
+_PRECISIONS = ("fp32", "bf16")  # (fit's fp16 needs a CUDA model; train's model is on the CPU)
 
 
 class ConfigError(ValueError):
@@ -70,7 +74,7 @@ _SCHEMA: dict[str, dict[str, Any]] = {
     "data": {
         "name": str, "path": str, "target": str, "images": str, "labels": str,
         "samples": int, "features": int, "classes": int, "noise": float,
-        "validation": float, "test": float,
+        "validation": float, "test": float, "task": str,
     },
     "model": {"kind": str, "hidden": list, "dropout": float},
     "schedule": {"spec": str},
@@ -174,6 +178,12 @@ def _check_values(config: RunConfig) -> None:
     for key in needs:
         if key not in config.data:
             raise ConfigError(f"{where}: [data] name = {name!r} needs the key {key!r}")
+    task = config.data.get("task")
+    if task is not None and (name not in ("csv", "npz") or task not in TASKS):
+        raise ConfigError(
+            f"{where}: [data] task = {task!r}; expected 'classification' or 'regression', "
+            "with name = 'csv' or 'npz' (the task of the other data sets is known)"
+        )
     for key in ("validation", "test"):
         value = config.data.get(key, 0.2)
         if not 0 <= value < 1:
@@ -196,7 +206,9 @@ def _check_values(config: RunConfig) -> None:
     training = config.training
     if "epochs" not in training and "steps" not in training:
         raise ConfigError(f"{where}: [training] needs epochs or steps")
-    for key in ("epochs", "steps", "accumulation", "checkpoint_every", "keep_last", "eval_every"):
+    counts = ("epochs", "steps", "accumulation", "checkpoint_every", "keep_last", "eval_every",
+              "read_every", "early_stopping_patience")  # fmt: skip
+    for key in counts:
         if key in training and training[key] < 1:
             raise ConfigError(f"{where}: [training] {key} = {training[key]!r} should be >= 1")
     batch = training.get("batch_size", 32)
@@ -204,13 +216,82 @@ def _check_values(config: RunConfig) -> None:
         raise ConfigError(
             f"{where}: [training] batch_size = {batch!r} should be a positive integer or 'full'"
         )
-    if "spec" in config.schedule:
-        from ..schedules import from_spec
+    _check_settings(config, where)
 
+
+def _check_settings(config: RunConfig, where: str) -> None:
+    """The values ``fit``, the data sets and the model would refuse only once the run has
+    started (its folder written, maybe after an epoch): a mistake in the run file is said
+    here, with its table and key, before anything is written."""
+    if not 0 <= config.seed < 2**32:  # (NumPy's seed)
+        raise ConfigError(f"{where}: seed = {config.seed!r} should be in [0, 2**32)")
+    dropout = config.model.get("dropout", 0.0)
+    if not 0 <= dropout < 1:
+        raise ConfigError(f"{where}: [model] dropout = {dropout!r} should be in [0, 1)")
+    data = config.data
+    for key, least in (("samples", 1), ("features", 1), ("classes", 2), ("noise", 0)):
+        if key in data and not (math.isfinite(data[key]) and data[key] >= least):
+            raise ConfigError(f"{where}: [data] {key} = {data[key]!r} should be >= {least}")
+    training = config.training
+    _choice(where, training, "precision", _PRECISIONS, "fp16 needs CUDA; train runs on the CPU")
+    _choice(where, training, "nonfinite_loss", ("raise", "skip"))
+    if training.get("nonfinite_loss") == "skip" and training.get("read_every", 1) != 1:
+        raise ConfigError(
+            f"{where}: [training] read_every = {training['read_every']!r} with nonfinite_loss "
+            "= 'skip' should be 1 (whether a step is applied depends on its loss)"
+        )
+    for key in ("clip_norm", "clip_value"):
+        value = training.get(key)
+        if value is not None and not (math.isfinite(value) and value > 0):
+            raise ConfigError(
+                f"{where}: [training] {key} = {value!r} should be a finite number > 0"
+            )
+    validation = config.data.get("validation", 0.2) > 0
+    if "early_stopping_metric" in training or "early_stopping_patience" in training:
+        _choice(where, training, "early_stopping_metric", METRICS)
+        if not validation:
+            raise ConfigError(
+                f"{where}: [training] early stopping follows the validation set, and [data] "
+                "validation = 0; give validation > 0, or remove the early_stopping keys"
+            )
+    if "spec" in config.schedule:
+        from ..schedules import ReduceOnPlateau, from_spec
+
+        spec = config.schedule["spec"]
         try:
-            from_spec(config.schedule["spec"])
+            schedule = from_spec(spec)
         except (ValueError, TypeError) as e:
-            raise ConfigError(f"{where}: [schedule] spec = {config.schedule['spec']!r}: {e}") from e
+            raise ConfigError(f"{where}: [schedule] spec = {spec!r}: {e}") from e
+        if isinstance(schedule, ReduceOnPlateau) and not validation:
+            raise ConfigError(
+                f"{where}: [schedule] spec = {spec!r} follows the validation loss, and [data] "
+                "validation = 0; give validation > 0"
+            )
+
+
+def _choice(where: str, table: dict, key: str, valid: tuple, note: str = "") -> None:
+    if key in table and table[key] not in valid:
+        raise ConfigError(
+            f"{where}: [training] {key} = {table[key]!r}; expected one of "
+            f"{', '.join(map(repr, valid))}" + (f" ({note})" if note else "")
+        )
+
+
+def check_with_data(config: RunConfig, data: Data) -> None:
+    """What the run file asks of its data: a metric to follow it has (accuracy is for
+    classes), square images for a cnn. Checked once the data is loaded, before the run."""
+    metric = config.training.get("early_stopping_metric")
+    if metric == "val_accuracy" and not data.classes:
+        raise ConfigError(
+            f"{config.source}: [training] early_stopping_metric = 'val_accuracy', but "
+            f"{config.data['name']} is a regression data set; expected 'val_loss'"
+        )
+    features = data.X_train.shape[1]
+    outputs = data.classes or 1
+    try:
+        build_model(config.model, features, outputs, data.image_side)
+    except ConfigError as e:
+        raise ConfigError(f"{config.source}: {e}") from None
 
 
 def optimizer_arguments(config: RunConfig) -> dict[str, Any]:
@@ -244,6 +325,77 @@ def _check_optimizer(config: RunConfig, where: str) -> None:
         cls([torch.zeros(2, 2, requires_grad=True)], **arguments)
     except (TypeError, ValueError) as e:
         raise ConfigError(f"{where}: [optimizer] {e}") from e
+
+
+# --- resuming: the run file must be the one the run started with --------------------------
+
+#: what a key left out of the run file means, so that writing the default out is no change
+_DEFAULTS = {
+    ("", "seed"): 0, ("data", "validation"): 0.2, ("data", "test"): 0.2,
+    ("model", "kind"): "mlp", ("model", "hidden"): [64], ("model", "dropout"): 0.0,
+    ("training", "batch_size"): 32, ("training", "accumulation"): 1,
+    ("training", "keep_last"): 3, ("training", "precision"): "fp32",
+    ("training", "nonfinite_loss"): "raise",
+}  # fmt: skip
+#: keys that may change between a run and its resumption: when it stops (a run resumed with
+#: more epochs or steps ends as one that was given them from the start: no step depends on
+#: the total) and how it is kept and watched (read_every only delays reading the same
+#: losses), not what any step computes
+RESUMABLE_CHANGES = (("training", "epochs"), ("training", "steps"), ("training", "keep_last"),
+                     ("training", "checkpoint_every"), ("training", "read_every"))  # fmt: skip
+
+
+def settings(config: RunConfig) -> dict[str, Any]:
+    """Everything in the run file that determines the run (all but ``out``), as JSON values,
+    with a digest of each data file it names: stored in ``run.json``, compared on resume."""
+    import hashlib
+
+    found: dict[str, Any] = {"seed": config.seed, "data": dict(config.data),
+                             "model": dict(config.model), "optimizer": dict(config.optimizer),
+                             "schedule": dict(config.schedule),
+                             "training": dict(config.training)}  # fmt: skip
+    digests = {}
+    for key in ("path", "images", "labels"):
+        if isinstance(config.data.get(key), str) and Path(config.data[key]).is_file():
+            digest = hashlib.sha256()
+            with open(config.data[key], "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 20), b""):
+                    digest.update(chunk)
+            digests[key] = digest.hexdigest()
+    found["data files (sha256)"] = digests
+    return found
+
+
+def run_file_changes(saved: dict[str, Any], config: RunConfig) -> list[str]:
+    """How ``config`` differs from ``saved`` (:func:`settings` of the run file a run started
+    with): one "[table] key: old then, new now" per key, but :data:`RESUMABLE_CHANGES`.
+
+    A resumed run continues the checkpoint with the settings it is given now: a new seed
+    re-splits the data (the test set would hold samples the checkpoint trained on), a new
+    schedule or clip_norm mixes two runs. So every difference is refused."""
+    now = settings(config)
+    changes = []
+    for table in sorted(set(saved) | set(now)):
+        old, new = saved.get(table), now.get(table)
+        if not isinstance(old, dict) or not isinstance(new, dict):
+            old, new, table = {table: old}, {table: new}, ""
+        for key in sorted(set(old) | set(new)):
+            if (table, key) in RESUMABLE_CHANGES:
+                continue
+            default = _DEFAULTS.get((table, key), "(not set)")
+            before, after = old.get(key, default), new.get(key, default)
+            if before != after:
+                where = f"[{table}] {key}" if table else key
+                changes.append(f"{where}: {_shown(before)} then, {_shown(after)} now")
+    return changes
+
+
+def _shown(value: Any) -> str:
+    if value == "(not set)":
+        return value
+    if isinstance(value, str) and len(value) == 64:  # a digest: its start tells them apart
+        return value[:12] + "..."
+    return repr(value)
 
 
 # --- data ----------------------------------------------------------------------------------
@@ -287,19 +439,42 @@ def load_arrays(data: dict[str, Any], seed: int) -> tuple[np.ndarray, np.ndarray
         )  # fmt: skip
         return X.astype(np.float32), y.astype(np.float32), "regression"
     if name == "csv":
-        return read_csv(Path(data["path"]), data.get("target"))
+        return read_csv(Path(data["path"]), data.get("target"), data.get("task"))
     if name == "npz":
-        return read_npz(Path(data["path"]))
+        return read_npz(Path(data["path"]), data.get("task"))
     return read_idx(Path(data["images"])), read_idx(Path(data["labels"])), "classification"
 
 
-def _task_of(y: np.ndarray) -> tuple[np.ndarray, str]:
-    if np.issubdtype(y.dtype, np.integer) or np.all(np.mod(y, 1) == 0) and len(np.unique(y)) <= 100:
+def _task_of(y: np.ndarray, where: Path, task: str | None = None) -> tuple[np.ndarray, str]:
+    """The targets of a data file and their task: ``task`` (``[data] task``) where given,
+    else inferred as ``optimlab compare --data`` infers it (:func:`optimlab.lab.user.
+    infer_task`: whole numbers with 2 to 50 values are classes, anything else is
+    regression), so that one file means the same to both."""
+    from ..lab.user import infer_task
+
+    if y.dtype.kind not in "biuf":  # (strings, objects: no number to learn)
+        shown = ", ".join(map(repr, np.unique(y.astype(str))[:3].tolist()))
+        raise ConfigError(
+            f"{where}: the targets are {y.dtype} values ({shown}...), not numbers; give class "
+            "labels as whole numbers, or regression targets as numbers"
+        )
+    y = y.reshape(len(y), -1)
+    if y.shape[1] != 1:
+        raise ConfigError(f"{where}: y has {y.shape[1]} values per sample; expected one")
+    y = y[:, 0]
+    if not np.isfinite(y).all():
+        raise ConfigError(f"{where}: the targets hold NaN or Inf values")
+    if task == "classification" and not np.all(np.mod(y, 1) == 0):
+        raise ConfigError(f"{where}: [data] task = 'classification', but the targets are not "
+                          "all whole numbers (class labels)")  # fmt: skip
+    if (task or infer_task(y)) == "classification":
         return y.astype(np.int64), "classification"
     return y.astype(np.float32), "regression"
 
 
-def read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray, str]:
+def read_csv(
+    path: Path, target: str | None, task: str | None = None
+) -> tuple[np.ndarray, np.ndarray, str]:
     """A CSV file with a header row; ``target`` names the target column (default: the last)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such data file")
@@ -326,12 +501,12 @@ def read_csv(path: Path, target: str | None) -> tuple[np.ndarray, np.ndarray, st
                 ) from None
     if not np.isfinite(values).all():
         raise ConfigError(f"{path}: holds NaN or Inf values")
-    y, task = _task_of(values[:, column])
+    y, task = _task_of(values[:, column], path, task)
     X = np.delete(values, column, axis=1).astype(np.float32)
     return X, y, task
 
 
-def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
+def read_npz(path: Path, task: str | None = None) -> tuple[np.ndarray, np.ndarray, str]:
     """An ``.npz`` file with arrays ``X`` (samples in rows) and ``y``."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such data file")
@@ -346,7 +521,7 @@ def read_npz(path: Path) -> tuple[np.ndarray, np.ndarray, str]:
     X, y = arrays["X"], arrays["y"]
     if len(X) != len(y) or len(X) == 0:
         raise ConfigError(f"{path}: X has {len(X)} samples and y {len(y)}; they must match")
-    y, task = _task_of(np.asarray(y))
+    y, task = _task_of(np.asarray(y), path, task)
     return X.reshape(len(X), -1).astype(np.float32), y, task
 
 
@@ -390,6 +565,9 @@ def load_data(data: dict[str, Any], seed: int) -> Data:
     side = math.isqrt(X.shape[1])
     image_side = side if side * side == X.shape[1] and side >= 4 else None
     val_share, test_share = data.get("validation", 0.2), data.get("test", 0.2)
+    if task == "classification":  # labels as 0 .. k-1, as compare --data takes them
+        _, y = np.unique(y, return_inverse=True)
+        y = y.astype(np.int64)
     stratify = y if task == "classification" else None
     try:
         X_rest, X_test, y_rest, y_test = _split(X, y, test_share, seed, stratify)
@@ -398,7 +576,12 @@ def load_data(data: dict[str, Any], seed: int) -> Data:
             X_rest, y_rest, share, seed, y_rest if stratify is not None else None
         )
     except ValueError as e:
-        raise ConfigError(f"{where}: cannot split {len(X)} samples: {e}") from e
+        hint = ""
+        if task == "classification" and data["name"] in FROM_FILES:
+            hint = (f" (its targets were taken as {len(np.unique(y))} classes: whole numbers "
+                    "with at most 50 values; if they are not classes, set [data] task = "
+                    "'regression')")  # fmt: skip
+        raise ConfigError(f"{where}: cannot split {len(X)} samples: {e}{hint}") from e
     mean, std = X_train.mean(0), X_train.std(0)
     std[std == 0] = 1.0  # features constant in training carry no information
     scale = lambda a: torch.from_numpy((a - mean) / std)  # noqa: E731
@@ -454,9 +637,21 @@ def build_model(model: dict[str, Any], features: int, outputs: int, image_side: 
 # --- the run -------------------------------------------------------------------------------
 
 
-def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | None = None):
+def run(
+    config: RunConfig,
+    out: Path,
+    resume: bool = False,
+    progress: bool | None = None,
+    *,
+    data: Data | None = None,
+    run_id: str | None = None,
+):
     """Train as the run file says; write ``history.csv`` and ``metrics.json`` to ``out``
-    (checkpoints in ``out/checkpoints``). Returns the :class:`TrainResult` and the metrics."""
+    (checkpoints in ``out/checkpoints``). Returns the :class:`TrainResult` and the metrics.
+
+    ``data``: the run file's data, loaded already (:func:`load_data` with its seed), so that
+    a caller can check it before it writes anything. ``run_id`` goes into every checkpoint,
+    and resuming takes only checkpoints of that run (see ``fit``)."""
     import optimlab
     from optimlab.data import MiniBatches
 
@@ -465,7 +660,8 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
 
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
-    data = load_data(config.data, config.seed)
+    if data is None:
+        data = load_data(config.data, config.seed)
     outputs = data.classes if data.classes else 1
     model = build_model(config.model, data.X_train.shape[1], outputs, data.image_side)
     arguments = optimizer_arguments(config)
@@ -482,8 +678,9 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
     loss_fn = torch.nn.functional.cross_entropy if data.classes else torch.nn.functional.mse_loss
     stopping = None
     if "early_stopping_metric" in training or "early_stopping_patience" in training:
-        stopping = EarlyStopping(training.get("early_stopping_metric", "val_loss"),
-                                 patience=training.get("early_stopping_patience", 5))  # fmt: skip
+        metric = training.get("early_stopping_metric", "val_loss")
+        stopping = EarlyStopping(metric, patience=training.get("early_stopping_patience", 5),
+                                 mode="max" if metric == "val_accuracy" else "min")  # fmt: skip
     out.mkdir(parents=True, exist_ok=True)
     eval_data = (data.X_val, data.y_val) if len(data.X_val) else None
     result = fit(
@@ -497,7 +694,7 @@ def run(config: RunConfig, out: Path, resume: bool = False, progress: bool | Non
         keep_last=training.get("keep_last", 3), resume=resume,
         history_path=out / "history.csv", precision=training.get("precision", "fp32"),
         nonfinite_loss=training.get("nonfinite_loss", "raise"),
-        read_every=training.get("read_every"), progress=progress,
+        read_every=training.get("read_every"), progress=progress, run_id=run_id,
     )  # fmt: skip
     metrics = {"steps": result.steps, "epochs": result.epochs, "stop_reason": result.stop_reason,
                **result.final_metrics}  # fmt: skip

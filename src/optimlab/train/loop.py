@@ -396,6 +396,7 @@ class RunState(TrainState):
     log: Any = None  # the _History
     net: Any = None  # the model as trained (DDP, FSDP) or the model itself
     ranks: Any = None
+    run_id: str | None = None  # which run wrote a checkpoint (fit's ``run_id``)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -414,6 +415,7 @@ class RunState(TrainState):
             "history": self.log.position(),  # where the history file stood, not its rows
             "callbacks": [_state_of(c) for c in self.callbacks],
             "rng": self.ranks.gather(capture_rng_state()),
+            "run_id": self.run_id,
         }  # fmt: skip
 
     def load_state_dict(self, payload: dict[str, Any], keep: Sequence[dict] = ()) -> None:
@@ -749,7 +751,12 @@ def _resume(
     found = None
     if checkpoints is not None:
         device = _model_device(run.model)
-        found = checkpoints.load_latest(map_location=device, validate=_complete_payload)
+
+        def validate(payload: Any) -> None:
+            _complete_payload(payload)
+            _same_run(payload, run.run_id)
+
+        found = checkpoints.load_latest(map_location=device, validate=validate)
     if found is None:
         run.log.start()
         return None
@@ -788,6 +795,7 @@ def fit(
     progress: bool | None = None,
     resume_overrides: Sequence[str] = (),
     preempt_signals: Sequence[str] = PREEMPT_SIGNALS,
+    run_id: str | None = None,
 ) -> TrainResult:
     """Train ``model`` with ``optimizer`` on the batches of ``plan``.
 
@@ -836,7 +844,8 @@ def fit(
     both; ``resume_overrides`` names the hyperparameters this run may change on purpose (a
     planned change of learning rate: ``("lr",)``), whose values then come from ``optimizer``.
     A checkpoint that loads but lacks what a run needs is reported by name and the previous one
-    is used.
+    is used; so is one written by another run, where ``run_id`` (any string naming this run,
+    kept across resumes; it goes into every checkpoint) says which run is resumed.
 
     Preemption: the first of ``preempt_signals`` (``SIGTERM``, ``SIGINT``, ``SIGUSR1`` by
     default) to arrive makes ``fit`` finish the current step, write a checkpoint (with
@@ -871,7 +880,7 @@ def fit(
         model=model, optimizer=optimizer, epoch=plan.epoch, plan=plan, net=net, ranks=ranks,
         driver=drive(optimizer, schedule) if schedule is not None else None, plateau=plateau,
         early_stopping=early_stopping, callbacks=tuple(callbacks), log=history,
-        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None,
+        scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, run_id=run_id,
     )  # fmt: skip
     checkpoints = CheckpointManager(checkpoint_dir, keep_last=keep_last) if checkpoint_dir else None
     trainer = _Trainer(
@@ -1049,6 +1058,16 @@ def _complete_payload(payload: Any) -> None:
         raise TypeError(f"its history is {type(history).__name__}, not a position in the file")
 
 
+def _same_run(payload: dict, run_id: str | None) -> None:
+    """Raise if the checkpoint was written by another run than ``run_id`` (load_latest then
+    skips it, naming it): a folder can hold another run's checkpoints (one killed in place
+    before an ``--overwrite`` run replaced it), and continuing one of them would mix two runs.
+    Checkpoints without an id (written before ids, or by a run without one) pass."""
+    saved = payload.get("run_id")
+    if run_id is not None and saved is not None and saved != run_id:
+        raise ValueError(f"it was written by run {saved}, and this is run {run_id}")
+
+
 def _qualified_name(optimizer: torch.optim.Optimizer) -> str:
     local = type(distributed.local_optimizer(optimizer))  # the class inside ZeRO's wrapper
     return f"{local.__module__}.{local.__qualname__}"
@@ -1062,7 +1081,14 @@ def _hyperparameters(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
 
 
 class ResumeRefused(ValueError):
-    """A checkpoint of another run: another optimizer class, or other hyperparameters."""
+    """A checkpoint of another run: another optimizer class, or other hyperparameters.
+
+    ``reason`` says what differs; the message adds ``advice`` for whoever called ``fit``
+    (a command line, which has other ways out, shows ``reason`` with its own)."""
+
+    def __init__(self, reason: str, advice: str = "") -> None:
+        self.reason, self.advice = reason, advice
+        super().__init__(f"{reason} {advice}".strip())
 
 
 def _check_same_optimizer(
@@ -1074,8 +1100,8 @@ def _check_same_optimizer(
     if saved_class is not None and saved_class != _qualified_name(optimizer):
         raise ResumeRefused(
             f"Cannot resume from {path}: it was written by {saved_class}, this run uses "
-            f"{_qualified_name(optimizer)}. Resume with the optimizer that wrote it, or start "
-            "a new run in another folder."
+            f"{_qualified_name(optimizer)}.",
+            "Resume with the optimizer that wrote it, or start a new run in another folder.",
         )
     saved = payload.get("optimizer_defaults") or {}
     mine = _hyperparameters(optimizer)
@@ -1087,8 +1113,9 @@ def _check_same_optimizer(
         )
         raise ResumeRefused(
             f"Cannot resume from {path}: its optimizer's hyperparameters differ from this "
-            f"run's ({differences}). Resume with the same ones, or name those you change on "
-            f"purpose: resume_overrides={tuple(refused)!r}."
+            f"run's ({differences}).",
+            "Resume with the same ones, or name those you change on purpose: "
+            f"resume_overrides={tuple(refused)!r}.",
         )
     return [{k: group[k] for k in overrides if k in group} for group in optimizer.param_groups]
 
