@@ -29,7 +29,7 @@ SCRIPT = textwrap.dedent(
             with workers.worker_pool(2) as pool:
                 futures = workers.submit_all(pool, wait, [1, 2, 3])
                 print("submitted", flush=True)
-                [f.result() for f in futures]
+                [f.result() for f in workers.completed(futures)]
         except KeyboardInterrupt:
             print("interrupted", flush=True)
             sys.exit(130)
@@ -52,7 +52,10 @@ def test_ctrl_c_reaches_the_command_alone_and_stops_the_workers(tmp_path):
     try:
         assert job.stdout.readline() == "submitted\n"  # the workers are starting or running
         os.killpg(job.pid, signal.SIGINT)
-        out, err = job.communicate(timeout=120)  # (only catches a hang)
+        try:
+            out, err = job.communicate(timeout=120)  # (only catches a hang)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 120 s after Ctrl-C: {_running_in_group(job.pid)}")
     finally:
         if job.poll() is None:
             os.killpg(job.pid, signal.SIGKILL)

@@ -9,7 +9,8 @@ worker, and Python leaves it so), the command alone raises KeyboardInterrupt, an
 pool with any exception terminates the workers instead of waiting for their runs.
 
 >>> with worker_pool(2) as pool:
-...     [f.result() for f in submit_all(pool, abs, [-1, -2])]
+...     futures = submit_all(pool, abs, [-1, -2])
+...     sorted(f.result() for f in completed(futures))
 [1, 2]
 """
 
@@ -19,7 +20,7 @@ import contextlib
 import multiprocessing
 import signal
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
 
 
@@ -48,6 +49,18 @@ def submit_all(pool: Any, function: Callable[[Any], Any], items: Sequence[Any]) 
     process as soon as they are submitted (pending, not lost)."""
     with _sigint_blocked():
         return [pool.submit(function, item) for item in items]
+
+
+def completed(futures: Sequence[Future]) -> Iterator[Future]:
+    """The ``futures`` as they complete (a failure's exception is the caller's to raise).
+
+    The wait wakes twice a second: a Ctrl-C that the kernel handed to another thread of this
+    process (torch's, say) than the one waiting is then raised within half a second, where a
+    plain wait would sleep until a run finished."""
+    pending = set(futures)
+    while pending:
+        done, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+        yield from done
 
 
 def close(pool: Any, stop: bool) -> None:

@@ -39,7 +39,7 @@ import math
 import os
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -249,7 +249,7 @@ class Runner:
             processes = min(self.jobs, os.cpu_count() or 1)
             self._pool = workers.spawn_pool(processes, initializer=_start_worker)
         futures = workers.submit_all(self._pool, function, items)
-        for future in as_completed(futures):
+        for future in workers.completed(futures):
             future.result()  # a failure raises now, not once every other item is done
             advance()
         return [future.result() for future in futures]

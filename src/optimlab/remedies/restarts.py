@@ -96,7 +96,10 @@ def map_in_processes(fn: Callable[[T], R], items: Iterable[T], processes: int = 
             f"function); got {fn!r}: {err}"
         ) from None
     with workers.worker_pool(min(processes, len(items)), initializer=_quiet_worker) as pool:
-        return [future.result() for future in workers.submit_all(pool, fn, items)]
+        futures = workers.submit_all(pool, fn, items)
+        for future in workers.completed(futures):
+            future.result()  # a failure raises now, not once every earlier item is done
+        return [future.result() for future in futures]
 
 
 @dataclass(frozen=True)
