@@ -17,8 +17,12 @@ from optimlab import workers
 
 SCRIPT = textwrap.dedent(
     """
-    import sys, time
+    import signal, sys, time
     from optimlab import workers
+
+    # a terminal's foreground job: Ctrl-C raises KeyboardInterrupt (a job a non-interactive
+    # shell started in the background, as a test runner may be, inherits SIGINT ignored)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
     def wait(x):  # a run that would go on for a long time
         time.sleep(600)
