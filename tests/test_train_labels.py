@@ -78,3 +78,18 @@ def test_a_bad_task_is_a_run_file_error(tmp_path, data):
     path.write_text(f'[data]\n{data}\n[optimizer]\nname = "sgd"\n[training]\nepochs = 1\n')
     with pytest.raises(ConfigError, match=r"run.toml: \[data\] task = "):
         load_config(path)
+
+
+def test_blank_lines_hold_no_sample_and_errors_name_the_file_s_line(tmp_path):
+    # a trailing blank line (as editors leave) and one inside are no samples; a bad value is
+    # reported at its line in the file, blank lines counted
+    path = csv_file(tmp_path, [i % 2 for i in range(60)])
+    with_blanks = path.read_text().replace("\n", "\n\n", 3) + "\n\n"
+    path.write_text(with_blanks)
+    data = loaded(path)
+    assert len(data.y_train) + len(data.y_val) + len(data.y_test) == 60
+    lines = with_blanks.splitlines()
+    lines[7] = "1,2,x,0"  # (line 8 of the file)
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ConfigError, match=r"line 8, column 'c': 'x' is not a number"):
+        loaded(path)

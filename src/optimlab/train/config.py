@@ -479,25 +479,29 @@ def read_csv(
     if not path.is_file():
         raise ConfigError(f"{path}: no such data file")
     with open(path, newline="") as f:
-        rows = list(csv.reader(f))
+        reader = csv.reader(f)
+        # (each row with its line; blank lines, such as a trailing one, hold no sample)
+        rows = [(reader.line_num, row) for row in reader if row]
     if len(rows) < 2:
         raise ConfigError(f"{path}: a CSV data file needs a header row and at least one sample")
-    header, body = rows[0], rows[1:]
+    header, body = rows[0][1], rows[1:]
     column = len(header) - 1 if target is None else None
     if target is not None:
         if target not in header:
             raise ConfigError(f"{path}: no column {target!r}; the columns are {', '.join(header)}")
         column = header.index(target)
     values = np.empty((len(body), len(header)), dtype=np.float64)
-    for i, row in enumerate(body, start=2):
+    for k, (line, row) in enumerate(body):
         if len(row) != len(header):
-            raise ConfigError(f"{path}: line {i} has {len(row)} values, the header {len(header)}")
+            raise ConfigError(
+                f"{path}: line {line} has {len(row)} values, the header {len(header)}"
+            )
         for j, text in enumerate(row):
             try:
-                values[i - 2, j] = float(text)
+                values[k, j] = float(text)
             except ValueError:
                 raise ConfigError(
-                    f"{path}: line {i}, column {header[j]!r}: {text!r} is not a number"
+                    f"{path}: line {line}, column {header[j]!r}: {text!r} is not a number"
                 ) from None
     if not np.isfinite(values).all():
         raise ConfigError(f"{path}: holds NaN or Inf values")
