@@ -375,3 +375,31 @@ def test_resuming_a_run_file_whose_optimizer_changed_is_a_usage_error(tmp_path):
     assert "Cannot resume from" in result.output and "AdamW" in result.output
     assert "resume_overrides" not in result.output and "--overwrite" in result.output
     assert result.output.strip().count("\n") == 0
+
+
+def test_a_run_preempted_in_place_is_marked_interrupted_not_failed(tmp_path, monkeypatch):
+    # SIGTERM (a scheduler's preemption) makes fit write a checkpoint and exit 143: the run
+    # stopped on request, and --resume continues it
+    from click.testing import CliRunner
+
+    import optimlab.train.config as config_module
+    from optimlab.cli import main
+    from optimlab.train import Preempted
+
+    path = write(
+        tmp_path,
+        config_text('name = "wine"', training="steps = 8\nbatch_size = 16\ncheckpoint_every = 4"),
+    )
+    real_run = config_module.run
+
+    def preempted_at_step_4(config, folder, resume=False, progress=None, **given):
+        config.training["steps"] = 4
+        real_run(config, folder, resume=resume, **given)
+        config.training["steps"] = 8
+        raise Preempted(143)
+
+    monkeypatch.setattr(config_module, "run", preempted_at_step_4)
+    out = tmp_path / "run"
+    stopped = CliRunner().invoke(main, ["train", "--config", str(path), "--out", str(out)])
+    assert stopped.exit_code == 143
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"

@@ -282,15 +282,17 @@ class RunFolder:
     def abandon(self) -> None:
         """Close a run that stopped before :meth:`finish` (no-op after finish).
 
-        In place, its ``run.json`` says interrupted (Ctrl-C) or failed; a staged run's files
-        are removed, and the previous run's stay as they were.
+        In place, its ``run.json`` says interrupted (Ctrl-C, or a signal that preempted it:
+        ``fit`` exits with ``Preempted``, a SystemExit) or failed; a staged run's files are
+        removed, and the previous run's stay as they were.
         """
         if self.record["status"] != "running":
             return
         # called while the exception that stopped the run propagates (click closes the
         # command's context on the way out)
         stopped_by = sys.exc_info()[1]
-        status = "interrupted" if isinstance(stopped_by, KeyboardInterrupt) else "failed"
+        stopped = isinstance(stopped_by, (KeyboardInterrupt, SystemExit))
+        status = "interrupted" if stopped else "failed"
         if self.staged:
             self.record["status"] = status
             shutil.rmtree(self.path, ignore_errors=True)
