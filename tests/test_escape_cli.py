@@ -24,7 +24,8 @@ def test_escape_command_writes_the_report(tmp_path):
     # plain gradient descent stays on the ridge; with noise it escapes
     summary = (out / "summary.md").read_text()
     assert "| gd | plain | 0/2 |" in summary and "| gd | noise | 2/2 |" in summary
-    assert_png(out / "escape_success.png")
+    assert_png(out / "figures" / "escape_success.png")
+    assert "figures/escape_success.png" in (out / "summary.md").read_text()
 
 
 def test_escape_command_bad_names():
@@ -53,4 +54,4 @@ def test_escape_with_no_success_anywhere_still_draws_and_reports(tmp_path):
     assert "| gd | plain | 0/2 |" in (out / "summary.md").read_text()
     assert (out / "report.html").stat().st_size > 0
     for name in ("escape_steps.png", "escape_success.png"):
-        assert_png(out / name)
+        assert_png(out / "figures" / name)

@@ -197,16 +197,16 @@ def test_the_study_writes_its_tables_and_figures(tmp_path):
         methods=["gd", "metropolis"],
         processes=1,
     )
-    names = sorted(p.name for p in tmp_path.iterdir())
+    names = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.*"))
     assert names == sorted(
         [
-            "escape_annealing.png",
-            "escape_paths.png",
             "escape_results.csv",
             "escape_results.md",
             "escape_runs.csv",
-            "escape_steps.png",
-            "escape_success.png",
+            "figures/escape_annealing.png",
+            "figures/escape_paths.png",
+            "figures/escape_steps.png",
+            "figures/escape_success.png",
         ]
     )
     assert all((tmp_path / n).stat().st_size > 1000 for n in names if n.endswith(".png"))
@@ -220,7 +220,7 @@ def test_the_study_writes_its_tables_and_figures(tmp_path):
     assert table[("saddle", "gd", "noise")]["successes"] == "2"
     markdown = (tmp_path / "escape_results.md").read_text()
     assert "| saddle | escaped: f <= -1 | full-batch GD | **0%** (0/2)" in markdown
-    assert "![escape_success](escape_success.png)" in markdown
+    assert "![escape_success](figures/escape_success.png)" in markdown
     assert report.markdown == markdown
 
 

@@ -407,6 +407,29 @@ def test_draw_writes_a_png_and_an_svg_of_the_panels(tmp_path):
     assert drawn[0][0].read_bytes() == png.read_bytes()
 
 
+@pytest.mark.parametrize("values", [[1.0, 0.1, 0.0], [2.0, 0.5, -0.25]])
+def test_a_log_axis_draws_values_at_or_below_zero_and_says_where_it_turns_linear(values):
+    """matplotlib's log axis drops 0 and negative values without a word (a training loss of
+    exactly 0, a schedule decaying to lr 0); the axis turns linear below the smallest positive
+    magnitude instead, every point inside the axes, and a note says so."""
+    import matplotlib.pyplot as plt
+
+    panel = plots.Panel("p", "step", "loss", [plots.Line("a", [0, 1, 2], values)], yscale="log")
+    fig, ax = plt.subplots()
+    try:
+        plots._draw_panel(ax, panel, {"a": plots.PALETTE[0]})
+        low, high = ax.get_ylim()
+        assert ax.get_yscale() == "symlog" and low <= min(values) and max(values) <= high
+        threshold = min(abs(v) for v in values if v != 0)
+        assert ax.yaxis.get_transform().linthresh == threshold
+        assert any("linear below" in t.get_text() for t in ax.texts)
+        positive = plots.Panel("q", "x", "y", [plots.Line("a", [0, 1], [1.0, 0.1])], yscale="log")
+        plots._draw_panel(ax2 := fig.add_subplot(2, 1, 2), positive, {"a": plots.PALETTE[0]})
+        assert ax2.get_yscale() == "log" and not ax2.texts
+    finally:
+        plt.close(fig)
+
+
 def test_the_deep_narrow_network_has_depth_layers_of_hidden_units():
     """compare's default digits model: 6 layers of 32 ReLU units at PyTorch's initialisation;
     depth 1 is the single hidden layer."""

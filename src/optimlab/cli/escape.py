@@ -44,7 +44,11 @@ def _report(report, folder):
               f"{s.mean_seconds:.3g}"] for s in rows],
         )  # fmt: skip
         sections.append(Section(problem, tables=[table]))
-    figures = [Figure(p.name, p.stem.replace("_", " ")) for p in report.files if p.suffix == ".png"]
+    figures = [
+        Figure(p.relative_to(report.out_dir).as_posix(), p.stem.replace("_", " "))
+        for p in report.files
+        if p.suffix == ".png"
+    ]
     if figures:
         sections.append(Section("Figures", figures=figures))
     return Document(

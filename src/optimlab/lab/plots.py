@@ -139,6 +139,26 @@ def _draw_line(ax, line: Line, color: str) -> None:
         ax.plot(line.x, line.y, **_dashes(color), color=color, lw=line.width, label=line.label)
 
 
+def _set_scale(set_scale, axis: str, scale: str, values: Sequence[float]) -> list[str]:
+    """Set an axis's scale; return the note a reader needs, if any.
+
+    A log axis cannot show 0 or a negative value, and matplotlib drops such points without a
+    word (a training loss that reaches exactly 0, a schedule that decays to lr 0). Then the axis
+    is logarithmic down to the smallest positive value and linear below it (``symlog``), so
+    every point is drawn, and the note says where the scale turns linear."""
+    finite = [float(v) for v in values if v is not None and abs(float(v)) < float("inf")]
+    if scale != "log" or all(v > 0 for v in finite):
+        set_scale(scale)
+        return []
+    positive = [abs(v) for v in finite if v != 0]
+    if not positive:
+        set_scale("linear")
+        return []
+    threshold = min(positive)
+    set_scale("symlog", linthresh=threshold)
+    return [f"{axis}: logarithmic above {threshold:.3g}, linear below (values <= 0 shown)"]
+
+
 def _draw_panel(ax, panel: Panel, colors: dict[str, str]) -> None:
     for line in panel.lines:
         _draw_line(ax, line, line.color or colors[line.label])
@@ -152,8 +172,10 @@ def _draw_panel(ax, panel: Panel, colors: dict[str, str]) -> None:
     if panel.diverged:
         ax.text(0.99, 0.90, "x: diverged", transform=ax.transAxes, ha="right", fontsize=7,
                 color="0.3")  # fmt: skip
-    ax.set_xscale(panel.xscale)
-    ax.set_yscale(panel.yscale)
+    notes = [panel.note] if panel.note else []
+    notes += _set_scale(ax.set_xscale, "x", panel.xscale, [v for ln in panel.lines for v in ln.x])
+    ys = [v for ln in panel.lines for v in (*ln.y, *(ln.lower or ()), *(ln.upper or ()))]
+    notes += _set_scale(ax.set_yscale, "y", panel.yscale, ys + [y for y, _ in panel.hlines])
     if panel.ylim is not None:
         ax.set_ylim(*panel.ylim)
     if panel.bars is not None:  # after the scales, which reset the tick labels
@@ -166,8 +188,8 @@ def _draw_panel(ax, panel: Panel, colors: dict[str, str]) -> None:
     ax.set_xlabel(panel.xlabel)
     ax.set_ylabel(panel.ylabel)
     ax.grid(True, alpha=0.25)
-    if panel.note:
-        ax.text(0.01, 0.01, panel.note, transform=ax.transAxes, fontsize=7, color="0.3")
+    if notes:
+        ax.text(0.01, 0.01, "; ".join(notes), transform=ax.transAxes, fontsize=7, color="0.3")
     if panel.legend and (panel.lines or panel.hlines):
         ax.legend(fontsize=7, loc="best", framealpha=0.8)
 

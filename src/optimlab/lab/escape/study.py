@@ -15,7 +15,7 @@ report.
 
 Run it with ``optimlab escape`` or :func:`escape_main`; it writes ``escape_results.csv`` (one
 row per cell), ``escape_runs.csv`` (one row per run), ``escape_results.md`` (the tables) and
-four figures into the run folder.
+four figures into its ``figures/`` folder.
 """
 
 from __future__ import annotations
@@ -579,7 +579,7 @@ def markdown_report(
     ]
     if figures:
         lines += ["## Figures", ""]
-        lines += [f"![{Path(f).stem}]({Path(f).name})" for f in figures]
+        lines += [f"![{Path(f).stem}]({f})" for f in figures]
         lines.append("")
     return "\n".join(lines)
 
@@ -637,8 +637,8 @@ def escape_main(
     progress lines (``print`` on the command line).
 
     Writes ``escape_results.csv``, ``escape_runs.csv``, ``escape_results.md`` and, with figures,
-    ``escape_success.png``, ``escape_steps.png``, ``escape_paths.png`` and
-    ``escape_annealing.png``; returns a :class:`StudyReport`.
+    ``figures/escape_success.png``, ``figures/escape_steps.png``, ``figures/escape_paths.png`` and
+    ``figures/escape_annealing.png``; returns a :class:`StudyReport`.
     """
     owner = "escape_main"
     seeds = checks.integer(owner, "seeds", seeds, 1)
@@ -672,11 +672,14 @@ def escape_main(
     _write_csv(files[1], CSV_FIELDS, records)
     figure_files: list[Path] = []
     if figures:
+        figure_dir = out / "figures"  # where every lab of optimlab puts its figures
+        figure_dir.mkdir(exist_ok=True)
         figure_files = figures_module.draw_all(
-            out, summaries, figure_data(everything, problem_names), METHODS, REMEDY_LABELS
+            figure_dir, summaries, figure_data(everything, problem_names), METHODS, REMEDY_LABELS
         )
     markdown = markdown_report(
-        summaries, seeds, quick, seconds, processes, [str(f) for f in figure_files]
+        summaries, seeds, quick, seconds, processes,
+        [f.relative_to(out).as_posix() for f in figure_files],
     )
     md_path = out / "escape_results.md"
     md_path.write_text(markdown)
