@@ -678,7 +678,11 @@ def escape_main(
             figure_dir, summaries, figure_data(everything, problem_names), METHODS, REMEDY_LABELS
         )
     markdown = markdown_report(
-        summaries, seeds, quick, seconds, processes,
+        summaries,
+        seeds,
+        quick,
+        seconds,
+        processes,
         [f.relative_to(out).as_posix() for f in figure_files],
     )
     md_path = out / "escape_results.md"
