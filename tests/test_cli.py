@@ -538,6 +538,41 @@ def test_debug_shows_the_traceback(tmp_path):
         assert result.stderr.strip().splitlines()[-1].startswith("Error: ")
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="RLIMIT_FSIZE and preexec_fn are POSIX")
+def test_a_full_disk_names_the_file_and_leaves_no_partial_one(tmp_path):
+    """A write that runs out of room (here: a file-size limit just below the run's largest
+    file, EFBIG; a full disk is ENOSPC, the same path) names the file in its one line, exits
+    1, leaves no truncated file and no temporary one, and run.json says the run failed."""
+    import resource
+
+    args = [sys.executable, "-m", "optimlab", "schedule", "--steps", "200",
+            "exponential_decay:lr=0.1,decay_rate=0.5,decay_steps=50"]  # fmt: skip
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    whole = tmp_path / "whole"
+    done = subprocess.run([*args, "--out", str(whole)], capture_output=True, text=True, env=env,
+                          timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    sizes = {p.relative_to(whole).as_posix(): p.stat().st_size for p in whole.rglob("*.*")}
+    largest = max(sizes, key=sizes.get)
+    assert largest != "run.json"  # (run.json records the failure, so it must fit)
+
+    def limited() -> None:  # Python ignores SIGXFSZ: a write past the limit fails with EFBIG
+        resource.setrlimit(resource.RLIMIT_FSIZE, (sizes[largest] - 1, sizes[largest] - 1))
+
+    out = tmp_path / "limited"
+    done = subprocess.run([*args, "--out", str(out)], capture_output=True, text=True, env=env,
+                          timeout=600, preexec_fn=limited)  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1 and str(out / largest) in done.stderr, done.stderr
+    assert not (out / largest).exists()
+    assert all(not p.name.startswith(".") for p in out.rglob("*")), list(out.rglob(".*"))
+    record = json.loads((out / "run.json").read_text())
+    assert record["status"] == "failed" and largest not in record["files"]
+    for name in record["files"]:  # what was written is whole
+        if name != "run.json":
+            assert (out / name).stat().st_size == sizes[name], name
+
+
 def test_the_installed_console_script_and_python_m():
     assert OPTIMLAB.exists(), "the optimlab console script is not installed in this environment"
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}

@@ -29,6 +29,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from .rundir import whole_file  # noqa: E402
+
 __all__ = ["Bars", "ContourPanel", "Line", "Panel", "animate", "draw"]
 
 PALETTE = [
@@ -283,12 +285,13 @@ def _save(fig, path: Path, dpi: int) -> Path:
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png", dpi=dpi)
         image = Image.open(buffer).convert("RGB")
-        image.quantize(256, method=Image.Quantize.FASTOCTREE).save(path, optimize=True)
+        with whole_file(path) as partial:
+            image.quantize(256, method=Image.Quantize.FASTOCTREE).save(partial, optimize=True)
     else:
         # No creation date and ids hashed from a fixed salt (else a random one per file), so
         # the same run draws the same SVG, byte for byte.
-        with matplotlib.rc_context({"svg.hashsalt": "optimlab"}):
-            fig.savefig(path, dpi=dpi, metadata={"Date": None} if path.suffix == ".svg" else {})
+        with matplotlib.rc_context({"svg.hashsalt": "optimlab"}), whole_file(path) as partial:
+            fig.savefig(partial, dpi=dpi, metadata={"Date": None} if path.suffix == ".svg" else {})
     return path
 
 
@@ -315,6 +318,7 @@ def animate(
 
     movie = animation.FuncAnimation(fig, show, frames=len(frames), blit=True)
     path.parent.mkdir(parents=True, exist_ok=True)
-    movie.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    with whole_file(path) as partial:
+        movie.save(partial, writer=animation.PillowWriter(fps=fps), dpi=dpi)
     plt.close(fig)
     return path

@@ -23,6 +23,8 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .rundir import write_text
+
 __all__ = ["Document", "Figure", "Section", "Table", "write_html", "write_markdown"]
 
 
@@ -148,9 +150,7 @@ def write_html(document: Document, folder: Path, name: str = "report.html") -> P
         items = "".join(f"<dt>{_e(k)}</dt><dd><code>{_e(v)}</code></dd>" for k, v in document.meta)
         parts.append(f'<section><h2>Reproduce this run</h2><dl class="meta">{items}</dl></section>')
     parts.append(f"<script>{_CHECK_FIGURES}</script></body></html>")
-    path = folder / name
-    path.write_text("\n".join(parts), encoding="utf-8")
-    return path
+    return write_text(folder / name, "\n".join(parts))
 
 
 def _md_cell(text: str) -> str:
@@ -190,6 +190,4 @@ def write_markdown(document: Document, folder: Path, name: str = "summary.md") -
     if document.meta:
         lines += ["## Reproduce this run", ""]
         lines += [f"- **{key}**: `{value}`" for key, value in document.meta] + [""]
-    path = folder / name
-    path.write_text("\n".join(lines), encoding="utf-8")
-    return path
+    return write_text(folder / name, "\n".join(lines))

@@ -39,8 +39,10 @@ Otherwise :meth:`RunFolder.create` raises :class:`FolderInUse`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime as _dt
+import io
 import json
 import math
 import os
@@ -51,12 +53,49 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FolderInUse", "LabError", "RunFolder", "versions"]
+__all__ = ["FolderInUse", "LabError", "RunFolder", "versions", "whole_file", "write_text"]
+
+
+@contextlib.contextmanager
+def whole_file(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Write ``path`` whole or not at all: the block writes the path this yields (a hidden file
+    beside ``path``, with its suffix, so that writers that go by the suffix still do), which
+    becomes ``path`` when the block ends and is removed if it fails. So a full disk leaves no
+    truncated report or figure, and the OSError it raises names ``path`` (the operating
+    system's names no file when a write, not an open, fails).
+
+        >>> import tempfile, pathlib
+        >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
+        >>> with whole_file(target) as partial:
+        ...     _ = partial.write_text("all of it")
+        >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
+        ('all of it', ['notes.txt'])
+    """
+    path = Path(path)
+    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        yield partial
+        os.replace(partial, path)
+    except BaseException as error:
+        partial.unlink(missing_ok=True)
+        if isinstance(error, OSError) and error.filename in (None, str(partial), partial):
+            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
+        raise
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` (UTF-8, lines as given) to ``path``, whole or not at all (see
+    :func:`whole_file`)."""
+    with whole_file(path) as partial:
+        with open(partial, "w", encoding="utf-8", newline="") as handle:
+            handle.write(text)
+    return Path(path)
+
 
 _LIBRARIES = ("optimlab", "torch", "numpy", "scikit-learn", "matplotlib", "click", "rich")
 
@@ -212,21 +251,19 @@ class RunFolder:
         return target
 
     def write_json(self, name: str, data: Any) -> Path:
-        target = self.file(name)
-        target.write_text(json.dumps(_plain(data), indent=2, allow_nan=False) + "\n")
-        return target
+        text = json.dumps(_plain(data), indent=2, allow_nan=False) + "\n"
+        return write_text(self.file(name), text)
 
     def write_csv(self, name: str, rows: Iterable[Mapping[str, Any]]) -> Path:
         """Write rows of dicts; the columns are every key, in the order first seen."""
         rows = list(rows)
         columns = list(dict.fromkeys(k for row in rows for k in row))
-        target = self.file(name)
-        with target.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=columns, restval="")
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: _csv_value(v) for k, v in row.items()})
-        return target
+        text = io.StringIO()
+        writer = csv.DictWriter(text, fieldnames=columns, restval="")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+        return write_text(self.file(name), text.getvalue())
 
     def reproduce(self) -> list[tuple[str, str]]:
         """What a report shows under "Reproduce this run": command, seed, versions, times."""

@@ -705,7 +705,9 @@ def run(
     if len(data.X_test):
         metrics.update({f"test_{k}": v for k, v in evaluate(model, (data.X_test, data.y_test),
                                                              loss_fn).items()})  # fmt: skip
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    from ..lab.rundir import write_text
+
+    write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return result, metrics
 
 

@@ -14,6 +14,8 @@ matplotlib.use("Agg")  # files only: no display is needed, or wanted, on a serve
 
 import matplotlib.pyplot as plt  # noqa: E402
 
+from ..rundir import whole_file  # noqa: E402
+
 REMEDY_COLORS = {
     "plain": "#4d4d4d",
     "noise": "#1f77b4",
@@ -107,7 +109,8 @@ def _bars(
     fig.suptitle(title)
     fig.tight_layout()
     path = out / name
-    fig.savefig(path, dpi=110)
+    with whole_file(path) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return path
 
@@ -149,7 +152,8 @@ def _paths(out: Path, data: Mapping[str, Any], remedy_labels: Mapping[str, str])
         axes[0].legend(fontsize=7, loc="best")
     fig.tight_layout()
     path = out / "escape_paths.png"
-    fig.savefig(path, dpi=110)
+    with whole_file(path) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return path
 
@@ -172,7 +176,8 @@ def _acceptance(out: Path, data: Mapping[str, Any]) -> Path:
         twin.tick_params(labelsize=7)
     fig.tight_layout()
     path = out / "escape_annealing.png"
-    fig.savefig(path, dpi=110)
+    with whole_file(path) as partial:
+        fig.savefig(partial, dpi=110)
     plt.close(fig)
     return path
 

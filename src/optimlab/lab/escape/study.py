@@ -23,6 +23,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import functools
+import io
 import math
 import os
 import statistics
@@ -38,6 +39,7 @@ from ...optim import SGD, Adam, Momentum
 from ...remedies.annealing import simulated_annealing
 from ...remedies.base import derive_seed
 from ...remedies.restarts import map_in_processes, random_restarts
+from ..rundir import write_text
 from .descent import descend
 from .problems import PROBLEMS, Problem
 
@@ -482,11 +484,12 @@ def _csv_value(value: Any) -> Any:
 
 
 def _write_csv(path: Path, fields: list[str], rows: Sequence[Any]) -> None:
-    with path.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(fields)
-        for row in rows:
-            writer.writerow([_csv_value(getattr(row, name)) for name in fields])
+    text = io.StringIO()
+    writer = csv.writer(text)
+    writer.writerow(fields)
+    for row in rows:
+        writer.writerow([_csv_value(getattr(row, name)) for name in fields])
+    write_text(path, text.getvalue())
 
 
 def _steps_text(value: float | None) -> str:
@@ -686,7 +689,7 @@ def escape_main(
         [f.relative_to(out).as_posix() for f in figure_files],
     )
     md_path = out / "escape_results.md"
-    md_path.write_text(markdown)
+    write_text(md_path, markdown)
     files += [md_path, *figure_files]
     if log:
         log(f"escape study: wrote {', '.join(str(f) for f in files)}")
