@@ -110,6 +110,23 @@ def test_resume_accepts_what_does_not_change_the_run(tmp_path):
     assert "Resumed from ckpt-00000006.pt" in (out / "report.html").read_text()
 
 
+def test_a_damaged_checkpoint_is_skipped_with_a_one_line_warning(tmp_path):
+    """The newest checkpoint is cut short (a crash of the disk): --resume goes back to the one
+    before it and says so on one line of stderr (not Python's two, the second the source
+    line that warned)."""
+    path, out = write(tmp_path, base()), tmp_path / "run"
+    assert train("--config", path, "--out", out).exit_code == 0
+    newest = out / "checkpoints" / "ckpt-00000006.pt"
+    newest.write_bytes(newest.read_bytes()[:100])
+    result = train("--config", path, "--out", out, "--resume")
+    assert result.exit_code == 0, result.output
+    warned = [line for line in result.stderr.splitlines() if "skipping" in line]
+    assert len(warned) == 1 and warned[0].startswith("Warning: skipping checkpoint ")
+    assert str(newest) in warned[0] and warned[0].endswith("trying an older one")
+    assert "warnings.warn(" not in result.stderr
+    assert "Resumed from ckpt-00000004.pt" in (out / "report.html").read_text()
+
+
 # --- values checked before anything is written (exit 2, the table and key named) -----------
 
 

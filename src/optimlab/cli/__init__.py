@@ -37,6 +37,7 @@ import importlib
 import os
 import sys
 import traceback
+import warnings
 from typing import Any
 
 import click
@@ -112,6 +113,13 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
 # --- error handling: one line, exit 2 for usage errors and 1 for failures ---------------------
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as the command's user reads it: one line, without the source line that raised
+    it (``--debug`` shows Python's own form, with the file and line)."""
+    kind = "Warning" if category is UserWarning else category.__name__
+    click.echo(f"{kind}: {_one_line(str(message))}", err=True)
+
+
 def _one_line(text: str) -> str:
     return " ".join(str(text).split())
 
@@ -156,7 +164,10 @@ class LabGroup(click.Group):
             args = ["--help"]
         extra.setdefault("obj", {"argv": [a for a in args if a != "--debug"]})
         try:
-            code = super().main(args, prog_name or "optimlab", complete_var, False, **extra)
+            with warnings.catch_warnings():  # (restores showwarning, for callers in Python)
+                if not debug:
+                    warnings.showwarning = _show_warning
+                code = super().main(args, prog_name or "optimlab", complete_var, False, **extra)
         except click.UsageError as error:
             where = error.ctx.command_path if error.ctx else "optimlab"
             self._fail(f"{_one_line(error.format_message())} (see '{where} --help')", 2, debug)
