@@ -290,8 +290,37 @@ def test_optimlab_train_bad_input_is_one_line(tmp_path):
     result = CliRunner().invoke(
         main, ["train", "--config", str(missing), "--out", str(tmp_path / "o")]
     )
-    assert result.exit_code == 1
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()  # checked before writing
     assert "Traceback" not in result.output and "nope.csv: no such data file" in result.output
+
+
+def test_a_run_files_data_paths_are_read_from_its_folder(tmp_path, monkeypatch):
+    """A run file and its data move together: `path = "data.csv"` is the file beside the run
+    file, whatever the working directory; a path that only the working directory finds is
+    refused (exit 2), saying how to write it."""
+    from click.testing import CliRunner
+
+    from optimlab.cli import main
+
+    project = tmp_path / "project"
+    project.mkdir()
+    rows = ["a,b,label"] + [f"{i % 7},{(i * 3) % 5},{i % 2}" for i in range(40)]
+    (project / "data.csv").write_text("\n".join(rows) + "\n")
+    run_file = write(project, config_text('name = "csv"\npath = "data.csv"'))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    result = CliRunner().invoke(main, ["train", "--config", str(run_file), "--out", "run"])
+    assert result.exit_code == 0, result.output
+    assert (elsewhere / "run" / "metrics.json").is_file()  # the run folder: working directory
+    # a path written from the working directory, not the run file's folder
+    monkeypatch.chdir(tmp_path)
+    nested = write(project, config_text('name = "csv"\npath = "project/data.csv"'), "n.toml")
+    result = CliRunner().invoke(main, ["train", "--config", str(nested), "--out", "o"])
+    assert result.exit_code == 2 and not (tmp_path / "o").exists()
+    said = " ".join(result.output.split())
+    assert f"{project / 'project' / 'data.csv'}: no such data file" in said
+    assert "read from its folder" in said and repr(str(project / "data.csv")) in said
 
 
 def test_a_preempted_overwrite_run_waits_in_its_staging_folder_and_resume_finishes_it(

@@ -75,7 +75,7 @@ def _checked_data(ctx: click.Context, config):
     from ..train.config import ConfigError, check_with_data, load_data
 
     try:
-        data = load_data(config.data, config.seed)
+        data = load_data(config.data_files, config.seed)
     except ConfigError as error:  # a data file that cannot be read: a failure (exit 1)
         raise LabError(str(error)) from None
     try:

@@ -30,7 +30,9 @@ every key is checked, and a bad one is reported with its table, key and value. E
 
 Your own data: ``name = "csv"`` with ``path`` (and ``target``, the target column, default the
 last); ``name = "npz"`` with ``path`` holding arrays ``X`` and ``y``; ``name = "idx"`` with
-``images`` and ``labels``, files in the MNIST IDX format.
+``images`` and ``labels``, files in the MNIST IDX format. A relative data path is read from the
+run file's folder (the run file and its data move together); ``out`` and ``--out``, like every
+command's run folder, from the working directory.
 """
 
 from __future__ import annotations
@@ -56,6 +58,8 @@ else:  # pragma: no cover - Python 3.10
 BUILT_IN = ("digits", "breast_cancer", "iris", "wine", "synthetic_classification",
             "synthetic_regression")  # fmt: skip
 FROM_FILES = ("csv", "npz", "idx")
+#: the [data] keys that name files: relative to the run file's folder
+DATA_FILE_KEYS = ("path", "images", "labels")
 MODELS = ("logistic", "mlp", "cnn")
 TASKS = ("classification", "regression")
 #: what early stopping may follow: the validation loss, and the accuracy (classes)
@@ -98,6 +102,15 @@ class RunConfig:
     schedule: dict[str, Any]
     training: dict[str, Any]
     source: str
+
+    @property
+    def data_files(self) -> dict[str, Any]:
+        """The [data] table with its files (``path``, ``images``, ``labels``) found from the
+        run file's folder, as a run file's data paths are (absolute ones as written), so that
+        the run file and its data move together and run from any working directory."""
+        base = Path(self.source).parent
+        return {k: str(base / v) if k in DATA_FILE_KEYS and isinstance(v, str) else v
+                for k, v in self.data.items()}  # fmt: skip
 
 
 def _type_ok(value: Any, expected: Any) -> bool:
@@ -162,6 +175,22 @@ def load_config(path: str | Path) -> RunConfig:
     return config
 
 
+def _check_data_file(config: RunConfig, key: str) -> None:
+    written = config.data[key]
+    if not isinstance(written, str):
+        return
+    found = Path(config.data_files[key])
+    if found.is_file():
+        return
+    where = f"[data] {key} = {written!r} in {config.source}"
+    if not Path(written).is_absolute() and Path(written).is_file():
+        where += (  # the file is where the working directory would have found it
+            f"; a run file's data paths are read from its folder: write "
+            f"{str(Path(written).resolve())!r}, or the path from {str(found.parent)!r}"
+        )
+    raise ConfigError(f"{found}: no such data file ({where})")
+
+
 def _names(keys: Any) -> str:
     return ", ".join(sorted(keys))
 
@@ -217,6 +246,8 @@ def _check_values(config: RunConfig) -> None:
             f"{where}: [training] batch_size = {batch!r} should be a positive integer or 'full'"
         )
     _check_settings(config, where)
+    for key in needs:  # last: a key's mistake is said before a missing file
+        _check_data_file(config, key)
 
 
 def _check_settings(config: RunConfig, where: str) -> None:
@@ -355,10 +386,11 @@ def settings(config: RunConfig) -> dict[str, Any]:
                              "schedule": dict(config.schedule),
                              "training": dict(config.training)}  # fmt: skip
     digests = {}
-    for key in ("path", "images", "labels"):
-        if isinstance(config.data.get(key), str) and Path(config.data[key]).is_file():
+    files = config.data_files
+    for key in DATA_FILE_KEYS:
+        if isinstance(files.get(key), str) and Path(files[key]).is_file():
             digest = hashlib.sha256()
-            with open(config.data[key], "rb") as f:
+            with open(files[key], "rb") as f:
                 for chunk in iter(lambda: f.read(1 << 20), b""):
                     digest.update(chunk)
             digests[key] = digest.hexdigest()
@@ -665,7 +697,7 @@ def run(
     torch.manual_seed(config.seed)
     np.random.seed(config.seed)
     if data is None:
-        data = load_data(config.data, config.seed)
+        data = load_data(config.data_files, config.seed)
     outputs = data.classes if data.classes else 1
     model = build_model(config.model, data.X_train.shape[1], outputs, data.image_side)
     arguments = optimizer_arguments(config)
