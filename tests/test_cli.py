@@ -312,6 +312,14 @@ def test_list_shows_every_kind_of_name():
         assert name in result.stdout
     only = run("list", "datasets").stdout
     assert only.startswith("datasets:") and "rosenbrock" not in only
+    from optimlab.lab.escape.problems import PROBLEMS
+    from optimlab.lab.escape.study import METHODS, REMEDIES
+
+    for section, names in (("escape-problems", PROBLEMS), ("escape-methods", METHODS),
+                           ("escape-remedies", REMEDIES)):  # fmt: skip
+        listed = run("list", section).stdout.splitlines()
+        assert listed[0] == f"{section}:" and [ln.split()[0] for ln in listed[1:]] == list(names)
+        assert f"{section}:" in result.stdout
     import optimlab
 
     lines = run("list", "optimizers").stdout.splitlines()

@@ -60,4 +60,26 @@ SECTIONS = {
         ("iris", "Iris: 150 flowers, 4 measurements, 3 species"),
         ("wine", "Wine: 178 wines, 13 measurements, 3 cultivars"),
     ],
+    "escape-problems": [
+        ("saddle", "saddle: x^2 - y^2 from (1, 0), on the ridge"),
+        ("monkey_saddle", "saddle: x^3 - 3xy^2 from (1, 0): a saddle with zero curvature"),
+        ("quadratic_saddle", "saddle: 50-d quadratic, 2 of 50 curvatures negative, from the positive subspace"),
+        ("rastrigin", "minima: 2-d Rastrigin, starts in [-3, 3]^2: 36 basins, 1 global"),
+        ("six_hump_camel", "minima: six-hump camel on [-3, 3] x [-2, 2]: 6 minima, 2 of them global"),
+        ("himmelblau", "minima: Himmelblau on [-5, 5]^2: 4 minima, all global (the control)"),
+        ("tiny_network", "minima: 1-2-1 tanh student fitting a same-shaped teacher (7 weights), 64 points"),
+    ],
+    "escape-methods": [
+        ("gd", "full-batch GD"),
+        ("sgd", "mini-batch SGD"),
+        ("momentum", "momentum (beta 0.9)"),
+        ("adam", "Adam"),
+        ("metropolis", "Metropolis walk (no gradient)"),
+    ],
+    "escape-remedies": [
+        ("plain", "the method alone, for the whole budget"),
+        ("noise", "Gaussian gradient noise of variance eta / (1 + t)^0.55 (GradientNoise)"),
+        ("restarts", "the budget split into runs from uniform random starts, the best kept"),
+        ("annealing", "simulated annealing around the method: Metropolis jumps, temperature decaying"),
+    ],
 }

@@ -71,9 +71,21 @@ def _report(report, folder):
     is_flag=True,
     help="At most 2 seeds: a first look, whose rates are rough.",
 )
-@click.option("--problems", default=None, help="Comma-separated problem names (default: all).")
-@click.option("--methods", default=None, help="Comma-separated methods (default: all).")
-@click.option("--remedies", default=None, help="Comma-separated remedies (default: all).")
+@click.option(
+    "--problems",
+    default=None,
+    help="Comma-separated problem names (default: all; `optimlab list escape-problems`).",
+)
+@click.option(
+    "--methods",
+    default=None,
+    help="Comma-separated methods (default: all; `optimlab list escape-methods`).",
+)
+@click.option(
+    "--remedies",
+    default=None,
+    help="Comma-separated remedies (default: all; `optimlab list escape-remedies`).",
+)
 @out_option(help="Run folder (default: runs/escape-<date>-<time>).")
 @overwrite_option
 @jobs_option(help="Worker processes.")

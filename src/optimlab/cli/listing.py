@@ -19,7 +19,8 @@ from .options import debug_option
 
 __all__ = ["LISTS", "list_", "live_sections", "write_index"]
 
-LISTS = ("optimizers", "schedules", "problems", "datasets")
+LISTS = ("optimizers", "schedules", "problems", "datasets", "escape-problems", "escape-methods",
+         "escape-remedies")  # fmt: skip
 INDEX = Path(__file__).with_name("_listing_index.py")
 
 
@@ -27,6 +28,8 @@ def live_sections() -> dict[str, list[tuple[str, str]]]:
     """Each list's (name, line) pairs, from the objects themselves (imports torch)."""
     from ..lab.contenders import CONTENDERS, NOTES_CONTENDERS
     from ..lab.datasets import DATASETS
+    from ..lab.escape.problems import PROBLEMS
+    from ..lab.escape.study import METHODS, REMEDIES, REMEDY_ABOUT
     from ..lab.functions import FUNCTIONS
     from ..optim import REGISTRY
     from ..schedules import SCHEDULES
@@ -48,6 +51,10 @@ def live_sections() -> dict[str, list[tuple[str, str]]]:
         "schedules": [(name, first_line(cls)) for name, cls in SCHEDULES.items()],
         "problems": [(f.name, f"{f.title}: {f.formula}; {f.about}") for f in FUNCTIONS.values()],
         "datasets": [(d.name, f"{d.title}: {d.about}") for d in DATASETS.values()],
+        # optimlab escape's --problems, --methods and --remedies
+        "escape-problems": [(p.name, f"{p.kind}: {p.description}") for p in PROBLEMS.values()],
+        "escape-methods": [(m.name, m.label) for m in METHODS.values()],
+        "escape-remedies": [(name, REMEDY_ABOUT[name]) for name in REMEDIES],
     }
 
 
@@ -70,7 +77,8 @@ def write_index(path: Path = INDEX) -> None:
 @click.argument("what", required=False, type=click.Choice([*LISTS, "all"]), default="all")
 @debug_option
 def list_(what: str) -> None:
-    """List the optimizers, schedules, problems and data sets, one line each."""
+    """List the optimizers, schedules, problems and data sets, and escape's problems, methods
+    and remedies, one line each."""
     from ._listing_index import SECTIONS
 
     chosen = LISTS if what == "all" else (what,)

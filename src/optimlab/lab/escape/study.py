@@ -94,6 +94,13 @@ REMEDY_LABELS = {
     "restarts": "+ restarts",
     "annealing": "+ annealing",
 }
+#: what each remedy does, as ``optimlab list escape-remedies`` says it
+REMEDY_ABOUT = {
+    "plain": "the method alone, for the whole budget",
+    "noise": "Gaussian gradient noise of variance eta / (1 + t)^0.55 (GradientNoise)",
+    "restarts": "the budget split into runs from uniform random starts, the best kept",
+    "annealing": "simulated annealing around the method: Metropolis jumps, temperature decaying",
+}
 
 
 @dataclasses.dataclass(frozen=True)
