@@ -447,6 +447,38 @@ def test_reduce_on_plateau_follows_the_validation_loss():
     assert opt.param_groups[0]["lr"] == plateau(0) == 0.25
 
 
+def test_a_plateau_in_a_list_of_per_group_schedules_follows_the_metric_and_resumes(tmp_path):
+    """schedule=[plateau, constant]: one schedule per parameter group. The plateau in the
+    list is updated after every evaluation as the plateau alone is (it was never updated:
+    its group's lr stayed put, silently), its state resumes, and it needs eval_data."""
+    from optimlab.schedules import ReduceOnPlateau, constant
+
+    X, y = _data()
+
+    def flat_loss(out, target):  # constant value, zero gradient: the metric never improves
+        return (out * 0).sum() + 1.0
+
+    def run(epochs, folder=None, eval_data=(X, y)):
+        torch.manual_seed(0)
+        model = _model()
+        weights = [p for p in model.parameters() if p.dim() > 1]
+        biases = [p for p in model.parameters() if p.dim() == 1]
+        opt = optimlab.SGD([{"params": weights}, {"params": biases}], lr=0.1)
+        plateau = ReduceOnPlateau(1.0, factor=0.5, patience=0)
+        fit(model, opt, MiniBatches(X, y, batch_size=50), epochs=epochs, loss_fn=flat_loss,
+            schedule=[plateau, constant(0.1)], eval_data=eval_data, progress=False,
+            checkpoint_dir=folder, resume=folder is not None)  # fmt: skip
+        return [g["lr"] for g in opt.param_groups], plateau.state_dict()
+
+    lrs, whole = run(4)
+    # the first evaluation sets the best; each later flat one halves the rate (patience 0)
+    assert lrs == [0.125, 0.1]
+    run(2, tmp_path / "ckpt")
+    assert run(4, tmp_path / "ckpt") == (lrs, whole)
+    with pytest.raises(ValueError, match=r"ReduceOnPlateau schedule needs eval_data"):
+        run(1, eval_data=None)
+
+
 def test_reduce_on_plateau_needs_eval_data():
     from optimlab.schedules import ReduceOnPlateau
 

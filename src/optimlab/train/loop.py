@@ -389,7 +389,8 @@ class RunState(TrainState):
 
     plan: Any = None
     driver: Any = None
-    plateau: ReduceOnPlateau | None = None
+    #: the ReduceOnPlateau schedules among the schedule's (one, or one per group)
+    plateaus: tuple[ReduceOnPlateau, ...] = ()
     early_stopping: EarlyStopping | None = None
     scaler: Any = None
     callbacks: Sequence[Callback] = ()
@@ -406,7 +407,7 @@ class RunState(TrainState):
             "optimizer": distributed.optimizer_state(self.optimizer, self.net),
             "plan": self.plan.state_dict(),
             "schedule": _state_of(self.driver),
-            "plateau": _state_of(self.plateau),
+            "plateau": [p.state_dict() for p in self.plateaus],
             "early_stopping": _state_of(self.early_stopping),
             "grad_scaler": _state_of(self.scaler),
             "step": self.step,
@@ -428,8 +429,11 @@ class RunState(TrainState):
         self.plan.load_state_dict(_plan_state_for(self.plan, payload["plan"]))
         if self.driver is not None:
             self.driver.load_state_dict(payload["schedule"])
-        if self.plateau is not None:
-            self.plateau.load_state_dict(payload["plateau"])
+        if self.plateaus:
+            saved = payload["plateau"]
+            saved = [saved] if isinstance(saved, dict) else saved  # (one, as written before)
+            for plateau, state in zip(self.plateaus, saved, strict=True):
+                plateau.load_state_dict(state)
             self.driver.apply()
         if self.early_stopping is not None and payload["early_stopping"] is not None:
             self.early_stopping.load_state_dict(payload["early_stopping"])
@@ -654,8 +658,10 @@ class _Trainer:
         if self.writer is not None:
             for key, value in values.items():
                 self.writer.add_scalar(key, value, run.step)
-        if run.plateau is not None:
-            run.plateau.update(_metric(values, self.plateau_metric, "plateau_metric"))
+        if run.plateaus:
+            metric = _metric(values, self.plateau_metric, "plateau_metric")
+            for plateau in run.plateaus:
+                plateau.update(metric)
             run.driver.apply()
         stopping = run.early_stopping
         if stopping is not None:
@@ -740,8 +746,14 @@ def _check_arguments(
             isinstance(value, (int, float)) and value > 0 and math.isfinite(value)
         ):
             raise ValueError(f"Invalid {name}: {value!r}; expected a finite number > 0")
-    if isinstance(schedule, ReduceOnPlateau) and eval_data is None:
+    if _plateaus(schedule) and eval_data is None:
         raise ValueError("A ReduceOnPlateau schedule needs eval_data: it follows a metric")
+
+
+def _plateaus(schedule: Any) -> tuple[ReduceOnPlateau, ...]:
+    """The ReduceOnPlateau schedules of ``schedule``: itself, or those of its per-group list."""
+    schedules = schedule if isinstance(schedule, (list, tuple)) else [schedule]
+    return tuple(s for s in schedules if isinstance(s, ReduceOnPlateau))
 
 
 def _resume(
@@ -804,8 +816,8 @@ def fit(
     ``state.stop_reason``. ``eval_data`` (``(X, y)`` or an iterable of batches) is evaluated at
     the end of every epoch, or every ``eval_every`` steps. ``schedule`` (a pure
     ``lr(step)``, see :mod:`optimlab.schedules`) sets the learning rate before every step;
-    a :class:`~optimlab.schedules.ReduceOnPlateau` is instead updated with ``plateau_metric``
-    after every evaluation.
+    a :class:`~optimlab.schedules.ReduceOnPlateau` (alone, or in a list of one schedule per
+    parameter group) is instead updated with ``plateau_metric`` after every evaluation.
 
     With ``checkpoint_dir``, a checkpoint is written every ``checkpoint_every`` steps (default:
     at the end of every epoch) and at the end; ``keep_last`` are kept. With ``resume=True``
@@ -863,7 +875,6 @@ def fit(
         clip_norm=clip_norm, clip_value=clip_value, resume=resume, checkpoint_dir=checkpoint_dir,
         device=device, schedule=schedule, eval_data=eval_data,
     )  # fmt: skip
-    plateau = schedule if isinstance(schedule, ReduceOnPlateau) else None
 
     # -- set up: under torchrun, DDP (unless already wrapped or sharded) and this rank's share
     # of every global batch; on one process both are the model and the plan themselves
@@ -878,7 +889,8 @@ def fit(
     )
     run = RunState(
         model=model, optimizer=optimizer, epoch=plan.epoch, plan=plan, net=net, ranks=ranks,
-        driver=drive(optimizer, schedule) if schedule is not None else None, plateau=plateau,
+        driver=drive(optimizer, schedule) if schedule is not None else None,
+        plateaus=_plateaus(schedule),
         early_stopping=early_stopping, callbacks=tuple(callbacks), log=history,
         scaler=torch.amp.GradScaler("cuda") if precision == "fp16" else None, run_id=run_id,
     )  # fmt: skip
