@@ -66,6 +66,21 @@ def test_tensors_stream_and_series():
     )
 
 
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+@pytest.mark.parametrize("bias_correction", [False, True])
+def test_an_integer_tensor_series_averages_in_floating_point(dtype, bias_correction):
+    """The notes' table as an integer tensor: averages of integers are not integers (they were
+    truncated into the input's dtype: 4, 7, 9). Torch's default dtype, as ``beta * x`` gives
+    and EWA's updates; the notes' values (seed 000, section 3.1; eq. 10 corrected)."""
+    result = optimlab.ewa(torch.tensor([20, 23, 17], dtype=dtype), 0.8, bias_correction)
+    assert result.dtype == torch.get_default_dtype()
+    expected = np.array([4.0, 7.8, 9.64]) / (np.array([0.2, 0.36, 0.488]) if bias_correction else 1)
+    # rtol=1e-6: float32: beta and 1 - beta rounded to it (1.5e-8 each), three roundings a
+    # step of 6e-8 each (positive terms: no cancellation) over three steps, one division:
+    # below 7e-7 relative
+    np.testing.assert_allclose(result.numpy(), expected, rtol=1e-6)
+
+
 def test_state_dict_round_trip():
     avg = optimlab.EWA(beta=0.9, bias_correction=True)
     for x in (1.0, 2.0, 3.0):

@@ -105,7 +105,9 @@ def ewa(series: Any, beta: float, bias_correction: bool = False) -> Any:
     """The exponentially weighted averages of a whole series, along its first axis.
 
     Returns an array of the same shape: a float64 NumPy array for sequences and arrays, a
-    tensor of the input's dtype for tensors. ``out[t]`` is ``v_{t+1}`` of the notes.
+    tensor of the input's dtype for floating-point tensors, of torch's default dtype for integer
+    ones (as ``beta * x`` is, and :class:`EWA`'s updates). ``out[t]`` is ``v_{t+1}`` of the
+    notes.
 
     >>> ewa([20, 23, 17], beta=0.8, bias_correction=True).round(3).tolist()
     [20.0, 21.667, 19.754]
@@ -114,6 +116,8 @@ def ewa(series: Any, beta: float, bias_correction: bool = False) -> Any:
     boolean("bias_correction", bias_correction)
     is_tensor = isinstance(series, torch.Tensor)
     values = series if is_tensor else np.asarray(series, dtype=np.float64)
+    if is_tensor and not (values.is_floating_point() or values.is_complex()):
+        values = values.to(torch.get_default_dtype())  # (averages of integers are not integers)
     if values.ndim == 0 or len(values) == 0:
         raise ValueError(f"Invalid series: expected a non-empty sequence, got {series!r}")
     finite = torch.isfinite(values).all() if is_tensor else np.isfinite(values).all()
