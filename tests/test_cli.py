@@ -291,6 +291,13 @@ def test_schedule_print_alone_writes_nothing_and_reads_well(tmp_path, monkeypatc
     )
     assert result.stdout.splitlines()[1:] == ["0,0.1", "1,0.09", "2,0.081"]
     assert list(tmp_path.iterdir()) == []  # no run folder
+    # with --out a folder in use: refused before anything is printed (not a whole CSV, then
+    # the usage error)
+    (tmp_path / "used").mkdir()
+    (tmp_path / "used" / "mine.txt").write_text("the user's")
+    refused = run("schedule", "constant:lr=0.1", "--print", "--out", "used", code=2)
+    assert refused.stdout == "" and "--out used is not empty" in refused.stderr
+    assert [p.name for p in (tmp_path / "used").iterdir()] == ["mine.txt"]
 
 
 def test_batch_size_study(tmp_path):

@@ -373,12 +373,14 @@ def schedule(ctx: click.Context, specs: tuple[str, ...], **options: Any) -> None
         except (TypeError, ValueError) as error:
             raise click.BadParameter(str(error), param_hint="SPEC") from None
     values = schedule_values(specs, options["steps"])
+    folder = None
+    if options["out"] is not None or not options["print_values"]:  # --print alone writes nothing
+        # first: a folder in use is refused (exit 2) before anything is printed
+        folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
     if options["print_values"]:
         _print_schedules(specs, values, options["steps"], options["every"])
-        if options["out"] is None:
-            return  # --print alone writes nothing
-    folder = run_folder(ctx, options["out"], None, {"specs": specs, **options})
-    publish(folder, write_schedules(values, folder, options["log"]))
+    if folder is not None:
+        publish(folder, write_schedules(values, folder, options["log"]))
 
 
 def _print_schedules(specs: tuple[str, ...], values, steps: int, every: int) -> None:
