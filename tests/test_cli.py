@@ -217,6 +217,7 @@ def test_landscape_draws_paths_and_an_animation(tmp_path):
     # the GIF is shown in the report, not only written beside it
     assert "figures/landscape_saddle.gif" in (out / "summary.md").read_text()
     assert "data:image/gif;base64," in (out / "report.html").read_text()
+    assert "learning rates tuned per function" in (out / "summary.md").read_text()
 
 
 def test_landscape_start_option_puts_gradient_descent_on_the_ridge(tmp_path):
@@ -226,6 +227,9 @@ def test_landscape_start_option_puts_gradient_descent_on_the_ridge(tmp_path):
     with open(out / "paths.csv") as handle:
         ys = {float(r["y"]) for r in csv.DictReader(handle)}
     assert ys == {0.0}
+    summary = (out / "summary.md").read_text()  # the rate given, not tuned: said so
+    assert "learning rates as given" in summary and "tuned" not in summary
+    assert "0.1 (fixed)" in summary
 
 
 def test_ewa_reproduces_the_notes_table_from_a_csv(tmp_path):

@@ -193,7 +193,7 @@ def _paths_table_row(
     return [
         problem.function.title,
         contender,
-        value(tuning.lr, "lr"),
+        value(tuning.lr, "lr") + (" (fixed)" if tuning.fixed else ""),
         f"({numbers['x']:.3g}, {numbers['y']:.3g})",
         value(numbers["loss"], "float"),
         value(numbers["distance"], "sci"),
@@ -246,9 +246,15 @@ def write_landscape(result: LandscapeResult, folder: RunFolder) -> Document:
     folder.write_csv("sweep.csv", sweep_rows)
     folder.write_csv("paths.csv", _path_rows(result))
     folder.write_json("metrics.json", {"runs": rows, "sweep": sweep_rows})
+    fixed = [t.fixed for t in result.tunings.values()]
+    rates = (
+        "learning rates as given"
+        if all(fixed)
+        else "learning rates tuned per function" + (", some as given" if any(fixed) else "")
+    )
     return Document(
         "optimlab landscape",
         f"{len(result.problems)} test functions, {len(names)} optimizers, "
-        f"{result.options.steps} steps, learning rates tuned per function",
+        f"{result.options.steps} steps, {rates}",
         [Section("Paths", [], [_paths_table(table_rows)], figures)],
     )
