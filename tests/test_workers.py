@@ -74,6 +74,84 @@ def test_ctrl_c_reaches_the_command_alone_and_stops_the_workers(tmp_path):
     assert _running_in_group(job.pid) == []
 
 
+def _wait_for(condition, what: str, limit: float = 120):
+    deadline = time.monotonic() + limit  # (only catches a hang)
+    while not condition():
+        if time.monotonic() > deadline:
+            pytest.fail(f"still waiting after {limit} s for {what}")
+        time.sleep(0.05)
+
+
+def _workers_in_group(group: int) -> list[str]:
+    return [c for c in _running_in_group(group) if "spawn_main" in c]  # (not the tracker)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes in /proc")
+def test_workers_end_when_the_command_is_killed_outright(tmp_path):
+    """SIGKILL (or SIGTERM where nothing handles it) gives the command no chance to stop its
+    workers; they see their parent gone and end, instead of waiting for work forever."""
+    script = tmp_path / "runs.py"
+    script.write_text(SCRIPT)
+    job = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                           stderr=subprocess.DEVNULL, text=True, start_new_session=True)  # fmt: skip
+    try:
+        assert job.stdout.readline() == "submitted\n"
+        _wait_for(lambda: len(_workers_in_group(job.pid)) == 2, "the two workers")
+        os.kill(job.pid, signal.SIGKILL)  # the command alone
+        job.wait(timeout=120)
+        _wait_for(lambda: _running_in_group(job.pid) == [], "the orphaned workers to end")
+    finally:
+        if _running_in_group(job.pid):
+            os.killpg(job.pid, signal.SIGKILL)
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads processes in /proc")
+def test_sigterm_stops_a_command_and_its_workers_and_marks_the_run_interrupted(tmp_path):
+    """``kill PID`` (SIGTERM: job schedulers, CI cancels) on `optimlab compare -j 2`: one line,
+    exit 143, no process left, run.json "interrupted" (it died at once, workers orphaned)."""
+    import json
+
+    out = tmp_path / "run"
+    args = [
+        sys.executable,
+        "-m",
+        "optimlab",
+        "compare",
+        "--optimizers",
+        "sgd,adam",
+        "--problems",
+        "none",
+        "--seeds",
+        "2",
+        "--epochs",
+        "30",
+        "-j",
+        "2",
+        "--out",
+        str(out),
+    ]
+    job = subprocess.Popen(
+        args,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    try:
+        _wait_for(lambda: len(_workers_in_group(job.pid)) == 2, "compare's two workers", 600)
+        os.kill(job.pid, signal.SIGTERM)  # the command alone, as `kill PID` does
+        err = job.communicate(timeout=120)[1]
+        _wait_for(lambda: _running_in_group(job.pid) == [], "every process of the command")
+    finally:
+        if _running_in_group(job.pid):
+            os.killpg(job.pid, signal.SIGKILL)
+    assert job.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "Error: terminated (SIGTERM)", err
+    assert "Traceback" not in err
+    assert json.loads((out / "run.json").read_text())["status"] == "interrupted"
+
+
 def _running_in_group(group: int) -> list[str]:
     """The command lines of the live (not zombie) processes of process group ``group``."""
     found = []

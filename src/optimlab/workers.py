@@ -8,6 +8,10 @@ start with SIGINT blocked (a blocked signal stays blocked across the ``exec`` of
 worker, and Python leaves it so), the command alone raises KeyboardInterrupt, and leaving the
 pool with any exception terminates the workers instead of waiting for their runs.
 
+A command killed outright (SIGKILL, or SIGTERM where nothing handles it) cannot stop its
+workers; orphaned, they would wait for work forever. So each worker watches the process that
+started it and ends when it is gone.
+
 >>> with worker_pool(2) as pool:
 ...     futures = submit_all(pool, abs, [-1, -2])
 ...     sorted(f.result() for f in completed(futures))
@@ -17,8 +21,12 @@ pool with any exception terminates the workers instead of waiting for their runs
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any
@@ -28,7 +36,23 @@ def spawn_pool(processes: int, initializer: Callable[[], None] | None = None) ->
     """A pool of ``processes`` spawned workers (not forked: forking a process that has used
     torch's thread pool can hang). Submit with :func:`submit_all`, close with :func:`close`."""
     context = multiprocessing.get_context("spawn")
-    return ProcessPoolExecutor(processes, context, initializer=initializer)
+    return ProcessPoolExecutor(
+        processes, context, initializer=functools.partial(_start, os.getpid(), initializer)
+    )
+
+
+def _start(parent: int, initializer: Callable[[], None] | None) -> None:
+    """A worker's first act: watch ``parent``, the process that started it (see the module's
+    docstring; it may be gone already), then ``initializer``."""
+
+    def watch() -> None:  # (a daemon thread: it ends with the worker)
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)  # the parent is gone: nothing can use this worker's results
+
+    threading.Thread(target=watch, name="optimlab-parent-watch", daemon=True).start()
+    if initializer is not None:
+        initializer()
 
 
 @contextlib.contextmanager

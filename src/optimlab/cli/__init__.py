@@ -33,9 +33,12 @@ or after the subcommand) adds the traceback. A subcommand gets the same treatmen
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
+import signal
 import sys
+import threading
 import traceback
 import warnings
 from typing import Any
@@ -91,7 +94,8 @@ SUBCOMMANDS: dict[str, tuple[str, str, str]] = {
     "list": (
         "listing",
         "list_",
-        "List the optimizers, schedules, problems and data sets, one line each.",
+        "List the optimizers, schedules, problems and data sets, and escape's problems, methods "
+        "and remedies, one line each.",
     ),
     "playground": (
         "playground",
@@ -118,6 +122,33 @@ def _show_warning(message, category, filename, lineno, file=None, line=None) -> 
     it (``--debug`` shows Python's own form, with the file and line)."""
     kind = "Warning" if category is UserWarning else category.__name__
     click.echo(f"{kind}: {_one_line(str(message))}", err=True)
+
+
+class Terminated(SystemExit):
+    """SIGTERM (``kill``, a job scheduler, a cancelled CI job) asked the command to stop: raised
+    in the main thread as Ctrl-C's KeyboardInterrupt is, so that the run folder says
+    "interrupted" and worker processes are stopped, not orphaned; exit status 143."""
+
+
+def _terminate(number: int, frame: Any) -> None:
+    raise Terminated(128 + number)
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Any:
+    """SIGTERM raises :class:`Terminated` while the command runs (where no one else handles it:
+    a caller's own handler stays; ``fit`` sets its own, to save a checkpoint first)."""
+    if (
+        threading.current_thread() is not threading.main_thread()
+        or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL
+    ):
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _one_line(text: str) -> str:
@@ -164,7 +195,7 @@ class LabGroup(click.Group):
             args = ["--help"]
         extra.setdefault("obj", {"argv": [a for a in args if a != "--debug"]})
         try:
-            with warnings.catch_warnings():  # (restores showwarning, for callers in Python)
+            with warnings.catch_warnings(), _sigterm_raises():  # (both restored for callers)
                 if not debug:
                     warnings.showwarning = _show_warning
                 code = super().main(args, prog_name or "optimlab", complete_var, False, **extra)
@@ -175,6 +206,8 @@ class LabGroup(click.Group):
             self._fail(_one_line(error.format_message()), error.exit_code, debug)
         except (click.Abort, KeyboardInterrupt):
             self._fail("interrupted", 130, debug)
+        except Terminated as stopped:
+            self._fail("terminated (SIGTERM)", stopped.code, debug)
         except Exception as error:  # the one place every other failure becomes one line
             from ..lab.rundir import LabError
 
