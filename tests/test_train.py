@@ -421,6 +421,29 @@ def test_plan_must_be_a_minibatch_plan():
         fit(model, optimlab.SGD(model.parameters(), lr=0.1), [], epochs=1)
 
 
+@pytest.mark.parametrize("history", ["history.csv", "history.jsonl"])
+@pytest.mark.parametrize("read_every", [1, 3])
+def test_a_tensor_learning_rate_is_recorded_as_the_rate_each_step_used(
+    tmp_path, history, read_every
+):
+    """lr=torch.tensor(...) (torch's form, which schedules write in place): each row holds the
+    number its step used (the rows held the tensor itself: every row the last rate, a JSON
+    history could not be written, a CSV one read 'tensor(0.0050)' a step late)."""
+    from optimlab.schedules import step_decay
+
+    X, y = _data()
+    model = _model()
+    opt = optimlab.SGD(model.parameters(), lr=torch.tensor(0.01))
+    schedule = step_decay(0.01, gamma=0.5, step_size=1)
+    result = fit(model, opt, MiniBatches(X, y, batch_size=20), epochs=2, schedule=schedule,
+                 read_every=read_every, history_path=tmp_path / history, progress=False,
+                 checkpoint_dir=tmp_path / "ckpt")  # fmt: skip
+    # the schedule's value stored in a float32 tensor: rounded to float32, as torch would
+    expected = [float(torch.tensor(schedule(k), dtype=torch.float32)) for k in range(10)]
+    assert [row["lr"] for row in result.history] == expected
+    assert [row["lr"] for row in read_history(tmp_path / history)] == expected
+
+
 def test_reduce_on_plateau_follows_the_validation_loss():
     from optimlab.schedules import ReduceOnPlateau
 

@@ -225,6 +225,21 @@ def _read_every(device: torch.device, nonfinite_loss: str) -> int:
     return 1 if device.type == "cpu" or nonfinite_loss == "skip" else DEVICE_READ_EVERY
 
 
+def _floats(values: list[Any]) -> list[Any]:
+    """``values`` with each tensor read as a number: one transfer per device, the only wait for
+    it (others as they are)."""
+    found = list(values)
+    places: dict[torch.device, list[int]] = {}
+    for i, value in enumerate(found):
+        if torch.is_tensor(value):
+            places.setdefault(value.device, []).append(i)
+    for device, where in places.items():
+        read = torch.stack([found[i].reshape(()).to(_sum_dtype(device)) for i in where]).tolist()
+        for i, value in zip(where, read):
+            found[i] = value
+    return found
+
+
 def _sum_dtype(device: torch.device) -> torch.dtype:
     """The dtype of sums of losses on ``device``: float64, as Python's floats (the CPU path
     adds ``loss.item() * n`` in them), except where the device has none (Apple's MPS)."""
@@ -524,6 +539,8 @@ class _Trainer:
         if self.clip_value is not None:
             clip_grad_value(run.model.parameters(), self.clip_value)
         lr = optimizer.param_groups[0]["lr"]
+        if torch.is_tensor(lr):  # the rate of this step: the tensor is changed in place later
+            lr = lr.detach().clone()  # (on its device, read with the losses)
         if run.scaler is not None:
             run.scaler.step(optimizer)
             run.scaler.update()
@@ -555,16 +572,14 @@ class _Trainer:
         if not pending:
             return
         run = self.run
-        sums = [row["loss"] for row, _ in pending]
-        norms = [row.get("grad_norm") for row, _ in pending]
-        on_device = [v.to(_sum_dtype(v.device)) for v in sums + norms if torch.is_tensor(v)]
-        if on_device:
-            values = iter(torch.stack(on_device).tolist())
-            sums = [next(values) if torch.is_tensor(v) else v for v in sums]
-            norms = [next(values) if torch.is_tensor(v) else v for v in norms]
+        count = len(pending)
+        values = _floats(
+            [row.get(key) for key in ("loss", "grad_norm", "lr") for row, _ in pending]
+        )
+        sums, norms, lrs = values[:count], values[count : 2 * count], values[2 * count :]
         if self.active and self.read_every > 1:  # (read every step: summed in _backward)
             sums = run.ranks.sum(sums, self.device)
-        for (row, total), loss_sum, norm in zip(pending, sums, norms):
+        for (row, total), loss_sum, norm, lr in zip(pending, sums, norms, lrs):
             loss = loss_sum / total  # the mean over the global effective batch
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
@@ -576,7 +591,7 @@ class _Trainer:
                     "each step's loss before it is applied (nonfinite_loss='skip' does, and "
                     "drops such steps)."
                 )
-            row["loss"] = loss
+            row["loss"], row["lr"] = loss, lr
             if norm is not None:
                 row["grad_norm"] = norm
             run.log.append(row)
