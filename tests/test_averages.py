@@ -135,3 +135,13 @@ def test_state_dict_round_trip():
 def test_bad_input(call, error, message):
     with pytest.raises(error, match=message):
         call()
+
+
+def test_a_csv_with_a_byte_order_mark_has_its_first_column(tmp_path):
+    """Excel's "CSV UTF-8" begins with a byte-order mark: the first column is `temp`, not
+    `\\ufefftemp` (the error said: no column 'temp'; columns are: temp, day)."""
+    from optimlab.lab.averages import read_column
+
+    path = tmp_path / "series.csv"
+    path.write_text("temp,day\n20,1\n23,2\n17,3\n", encoding="utf-8-sig")
+    assert read_column(path, "temp") == ("temp", [20.0, 23.0, 17.0])

@@ -83,6 +83,43 @@ def test_the_task_is_inferred_and_arrays_are_read(files):
         load_arrays(files / "bad.npz")
 
 
+def test_a_csv_loses_no_sample_and_its_mistakes_name_the_line(tmp_path):
+    """A first row without any number is a header; one with numbers is data (an empty cell in
+    it was dropped with the row, silently). A byte-order mark (Excel's "CSV UTF-8") is no part
+    of the first value (a header-less file lost its first sample)."""
+    rows = [[i % 5, i % 3, i % 2] for i in range(20)]
+    text = "\n".join(",".join(map(str, r)) for r in rows) + "\n"
+    for name, content, encoding in [("plain.csv", text, "utf-8"),
+                                    ("bom.csv", text, "utf-8-sig"),
+                                    ("header.csv", "x1,x2,label\n" + text, "utf-8-sig")]:  # fmt: skip
+        (tmp_path / name).write_text(content, encoding=encoding)
+        X, y = load_arrays(tmp_path / name)
+        np.testing.assert_array_equal(np.c_[X, y], np.array(rows, dtype=float))
+    cases = [("1,,0\n" + text, r"line 1: '' is not a number"),
+             (text + "1,2\n", r"line 21 has 2 values, the first row 3"),
+             ("a,b,c\n" + text + "1,x,0\n", r"line 22: 'x' is not a number"),
+             ("1;2;0\n3;4;1\n", r"target last separated by commas")]  # fmt: skip
+    for content, message in cases:
+        (tmp_path / "bad.csv").write_text(content)
+        with pytest.raises(UserInputError, match=message):
+            load_arrays(tmp_path / "bad.csv")
+
+
+def test_classes_too_rare_to_split_are_named_by_the_users_label(files):
+    """sklearn's stratified split refuses a class with one sample, naming it by its index
+    among the classes (2, where the file says 7): a usage error naming the label instead."""
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(41, 2))
+    y = np.r_[np.zeros(20), np.ones(20), [7]]
+    np.savetxt(files / "rare.csv", np.c_[X, y], delimiter=",")
+    result = invoke("compare", "--model", files / "net.py:make", "--data", files / "rare.csv",
+                    "-o", "sgd", "--seeds", "1", "--epochs", "1", "--out", files / "x")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    said = " ".join(result.stderr.split())
+    assert "41 samples in 3 classes cannot be split" in said and "7 (1)" in said
+    assert "--task regression" in said and "Traceback" not in result.output
+
+
 def test_compare_model_in_python_with_a_function_and_arrays():
     rng = np.random.default_rng(1)
     X = rng.normal(size=(100, 2))

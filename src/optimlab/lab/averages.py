@@ -63,7 +63,7 @@ def weights(day: int, beta: float) -> list[float]:
 def read_column(path: Path, column: str | None) -> tuple[str, list[float]]:
     """The numbers of one column of the CSV file at ``path`` (see :func:`parse_column`)."""
     try:
-        with open(path, encoding="utf-8") as handle:
+        with open(path, encoding="utf-8-sig") as handle:  # (a byte-order mark: no data)
             text = handle.read()
     except UnicodeDecodeError:
         raise LabError(f"{path}: not a text CSV file (it is not UTF-8)") from None

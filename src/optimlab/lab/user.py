@@ -124,24 +124,39 @@ def _checked(X: np.ndarray, y: np.ndarray, where: str) -> tuple[np.ndarray, np.n
 
 
 def _read_csv(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = [r for r in csv.reader(handle) if r]
-    if rows and not _numeric(rows[0]):
-        rows = rows[1:]  # a header
-    try:
-        table = np.array([[float(cell) for cell in row] for row in rows], dtype=np.float64)
-    except ValueError as error:
-        raise UserInputError(f"Invalid --data: {path.name}: {error}") from None
-    if table.ndim != 2 or table.shape[1] < 2:
+    """Rows of numbers, the target last; a first row without any number is a header. Blank
+    lines hold no sample; a byte-order mark (Excel's "CSV UTF-8") is not part of the data."""
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        reader = csv.reader(handle)
+        rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
+    if rows and not any(map(_is_number, rows[0][1])):
+        rows = rows[1:]  # a header (a first row with some numbers is data, checked below)
+    if not rows or len(rows[0][1]) < 2:
+        one = rows[0][1][0] if rows else ""
+        hint = " separated by commas" if any(c in one for c in ";\t") else ""
         raise UserInputError(
-            f"Invalid --data: {path.name}; expected rows of features with the target last"
+            f"Invalid --data: {path.name}; expected rows of features with the target last{hint}"
         )
+    width = len(rows[0][1])
+    for line, row in rows:
+        if len(row) != width:
+            raise UserInputError(
+                f"Invalid --data: {path.name}: line {line} has {len(row)} values, the first "
+                f"row {width}"
+            )
+        bad = next((cell for cell in row if not _is_number(cell)), None)
+        if bad is not None:
+            hint = " (values are separated by commas)" if any(c in bad for c in ";\t") else ""
+            raise UserInputError(
+                f"Invalid --data: {path.name}: line {line}: {bad!r} is not a number{hint}"
+            )
+    table = np.array([[float(cell) for cell in row] for _, row in rows], dtype=np.float64)
     return table[:, :-1], table[:, -1]
 
 
-def _numeric(row: list[str]) -> bool:
+def _is_number(cell: str) -> bool:
     try:
-        [float(cell) for cell in row]
+        float(cell)
     except ValueError:
         return False
     return True
@@ -341,16 +356,30 @@ def _split(X: np.ndarray, y: np.ndarray, classification: bool, seed: int) -> Spl
     """60/20/20 (stratified for classes), standardized with the training part's statistics."""
     from sklearn.model_selection import train_test_split
 
+    labels = y
     if classification:
-        _, y = np.unique(y, return_inverse=True)  # labels as 0 .. k-1
-    stratify = y if classification else None
-    X_rest, X_test, y_rest, y_test = train_test_split(
-        X, y, test_size=0.2, random_state=seed, stratify=stratify
-    )
-    X_train, X_val, y_train, y_val = train_test_split(
-        X_rest, y_rest, test_size=0.25, random_state=seed,
-        stratify=y_rest if classification else None,
-    )  # fmt: skip
+        labels, y = np.unique(y, return_inverse=True)  # labels as 0 .. k-1
+    try:
+        X_rest, X_test, y_rest, y_test = train_test_split(
+            X, y, test_size=0.2, random_state=seed, stratify=y if classification else None
+        )
+        X_train, X_val, y_train, y_val = train_test_split(
+            X_rest, y_rest, test_size=0.25, random_state=seed,
+            stratify=y_rest if classification else None,
+        )  # fmt: skip
+    except ValueError as error:
+        if not classification:
+            raise UserInputError(
+                f"Invalid --data: cannot split {len(y)} samples: {error}"
+            ) from None
+        counts = np.bincount(y)
+        fewest = ", ".join(f"{labels[k]:g} ({counts[k]})" for k in np.argsort(counts)[:3])
+        raise UserInputError(
+            f"Invalid --data: {len(y)} samples in {len(labels)} classes cannot be split into "
+            "training, validation and test parts (60/20/20) that each hold every class; the "
+            f"classes with the fewest samples: {fewest}. If the targets are not classes, pass "
+            "--task regression"
+        ) from None
     mean, std = X_train.mean(0), X_train.std(0)
     std[std == 0] = 1.0
 

@@ -510,7 +510,7 @@ def read_csv(
     """A CSV file with a header row; ``target`` names the target column (default: the last)."""
     if not path.is_file():
         raise ConfigError(f"{path}: no such data file")
-    with open(path, newline="") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         # (each row with its line; blank lines, such as a trailing one, hold no sample)
         rows = [(reader.line_num, row) for row in reader if row]
