@@ -26,19 +26,22 @@ from optimlab.fused import native, plancheck
 
 HANG = 300.0  # seconds: only a hang takes this long
 
-# A stand-in for a compiler: answers --version; otherwise logs "start <pid>", starts a child
-# (as gcc starts cc1) that logs its pid, waits for both, then writes the output file and logs
-# "end <pid>". $FAKE_CC_SLEEP: how long the child runs.
+# A stand-in for a compiler: answers --version; otherwise logs "start <pid>", writes a file of
+# its own in $TMPDIR (as gcc's cc*.s), starts a child (as gcc starts cc1) that logs its pid,
+# waits for both, then writes the output file, removes its own and logs "end <pid>".
+# $FAKE_CC_SLEEP: how long the child runs.
 FAKE_COMPILER = textwrap.dedent(
     """\
     #!/bin/sh
     if [ "$1" = "--version" ]; then echo "fake 1.0"; exit 0; fi
     for a in "$@"; do if [ "$prev" = "-o" ]; then out="$a"; fi; prev="$a"; done
     echo "start $$" >> "$FAKE_CC_LOG"
+    echo "assembly" > "${TMPDIR:-/tmp}/cc$$.s"
     sleep "${FAKE_CC_SLEEP:-0.3}" &
     echo "child $!" >> "$FAKE_CC_LOG"
     wait
     echo "built" > "$out"
+    rm -f "${TMPDIR:-/tmp}/cc$$.s"
     echo "end $$" >> "$FAKE_CC_LOG"
     """
 )
@@ -62,7 +65,10 @@ def fresh_plancheck(monkeypatch):
 
 def compile_in_subprocess(compiler, cache, log, name="optimlab_test.so", sleep="0.3"):
     code = (
-        "import sys; from pathlib import Path; from optimlab.fused import native\n"
+        "import signal, sys; from pathlib import Path; from optimlab.fused import native\n"
+        # Ctrl-C raises, as in a terminal (a suite started in the background by a
+        # non-interactive shell inherits SIGINT ignored, and Python then keeps it so)
+        "signal.signal(signal.SIGINT, signal.default_int_handler)\n"
         f"native.compile_library({str(compiler)!r}, [], 'int x;', Path({str(cache)!r}) / "
         f"{name!r})\n"
     )
@@ -107,6 +113,21 @@ def test_a_killed_build_leaves_no_compiler_and_no_file(tmp_path, fake_compiler):
         env={**os.environ, "OPTIMLAB_KERNEL_CACHE": str(cache)},
         check=True,
     )
+    assert sorted(p.name for p in cache.iterdir()) == [".build.lock"]
+
+
+def test_a_build_stopped_by_ctrl_c_leaves_no_compiler_and_no_file(tmp_path, fake_compiler):
+    """Ctrl-C mid-build: the compiler is killed (it cannot remove its own temporary file, as
+    gcc's cc*.s, which it was given in the build's own folder) and the build removes all."""
+    cache, log = tmp_path / "cache", tmp_path / "log"
+    cache.mkdir(mode=0o700)
+    process = compile_in_subprocess(fake_compiler, cache, log, sleep="600")
+    wait_for(lambda: any(line.startswith("child") for line in log_lines(log)), "the compiler")
+    assert list(cache.glob(".build-*/cc*.s"))  # the compiler's own file, in the build's folder
+    process.send_signal(signal.SIGINT)
+    process.wait(timeout=HANG)
+    pids = [int(line.split()[1]) for line in log_lines(log)]
+    wait_for(lambda: not any(map(alive, pids)), "the compiler and its child to die")
     assert sorted(p.name for p in cache.iterdir()) == [".build.lock"]
 
 

@@ -738,7 +738,10 @@ _OLD_LOCKS = ".plancheck_*.lock"
 def _remove_leftovers(directory: Path) -> None:
     for leftover in [*directory.glob(f"{BUILD_PREFIX}*"), *directory.glob(_OLD_LOCKS)]:
         try:
-            leftover.unlink()
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            else:
+                leftover.unlink()
         except OSError:
             pass
 
@@ -806,14 +809,17 @@ sys.exit(subprocess.call(sys.argv[2:]))
 """
 
 
-def _run_guarded(command: list[str], timeout: float) -> tuple[int, str]:
-    """Run ``command`` under the guard; its return code and standard error."""
+def _run_guarded(command: list[str], timeout: float, scratch: Path) -> tuple[int, str]:
+    """Run ``command`` under the guard, its temporary files in ``scratch`` (``TMPDIR``: the
+    compiler's own, such as gcc's ``cc*.s``, which a killed compiler cannot remove); its
+    return code and standard error."""
     guard = subprocess.Popen(
         [sys.executable, "-I", "-S", "-c", _GUARD, str(os.getpid()), *command],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
         text=True,
+        env={**os.environ, "TMPDIR": str(scratch), "TMP": str(scratch), "TEMP": str(scratch)},
     )
     try:
         _, stderr = guard.communicate(timeout=timeout)
@@ -850,13 +856,14 @@ def compile_library(
                 f"compiling {what} for this machine into {directory} (once; "
                 "`optimlab build` does it ahead of time)"
             )
-        handle, c_file = tempfile.mkstemp(suffix=suffix, prefix=BUILD_PREFIX, dir=directory)
-        with os.fdopen(handle, "w") as f:
-            f.write(source)
-        partial = f"{c_file[: -len(suffix)]}.so"
+        # every file of the build in one folder, removed at the end (or, if this process was
+        # killed, by the next build: _remove_leftovers)
+        work = Path(tempfile.mkdtemp(prefix=BUILD_PREFIX, dir=directory))
+        c_file, partial = work / f"kernels{suffix}", work / "kernels.so"
         try:
+            c_file.write_text(source)
             code, stderr = _run_guarded(
-                [compiler, *flags, c_file, "-o", partial, *libraries], timeout=600
+                [compiler, *flags, str(c_file), "-o", str(partial), *libraries], 600, work
             )
             if code != 0:
                 raise NativeUnavailable(
@@ -867,9 +874,7 @@ def compile_library(
         except (OSError, subprocess.SubprocessError) as error:
             raise NativeUnavailable(f"compiling {what} with {compiler} failed: {error}") from error
         finally:
-            for leftover in (c_file, partial):
-                if os.path.exists(leftover):
-                    os.unlink(leftover)
+            shutil.rmtree(work, ignore_errors=True)
 
 
 #: set by ``optimlab build``, which prints its own progress
