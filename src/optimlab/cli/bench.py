@@ -86,18 +86,20 @@ def _names(ctx: click.Context, param: click.Parameter, value: str | None) -> lis
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The report (default ./BENCHMARKS.md; cuda ./benchmarks/cuda/BENCHMARKS.md).",
+    help="The report (default ./BENCHMARKS.md; --quick ./benchmarks/quick/BENCHMARKS.md; cuda "
+    "./benchmarks/cuda/ and ./benchmarks/cuda/quick/).",
 )
 @click.option(
     "--plot",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="The plot (default ./benchmarks/optimizer_steps.png).",
+    help="The plot (default: optimizer_steps.png in ./benchmarks/, or the folder of the "
+    "report's default: --quick, cuda).",
 )
 @click.option(
     "--json",
     "json_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    help="Every measured row (default ./benchmarks/results.json).",
+    help="Every measured row (default: results.json beside the plot's default).",
 )
 @debug_option
 @click.pass_context
