@@ -29,7 +29,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib import animation  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from .rundir import whole_file  # noqa: E402
+from ..files import whole_file  # noqa: E402
 
 __all__ = ["Bars", "ContourPanel", "Line", "Panel", "animate", "draw"]
 

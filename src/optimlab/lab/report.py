@@ -23,7 +23,7 @@ import html
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .rundir import write_text
+from ..files import write_text
 
 __all__ = ["Document", "Figure", "Section", "Table", "write_html", "write_markdown"]
 

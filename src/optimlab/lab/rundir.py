@@ -39,7 +39,6 @@ Otherwise :meth:`RunFolder.create` raises :class:`FolderInUse`.
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import datetime as _dt
 import io
@@ -53,48 +52,14 @@ import shutil
 import socket
 import sys
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-__all__ = ["FolderInUse", "LabError", "RunFolder", "versions", "whole_file", "write_text"]
+from ..files import write_text
 
-
-@contextlib.contextmanager
-def whole_file(path: str | os.PathLike[str]) -> Iterator[Path]:
-    """Write ``path`` whole or not at all: the block writes the path this yields (a hidden file
-    beside ``path``, with its suffix, so that writers that go by the suffix still do), which
-    becomes ``path`` when the block ends and is removed if it fails. So a full disk leaves no
-    truncated report or figure, and the OSError it raises names ``path`` (the operating
-    system's names no file when a write, not an open, fails).
-
-        >>> import tempfile, pathlib
-        >>> target = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"
-        >>> with whole_file(target) as partial:
-        ...     _ = partial.write_text("all of it")
-        >>> target.read_text(), sorted(p.name for p in target.parent.iterdir())
-        ('all of it', ['notes.txt'])
-    """
-    path = Path(path)
-    partial = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
-    try:
-        yield partial
-        os.replace(partial, path)
-    except BaseException as error:
-        partial.unlink(missing_ok=True)
-        if isinstance(error, OSError) and error.filename in (None, str(partial), partial):
-            raise OSError(error.errno, error.strerror or str(error), str(path)) from error
-        raise
-
-
-def write_text(path: str | os.PathLike[str], text: str) -> Path:
-    """Write ``text`` (UTF-8, lines as given) to ``path``, whole or not at all (see
-    :func:`whole_file`)."""
-    with whole_file(path) as partial:
-        with open(partial, "w", encoding="utf-8", newline="") as handle:
-            handle.write(text)
-    return Path(path)
+__all__ = ["FolderInUse", "LabError", "RunFolder", "versions"]
 
 
 _LIBRARIES = ("optimlab", "torch", "numpy", "scikit-learn", "matplotlib", "click", "rich")

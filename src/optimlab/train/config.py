@@ -737,7 +737,7 @@ def run(
     if len(data.X_test):
         metrics.update({f"test_{k}": v for k, v in evaluate(model, (data.X_test, data.y_test),
                                                              loss_fn).items()})  # fmt: skip
-    from ..lab.rundir import write_text
+    from ..files import write_text
 
     write_text(out / "metrics.json", json.dumps(metrics, indent=2) + "\n")
     return result, metrics

@@ -14,7 +14,7 @@ matplotlib.use("Agg")  # files only: no display is needed, or wanted, on a serve
 
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ..rundir import whole_file  # noqa: E402
+from ...files import whole_file  # noqa: E402
 
 REMEDY_COLORS = {
     "plain": "#4d4d4d",

@@ -35,11 +35,11 @@ from typing import Any
 import torch
 
 from ... import checks, schedules
+from ...files import write_text
 from ...optim import SGD, Adam, Momentum
 from ...remedies.annealing import simulated_annealing
 from ...remedies.base import derive_seed
 from ...remedies.restarts import map_in_processes, random_restarts
-from ..rundir import write_text
 from .descent import descend
 from .problems import PROBLEMS, Problem
 
