@@ -139,60 +139,6 @@ def test_zero_redundancy_optimizer_with_optimlab_adam(tmp_path):
     assert_same(params(tmp_path / "one", "adam"), params(tmp_path / "zero", "adam"))
 
 
-def test_fsdp2_with_optimlab_adam(tmp_path):
-    run("--out", tmp_path / "one", "--optimizers", "adam", processes=1)
-    run("--out", tmp_path / "fsdp", "--optimizers", "adam", "--fsdp")
-    assert_same(params(tmp_path / "one", "adam"), params(tmp_path / "fsdp", "adam"))
-
-
-def test_checkpoint_saved_by_two_ranks_loads_on_one_and_on_two(tmp_path):
-    # ZeRO on 2 ranks trains 6 steps and checkpoints; the run then continues to 12 steps on 1
-    # process (plain Adam) and, separately, on 2 processes (ZeRO again).
-    run("--out", tmp_path / "whole", "--optimizers", "adam", "--steps", 12, processes=1)
-    run(
-        "--out",
-        tmp_path / "half",
-        "--optimizers",
-        "adam",
-        "--zero",
-        "--steps",
-        6,
-        "--checkpoint-dir",
-        tmp_path / "ck1",
-    )
-    import shutil
-
-    shutil.copytree(tmp_path / "ck1", tmp_path / "ck2")
-    run(
-        "--out",
-        tmp_path / "on_one",
-        "--optimizers",
-        "adam",
-        "--steps",
-        12,
-        "--checkpoint-dir",
-        tmp_path / "ck1",
-        "--resume",
-        processes=1,
-    )
-    run(
-        "--out",
-        tmp_path / "on_two",
-        "--optimizers",
-        "adam",
-        "--zero",
-        "--steps",
-        12,
-        "--checkpoint-dir",
-        tmp_path / "ck2",
-        "--resume",
-    )
-    whole = params(tmp_path / "whole", "adam")
-    assert_same(whole, params(tmp_path / "on_one", "adam"))
-    assert_same(whole, params(tmp_path / "on_two", "adam"))
-    assert not torch.equal(whole["0.weight"], params(tmp_path / "half", "adam")["0.weight"])
-
-
 def test_a_rank_killed_with_sigkill_restarts_from_the_newest_checkpoint(tmp_path, whole_adam):
     output = run(
         "--out",
@@ -231,3 +177,77 @@ def test_a_sigterm_to_one_rank_stops_every_rank_at_one_step_and_the_resumed_run_
     assert (tmp_path / "ck" / "adam" / "ckpt-00000005.pt").exists()
     run(*arguments)  # resumed from step 5
     assert_same(whole_adam, params(tmp_path / "preempted", "adam"), exact=True)
+
+
+def test_every_optimizer_under_fsdp2_equals_one_process(tmp_path):
+    # Every configuration in the registry (SGD with momentum, Nesterov, ...; the rules that
+    # reduce whole tensors: LAMB, LARS, Adafactor, Prodigy, Muon), 4 steps on a model sharded
+    # over 2 ranks, each taking half of every batch, against the same optimizer on an unsharded
+    # copy taking the whole batch, in one launch.
+    run("--out", tmp_path, "--every-optimizer-sharded")
+    results = torch.load(tmp_path / "sharded.pt", weights_only=True)
+    from optimlab.optim.registry import REGISTRY
+
+    assert set(REGISTRY) == {variant.split("-")[0] for variant in results}
+    initial = _initial_state()
+    failed = {variant: r["error"] for variant, r in results.items() if "error" in r}
+    assert not failed, failed
+    for variant, result in results.items():
+        sharded, single = result["sharded"], result["single"]
+        assert any(not torch.equal(sharded[k], initial[k]) for k in initial), variant
+        if variant.startswith("muon"):
+            # Newton-Schulz runs in bfloat16, and its products of sharded matrices add their
+            # halves in another order: each entry (at most ~1.2) of the orthogonalized update
+            # may round differently (2**-8 relative), and the step is lr = 0.02 times at most
+            # sqrt(rows / cols) = sqrt(2) times it: 4 steps * 0.02 * 1.7 * 2**-8 ~ 5e-4.
+            torch.testing.assert_close(sharded, single, rtol=0, atol=5e-4, msg=variant)
+        else:
+            # the sharded gradients are averages of 2 half-batch means, the norms (LAMB, LARS,
+            # Adafactor) and sums (Prodigy) of sharded tensors the sums of 2 partial ones: a
+            # few ulp per step apart from one process's, and within 4 steps ~50 ulp at most of
+            # entries of order 1 (the worst seen is 7e-16).
+            assert_same(sharded, single)
+
+
+def test_checkpoints_resume_on_any_number_of_processes_and_any_sharding(tmp_path):
+    # Checkpoints hold full, gathered state: one written after 6 steps on 1 process, under DDP,
+    # under ZeRO or under FSDP2 on 2 ranks continues to 12 steps under another of them, and
+    # ends where 12 uninterrupted steps end. Adam, and Adafactor, whose state is shaped unlike
+    # its parameters. Few launches: each holds several runs, each run with its own sharding.
+    resumed = {  # the sharding of a resumed run: those of the checkpoints it continues
+        "fsdp": ("one", "ddp", "zero", "fsdp"),
+        "zero": ("one", "fsdp", "zero"),
+        "ddp": ("fsdp",),
+        "one": ("zero", "fsdp"),
+    }
+    optimizers = ("adam", "adafactor")
+    checkpoints = tmp_path / "ck"
+
+    def train(steps, runs, processes=2):
+        """Each optimizer trained to `steps` in each run (label, sharding): the output."""
+        specs = [f"{name}@{name}-{label}:{how}" for name in optimizers for label, how in runs]
+        arguments = ["--optimizers", ",".join(specs), "--steps", steps, "--resume"]
+        arguments += ["--out", tmp_path / "out", "--checkpoint-dir", checkpoints]
+        return run(*arguments, processes=processes)
+
+    train(6, [("one", "ddp")], processes=1)
+    train(6, [(sharding, sharding) for sharding in ("ddp", "zero", "fsdp")])
+    import shutil
+
+    for name in optimizers:
+        for sharding, sources in resumed.items():
+            for source in sources:
+                copy = checkpoints / f"{name}-{source}-on-{sharding}"
+                shutil.copytree(checkpoints / f"{name}-{source}", copy)
+    # ("whole", without a checkpoint, starts at the beginning: the reference)
+    on_two = [("whole", "ddp")]
+    on_two += [(f"{s}-on-{how}", how) for how in ("fsdp", "zero", "ddp") for s in resumed[how]]
+    output = train(12, on_two)
+    output += train(12, [(f"{s}-on-one", "ddp") for s in resumed["one"]], processes=1)
+    for name in optimizers:
+        whole = params(tmp_path / "out", f"{name}-whole")
+        for sharding, sources in resumed.items():
+            for source in sources:
+                label = f"{name}-{source}-on-{sharding}"
+                assert f"{label} resumed from ckpt-00000006.pt" in output, output[-3000:]
+                assert_same(whole, params(tmp_path / "out", label))

@@ -235,14 +235,73 @@ def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
 def load_optimizer_state(
     optimizer: torch.optim.Optimizer, model: torch.nn.Module, state: dict[str, Any]
 ) -> None:
-    if "fqn" in state:  # written from FSDP2: keyed by parameter names
+    """Load what :func:`optimizer_state` returned, however the run that wrote it was sharded
+    (one process, DDP, ZeRO or FSDP2), in the form this optimizer and model take: keyed by
+    parameter names for FSDP2 (every rank then keeps its shard), by the parameters' positions
+    in the optimizer otherwise. The parameters must come in the same order as when saved."""
+    if is_fully_sharded(model) and not _is_zero(optimizer):
         from torch.distributed.checkpoint.state_dict import (
             StateDictOptions,
             set_optimizer_state_dict,
         )
 
+        by_name = state["fqn"] if "fqn" in state else _keyed_by_name(state, optimizer, model)
         set_optimizer_state_dict(
-            model, optimizer, state["fqn"], options=StateDictOptions(full_state_dict=True)
+            model, optimizer, by_name, options=StateDictOptions(full_state_dict=True)
         )
     else:
-        optimizer.load_state_dict(state)
+        optimizer.load_state_dict(_keyed_by_position(state["fqn"]) if "fqn" in state else state)
+
+
+def _keyed_by_position(state: dict[str, Any]) -> dict[str, Any]:
+    """A full optimizer state keyed by parameter names (FSDP2's) as ``Optimizer.state_dict``
+    keys it: by the parameters' positions, in the order of the saved groups' lists of names."""
+    position: dict[str, int] = {}
+    for group in state["param_groups"]:
+        for name in group["params"]:
+            position.setdefault(name, len(position))
+    return {
+        "state": {position[name]: values for name, values in state["state"].items()},
+        "param_groups": [
+            {**group, "params": [position[name] for name in group["params"]]}
+            for group in state["param_groups"]
+        ],
+    }
+
+
+def _keyed_by_name(
+    state: dict[str, Any], optimizer: torch.optim.Optimizer, model: torch.nn.Module
+) -> dict[str, Any]:
+    """``Optimizer.state_dict``'s form (parameters by position) keyed by the names of this
+    ``model``'s parameters, as FSDP2's full state dicts are: position ``i`` of a saved group is
+    the ``i``-th parameter of the optimizer's group, as ``load_state_dict`` pairs them."""
+    names = {id(p): _canonical_name(name) for name, p in unwrap(model).named_parameters()}
+    saved_groups, groups = state["param_groups"], optimizer.param_groups
+    sizes = [len(g["params"]) for g in saved_groups], [len(g["params"]) for g in groups]
+    if sizes[0] != sizes[1]:
+        raise ValueError(
+            f"Invalid optimizer state: its parameter groups hold {sizes[0]} parameters, this "
+            f"optimizer's {sizes[1]}"
+        )
+    name_of: dict[Any, str] = {}
+    for saved, group in zip(saved_groups, groups):
+        for position, p in zip(saved["params"], group["params"]):
+            if id(p) not in names:
+                raise ValueError(
+                    f"Invalid optimizer state for this model: a parameter of shape "
+                    f"{tuple(p.shape)} in the optimizer is not one of the model's"
+                )
+            name_of[position] = names[id(p)]
+    return {
+        "state": {name_of[position]: values for position, values in state["state"].items()},
+        "param_groups": [
+            {**saved, "params": [name_of[position] for position in saved["params"]]}
+            for saved in saved_groups
+        ],
+    }
+
+
+def _canonical_name(name: str) -> str:
+    """A parameter's name as ``torch.distributed.checkpoint`` keys its state: without the
+    prefixes of ``torch.compile`` and activation checkpointing's wrappers."""
+    return name.replace("_orig_mod.", "").replace("_checkpoint_wrapped_module.", "")

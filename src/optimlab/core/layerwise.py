@@ -23,20 +23,13 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from .ops import LoopOps
+from .ops import LoopOps, floats, whole
 from .rules import bias_correction, descent_direction, rms_denominator
 
 #: Keller Jordan's quintic Newton-Schulz coefficients (a, b, c), as torch.optim.Muon's default
 MUON_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
 #: how Muon scales its learning rate by the matrix's shape (see :func:`muon_adjusted_lr`)
 MUON_LR_ADJUSTMENTS = (None, "original", "match_rms_adamw")
-
-
-def _floats(tensors: list[Tensor]) -> list[float]:
-    """0-d tensors as Python floats, with one device synchronization for the whole list."""
-    if not tensors:
-        return []
-    return torch.stack(tensors).tolist()
 
 
 def trust_ratios(numerators: Sequence[float], denominators: Sequence[float]) -> list[float]:
@@ -98,24 +91,25 @@ def adafactor(
     rho = min(lr, 1 / step**0.5)
     alphas = [
         max(eps2, norm / p.numel() ** 0.5) * rho
-        for norm, p in zip(_floats(ops.norm(params)), params)
+        for norm, p in zip(floats(ops.norm(params)), params)
     ]
     if weight_decay != 0:
         ops.mul_(params, 1 - lr * weight_decay)
     if row_vars:
         # mean(g**2) over a row (column) as a squared norm: no temporary of g's size
-        row_means = [torch.norm(g, dim=-1, keepdim=True) for g in grads]
+        # (whole: a reduction over a dimension sharded across ranks (FSDP2), completed)
+        row_means = [whole(torch.norm(g, dim=-1, keepdim=True)) for g in grads]
         ops.mul_(row_means, row_means)
         ops.div_(row_means, [g.size(-1) for g in grads])
         ops.lerp_(row_vars, row_means, one_minus_beta2)
-        col_means = [torch.norm(g, dim=-2, keepdim=True) for g in grads]
+        col_means = [whole(torch.norm(g, dim=-2, keepdim=True)) for g in grads]
         ops.mul_(col_means, col_means)
         ops.div_(col_means, [g.size(-2) for g in grads])
         ops.lerp_(col_vars, col_means, one_minus_beta2)
         estimates = [r @ c for r, c in zip(row_vars, col_vars)]
         # divided by the mean of the row factor, [..., 1, 1]: broadcast, per tensor
         for v, r in zip(estimates, row_vars):
-            v.div_(r.mean(dim=-2, keepdim=True).clamp_(min=eps1))
+            v.div_(whole(r.mean(dim=-2, keepdim=True)).clamp_(min=eps1))
     else:
         ops.lerp_(variances, ops.mul(grads, grads), one_minus_beta2)
         estimates = [v.clone() for v in variances]  # the update must not write the state
@@ -123,7 +117,7 @@ def adafactor(
     ops.rsqrt_(estimates)
     ops.mul_(estimates, grads)
     updates = estimates
-    norms = _floats(ops.norm(updates))
+    norms = floats(ops.norm(updates))
     for p, u, alpha, norm in zip(params, updates, alphas, norms):
         clip = max(1.0, norm / (u.numel() ** 0.5 * d))
         ops.add_([p], [u], alpha=-alpha / clip)
@@ -271,11 +265,11 @@ def lamb(
     ops.div_(updates, denom)
     if weight_decay != 0:
         ops.add_(updates, params, alpha=weight_decay)
-    weight_norms = _floats(ops.norm(params))
+    weight_norms = floats(ops.norm(params))
     if weight_norm_clamp is not None:
         low, high = weight_norm_clamp
         weight_norms = [min(max(n, low), high) for n in weight_norms]
-    ratios = trust_ratios(weight_norms, _floats(ops.norm(updates)))
+    ratios = trust_ratios(weight_norms, floats(ops.norm(updates)))
     ops.mul_(updates, [-lr * ratio for ratio in ratios])
     ops.add_(params, updates)
 
@@ -319,8 +313,8 @@ def lars(
     if adapted:
         sub_params = [params[i] for i in adapted]
         sub_grads = [grads[i] for i in adapted]
-        weight_norms = _floats(ops.norm(sub_params))
-        grad_norms = _floats(ops.norm(sub_grads))
+        weight_norms = floats(ops.norm(sub_params))
+        grad_norms = floats(ops.norm(sub_grads))
         denominators = [g + weight_decay * w for w, g in zip(weight_norms, grad_norms)]
         ratios = [
             trust_coefficient * w / d if w > 0 and d > 0 else 1.0

@@ -16,10 +16,16 @@ element, is the expressions these PyTorch calls evaluate.
 
 Scalars may be one Python number for the whole list or a list with one number per tensor (for
 example per-parameter bias corrections when parameters have taken different numbers of steps).
+
+Parameters sharded by FSDP2 (``DTensor``) take the same operations: DTensor runs each on every
+rank's shard, per tensor where it has no multi-tensor strategy (``copy_``). A reduction over a
+sharded tensor holds each rank's part until :func:`floats` or :func:`whole` completes it, so
+per-tensor norms (LAMB, LARS, Adafactor) and sums (Prodigy) are those of whole parameters.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,6 +39,47 @@ Operands = float | Sequence[float] | Sequence[Tensor]
 
 def _per_tensor(scalars: Operands, n: int) -> Sequence[Any]:
     return scalars if isinstance(scalars, Sequence) else [scalars] * n
+
+
+def is_sharded(tensor: Tensor) -> bool:
+    """Whether ``tensor`` is a ``DTensor`` (as FSDP2 makes parameters, their gradients and
+    their state), without importing ``torch.distributed.tensor``: whoever made one did."""
+    module = sys.modules.get("torch.distributed.tensor")
+    return module is not None and isinstance(tensor, module.DTensor)
+
+
+def whole(tensor: Tensor) -> Tensor:
+    """``tensor``; or, for a ``DTensor`` holding each rank's part of a reduction over a sharded
+    dimension (a norm or mean of FSDP2's rows, say), the reduction completed across the ranks
+    and replicated on each."""
+    if not is_sharded(tensor) or not any(p.is_partial() for p in tensor.placements):
+        return tensor
+    from torch.distributed.tensor import Replicate
+
+    placements = [Replicate() if p.is_partial() else p for p in tensor.placements]
+    return tensor.redistribute(placements=placements)
+
+
+def floats(tensors: Sequence[Tensor]) -> list[float]:
+    """0-d tensors as Python floats, with one device synchronization for the whole list.
+
+    A reduction of a sharded tensor (a ``DTensor``: FSDP2's parameters) holds each rank's
+    part of the result (a partial sum, or norm); it is completed across the ranks first, one
+    collective for all those sharded alike, so every rank reads the value of the whole tensor,
+    the one a single process computes (up to the order of the additions).
+    """
+    if not tensors:
+        return []
+    values = list(tensors)
+    alike: dict[tuple[Any, ...], list[int]] = {}
+    for i, t in enumerate(tensors):
+        if is_sharded(t):
+            alike.setdefault((t.device_mesh, t.placements), []).append(i)
+    for indices in alike.values():
+        completed = torch.stack([tensors[i] for i in indices]).full_tensor()
+        for i, value in zip(indices, completed):
+            values[i] = value
+    return torch.stack(values).tolist()
 
 
 class LoopOps:
@@ -236,7 +283,10 @@ class ForeachOps(LoopOps):
         torch._foreach_maximum_(xs, ys)
 
     def copy_(self, xs, ys):
-        torch._foreach_copy_(xs, ys)
+        if xs and is_sharded(xs[0]):  # no sharding strategy for DTensor (torch 2.13): per tensor
+            super().copy_(xs, ys)
+        else:
+            torch._foreach_copy_(xs, ys)
 
     def max_abs(self, xs):
         return list(torch._foreach_norm(xs, float("inf")))

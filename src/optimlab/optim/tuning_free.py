@@ -23,7 +23,7 @@ import torch
 from torch import Tensor
 
 from ..core import tuning_free as rules
-from ..core.ops import FOREACH, LOOP, LoopOps
+from ..core.ops import FOREACH, LOOP, LoopOps, floats
 from .base import Optimizer, _as_real, _require_dense
 from .binding import BETAS, call_rule
 from .checks import (
@@ -744,7 +744,7 @@ class Prodigy(Optimizer):
             dots, norms = call_rule(
                 rules.prodigy_statistics, ops, real, grads, buffers, arguments, {}
             )
-            values = torch.stack(dots + norms).tolist()  # one synchronization per bucket
+            values = floats(dots + norms)  # one synchronization per bucket
             for value in values[: len(bucket)]:
                 numerator_delta += (d / d0) * dlr * value
             for value in values[len(bucket) :]:
