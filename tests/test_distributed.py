@@ -251,3 +251,41 @@ def test_checkpoints_resume_on_any_number_of_processes_and_any_sharding(tmp_path
                 label = f"{name}-{source}-on-{sharding}"
                 assert f"{label} resumed from ckpt-00000006.pt" in output, output[-3000:]
                 assert_same(whole, params(tmp_path / "out", label))
+
+
+ZERO_REFUSALS = """
+import sys, torch, torch.distributed as dist
+from torch.distributed.optim import ZeroRedundancyOptimizer
+import optimlab
+from optimlab.data import MiniBatches
+from optimlab.train import fit
+
+dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}", rank=0, world_size=1)
+X, y = torch.randn(16, 3), torch.randint(0, 2, (16,))
+for name in ("Prodigy", "ScheduleFreeAdamW", "ASGD", "Adam"):
+    model = torch.nn.Linear(3, 2)
+    zero = ZeroRedundancyOptimizer(model.parameters(), optimizer_class=getattr(optimlab, name))
+    try:
+        fit(model, zero, MiniBatches(X, y, batch_size=8), steps=1, progress=False)
+        print(name, "ran")
+    except ValueError as error:
+        print(name, "refused:", error)
+dist.destroy_process_group()
+"""
+
+
+def test_zero_refuses_what_a_share_of_the_parameters_cannot_compute(tmp_path):
+    """ZeroRedundancyOptimizer steps a share of the parameters per rank: Prodigy would
+    estimate its step size from the share, and the optimizers that evaluate at an average
+    would switch only the share; fit refuses them, naming them and what to use instead."""
+    script = tmp_path / "zero.py"
+    script.write_text(ZERO_REFUSALS)
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "store")],
+                          capture_output=True, text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    said = dict(line.split(" ", 1) for line in done.stdout.splitlines())
+    assert said["Adam"] == "ran"
+    assert "all of a group's parameters" in said["Prodigy"]
+    for name in ("ScheduleFreeAdamW", "ASGD"):
+        assert said[name].startswith(f"refused: Invalid optimizer: {name} inside a Zero")
+        assert "evaluates and saves at its average" in said[name] and "FSDP2" in said[name]

@@ -224,6 +224,29 @@ def local_optimizer(optimizer: torch.optim.Optimizer) -> torch.optim.Optimizer:
     return optimizer.optim if _is_zero(optimizer) else optimizer
 
 
+def check_zero(optimizer: torch.optim.Optimizer) -> None:
+    """Refuse what a ``ZeroRedundancyOptimizer`` cannot run as one process would: it gives
+    each rank a share of the parameters to step, so a rule that reads all of a group's
+    parameters (Prodigy's step size) would estimate one per rank, and an optimizer that
+    evaluates at its average (``eval()``: schedule-free, ASGD) switches only the rank's share;
+    FSDP2 (``fully_shard``) or DDP run them."""
+    if not _is_zero(optimizer):
+        return
+    local = optimizer.optim
+    name = type(local).__name__
+    if getattr(local, "_reads_every_parameter", False):
+        why = "its step size is estimated from all of a group's parameters"
+    elif getattr(local, "_eval_mode_holds", None) is not None:
+        why = "it evaluates and saves at its average (eval()), which ZeRO does not switch to"
+    else:
+        return
+    raise ValueError(
+        f"Invalid optimizer: {name} inside a ZeroRedundancyOptimizer, which gives each rank a "
+        f"share of the parameters: {why}; shard the parameters with FSDP2 (fully_shard) or "
+        "use DDP (no ZeroRedundancyOptimizer)"
+    )
+
+
 def _is_zero(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer`` is a ``ZeroRedundancyOptimizer``, without importing
     ``torch.distributed.optim`` (about 1 s, and after ``init_process_group`` it would pin the

@@ -209,6 +209,9 @@ class Optimizer(torch.optim.Optimizer):
     #: whether that host state is the group's (advanced every step, gradients or not: the
     #: schedule-free average's count), rather than its parameters' state arguments
     _host_state_in_group = False
+    #: whether a step reads statistics of all of a group's parameters together (Prodigy's
+    #: step size), which a ZeroRedundancyOptimizer, stepping a share per rank, cannot give
+    _reads_every_parameter = False
     #: what the parameters hold in eval mode (``train_mode`` False), for the error of a step
     #: taken then; None for optimizers without an eval mode
     _eval_mode_holds: str | None = None

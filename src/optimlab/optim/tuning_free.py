@@ -602,6 +602,7 @@ class Prodigy(Optimizer):
     )
     #: entries each parameter group carries besides its hyperparameters (saved with it)
     _group_state = {"k": 0, "d_numerator": 0.0, "d_hat": 0.0, "d_denom": 0.0}
+    _reads_every_parameter = True  # d: sums over every parameter of the group
 
     _checks = {
         **Optimizer._checks,

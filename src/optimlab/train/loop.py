@@ -890,6 +890,7 @@ def fit(
         clip_norm=clip_norm, clip_value=clip_value, resume=resume, checkpoint_dir=checkpoint_dir,
         device=device, schedule=schedule, eval_data=eval_data,
     )  # fmt: skip
+    distributed.check_zero(optimizer)
 
     # -- set up: under torchrun, DDP (unless already wrapped or sharded) and this rank's share
     # of every global batch; on one process both are the model and the plan themselves
