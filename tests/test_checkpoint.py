@@ -7,6 +7,7 @@ import queue
 import random
 import shutil
 import signal
+import stat
 import struct
 import subprocess
 import sys
@@ -437,6 +438,38 @@ def test_one_flipped_byte_in_tensor_data_is_refused(tmp_path):
     ) as info:
         load_checkpoint(path)
     assert info.value.path == path and "cannot be trusted" in info.value.reason
+
+
+@pytest.mark.parametrize("added", [10, 4096, 100_000])
+@pytest.mark.parametrize("flipped", [False, True])
+def test_bytes_added_after_the_digest_record_are_refused(tmp_path, added, flipped):
+    """A copy that pads the file (block padding) or an append moves the digest record away
+    from the end, where it is looked for; such a file loaded unverified, a flipped data byte
+    included. Refused, saying how many bytes follow the record."""
+    path = _save_small(tmp_path / "c.pt", 0)
+    if flipped:
+        _flip(path, _tensor_offset(path, 500.0) + 1)
+    with open(path, "ab") as f:
+        f.write(b"\0" * added)
+    with pytest.raises(CheckpointError, match=r"its digest record is damaged|bytes follow its"):
+        load_checkpoint(path)
+    if added >= 100:
+        with pytest.raises(CheckpointError, match=rf"{added} bytes follow its digest record"):
+            load_checkpoint(path)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions and symbolic links")
+def test_saving_again_keeps_the_files_mode_and_a_symbolic_link(tmp_path):
+    """The new file replaces the old by a rename: it had the umask's mode (a checkpoint made
+    private became readable by all) and replaced a symbolic link by a file."""
+    path = save_checkpoint(tmp_path / "c.pt", {"step": 1})
+    path.chmod(0o600)
+    save_checkpoint(path, {"step": 2})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600 and load_checkpoint(path)["step"] == 2
+    (tmp_path / "link.pt").symlink_to(path)
+    assert save_checkpoint(tmp_path / "link.pt", {"step": 3}) == path
+    assert (tmp_path / "link.pt").is_symlink() and load_checkpoint(path)["step"] == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", "link.pt"]
 
 
 @pytest.mark.parametrize("mask", [0x01, 0xFF])

@@ -76,6 +76,7 @@ import os
 import random
 import re
 import secrets
+import stat
 import struct
 import warnings
 from collections.abc import Callable
@@ -361,7 +362,8 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
     the process is interrupted) before the rename, ``path`` keeps its previous content and the
     temporary file is removed, so a crash during a write never corrupts the newest good
     checkpoint. The SHA-256 digest of the bytes written is stored in the file (see the module's
-    *Integrity*) and checked by :func:`load_checkpoint`.
+    *Integrity*) and checked by :func:`load_checkpoint`. A file written again keeps its
+    permissions; a symbolic link stays, and the file it names is written.
 
     Raises:
         TypeError, ValueError: the payload holds something ``weights_only`` loading refuses.
@@ -376,6 +378,8 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
     """
     validate_payload(payload)
     final = Path(path)
+    if final.is_symlink():  # the link stays; the file it names is written
+        final = Path(os.path.realpath(final))
     folder = final.parent
     if not folder.is_dir():
         raise FileNotFoundError(f"cannot save checkpoint {final}: folder {folder} does not exist")
@@ -383,6 +387,14 @@ def save_checkpoint(path: str | os.PathLike[str], payload: dict) -> Path:
         fd, tmp = _open_temporary(final)
     except OSError as e:
         raise _write_error(final, e, what="cannot create a file in the folder") from e
+    try:  # a file written again keeps its permissions (one made private stays private)
+        os.chmod(tmp, stat.S_IMODE(final.stat().st_mode))
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise _write_error(final, e, what="cannot give the new file the old one's mode") from e
     writer = None
     try:
         with os.fdopen(fd, "wb") as f:
@@ -447,6 +459,10 @@ def _diagnose(head: bytes, size: int, exc: BaseException) -> str:
     return f"not a checkpoint, or corrupted ({detail})"
 
 
+#: how far from the end a digest record is looked for when bytes were added after it
+_PADDING_SEARCHED = 1 << 20
+
+
 def _check_digest(f: Any, size: int, path: Path) -> bool:
     """Check the digest record of the open checkpoint ``f``; False if it has none (a file
     written before digests existed). Raises CheckpointError if the record or the bytes it
@@ -462,6 +478,18 @@ def _check_digest(f: Any, size: int, path: Path) -> bool:
     if not has_record and not end_points_at_it:
         if b"optimlab-checkpoint" in tail:
             raise CheckpointError(path, "its digest record is damaged (the file was changed)")
+        # bytes added after the record (a copy's padding, an append) hide it from the end:
+        # look for it in the file's last MiB, where any such padding leaves it
+        start = max(0, size - _PADDING_SEARCHED)
+        f.seek(start)
+        found = f.read(size - start).rfind(_DIGEST_MAGIC)
+        if found >= 0:
+            extra = size - (start + found + _DIGEST_SIZE)
+            raise CheckpointError(
+                path,
+                f"{extra} bytes follow its digest record: the file was changed after it was "
+                "written (appended to, or padded by a copy), so its data cannot be trusted",
+            )
         return False
     if not (has_record and end_points_at_it):
         raise CheckpointError(
