@@ -331,6 +331,9 @@ BAD_PATHS = [
     ({"optimizers": [{"name": "sgd"}], "start": [1e9, 0.0]}, ("start x", "1000000000.0")),
     ({"optimizers": [{"name": "sgd"}], "colour": "red"}, ("no field", "'colour'")),
     ({"optimizers": [{"name": "sgd", "lr": 0.1}]}, ("optimizers[0]", "no field", "'lr'")),
+    # a list or an object where a name belongs (was a TypeError: 500, a traceback)
+    ({"optimizers": [{"name": ["sgd"]}]}, ("unknown optimizer", "['sgd']")),
+    ({"optimizers": [{"name": "sgd"}], "function": {"a": 1}}, ("unknown function", "{'a': 1}")),
 ]
 
 
@@ -362,6 +365,12 @@ def test_malformed_and_oversized_bodies_are_refused(client):
         "not JSON",
     )
     refused(post(client, "paths", [1, 2]), "JSON object")
+    # JSON that Python's reader refuses beyond its syntax (were 500s with a traceback)
+    for body, words in ((b"[" * 100_000, "nested too deeply"), (b"1" * 5000, "not JSON")):
+        response = client.post(
+            "/api/paths", content=body, headers={"content-type": "application/json"}
+        )
+        refused(response, words)
     big = json.dumps({"csv": "x\n" + "1\n" * (api.LIMITS["body_bytes"] // 2 + 10)})
     refused(
         client.post("/api/ewa", content=big, headers={"content-type": "application/json"}),
@@ -405,6 +414,8 @@ BAD_EWA = [
     ({"csv": "a,b\nx,y\n"}, ("no column holds numbers",)),
     ({"csv": 42}, ("csv", "text")),
     ({"csv": "t\n" + "1\n" * (api.LIMITS["series"] + 5)}, ("more than", "rows")),
+    # lone carriage returns (old Macs) are line breaks too: the cap was 15 times looser
+    ({"csv": "t\r" + "1\r" * (api.LIMITS["series"] + 5)}, ("more than", "rows")),
     ({"betas": [1.0]}, ("betas[0]", "0.9999")),
     ({"betas": []}, ("betas", "1 to 6")),
     ({"days": 10**9}, ("days",)),

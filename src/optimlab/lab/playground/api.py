@@ -104,20 +104,21 @@ def _list(body: dict, key: str, default: Any, low: int, high: int) -> list:
     return value
 
 
+def _choice(value: Any, what: str, valid: Any) -> str:
+    """``value`` if it is one of the names ``valid``; BadRequest naming it and them if not (a
+    list or object where a name belongs included)."""
+    if not isinstance(value, str) or value not in valid:
+        raise BadRequest(f"unknown {what} {value!r}; valid names: {', '.join(valid)}")
+    return value
+
+
 def _function(body: dict) -> TestFunction:
-    name = body.get("function", "quadratic_bowl")
-    if name not in FUNCTIONS:
-        raise BadRequest(f"unknown function {name!r}; valid names: {', '.join(FUNCTIONS)}")
-    return FUNCTIONS[name]
+    return FUNCTIONS[_choice(body.get("function", "quadratic_bowl"), "function", FUNCTIONS)]
 
 
 def _optimizer(item: Any, where: str) -> tuple[str, dict[str, Any]]:
     item = _object(item, where, ("name", "settings"))
-    name = item.get("name")
-    if name not in PLAYGROUND_OPTIMIZERS:
-        raise BadRequest(
-            f"unknown optimizer {name!r}; valid names: {', '.join(PLAYGROUND_OPTIMIZERS)}"
-        )
+    name = _choice(item.get("name"), "optimizer", PLAYGROUND_OPTIMIZERS)
     settings = item.get("settings", {})
     if not isinstance(settings, dict):
         raise BadRequest(f"{where}.settings must be a JSON object, got {settings!r}")
@@ -317,14 +318,18 @@ def ewa(body: Any) -> dict[str, Any]:
         column = body.get("column")
         if column is not None and not isinstance(column, str):
             raise BadRequest(f"column must be a column's name, got {column!r}")
-        if text.count("\n") > LIMITS["series"] + 1:
-            raise BadRequest(
-                f"csv: more than {LIMITS['series']} rows; the playground takes up to that"
-            )
+        too_long = BadRequest(
+            f"csv: more than {LIMITS['series']} rows; the playground takes up to that"
+        )
+        # (every line break the CSV reader takes: \n, \r\n and a lone \r, as old Macs wrote)
+        if len(text.splitlines()) > LIMITS["series"] + 1:
+            raise too_long
         try:
             name, series = parse_column(text, "csv", column)
         except LabError as error:
             raise BadRequest(str(error)) from None
+        if len(series) > LIMITS["series"]:
+            raise too_long
     else:
         days = _integer(body, "days", 180, 2, LIMITS["series"])
         seed = _integer(body, "seed", 0, 0, 2**31 - 1)
@@ -405,9 +410,7 @@ def batch_sizes(body: Any) -> dict[str, Any]:
     body = _object(
         body, "the request", ("dataset", "batch_sizes", "epochs", "optimizer", "hidden", "seed")
     )
-    dataset = body.get("dataset", "breast_cancer")
-    if dataset not in BATCH_DATASETS:
-        raise BadRequest(f"unknown dataset {dataset!r}; valid names: {', '.join(BATCH_DATASETS)}")
+    dataset = _choice(body.get("dataset", "breast_cancer"), "dataset", BATCH_DATASETS)
     sizes = _list(body, "batch_sizes", [1, 16, None], 1, LIMITS["batch_sizes"])
     for i, size in enumerate(sizes):
         if size is not None and (isinstance(size, bool) or not isinstance(size, int) or size < 1):

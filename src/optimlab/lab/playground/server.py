@@ -91,8 +91,10 @@ def create_app() -> Any:
             chunks.append(chunk)
         try:
             return json.loads(b"".join(chunks) or b"{}")
-        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        except (UnicodeDecodeError, ValueError) as error:  # (a number of 5,000 digits too)
             raise BadRequest(f"the request body is not JSON ({error})") from None
+        except RecursionError:
+            raise BadRequest("the request body is JSON nested too deeply") from None
 
     def endpoint(compute: Callable[[Any], Any]) -> Callable:
         async def answer(request: Request) -> Response:
