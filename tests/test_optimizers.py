@@ -72,6 +72,30 @@ def test_per_tensor_path_equals_multi_tensor_path(case, digits):
 
 
 @pytest.mark.parametrize("case", CASES, ids=str)
+def test_a_tensor_lr_steps_alike_on_every_path_and_saves(case, digits):
+    """lr=torch.tensor(0.01), torch's form (schedules write it in place): every path takes it
+    (the schedule-free optimizers and Prodigy crashed on the multi-tensor path, which the
+    fused ones fall back to), alike to the bit, and the state saves for weights_only loading."""
+    X, y = digits
+    models = [make_mlp() for _ in range(3)]
+    paths = [{"foreach": False}, {"foreach": True}, {}]
+    try:
+        case.make(make_mlp().parameters(), lr=torch.tensor(0.01), foreach=True)
+    except ValueError as error:  # torch's own refusal, which the twins keep
+        assert "lr as a Tensor is not supported for capturable=False and foreach=True" in str(error)
+        paths[1] = {"foreach": False}
+    opts = [case.make(m.parameters(), lr=torch.tensor(0.01), **kw) for m, kw in zip(models, paths)]
+    for m, o in zip(models, opts):
+        train(m, o, X, y, 6, 0.01, lr_changes=False)
+    for a, b in zip(*(m.parameters() for m in models[:2])):
+        assert torch.equal(a, b)
+    buffer = io.BytesIO()
+    torch.save(opts[2].state_dict(), buffer)
+    buffer.seek(0)
+    torch.load(buffer, weights_only=True)
+
+
+@pytest.mark.parametrize("case", CASES, ids=str)
 def test_state_dict_round_trip_continues_bitwise(case, digits, tmp_path):
     X, y = digits
     whole, first = make_mlp(), make_mlp()

@@ -39,11 +39,20 @@ from .checks import (
     optional,
     pair_in_unit_interval,
     real_number,
+    tensor_number,
     unit_interval,
 )
 from .state import advance_step, new_step
 
 # --- hyperparameter checks of this family ----------------------------------------------------
+
+
+def _number(lr: Any) -> float:
+    """A learning rate as a Python float: a tensor lr (torch's form, written in place by
+    schedules) as the number it holds. These optimizers have no torch twin whose float32
+    roundings to follow, and their running sums (the average's weights, Prodigy's d) keep
+    float64's precision."""
+    return float(tensor_number("lr", lr))
 
 
 def positive(name: str, value: Any) -> None:
@@ -192,7 +201,7 @@ class _ScheduleFree(Optimizer):
 
     def _schedule(self, group: dict[str, Any]) -> rules.ScheduleFreeStep:
         return rules.schedule_free_schedule(
-            lr=group["lr"],
+            lr=_number(group["lr"]),
             k=group["k"],
             warmup_steps=group["warmup_steps"],
             r=group["r"],
@@ -220,8 +229,8 @@ class _ScheduleFree(Optimizer):
         # only now that the step is taken.
         scalars = self._schedule(group)
         group["k"] += 1
-        group["lr_max"] = scalars.lr_max
-        group["weight_sum"] = scalars.weight_sum
+        group["lr_max"] = float(scalars.lr_max)  # (plain numbers: saved with the group)
+        group["weight_sum"] = float(scalars.weight_sum)
 
     def _host_state(self, group, state):
         return tuple(group[name] for name in self._running)
@@ -684,7 +693,7 @@ class Prodigy(Optimizer):
             "beta1": beta1,
             "beta2": beta2,
             "beta3": group["beta3"] if group["beta3"] is not None else math.sqrt(beta2),
-            "dlr": group["d"] * group["lr"] * correction,
+            "dlr": group["d"] * _number(group["lr"]) * correction,
             "weight_decay": 0.0 if group["decouple"] else decay,
             "decoupled_weight_decay": decay if group["decouple"] else 0.0,
         }
@@ -700,7 +709,7 @@ class Prodigy(Optimizer):
                 state.update(self._init_state(p, group))
             step = advance_step(state)
             active.append(p)
-        if not active or group["lr"] == 0:
+        if not active or _number(group["lr"]) == 0:
             return  # the authors' code skips lr-0 groups; nothing would change
         state = self.state[active[0]]
         arguments = self._arguments(group, state, step)
