@@ -579,6 +579,26 @@ def test_raise_names_the_parameter_at_the_next_step_and_nothing_was_applied():
     assert int(opt.state[params[0]]["step"]) == 2
 
 
+@pytest.mark.parametrize("name", ["Rprop", "ASGD", "Adam"])
+@pytest.mark.parametrize("lag", [0, 2])
+def test_a_step_that_raises_for_an_earlier_nan_makes_no_state(name, lag):
+    """A NaN step launched and skipped on the device, then a step with a parameter new to it
+    (a group added): that step raises and leaves no trace; it made the new parameter's state,
+    with its own lr (Rprop's step size, ASGD's eta), when the host read the flags late."""
+    w, v = torch.ones(8, requires_grad=True), torch.ones(8, requires_grad=True)
+    opt = getattr(optimlab, name)([w], lr=0.01, fused="triton")
+    opt._fused.device_steps.lag = lag  # (the host reads each step's flags lag steps late)
+    w.grad = torch.ones(8)
+    opt.step()
+    w.grad = torch.full((8,), float("nan"))
+    opt.step()
+    opt.add_param_group({"params": [v], "lr": 0.5})
+    w.grad, v.grad = torch.ones(8), torch.ones(8)
+    with pytest.raises(optimlab.NonFiniteGradientError, match="parameter 0 of group 0"):
+        opt.step()
+    assert v not in opt.state or not opt.state[v]
+
+
 def test_check_finite_raises_for_the_last_step():
     params = _params(torch.float64)
     opt = optimlab.SGD(params, lr=0.1, momentum=0.9, fused="triton")

@@ -813,6 +813,11 @@ class DeviceSteps:
                             "gradients before capturing, as torch's CUDA graph guide warms up",
                         )
                     )
+                # A new plan waits for the launched steps (their plans differ: see _prepare);
+                # it waits now, before it makes any state, so that a flag that "raise" raises
+                # for leaves this step without a trace, as the general path's check does.
+                if self.launched:
+                    self.resolve(wait=True)
                 names = optimizer._buffer_names(group)
                 if capturable:  # a rule that cannot step so says it before anything changes
                     one = torch.ones((), dtype=torch.float64, device=device)
