@@ -707,6 +707,7 @@ def test_one_algorithm_in_two_forms_wins_as_one(tmp_path):
     assert min(gaps["sgd"]) > 100 * max(gaps["momentum"] + gaps["heavy_ball"]), gaps
     (verdict,) = json.loads((out / "metrics.json").read_text())["verdicts"]
     assert verdict["one_algorithm"] and verdict["winner"] is None
+    assert sorted(verdict["winners"]) == ["heavy_ball", "momentum"]  # (the win, for readers)
     assert sorted(verdict["tied"]) == ["heavy_ball", "momentum"]
     assert "won as one algorithm" in verdict["sentence"]
     assert "the others are clearly behind the best on each seed" in verdict["sentence"]

@@ -172,6 +172,26 @@ def test_descend_and_restarts_same_seed_same_result():
     assert [r.seed for r in first.runs] == restart_seeds(5, 3)
 
 
+@pytest.mark.parametrize("batch_size", [None, 8], ids=["full_batch", "mini_batch"])
+def test_a_run_that_reaches_the_target_ends_at_the_point_that_reached_it(batch_size):
+    """The run stops when f(x) <= target: the result is that point, after steps_to_target
+    steps (on the full batch the success of x_t is seen in the step to x_(t+1), and the run
+    returned x_(t+1), whose loss could be far above the target: 3.63 for a hit of 0.0089)."""
+    problem = problems.RASTRIGIN
+    found = [
+        descend(problem, optimlab.SGD, seed, lr=0.002, steps=400, batch_size=batch_size,
+                noise=dict(eta=1e4, gamma=0.55))
+        for seed in range(20)
+    ]  # fmt: skip
+    hits = [r for r in found if r.succeeded]
+    assert len(hits) >= 2  # (the case under test occurs: seeds 7 and 13)
+    for r in hits:
+        assert r.steps == r.steps_to_target and len(r.losses) == r.steps + 1
+        with torch.no_grad():
+            at_end = float(problem.objective(r.x))
+        assert at_end == r.loss == r.losses[-1] <= problem.target
+
+
 def test_simulated_annealing_same_seed_same_result():
     def run(seed):
         return simulated_annealing(

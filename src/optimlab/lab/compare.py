@@ -917,6 +917,9 @@ def _write_metrics(result: CompareResult, folder: RunFolder) -> None:
             "problem": v.problem,
             "ranking": v.ranking,
             "winner": v.winner,
+            # who won: the winner, or every form of the algorithm that won as one (as the
+            # report counts wins); empty where nothing won
+            "winners": v.winners,
             "one_algorithm": v.one_algorithm,
             "tied": v.tied,
             "unstable": v.unstable,

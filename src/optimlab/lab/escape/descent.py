@@ -185,14 +185,15 @@ class _Walk:
 
         ``x`` holds ``x_t`` at the top of the loop. On the full batch the step's closure computes
         the exact ``f(x_t)`` anyway, so it is not evaluated twice: ``x_t``'s success is seen
-        after the step to ``x_(t+1)``, the run ends there, and ``steps_to_target`` is ``t`` all
-        the same.
+        after the step to ``x_(t+1)``, which is then taken back: the run ends at ``x_t``, the
+        point that reached the target, after ``t`` steps.
         """
         while True:
             if self.path is not None:
                 self.path.append(self.x.detach().tolist())
             last = self.t == steps or (stop_at_target and self.hit is not None)
             if self.exact and not last:
+                before = self.x.detach().clone() if stop_at_target else None
                 try:
                     value = _as_float(self.opt.step(self.closure))
                 except NonFiniteGradientError:
@@ -205,6 +206,14 @@ class _Walk:
             at = self.t - 1 if self.exact and not last and not self.diverged else self.t
             self.see(value, at)
             if last or self.diverged:
+                return value
+            if stop_at_target and self.hit is not None:  # x_t reached the target: end at x_t
+                if self.exact:  # (the step to x_(t+1) was taken to compute f(x_t): back)
+                    with torch.no_grad():
+                        self.x.copy_(before)
+                    self.t -= 1
+                    if self.accepted is not None:
+                        self.accepted.pop()
                 return value
             if not self.exact:
                 self.batch = next(self.batches)

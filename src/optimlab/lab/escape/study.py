@@ -500,7 +500,8 @@ def _write_csv(path: Path, fields: list[str], rows: Sequence[Any]) -> None:
 
 
 def _steps_text(value: float | None) -> str:
-    return "-" if value is None else f"{value:.0f}"
+    # (a median of an even count can be a half step: shown, not rounded to even)
+    return "-" if value is None else f"{value:g}"
 
 
 def _seconds_text(value: float | None) -> str:
