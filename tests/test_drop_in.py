@@ -391,3 +391,38 @@ def test_half_precision_plain_steps_are_one_of_torchs_paths(name, dtype):
             optimizer.step()
         results.append(p.detach())
     torch.testing.assert_close(results[1], results[0], atol=0, rtol=0)
+
+
+def _cycled(cls, model, case):
+    """An optimizer of ``cls`` and a torch scheduler that cycles its momentum or a beta."""
+    plain = {"fused": False} if cls.__module__.startswith("optimlab") else {"foreach": False}
+    if case == "nesterov":  # CyclicLR takes momentum to 0 at the peak of the rate
+        optimizer = cls(model.parameters(), lr=0.1, momentum=0.9, nesterov=True, **plain)
+        return optimizer, torch.optim.lr_scheduler.CyclicLR(
+            optimizer, 0.01, 0.1, step_size_up=2, base_momentum=0.0, max_momentum=0.9
+        )
+    betas = (torch.tensor(0.9), torch.tensor(0.999))  # OneCycleLR makes beta1 a float
+    optimizer = cls(model.parameters(), lr=0.01, betas=betas, **plain)
+    return optimizer, torch.optim.lr_scheduler.OneCycleLR(optimizer, 0.01, total_steps=12)
+
+
+@pytest.mark.parametrize("name, case", [("SGD", "nesterov"), ("Adam", "tensor_betas")])
+def test_a_state_a_scheduler_wrote_loads_and_continues_as_torchs(name, case):
+    """Values a scheduler writes that the constructor refuses (momentum 0 under nesterov, one
+    float beta beside a tensor one), as torch's constructor does: torch's load takes them, and
+    so does optimlab's (it refused them), and the run goes on as torch's uninterrupted one."""
+    whole = _model()
+    optimizer, scheduler = _cycled(getattr(torch.optim, name), whole, case)
+    expected = _train(whole, optimizer, scheduler.step, steps=8)
+    first = _model()
+    optimizer, scheduler = _cycled(getattr(optimlab, name), first, case)
+    _train(first, optimizer, scheduler.step, steps=2)
+    saved = (optimizer.state_dict(), scheduler.state_dict(), first.state_dict())
+    resumed = _model(seed=5)
+    resumed.load_state_dict(saved[2])
+    optimizer, scheduler = _cycled(getattr(optimlab, name), resumed, case)
+    optimizer.load_state_dict(saved[0])
+    scheduler.load_state_dict(saved[1])
+    torch.testing.assert_close(
+        _train(resumed, optimizer, scheduler.step, steps=6), expected, atol=0, rtol=0
+    )

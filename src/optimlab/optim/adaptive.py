@@ -67,8 +67,8 @@ class RMSprop(Optimizer):
     }
     _rule = staticmethod(rules.rmsprop)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         # Centered, the first step's variance is alpha * (1 - alpha) * g**2: below float32's
         # epsilon, alpha loses it in the rounding of g**2, and the root of a negative is NaN.
         smallest = torch.finfo(torch.float32).eps
@@ -193,13 +193,13 @@ class Adam(Optimizer):
     _derived = {**BETAS, "bias_correction_on": item("bias_correction")}
     _tensor_hyperparameters = ("lr", "betas")
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         # torch's rules for tensor hyperparameters, kept so that code written for it behaves
         # the same: betas are both tensors or neither, and torch's multi-tensor path takes
         # tensors only when capturable.
         betas = group["betas"]
-        if sum(isinstance(beta, Tensor) for beta in betas) == 1:
+        if not loading and sum(isinstance(beta, Tensor) for beta in betas) == 1:
             raise ValueError(
                 f"Invalid betas: {betas!r}; betas must be either both floats or both Tensors"
             )

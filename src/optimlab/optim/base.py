@@ -273,9 +273,12 @@ class Optimizer(torch.optim.Optimizer):
                 numbers[name] = tensor_number(name, value)
         return numbers
 
-    def _check_group(self, group: dict[str, Any]) -> None:
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
         """Check every hyperparameter of ``group`` (those this class has); subclasses add
-        checks across arguments."""
+        checks across arguments. ``loading``: the group of a state being loaded, whose values
+        a scheduler may have written (OneCycleLR cycles one beta of tensor betas, CyclicLR
+        takes momentum to 0 under nesterov): the checks torch makes only at construction are
+        not made again, as torch's load makes none."""
         numbers = self._numbers(group)
         for name, check in self._checks.items():
             if name in numbers:
@@ -985,6 +988,11 @@ class Optimizer(torch.optim.Optimizer):
 
     # -- saving and loading ----------------------------------------------------------------
 
+    #: entries a parameter's state may hold beyond what its group's configuration keeps, loaded
+    #: as they are (SGD's momentum buffer while a scheduler holds momentum at 0: torch keeps
+    #: it, and uses it again when momentum returns)
+    _kept_entries: tuple[str, ...] = ()
+
     def _loaded_entries(
         self, entry: dict[str, Any], template: dict[str, Any], where: str, group: dict[str, Any]
     ) -> dict[str, Any]:
@@ -1000,7 +1008,7 @@ class Optimizer(torch.optim.Optimizer):
             value = self._older_entry(name, entry, group) if entry else None
             if value is not None:
                 entry[name] = value
-        if set(entry) != set(template):
+        if set(template) - set(entry) or set(entry) - set(template) - set(self._kept_entries):
             raise ValueError(
                 f"{where} has entries {sorted(entry)} but this optimizer's "
                 f"configuration needs {sorted(template)}"
@@ -1045,7 +1053,7 @@ class Optimizer(torch.optim.Optimizer):
                     f"optimizer's group {i} has {len(mine['params'])}"
                 )
             dispatch = {key: mine.get(key, self.defaults[key]) for key in self._dispatch_keys}
-            self._check_group({**self.defaults, **saved, **dispatch})
+            self._check_group({**self.defaults, **saved, **dispatch}, loading=True)
             config = {**self.defaults, **saved}
             for j, (key, p) in enumerate(zip(saved["params"], mine["params"])):
                 if key not in saved_state:

@@ -474,8 +474,8 @@ class ASGD(Optimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         if "train_mode" in group:  # a loaded state's mode
             boolean("train_mode", group["train_mode"])
 

@@ -399,8 +399,8 @@ class Muon(_StateByKind):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         # Each Newton-Schulz step maps every singular value s to a s + b s**3 + c s**5: they
         # must not grow past 2**25, whose fifth power is float32's (and bfloat16's) 2**128.
         a, b, c = (float(v) for v in group["ns_coefficients"])
@@ -591,8 +591,8 @@ class LARS(Optimizer):
     }
     _rule = staticmethod(rules.lars)
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         # A step moves each tensor by up to lr * trust_coefficient times its norm.
         step = float(group["lr"]) * float(group["trust_coefficient"])
         if step > LARGEST_RELATIVE_STEP:

@@ -94,9 +94,13 @@ class SGD(Optimizer):
     ) -> None:
         super().__init__(params, hyperparameters(locals()), nonfinite_grads=nonfinite_grads)
 
-    def _check_group(self, group):
-        super()._check_group(group)
-        if group["nesterov"] and (group["momentum"] <= 0 or group["dampening"] != 0):
+    def _check_group(self, group, loading=False):
+        super()._check_group(group, loading)
+        if (
+            not loading
+            and group["nesterov"]
+            and (group["momentum"] <= 0 or group["dampening"] != 0)
+        ):
             raise ValueError(
                 f"Invalid nesterov=True with momentum={group['momentum']!r} and "
                 f"dampening={group['dampening']!r}; Nesterov momentum needs momentum > 0 "
@@ -105,6 +109,8 @@ class SGD(Optimizer):
 
     def _buffer_names(self, group):
         return ("momentum_buffer",) if group["momentum"] != 0 else ()
+
+    _kept_entries = ("momentum_buffer",)
 
     def _refuse_sparse(self, grad):
         sparse_grad_allowed(self, grad)
@@ -258,8 +264,8 @@ class Momentum(Optimizer):
             _momentum_from_beta(group)
         super().load_state_dict({**state_dict, "param_groups": groups})
 
-    def _check_group(self, group):
-        super()._check_group(group)
+    def _check_group(self, group, loading=False):
+        super()._check_group(group, loading)
         if group["bias_correction"] and group["form"] != "ema":
             raise ValueError(
                 f"Invalid bias_correction=True with form={group['form']!r}; only the 'ema' "

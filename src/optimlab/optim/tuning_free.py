@@ -169,8 +169,8 @@ class _ScheduleFree(Optimizer):
         """``beta`` of ``y = (1 - beta) * z + beta * x``."""
         raise NotImplementedError
 
-    def _check_group(self, group: dict[str, Any]) -> None:
-        super()._check_group(group)
+    def _check_group(self, group: dict[str, Any], loading: bool = False) -> None:
+        super()._check_group(group, loading)
         # Step t's weight is t**r * lr**weight_lr_power (lr the largest so far): over 2**53
         # steps the weights' sum stays below 2**bits, which must be within float64's range.
         lr, r, power = float(group["lr"]), float(group["r"]), float(group["weight_lr_power"])
