@@ -46,19 +46,24 @@ def test_bad_params(cls):
         cls(w, lr=0.1)
     with pytest.raises(TypeError, match=r"Invalid params: a set; its order changes"):
         cls({w}, lr=0.1)
-    with pytest.raises(ValueError, match=r"Invalid params: empty"):
+    # each message begins in torch's words (code that matches torch's messages matches ours)
+    with pytest.raises(ValueError, match=r"^optimizer got an empty parameter list \(Invalid"):
         cls([], lr=0.1)
-    with pytest.raises(ValueError, match=r"Invalid params: empty"):
+    with pytest.raises(ValueError, match=r"^optimizer got an empty parameter list"):
         cls(iter([]), lr=0.1)
     with pytest.raises(
-        TypeError, match=r"Invalid params\[1\] of group 0: a str; expected a Tensor"
+        TypeError,
+        match=r"^optimizer can only optimize Tensors, but one of the params is str \(Invalid "
+        r"params\[1\] of group 0: a str",
     ):
         cls([w, "weights"], lr=0.1)
     with pytest.raises(TypeError, match=r"Invalid params\[0\] of group 0: a float"):
         cls([1.5], lr=0.1)
     non_leaf = _param() * 2
     with pytest.raises(
-        ValueError, match=r"Invalid params\[0\] of group 0: a non-leaf Tensor of shape \(2,\)"
+        ValueError,
+        match=r"^can't optimize a non-leaf Tensor \(Invalid params\[0\] of group 0: a Tensor "
+        r"of shape \(2,\)",
     ):
         cls([non_leaf], lr=0.1)
     with pytest.warns(
@@ -67,10 +72,11 @@ def test_bad_params(cls):
         cls([w, w], lr=0.1)  # torch warns, and steps it twice
     with pytest.raises(
         ValueError,
-        match=r"Invalid params of group 1: params\[0\] \(shape \(2,\)\) is already in group 0",
+        match=r"^some parameters appear in more than one parameter group \(Invalid params of "
+        r"group 1: params\[0\], shape \(2,\), is already in group 0",
     ):
         cls([{"params": [w]}, {"params": [w]}], lr=0.1)
-    with pytest.raises(TypeError, match=r"Invalid params of group 0: a set"):
+    with pytest.raises(TypeError, match=r"^optimizer parameters need to be organized in ordered"):
         cls([{"params": {w}}], lr=0.1)
     with pytest.raises(TypeError, match=r"Invalid params: a dict"):
         cls({"params": [w]}, lr=0.1)

@@ -242,7 +242,7 @@ class Optimizer(torch.optim.Optimizer):
             )
         params = list(params)
         if not params:
-            raise ValueError("Invalid params: empty; the optimizer got no parameters to optimize")
+            raise ValueError("optimizer got an empty parameter list (Invalid params: empty)")
         self.nonfinite_grads = nonfinite_grads
         #: how many steps the ``"skip"`` policy has skipped (not saved in ``state_dict``).
         self.skipped_steps = 0
@@ -351,8 +351,9 @@ class Optimizer(torch.optim.Optimizer):
         params = param_group["params"]
         if isinstance(params, (set, frozenset)):
             raise TypeError(
-                f"Invalid params of group {index}: a set; its order changes between runs: "
-                "pass a list"
+                "optimizer parameters need to be organized in ordered collections, but the "
+                "ordering of tensors in sets will change between runs. Please use a list "
+                f"instead. (Invalid params of group {index}: a set)"
             )
         params = [params] if isinstance(params, Tensor) else list(params)
         tensors = [p[1] if isinstance(p, tuple) and len(p) == 2 else p for p in params]
@@ -360,14 +361,15 @@ class Optimizer(torch.optim.Optimizer):
         for j, p in enumerate(tensors):
             if not isinstance(p, Tensor):
                 raise TypeError(
-                    f"Invalid params[{j}] of group {index}: {describe(p)}; expected a Tensor"
+                    "optimizer can only optimize Tensors, but one of the params is "
+                    f"{type(p).__name__} (Invalid params[{j}] of group {index}: {describe(p)})"
                 )
             if not (p.is_leaf or p.retains_grad or differentiable):
                 raise ValueError(
-                    f"Invalid params[{j}] of group {index}: a non-leaf Tensor of shape "
-                    f"{tuple(p.shape)} (computed from other tensors); optimize the leaf "
-                    "tensors it came from (or pass differentiable=True to step through "
-                    "autograd)"
+                    f"can't optimize a non-leaf Tensor (Invalid params[{j}] of group {index}: "
+                    f"a Tensor of shape {tuple(p.shape)} computed from other tensors); "
+                    "optimize the leaf tensors it came from (or pass differentiable=True to "
+                    "step through autograd)"
                 )
         seen: dict[int, int] = {}
         for j, p in enumerate(tensors):
@@ -386,10 +388,10 @@ class Optimizer(torch.optim.Optimizer):
             for p in group["params"]:
                 if id(p) in seen:
                     raise ValueError(
-                        f"Invalid params of group {index}: params[{seen[id(p)]}] (shape "
-                        f"{tuple(p.shape)}) is already in group {k}; a parameter may belong to "
-                        "one group only (some parameters appear in more than one parameter "
-                        "group)"
+                        "some parameters appear in more than one parameter group (Invalid "
+                        f"params of group {index}: params[{seen[id(p)]}], shape "
+                        f"{tuple(p.shape)}, is already in group {k}; a parameter may belong "
+                        "to one group only)"
                     )
         candidate = {**self.defaults, **param_group}
         self._check_group(candidate)
