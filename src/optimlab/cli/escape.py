@@ -25,6 +25,15 @@ def _names(valid, option: str):
     return parse
 
 
+def _names_option(kind: str):
+    """``--problems``, ``--methods`` or ``--remedies``: names that ``optimlab list`` shows."""
+    return click.option(
+        f"--{kind}",
+        default=None,
+        help=f"Comma-separated {kind} (default: all; `optimlab list escape-{kind}`).",
+    )
+
+
 def _report(report, folder):
     """The lab's report: the success table per problem, and the study's figures."""
     from ..lab.report import Document, Figure, Section, Table
@@ -71,21 +80,9 @@ def _report(report, folder):
     is_flag=True,
     help="At most 2 seeds: a first look, whose rates are rough.",
 )
-@click.option(
-    "--problems",
-    default=None,
-    help="Comma-separated problem names (default: all; `optimlab list escape-problems`).",
-)
-@click.option(
-    "--methods",
-    default=None,
-    help="Comma-separated methods (default: all; `optimlab list escape-methods`).",
-)
-@click.option(
-    "--remedies",
-    default=None,
-    help="Comma-separated remedies (default: all; `optimlab list escape-remedies`).",
-)
+@_names_option("problems")
+@_names_option("methods")
+@_names_option("remedies")
 @out_option(help="Run folder (default: runs/escape-<date>-<time>).")
 @overwrite_option
 @jobs_option(help="Worker processes.")
